@@ -13,10 +13,15 @@ from the DVC remote (see ``data/README.md``).
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import csv
 import hashlib
 import http.client
+import io
 import json
 import logging
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,6 +39,7 @@ GITHUB_RAW = "https://raw.githubusercontent.com"
 
 DEFAULT_TIMEOUT = 60.0
 _CHUNK = 1 << 16
+_HEX = re.compile(r"#[0-9A-Fa-f]{6}")
 
 # Commits exactly as data/PROVENANCE.md pins them (abbreviated SHAs, which GitHub resolves).
 _GENEEXPR = ("youngseok-seo/GeneExpression", "628efe8e")
@@ -65,7 +71,10 @@ class Source:
     path : str or None
         Path of the file inside ``repo`` at ``commit``.
     origin : str
-        Where a file without a raw URL comes from (shown to the user).
+        Where a file without a raw file of its own comes from (shown to the user).
+    extract : str or None
+        Name of an extractor in :data:`EXTRACTORS` when the URL is not the file itself
+        but a notebook whose printed output holds it; ``None`` for a plain download.
     """
 
     relpath: str
@@ -75,6 +84,7 @@ class Source:
     commit: str | None = None
     path: str | None = None
     origin: str = field(default="", compare=False)
+    extract: str | None = None
 
     @property
     def name(self) -> str:
@@ -83,7 +93,7 @@ class Source:
 
     @property
     def downloadable(self) -> bool:
-        """True when the file has a pinned public URL."""
+        """True when the file can be fetched (directly or extracted) from a pinned public URL."""
         return self.repo is not None
 
     def url(self, base_url: str = GITHUB_RAW) -> str:
@@ -121,7 +131,9 @@ SOURCES: tuple[Source, ...] = (
         "aibs/driver_lines_palette.csv",
         "e3defc1cfd8c062767b74f2ac5295812",
         1821,
+        **_gh(_GENEEXPR, "Validating Predictions.ipynb"),
         origin="printed output of 'Validating Predictions.ipynb' in youngseok-seo/GeneExpression",
+        extract="palette_from_notebook",
     ),
     Source(
         "cadwell2016/E-MTAB-4092.sdrf.txt",
@@ -248,11 +260,117 @@ def _matches(path: Path, source: Source) -> bool:
     return file_checksum(path)[0] == source.md5
 
 
-def fetch(source: Source, dest: Path, base_url: str = GITHUB_RAW, timeout: float = DEFAULT_TIMEOUT):
+PALETTE_HEADER = ("driver_lines_label", "driver_lines_color")
+_MAX_NOTEBOOK_BYTES = 50_000_000  # a notebook with images is a few MB; refuse anything absurd
+
+
+def palette_from_notebook(notebook: bytes, where: str) -> bytes:
+    """Rebuild ``driver_lines_palette.csv`` from ``Validating Predictions.ipynb``.
+
+    The notebook builds a dict ``cre_line_palette`` (Cre line -> hex colour) and shows
+    it as the last expression of a cell; IPython prints it as a Python literal in
+    insertion order. That printed dict, written as a two-column CSV in the same
+    order, is the file we track (the caller checks md5 and size).
+
+    Parameters
+    ----------
+    notebook : bytes
+        The ``.ipynb`` file (nbformat 4 JSON).
+    where : str
+        Name of the notebook for error messages.
+
+    Raises
+    ------
+    DownloadError
+        If the notebook has no such printed dict, or it is not label -> ``#RRGGBB``.
+    """
+    try:
+        cells = json.loads(notebook)["cells"]
+    except (ValueError, KeyError, TypeError):
+        raise DownloadError(f"{where}: not a Jupyter notebook (JSON with 'cells')") from None
+    for cell in cells:
+        source = "".join(cell.get("source", []))
+        if cell.get("cell_type") != "code" or not source.rstrip().endswith("cre_line_palette"):
+            continue
+        for out in cell.get("outputs", []):
+            text = (
+                out.get("data", {}).get("text/plain")
+                if out.get("output_type") == "execute_result"
+                else None
+            )
+            if text is None:
+                continue
+            try:
+                palette = ast.literal_eval("".join(text))
+            except (ValueError, SyntaxError):
+                raise DownloadError(f"{where}: printed cre_line_palette is not a literal") from None
+            ok = (
+                isinstance(palette, dict)
+                and palette
+                and all(
+                    isinstance(k, str) and isinstance(v, str) and _HEX.fullmatch(v)
+                    for k, v in palette.items()
+                )
+            )
+            if not ok:
+                raise DownloadError(f"{where}: printed cre_line_palette is not label -> #RRGGBB")
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(PALETTE_HEADER)
+            writer.writerows(palette.items())
+            return buf.getvalue().encode()
+    raise DownloadError(f"{where}: no cell prints cre_line_palette")
+
+
+EXTRACTORS = {"palette_from_notebook": palette_from_notebook}
+"""Extractors for files that exist only as printed notebook output: (bytes, name) -> bytes."""
+
+
+@contextlib.contextmanager
+def _network_errors(source: Source, url: str, timeout: float):
+    """Turn urllib/socket failures into one-line :class:`DownloadError` naming the file."""
+    try:
+        yield
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{source.relpath}: HTTP {exc.code} {exc.reason} from {url}") from None
+    except urllib.error.URLError as exc:
+        raise DownloadError(f"{source.relpath}: cannot reach {url}: {exc.reason}") from None
+    except http.client.HTTPException as exc:
+        raise DownloadError(
+            f"{source.relpath}: broken HTTP response from {url}: {type(exc).__name__}"
+        ) from None
+    except TimeoutError:
+        raise DownloadError(
+            f"{source.relpath}: timed out after {timeout:g} s reading {url}"
+        ) from None
+    except ConnectionError as exc:
+        raise DownloadError(
+            f"{source.relpath}: connection lost reading {url}: {type(exc).__name__}"
+        ) from None
+
+
+def _stream(resp, out, limit: int) -> tuple[str, int]:
+    """Copy at most ``limit`` bytes of ``resp`` to ``out``; return (md5, bytes copied)."""
+    digest = hashlib.md5()
+    size = 0
+    while size < limit:
+        chunk = resp.read(min(_CHUNK, limit - size))
+        if not chunk:
+            break
+        digest.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def fetch(
+    source: Source, dest: Path, base_url: str = GITHUB_RAW, timeout: float = DEFAULT_TIMEOUT
+) -> str:
     """Download one file into ``dest / source.relpath`` and verify it, atomically.
 
     The bytes go to a temporary file next to the target; it is renamed into place only
-    when size and md5 match the manifest, otherwise it is deleted.
+    when size and md5 match the manifest, otherwise it is deleted. For a source with an
+    extractor, the notebook is fetched and the extracted bytes are what is verified.
 
     Returns
     -------
@@ -262,53 +380,42 @@ def fetch(source: Source, dest: Path, base_url: str = GITHUB_RAW, timeout: float
     Raises
     ------
     DownloadError
-        On an HTTP/network error, a timeout, or a size/md5 mismatch.
+        On an HTTP/network error, a timeout, a failed extraction or a size/md5 mismatch.
     """
     url = source.url(base_url)
     target = dest / source.relpath
     request = urllib.request.Request(url, headers={"User-Agent": "ephys2expr-download"})
-    digest = hashlib.md5()
-    size = 0
     try:
         with atomic_path(target) as tmp:
-            try:
+            if source.extract is None:
                 with (
+                    _network_errors(source, url, timeout),
                     urllib.request.urlopen(request, timeout=timeout) as resp,
                     open(tmp, "wb") as out,
                 ):
-                    # Read at most one byte more than expected: enough to detect an
-                    # oversized (wrong) file without downloading all of it.
-                    while size <= source.size:
-                        chunk = resp.read(min(_CHUNK, source.size + 1 - size))
-                        if not chunk:
-                            break
-                        digest.update(chunk)
-                        out.write(chunk)
-                        size += len(chunk)
-            except urllib.error.HTTPError as exc:
-                raise DownloadError(
-                    f"{source.relpath}: HTTP {exc.code} {exc.reason} from {url}"
-                ) from None
-            except urllib.error.URLError as exc:
-                raise DownloadError(f"{source.relpath}: cannot reach {url}: {exc.reason}") from None
-            except http.client.HTTPException as exc:
-                raise DownloadError(
-                    f"{source.relpath}: broken HTTP response from {url}: {type(exc).__name__}"
-                ) from None
-            except TimeoutError:
-                raise DownloadError(
-                    f"{source.relpath}: timed out after {timeout:g} s reading {url}"
-                ) from None
-            except ConnectionError as exc:
-                raise DownloadError(
-                    f"{source.relpath}: connection lost reading {url}: {type(exc).__name__}"
-                ) from None
-            got = digest.hexdigest()
+                    # One byte more than expected is enough to detect an oversized
+                    # (wrong) file without downloading all of it.
+                    got, size = _stream(resp, out, source.size + 1)
+                what = f"from {url}"
+            else:
+                buf = io.BytesIO()
+                with (
+                    _network_errors(source, url, timeout),
+                    urllib.request.urlopen(request, timeout=timeout) as resp,
+                ):
+                    _, n = _stream(resp, buf, _MAX_NOTEBOOK_BYTES + 1)
+                if n > _MAX_NOTEBOOK_BYTES:
+                    raise DownloadError(f"{source.relpath}: {url} is larger than {n - 1} bytes")
+                content = EXTRACTORS[source.extract](buf.getvalue(), f"{source.relpath}: {url}")
+                tmp.write_bytes(content)
+                got, size = hashlib.md5(content).hexdigest(), len(content)
+                what = f"extracted from {url}"
             if size != source.size or got != source.md5:
                 more = "+" if size > source.size else ""
+                hint = "" if source.extract is None else "; get it with `dvc pull data/raw.dvc`"
                 raise DownloadError(
-                    f"{source.relpath}: checksum mismatch from {url}: expected md5 {source.md5} "
-                    f"size {source.size}, got md5 {got} size {size}{more}"
+                    f"{source.relpath}: checksum mismatch {what}: expected md5 {source.md5} "
+                    f"size {source.size}, got md5 {got} size {size}{more}{hint}"
                 )
     finally:
         # atomic_path creates missing parent folders before the download starts;
@@ -401,7 +508,8 @@ def download(
             continue
         report.downloaded.append(source.relpath)
         replaced = " (replaced a file with the wrong checksum)" if stale else ""
-        log.info("%s: downloaded %d bytes, md5 ok%s from %s", tag, source.size, replaced, url)
+        how = "extracted" if source.extract else "downloaded"
+        log.info("%s: %s %d bytes, md5 ok%s from %s", tag, how, source.size, replaced, url)
 
     log.info(
         "download: %d downloaded, %d already present, %d DVC-only missing, %d failed",
@@ -428,7 +536,12 @@ def describe(base_url: str = GITHUB_RAW) -> list[str]:
     """One line per manifest entry: relpath, size, md5 and URL (or where it comes from)."""
     lines = []
     for s in SOURCES:
-        where = s.url(base_url) if s.downloadable else f"DVC remote only ({s.origin})"
+        if not s.downloadable:
+            where = f"DVC remote only ({s.origin})"
+        elif s.extract:
+            where = f"extracted from {s.url(base_url)}"
+        else:
+            where = s.url(base_url)
         lines.append(f"{s.relpath}\t{s.size}\t{s.md5}\t{where}")
     return lines
 
@@ -437,6 +550,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "GITHUB_RAW",
     "SOURCES",
+    "EXTRACTORS",
     "DownloadError",
     "Report",
     "Source",
@@ -445,5 +559,6 @@ __all__ = [
     "dvc_dir_md5",
     "fetch",
     "file_checksum",
+    "palette_from_notebook",
     "select",
 ]

@@ -23,9 +23,10 @@ HELP = (
     "Fetch each raw file from its pinned public URL, verify md5 and size, write atomically."
     "\n\nFiles already present with the right checksum are skipped; every other file goes to a"
     " temporary file and is renamed into place only if its md5 and size match data/raw.dvc."
-    "\n\nThe two printed notebook outputs (driver_lines_palette.csv, online_table3_excerpt.csv)"
-    " have no public URL and come only from the DVC remote (dvc pull data/raw.dvc): a full run"
-    " reports them and still exits 0; asking for a missing one with --only is an error."
+    "\n\ndriver_lines_palette.csv has no file of its own: it is rebuilt from the palette printed"
+    " in the pinned 'Validating Predictions.ipynb' and verified like the others."
+    " online_table3_excerpt.csv comes only from the DVC remote (dvc pull data/raw.dvc): a full"
+    " run reports it and still exits 0; asking for it with --only while it is missing is an error."
     "\n\nNeeds internet access to raw.githubusercontent.com (or a mirror given with --base-url)."
 )
 

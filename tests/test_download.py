@@ -6,8 +6,11 @@ and the command is pointed at it with ``--base-url``; nothing here touches the i
 
 from __future__ import annotations
 
+import csv
 import functools
 import http.server
+import json
+import pprint
 import shutil
 import socket
 import threading
@@ -18,13 +21,21 @@ import yaml
 from typer.testing import CliRunner
 
 from ephys2expr import paths
-from ephys2expr.download import SOURCES, Source, dvc_dir_md5, file_checksum
+from ephys2expr.download import (
+    SOURCES,
+    DownloadError,
+    Source,
+    dvc_dir_md5,
+    file_checksum,
+    palette_from_notebook,
+)
 from stages.download import app
 
 RAW = paths.ROOT / paths.RAW
 RAW_DVC = paths.ROOT / "data" / "raw.dvc"
 DOWNLOADABLE = [s for s in SOURCES if s.downloadable]
 DVC_ONLY = [s for s in SOURCES if not s.downloadable]
+PALETTE = "aibs/driver_lines_palette.csv"
 
 needs_raw = pytest.mark.skipif(
     not all((RAW / s.relpath).is_file() for s in SOURCES),
@@ -46,15 +57,61 @@ def _quiet_handler(directory: Path, requests: list[str]):
     return functools.partial(Handler, directory=str(directory))
 
 
+def notebook_printing(palette: dict[str, str]) -> bytes:
+    """A notebook laid out like 'Validating Predictions.ipynb': the palette cell's output is
+    the dict as IPython prints it (pprint layout, insertion order), among other cells."""
+    printed = pprint.pformat(palette, sort_dicts=False).splitlines(keepends=True)
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Validating predictions"]},
+        {
+            "cell_type": "code", "execution_count": 193, "metadata": {},
+            "source": ["tsne_results = tsne.fit_transform(x_ephys)"],
+            "outputs": [{"name": "stdout", "output_type": "stream", "text": ["[t-SNE] done\n"]}],
+        },
+        {
+            "cell_type": "code", "execution_count": 195, "metadata": {},
+            "source": [
+                "cre = pd.read_csv('./data/driver_lines_anno.csv')\n",
+                "cre_line_palette = {}\n",
+                "cre_line_palette.update({'Rorb-IRES2-Cre':'#2B8C88'})\n",
+                "    \n",
+                "cre_line_palette",
+            ],
+            "outputs": [{
+                "data": {"text/plain": printed}, "execution_count": 195, "metadata": {},
+                "output_type": "execute_result",
+            }],
+        },
+        {
+            "cell_type": "code", "execution_count": 196, "metadata": {},
+            "source": ["sns.scatterplot(x='x_tsne', y='y_tsne', palette=cre_line_palette)"],
+            "outputs": [{"data": {"image/png": "iVBORw0KGgo=", "text/plain": ["<Figure>"]},
+                         "metadata": {}, "output_type": "display_data"}],
+        },
+    ]  # fmt: skip
+    nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 2}
+    return json.dumps(nb, indent=1).encode()
+
+
+def real_palette() -> dict[str, str]:
+    rows = list(csv.reader((RAW / PALETTE).read_text().splitlines()))
+    assert rows[0] == ["driver_lines_label", "driver_lines_color"]
+    return dict(rows[1:])
+
+
 @pytest.fixture
 def served(tmp_path):
-    """Copies of the real raw files behind http://127.0.0.1:<port>, laid out like GitHub raw."""
+    """Copies of the real raw files behind http://127.0.0.1:<port>, laid out like GitHub raw;
+    the palette's notebook is rebuilt from the real palette."""
     root = tmp_path / "srv"
     for s in DOWNLOADABLE:
         target = root / s.repo / s.commit / s.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        # copy, never link: tests corrupt these files
-        shutil.copyfile(RAW / s.relpath, target)
+        if s.extract:
+            target.write_bytes(notebook_printing(real_palette()))
+        else:
+            # copy, never link: tests corrupt these files
+            shutil.copyfile(RAW / s.relpath, target)
     requests: list[str] = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _quiet_handler(root, requests))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -117,7 +174,12 @@ def test_urls_use_pinned_commits():
         "https://raw.githubusercontent.com/PavlidisLab/patchSeqQCManuscript/3e2cf955/"
         "data-raw/cadwell/IntPhysiologyFinal.mat"
     )
-    assert {s.name for s in DVC_ONLY} == {"driver_lines_palette.csv", "online_table3_excerpt.csv"}
+    assert [s.relpath for s in DVC_ONLY] == ["training/online_table3_excerpt.csv"]
+    palette = next(s for s in SOURCES if s.relpath == PALETTE)
+    assert palette.extract and palette.url() == (
+        "https://raw.githubusercontent.com/youngseok-seo/GeneExpression/628efe8e/"
+        "Validating%20Predictions.ipynb"
+    )
 
 
 # ---------------------------------------------------------------- download
@@ -143,7 +205,9 @@ def test_progress_one_line_per_file(served, tmp_path, caplog):
     for s in SOURCES:
         lines = [r.getMessage() for r in caplog.records if s.relpath in r.getMessage()]
         assert len(lines) == 1, (s.relpath, lines)
-        if s.downloadable:
+        if s.extract:
+            assert "extracted" in lines[0] and "md5 ok" in lines[0]
+        elif s.downloadable:
             assert "downloaded" in lines[0] and "md5 ok" in lines[0]
         else:
             assert "DVC remote" in lines[0] and "dvc pull" in lines[0]
@@ -173,16 +237,16 @@ def test_stale_file_is_replaced_and_dvc_only_file_present_is_accepted(served, tm
     stale = dest / "aibs" / "aibs_ephys.rda"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"an old, wrong copy")
-    palette = dest / "aibs" / "driver_lines_palette.csv"
-    shutil.copyfile(RAW / "aibs" / "driver_lines_palette.csv", palette)
+    table3 = "training/online_table3_excerpt.csv"
+    (dest / "training").mkdir()
+    shutil.copyfile(RAW / table3, dest / table3)
 
     result = _run(
-        "--dest", str(dest), "--base-url", base, "--only", "aibs_ephys.rda",
-        "--only", "aibs/driver_lines_palette.csv",
+        "--dest", str(dest), "--base-url", base, "--only", "aibs_ephys.rda", "--only", table3,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert stale.read_bytes() == (RAW / "aibs" / "aibs_ephys.rda").read_bytes()
-    assert _files_under(dest) == {"aibs/aibs_ephys.rda", "aibs/driver_lines_palette.csv"}
+    assert _files_under(dest) == {"aibs/aibs_ephys.rda", table3}
 
 
 @needs_raw
@@ -263,6 +327,51 @@ def test_two_failures_are_both_named(served, tmp_path):
     line = result.stderr.strip()
     assert line.startswith("error: 2 of 15 files failed")
     assert "genes/entrenz_symbol_s.csv" in line and "cadwell2016/cadwell_meta.rda" in line
+
+
+@needs_raw
+def test_palette_extraction_gives_the_tracked_bytes():
+    assert (
+        palette_from_notebook(notebook_printing(real_palette()), "nb")
+        == (RAW / PALETTE).read_bytes()
+    )
+
+
+@pytest.mark.parametrize(
+    ("notebook", "message"),
+    [
+        (b"<html>404</html>", "nb: not a Jupyter notebook"),
+        (json.dumps({"cells": []}).encode(), "nb: no cell prints cre_line_palette"),
+    ],
+)
+def test_palette_extraction_rejects_other_notebooks(notebook, message):
+    with pytest.raises(DownloadError, match=message):
+        palette_from_notebook(notebook, "nb")
+
+
+def test_palette_extraction_rejects_non_colours():
+    with pytest.raises(DownloadError, match="not label -> #RRGGBB"):
+        palette_from_notebook(notebook_printing({"Sst-IRES-Cre": "orange"}), "nb")
+
+
+@needs_raw
+def test_palette_from_a_different_notebook_version_fails_cleanly(served, tmp_path):
+    """If the pinned notebook printed another palette, the checksum stops it: nothing written."""
+    base, root, _ = served
+    palette = real_palette()
+    palette["wt"] = "#000000"
+    _served_path(root, PALETTE).write_bytes(notebook_printing(palette))
+    dest = tmp_path / "raw"
+
+    result = _run("--dest", str(dest), "--base-url", base, "--only", "driver_lines_palette.csv")
+
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert "\n" not in line
+    assert line.startswith(f"error: {PALETTE}: checksum mismatch extracted from {base}/")
+    assert "expected md5 e3defc1cfd8c062767b74f2ac5295812 size 1821" in line
+    assert "dvc pull" in line
+    assert not (dest / "aibs").exists()
 
 
 def test_dvc_only_file_requested_and_missing_is_an_error(tmp_path):
