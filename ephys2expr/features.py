@@ -9,7 +9,17 @@ from ephys2expr.errors import InputError
 
 # The 11 features of the training table (Pavlidis lab names), in the table's order.
 CORE_FEATURES: list[str] = [
-    "rin", "rmp", "apthr", "apamp", "aphw", "tau", "ahpamp", "rheo", "maxfreq", "cap", "adratio",
+    "rin",
+    "rmp",
+    "apthr",
+    "apamp",
+    "aphw",
+    "tau",
+    "ahpamp",
+    "rheo",
+    "maxfreq",
+    "cap",
+    "adratio",
 ]
 # The 4 extra features of the original project's 15 (Allen names kept).
 EXTRA_FEATURES: list[str] = ["sag", "f_i_curve_slope", "avg_isi", "latency"]

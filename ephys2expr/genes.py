@@ -12,8 +12,24 @@ from ephys2expr.errors import InputError
 
 _INVALID = re.compile(r"[^A-Za-z0-9._]")
 _R_RESERVED = {
-    "if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE",
-    "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_", "in",
+    "if",
+    "else",
+    "repeat",
+    "while",
+    "function",
+    "for",
+    "next",
+    "break",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "Inf",
+    "NaN",
+    "NA",
+    "NA_integer_",
+    "NA_real_",
+    "NA_character_",
+    "in",
 }
 
 

@@ -84,8 +84,9 @@ class ModelStore:
             raise InputError(f"{where}: coef columns do not match the feature list {self.features}")
         for name in ("scaler_mean", "scaler_scale", "feature_min", "feature_max"):
             if getattr(self, name).shape != (p,):
-                raise InputError(f"{where}: {name} has shape {getattr(self, name).shape}, "
-                                 f"expected ({p},)")
+                raise InputError(
+                    f"{where}: {name} has shape {getattr(self, name).shape}, expected ({p},)"
+                )
         if not self.coef.index.equals(self.genes.index):
             raise InputError(f"{where}: genes table and coef rows name different genes")
         for col in ("intercept", "alpha"):
@@ -145,10 +146,21 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
         raise InputError(f"{meta_path}: unreadable JSON ({exc.msg})") from None
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise InputError(f"{meta_path}: schema_version {version!r}, this code reads "
-                         f"{SCHEMA_VERSION}")
-    missing = [k for k in ("features", "scaler_mean", "scaler_scale", "feature_min",
-                           "feature_max", "penalty") if k not in meta]
+        raise InputError(
+            f"{meta_path}: schema_version {version!r}, this code reads {SCHEMA_VERSION}"
+        )
+    missing = [
+        k
+        for k in (
+            "features",
+            "scaler_mean",
+            "scaler_scale",
+            "feature_min",
+            "feature_max",
+            "penalty",
+        )
+        if k not in meta
+    ]
     if missing:
         raise InputError(f"{meta_path}: missing keys {missing}")
     try:

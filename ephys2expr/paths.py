@@ -29,3 +29,8 @@ CADWELL_EXPR = RAW / "cadwell2016" / "cadwell_expr.rda"
 CADWELL_META = RAW / "cadwell2016" / "cadwell_meta.rda"
 CADWELL_EPHYS = RAW / "cadwell2016" / "IntPhysiologyFinal.mat"
 CADWELL_SDRF = RAW / "cadwell2016" / "E-MTAB-4092.sdrf.txt"
+
+
+def in_raw_dir(raw_dir: Path | str, raw_path: Path) -> Path:
+    """``raw_path`` (one of the constants above) rebased onto another raw folder."""
+    return Path(raw_dir) / raw_path.relative_to(RAW)

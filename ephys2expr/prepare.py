@@ -10,10 +10,9 @@ import pandas as pd
 from ephys2expr import paths
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES, check_feature_names
-from ephys2expr.genes import filter_genes, read_entrez_symbols
+from ephys2expr.genes import read_entrez_symbols
 from ephys2expr.readers import (
     TrainingSet,
-    read_allen_cells,
     read_online_table3,
     read_r,
     read_training_rds,
@@ -37,13 +36,21 @@ def parse_feature_list(text: str) -> list[str]:
     return names
 
 
-def load_training_set(source: str, online_table3: Path | None = None) -> TrainingSet:
-    """Read the training table named by ``source`` (``rds`` or ``online_table3``)."""
-    entrez = read_entrez_symbols(paths.ENTREZ_SYMBOLS)
+def load_training_set(
+    source: str, online_table3: Path | None = None, raw_dir: Path = paths.RAW
+) -> TrainingSet:
+    """Read the training table named by ``source`` (``rds`` or ``online_table3``).
+
+    Gene symbols are restored / mapped with the Entrez table, the only list of true
+    symbols we have (``tasic_gene_names.rda`` went through ``make.names`` too).
+    """
+    entrez = read_entrez_symbols(paths.in_raw_dir(raw_dir, paths.ENTREZ_SYMBOLS))
     if source == "rds":
-        training = read_training_rds(paths.TRAINING_RDS, list(entrez.to_numpy()))
+        training = read_training_rds(
+            paths.in_raw_dir(raw_dir, paths.TRAINING_RDS), list(entrez.to_numpy())
+        )
         # The Tasic gene list: the universe the table's gene columns must come from.
-        tasic_genes = {str(g) for g in read_r(paths.GENE_NAMES_RDS)}
+        tasic_genes = {str(g) for g in read_r(paths.in_raw_dir(raw_dir, paths.GENE_NAMES_RDS))}
         original = training.notes.pop("original_gene_names")
         training.notes["genes_not_in_tasic_list"] = sum(g not in tasic_genes for g in original)
         return training
@@ -51,16 +58,20 @@ def load_training_set(source: str, online_table3: Path | None = None) -> Trainin
         if online_table3 is None:
             raise InputError("params.yaml prepare.online_table3: no file given")
         return read_online_table3(online_table3, entrez)
-    raise InputError(f"params.yaml prepare.training_source: unknown value {source!r} "
-                     "(expected rds or online_table3)")
+    raise InputError(
+        f"params.yaml prepare.training_source: unknown value {source!r} "
+        "(expected rds or online_table3)"
+    )
 
 
 def select_features(training: TrainingSet, features: list[str], where: str) -> pd.DataFrame:
     """The training features in params order; NaN or absent features are errors."""
     absent = [f for f in features if f not in training.features.columns]
     if absent:
-        raise InputError(f"{where}: feature(s) {absent} not in the training table "
-                         f"(it has {list(training.features.columns)})")
+        raise InputError(
+            f"{where}: feature(s) {absent} not in the training table "
+            f"(it has {list(training.features.columns)})"
+        )
     selected = training.features[features].astype(float)
     if selected.isna().any().any():
         col = selected.columns[selected.isna().any()][0]
@@ -110,4 +121,3 @@ def gene_counts(report) -> dict:
         "genes_after_min_expression": report.n_after_min_expression,
         "genes_after_top_variable": report.n_after_top_variable,
     }
-

@@ -39,7 +39,9 @@ def read_r(path: str | os.PathLike, name: str | None = None):
             converted = rdata.conversion.convert(parsed)
         except Exception as exc:  # truncated gzip, not an R file, ...
             kind = "gzip" if head == b"\x1f\x8b" else "R data"
-            raise InputError(f"{path}: unreadable {kind} file ({type(exc).__name__}: {exc})") from None
+            raise InputError(
+                f"{path}: unreadable {kind} file ({type(exc).__name__}: {exc})"
+            ) from None
     if isinstance(converted, dict):
         objects = {k: v for k, v in converted.items() if not k.startswith(".")}
         if name is None:
@@ -64,8 +66,16 @@ class TrainingSet:
 
 
 _TYPE_METADATA = {
-    "sample.name", "layer_coarse", "broad_type", "colors", "num_cells_expr",
-    "num_cells_ephys", "prop_exc", "sample_size_weights", "weights", "broad_type_colors",
+    "sample.name",
+    "layer_coarse",
+    "broad_type",
+    "colors",
+    "num_cells_expr",
+    "num_cells_ephys",
+    "prop_exc",
+    "sample_size_weights",
+    "weights",
+    "broad_type_colors",
 }
 
 
@@ -97,14 +107,12 @@ def read_training_rds(path, reference_symbols: list[str]) -> TrainingSet:
     features = pd.DataFrame(
         {f: numeric_column(table, f, where) for f in CORE_FEATURES}, index=table.index
     )
-    gene_cols = [
-        c for c in table.columns if c not in _TYPE_METADATA and c not in CORE_FEATURES
-    ]
-    expr = table[gene_cols]
-    non_numeric = [c for c in gene_cols if not pd.api.types.is_numeric_dtype(expr[c])]
+    gene_cols = [c for c in table.columns if c not in _TYPE_METADATA and c not in CORE_FEATURES]
+    dtypes = table.dtypes[gene_cols]
+    non_numeric = [c for c, t in dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
     if non_numeric:
         raise InputError(f"{where}: non-numeric gene column '{non_numeric[0]}'")
-    values = expr.to_numpy(dtype=float)
+    values = table[gene_cols].to_numpy(dtype=float)
     if np.nanmin(values) <= 0:
         raise InputError(f"{where}: non-positive expression value; expected 2^mean(log2(TPM+1))")
     restoration = restore_symbols([str(c) for c in gene_cols], reference_symbols)
@@ -166,9 +174,7 @@ def read_online_table3(path, entrez_symbols: pd.Series) -> TrainingSet:
     features.index.name = "cell_type"
     genes = table[is_gene]
     ids = genes.index.astype(np.int64)
-    symbols = [
-        entrez_symbols.get(i, f"Entrez:{i}") for i in ids
-    ]
+    symbols = [entrez_symbols.get(i, f"Entrez:{i}") for i in ids]
     targets = pd.DataFrame(
         genes.to_numpy(dtype=float), index=pd.Index(symbols, name="gene"), columns=features.index
     )
@@ -199,9 +205,7 @@ def _layer_from_region(region: str) -> str:
     return match.group(1) if match else ""
 
 
-def read_allen_cells(
-    path, absent: tuple[str, ...] = ()
-) -> tuple[pd.DataFrame, dict]:
+def read_allen_cells(path, absent: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict]:
     """Read an Allen Cell Types per-cell table (v6 or v10 layout) into metadata + features.
 
     Returns the table (index ``cell_id``; columns ``cre_line``, ``layer``,

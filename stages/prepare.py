@@ -36,6 +36,7 @@ def main(
     features: str = typer.Option(..., help="comma-separated feature names, in order"),
     min_max_log2: float = typer.Option(0.0, help="keep genes whose max type mean >= this"),
     top_variable: int = typer.Option(0, help="keep the N most variable genes (0 = all)"),
+    raw_dir: Path = typer.Option(paths.RAW, help="folder holding the raw data tree"),
     out_dir: Path = typer.Option(paths.PREPARED, help="output folder"),
     metrics: Path = typer.Option(paths.METRICS / "prepare.json", help="metrics JSON"),
 ) -> None:
@@ -45,19 +46,28 @@ def main(
     where = f"params.yaml prepare.features ({training_source} table)"
 
     log.info("reading training table (%s)", training_source)
-    training = load_training_set(training_source, online_table3)
+    training = load_training_set(training_source, online_table3, raw_dir)
     train_features = select_features(training, feature_list, where)
     targets, gene_report = filter_genes(
-        training.targets, min_max_log2=min_max_log2, top_variable=top_variable,
+        training.targets,
+        min_max_log2=min_max_log2,
+        top_variable=top_variable,
         where=f"{training_source} training table",
     )
-    log.info("training: %d types x %d features, %d of %d genes kept",
-             len(train_features), len(feature_list), len(targets), len(training.targets))
+    log.info(
+        "training: %d types x %d features, %d of %d genes kept",
+        len(train_features),
+        len(feature_list),
+        len(targets),
+        len(training.targets),
+    )
 
     log.info("reading Allen per-cell tables")
     cells, cell_reports = {}, {}
     for name, (path, absent) in CELL_INPUTS.items():
-        cells[name], cell_reports[name] = read_allen_cells(path, absent=absent)
+        cells[name], cell_reports[name] = read_allen_cells(
+            paths.in_raw_dir(raw_dir, path), absent=absent
+        )
     for name, (_path, absent) in CELL_INPUTS.items():
         if absent:
             fill = list(absent) + (["cap"] if "tau" in absent else [])

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real raw data, and small raw trees built from it."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RAW = ROOT / "data" / "raw"
+
+
+@pytest.fixture(scope="session")
+def raw_dir() -> Path:
+    """The real raw data (``dvc pull`` puts it there)."""
+    if not (RAW / "training" / "aibs_cre_expr_ephys.rda").is_file():
+        pytest.fail("data/raw is missing: run `dvc pull` first (the README's test command does)")
+    return RAW
+
+
+@pytest.fixture(scope="session")
+def real_training_table(raw_dir):
+    """The real 20-type training data frame, as R stored it (read once per session)."""
+    from ephys2expr.readers import read_r
+
+    return read_r(raw_dir / "training" / "aibs_cre_expr_ephys.rda")
+
+
+@pytest.fixture(scope="session")
+def small_training_table(real_training_table):
+    """The real table cut to its metadata, 11 features and 300 genes (incl. mangled names)."""
+    from ephys2expr.features import CORE_FEATURES
+    from ephys2expr.readers import _TYPE_METADATA
+
+    table = real_training_table
+    meta = [c for c in table.columns if c in _TYPE_METADATA]
+    genes = [c for c in table.columns if c not in _TYPE_METADATA and c not in CORE_FEATURES]
+    mangled = [
+        g for g in ("Nkx2.1", "H2.M3", "X0610009B22Rik", "Pvalb", "Sst", "Vip") if g in genes
+    ]
+    chosen = mangled + [g for g in genes[:300] if g not in mangled]
+    return table[meta + CORE_FEATURES + chosen].copy()
+
+
+def write_rds(path: Path, frame) -> None:
+    import rdata
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rdata.write_rds(path, frame)
+
+
+@pytest.fixture
+def small_raw(tmp_path, raw_dir, small_training_table) -> Path:
+    """A raw tree like data/raw, with a small training table (fast to read, easy to break)."""
+    dest = tmp_path / "raw"
+    for sub in ("aibs", "genes"):
+        shutil.copytree(raw_dir / sub, dest / sub)
+    (dest / "training").mkdir()
+    shutil.copy(raw_dir / "training" / "online_table3_excerpt.csv", dest / "training")
+    write_rds(dest / "training" / "aibs_cre_expr_ephys.rda", small_training_table)
+    return dest

@@ -1,0 +1,308 @@
+"""The prepare stage on the real data and on broken copies of it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
+from ephys2expr.genes import filter_genes, r_make_names, read_entrez_symbols, restore_symbols
+from ephys2expr.readers import read_allen_cells, read_online_table3, read_r
+from stages.prepare import app
+from tests.conftest import write_rds
+
+FEATURES = ",".join(CORE_FEATURES)
+runner = CliRunner()
+
+
+def run_prepare(tmp_path, raw, *extra):
+    out = tmp_path / "prepared"
+    metrics = tmp_path / "prepare.json"
+    args = [
+        "--features",
+        FEATURES,
+        "--raw-dir",
+        str(raw),
+        "--out-dir",
+        str(out),
+        "--metrics",
+        str(metrics),
+        *extra,
+    ]
+    result = runner.invoke(app, args)
+    return result, out, metrics
+
+
+# --- golden features --------------------------------------------------------------------
+
+GOLDEN = ["rmp", "rin", "apthr", "apamp", "ahpamp", "aphw", "rheo", "cap", "maxfreq", "adratio"]
+
+
+def test_derived_features_equal_the_labs_own(raw_dir):
+    cells, _ = read_allen_cells(raw_dir / "aibs" / "aibs_aggregated_ephys_v6.csv")
+    lab = read_r(raw_dir / "aibs" / "aibs_ephys.rda")
+    assert len(cells) == len(lab) == 1058
+    assert list(cells.index) == [str(s) for s in lab["specimen_id"]]
+    for feature in GOLDEN:
+        ours = cells[feature].to_numpy()
+        theirs = lab[feature].to_numpy(dtype=float)
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs), err_msg=feature)
+        both = ~np.isnan(theirs)
+        assert np.max(np.abs(ours[both] - theirs[both])) < 1e-9, feature
+
+
+def test_v10_collapses_repeated_reconstructions_and_marks_species(raw_dir):
+    cells, report = read_allen_cells(
+        raw_dir / "aibs" / "aibs_aggregated_ephys_plus_morpho_v10.csv", absent=("tau",)
+    )
+    assert report["rows"] == 2335
+    assert report["duplicate_rows_collapsed"] == 2
+    assert not cells.index.has_duplicates
+    assert set(cells["species"]) == {"mouse", "human"}
+    assert cells["tau"].isna().all() and cells["cap"].isna().all()
+    assert list(cells.columns[-len(ALL_FEATURES) :]) == ALL_FEATURES
+
+
+# --- gene symbols -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("symbol", "mangled"),
+    [
+        ("Nkx2-1", "Nkx2.1"),
+        ("0610009B22Rik", "X0610009B22Rik"),
+        ("H2-M3", "H2.M3"),
+        ("Pvalb", "Pvalb"),
+        ("if", "if."),
+        (".2abc", "X.2abc"),
+    ],
+)
+def test_r_make_names(symbol, mangled):
+    assert r_make_names(symbol) == mangled
+
+
+def test_restore_symbols_round_trips_the_real_entrez_symbols(raw_dir):
+    symbols = list(read_entrez_symbols(raw_dir / "genes" / "entrenz_symbol_s.csv").to_numpy())
+    mangled = [r_make_names(s) for s in symbols]
+    result = restore_symbols(mangled, symbols)
+    changed = sum(m != s for m, s in zip(mangled, symbols, strict=True))
+    assert changed > 100  # the table really has hyphenated / digit-initial symbols
+    assert result.symbols == symbols
+    assert result.n_restored == changed and not result.unresolved
+
+
+def test_restore_symbols_reports_what_it_cannot_restore():
+    result = restore_symbols(["Nkx2.1", "X123Rik", "Pvalb", "Foo.ps"], ["Nkx2-1"])
+    assert result.symbols == ["Nkx2-1", "123Rik", "Pvalb", "Foo.ps"]
+    assert result.n_restored == 2 and result.unresolved == ["Foo.ps"]
+
+
+def test_filter_genes_counts_each_step():
+    targets = pd.DataFrame(
+        [[1.0, 1.0, 1.0], [0.0, 0.1, 0.2], [5.0, 7.0, 9.0], [2.0, 2.5, 2.0]],
+        index=["flat", "low", "high", "mid"],
+    )
+    out, report = filter_genes(targets, min_max_log2=0.5, top_variable=1)
+    assert list(out.index) == ["high"]
+    assert (
+        report.n_genes_in,
+        report.n_after_zero_variance,
+        report.n_after_min_expression,
+        report.n_after_top_variable,
+    ) == (4, 3, 2, 1)
+
+
+# --- Online Table 3 ---------------------------------------------------------------------
+
+
+def test_online_table3_excerpt(raw_dir):
+    entrez = read_entrez_symbols(raw_dir / "genes" / "entrenz_symbol_s.csv")
+    table = read_online_table3(raw_dir / "training" / "online_table3_excerpt.csv", entrez)
+    assert table.features.shape == (48, 15)
+    assert set(table.features.columns) == set(ALL_FEATURES)
+    assert table.targets.shape == (20, 48)
+    assert "Vsnl1" in table.targets.index  # Entrez 26950
+    assert table.types.loc["Gad2-IRES-Cre__L5__inh", "broad_type"] == "Inh"
+    assert table.types.loc["Rbp4-Cre_KL100__L4__exc", "cre_line"] == "Rbp4-Cre_KL100"
+    # cap converted from nF (tau/ri) to pF
+    assert 20 < table.features["cap"].median() < 500
+
+
+def test_online_table3_generated_layout(tmp_path):
+    csv = tmp_path / "ot3.csv"
+    csv.write_text(
+        ",A-Cre__L1__inh,B-Cre__L5__exc\n"
+        "rmp,-70,-65\nri,200,150\ncap,0.05,0.1\n"
+        "12,1.5,2.5\n99,0.0,3.0\n"
+    )
+    entrez = pd.Series(["Gene12"], index=[12])
+    table = read_online_table3(csv, entrez)
+    assert list(table.features.columns) == ["rmp", "rin", "cap"]
+    assert list(table.targets.index) == ["Gene12", "Entrez:99"]
+    assert table.features.loc["B-Cre__L5__exc", "cap"] == pytest.approx(100.0)
+    assert table.notes["entrez_unmapped"] == 1
+
+
+# --- the stage end to end on a small real-derived tree ----------------------------------
+
+
+def test_stage_writes_tables_and_metrics(tmp_path, small_raw):
+    result, out, metrics = run_prepare(tmp_path, small_raw)
+    assert result.exit_code == 0, result.output
+    features = pd.read_parquet(out / "train_features.parquet")
+    targets = pd.read_parquet(out / "train_targets.parquet")
+    types = pd.read_parquet(out / "train_types.parquet")
+    assert features.shape == (20, 11) and list(features.columns) == CORE_FEATURES
+    assert list(targets.columns) == list(features.index) == list(types.index)
+    assert "H2-M3" in targets.index and "0610009B22Rik" in targets.index
+    assert "Nkx2.1" in targets.index  # Nkx2-1 is not in the Entrez table: kept, reported
+    assert set(types["broad_type"]) == {"Exc", "Inh"}
+    summary = json.loads(metrics.read_text())
+    assert summary["types"] == 20 and summary["symbols_restored"] >= 2
+    assert summary["genes_in"] >= summary["genes_after_zero_variance"] > 0
+    v6 = pd.read_parquet(out / "cells_aibs_v6.parquet")
+    assert summary["prediction_inputs"]["aibs_v6"]["cells_missing_features"] == int(
+        v6[CORE_FEATURES].isna().any(axis=1).sum()
+    )
+    v10 = pd.read_parquet(out / "cells_aibs_v10.parquet")
+    backfilled = summary["prediction_inputs"]["aibs_v10"]["cells_backfilled_from_aibs_v6"]
+    assert backfilled == int(v10["tau"].notna().sum()) > 1000
+    shared = v10.index.intersection(v6.index)
+    np.testing.assert_allclose(v10.loc[shared, "cap"], v6.loc[shared, "cap"])
+
+
+def test_stage_output_is_deterministic(tmp_path, small_raw):
+    first = run_prepare(tmp_path / "a", small_raw)
+    second = run_prepare(tmp_path / "b", small_raw)
+    assert first[0].exit_code == second[0].exit_code == 0
+    for name in ("train_targets.parquet", "cells_aibs_v10.parquet"):
+        assert (first[1] / name).read_bytes() == (second[1] / name).read_bytes()
+
+
+# --- bad input: one line naming file and column/value, exit != 0, nothing written -------
+
+
+def assert_clean_failure(result, out, metrics, *needles):
+    assert result.exit_code != 0
+    message = result.output.strip()
+    assert message.startswith("error: ") and "\n" not in message, message
+    for needle in needles:
+        assert needle in message, message
+    assert not out.exists() or not any(out.iterdir())
+    assert not metrics.exists()
+
+
+def test_missing_feature_column(tmp_path, small_raw):
+    csv = small_raw / "aibs" / "aibs_aggregated_ephys_v6.csv"
+    pd.read_csv(csv).drop(columns=["vrest"]).to_csv(csv, index=False)
+    result, out, metrics = run_prepare(tmp_path, small_raw)
+    assert_clean_failure(result, out, metrics, "aibs_aggregated_ephys_v6.csv", "vrest")
+
+
+def test_non_numeric_feature_value(tmp_path, small_raw):
+    csv = small_raw / "aibs" / "aibs_aggregated_ephys_v6.csv"
+    table = pd.read_csv(csv)
+    table["ri"] = table["ri"].astype(object)
+    table.loc[5, "ri"] = "12O.5"
+    table.to_csv(csv, index=False)
+    result, out, metrics = run_prepare(tmp_path, small_raw)
+    assert_clean_failure(result, out, metrics, "aibs_aggregated_ephys_v6.csv", "'ri'", "12O.5")
+
+
+def test_non_numeric_training_feature(tmp_path, small_raw, small_training_table):
+    table = small_training_table.copy()
+    table["tau"] = table["tau"].astype(str)
+    table.loc[table.index[2], "tau"] = "fast"
+    write_rds(small_raw / "training" / "aibs_cre_expr_ephys.rda", table)
+    result, out, metrics = run_prepare(tmp_path, small_raw)
+    assert_clean_failure(result, out, metrics, "aibs_cre_expr_ephys.rda", "'tau'", "fast")
+
+
+def test_duplicate_cell_type(tmp_path, small_raw, small_training_table):
+    table = small_training_table.copy()
+    table["sample.name"] = table["sample.name"].astype(str)
+    table.loc[table.index[1], "sample.name"] = table["sample.name"].iloc[0]
+    write_rds(small_raw / "training" / "aibs_cre_expr_ephys.rda", table)
+    result, out, metrics = run_prepare(tmp_path, small_raw)
+    assert_clean_failure(
+        result,
+        out,
+        metrics,
+        "aibs_cre_expr_ephys.rda",
+        "duplicate cell type",
+        str(table["sample.name"].iloc[0]),
+    )
+
+
+def test_duplicate_cell_id_with_different_ephys(tmp_path, small_raw):
+    csv = small_raw / "aibs" / "aibs_aggregated_ephys_v6.csv"
+    table = pd.read_csv(csv)
+    table.loc[1, "specimen_id"] = table.loc[0, "specimen_id"]
+    table.to_csv(csv, index=False)
+    result, out, metrics = run_prepare(tmp_path, small_raw)
+    assert_clean_failure(
+        result, out, metrics, "aibs_aggregated_ephys_v6.csv", str(table.loc[0, "specimen_id"])
+    )
+
+
+def test_no_gene_left(tmp_path, small_raw):
+    result, out, metrics = run_prepare(tmp_path, small_raw, "--min-max-log2", "1000")
+    assert_clean_failure(result, out, metrics, "no gene left", "min_max_log2=1000")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "training/aibs_cre_expr_ephys.rda",
+        "aibs/aibs_aggregated_ephys_v6.csv",
+        "genes/tasic_gene_names.rda",
+    ],
+)
+def test_truncated_input(tmp_path, small_raw, target):
+    path = small_raw / target
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3] if target.endswith(".rda") else b"")
+    result, out, metrics = run_prepare(tmp_path, small_raw)
+    assert_clean_failure(result, out, metrics, target.split("/")[-1])
+
+
+def test_unknown_feature_in_params(tmp_path, small_raw):
+    out = tmp_path / "prepared"
+    metrics = tmp_path / "prepare.json"
+    result = runner.invoke(
+        app,
+        [
+            "--features",
+            "rin,rmp,spikiness",
+            "--raw-dir",
+            str(small_raw),
+            "--out-dir",
+            str(out),
+            "--metrics",
+            str(metrics),
+        ],
+    )
+    assert_clean_failure(result, out, metrics, "prepare.features", "spikiness")
+
+
+def test_feature_absent_from_training_table(tmp_path, small_raw):
+    out = tmp_path / "prepared"
+    metrics = tmp_path / "prepare.json"
+    result = runner.invoke(
+        app,
+        [
+            "--features",
+            "rin,sag",
+            "--raw-dir",
+            str(small_raw),
+            "--out-dir",
+            str(out),
+            "--metrics",
+            str(metrics),
+        ],
+    )
+    assert_clean_failure(result, out, metrics, "sag", "not in the training table")
