@@ -1,0 +1,140 @@
+"""Sanity plots of predicted expression: marker genes by Cre line and by dendrite type."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+DENDRITE_ORDER = ["aspiny", "sparsely spiny", "spiny"]
+
+
+def _group_labels(meta: pd.DataFrame) -> pd.Series:
+    """Cre line, or ``no Cre line (<species>)`` for cells without one (e.g. human cells)."""
+    cre = meta["cre_line"] if "cre_line" in meta else pd.Series(None, index=meta.index)
+    species = meta["species"] if "species" in meta else pd.Series("unknown", index=meta.index)
+    fallback = "no Cre line (" + species.astype(str) + ")"
+    return cre.where(cre.notna(), fallback).astype(str)
+
+
+def marker_heatmap(
+    markers: pd.DataFrame,
+    meta: pd.DataFrame,
+    title: str,
+    r2: dict[str, float] | None = None,
+    min_cells: int = 5,
+):
+    """Mean predicted log2 expression of marker genes per Cre line.
+
+    Colours are the group means z-scored per gene (so each gene's pattern across lines
+    is visible whatever its overall level); the numbers are the raw mean log2 values.
+    Lines with fewer than ``min_cells`` predicted cells are left out (listed in the
+    caption). Rows are ordered by the marker they express most (relative to other lines).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    groups = _group_labels(meta.loc[markers.index])
+    counts = groups.value_counts()
+    keep = counts[counts >= min_cells].index
+    means = markers.groupby(groups).mean().loc[sorted(keep)]
+    sd = means.std(axis=0, ddof=0).replace(0, 1.0)
+    z = (means - means.mean(axis=0)) / sd
+    order = (
+        z.assign(_top=z.to_numpy().argmax(axis=1), _val=z.to_numpy().max(axis=1))
+        .sort_values(["_top", "_val"], ascending=[True, False])
+        .index
+    )
+    means, z = means.loc[order], z.loc[order]
+
+    fig, ax = plt.subplots(figsize=(1.0 * len(means.columns) + 4, 0.32 * len(means) + 2.2))
+    lim = max(2.0, float(np.nanmax(np.abs(z.to_numpy())))) if len(z) else 2.0
+    im = ax.imshow(z.to_numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(means.shape[0]):
+        for j in range(means.shape[1]):
+            ax.text(
+                j,
+                i,
+                f"{means.iat[i, j]:.1f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if abs(z.iat[i, j]) > 0.6 * lim else "black",
+            )
+    collabels = [
+        f"{g}\nCV r²={r2[g]:.2f}" if r2 and g in r2 and np.isfinite(r2[g]) else g
+        for g in means.columns
+    ]
+    ax.set_xticks(range(means.shape[1]), collabels, fontsize=8)
+    ax.set_yticks(range(means.shape[0]), [f"{g} (n={counts[g]})" for g in means.index], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_xlabel("marker gene (numbers: mean predicted log2 expression)")
+    ax.set_ylabel("Cre line of the recorded cells")
+    dropped = sorted(set(counts.index) - set(keep))
+    caption = f"lines with < {min_cells} cells left out: {len(dropped)}" if dropped else ""
+    ax.set_title(title + ("\n" + caption if caption else ""), fontsize=10, pad=40)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    cbar.set_label("z-score of the line mean (per gene)")
+    return fig
+
+
+def marker_boxplots(markers: pd.DataFrame, meta: pd.DataFrame, title: str):
+    """Box plots of predicted marker expression per dendrite type, one panel per gene."""
+    dend = meta.loc[markers.index, "dendrite_type"] if "dendrite_type" in meta else None
+    if dend is None:
+        dend = pd.Series("unknown", index=markers.index)
+    dend = dend.fillna("unknown").astype(str)
+    levels = [d for d in DENDRITE_ORDER if d in set(dend)] + sorted(set(dend) - set(DENDRITE_ORDER))
+    n = len(markers.columns)
+    ncol = min(3, max(n, 1))
+    nrow = max(1, int(np.ceil(n / ncol)))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for k, gene in enumerate(markers.columns):
+        ax = axes[k // ncol][k % ncol]
+        data = [markers.loc[dend == lv, gene].to_numpy() for lv in levels]
+        box = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.6)
+        for i, patch in enumerate(box["boxes"]):
+            patch.set_facecolor(colours(i))
+            patch.set_alpha(0.6)
+        ax.set_xticks(
+            range(1, len(levels) + 1),
+            [f"{lv}\n(n={int((dend == lv).sum())})" for lv in levels],
+            fontsize=8,
+        )
+        ax.set_title(gene, fontsize=10)
+        ax.set_ylabel("predicted log2 expression")
+    for k in range(n, nrow * ncol):
+        axes[k // ncol][k % ncol].axis("off")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def extrapolation_bars(flags: pd.DataFrame, meta: pd.DataFrame, features: list[str], title: str):
+    """Fraction of predicted cells outside the tolerated training range, per feature/species."""
+    species = meta.loc[flags.index, "species"].astype(str)
+    levels = sorted(set(species))
+    fig, ax = plt.subplots(figsize=(1.0 * len(features) + 2, 3.8))
+    width = 0.8 / max(len(levels), 1)
+    x = np.arange(len(features))
+    for i, sp in enumerate(levels):
+        rows = flags.loc[species == sp, "extrapolated_features"]
+        frac = [
+            rows.map(lambda t, f=f: f in t.split(",")).mean() if len(rows) else 0.0
+            for f in features
+        ]
+        ax.bar(x + (i - (len(levels) - 1) / 2) * width, frac, width, label=f"{sp} (n={len(rows)})")
+    ax.set_xticks(x, features, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("fraction of predicted cells\noutside training range")
+    ax.set_xlabel("feature")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
