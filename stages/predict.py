@@ -42,6 +42,21 @@ class Missing(StrEnum):
     impute = "impute"
 
 
+class Genes(StrEnum):
+    all = "all"
+    predictable = "predictable"
+
+
+def parse_bool(text: str, option: str) -> bool:
+    """``true``/``false`` (as DVC writes YAML booleans into commands), yes/no, 1/0."""
+    value = str(text).strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise InputError(f"{option} {text!r}: expected true or false")
+
+
 @app.command()
 @friendly_errors
 def main(
@@ -61,16 +76,18 @@ def main(
     extrapolation_tolerance: float = typer.Option(
         0.1, help="fraction of the training range allowed beyond min/max"
     ),
-    only_predictable: bool = typer.Option(
-        False, "--only-predictable/--all-genes", help="keep only genes beating every baseline"
+    genes: Genes = typer.Option(
+        Genes.all, help="all | predictable (only genes whose CV r2 beats every baseline)"
     ),
-    h5ad: bool = typer.Option(False, "--h5ad/--no-h5ad", help="also write an AnnData .h5ad"),
+    write_h5ad: str = typer.Option("false", help="true | false: also write <output>.h5ad"),
     chunk_cells: int = typer.Option(1000, help="cells per chunk (bounds memory)"),
     metrics: Path = typer.Option(None, help="metrics JSON (optional)"),
     plots_dir: Path = typer.Option(None, help="folder for marker plots (optional)"),
 ) -> None:
     """Predict log2 expression of every gene for every cell; write Parquet (+ h5ad)."""
     start = time.perf_counter()
+    h5ad = parse_bool(write_h5ad, "--write-h5ad")
+    only_predictable = genes is Genes.predictable
     jobs = _jobs(inputs, input, output, prepared_dir, output_dir)
     if chunk_cells < 1:
         raise InputError(f"--chunk-cells {chunk_cells}: expected >= 1")
