@@ -1,0 +1,479 @@
+"""Predict stage: matrix-product prediction vs scikit-learn, screening, writers, CLI, DVC."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from sklearn.linear_model import Lasso
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from typer.testing import CliRunner
+
+from ephys2expr.errors import InputError
+from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
+from ephys2expr.model_store import ModelStore, save_model_store
+from ephys2expr.predict import CellScreen, check_feature_columns, read_cell_table
+from stages.predict import app
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+# Per-feature centre and spread of the 20 training type means (real values, rounded), and
+# a wider spread for single cells, which vary far more than type means do.
+_CENTRE = np.array([194, -72.5, -39.5, 68.3, 0.67, 17.7, 13.8, 136, 50, 93, 0.50])
+_TYPE_SD = np.array([46, 2.4, 2.9, 9.4, 0.17, 5.9, 4.4, 69, 38, 23, 0.15])
+_MARKERS = ["Pvalb", "Sst", "Vip", "Lamp5", "Gad1", "Slc17a7", "Rorb", "Fezf2"]
+
+
+def _fit_models(seed: int = 0):
+    """20 'types' x 11 features and 40 genes; per-gene sklearn Lasso pipelines (the original's
+    way) and the equivalent model store in original units."""
+    rng = np.random.default_rng(seed)
+    X = _CENTRE + rng.normal(size=(20, 11)) * _TYPE_SD
+    X[:, 9] = 1000 * X[:, 5] / X[:, 0]  # cap = 1000 tau / rin, as in the real table
+    Z = (X - X.mean(0)) / X.std(0)
+    genes = _MARKERS + [f"Gene{i}" for i in range(32)]
+    B = rng.normal(size=(11, len(genes))) * (rng.random((11, len(genes))) < 0.3)
+    Y = 4 + Z @ B + 0.3 * rng.normal(size=(20, len(genes)))
+    models, coef, icpt = [], [], []
+    for j in range(len(genes)):
+        pipe = make_pipeline(StandardScaler(), Lasso(alpha=0.05)).fit(X, Y[:, j])
+        sc, la = pipe[0], pipe[1]
+        c = la.coef_ / sc.scale_
+        models.append(pipe)
+        coef.append(c)
+        icpt.append(la.intercept_ - c @ sc.mean_)
+    cv_r2 = np.linspace(-0.2, 0.9, len(genes))
+    table = pd.DataFrame(
+        {
+            "intercept": icpt,
+            "alpha": 0.05,
+            "n_nonzero": [int((c != 0).sum()) for c in coef],
+            "cv_r2": cv_r2,
+            "beats_mean": cv_r2 > 0.1,
+            "beats_permutation": cv_r2 > 0.3,
+        },
+        index=pd.Index(genes, name="gene"),
+    )
+    store = ModelStore(
+        features=list(CORE_FEATURES),
+        coef=pd.DataFrame(np.array(coef), index=table.index, columns=CORE_FEATURES),
+        genes=table,
+        scaler_mean=X.mean(0),
+        scaler_scale=X.std(0),
+        feature_min=X.min(0),
+        feature_max=X.max(0),
+        penalty="lasso",
+        provenance={"test": True},
+    )
+    return store, models, X
+
+
+def _cells(n_mouse: int = 50, n_human: int = 12, seed: int = 1) -> pd.DataFrame:
+    """A prepared-style per-cell table: mouse cells with a few NaNs, human cells without tau."""
+    rng = np.random.default_rng(seed)
+    n = n_mouse + n_human
+    feats = _CENTRE + rng.normal(size=(n, 11)) * _TYPE_SD * 1.3
+    feats[:, 9] = 1000 * feats[:, 5] / feats[:, 0]
+    table = pd.DataFrame(feats, columns=CORE_FEATURES)
+    for extra in ALL_FEATURES[11:]:
+        table[extra] = rng.random(n)
+    table.loc[[3, 7, 11], "aphw"] = np.nan
+    table.loc[[7, 20], "maxfreq"] = np.nan
+    table.loc[n_mouse:, ["tau", "cap"]] = np.nan
+    cre = ["Pvalb-IRES-Cre", "Sst-IRES-Cre", "Vip-IRES-Cre", "Cux2-CreERT2", "Rbp4-Cre_KL100"]
+    meta = pd.DataFrame(
+        {
+            "cre_line": [cre[i % 5] for i in range(n_mouse)] + [""] * n_human,
+            "layer": [["2/3", "4", "5", "6a"][i % 4] for i in range(n)],
+            "dendrite_type": [
+                ["aspiny", "aspiny", "aspiny", "spiny", "spiny"][i % 5] for i in range(n)
+            ],
+            "species": ["mouse"] * n_mouse + ["human"] * n_human,
+            "brain_region": ["VISp"] * n_mouse + ["MTG"] * n_human,
+        }
+    )
+    out = pd.concat([meta, table], axis=1)
+    out.index = pd.Index([str(500000000 + 17 * i) for i in range(n)], name="cell_id")
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return _fit_models()
+
+
+@pytest.fixture
+def workdir(tmp_path, fitted):
+    store, _, _ = fitted
+    save_model_store(store, tmp_path / "model")
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    _cells().to_parquet(prepared / "cells_aibs_v6.parquet")
+    _cells(30, 20, seed=2).to_parquet(prepared / "cells_aibs_v10.parquet")
+    return tmp_path
+
+
+def _run(args: list[str]):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _dvc_mode(w: Path, *extra, plots: bool = False) -> list:
+    args = [
+        "--inputs", "aibs_v6,aibs_v10", "--model", w / "model", "--prepared-dir",
+        w / "prepared", "--output-dir", w / "out", "--metrics", w / "metrics.json", *extra,
+    ]  # fmt: skip
+    return args + (["--plots-dir", w / "plots"] if plots else [])
+
+
+# ------------------------------------------------------------------------- correctness
+def test_predictions_match_per_gene_sklearn_models(workdir, fitted):
+    store, models, _ = fitted
+    res = _run(_dvc_mode(workdir, "--write-h5ad", "true", "--chunk-cells", "7"))
+    assert res.exit_code == 0, res.output
+    cells = _cells()
+    pred = pd.read_parquet(workdir / "out" / "aibs_v6.parquet").set_index("cell_id")
+    complete = cells[CORE_FEATURES].notna().all(axis=1)
+    assert list(pred.index) == list(cells.index[complete])  # input order, NaN rows dropped
+    X = cells.loc[complete, CORE_FEATURES].to_numpy()
+    ref = np.column_stack([m.predict(X) for m in models])  # the original: one model per gene
+    got = pred[store.gene_names].to_numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    # metadata carried, flags present
+    assert (pred["cre_line"] == cells.loc[complete, "cre_line"]).all()
+    assert {"imputed", "extrapolated", "n_extrapolated", "extrapolated_features"} <= set(pred)
+    # the h5ad holds the same numbers, cells as obs, genes with their CV r2 as var
+    h = ad.read_h5ad(workdir / "out" / "aibs_v6.h5ad")
+    assert list(h.obs_names) == list(pred.index)
+    np.testing.assert_array_equal(h.X, got)
+    np.testing.assert_allclose(h.var["cv_r2"], store.genes["cv_r2"])
+    assert (h.obs["species"] == "mouse").all()
+    # row groups = chunks of 7 cells
+    assert pq.ParquetFile(workdir / "out" / "aibs_v6.parquet").num_row_groups == -(-len(pred) // 7)
+
+
+def test_chunk_size_and_rerun_do_not_change_bytes(workdir):
+    a, b = workdir / "a", workdir / "b"
+    for out, chunk in ((a, "1000"), (b, "1000")):
+        args = [
+            "--input",
+            workdir / "prepared" / "cells_aibs_v6.parquet",
+            "--output",
+            out / "p.parquet",
+            "--model",
+            workdir / "model",
+            "--write-h5ad",
+            "true",
+            "--chunk-cells",
+            chunk,
+        ]
+        assert _run(args).exit_code == 0
+    for name in ("p.parquet", "p.h5ad", "p.genes.parquet"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    c = workdir / "c"
+    args = [
+        "--input",
+        workdir / "prepared" / "cells_aibs_v6.parquet",
+        "--output",
+        c / "p.parquet",
+        "--model",
+        workdir / "model",
+        "--chunk-cells",
+        "5",
+    ]
+    assert _run(args).exit_code == 0
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(a / "p.parquet"), pd.read_parquet(c / "p.parquet")
+    )
+
+
+def test_metrics_count_drops_per_species_and_plots_exist(workdir):
+    res = _run(_dvc_mode(workdir, plots=True))
+    assert res.exit_code == 0, res.output
+    m = json.loads((workdir / "metrics.json").read_text())
+    v6 = m["aibs_v6"]
+    cells = _cells()
+    complete = cells[CORE_FEATURES].notna().all(axis=1)
+    assert v6["cells_in"] == len(cells)
+    assert v6["predicted"] == int(complete.sum())
+    assert v6["dropped"] == int((~complete).sum())
+    assert v6["imputed"] == 0
+    human = v6["per_species"]["human"]
+    assert human["predicted"] == 0 and human["dropped"] == 12
+    assert human["cells_missing_feature"] == {"cap": 12, "tau": 12}
+    assert v6["per_species"]["mouse"]["cells_missing_feature"] == {"aphw": 3, "maxfreq": 2}
+    assert m["genes_predicted"] == 40
+    assert not (workdir / "out" / "aibs_v6.h5ad").exists()
+    for name in ("markers_by_cre", "markers_by_dendrite", "extrapolation"):
+        for inp in ("aibs_v6", "aibs_v10"):
+            assert (workdir / "plots" / f"{inp}_{name}.png").stat().st_size > 10_000
+
+
+def test_impute_fills_training_means_and_flags_cells(workdir, fitted):
+    store, _, _ = fitted
+    res = _run(_dvc_mode(workdir, "--missing", "impute"))
+    assert res.exit_code == 0, res.output
+    cells = _cells()
+    pred = pd.read_parquet(workdir / "out" / "aibs_v6.parquet").set_index("cell_id")
+    assert len(pred) == len(cells)
+    nan = cells[CORE_FEATURES].isna()
+    np.testing.assert_array_equal(pred["imputed"].to_numpy(), nan.any(axis=1).to_numpy())
+    human = pred.index[pred["species"] == "human"]
+    assert (pred.loc[human, "imputed_features"] == "tau,cap").all()
+    filled = cells[CORE_FEATURES].fillna(pd.Series(store.scaler_mean, index=CORE_FEATURES))
+    np.testing.assert_allclose(
+        pred[store.gene_names].to_numpy(), store.predict(filled), rtol=1e-5, atol=1e-4
+    )
+    m = json.loads((workdir / "metrics.json").read_text())["aibs_v6"]
+    assert m["imputed"] == int(nan.any(axis=1).sum()) and m["dropped"] == 0
+    assert m["per_species"]["human"]["imputed"] == 12
+
+
+def test_extrapolation_flag_uses_tolerance(fitted):
+    store, _, X = fitted
+    lo, hi = X.min(0), X.max(0)
+    rng_ = hi - lo
+    cells = pd.DataFrame([X.mean(0)] * 4, columns=CORE_FEATURES, index=list("abcd"))
+    cells.loc["b", "rin"] = hi[0] + 0.05 * rng_[0]  # inside the 10 % tolerance
+    cells.loc["c", "rin"] = hi[0] + 0.5 * rng_[0]  # beyond it
+    cells.loc["d", ["rmp", "rheo"]] = [lo[1] - 0.2 * rng_[1], lo[7] - 0.3 * rng_[7]]
+    flags = CellScreen(tolerance=0.1).fit(store).transform(cells).flags
+    assert flags["extrapolated"].tolist() == [False, False, True, True]
+    assert flags.loc["d", "extrapolated_features"] == "rmp,rheo"
+    np.testing.assert_allclose(flags["max_range_excess"], [0, 0, 0.5, 0.3])
+    strict = CellScreen(tolerance=0.0).fit(store).transform(cells).flags
+    assert strict["extrapolated"].tolist() == [False, True, True, True]
+
+
+def test_genes_predictable_keeps_genes_beating_every_baseline(workdir, fitted):
+    store, _, _ = fitted
+    res = _run(_dvc_mode(workdir, "--genes", "predictable", "--write-h5ad", "true"))
+    assert res.exit_code == 0, res.output
+    keep = store.genes.index[store.genes["beats_mean"] & store.genes["beats_permutation"]]
+    pred = pd.read_parquet(workdir / "out" / "aibs_v6.parquet")
+    genes = [c for c in pred.columns if c in set(store.gene_names)]
+    assert genes == list(keep) and 0 < len(keep) < len(store.genes)
+    side = pd.read_parquet(workdir / "out" / "aibs_v6.genes.parquet")
+    assert list(side.index) == list(keep) and (side["cv_r2"] > 0.3).all()
+
+
+def test_cli_on_plain_csv_with_own_id_column(tmp_path, fitted):
+    store, models, _ = fitted
+    save_model_store(store, tmp_path / "model")
+    cells = _cells(25, 0).reset_index().rename(columns={"cell_id": "specimen_id"})
+    cells = cells.drop(columns=["species", "cre_line"])[["specimen_id", *CORE_FEATURES, "layer"]]
+    cells.to_csv(tmp_path / "mine.csv", index=False)
+    out = tmp_path / "res" / "mine.parquet"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.predict",
+            "--input",
+            tmp_path / "mine.csv",
+            "--output",
+            out,
+            "--model",
+            tmp_path / "model",
+            "--id-column",
+            "specimen_id",
+            "--species",
+            "mouse",
+            "--missing",
+            "impute",
+            "--write-h5ad",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    pred = pd.read_parquet(out).set_index("cell_id")
+    assert list(pred.index) == cells["specimen_id"].astype(str).tolist()
+    assert (pred["species"] == "mouse").all() and "layer" in pred and "cre_line" not in pred
+    X = cells[CORE_FEATURES].fillna(pd.Series(store.scaler_mean, index=CORE_FEATURES))
+    np.testing.assert_allclose(pred["Pvalb"], models[0].predict(X.to_numpy()), rtol=1e-5, atol=1e-4)
+    assert ad.read_h5ad(out.with_suffix(".h5ad")).shape == (25, 40)
+
+
+# ------------------------------------------------------------------------- bad input
+def _break_missing_column(p: Path):
+    t = pd.read_parquet(p).drop(columns=["rheo", "adratio"])
+    t.to_parquet(p)
+    return "missing feature column(s) ['rheo', 'adratio']"
+
+
+def _break_duplicate_id(p: Path):
+    t = pd.read_parquet(p)
+    t.index = [t.index[0]] + list(t.index[:-1])
+    t.index.name = "cell_id"
+    t.to_parquet(p)
+    return "duplicate ids"
+
+
+def _break_non_numeric(p: Path):
+    t = pd.read_parquet(p)
+    t["rin"] = t["rin"].map(repr)  # numbers as text are fine, a typo is not
+    t.iloc[4, t.columns.get_loc("rin")] = "12O.5"
+    t.to_parquet(p)
+    return "non-numeric value '12O.5' in column 'rin'"
+
+
+def _break_infinite(p: Path):
+    t = pd.read_parquet(p)
+    t.iloc[2, t.columns.get_loc("tau")] = np.inf
+    t.to_parquet(p)
+    return "infinite value in column 'tau'"
+
+
+def _break_empty(p: Path):
+    pd.read_parquet(p).iloc[:0].to_parquet(p)
+    return "no rows"
+
+
+def _break_schema(p: Path):
+    meta_path = p.parent.parent / "model" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["schema_version"] = 99
+    meta_path.write_text(json.dumps(meta))
+    return "schema_version 99"
+
+
+def _break_store_shape(p: Path):
+    coef_path = p.parent.parent / "model" / "coef.parquet"
+    pd.read_parquet(coef_path).drop(columns=["cap"]).to_parquet(coef_path)
+    return "coef columns do not match"
+
+
+def _break_no_store(p: Path):
+    shutil.rmtree(p.parent.parent / "model")
+    return "not a model store"
+
+
+def _break_all_missing(p: Path):
+    t = pd.read_parquet(p)
+    t["tau"] = np.nan
+    t.to_parquet(p)
+    return "no cell left to predict"
+
+
+@pytest.mark.parametrize(
+    "breaker",
+    [
+        _break_missing_column,
+        _break_duplicate_id,
+        _break_non_numeric,
+        _break_infinite,
+        _break_empty,
+        _break_schema,
+        _break_store_shape,
+        _break_no_store,
+        _break_all_missing,
+    ],
+)
+def test_bad_input_is_one_clear_error_and_nothing_written(workdir, breaker):
+    # Break the second input: the first must not be written either.
+    expected = breaker(workdir / "prepared" / "cells_aibs_v10.parquet")
+    res = _run(_dvc_mode(workdir, "--write-h5ad", "true", plots=True))
+    assert res.exit_code == 2
+    assert expected in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not (workdir / "out").exists() or not any((workdir / "out").iterdir())
+    assert not (workdir / "metrics.json").exists() and not (workdir / "plots").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "id_column", "expected"),
+    [
+        ("cell_id,rin\n1,2\n", ".xlsx", None, "unknown table format"),
+        ("name,rin\n1,2\n", ".csv", None, "no id column 'cell_id'"),
+        ("cell_id,rin\n1,2\n,3\n", ".csv", None, "1 empty id(s)"),
+        ("cell_id\trin\n1\t2\n1\t3\n", ".tsv", None, "duplicate ids, e.g. [1]"),
+    ],
+)
+def test_read_cell_table_errors(tmp_path, content, suffix, id_column, expected):
+    path = tmp_path / f"t{suffix}"
+    path.write_text(content)
+    with pytest.raises(InputError) as err:
+        read_cell_table(path, id_column)
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_boolean_feature_column_is_rejected():
+    cells = pd.DataFrame({"rin": [True, False]}, index=["a", "b"])
+    with pytest.raises(InputError, match="'rin' is boolean"):
+        check_feature_columns(cells, ["rin"], "t.csv")
+
+
+def test_cli_argument_errors(workdir):
+    res = _run(["--input", workdir / "prepared" / "cells_aibs_v6.parquet"])
+    assert res.exit_code == 2 and "1 --input but 0 --output" in res.output
+    res = _run(["--input", "x.csv", "--output", "y.csv", "--model", workdir / "model"])
+    assert res.exit_code == 2 and "must end in .parquet" in res.output
+    res = _run([*_dvc_mode(workdir), "--write-h5ad", "maybe"])
+    assert res.exit_code == 2 and "expected true or false" in res.output
+
+
+def test_predictable_needs_baseline_columns(workdir, fitted):
+    store, _, _ = fitted
+    bare = ModelStore(
+        features=store.features,
+        coef=store.coef,
+        genes=store.genes[["intercept", "alpha"]],
+        scaler_mean=store.scaler_mean,
+        scaler_scale=store.scaler_scale,
+        feature_min=store.feature_min,
+        feature_max=store.feature_max,
+        penalty="lasso",
+    )
+    save_model_store(bare, workdir / "model")
+    res = _run(_dvc_mode(workdir, "--genes", "predictable"))
+    assert res.exit_code == 2 and "no boolean 'beats_*' column" in res.output
+
+
+# ------------------------------------------------------------------------- DVC
+def test_dvc_repro_predict_in_a_fresh_repo(tmp_path, fitted):
+    store, _, _ = fitted
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["predict"]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"predict": stage}}))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"predict": params["predict"]}))
+    for dep in stage["deps"]:
+        if dep.endswith(".py"):
+            (repo / dep).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / dep, repo / dep)
+    save_model_store(store, repo / "data" / "model")
+    (repo / "data" / "prepared").mkdir(parents=True)
+    _cells().to_parquet(repo / "data" / "prepared" / "cells_aibs_v6.parquet")
+    _cells(30, 20, seed=2).to_parquet(repo / "data" / "prepared" / "cells_aibs_v10.parquet")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    dvc = [sys.executable, "-m", "dvc"]
+    for cmd in (["git", "init", "-q"], [*dvc, "init", "-q"], [*dvc, "repro", "predict"]):
+        res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr
+    m = json.loads((repo / "metrics" / "predict.json").read_text())
+    assert m["aibs_v10"]["per_species"]["human"]["predicted"] == 0
+    v10 = _cells(30, 20, seed=2)
+    assert m["aibs_v10"]["predicted"] == int(v10[CORE_FEATURES].notna().all(axis=1).sum())
+    for name in ("aibs_v6.parquet", "aibs_v10.parquet", "aibs_v10.h5ad"):
+        assert (repo / "data" / "predictions" / name).is_file()
+    assert (repo / "plots" / "predict" / "aibs_v10_markers_by_cre.png").is_file()
+    res = subprocess.run(
+        [*dvc, "status", "predict"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert "up to date" in res.stdout
