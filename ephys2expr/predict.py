@@ -386,7 +386,7 @@ def write_predictions(
     chunk_cells: int = 1000,
     file_metadata: dict | None = None,
     h5ad_path: str | os.PathLike | None = None,
-) -> None:
+) -> dict:
     """Predict and write cells x genes to Parquet (and optionally ``.h5ad``), chunk by chunk.
 
     Parquet layout: ``cell_id`` (str), the metadata and flag columns of ``meta``, then one
@@ -394,6 +394,12 @@ def write_predictions(
     ``pd.read_parquet(path).set_index("cell_id")`` (or ``columns=[...]`` for a few genes).
     ``file_metadata`` is stored as JSON under the key ``ephys2expr`` of the file metadata.
     Both files are written to temporary paths and renamed only when complete.
+
+    Returns
+    -------
+    dict
+        ``values_below_zero``: fraction of predicted values < 0. Log2(TPM + 1) cannot be
+        negative, so these are the linear models extrapolating past zero expression.
     """
     all_genes = store.gene_names  # a property that builds a list: call it once
     genes = [all_genes[i] for i in gene_idx]
@@ -427,14 +433,17 @@ def write_predictions(
         if h5ad_path is not None:
             tmp_h5 = stack.enter_context(atomic_path(h5ad_path))
             h5 = stack.enter_context(_H5adWriter(tmp_h5, store, meta, gene_idx, file_metadata))
-        n_done = 0
+        n_done, n_negative = 0, 0
         for sl, block in iter_predictions(store, X, gene_idx, chunk_cells):
             arrays = _meta_arrays(meta.iloc[sl], meta_schema) + list(block)
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             if h5 is not None:
                 h5.write(sl, block)
             n_done = sl.stop
+            n_negative += int(np.count_nonzero(block < 0))
             log.info("predicted %d / %d cells x %d genes", n_done, len(X), len(genes))
+    total = len(X) * len(genes)
+    return {"values_below_zero": round(n_negative / total, 4) if total else 0.0}
 
 
 class _H5adWriter:

@@ -138,7 +138,7 @@ def main(
             "dtype": "float32",
             "model_provenance": store.provenance,
         }
-        write_predictions(
+        written = write_predictions(
             dst,
             store,
             item.screen.X,
@@ -159,6 +159,7 @@ def main(
             seconds,
         )
         s = item.summary()
+        s.update(written)
         s["extrapolated_by_feature"] = extrapolation_by_feature(
             item.screen.flags, item.screen.kept, store.features
         )

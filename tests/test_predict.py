@@ -215,6 +215,9 @@ def test_metrics_count_drops_per_species_and_plots_exist(workdir):
     assert human["cells_missing_feature"] == {"cap": 12, "tau": 12}
     assert v6["per_species"]["mouse"]["cells_missing_feature"] == {"aphw": 3, "maxfreq": 2}
     assert m["genes_predicted"] == 40
+    pred = pd.read_parquet(workdir / "out" / "aibs_v6.parquet")
+    below = pred[[c for c in pred.columns if c in set(_MARKERS) or c.startswith("Gene")]] < 0
+    assert v6["values_below_zero"] == pytest.approx(below.to_numpy().mean(), abs=1e-4)
     assert not (workdir / "out" / "aibs_v6.h5ad").exists()
     for name in ("markers_by_cre", "markers_by_dendrite", "extrapolation"):
         for inp in ("aibs_v6", "aibs_v10"):
