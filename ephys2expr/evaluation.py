@@ -66,7 +66,9 @@ class TrainSettings:
                 try:
                     self.alpha = float(self.alpha)
                 except ValueError:
-                    raise InputError(f"{where}.alpha: {self.alpha!r} is not a number or 'auto'")
+                    raise InputError(
+                        f"{where}.alpha: {self.alpha!r} is not a number or 'auto'"
+                    ) from None
         if self.alpha != "auto" and not (np.isfinite(self.alpha) and self.alpha >= 0):
             raise InputError(f"{where}.alpha: {self.alpha} must be a non-negative number")
         if self.penalty == "ridge" and self.alpha != "auto" and self.alpha <= 0:
@@ -76,8 +78,9 @@ class TrainSettings:
         if self.cv not in CV_SCHEMES:
             raise InputError(f"{where}.cv: {self.cv!r} is not one of {CV_SCHEMES}")
         if self.sample_weight not in WEIGHTINGS:
-            raise InputError(f"{where}.sample_weight: {self.sample_weight!r} is not one of "
-                             f"{WEIGHTINGS}")
+            raise InputError(
+                f"{where}.sample_weight: {self.sample_weight!r} is not one of {WEIGHTINGS}"
+            )
         if self.null_stop_after < 0:
             raise InputError(f"{where}.null_stop_after: {self.null_stop_after} is negative")
         if self.n_permutations < 0:
@@ -105,9 +108,10 @@ class TrainSettings:
         )
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in (
-            "penalty", "l1_ratio", "alpha", "n_alphas", "alpha_min", "alpha_max", "inner_folds",
-            "cv", "n_folds", "seed", "sample_weight", "n_permutations", "null_stop_after", "fdr_q")}  # fmt: skip
+        keys = ("penalty", "l1_ratio", "alpha", "n_alphas", "alpha_min", "alpha_max",
+                "inner_folds", "cv", "n_folds", "seed", "sample_weight", "n_permutations",
+                "null_stop_after", "fdr_q")  # fmt: skip
+        return {k: getattr(self, k) for k in keys}
 
 
 # --------------------------------------------------------------------------------------
@@ -423,13 +427,23 @@ def _train_and_evaluate(features, targets, types, settings: TrainSettings) -> Tr
     X = features.to_numpy(dtype=float)
     Y = np.ascontiguousarray(targets.to_numpy(dtype=float).T)  # types x genes
     n, n_genes = Y.shape
-    weights = (types.loc[features.index, "weight"].to_numpy(dtype=float)
-               if settings.sample_weight == "cells" else None)
+    weights = (
+        types.loc[features.index, "weight"].to_numpy(dtype=float)
+        if settings.sample_weight == "cells"
+        else None
+    )
     classes = types.loc[features.index, "broad_type"].to_numpy()
     folds = outer_folds(n, settings.cv, settings.n_folds, classes, settings.seed)
-    log.info("training %d genes on %d cell types x %d features: %s, alpha=%s, %s outer CV "
-             "(%d folds)", n_genes, n, X.shape[1], settings.penalty, settings.alpha,
-             settings.cv, len(folds))
+    log.info(
+        "training %d genes on %d cell types x %d features: %s, alpha=%s, %s outer CV (%d folds)",
+        n_genes,
+        n,
+        X.shape[1],
+        settings.penalty,
+        settings.alpha,
+        settings.cv,
+        len(folds),
+    )
 
     cv = nested_cv(X, Y, folds, settings, weights)
     r2, rmse = pooled_scores(Y, cv.oof)
@@ -460,14 +474,14 @@ def _train_and_evaluate(features, targets, types, settings: TrainSettings) -> Tr
         per_gene[f"{name}_cv_rmse"] = b_rmse
     for name, (b_r2, _) in base_scores.items():
         # a constant gene (NaN r2) beats nothing
-        per_gene[f"beats_{name}"] = np.nan_to_num(r2, nan=-np.inf) > np.nan_to_num(
-            b_r2, nan=np.inf)
+        per_gene[f"beats_{name}"] = np.nan_to_num(r2, nan=-np.inf) > np.nan_to_num(b_r2, nan=np.inf)
 
     null_seconds = 0.0
     null = None
     if settings.n_permutations > 0:
         null = permutation_null(
-            X, Y, folds, cv.fold_alpha, r2, settings, weights, stop_after=settings.null_stop_after)
+            X, Y, folds, cv.fold_alpha, r2, settings, weights, stop_after=settings.null_stop_after
+        )
         per_gene["p_value"] = null.p_value
         per_gene["q_value"] = bh_qvalues(null.p_value)
         per_gene["null_r2_mean"] = null.null_r2_mean
@@ -508,7 +522,8 @@ def _train_and_evaluate(features, targets, types, settings: TrainSettings) -> Tr
         metrics["null"] = {
             "n_permutations": settings.n_permutations,
             "gene_permutations_run": int(null.n_fits),
-            "genes_with_all_permutations": int((null.n_permutations == settings.n_permutations).sum()),
+            "genes_with_all_permutations": int(
+                (null.n_permutations == settings.n_permutations).sum()),
             "genes_q_below_fdr": int((q < settings.fdr_q).sum()),
             "genes_p_below_0.05": int((per_gene["p_value"] < 0.05).sum()),
             "genes_significant_and_beating_all": int(
@@ -531,5 +546,61 @@ __all__ = [
     "outer_folds",
     "permutation_null",
     "pooled_scores",
+    "load_training_inputs",
     "train_and_evaluate",
 ]
+
+
+# --------------------------------------------------------------------------------------
+# reading the prepared inputs
+# --------------------------------------------------------------------------------------
+
+
+def load_training_inputs(features_path, targets_path, types_path):
+    """Read and check prepare's three training tables (see CONTRIBUTING.md).
+
+    Returns ``(features, targets, types)``: types x features, genes x types (columns in the
+    features' row order) and the type metadata indexed like ``features``. Any mismatch is an
+    :class:`InputError` naming the file and the column or value.
+    """
+    features = pd.read_parquet(features_path)
+    targets = pd.read_parquet(targets_path)
+    types = pd.read_parquet(types_path)
+    if features.empty or targets.empty:
+        raise InputError(f"{features_path if features.empty else targets_path}: empty table")
+    for col in features.columns:
+        if not pd.api.types.is_numeric_dtype(features[col]):
+            raise InputError(f"{features_path}: column '{col}' is not numeric")
+        if features[col].isna().any():
+            bad = features.index[features[col].isna()][0]
+            raise InputError(f"{features_path}: column '{col}' is missing for '{bad}'")
+    if features.index.has_duplicates:
+        raise InputError(
+            f"{features_path}: duplicate cell type "
+            f"'{features.index[features.index.duplicated()][0]}'"
+        )
+    missing = [t for t in features.index if t not in targets.columns]
+    if missing:
+        raise InputError(f"{targets_path}: no column for cell type '{missing[0]}'")
+    targets = targets[list(features.index)]
+    if not all(pd.api.types.is_numeric_dtype(targets[c]) for c in targets.columns):
+        raise InputError(f"{targets_path}: non-numeric expression values")
+    if targets.isna().to_numpy().any():
+        gene = targets.index[targets.isna().any(axis=1)][0]
+        raise InputError(f"{targets_path}: missing expression for gene '{gene}'")
+    if targets.index.has_duplicates:
+        raise InputError(
+            f"{targets_path}: duplicate gene '{targets.index[targets.index.duplicated()][0]}'"
+        )
+    for col in ("broad_type", "weight"):
+        if col not in types.columns:
+            raise InputError(f"{types_path}: missing column '{col}'")
+    absent = [t for t in features.index if t not in types.index]
+    if absent:
+        raise InputError(f"{types_path}: no row for cell type '{absent[0]}'")
+    types = types.loc[features.index]
+    w = types["weight"].to_numpy(dtype=float)
+    if not np.all(np.isfinite(w) & (w > 0)):
+        bad = types.index[~(np.isfinite(w) & (w > 0))][0]
+        raise InputError(f"{types_path}: column 'weight' is not a positive number for '{bad}'")
+    return features.astype(float), targets.astype(float), types

@@ -116,6 +116,7 @@ def _polish(gram, c, w, q, lam1, lam2, idx, mat, vec, qnew):
         q[j] = qnew[j]
     return True
 
+
 @numba.njit(cache=True, error_model="numpy", fastmath=True)
 def _sync_factor(gram, lam2, theta, order, fact_state, mat, flag):
     """Make the Cholesky factor in ``mat`` match the active set ``theta != 0``.
@@ -254,7 +255,6 @@ def _cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, 
     coef_init (G, p) or (0, p); outputs coefs (G, A, p), n_iter (G,), conv (G,).
     """
     n_genes, p = xty.shape
-    n_alpha = l1.shape[1]
     stride = 1 if l1.shape[0] > 1 else 0
     use_init = coef_init.shape[0] == n_genes
     block = 256  # genes per work unit: scratch arrays are allocated once per block
@@ -271,14 +271,61 @@ def _cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, 
         flag = np.empty(p, dtype=np.int64)
         fact_state = np.empty(2)
         for g in range(blk * block, min((blk + 1) * block, n_genes)):
-            _one_gene(g, g * stride, gram, xty, yscale, l1, l2, coef_init, use_init, tol, max_iter,
-                      coefs, n_iter, conv, w, q, idx, mat, vec, qnew, theta, order, flag,
-                      fact_state)
+            _one_gene(
+                g,
+                g * stride,
+                gram,
+                xty,
+                yscale,
+                l1,
+                l2,
+                coef_init,
+                use_init,
+                tol,
+                max_iter,
+                coefs,
+                n_iter,
+                conv,
+                w,
+                q,
+                idx,
+                mat,
+                vec,
+                qnew,
+                theta,
+                order,
+                flag,
+                fact_state,
+            )
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=True)
-def _one_gene(g, gi, gram, xty, yscale, l1, l2, coef_init, use_init, tol, max_iter, coefs,
-              n_iter, conv, w, q, idx, mat, vec, qnew, theta, order, flag, fact_state):
+def _one_gene(
+    g,
+    gi,
+    gram,
+    xty,
+    yscale,
+    l1,
+    l2,
+    coef_init,
+    use_init,
+    tol,
+    max_iter,
+    coefs,
+    n_iter,
+    conv,
+    w,
+    q,
+    idx,
+    mat,
+    vec,
+    qnew,
+    theta,
+    order,
+    flag,
+    fact_state,
+):
     """The whole alpha path of gene ``g`` (scratch arrays passed in, reused across genes)."""
     p = w.shape[0]
     n_alpha = l1.shape[1]

@@ -1,0 +1,183 @@
+"""PNG figures of the train stage (written with :func:`ephys2expr.io.save_figure`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ephys2expr.io import save_figure  # noqa: E402
+
+MARKERS = ["Pvalb", "Sst", "Vip", "Gad1", "Slc17a7"]
+R2_FLOOR = -1.0  # r2 below this is drawn at the floor (LOO r2 is unbounded below)
+BASELINE_LABELS = {"mean": "mean only", "ols": "OLS (all features)", "class": "Exc/Inh class mean"}
+
+
+def r2_histogram(per_gene: pd.DataFrame, path) -> None:
+    """Histogram of out-of-fold r2: the model against each baseline."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bins = np.linspace(R2_FLOOR, 1, 81)
+    for col, label, kw in [
+        ("ols_cv_r2", BASELINE_LABELS["ols"], {"color": "tab:orange"}),
+        ("class_cv_r2", BASELINE_LABELS["class"], {"color": "tab:green"}),
+    ]:
+        ax.hist(
+            np.clip(per_gene[col].dropna(), R2_FLOOR, 1),
+            bins=bins,
+            histtype="step",
+            lw=1.5,
+            label=label,
+            **kw,
+        )
+    ax.hist(
+        np.clip(per_gene["cv_r2"].dropna(), R2_FLOOR, 1),
+        bins=bins,
+        alpha=0.6,
+        color="tab:blue",
+        label="penalised model",
+    )
+    mean_r2 = np.nanmedian(per_gene["mean_cv_r2"])
+    ax.axvline(mean_r2, color="k", ls="--", lw=1, label=f"mean-only r2 ({mean_r2:.3f})")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"out-of-fold r2 per gene (values below {R2_FLOOR:g} drawn at {R2_FLOOR:g})")
+    ax.set_ylabel("genes (log scale)")
+    ax.set_title(f"Out-of-fold r2 of {len(per_gene):,} genes")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def rmse_histogram(per_gene: pd.DataFrame, path) -> None:
+    """Histogram of out-of-fold RMSE (log2 expression units), model vs mean-only."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    hi = np.nanquantile(np.r_[per_gene["cv_rmse"], per_gene["mean_cv_rmse"]], 0.995)
+    bins = np.linspace(0, max(hi, 1e-6), 81)
+    ax.hist(
+        per_gene["cv_rmse"].clip(upper=hi),
+        bins=bins,
+        alpha=0.6,
+        color="tab:blue",
+        label="penalised model",
+    )
+    ax.hist(
+        per_gene["mean_cv_rmse"].clip(upper=hi),
+        bins=bins,
+        histtype="step",
+        lw=1.5,
+        color="k",
+        label=BASELINE_LABELS["mean"],
+    )
+    ax.set_yscale("log")
+    ax.set_xlabel("out-of-fold RMSE (log2 expression)")
+    ax.set_ylabel("genes (log scale)")
+    ax.set_title("Out-of-fold RMSE per gene")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def model_vs_ols(per_gene: pd.DataFrame, path) -> None:
+    """Per-gene out-of-fold r2: penalised model (y) against OLS (x)."""
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    x = per_gene["ols_cv_r2"].clip(lower=R2_FLOOR)
+    y = per_gene["cv_r2"].clip(lower=R2_FLOOR)
+    better = per_gene["beats_ols"].to_numpy()
+    ax.scatter(
+        x[~better],
+        y[~better],
+        s=2,
+        alpha=0.3,
+        color="tab:gray",
+        rasterized=True,
+        label=f"OLS at least as good ({(~better).sum():,})",
+    )
+    ax.scatter(
+        x[better],
+        y[better],
+        s=2,
+        alpha=0.3,
+        color="tab:blue",
+        rasterized=True,
+        label=f"model better ({better.sum():,})",
+    )
+    ax.plot([R2_FLOOR, 1], [R2_FLOOR, 1], color="k", lw=1)
+    ax.set_xlim(R2_FLOOR - 0.02, 1.02)
+    ax.set_ylim(R2_FLOOR - 0.02, 1.02)
+    ax.set_xlabel("OLS out-of-fold r2")
+    ax.set_ylabel("penalised model out-of-fold r2")
+    ax.set_title(f"Model vs OLS per gene (clipped at {R2_FLOOR:g})")
+    ax.legend(fontsize=8, markerscale=4, loc="lower right")
+    save_figure(fig, path)
+
+
+def observed_vs_predicted(per_gene, oof, targets, types, path, n_best: int = 6) -> None:
+    """Observed vs out-of-fold predicted expression per cell type: best genes and markers."""
+    best = list(per_gene["cv_r2"].dropna().sort_values(ascending=False).index[:n_best])
+    markers = [g for g in MARKERS if g in per_gene.index and g not in best]
+    genes = best + markers
+    ncol = 4
+    nrow = max(1, int(np.ceil(len(genes) / ncol)))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.1 * nrow), squeeze=False)
+    broad = types.reindex(oof.columns)["broad_type"].astype(str).to_numpy()
+    colours = {"Exc": "tab:red", "Inh": "tab:blue"}
+    for ax, gene in zip(axes.flat, genes, strict=False):
+        obs = targets.loc[gene].to_numpy(dtype=float)
+        pred = oof.loc[gene].to_numpy(dtype=float)
+        for cls in np.unique(broad):
+            sel = broad == cls
+            ax.scatter(obs[sel], pred[sel], s=18, color=colours.get(cls, "tab:gray"), label=cls)
+        lo, hi = min(obs.min(), pred.min()), max(obs.max(), pred.max())
+        pad = 0.05 * (hi - lo + 1e-9)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="k", lw=0.8)
+        kind = "marker" if gene in markers else "best"
+        ax.set_title(f"{gene} ({kind}), r2={per_gene.at[gene, 'cv_r2']:.2f}", fontsize=9)
+        ax.set_xlabel("observed log2 expr", fontsize=8)
+        ax.set_ylabel("out-of-fold predicted", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(genes) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, title="broad type", title_fontsize=7)
+    fig.suptitle("Observed vs out-of-fold predicted expression per cell type", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def coefficient_heatmap(per_gene, coef_std: pd.DataFrame, path, n_top: int = 40) -> None:
+    """Standardised coefficients (per feature SD) of the top genes by out-of-fold r2."""
+    top = list(per_gene["cv_r2"].dropna().sort_values(ascending=False).index[:n_top])
+    data = coef_std.loc[top]
+    lim = float(np.nanmax(np.abs(data.to_numpy()))) or 1.0
+    fig, ax = plt.subplots(figsize=(0.45 * data.shape[1] + 3, 0.22 * len(top) + 1.8))
+    im = ax.imshow(data.to_numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(data.shape[1]), data.columns, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(top)), top, fontsize=7)
+    ax.set_xlabel("feature")
+    ax.set_title(
+        f"Final-model coefficients of the {len(top)} best genes\n"
+        "(log2 expression per feature SD; 0 = dropped by the penalty)",
+        fontsize=10,
+    )
+    fig.colorbar(im, ax=ax, label="coefficient")
+    save_figure(fig, path)
+
+
+def write_train_plots(per_gene, oof, targets, types, coef_std, plots_dir: str | os.PathLike):
+    """All train-stage PNGs into ``plots_dir``; returns the written paths."""
+    plots_dir = Path(plots_dir)
+    out = {
+        "r2_hist": plots_dir / "r2_hist.png",
+        "rmse_hist": plots_dir / "rmse_hist.png",
+        "model_vs_ols": plots_dir / "model_vs_ols.png",
+        "observed_vs_predicted": plots_dir / "observed_vs_predicted.png",
+        "coef_heatmap": plots_dir / "coef_heatmap.png",
+    }
+    r2_histogram(per_gene, out["r2_hist"])
+    rmse_histogram(per_gene, out["rmse_hist"])
+    model_vs_ols(per_gene, out["model_vs_ols"])
+    observed_vs_predicted(per_gene, oof, targets, types, out["observed_vs_predicted"])
+    coefficient_heatmap(per_gene, coef_std, out["coef_heatmap"])
+    return out

@@ -1,0 +1,131 @@
+"""Stage train: per-gene penalised regression, nested CV, baselines, null, model store."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from ephys2expr import __version__, paths
+from ephys2expr.cli import friendly_errors
+from ephys2expr.evaluation import (
+    BASELINES,
+    TrainSettings,
+    load_training_inputs,
+    train_and_evaluate,
+)
+from ephys2expr.io import write_csv, write_json, write_parquet
+from ephys2expr.model_store import ModelStore, save_model_store
+from ephys2expr.train_plots import write_train_plots
+
+app = typer.Typer(add_completion=False, help=__doc__)
+log = logging.getLogger("ephys2expr.train")
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@app.command()
+@friendly_errors
+def main(
+    penalty: str = typer.Option("lasso", help="lasso | elasticnet | ridge"),
+    l1_ratio: float = typer.Option(0.5, help="elastic-net mixing (elasticnet only)"),
+    alpha: str = typer.Option("auto", help="a number, or 'auto' (inner CV per gene)"),
+    n_alphas: int = typer.Option(30, help="length of the alpha path for 'auto'"),
+    alpha_min: float = typer.Option(1e-3, help="smallest alpha of the path"),
+    alpha_max: float = typer.Option(10.0, help="largest alpha of the path"),
+    inner_folds: int = typer.Option(5, help="inner k-fold for 'auto'"),
+    cv: str = typer.Option("loo", help="outer CV: loo | kfold | group"),
+    n_folds: int = typer.Option(5, help="outer folds for cv=kfold"),
+    seed: int = typer.Option(0, help="seed of fold splits and permutations"),
+    sample_weight: str = typer.Option("none", help="none | cells"),
+    n_permutations: int = typer.Option(100, help="permutation null size (0 = off)"),
+    null_stop_after: int = typer.Option(
+        10, help="stop permuting a gene after this many exceedances (0 = never)"
+    ),
+    fdr_q: float = typer.Option(0.1, help="Benjamini-Hochberg level"),
+    prepared_dir: Path = typer.Option(paths.PREPARED, help="folder with prepare's tables"),
+    model_dir: Path = typer.Option(paths.MODEL, help="model store output folder"),
+    out_dir: Path = typer.Option(paths.DATA / "train", help="per-gene tables output folder"),
+    metrics: Path = typer.Option(paths.METRICS / "train.json", help="metrics JSON"),
+    plots_dir: Path = typer.Option(paths.PLOTS / "train", help="plots output folder"),
+) -> None:
+    """Fit every gene, evaluate honestly, write the model store, tables, metrics and plots."""
+    start = time.perf_counter()
+    settings = TrainSettings(
+        penalty=penalty, l1_ratio=l1_ratio, alpha=alpha, n_alphas=n_alphas,
+        alpha_min=alpha_min, alpha_max=alpha_max, inner_folds=inner_folds, cv=cv,
+        n_folds=n_folds, seed=seed, sample_weight=sample_weight,
+        n_permutations=n_permutations, null_stop_after=null_stop_after, fdr_q=fdr_q,
+    )  # fmt: skip
+    inputs = {
+        "train_features": prepared_dir / "train_features.parquet",
+        "train_targets": prepared_dir / "train_targets.parquet",
+        "train_types": prepared_dir / "train_types.parquet",
+    }
+    features, targets, types = load_training_inputs(*inputs.values())
+    result = train_and_evaluate(features, targets, types, settings)
+    final = result.final
+
+    # model store: everything predict needs, in original feature units, no pickle
+    genes = result.per_gene.copy()
+    genes.insert(0, "intercept", final.intercept_)
+    coef = pd.DataFrame(final.coef_, index=targets.index.copy(), columns=list(features.columns))
+    X = features.to_numpy(dtype=float)
+    store = ModelStore(
+        features=list(features.columns),
+        coef=coef,
+        genes=genes,
+        scaler_mean=final.mean_,
+        scaler_scale=final.scale_,
+        feature_min=X.min(axis=0),
+        feature_max=X.max(axis=0),
+        penalty=settings.penalty,
+        l1_ratio=final._l1_ratio(),
+        provenance={
+            "params": settings.as_dict(),
+            "inputs_md5": {name: _md5(path) for name, path in inputs.items()},
+            "cell_types": list(features.index),
+            "feature_mean": X.mean(axis=0).tolist(),
+            "alpha_path": final.alphas_.tolist() if settings.alpha == "auto" else None,
+            "code": f"ephys2expr {__version__}",
+        },
+    )
+    save_model_store(store, model_dir)
+
+    write_parquet(result.per_gene, out_dir / "per_gene.parquet")
+    write_parquet(result.oof, out_dir / "oof_predictions.parquet")
+    plot_cols = ["cv_r2", "cv_rmse"] + [f"{b}_cv_r2" for b in BASELINES]
+    plot_table = result.per_gene[plot_cols].round(6)
+    plot_table.index.name = "gene"
+    write_csv(plot_table, plots_dir / "per_gene.csv")
+    coef_std = pd.DataFrame(final.coef_std_, index=targets.index, columns=features.columns)
+    write_train_plots(result.per_gene, result.oof, targets, types, coef_std, plots_dir)
+
+    m = result.metrics
+    m["seconds"]["stage"] = round(time.perf_counter() - start, 3)
+    write_json(m, metrics)
+    null = m.get("null", {})
+    log.info(
+        "done in %.0f s: median out-of-fold r2 %.3f; genes beating mean/OLS/class: %s; "
+        "beating all: %d; q < %g: %s",
+        m["seconds"]["stage"], m["model"]["r2_median"],
+        "/".join(str(m["genes_beating"][b]) for b in BASELINES),
+        m["genes_beating_all_baselines"], fdr_q, null.get("genes_q_below_fdr", "n/a"),
+    )  # fmt: skip
+    if not np.all(final.converged_):
+        log.warning("%d genes did not converge", int((~final.converged_).sum()))
+
+
+if __name__ == "__main__":
+    app()
