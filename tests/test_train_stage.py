@@ -1,0 +1,137 @@
+"""The train stage end to end: outputs, model store round trip, bad input, and `dvc repro`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ephys2expr.model_store import load_model_store
+from stages.train import app
+from tests.train_data import small_real_inputs
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--n-alphas", "8", "--n-permutations", "5"]
+
+
+@pytest.fixture(scope="module")
+def prepared(raw_dir, tmp_path_factory):
+    features, targets, types = small_real_inputs(raw_dir, n_variable=60, n_flat=20)
+    d = tmp_path_factory.mktemp("prepared")
+    features.to_parquet(d / "train_features.parquet")
+    targets.to_parquet(d / "train_targets.parquet")
+    types.to_parquet(d / "train_types.parquet")
+    return d
+
+
+def _run(prepared_dir, out, *extra):
+    args = ["--prepared-dir", str(prepared_dir), "--model-dir", str(out / "model"),
+            "--out-dir", str(out / "train"), "--metrics", str(out / "train.json"),
+            "--plots-dir", str(out / "plots"), *FAST, *extra]  # fmt: skip
+    return CliRunner().invoke(app, args)
+
+
+def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
+    res = _run(prepared, tmp_path / "a")
+    assert res.exit_code == 0, res.output
+    store = load_model_store(tmp_path / "a" / "model")
+    targets = pd.read_parquet(prepared / "train_targets.parquet")
+    features = pd.read_parquet(prepared / "train_features.parquet")
+    assert store.gene_names == list(targets.index)
+    assert store.features == list(features.columns)
+    assert {"cv_r2", "alpha", "beats_mean", "beats_ols", "beats_class", "q_value"} <= set(
+        store.genes.columns
+    )
+    # the store reproduces the final fit's training predictions in original units
+    per_gene = pd.read_parquet(tmp_path / "a" / "train" / "per_gene.parquet")
+    pred = store.predict(features)
+    resid = ((targets.T.to_numpy() - pred) ** 2).sum(0)
+    tot = ((targets.T.to_numpy() - targets.T.to_numpy().mean(0)) ** 2).sum(0)
+    np.testing.assert_allclose(1 - resid / tot, per_gene["train_r2"], atol=1e-9)
+    assert store.provenance["params"]["alpha"] == "auto"
+    assert len(store.provenance["inputs_md5"]) == 3
+    metrics = json.loads((tmp_path / "a" / "train.json").read_text())
+    assert metrics["n_genes"] == len(targets)
+    for name in ("r2_hist", "rmse_hist", "model_vs_ols", "observed_vs_predicted",
+                 "coef_heatmap"):  # fmt: skip
+        assert (tmp_path / "a" / "plots" / f"{name}.png").stat().st_size > 10_000
+    # same inputs + params -> identical bytes (metrics hold timings, so not those)
+    assert _run(prepared, tmp_path / "b").exit_code == 0
+    for rel in ("model/coef.parquet", "model/genes.parquet", "model/model.json",
+                "train/per_gene.parquet", "plots/per_gene.csv"):  # fmt: skip
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_fixed_alpha_and_other_cv(prepared, tmp_path):
+    res = _run(
+        prepared,
+        tmp_path,
+        "--alpha",
+        "0.05",
+        "--cv",
+        "kfold",
+        "--n-folds",
+        "4",
+        "--penalty",
+        "elasticnet",
+        "--sample-weight",
+        "cells",
+    )
+    assert res.exit_code == 0, res.output
+    store = load_model_store(tmp_path / "model")
+    assert np.all(store.genes["alpha"] == 0.05) and store.penalty == "elasticnet"
+
+
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(prepared, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(prepared, bad)
+    f = pd.read_parquet(bad / "train_features.parquet")
+    f.iloc[3, 2] = np.nan
+    f.to_parquet(bad / "train_features.parquet")
+    res = _run(bad, tmp_path / "out")
+    assert res.exit_code == 2
+    err = res.stderr if hasattr(res, "stderr") else res.output
+    assert "train_features.parquet" in err and f.columns[2] in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    res = _run(bad, tmp_path / "out", "--penalty", "lars")
+    assert res.exit_code == 2 and "train.penalty" in (res.stderr or res.output)
+
+
+def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
+    """The dvc.yaml stage as written, run by DVC on small real inputs."""
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    shutil.copytree(prepared, repo / "data" / "prepared")
+    for rel in ("stages", "ephys2expr"):
+        shutil.copytree(ROOT / rel, repo / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(n_alphas=8, n_permutations=5)
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train": params["train"]}))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # import the installed package (not the copies, which are there as DVC deps) so that
+    # numba's on-disk cache of the compiled solver is reused
+    env["PYTHONSAFEPATH"] = "1"
+
+    def sh(*cmd):
+        return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+
+    assert sh("git", "init", "-q").returncode == 0
+    assert sh("dvc", "init", "-q").returncode == 0
+    out = sh("dvc", "repro", "train")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert load_model_store(repo / "data" / "model").coef.shape[0] > 50
+    assert json.loads((repo / "metrics" / "train.json").read_text())["n_genes"] > 50
+    again = sh("dvc", "repro", "train")
+    assert "didn't change" in again.stdout or "up to date" in again.stdout
