@@ -1,0 +1,179 @@
+"""Figures of the ``validate`` stage: embeddings, type agreement heatmap, Patch-seq panels."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+GREY = "#BBBBBB"
+EXC_INH_COLOURS = {"Exc": "#D62728", "Inh": "#1F77B4", "unknown": GREY}
+SOURCE_COLOURS = {"predicted": "#FF7F0E", "measured": "#2CA02C"}
+SOURCE_MARKERS = {"predicted": "o", "measured": "^"}
+
+
+def categorical_colours(values: pd.Series, palette: dict[str, str] | None = None) -> dict:
+    """Colour per category: from ``palette`` when given (missing -> grey), else tab20."""
+    cats = sorted({str(v) for v in values.dropna()})
+    if palette is not None:
+        return {c: palette.get(c, GREY) for c in cats}
+    cmap = plt.get_cmap("tab20")
+    return {c: matplotlib.colors.to_hex(cmap(i % 20)) for i, c in enumerate(cats)}
+
+
+def _scatter(ax, xy, labels, colours, markers=None, title="", max_legend=24, s=6):
+    labels = pd.Series(labels).fillna("unknown").astype(str).to_numpy()
+    order = sorted(set(labels), key=lambda c: (c == "unknown", c))
+    marker_arr = np.asarray(markers) if markers is not None else np.full(len(labels), "o")
+    for c in order:
+        m = labels == c
+        for mk in np.unique(marker_arr[m]):
+            mm = m & (marker_arr == mk)
+            ax.scatter(
+                xy[mm, 0],
+                xy[mm, 1],
+                s=s,
+                c=colours.get(c, GREY),
+                marker=mk,
+                linewidths=0,
+                alpha=0.8,
+                label=c if mk == marker_arr[m][0] else None,
+                rasterized=True,
+            )
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(order) <= max_legend:
+        ax.legend(
+            fontsize=5,
+            markerscale=1.5,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            frameon=False,
+            ncol=1 if len(order) <= 16 else 2,
+        )
+    else:
+        ax.text(
+            1.02,
+            0.5,
+            f"{len(order)} categories\n(legend omitted)",
+            transform=ax.transAxes,
+            fontsize=6,
+            va="center",
+        )
+
+
+def embedding_figure(
+    coords: dict[str, np.ndarray],
+    colourings: list[tuple[str, pd.Series, dict]],
+    suptitle: str,
+    markers: np.ndarray | None = None,
+):
+    """One row per embedding method (``coords`` key), one column per colouring.
+
+    ``colourings`` items are ``(title, labels, colour map)``.
+    """
+    methods = list(coords)
+    fig, axes = plt.subplots(
+        len(methods),
+        len(colourings),
+        figsize=(4.2 * len(colourings), 3.4 * len(methods)),
+        squeeze=False,
+    )
+    for i, meth in enumerate(methods):
+        for j, (title, labels, cmap) in enumerate(colourings):
+            ax = axes[i, j]
+            _scatter(ax, coords[meth], labels, cmap, markers, title=f"{meth}: {title}")
+            ax.set_xlabel(f"{meth} 1", fontsize=7)
+            ax.set_ylabel(f"{meth} 2", fontsize=7)
+    fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def type_agreement_figure(corr: pd.DataFrame, title: str):
+    """Heatmap of predicted-group x measured-group correlations (diagonal = matched)."""
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * corr.shape[1], 1.0 + 0.55 * corr.shape[0]))
+    im = ax.imshow(corr.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(corr.shape[1]), corr.columns, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(corr.shape[0]), corr.index, fontsize=7)
+    for i in range(corr.shape[0]):
+        for j in range(corr.shape[1]):
+            v = corr.iat[i, j]
+            ax.text(
+                j,
+                i,
+                "" if np.isnan(v) else f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                fontweight="bold" if i == j else "normal",
+            )
+    ax.set_xlabel("measured transcriptomic group (Tasic 2016)")
+    ax.set_ylabel("predicted cre-line group")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="Pearson r (gene-centred group means)", shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def patchseq_figure(
+    per_gene: pd.DataFrame, per_cell: pd.DataFrame, cell_type: pd.Series, title: str
+):
+    """Per-gene r histogram (all vs CV-good genes) and per-cell r, model vs baseline."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    ax = axes[0]
+    r_all = per_gene["r"].dropna()
+    r_good = per_gene.loc[per_gene["cv_good"], "r"].dropna()
+    bins = np.linspace(-1, 1, 41)
+    ax.hist(r_all, bins=bins, density=True, alpha=0.5, label=f"all genes (n={len(r_all)})")
+    if len(r_good):
+        ax.hist(r_good, bins=bins, density=True, alpha=0.6, label=f"good in CV (n={len(r_good)})")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("per-gene Pearson r across cells (predicted vs measured)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    ax.set_title("per gene", fontsize=9)
+
+    ax = axes[1]
+    lim = [
+        min(per_gene["rmse_model"].min(), per_gene["rmse_baseline"].min()),
+        max(per_gene["rmse_model"].max(), per_gene["rmse_baseline"].max()),
+    ]
+    ax.scatter(
+        per_gene["rmse_baseline"],
+        per_gene["rmse_model"],
+        s=2,
+        alpha=0.3,
+        c="grey",
+        rasterized=True,
+        label="all genes",
+    )
+    good = per_gene[per_gene["cv_good"]]
+    ax.scatter(good["rmse_baseline"], good["rmse_model"], s=6, c="#D62728", label="good in CV")
+    ax.plot(lim, lim, "k--", lw=0.8)
+    ax.set_xlabel("RMSE of training-mean baseline (log2)")
+    ax.set_ylabel("RMSE of model (log2)")
+    ax.legend(fontsize=7)
+    ax.set_title("per gene: below the diagonal = model beats baseline", fontsize=9)
+
+    ax = axes[2]
+    types = cell_type.reindex(per_cell.index).fillna("unknown").astype(str)
+    cmap = categorical_colours(types)
+    for t in sorted(types.unique()):
+        m = (types == t).to_numpy()
+        ax.scatter(per_cell["r_baseline"][m], per_cell["r_model"][m], s=14, c=cmap[t], label=t)
+    lo = float(np.nanmin(per_cell[["r_model", "r_baseline"]].to_numpy())) - 0.01
+    hi = float(np.nanmax(per_cell[["r_model", "r_baseline"]].to_numpy())) + 0.01
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel("r across genes: training-mean baseline")
+    ax.set_ylabel("r across genes: model")
+    ax.legend(fontsize=7)
+    ax.set_title("per cell: above the diagonal = model beats baseline", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
