@@ -83,8 +83,14 @@ def marker_heatmap(
     return fig
 
 
-def marker_boxplots(markers: pd.DataFrame, meta: pd.DataFrame, title: str):
-    """Box plots of predicted marker expression per dendrite type, one panel per gene."""
+def marker_boxplots(
+    markers: pd.DataFrame, meta: pd.DataFrame, title: str, r2: dict[str, float] | None = None
+):
+    """Box plots of predicted marker expression per dendrite type, one panel per gene.
+
+    Whiskers span 1.5 IQR (outliers not drawn); the dashed line marks 0, the floor of
+    log2(TPM + 1): predictions below it are the linear model extrapolating.
+    """
     dend = meta.loc[markers.index, "dendrite_type"] if "dendrite_type" in meta else None
     if dend is None:
         dend = pd.Series("unknown", index=markers.index)
@@ -107,7 +113,9 @@ def marker_boxplots(markers: pd.DataFrame, meta: pd.DataFrame, title: str):
             [f"{lv}\n(n={int((dend == lv).sum())})" for lv in levels],
             fontsize=8,
         )
-        ax.set_title(gene, fontsize=10)
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+        has_r2 = r2 is not None and gene in r2 and np.isfinite(r2[gene])
+        ax.set_title(f"{gene} (CV r²={r2[gene]:.2f})" if has_r2 else gene, fontsize=10)
         ax.set_ylabel("predicted log2 expression")
     for k in range(n, nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")

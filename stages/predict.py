@@ -221,6 +221,7 @@ def _plots(item, store, gene_idx, r2, plots_dir: Path, tolerance: float) -> None
             markers,
             meta,
             title=f"{item.name}: predicted marker expression by dendrite type",
+            r2=r2,
         )
         save_figure(fig, plots_dir / f"{item.name}_markers_by_dendrite.png")
     else:
