@@ -70,6 +70,9 @@ def load_predictions(path: Path, genes: pd.Index) -> tuple[pd.DataFrame, pd.Data
     if not path.is_file():
         raise FileNotFoundError(2, "No such file", str(path))
     df = pd.read_parquet(path)
+    if "cell_id" in df.columns:
+        df = df.set_index("cell_id")
+    df.index = df.index.astype(str)
     gcols = df.columns.intersection(genes)
     if len(gcols) == 0:
         raise InputError(f"{path}: no column is a gene of the model store")
@@ -111,7 +114,7 @@ def main(
     cv_r2_column: str = typer.Option("cv_r2", help="per-gene CV column of genes.parquet"),
     n_neighbors: int = typer.Option(15, help="k for mixing, label transfer and UMAP"),
     n_pcs: int = typer.Option(10, help="components of the joint space"),
-    max_cells: int = typer.Option(600, help="per-source subsample for embeddings (0 = all)"),
+    max_cells: int = typer.Option(400, help="per-source subsample for embeddings (0 = all)"),
     tsne_max_iter: int = typer.Option(500, help="t-SNE iterations"),
     n_jobs: int = typer.Option(2, help="2 = UMAPs in a worker process beside the t-SNEs"),
     min_group_cells: int = typer.Option(3, help="smallest group in type agreement"),
@@ -145,6 +148,7 @@ def main(
             mouse = (pmeta["species"].fillna("mouse") == "mouse").to_numpy()
             pred, pmeta = pred[mouse], pmeta[mouse]
         cell_tab = pd.read_parquet(cells)
+        cell_tab.index = cell_tab.index.astype(str)
         palette = read_palette(paths.DRIVER_PALETTE)
         if reference == "rda":
             meas = read_tasic_rda(paths.TASIC_EXPR, paths.TASIC_META)
@@ -185,6 +189,16 @@ def main(
                    named(meas.meta["group"]))  # fmt: skip
         corr, agree = type_agreement(*ta_args, min_cells=min_group_cells)
         _, agree_raw = type_agreement(*ta_args, min_cells=min_group_cells, centre_genes=False)
+        # within a class: the Exc/Inh split dominates the numbers above; can predictions
+        # tell interneuron subclasses (or excitatory layers) apart?
+        within = {}
+        for cls, keep in (("inh", lambda g: ~g.str.startswith("Exc")),
+                          ("exc", lambda g: g.str.startswith("Exc"))):  # fmt: skip
+            sub = lambda g, keep=keep: named(g)[keep(named(g).astype(str))]  # noqa: E731
+            _, w = type_agreement(pred[shared], sub(pmeta["group"]), meas.expr[shared],
+                                  sub(meas.meta["group"]), min_cells=min_group_cells)  # fmt: skip
+            within[cls] = {k: w[k] for k in ("matched_r", "matched_r_median",
+                                             "unmatched_r_median", "top1")}  # fmt: skip
 
         # ---- joint space (all cells), mixing and label transfer before/after correction ---------
         X = np.vstack([pred[shared].to_numpy(), meas.expr[shared].to_numpy()])
@@ -377,6 +391,7 @@ def main(
                     "n_cells_grey": n_cells_unpal,
                 },
                 "type_agreement": {k: v for k, v in agree.items() if k != "groups"},
+                "type_agreement_within_class": within,
                 "type_agreement_uncentred": {
                     k: agree_raw[k] for k in ("matched_r_median", "unmatched_r_median", "top1")
                 },
