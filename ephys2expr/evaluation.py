@@ -95,8 +95,17 @@ class TrainSettings:
     def alphas(self) -> np.ndarray:
         return alpha_grid(self.alpha_max, self.alpha_min, self.n_alphas)
 
-    def estimator(self, alpha=None) -> MultiGeneElasticNet:
-        """A :class:`MultiGeneElasticNet` with these settings (``alpha`` overrides)."""
+    def estimator(self, alpha=None, n_rows: int | None = None) -> MultiGeneElasticNet:
+        """A :class:`MultiGeneElasticNet` with these settings (``alpha`` overrides).
+
+        ``n_rows`` (rows the estimator will be fitted on) shrinks its gene block when the
+        inner CV's (genes x alphas x validation rows) temporaries would exceed ~128 MB - only
+        with thousands of rows (per-cell training); results do not depend on the block.
+        """
+        chunk = self.chunk_size
+        if n_rows:
+            n_va = -(-n_rows // self.inner_folds)
+            chunk = min(chunk, max(64, (1 << 24) // (self.n_alphas * n_va)))
         return MultiGeneElasticNet(
             penalty=self.penalty,
             alpha=self.alpha if alpha is None else alpha,
@@ -104,7 +113,7 @@ class TrainSettings:
             alphas=self.alphas,
             inner_cv=self.inner_folds,
             random_state=self.seed,
-            chunk_size=self.chunk_size,
+            chunk_size=chunk,
         )
 
     def as_dict(self) -> dict:
@@ -185,7 +194,9 @@ def _timer_log(what: str, done: int, total: int, start: float) -> None:
     log.info("%s %d/%d (%.1f s elapsed, about %.0f s left)", what, done, total, elapsed, eta)
 
 
-def nested_cv(X, Y, folds, settings: TrainSettings, weights=None, fold_alpha=None) -> CVResult:
+def nested_cv(
+    X, Y, folds, settings: TrainSettings, weights=None, fold_alpha=None, verbose: bool = True
+) -> CVResult:
     """Out-of-fold predictions of the full procedure (scaling + alpha choice + fit) per fold.
 
     Parameters
@@ -198,6 +209,8 @@ def nested_cv(X, Y, folds, settings: TrainSettings, weights=None, fold_alpha=Non
     fold_alpha : ndarray, shape (n_folds, n_genes), optional
         Use these alphas instead of choosing them (how the permutation null reuses the
         real-data choices).
+    verbose : bool
+        Log each outer fold (off inside gene chunks: the chunk loop logs instead).
     """
     start = time.perf_counter()
     n, n_genes = Y.shape
@@ -206,11 +219,12 @@ def nested_cv(X, Y, folds, settings: TrainSettings, weights=None, fold_alpha=Non
     nonzero = np.empty((len(folds), n_genes), dtype=np.int64)
     for k, (tr, te) in enumerate(folds):
         alpha = None if fold_alpha is None else fold_alpha[k]
-        est = settings.estimator(alpha).fit(X[tr], Y[tr], None if weights is None else weights[tr])
+        est = settings.estimator(alpha, len(tr))
+        est.fit(X[tr], Y[tr], None if weights is None else weights[tr])
         oof[te] = est.predict(X[te])
         alphas_used[k] = est.alpha_
         nonzero[k] = (est.coef_ != 0).sum(axis=1)
-        if fold_alpha is None:
+        if fold_alpha is None and verbose:
             _timer_log("nested CV: outer fold", k + 1, len(folds), start)
     return CVResult(oof, alphas_used, nonzero, time.perf_counter() - start)
 
@@ -284,8 +298,9 @@ class NullResult:
 
 
 def permutation_null(
-    X, Y, folds, fold_alpha, observed_r2, settings: TrainSettings, weights=None, stop_after=10
-) -> NullResult:
+    X, Y, folds, fold_alpha, observed_r2, settings: TrainSettings, weights=None, stop_after=10,
+    verbose: bool = True,
+) -> NullResult:  # fmt: skip
     """Permute cell types (rows of ``Y``) against the features and rerun the same outer CV.
 
     Two things keep this affordable:
@@ -303,7 +318,9 @@ def permutation_null(
       so the cost goes to the genes where the p-value matters. ``stop_after=0`` disables it.
 
     Folds, weights (they stay with the feature rows) and per-fold standardisation are
-    unchanged. Every gene sees the same sequence of permutations (seeded).
+    unchanged. Every gene sees the same sequence of permutations (seeded): the sequence is
+    drawn in full whatever genes are still active, so a gene's p-value does not depend on the
+    other genes it is computed with (what lets gene chunks run anywhere).
     """
     start = time.perf_counter()
     n, n_genes = Y.shape
@@ -329,7 +346,7 @@ def permutation_null(
         ge[active] += r2 >= observed[active] - 1e-12
         if stop_after > 0:
             active = active[ge[active] < stop_after]
-        if (b + 1) % max(1, B // 10) == 0 or b + 1 == B:
+        if verbose and ((b + 1) % max(1, B // 10) == 0 or b + 1 == B):
             _timer_log(f"permutation null ({active.size} genes still permuted):", b + 1, B, start)
     stopped = (stop_after > 0) & (ge >= stop_after)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -400,17 +417,194 @@ def _rounded(obj, digits: int = 6):
     return obj
 
 
+@dataclass
+class GeneChunkResult:
+    """Everything one chunk of genes contributes (see :func:`train_gene_chunk`).
+
+    Attributes
+    ----------
+    columns : dict of str to ndarray, shape (n_genes_in_chunk,)
+        Per-gene columns of the final table that depend on the gene alone.
+    oof : ndarray, shape (n_types, n_genes_in_chunk) or None
+    final : MultiGeneElasticNet
+        The refit of these genes on all rows.
+    null : NullResult or None
+    seconds : dict
+        Time each step took on the worker.
+    """
+
+    columns: dict
+    oof: np.ndarray | None
+    final: MultiGeneElasticNet
+    null: NullResult | None
+    seconds: dict
+
+
+def train_gene_chunk(
+    X, Y, folds, settings: TrainSettings, weights=None, classes=None, keep_oof: bool = True,
+    verbose: bool = True,
+) -> GeneChunkResult:  # fmt: skip
+    """Nested CV, baselines, final refit and permutation null of one chunk of genes.
+
+    Genes are independent given the shared design ``X``, the seeded outer and inner folds and
+    the seeded permutation sequence, so the results of consecutive chunks concatenated equal
+    the results of all genes at once. Only Benjamini-Hochberg and the summaries couple genes;
+    they are computed after all chunks are gathered (:func:`train_and_evaluate`).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_types, n_features)
+    Y : ndarray, shape (n_types, n_genes_in_chunk)
+    folds, settings, weights, classes : as in :func:`train_and_evaluate`.
+    keep_oof : bool
+        Return the out-of-fold predictions (n_types x genes: with per-cell rows that is the
+        size of the input, so callers streaming many cells drop or write it per chunk).
+    verbose : bool
+        Log per outer fold / permutation (the whole set in one chunk, as before chunking).
+    """
+    t0 = time.perf_counter()
+    Y = np.ascontiguousarray(Y, dtype=float)
+    cv = nested_cv(X, Y, folds, settings, weights, verbose=verbose)
+    r2, rmse = pooled_scores(Y, cv.oof)
+    t1 = time.perf_counter()
+    base = baseline_predictions(X, Y, folds, weights, classes)
+    base_scores = {name: pooled_scores(Y, pred) for name, pred in base.items()}
+    del base
+    t2 = time.perf_counter()
+    final = settings.estimator(n_rows=X.shape[0]).fit(X, Y, weights)
+    train_r2, _ = pooled_scores(Y, final.predict(X))
+    t3 = time.perf_counter()
+    if verbose:
+        log.info("baselines (%.1f s) and final refit (%.1f s) done", t2 - t1, t3 - t2)
+    cols = {
+        "cv_r2": r2,
+        "cv_rmse": rmse,
+        "train_r2": train_r2,
+        "alpha": final.alpha_,
+        "fold_alpha_median": np.median(cv.fold_alpha, axis=0),
+        "n_nonzero": (final.coef_ != 0).sum(axis=1),
+        "y_mean": Y.mean(axis=0),
+        "y_sd": Y.std(axis=0),
+    }
+    for name, (b_r2, b_rmse) in base_scores.items():
+        cols[f"{name}_cv_r2"] = b_r2
+        cols[f"{name}_cv_rmse"] = b_rmse
+    null = None
+    if settings.n_permutations > 0:
+        null = permutation_null(
+            X, Y, folds, cv.fold_alpha, r2, settings, weights,
+            stop_after=settings.null_stop_after, verbose=verbose,
+        )  # fmt: skip
+    seconds = {
+        "nested_cv": cv.seconds,
+        "baselines": t2 - t1,
+        "final_fit": t3 - t2,
+        "permutation_null": null.seconds if null is not None else 0.0,
+        "chunk": time.perf_counter() - t0,
+    }
+    return GeneChunkResult(cols, cv.oof if keep_oof else None, final, null, seconds)
+
+
+def _train_chunk_task(X, Y, folds, settings, weights, classes, keep_oof, verbose):
+    """Module-level (picklable) entry point of one gene chunk, BLAS limited to one thread."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return train_gene_chunk(X, Y, folds, settings, weights, classes, keep_oof, verbose)
+
+
+def _concat_final(parts: list[MultiGeneElasticNet]) -> MultiGeneElasticNet:
+    """One fitted estimator from the per-chunk refits (same attributes as one big fit)."""
+    if len(parts) == 1:
+        return parts[0]
+    est = parts[0]
+    out = MultiGeneElasticNet(**{k: getattr(est, k) for k in (
+        "penalty", "alpha", "l1_ratio", "alphas", "inner_cv", "random_state", "standardize",
+        "tol", "max_iter", "chunk_size")})  # fmt: skip
+    for attr in ("coef_", "intercept_", "coef_std_", "intercept_std_", "alpha_",
+                 "alpha_index_", "n_iter_", "converged_", "cv_mse_"):  # fmt: skip
+        if hasattr(est, attr):
+            setattr(out, attr, np.concatenate([getattr(p, attr) for p in parts]))
+    out.mean_, out.scale_ = est.mean_, est.scale_
+    auto = isinstance(est.alpha, str)
+    out.alphas_ = est.alphas_ if auto else np.unique(out.alpha_)[::-1]
+    return out
+
+
+def _concat_null(parts: list[NullResult], seconds: float) -> NullResult:
+    return NullResult(
+        np.concatenate([p.p_value for p in parts]),
+        np.concatenate([p.null_r2_mean for p in parts]),
+        np.concatenate([p.n_permutations for p in parts]),
+        int(sum(p.n_fits for p in parts)),
+        seconds,
+    )
+
+
+class ParquetTargets:
+    """Genes x cell types (or cells) read from Parquet a chunk of genes at a time.
+
+    For training sets too large to hold at once (thousands of per-cell rows x 45,000
+    genes): :func:`train_and_evaluate` reads one chunk of genes (a batch of Parquet rows)
+    per task instead of the whole table.
+
+    Parameters
+    ----------
+    path : path-like
+        Parquet with one row per gene: a ``gene`` column (or index) and one float column per
+        cell type / cell.
+    columns : list of str
+        The cell-type / cell columns, in the order of the features' rows.
+    """
+
+    def __init__(self, path, columns: list[str]):
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.columns = list(columns)
+        self._file = pq.ParquetFile(path)
+        names = self._file.schema_arrow.names
+        missing = [c for c in ["gene", *self.columns] if c not in names]
+        if missing:
+            raise InputError(f"{path}: no column '{missing[0]}'")
+        self.index = pd.Index(
+            self._file.read(columns=["gene"]).column("gene").to_pylist(), name="gene"
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def iter_chunks(self, size: int):
+        """Yield arrays of shape (genes in chunk, columns), ``size`` genes at a time."""
+        size = len(self) if size <= 0 else size
+        for batch in self._file.iter_batches(batch_size=size, columns=self.columns):
+            yield np.column_stack(
+                [batch.column(i).to_numpy(zero_copy_only=False) for i in range(len(self.columns))]
+            )
+
+
 def train_and_evaluate(
-    features: pd.DataFrame, targets: pd.DataFrame, types: pd.DataFrame, settings: TrainSettings
+    features: pd.DataFrame,
+    targets,
+    types: pd.DataFrame,
+    settings: TrainSettings,
+    executor=None,
+    gene_chunk: int = 0,
+    keep_oof: bool = True,
 ) -> TrainResult:
     """Nested CV, baselines, permutation null and the final refit.
 
     Parameters
     ----------
     features : DataFrame, cell types x features (original units)
-    targets : DataFrame, genes x cell types (log2 expression), columns in ``features`` order
+    targets : DataFrame (genes x cell types, log2 expression, columns in ``features`` order)
+        or :class:`ParquetTargets` (read chunk by chunk)
     types : DataFrame indexed by cell type with ``broad_type`` and ``weight``
     settings : TrainSettings
+    executor : ephys2expr.executor.Executor, optional
+        Where the gene chunks run (default: in this process).
+    gene_chunk : int
+        Genes per chunk (0 = all genes in one chunk). Results do not depend on it.
+    keep_oof : bool
+        Gather the out-of-fold predictions (``TrainResult.oof``; None otherwise).
 
     Notes
     -----
@@ -418,15 +612,14 @@ def train_and_evaluate(
     rows), and OpenBLAS threads spinning on them cost more CPU than they save and compete
     with the solver's own numba threads (measured: the per-fold set-up was ~5x slower).
     """
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _train_and_evaluate(features, targets, types, settings)
+    from ephys2expr.executor import Executor, ExecutorSettings, chunk_slices
 
-
-def _train_and_evaluate(features, targets, types, settings: TrainSettings) -> TrainResult:
+    executor = executor or Executor(ExecutorSettings())
     t0 = time.perf_counter()
     X = features.to_numpy(dtype=float)
-    Y = np.ascontiguousarray(targets.to_numpy(dtype=float).T)  # types x genes
-    n, n_genes = Y.shape
+    n = X.shape[0]
+    genes = targets.index.copy()
+    n_genes = len(genes)
     weights = (
         types.loc[features.index, "weight"].to_numpy(dtype=float)
         if settings.sample_weight == "cells"
@@ -434,65 +627,62 @@ def _train_and_evaluate(features, targets, types, settings: TrainSettings) -> Tr
     )
     classes = types.loc[features.index, "broad_type"].to_numpy()
     folds = outer_folds(n, settings.cv, settings.n_folds, classes, settings.seed)
+    slices = chunk_slices(n_genes, gene_chunk)
     log.info(
-        "training %d genes on %d cell types x %d features: %s, alpha=%s, %s outer CV (%d folds)",
-        n_genes,
-        n,
-        X.shape[1],
-        settings.penalty,
-        settings.alpha,
-        settings.cv,
-        len(folds),
+        "training %d genes on %d cell types x %d features: %s, alpha=%s, %s outer CV "
+        "(%d folds); %d gene chunk(s), %s executor",
+        n_genes, n, X.shape[1], settings.penalty, settings.alpha, settings.cv, len(folds),
+        len(slices), executor.settings.kind,
+    )  # fmt: skip
+    verbose = len(slices) == 1 and executor.client is None
+    if isinstance(targets, pd.DataFrame):
+        blocks = (targets.iloc[sl].to_numpy(dtype=float) for sl in slices)
+    else:
+        blocks = targets.iter_chunks(gene_chunk)
+    tasks = (
+        (X, np.ascontiguousarray(b.T), folds, settings, weights, classes, keep_oof, verbose)
+        for b in blocks
     )
+    parts = list(
+        executor.map_ordered(_train_chunk_task, tasks, what="gene chunks", total=len(slices))
+    )
+    return _gather(parts, features, genes, n, folds, settings, t0)
 
-    cv = nested_cv(X, Y, folds, settings, weights)
-    r2, rmse = pooled_scores(Y, cv.oof)
 
-    t_base = time.perf_counter()
-    base = baseline_predictions(X, Y, folds, weights, classes)
-    base_scores = {name: pooled_scores(Y, pred) for name, pred in base.items()}
-    base_seconds = time.perf_counter() - t_base
-    log.info("baselines done (%.1f s)", base_seconds)
-
-    t_final = time.perf_counter()
-    final = settings.estimator().fit(X, Y, weights)
-    train_r2, _ = pooled_scores(Y, final.predict(X))
-    final_seconds = time.perf_counter() - t_final
-    log.info("final refit on all %d cell types done (%.1f s)", n, final_seconds)
-
-    per_gene = pd.DataFrame(index=targets.index.copy())
-    per_gene["cv_r2"] = r2
-    per_gene["cv_rmse"] = rmse
-    per_gene["train_r2"] = train_r2
-    per_gene["alpha"] = final.alpha_
-    per_gene["fold_alpha_median"] = np.median(cv.fold_alpha, axis=0)
-    per_gene["n_nonzero"] = (final.coef_ != 0).sum(axis=1)
-    per_gene["y_mean"] = Y.mean(axis=0)
-    per_gene["y_sd"] = Y.std(axis=0)
-    for name, (b_r2, b_rmse) in base_scores.items():
-        per_gene[f"{name}_cv_r2"] = b_r2
-        per_gene[f"{name}_cv_rmse"] = b_rmse
+def _gather(parts, features, genes, n, folds, settings: TrainSettings, t0) -> TrainResult:
+    """Concatenate the chunks, then the gene-coupling steps: BH q-values and summaries."""
+    n_genes = len(genes)
+    per_gene = pd.DataFrame(index=genes)
+    for col in parts[0].columns:
+        per_gene[col] = np.concatenate([p.columns[col] for p in parts])
+    final = _concat_final([p.final for p in parts])
+    r2 = per_gene["cv_r2"].to_numpy()
+    rmse = per_gene["cv_rmse"].to_numpy()
+    train_r2 = per_gene["train_r2"].to_numpy()
+    base_scores = {
+        name: (per_gene[f"{name}_cv_r2"].to_numpy(), per_gene[f"{name}_cv_rmse"].to_numpy())
+        for name in BASELINES
+    }
     for name, (b_r2, _) in base_scores.items():
         # a constant gene (NaN r2) beats nothing
         per_gene[f"beats_{name}"] = np.nan_to_num(r2, nan=-np.inf) > np.nan_to_num(b_r2, nan=np.inf)
+    # seconds: summed over chunks (worker time; equal to wall time in-process)
+    secs = {k: float(sum(p.seconds[k] for p in parts)) for k in parts[0].seconds}
 
-    null_seconds = 0.0
     null = None
     if settings.n_permutations > 0:
-        null = permutation_null(
-            X, Y, folds, cv.fold_alpha, r2, settings, weights, stop_after=settings.null_stop_after
-        )
+        null = _concat_null([p.null for p in parts], secs["permutation_null"])
         per_gene["p_value"] = null.p_value
-        per_gene["q_value"] = bh_qvalues(null.p_value)
+        per_gene["q_value"] = bh_qvalues(null.p_value)  # after gathering: BH couples genes
         per_gene["null_r2_mean"] = null.null_r2_mean
         per_gene["n_permutations"] = null.n_permutations
         per_gene["significant"] = per_gene["q_value"].to_numpy() < settings.fdr_q
-        null_seconds = null.seconds
 
+    n_features = features.shape[1]
     metrics = {
         "n_genes": int(n_genes),
         "n_types": int(n),
-        "n_features": int(X.shape[1]),
+        "n_features": int(n_features),
         "n_folds": len(folds),
         "model": _summary(r2, rmse),
         "baselines": {name: _summary(*sc) for name, sc in base_scores.items()},
@@ -510,10 +700,10 @@ def _train_and_evaluate(features, targets, types, settings: TrainSettings) -> Tr
             "genes_not_converged": int((~final.converged_).sum()),
         },
         "seconds": {
-            "nested_cv": cv.seconds,
-            "baselines": base_seconds,
-            "final_fit": final_seconds,
-            "permutation_null": null_seconds,
+            "nested_cv": secs["nested_cv"],
+            "baselines": secs["baselines"],
+            "final_fit": secs["final_fit"],
+            "permutation_null": secs["permutation_null"],
             "total": time.perf_counter() - t0,
         },
     }  # fmt: skip
@@ -530,13 +720,18 @@ def _train_and_evaluate(features, targets, types, settings: TrainSettings) -> Tr
                 (per_gene["significant"]
                  & per_gene[[f"beats_{b}" for b in BASELINES]].all(axis=1)).sum()),
         }  # fmt: skip
-    oof = pd.DataFrame(cv.oof.T, index=targets.index.copy(), columns=features.index.copy())
+    oof = None
+    if parts[0].oof is not None:
+        oof_arr = np.concatenate([p.oof for p in parts], axis=1)
+        oof = pd.DataFrame(oof_arr.T, index=genes.copy(), columns=features.index.copy())
     return TrainResult(per_gene, oof, final, _rounded(metrics))
 
 
 __all__ = [
     "BASELINES",
     "CVResult",
+    "GeneChunkResult",
+    "ParquetTargets",
     "NullResult",
     "TrainResult",
     "TrainSettings",
@@ -548,6 +743,7 @@ __all__ = [
     "pooled_scores",
     "load_training_inputs",
     "train_and_evaluate",
+    "train_gene_chunk",
 ]
 
 

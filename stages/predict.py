@@ -22,6 +22,7 @@ import typer
 from ephys2expr import paths
 from ephys2expr.cli import friendly_errors
 from ephys2expr.errors import InputError
+from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import save_figure, write_json, write_parquet
 from ephys2expr.model_store import load_model_store
 from ephys2expr.predict import (
@@ -81,6 +82,10 @@ def main(
     ),
     write_h5ad: str = typer.Option("false", help="true | false: also write <output>.h5ad"),
     chunk_cells: int = typer.Option(1000, help="cells per chunk (bounds memory)"),
+    executor: str = typer.Option("inprocess", help="inprocess | local | address (Dask)"),
+    n_workers: int = typer.Option(2, help="worker processes for --executor local"),
+    threads_per_worker: int = typer.Option(1, help="threads per Dask worker (numba/BLAS)"),
+    address: str = typer.Option("", help="Dask scheduler address for --executor address"),
     metrics: Path = typer.Option(None, help="metrics JSON (optional)"),
     plots_dir: Path = typer.Option(None, help="folder for marker plots (optional)"),
 ) -> None:
@@ -91,6 +96,10 @@ def main(
     jobs = _jobs(inputs, input, output, prepared_dir, output_dir)
     if chunk_cells < 1:
         raise InputError(f"--chunk-cells {chunk_cells}: expected >= 1")
+    run_on = ExecutorSettings(
+        kind=executor, n_workers=n_workers, threads_per_worker=threads_per_worker,
+        address=address,
+    )  # fmt: skip
 
     store = load_model_store(model)
     screen = CellScreen(missing=missing.value, tolerance=extrapolation_tolerance).fit(store)
@@ -126,46 +135,48 @@ def main(
     }
     genes_table = store.genes.iloc[gene_idx]
     r2 = genes_table["cv_r2"].to_dict() if "cv_r2" in genes_table.columns else None
-    for item, (_name, _src, dst) in zip(items, jobs, strict=True):
-        t0 = time.perf_counter()
-        meta = item.kept_meta
-        file_meta = {
-            "input": item.name,
-            "features": store.features,
-            "missing_policy": missing.value,
-            "extrapolation_tolerance": extrapolation_tolerance,
-            "only_predictable": only_predictable,
-            "dtype": "float32",
-            "model_provenance": store.provenance,
-        }
-        written = write_predictions(
-            dst,
-            store,
-            item.screen.X,
-            meta,
-            gene_idx,
-            chunk_cells=chunk_cells,
-            file_metadata=file_meta,
-            h5ad_path=dst.with_suffix(".h5ad") if h5ad else None,
-        )
-        write_parquet(genes_table, _genes_path(dst))
-        seconds = time.perf_counter() - t0
-        log.info(
-            "%s: wrote %s (%d cells x %d genes) in %.1f s",
-            item.name,
-            dst,
-            len(meta),
-            len(gene_idx),
-            seconds,
-        )
-        s = item.summary()
-        s.update(written)
-        s["extrapolated_by_feature"] = extrapolation_by_feature(
-            item.screen.flags, item.screen.kept, store.features
-        )
-        summary[item.name] = s
-        if plots_dir is not None:
-            _plots(item, store, gene_idx, r2, plots_dir, extrapolation_tolerance)
+    with open_executor(run_on) as ex:
+        for item, (_name, _src, dst) in zip(items, jobs, strict=True):
+            t0 = time.perf_counter()
+            meta = item.kept_meta
+            file_meta = {
+                "input": item.name,
+                "features": store.features,
+                "missing_policy": missing.value,
+                "extrapolation_tolerance": extrapolation_tolerance,
+                "only_predictable": only_predictable,
+                "dtype": "float32",
+                "model_provenance": store.provenance,
+            }
+            written = write_predictions(
+                dst,
+                store,
+                item.screen.X,
+                meta,
+                gene_idx,
+                chunk_cells=chunk_cells,
+                file_metadata=file_meta,
+                h5ad_path=dst.with_suffix(".h5ad") if h5ad else None,
+                executor=ex,
+            )
+            write_parquet(genes_table, _genes_path(dst))
+            seconds = time.perf_counter() - t0
+            log.info(
+                "%s: wrote %s (%d cells x %d genes) in %.1f s",
+                item.name,
+                dst,
+                len(meta),
+                len(gene_idx),
+                seconds,
+            )
+            s = item.summary()
+            s.update(written)
+            s["extrapolated_by_feature"] = extrapolation_by_feature(
+                item.screen.flags, item.screen.kept, store.features
+            )
+            summary[item.name] = s
+            if plots_dir is not None:
+                _plots(item, store, gene_idx, r2, plots_dir, extrapolation_tolerance)
 
     if metrics is not None:
         write_json(summary, metrics)

@@ -19,6 +19,7 @@ from ephys2expr.evaluation import (
     load_training_inputs,
     train_and_evaluate,
 )
+from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import write_csv, write_json, write_parquet
 from ephys2expr.model_store import ModelStore, save_model_store
 from ephys2expr.train_plots import write_train_plots
@@ -54,6 +55,11 @@ def main(
         10, help="stop permuting a gene after this many exceedances (0 = never)"
     ),
     fdr_q: float = typer.Option(0.1, help="Benjamini-Hochberg level"),
+    executor: str = typer.Option("inprocess", help="inprocess | local | address (Dask)"),
+    n_workers: int = typer.Option(2, help="worker processes for --executor local"),
+    threads_per_worker: int = typer.Option(1, help="threads per Dask worker (numba/BLAS)"),
+    address: str = typer.Option("", help="Dask scheduler address for --executor address"),
+    gene_chunk: int = typer.Option(0, help="genes per task (0 = all at once); same results"),
     prepared_dir: Path = typer.Option(paths.PREPARED, help="folder with prepare's tables"),
     model_dir: Path = typer.Option(paths.MODEL, help="model store output folder"),
     out_dir: Path = typer.Option(paths.DATA / "train", help="per-gene tables output folder"),
@@ -73,8 +79,15 @@ def main(
         "train_targets": prepared_dir / "train_targets.parquet",
         "train_types": prepared_dir / "train_types.parquet",
     }
+    run_on = ExecutorSettings(
+        kind=executor, n_workers=n_workers, threads_per_worker=threads_per_worker,
+        address=address, gene_chunk=gene_chunk,
+    )  # fmt: skip
     features, targets, types = load_training_inputs(*inputs.values())
-    result = train_and_evaluate(features, targets, types, settings)
+    with open_executor(run_on) as ex:
+        result = train_and_evaluate(
+            features, targets, types, settings, executor=ex, gene_chunk=run_on.gene_chunk
+        )
     final = result.final
 
     # model store: everything predict needs, in original feature units, no pickle
