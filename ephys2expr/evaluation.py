@@ -259,12 +259,14 @@ def baseline_predictions(X, Y, folds, weights=None, classes=None) -> dict[str, n
         sw = np.sqrt(wt)[:, None]
         coef, *_ = np.linalg.lstsq((Xs - xbar) * sw, (Y[tr] - ybar) * sw, rcond=None)
         out["ols"][te] = ybar + ((X[te] - mean) / scale - xbar) @ coef
-        for i in te:
-            same = tr[classes[tr] == classes[i]]
+        # once per class of the held-out rows, not per row (thousands of per-cell rows)
+        for c in dict.fromkeys(classes[te].tolist()):
+            rows = te[classes[te] == c]
+            same = tr[classes[tr] == c]
             if len(same):
-                out["class"][i] = w[same] @ Y[same] / w[same].sum()
+                out["class"][rows] = w[same] @ Y[same] / w[same].sum()
             else:
-                out["class"][i] = ybar
+                out["class"][rows] = ybar
     return out
 
 

@@ -455,7 +455,9 @@ def test_dvc_repro_predict_in_a_fresh_repo(tmp_path, fitted):
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["predict"]
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"predict": stage}}))
-    (repo / "params.yaml").write_text(yaml.safe_dump({"predict": params["predict"]}))
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump({"predict": params["predict"], "executor": params["executor"]})
+    )
     for dep in stage["deps"]:
         if dep.endswith(".py"):
             (repo / dep).parent.mkdir(parents=True, exist_ok=True)

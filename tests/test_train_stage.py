@@ -118,7 +118,9 @@ def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(n_alphas=8, n_permutations=5)
-    (repo / "params.yaml").write_text(yaml.safe_dump({"train": params["train"]}))
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump({"train": params["train"], "executor": params["executor"]})
+    )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     # import the installed package (not the copies, which are there as DVC deps) so that
     # numba's on-disk cache of the compiled solver is reused
