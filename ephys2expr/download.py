@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ephys2expr.errors import InputError
-from ephys2expr.io import atomic_path
+from ephys2expr.io import atomic_path, file_checksum
 
 log = logging.getLogger("ephys2expr")
 
@@ -206,17 +206,6 @@ SOURCES: tuple[Source, ...] = (
     ),
 )
 """Every file of ``data/raw/``; md5/size equal DVC's manifest for ``data/raw.dvc``."""
-
-
-def file_checksum(path: str | Path) -> tuple[str, int]:
-    """Return ``(md5 hex digest, size in bytes)`` of a file, read in chunks."""
-    digest = hashlib.md5()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def dvc_dir_md5(sources: Iterable[Source] = SOURCES) -> str:

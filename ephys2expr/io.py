@@ -7,6 +7,7 @@ it into place only when the write succeeded.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -77,6 +78,17 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
+
+
+def file_checksum(path: str | os.PathLike) -> tuple[str, int]:
+    """Return ``(md5 hex digest, size in bytes)`` of a file, read in chunks."""
+    digest = hashlib.md5()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 16):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def read_params(path: str | os.PathLike = "params.yaml") -> dict:

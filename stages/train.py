@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -20,20 +19,12 @@ from ephys2expr.evaluation import (
     train_and_evaluate,
 )
 from ephys2expr.executor import ExecutorSettings, open_executor
-from ephys2expr.io import write_csv, write_json, write_parquet
+from ephys2expr.io import file_checksum, write_csv, write_json, write_parquet
 from ephys2expr.model_store import ModelStore, save_model_store
 from ephys2expr.train_plots import write_train_plots
 
 app = typer.Typer(add_completion=False, help=__doc__)
 log = logging.getLogger("ephys2expr.train")
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @app.command()
@@ -50,7 +41,7 @@ def main(
     n_folds: int = typer.Option(5, help="outer folds for cv=kfold"),
     seed: int = typer.Option(0, help="seed of fold splits and permutations"),
     sample_weight: str = typer.Option("none", help="none | cells"),
-    n_permutations: int = typer.Option(100, help="permutation null size (0 = off)"),
+    n_permutations: int = typer.Option(1000, help="permutation null size (0 = off)"),
     null_stop_after: int = typer.Option(
         10, help="stop permuting a gene after this many exceedances (0 = never)"
     ),
@@ -107,7 +98,7 @@ def main(
         l1_ratio=final._l1_ratio(),
         provenance={
             "params": settings.as_dict(),
-            "inputs_md5": {name: _md5(path) for name, path in inputs.items()},
+            "inputs_md5": {name: file_checksum(path)[0] for name, path in inputs.items()},
             "cell_types": list(features.index),
             "feature_mean": X.mean(axis=0).tolist(),
             "alpha_path": final.alphas_.tolist() if settings.alpha == "auto" else None,
