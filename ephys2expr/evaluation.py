@@ -754,29 +754,27 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 
 
-def load_training_inputs(features_path, targets_path, types_path):
+def load_training_inputs(features_path, targets_path, types_path, stream: bool = False):
     """Read and check prepare's three training tables (see CONTRIBUTING.md).
 
     Returns ``(features, targets, types)``: types x features, genes x types (columns in the
     features' row order) and the type metadata indexed like ``features``. Any mismatch is an
-    :class:`InputError` naming the file and the column or value.
+    :class:`InputError` naming the file and the column or value. With ``stream=True`` the
+    targets come back as a :class:`ParquetTargets` (read a gene chunk at a time later; their
+    values are not checked here).
     """
     features = pd.read_parquet(features_path)
-    targets = pd.read_parquet(targets_path)
     types = pd.read_parquet(types_path)
+    if stream:
+        targets = ParquetTargets(targets_path, list(features.index))
+        if features.empty or len(targets) == 0:
+            raise InputError(f"{features_path if features.empty else targets_path}: empty table")
+        _check_features(features, features_path)
+        return features.astype(float), targets, _check_types(types, features, types_path)
+    targets = pd.read_parquet(targets_path)
     if features.empty or targets.empty:
         raise InputError(f"{features_path if features.empty else targets_path}: empty table")
-    for col in features.columns:
-        if not pd.api.types.is_numeric_dtype(features[col]):
-            raise InputError(f"{features_path}: column '{col}' is not numeric")
-        if features[col].isna().any():
-            bad = features.index[features[col].isna()][0]
-            raise InputError(f"{features_path}: column '{col}' is missing for '{bad}'")
-    if features.index.has_duplicates:
-        raise InputError(
-            f"{features_path}: duplicate cell type "
-            f"'{features.index[features.index.duplicated()][0]}'"
-        )
+    _check_features(features, features_path)
     missing = [t for t in features.index if t not in targets.columns]
     if missing:
         raise InputError(f"{targets_path}: no column for cell type '{missing[0]}'")
@@ -790,6 +788,24 @@ def load_training_inputs(features_path, targets_path, types_path):
         raise InputError(
             f"{targets_path}: duplicate gene '{targets.index[targets.index.duplicated()][0]}'"
         )
+    return features.astype(float), targets.astype(float), _check_types(types, features, types_path)
+
+
+def _check_features(features: pd.DataFrame, features_path) -> None:
+    for col in features.columns:
+        if not pd.api.types.is_numeric_dtype(features[col]):
+            raise InputError(f"{features_path}: column '{col}' is not numeric")
+        if features[col].isna().any():
+            bad = features.index[features[col].isna()][0]
+            raise InputError(f"{features_path}: column '{col}' is missing for '{bad}'")
+    if features.index.has_duplicates:
+        raise InputError(
+            f"{features_path}: duplicate cell type "
+            f"'{features.index[features.index.duplicated()][0]}'"
+        )
+
+
+def _check_types(types: pd.DataFrame, features: pd.DataFrame, types_path) -> pd.DataFrame:
     for col in ("broad_type", "weight"):
         if col not in types.columns:
             raise InputError(f"{types_path}: missing column '{col}'")
@@ -801,4 +817,4 @@ def load_training_inputs(features_path, targets_path, types_path):
     if not np.all(np.isfinite(w) & (w > 0)):
         bad = types.index[~(np.isfinite(w) & (w > 0))][0]
         raise InputError(f"{types_path}: column 'weight' is not a positive number for '{bad}'")
-    return features.astype(float), targets.astype(float), types
+    return types

@@ -114,10 +114,16 @@ def model_vs_ols(per_gene: pd.DataFrame, path) -> None:
     save_figure(fig, path)
 
 
-def observed_vs_predicted(per_gene, oof, targets, types, path, n_best: int = 6) -> None:
-    """Observed vs out-of-fold predicted expression per cell type: best genes and markers."""
+def plotted_genes(per_gene: pd.DataFrame, n_best: int = 6) -> tuple[list[str], list[str]]:
+    """The genes :func:`observed_vs_predicted` shows: the ``n_best`` by CV r2, then markers."""
     best = list(per_gene["cv_r2"].dropna().sort_values(ascending=False).index[:n_best])
     markers = [g for g in MARKERS if g in per_gene.index and g not in best]
+    return best, markers
+
+
+def observed_vs_predicted(per_gene, oof, targets, types, path, n_best: int = 6) -> None:
+    """Observed vs out-of-fold predicted expression per cell type: best genes and markers."""
+    best, markers = plotted_genes(per_gene, n_best)
     genes = best + markers
     ncol = 4
     nrow = max(1, int(np.ceil(len(genes) / ncol)))

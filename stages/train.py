@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from ephys2expr.evaluation import (
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import file_checksum, write_csv, write_json, write_parquet
 from ephys2expr.model_store import ModelStore, save_model_store
-from ephys2expr.train_plots import write_train_plots
+from ephys2expr.train_plots import plotted_genes, write_train_plots
 
 app = typer.Typer(add_completion=False, help=__doc__)
 log = logging.getLogger("ephys2expr.train")
@@ -51,6 +52,12 @@ def main(
     threads_per_worker: int = typer.Option(1, help="threads per Dask worker (numba/BLAS)"),
     address: str = typer.Option("", help="Dask scheduler address for --executor address"),
     gene_chunk: int = typer.Option(0, help="genes per task (0 = all at once); same results"),
+    stream_targets: bool = typer.Option(
+        False,
+        "--stream-targets/--no-stream-targets",
+        help="read targets a gene chunk at a time (bounded memory for large paired sets); "
+        "out-of-fold predictions are then kept only for the plotted genes",
+    ),
     prepared_dir: Path = typer.Option(paths.PREPARED, help="folder with prepare's tables"),
     model_dir: Path = typer.Option(paths.MODEL, help="model store output folder"),
     out_dir: Path = typer.Option(paths.DATA / "train", help="per-gene tables output folder"),
@@ -74,12 +81,23 @@ def main(
         kind=executor, n_workers=n_workers, threads_per_worker=threads_per_worker,
         address=address, gene_chunk=gene_chunk,
     )  # fmt: skip
-    features, targets, types = load_training_inputs(*inputs.values())
+    features, targets, types = load_training_inputs(*inputs.values(), stream=stream_targets)
     with open_executor(run_on) as ex:
         result = train_and_evaluate(
-            features, targets, types, settings, executor=ex, gene_chunk=run_on.gene_chunk
-        )
+            features, targets, types, settings, executor=ex, gene_chunk=run_on.gene_chunk,
+            keep_oof=not stream_targets,
+        )  # fmt: skip
     final = result.final
+    oof, shown = result.oof, targets
+    if stream_targets:
+        # Genes are independent, so refitting only the plotted genes (without the null)
+        # gives exactly their out-of-fold predictions from the full run.
+        best, markers = plotted_genes(result.per_gene)
+        shown = pd.read_parquet(inputs["train_targets"], filters=[("gene", "in", best + markers)])
+        shown = shown[list(features.index)].astype(float)
+        oof = train_and_evaluate(
+            features, shown, types, dataclasses.replace(settings, n_permutations=0)
+        ).oof
 
     # model store: everything predict needs, in original feature units, no pickle
     genes = result.per_gene.copy()
@@ -108,13 +126,13 @@ def main(
     save_model_store(store, model_dir)
 
     write_parquet(result.per_gene, out_dir / "per_gene.parquet")
-    write_parquet(result.oof, out_dir / "oof_predictions.parquet")
+    write_parquet(oof, out_dir / "oof_predictions.parquet")
     plot_cols = ["cv_r2", "cv_rmse"] + [f"{b}_cv_r2" for b in BASELINES]
     plot_table = result.per_gene[plot_cols].round(6)
     plot_table.index.name = "gene"
     write_csv(plot_table, plots_dir / "per_gene.csv")
     coef_std = pd.DataFrame(final.coef_std_, index=targets.index, columns=features.columns)
-    write_train_plots(result.per_gene, result.oof, targets, types, coef_std, plots_dir)
+    write_train_plots(result.per_gene, oof, shown, types, coef_std, plots_dir)
 
     m = result.metrics
     m["seconds"]["stage"] = round(time.perf_counter() - start, 3)

@@ -137,3 +137,25 @@ def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
     assert json.loads((repo / "metrics" / "train.json").read_text())["n_genes"] > 50
     again = sh("dvc", "repro", "train")
     assert "didn't change" in again.stdout or "up to date" in again.stdout
+
+
+def test_streamed_targets_give_the_same_models_and_plotted_predictions(prepared, tmp_path):
+    """--stream-targets reads the targets a gene chunk at a time; results must not change."""
+    assert _run(prepared, tmp_path / "whole").exit_code == 0
+    res = _run(prepared, tmp_path / "stream", "--stream-targets", "--gene-chunk", "25")
+    assert res.exit_code == 0, res.output
+    whole = load_model_store(tmp_path / "whole" / "model")
+    stream = load_model_store(tmp_path / "stream" / "model")
+    assert stream.gene_names == whole.gene_names
+    np.testing.assert_allclose(stream.coef.to_numpy(), whole.coef.to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(stream.intercept, whole.intercept, atol=1e-12)
+    per_gene = {k: pd.read_parquet(tmp_path / k / "train" / "per_gene.parquet")
+                for k in ("whole", "stream")}  # fmt: skip
+    numeric = per_gene["whole"].select_dtypes("number").columns
+    np.testing.assert_allclose(per_gene["stream"][numeric], per_gene["whole"][numeric],
+                               atol=1e-12)  # fmt: skip
+    # only the plotted genes' out-of-fold predictions are kept, and they are the same
+    oof_stream = pd.read_parquet(tmp_path / "stream" / "train" / "oof_predictions.parquet")
+    oof_whole = pd.read_parquet(tmp_path / "whole" / "train" / "oof_predictions.parquet")
+    assert 0 < len(oof_stream) < len(oof_whole)
+    np.testing.assert_allclose(oof_stream, oof_whole.loc[oof_stream.index], atol=1e-12)
