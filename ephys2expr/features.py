@@ -64,6 +64,12 @@ ALLEN_COLUMNS: dict[str, list[str]] = {
 }
 
 
+def with_derived(absent) -> tuple[str, ...]:
+    """``absent`` plus the features derived from them (cap = 1000 * tau / rin needs tau)."""
+    absent = tuple(absent)
+    return absent + (("cap",) if "tau" in absent and "cap" not in absent else ())
+
+
 def check_feature_names(names: list[str], where: str = "params.yaml prepare.features") -> None:
     """Raise :class:`InputError` naming any unknown or repeated feature."""
     unknown = [n for n in names if n not in ALL_FEATURES]
@@ -115,7 +121,7 @@ def derive_features(
     -------
     DataFrame with columns :data:`ALL_FEATURES` (float64), same index as ``table``.
     """
-    absent = tuple(absent) + (("cap",) if "tau" in absent else ())  # cap = 1000 * tau / ri
+    absent = with_derived(absent)
     needed = sorted({c for f in ALL_FEATURES if f not in absent for c in ALLEN_COLUMNS[f]})
     missing = [c for c in needed if c not in table.columns]
     if missing:

@@ -10,6 +10,7 @@ import typer
 
 from ephys2expr import paths
 from ephys2expr.cli import friendly_errors
+from ephys2expr.features import with_derived
 from ephys2expr.genes import filter_genes
 from ephys2expr.io import write_json, write_parquet
 from ephys2expr.prepare import (
@@ -70,7 +71,7 @@ def main(
         )
     for name, (_path, absent) in CELL_INPUTS.items():
         if absent:
-            fill = list(absent) + (["cap"] if "tau" in absent else [])
+            fill = list(with_derived(absent))
             cell_reports[name]["cells_backfilled_from_aibs_v6"] = backfill_from(
                 cells[name], cells["aibs_v6"], fill
             )

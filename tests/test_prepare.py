@@ -19,12 +19,12 @@ FEATURES = ",".join(CORE_FEATURES)
 runner = CliRunner()
 
 
-def run_prepare(tmp_path, raw, *extra):
+def run_prepare(tmp_path, raw, *extra, features=FEATURES):
     out = tmp_path / "prepared"
     metrics = tmp_path / "prepare.json"
     args = [
         "--features",
-        FEATURES,
+        features,
         "--raw-dir",
         str(raw),
         "--out-dir",
@@ -271,38 +271,10 @@ def test_truncated_input(tmp_path, small_raw, target):
 
 
 def test_unknown_feature_in_params(tmp_path, small_raw):
-    out = tmp_path / "prepared"
-    metrics = tmp_path / "prepare.json"
-    result = runner.invoke(
-        app,
-        [
-            "--features",
-            "rin,rmp,spikiness",
-            "--raw-dir",
-            str(small_raw),
-            "--out-dir",
-            str(out),
-            "--metrics",
-            str(metrics),
-        ],
-    )
+    result, out, metrics = run_prepare(tmp_path, small_raw, features="rin,rmp,spikiness")
     assert_clean_failure(result, out, metrics, "prepare.features", "spikiness")
 
 
 def test_feature_absent_from_training_table(tmp_path, small_raw):
-    out = tmp_path / "prepared"
-    metrics = tmp_path / "prepare.json"
-    result = runner.invoke(
-        app,
-        [
-            "--features",
-            "rin,sag",
-            "--raw-dir",
-            str(small_raw),
-            "--out-dir",
-            str(out),
-            "--metrics",
-            str(metrics),
-        ],
-    )
+    result, out, metrics = run_prepare(tmp_path, small_raw, features="rin,sag")
     assert_clean_failure(result, out, metrics, "sag", "not in the training table")
