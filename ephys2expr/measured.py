@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
+from ephys2expr.taxonomy import cre_group, exc_inh_truth, type_group  # noqa: F401
 
 log = logging.getLogger("ephys2expr")
 
@@ -130,98 +130,6 @@ def _log2_tpm_plus_one_stored(values: pd.DataFrame, path) -> pd.DataFrame:
     if vmin < 1.0 - 1e-9:
         raise InputError(f"{path}: minimum value {vmin:g} < 1, not the TPM + 1 scale expected")
     return np.log2(values)
-
-
-def type_group(label: str) -> str:
-    """Coarse group of a transcriptomic type or cre line, the unit of type agreement.
-
-    Groups: ``Pvalb``, ``Sst``, ``Vip``, ``Ndnf`` (Ndnf/Lamp5, incl. Htr3a-only lines, whose
-    non-Vip cells are mostly Ndnf/Lamp5-like), ``Exc L2/3``, ``Exc L4``, ``Exc L5``, ``Exc L6``,
-    ``Non-neuronal`` and ``other``.
-
-    Parameters
-    ----------
-    label : str
-        A Tasic 2016 type (``Vip Chat``, ``L5a Batf3``) or an Allen cre line name
-        (``Pvalb-IRES-Cre``); for cre lines of excitatory neurons the layer is not in the name,
-        see :func:`cre_group`.
-    """
-    s = str(label)
-    low = s.lower()
-    for g in ("Pvalb", "Sst", "Vip", "Ndnf"):
-        if low.startswith(g.lower()):
-            return g
-    if low.startswith(("lamp5", "htr3a", "sncg", "igtp", "smad3")):
-        return "Ndnf" if low.startswith(("lamp5", "htr3a")) else "other"
-    m = re.match(r"^l(\d)", low)
-    if m:
-        layer = m.group(1)
-        return {"2": "Exc L2/3", "3": "Exc L2/3", "4": "Exc L4", "5": "Exc L5", "6": "Exc L6"}.get(
-            layer, "other"
-        )
-    if low.startswith(("astro", "oligo", "opc", "micro", "endo", "smc")):
-        return "Non-neuronal"
-    return "other"
-
-
-# Cre lines of the Allen Cell Types ephys data -> group. Interneuron lines by their marker;
-# Chat-IRES-Cre labels Vip/Chat cells and Nkx2-1 mostly Pvalb-family chandelier cells.
-_INH_CRE_PREFIX = {
-    "pvalb": "Pvalb",
-    "sst": "Sst",
-    "vip": "Vip",
-    "ndnf": "Ndnf",
-    "htr3a": "Ndnf",
-    "chat": "Vip",
-    "nkx2-1": "Pvalb",
-    "chrna2": "Sst",  # aspiny Chrna2 cells are L5 Martinotti (Sst) cells; spiny ones are Exc
-}
-_INH_ONLY_OTHER = ("gad2", "slc32a1", "nos1", "dlx", "penk")
-
-
-def cre_group(cre_line: str, layer: str | None, dendrite_type: str | None = None) -> str:
-    """Group (as in :func:`type_group`) of an Allen cell from its cre line, layer and dendrites.
-
-    Spiny cells are excitatory and map to ``Exc L<layer>`` whatever the line (Chrna2 and a
-    few other lines label both classes); other cells of an interneuron line map to the line's
-    marker group (Htr3a -> ``Ndnf``, see :func:`type_group`); pan-GABAergic lines (Gad2...)
-    give ``other``; excitatory lines map to ``Exc L<layer>``.
-    """
-    low = str(cre_line).lower()
-    spiny = str(dendrite_type).lower() == "spiny"
-    if not spiny:
-        for prefix, g in _INH_CRE_PREFIX.items():
-            if low.startswith(prefix):
-                return g
-        if low.startswith(_INH_ONLY_OTHER) or str(dendrite_type).lower() == "aspiny":
-            return "other"
-    lay = str(layer or "").lower().replace("layer", "").strip()
-    m = re.match(r"^(\d)", lay)
-    if not m:
-        return "other"
-    return {"1": "other", "2": "Exc L2/3", "3": "Exc L2/3", "4": "Exc L4", "5": "Exc L5"}.get(
-        m.group(1), "Exc L6"
-    )
-
-
-_INH_LINES = (*_INH_CRE_PREFIX, *_INH_ONLY_OTHER)
-
-
-def exc_inh_truth(cre_line: str, dendrite_type: str | None) -> str:
-    """Exc/Inh of an Allen cell: spiny -> Exc, aspiny -> Inh; otherwise from the cre line.
-
-    Sparsely spiny cells (mostly Vip/Chat interneurons) and unknown dendrites fall back to
-    the cre line; an excitatory line with non-spiny dendrites gives ``""`` (not scored).
-    """
-    d = str(dendrite_type).lower()
-    if d == "spiny":
-        return "Exc"
-    if d == "aspiny":
-        return "Inh"
-    low = str(cre_line).lower()
-    if low.startswith(_INH_LINES):
-        return "Inh"
-    return ""
 
 
 def read_tasic_rda(

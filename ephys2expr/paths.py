@@ -11,6 +11,7 @@ MODEL = DATA / "model"
 PREDICTIONS = DATA / "predictions"
 VALIDATION = DATA / "validation"
 METRICS = Path("metrics")
+REPORTS = Path("reports")  # detailed summaries beside the headline metrics
 PLOTS = Path("plots")
 
 # raw inputs
