@@ -76,18 +76,29 @@ def _worker_peaks(ex) -> list[float]:
     return sorted(ex.client.run(peak).values())
 
 
+def _executor_settings(kind: str):
+    from ephys2expr.executor import ExecutorSettings
+
+    return ExecutorSettings.from_params(
+        {"executor": {"kind": kind, "n_workers": 2, "threads_per_worker": 1}}
+    )
+
+
 def run_train(args) -> dict:
-    from ephys2expr.evaluation import ParquetTargets, TrainSettings, train_and_evaluate
-    from ephys2expr.executor import ExecutorSettings, open_executor
+    from ephys2expr.executor import open_executor
+    from ephys2expr.train.inputs import ParquetTargets
+    from ephys2expr.train.run import train_and_evaluate
+    from ephys2expr.train.settings import TrainSettings
 
     path = Path(args.data)
     feats = pd.read_parquet(path.with_suffix(".X.pq"))
     feats.columns = [f"f{i}" for i in range(feats.shape[1])]
     types = pd.DataFrame({"broad_type": "Exc", "weight": 1.0}, index=feats.index)
     source = ParquetTargets(path, list(feats.index))
-    settings = TrainSettings(cv="kfold", n_folds=5, n_permutations=args.perms, null_stop_after=10)
+    values = {"cv": "kfold", "n_folds": 5, "n_permutations": args.perms, "null_stop_after": 10}
+    settings = TrainSettings.from_params({"train": values})
     kind = args.executor
-    with open_executor(ExecutorSettings(kind=kind, n_workers=2, threads_per_worker=1)) as ex:
+    with open_executor(_executor_settings(kind)) as ex:
         t = time.perf_counter()
         res = train_and_evaluate(
             feats, source, types, settings, executor=ex, gene_chunk=args.gene_chunk,
@@ -95,7 +106,7 @@ def run_train(args) -> dict:
         )  # fmt: skip
         wall = time.perf_counter() - t
         workers = _worker_peaks(ex)
-    sec = res.metrics["seconds"]
+    sec = res.seconds
     return {
         "wall_s": wall,
         "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -103,8 +114,8 @@ def run_train(args) -> dict:
         "worker_seconds": {
             k: sec[k] for k in ("nested_cv", "baselines", "final_fit", "permutation_null")
         },  # fmt: skip
-        "gene_permutations_run": res.metrics["null"]["gene_permutations_run"],
-        "genes_with_all_permutations": res.metrics["null"]["genes_with_all_permutations"],
+        "gene_permutations_run": res.report["null"]["gene_permutations_run"],
+        "genes_with_all_permutations": res.report["null"]["genes_with_all_permutations"],
         "cv_r2_median": res.metrics["model"]["r2_median"],
         "p_value_checksum": float(res.per_gene["p_value"].sum()),
         "cv_r2_checksum": float(np.nansum(res.per_gene["cv_r2"])),
@@ -112,28 +123,27 @@ def run_train(args) -> dict:
 
 
 def run_predict(args) -> dict:
-    from ephys2expr.executor import ExecutorSettings, open_executor
-    from ephys2expr.model_store import ModelStore
-    from ephys2expr.predict import write_predictions
+    from ephys2expr.executor import open_executor
+    from ephys2expr.model.estimator import MultiGeneElasticNet
+    from ephys2expr.model.store import store_from_estimator
+    from ephys2expr.predict.write import write_predictions
 
     rng = np.random.default_rng(0)
     g, n = args.pred_genes, args.pred_cells
     X = _features(n, 3)
-    coef = rng.normal(size=(g, N_FEATURES)) * (rng.random((g, N_FEATURES)) < 0.2) / 100
-    genes = pd.DataFrame(
-        {"intercept": rng.uniform(0, 5, g), "alpha": 0.1},
-        index=pd.Index([f"g{i}" for i in range(g)], name="gene"),
-    )
-    store = ModelStore(
-        features=[f"f{i}" for i in range(N_FEATURES)],
-        coef=pd.DataFrame(coef, index=genes.index, columns=[f"f{i}" for i in range(N_FEATURES)]),
-        genes=genes, scaler_mean=X.mean(0), scaler_scale=X.std(0), feature_min=X.min(0),
-        feature_max=X.max(0), penalty="lasso",
-    )  # fmt: skip
+    # a store built as train builds it: lasso fitted on 300 rows of the same features,
+    # about 20 % of the coefficients carrying signal
+    fit_rows = pd.DataFrame(_features(300, 3), columns=[f"f{i}" for i in range(N_FEATURES)])
+    Xs = (fit_rows - fit_rows.mean()) / fit_rows.std(ddof=0)
+    B = rng.normal(size=(N_FEATURES, g)) * (rng.random((N_FEATURES, g)) < 0.2)
+    Y = 2 + Xs.to_numpy() @ B + rng.normal(size=(300, g))
+    est = MultiGeneElasticNet(alpha=0.1).fit(fit_rows.to_numpy(), Y)
+    gene_names = pd.Index([f"g{i}" for i in range(g)], name="gene")
+    store = store_from_estimator(est, fit_rows, gene_names)
     meta = pd.DataFrame({"species": "mouse"}, index=pd.Index([f"c{i}" for i in range(n)]))
     out = Path(args.data)
     kind = args.executor
-    with open_executor(ExecutorSettings(kind=kind, n_workers=2, threads_per_worker=1)) as ex:
+    with open_executor(_executor_settings(kind)) as ex:
         t = time.perf_counter()
         write_predictions(
             out, store, X, meta, np.arange(g), chunk_cells=args.chunk_cells,

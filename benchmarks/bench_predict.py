@@ -7,10 +7,12 @@ columns gathered into a DataFrame and written as a wide CSV.
 Both use the same store and the same cells in one run; the ratio is what matters (the
 machine is shared, absolute times are noisy). Run::
 
-    python -m benchmarks.bench_predict [--model data/model] [--cells FILE] [--csv-genes N]
+    python -m benchmarks.bench_predict [--model-dir data/model] [--cells FILE] [--csv-genes N]
+        [--params params.yaml] [--set chunk_cells=1000]
 
 Without a model store it builds one of realistic size from ``data/prepared`` (a Lasso fit
-per gene on the 20 training types), or a synthetic one if that is missing too.
+per gene on the 20 training types), or a synthetic one if that is missing too. The chunk
+size is ``predict.chunk_cells`` of the params file (``--set`` overrides it).
 """
 
 from __future__ import annotations
@@ -26,14 +28,12 @@ import pandas as pd
 from sklearn.linear_model import Lasso
 
 from ephys2expr import paths
-from ephys2expr.model_store import ModelStore, load_model_store
-from ephys2expr.predict import (
-    CellScreen,
-    check_feature_columns,
-    iter_predictions,
-    read_cell_table,
-    write_predictions,
-)
+from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.store import ModelStore, load_model_store, store_from_estimator
+from ephys2expr.predict.cells import check_feature_columns, read_cell_table
+from ephys2expr.predict.screen import CellScreen
+from ephys2expr.predict.settings import PredictSettings
+from ephys2expr.predict.write import iter_predictions, write_predictions
 
 
 def synthetic_store(n_genes: int = 32000, seed: int = 0) -> ModelStore:
@@ -50,23 +50,8 @@ def synthetic_store(n_genes: int = 32000, seed: int = 0) -> ModelStore:
         X = pd.DataFrame(rng.normal(size=(20, 11)) * 10 + 50, columns=CORE_FEATURES)
         targets = rng.normal(size=(20, n_genes)) + 4
         genes = [f"Gene{i}" for i in range(n_genes)]
-    mu, sd = X.mean().to_numpy(), X.std(ddof=0).to_numpy()
-    fit = Lasso(alpha=0.1, max_iter=5000).fit((X.to_numpy() - mu) / sd, targets)
-    coef = fit.coef_ / sd
-    table = pd.DataFrame(
-        {"intercept": fit.intercept_ - coef @ mu, "alpha": 0.1},
-        index=pd.Index(genes, name="gene"),
-    )
-    return ModelStore(
-        features=list(X.columns),
-        coef=pd.DataFrame(coef, index=table.index, columns=X.columns),
-        genes=table,
-        scaler_mean=mu,
-        scaler_scale=sd,
-        feature_min=X.min().to_numpy(),
-        feature_max=X.max().to_numpy(),
-        penalty="lasso",
-    )
+    est = MultiGeneElasticNet(penalty="lasso", alpha=0.1).fit(X.to_numpy(), targets)
+    return store_from_estimator(est, X, pd.Index(genes, name="gene"))
 
 
 def per_gene_models(store: ModelStore) -> list[Lasso]:
@@ -129,21 +114,23 @@ def run_benchmark(
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=paths.MODEL)
+    ap.add_argument("--model-dir", type=Path, default=paths.MODEL)
     ap.add_argument("--cells", type=Path, default=paths.PREPARED / "cells_aibs_v10.parquet")
     ap.add_argument("--csv-genes", type=int, default=2000)
-    ap.add_argument("--chunk-cells", type=int, default=1000)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
+    settings = PredictSettings.from_params(args.params, args.set)
 
-    if (args.model / "model.json").is_file():
-        store, source = load_model_store(args.model), str(args.model)
+    if (args.model_dir / "model.json").is_file():
+        store, source = load_model_store(args.model_dir), str(args.model_dir)
     else:
         store, source = synthetic_store(), "synthetic (no model store found)"
     cells = read_cell_table(args.cells)
     feats = check_feature_columns(cells, store.features, str(args.cells))
     # Impute so every cell is predicted (the issue's 2,335 cells x all genes).
     X = CellScreen(missing="impute").fit(store).transform(feats).X
-    result = {"model": source, **run_benchmark(store, X, args.csv_genes, args.chunk_cells)}
+    result = {"model": source, **run_benchmark(store, X, args.csv_genes, settings.chunk_cells)}
     print(json.dumps(result, indent=2))
     return result
 

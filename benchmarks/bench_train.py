@@ -34,7 +34,7 @@ warnings.filterwarnings("ignore")
 
 
 def real_table():
-    from ephys2expr.evaluation import load_training_inputs
+    from ephys2expr.train.inputs import load_training_inputs
 
     f, t, ty = load_training_inputs("data/prepared/train_features.parquet",
                                     "data/prepared/train_targets.parquet",
@@ -57,9 +57,13 @@ def synthetic_table(n=48, p=15, g=45_000, seed=0):
 def ours(X, Y, cv, alpha):
     from threadpoolctl import threadpool_limits
 
-    from ephys2expr.evaluation import TrainSettings, nested_cv, outer_folds
+    from ephys2expr.train.cv import nested_cv
+    from ephys2expr.train.folds import outer_folds
+    from ephys2expr.train.settings import TrainSettings
 
-    settings = TrainSettings(alpha=alpha, cv=cv, n_folds=4, n_permutations=0)
+    settings = TrainSettings.from_params(
+        {"train": {"alpha": alpha, "cv": cv, "n_folds": 4, "n_permutations": 0}}
+    )
     folds = outer_folds(len(X), cv, 4, seed=0)
     nested_cv(X[:, :], Y[:, :50], folds, settings)  # compile / warm the numba cache
     t = time.perf_counter()
@@ -74,7 +78,7 @@ def sk_loop(X, Y, cv, alpha, genes):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ephys2expr.solver import alpha_grid
+    from ephys2expr.model.estimator import alpha_grid
 
     outer = LeaveOneOut() if cv == "loo" else KFold(4, shuffle=True, random_state=0)
     out = {}

@@ -30,8 +30,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ephys2expr.errors import InputError
+from ephys2expr.settings import Settings, setting
 
 log = logging.getLogger("ephys2expr")
 
@@ -39,42 +41,34 @@ EXECUTOR_KINDS = ("inprocess", "local", "address")
 
 
 @dataclass
-class ExecutorSettings:
-    """The ``executor:`` section of ``params.yaml``.
+class ExecutorSettings(Settings):
+    """Where chunks run (``params.yaml`` ``executor:``, shared by train and predict).
 
-    Parameters
-    ----------
-    kind : {"inprocess", "local", "address"}
-    n_workers : int
-        Worker processes of a ``local`` cluster.
-    threads_per_worker : int
-        Threads of each ``local`` worker, and the numba/BLAS threads each task may use on
-        any Dask worker.
-    address : str
-        Scheduler address for ``kind="address"``.
-    gene_chunk : int
-        Genes per training task (0 = all genes in one chunk). Prediction's tasks are its
-        ``chunk_cells`` (one Parquet row group each, so the bytes do not depend on the
-        executor).
+    Prediction's tasks are its ``predict.chunk_cells`` (one Parquet row group each, so the
+    bytes do not depend on the executor); ``gene_chunk`` sizes training's tasks.
     """
 
-    kind: str = "inprocess"
-    n_workers: int = 2
-    threads_per_worker: int = 1
-    address: str = ""
-    gene_chunk: int = 0
+    SECTION: ClassVar[str] = "executor"
 
-    def __post_init__(self) -> None:
-        where = "params.yaml executor"
-        self.kind = str(self.kind).strip().lower()
+    kind: str = setting("inprocess", "inprocess | local (a Dask LocalCluster) | address")
+    n_workers: int = setting(2, "local only: worker processes")
+    threads_per_worker: int = setting(
+        1, "threads of each local worker, and the numba/BLAS threads of each Dask task"
+    )
+    address: str = setting("", "address only: the Dask scheduler, e.g. tcp://host:8786")
+    gene_chunk: int = setting(0, "genes per training task (0 = all at once); same results")
+
+    def check(self) -> None:
+        self.kind = self.kind.strip().lower()
         if self.kind not in EXECUTOR_KINDS:
-            raise InputError(f"{where}.kind: {self.kind!r} is not one of {EXECUTOR_KINDS}")
-        if self.kind == "address" and not str(self.address).strip():
-            raise InputError(f"{where}.address: kind 'address' needs a scheduler address")
-        if self.n_workers < 1 or self.threads_per_worker < 1:
-            raise InputError(f"{where}: n_workers and threads_per_worker must be >= 1")
+            raise InputError(f"{self.where('kind')}: {self.kind!r} is not one of {EXECUTOR_KINDS}")
+        if self.kind == "address" and not self.address.strip():
+            raise InputError(f"{self.where('address')}: kind 'address' needs a scheduler address")
+        for key in ("n_workers", "threads_per_worker"):
+            if getattr(self, key) < 1:
+                raise InputError(f"{self.where(key)}: {getattr(self, key)} must be >= 1")
         if self.gene_chunk < 0:
-            raise InputError(f"{where}.gene_chunk: {self.gene_chunk} is negative")
+            raise InputError(f"{self.where('gene_chunk')}: {self.gene_chunk} is negative")
 
 
 def _limited_call(fn: Callable, threads: int, args: tuple):

@@ -8,12 +8,11 @@ against the md5 and size DVC recorded. See ``data/README.md``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from ephys2expr import paths
-from ephys2expr.cli import friendly_errors
+from ephys2expr.cli import dir_option, friendly_errors
 from ephys2expr.download import DEFAULT_TIMEOUT, GITHUB_RAW, describe, download
 
 app = typer.Typer(add_completion=False)
@@ -34,40 +33,33 @@ HELP = (
 @app.command(help=HELP)
 @friendly_errors
 def main(
-    dest: Annotated[
-        Path, typer.Option("--dest", help="Folder to fill (the DVC-tracked raw data folder).")
-    ] = paths.RAW,
-    only: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--only",
-            help="Fetch only this file (path under data/raw or bare file name); repeatable.",
-        ),
-    ] = None,
-    base_url: Annotated[
-        str,
-        typer.Option(
-            "--base-url",
-            help="Replace https://raw.githubusercontent.com (a mirror or a test server laid out "
-            "as <owner>/<repo>/<commit>/<path>).",
-        ),
-    ] = GITHUB_RAW,
-    timeout: Annotated[
-        float, typer.Option("--timeout", min=0.01, help="Socket timeout per connect/read, seconds.")
-    ] = DEFAULT_TIMEOUT,
-    list_only: Annotated[
-        bool,
-        typer.Option(
-            "--list", help="Print the manifest (path, size, md5, URL) and download nothing."
-        ),
-    ] = False,
+    raw_dir: Path = dir_option(
+        "raw-dir", paths.RAW, "Folder to fill (the DVC-tracked raw data folder)."
+    ),
+    only: list[str] | None = typer.Option(
+        None,
+        "--only",
+        help="Fetch only this file (path under data/raw or bare file name); repeatable.",
+    ),
+    base_url: str = typer.Option(
+        GITHUB_RAW,
+        "--base-url",
+        help="Replace https://raw.githubusercontent.com (a mirror or a test server laid out "
+        "as <owner>/<repo>/<commit>/<path>).",
+    ),
+    timeout: float = typer.Option(
+        DEFAULT_TIMEOUT, "--timeout", min=0.01, help="Socket timeout per connect/read, seconds."
+    ),
+    list_only: bool = typer.Option(
+        False, "--list", help="Print the manifest (path, size, md5, URL) and download nothing."
+    ),
 ) -> None:
     """Download the raw data (see :data:`HELP`)."""
     if list_only:
         for line in describe(base_url):
             typer.echo(line)
         return
-    download(dest, only=only, base_url=base_url, timeout=timeout)
+    download(raw_dir, only=only, base_url=base_url, timeout=timeout)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def real_training_table(raw_dir):
 def small_training_table(real_training_table):
     """The real table cut to its metadata, 11 features and 300 genes (incl. mangled names)."""
     from ephys2expr.features import CORE_FEATURES
-    from ephys2expr.readers import _TYPE_METADATA
+    from ephys2expr.readers.training import _TYPE_METADATA
 
     table = real_training_table
     meta = [c for c in table.columns if c in _TYPE_METADATA]

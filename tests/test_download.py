@@ -144,7 +144,7 @@ def _served_path(root: Path, relpath: str) -> Path:
 def test_manifest_is_the_tree_dvc_recorded():
     """The manifest hashes to the directory md5, size and file count in data/raw.dvc."""
     out = yaml.safe_load(RAW_DVC.read_text())["outs"][0]
-    assert dvc_dir_md5(SOURCES) == out["md5"] == "8541684370a3e4e366bff13fa81edbe3.dir"
+    assert dvc_dir_md5(SOURCES) == out["md5"] == "12d4ff452364802f4af821264e7abfcd.dir"
     assert sum(s.size for s in SOURCES) == out["size"]
     assert len(SOURCES) == out["nfiles"] == len({s.relpath for s in SOURCES})
 
@@ -168,6 +168,9 @@ def test_urls_use_pinned_commits():
         "PavlidisLab/patchSeqQCManuscript": "3e2cf955",
         "PavlidisLab/patchSeqQC": "8b8b4022",
         "AllenInstitute/tasic2016data": "8024b0f9",
+        "berenslab/mini-atlas": "3bf98a52",
+        "daifengwanglab/scMNC": "ae9e39b5",
+        "berenslab/sBNN": "4ff8ba81",
     }
     s = next(s for s in SOURCES if s.relpath == "cadwell2016/IntPhysiologyFinal.mat")
     assert s.url() == (
@@ -189,7 +192,7 @@ def test_urls_use_pinned_commits():
 def test_full_download_gives_the_real_bytes_and_reports_dvc_only_files(served, tmp_path):
     base, _, _ = served
     dest = tmp_path / "raw"
-    result = _run("--dest", str(dest), "--base-url", base, "--timeout", "30")
+    result = _run("--raw-dir", str(dest), "--base-url", base, "--timeout", "30")
     assert result.exit_code == 0, result.output
     assert _files_under(dest) == {s.relpath for s in DOWNLOADABLE}
     for s in DOWNLOADABLE:
@@ -200,7 +203,7 @@ def test_full_download_gives_the_real_bytes_and_reports_dvc_only_files(served, t
 def test_progress_one_line_per_file(served, tmp_path, caplog):
     base, _, _ = served
     caplog.set_level("INFO", logger="ephys2expr")
-    result = _run("--dest", str(tmp_path / "raw"), "--base-url", base)
+    result = _run("--raw-dir", str(tmp_path / "raw"), "--base-url", base)
     assert result.exit_code == 0, result.output
     for s in SOURCES:
         lines = [r.getMessage() for r in caplog.records if s.relpath in r.getMessage()]
@@ -217,12 +220,12 @@ def test_progress_one_line_per_file(served, tmp_path, caplog):
 def test_rerun_is_idempotent(served, tmp_path):
     base, _, requests = served
     dest = tmp_path / "raw"
-    assert _run("--dest", str(dest), "--base-url", base).exit_code == 0
+    assert _run("--raw-dir", str(dest), "--base-url", base).exit_code == 0
     n_first = len(requests)
     assert n_first == len(DOWNLOADABLE)
     stats = {s.relpath: (dest / s.relpath).stat() for s in DOWNLOADABLE}
 
-    result = _run("--dest", str(dest), "--base-url", base)
+    result = _run("--raw-dir", str(dest), "--base-url", base)
     assert result.exit_code == 0, result.output
     assert len(requests) == n_first  # nothing fetched again
     for relpath, before in stats.items():
@@ -242,7 +245,7 @@ def test_stale_file_is_replaced_and_dvc_only_file_present_is_accepted(served, tm
     shutil.copyfile(RAW / table3, dest / table3)
 
     result = _run(
-        "--dest", str(dest), "--base-url", base, "--only", "aibs_ephys.rda", "--only", table3,
+        "--raw-dir", str(dest), "--base-url", base, "--only", "aibs_ephys.rda", "--only", table3,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert stale.read_bytes() == (RAW / "aibs" / "aibs_ephys.rda").read_bytes()
@@ -264,7 +267,7 @@ def test_corrupted_download_fails_and_writes_nothing(served, tmp_path, damage):
     on_server.write_bytes(bytes(data))
     dest = tmp_path / "raw"
 
-    result = _run("--dest", str(dest), "--base-url", base, "--only", relpath)
+    result = _run("--raw-dir", str(dest), "--base-url", base, "--only", relpath)
 
     assert result.exit_code == 2
     err = result.stderr.strip().splitlines()
@@ -289,7 +292,7 @@ def test_corrupted_download_keeps_other_files_and_old_copy(served, tmp_path):
     old.parent.mkdir(parents=True)
     old.write_bytes(b"previous content")
 
-    result = _run("--dest", str(dest), "--base-url", base)
+    result = _run("--raw-dir", str(dest), "--base-url", base)
 
     assert result.exit_code == 2
     assert result.stderr.strip().startswith(f"error: {bad}: checksum mismatch")
@@ -307,7 +310,7 @@ def test_missing_file_404(served, tmp_path):
     _served_path(root, relpath).unlink()
     dest = tmp_path / "raw"
 
-    result = _run("--dest", str(dest), "--base-url", base, "--only", "IntPhysiologyFinal.mat")
+    result = _run("--raw-dir", str(dest), "--base-url", base, "--only", "IntPhysiologyFinal.mat")
 
     assert result.exit_code == 2
     line = result.stderr.strip()
@@ -322,10 +325,10 @@ def test_two_failures_are_both_named(served, tmp_path):
     base, root, _ = served
     for relpath in ("genes/entrenz_symbol_s.csv", "cadwell2016/cadwell_meta.rda"):
         _served_path(root, relpath).unlink()
-    result = _run("--dest", str(tmp_path / "raw"), "--base-url", base)
+    result = _run("--raw-dir", str(tmp_path / "raw"), "--base-url", base)
     assert result.exit_code == 2
     line = result.stderr.strip()
-    assert line.startswith("error: 2 of 15 files failed")
+    assert line.startswith("error: 2 of 19 files failed")
     assert "genes/entrenz_symbol_s.csv" in line and "cadwell2016/cadwell_meta.rda" in line
 
 
@@ -363,7 +366,7 @@ def test_palette_from_a_different_notebook_version_fails_cleanly(served, tmp_pat
     _served_path(root, PALETTE).write_bytes(notebook_printing(palette))
     dest = tmp_path / "raw"
 
-    result = _run("--dest", str(dest), "--base-url", base, "--only", "driver_lines_palette.csv")
+    result = _run("--raw-dir", str(dest), "--base-url", base, "--only", "driver_lines_palette.csv")
 
     assert result.exit_code == 2
     line = result.stderr.strip()
@@ -375,7 +378,7 @@ def test_palette_from_a_different_notebook_version_fails_cleanly(served, tmp_pat
 
 
 def test_dvc_only_file_requested_and_missing_is_an_error(tmp_path):
-    result = _run("--dest", str(tmp_path / "raw"), "--only", "online_table3_excerpt.csv")
+    result = _run("--raw-dir", str(tmp_path / "raw"), "--only", "online_table3_excerpt.csv")
     assert result.exit_code == 2
     line = result.stderr.strip()
     assert line.startswith("error: training/online_table3_excerpt.csv: printed notebook output")
@@ -383,7 +386,7 @@ def test_dvc_only_file_requested_and_missing_is_an_error(tmp_path):
 
 
 def test_unknown_only_name(tmp_path):
-    result = _run("--dest", str(tmp_path / "raw"), "--only", "nope.csv")
+    result = _run("--raw-dir", str(tmp_path / "raw"), "--only", "nope.csv")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --only 'nope.csv': no such raw file")
 
@@ -393,7 +396,7 @@ def test_unreachable_host_is_a_clear_error(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     result = _run(
-        "--dest", str(tmp_path / "raw"), "--base-url", f"http://127.0.0.1:{port}",
+        "--raw-dir", str(tmp_path / "raw"), "--base-url", f"http://127.0.0.1:{port}",
         "--only", "aibs_ephys.rda", "--timeout", "5",
     )  # fmt: skip
     assert result.exit_code == 2
@@ -408,7 +411,7 @@ def test_stalled_server_times_out(tmp_path):
         sock.listen(1)  # the kernel completes the handshake; nobody ever replies
         port = sock.getsockname()[1]
         result = _run(
-            "--dest", str(tmp_path / "raw"), "--base-url", f"http://127.0.0.1:{port}",
+            "--raw-dir", str(tmp_path / "raw"), "--base-url", f"http://127.0.0.1:{port}",
             "--only", "cadwell_meta.rda", "--timeout", "0.3",
         )  # fmt: skip
     assert result.exit_code == 2

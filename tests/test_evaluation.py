@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
 from ephys2expr.errors import InputError
-from ephys2expr.evaluation import (
-    TrainSettings,
-    baseline_predictions,
-    bh_qvalues,
-    nested_cv,
-    outer_folds,
-    permutation_null,
-    pooled_scores,
-    train_and_evaluate,
-)
-from tests.train_data import small_real_inputs
+from ephys2expr.train.baselines import baseline_predictions
+from ephys2expr.train.cv import nested_cv
+from ephys2expr.train.folds import outer_folds, pooled_scores
+from ephys2expr.train.null import bh_qvalues, permutation_null
+from ephys2expr.train.run import train_and_evaluate
+from ephys2expr.train.settings import TrainSettings
+from tests.train_data import small_real_inputs, train_settings
+
+PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_nested_cv_never_sees_the_held_out_type(real):
     features, targets, _ = real
     X = features.to_numpy()
     Y = targets.to_numpy().T[:, :60]
-    settings = TrainSettings(n_alphas=8, inner_folds=4)
+    settings = train_settings(n_alphas=8, inner_folds=4)
     folds = outer_folds(len(X), "loo")
     cv = nested_cv(X, Y, folds, settings)
     # corrupt the held-out type's expression: its own prediction must not change
@@ -106,7 +107,7 @@ def test_permutation_null_separates_signal_from_noise(real):
     flat = np.zeros(20)
     flat[3] = 0.01  # nearly constant: the penalty zeroes it at every alpha
     Y = np.c_[signal, noise, flat]
-    settings = TrainSettings(n_alphas=10, n_permutations=30)
+    settings = train_settings(n_alphas=10, n_permutations=30)
     folds = outer_folds(20, "loo")
     cv = nested_cv(X, Y, folds, settings)
     r2, _ = pooled_scores(Y, cv.oof)
@@ -120,7 +121,7 @@ def test_permutation_null_separates_signal_from_noise(real):
 
 def test_train_and_evaluate_on_real_genes(real):
     features, targets, types = real
-    settings = TrainSettings(n_alphas=10, n_permutations=5)
+    settings = train_settings(n_alphas=10, n_permutations=5)
     res = train_and_evaluate(features, targets, types, settings)
     pg = res.per_gene
     assert list(pg.index) == list(targets.index)
@@ -134,7 +135,8 @@ def test_train_and_evaluate_on_real_genes(real):
     assert pg.at["Pvalb", "cv_r2"] > 0.5 and pg.at["Pvalb", "beats_ols"]
     # honest: out-of-fold r2 never exceeds the training r2 of the final fit on average
     assert pg["cv_r2"].median() < pg["train_r2"].median()
-    assert set(res.metrics) >= {"model", "baselines", "genes_beating", "null", "seconds"}
+    assert set(res.report) >= {"model", "baselines", "genes_beating", "null"}
+    assert set(res.seconds) >= {"nested_cv", "baselines", "final_fit", "permutation_null"}
     assert res.oof.shape == targets.shape
 
 
@@ -142,16 +144,50 @@ def test_sample_weights_change_the_fit(real):
     features, targets, types = real
     X, Y = features.to_numpy(), targets.to_numpy().T[:, :30]
     folds = outer_folds(20, "loo")
-    a = nested_cv(X, Y, folds, TrainSettings(alpha=0.05))
-    b = nested_cv(X, Y, folds, TrainSettings(alpha=0.05), weights=types["weight"].to_numpy())
+    a = nested_cv(X, Y, folds, train_settings(alpha=0.05))
+    b = nested_cv(X, Y, folds, train_settings(alpha=0.05), weights=types["weight"].to_numpy())
     assert not np.allclose(a.oof, b.oof)
 
 
 def test_settings_reject_bad_params():
     with pytest.raises(InputError, match="train.alpha"):
-        TrainSettings(alpha="big")
+        train_settings(alpha="big")
     with pytest.raises(InputError, match="train.penalty"):
-        TrainSettings(penalty="lars")
+        train_settings(penalty="lars")
     with pytest.raises(InputError, match="alpha_min"):
-        TrainSettings(alpha_min=20.0, alpha_max=10.0)
-    assert TrainSettings(alpha="0.05").alpha == 0.05
+        train_settings(alpha_min=20.0, alpha_max=10.0)
+    assert train_settings(alpha="0.05").alpha == 0.05
+
+
+def test_settings_name_the_params_key_of_a_bad_value():
+    for key, bad in [("l1_ratio", 0), ("n_alphas", 0), ("alpha_max", -1), ("inner_folds", 1),
+                     ("n_folds", 1), ("cv", "bootstrap"), ("sample_weight", "genes"),
+                     ("n_permutations", -1), ("null_stop_after", -2), ("fdr_q", 1.5),
+                     ("seed", "x")]:  # fmt: skip
+        values = {"penalty": "elasticnet"} if key == "l1_ratio" else {}
+        with pytest.raises(InputError, match=f"params.yaml train.{key}"):
+            train_settings(**values, **{key: bad})
+    with pytest.raises(InputError, match="params.yaml train.lambda: unknown setting"):
+        train_settings(**{"lambda": 1.0})
+
+
+def test_settings_from_params_yaml_and_overrides(tmp_path):
+    from ephys2expr.executor import ExecutorSettings
+    from ephys2expr.settings import build_settings
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  alpha: 0.05\n  cv: kfold\nexecutor:\n  gene_chunk: 100\n")
+    settings, executor = build_settings(
+        params, ["n_folds=4", "executor.kind=local"], TrainSettings, ExecutorSettings
+    )
+    assert (settings.alpha, settings.cv, settings.n_folds) == (0.05, "kfold", 4)
+    assert settings.penalty == "lasso" and settings.n_permutations == 1000  # the defaults
+    assert (executor.kind, executor.gene_chunk) == ("local", 100)
+    # the provenance stored in model.json: the 14 keys of params.yaml's train section
+    assert list(settings.as_dict()) == [
+        "penalty", "l1_ratio", "alpha", "n_alphas", "alpha_min", "alpha_max", "inner_folds",
+        "cv", "n_folds", "seed", "sample_weight", "n_permutations", "null_stop_after", "fdr_q",
+    ]  # fmt: skip
+    assert set(settings.as_dict()) == set(yaml.safe_load(PARAMS.read_text())["train"])
+    with pytest.raises(InputError, match="params.yaml train.penalty"):
+        TrainSettings.from_params(params, ["penalty=lars"])

@@ -16,13 +16,18 @@ import pandas as pd
 import pytest
 
 from ephys2expr.errors import InputError
-from ephys2expr.evaluation import ParquetTargets, TrainSettings, train_and_evaluate
 from ephys2expr.executor import ExecutorSettings, chunk_slices, open_executor
-from ephys2expr.model_store import ModelStore
-from ephys2expr.predict import write_predictions
-from tests.train_data import small_real_inputs
+from ephys2expr.model.store import ModelStore, store_from_estimator
+from ephys2expr.predict.write import write_predictions
+from ephys2expr.train.inputs import ParquetTargets
+from ephys2expr.train.run import train_and_evaluate
+from tests.train_data import small_real_inputs, train_settings
 
 SETTINGS = dict(n_alphas=10, n_permutations=12, null_stop_after=4)
+
+
+def executor_settings(**values) -> ExecutorSettings:
+    return ExecutorSettings.from_params({"executor": values})
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +38,14 @@ def real(raw_dir):
 @pytest.fixture(scope="module")
 def cluster():
     """A real 2-process LocalCluster (1 thread each), closed after the module."""
-    with open_executor(ExecutorSettings(kind="local", n_workers=2, threads_per_worker=1)) as ex:
+    with open_executor(executor_settings(kind="local", n_workers=2, threads_per_worker=1)) as ex:
         yield ex
 
 
 @pytest.fixture(scope="module")
 def reference(real):
     features, targets, types = real
-    return train_and_evaluate(features, targets, types, TrainSettings(**SETTINGS))
+    return train_and_evaluate(features, targets, types, train_settings(**SETTINGS))
 
 
 def _assert_same_training(a, b):
@@ -60,7 +65,7 @@ def _assert_same_training(a, b):
     np.testing.assert_array_equal(a.final.converged_, b.final.converged_)
     np.testing.assert_array_equal(a.final.alphas_, b.final.alphas_)
     for key in ("model", "baselines", "genes_beating", "null", "final_model"):
-        assert a.metrics[key] == b.metrics[key], key
+        assert a.report[key] == b.report[key], key
 
 
 def test_reference_run_is_not_trivial(reference):
@@ -77,7 +82,7 @@ def test_gene_chunks_from_parquet_match_one_chunk(real, reference, tmp_path):
     targets.rename_axis("gene").reset_index().to_parquet(path, row_group_size=23)
     source = ParquetTargets(path, list(features.index))
     assert len(source) == len(targets)
-    chunked = train_and_evaluate(features, source, types, TrainSettings(**SETTINGS), gene_chunk=50)
+    chunked = train_and_evaluate(features, source, types, train_settings(**SETTINGS), gene_chunk=50)
     _assert_same_training(reference, chunked)
     # BH is applied to all genes together, not per chunk
     assert len(targets) > 50
@@ -86,26 +91,13 @@ def test_gene_chunks_from_parquet_match_one_chunk(real, reference, tmp_path):
 def test_local_cluster_matches_in_process(real, reference, cluster):
     features, targets, types = real
     on_dask = train_and_evaluate(
-        features, targets, types, TrainSettings(**SETTINGS), executor=cluster, gene_chunk=40
+        features, targets, types, train_settings(**SETTINGS), executor=cluster, gene_chunk=40
     )
     _assert_same_training(reference, on_dask)
 
 
 def _store_from(result, features) -> ModelStore:
-    final = result.final
-    genes = result.per_gene.copy()
-    genes.insert(0, "intercept", final.intercept_)
-    X = features.to_numpy()
-    return ModelStore(
-        features=list(features.columns),
-        coef=pd.DataFrame(final.coef_, index=genes.index, columns=list(features.columns)),
-        genes=genes,
-        scaler_mean=final.mean_,
-        scaler_scale=final.scale_,
-        feature_min=X.min(axis=0),
-        feature_max=X.max(axis=0),
-        penalty="lasso",
-    )
+    return store_from_estimator(result.final, features, result.per_gene.index, result.per_gene)
 
 
 def _md5(path) -> str:
@@ -144,11 +136,11 @@ def test_prediction_on_local_cluster_is_the_same_bytes(real, reference, cluster,
 
 def test_executor_settings_and_slices():
     with pytest.raises(InputError, match="executor.kind"):
-        ExecutorSettings(kind="slurm")
+        executor_settings(kind="slurm")
     with pytest.raises(InputError, match="executor.address"):
-        ExecutorSettings(kind="address", address="")
+        executor_settings(kind="address", address="")
     with pytest.raises(InputError, match="gene_chunk"):
-        ExecutorSettings(gene_chunk=-1)
+        executor_settings(gene_chunk=-1)
     assert chunk_slices(10, 0) == [slice(0, 10)]
     assert chunk_slices(10, 4) == [slice(0, 4), slice(4, 8), slice(8, 10)]
     assert chunk_slices(0, 4) == []

@@ -6,15 +6,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ephys2expr import measured, paths
+from benchmarks.bench_validate import log2_cpm_loop
+from ephys2expr import paths
 from ephys2expr.errors import InputError
+from ephys2expr.readers.cadwell import (
+    CADWELL_FEATURES,
+    check_feature_units,
+    read_cadwell,
+    read_cadwell_ephys,
+    read_sdrf_join,
+)
+from ephys2expr.readers.counts import log2_cpm, log2_stored_tpm_plus_one, read_geo_counts
+from ephys2expr.readers.palette import read_palette
+from ephys2expr.readers.tasic import (
+    TASIC_KEEP_BROAD,
+    filter_tasic_cells,
+    read_tasic_annotation,
+    read_tasic_geo,
+    read_tasic_rda,
+)
+from ephys2expr.taxonomy import cre_group, exc_inh_truth, type_group
 
 ROOT = paths.ROOT
 
 
 @pytest.fixture(scope="module")
 def tasic():
-    return measured.read_tasic_rda(ROOT / paths.TASIC_EXPR, ROOT / paths.TASIC_META)
+    return read_tasic_rda(ROOT / paths.TASIC_EXPR, ROOT / paths.TASIC_META)
 
 
 def test_tasic_rda_is_log2_of_stored_tpm_plus_one(tasic):
@@ -52,22 +70,22 @@ def test_tasic_rda_keeps_neurons_with_groups(tasic):
 def test_stored_matrix_below_one_is_rejected():
     bad = pd.DataFrame([[0.5, 2.0], [1.0, 3.0]], index=["a", "b"], columns=["c1", "c2"])
     with pytest.raises(InputError, match="TPM \\+ 1"):
-        measured._log2_tpm_plus_one_stored(bad, "x.rda")
+        log2_stored_tpm_plus_one(bad, "x.rda")
 
 
 def test_tasic_annotation_filters_match_the_original_rules():
-    anno = measured.read_tasic_annotation(ROOT / paths.TASIC_ANNO)
+    anno = read_tasic_annotation(ROOT / paths.TASIC_ANNO)
     assert anno.index.is_unique
-    kept = measured.filter_tasic_cells(anno)
+    kept = filter_tasic_cells(anno)
     assert set(kept["tdTomato"]) == {"positive"}
     assert set(kept["pass_qc_checks"]) == {"Y"}
-    assert set(kept["broad_type"]) == set(measured.TASIC_KEEP_BROAD)
+    assert set(kept["broad_type"]) == set(TASIC_KEEP_BROAD)
     # nothing that passes all three rules was dropped
     rest = anno.drop(kept.index)
     ok = (
         (rest["tdTomato"] == "positive")
         & (rest["pass_qc_checks"] == "Y")
-        & rest["broad_type"].isin(measured.TASIC_KEEP_BROAD)
+        & rest["broad_type"].isin(TASIC_KEEP_BROAD)
     )
     assert not ok.any()
     assert 0 < len(kept) < len(anno)
@@ -77,8 +95,8 @@ def test_log2_cpm_matches_loop_and_definition():
     rng = np.random.default_rng(0)
     counts = rng.poisson(3.0, size=(200, 30)).astype(float)
     counts[:, 4] = 0.0  # an empty cell: zeros, not NaN
-    fast = measured.log2_cpm(counts)
-    np.testing.assert_allclose(fast, measured.log2_cpm_loop(counts), rtol=1e-12)
+    fast = log2_cpm(counts)
+    np.testing.assert_allclose(fast, log2_cpm_loop(counts), rtol=1e-12)
     j = 7
     np.testing.assert_allclose(fast[:, j], np.log2(counts[:, j] / counts[:, j].sum() * 1e6 + 1))
     assert np.all(fast[:, 4] == 0.0)
@@ -126,7 +144,7 @@ def _write_geo_layout(tmp_path):
 
 def test_geo_layout_reader_filters_and_normalises(tmp_path):
     counts, _ = _write_geo_layout(tmp_path)
-    ms = measured.read_tasic_geo(
+    ms = read_tasic_geo(
         tmp_path / "GSE71585_RefSeq_counts.csv",
         tmp_path / "GSE71585_Clustering_Results.csv",
         genes=["Pvalb", "Rbp4", "NotAGene"],
@@ -147,22 +165,22 @@ def test_geo_counts_bad_layouts(tmp_path):
     p = tmp_path / "counts.csv"
     pd.DataFrame({"symbol": ["a"], "c1": [1]}).to_csv(p, index=False)
     with pytest.raises(InputError, match="first column must be 'gene'"):
-        measured.read_geo_counts(p)
+        read_geo_counts(p)
     pd.DataFrame({"gene": ["a", "b"], "c1": [1, -2]}).to_csv(p, index=False)
     with pytest.raises(InputError, match="negative count in column 'c1'"):
-        measured.read_geo_counts(p)
+        read_geo_counts(p)
     pd.DataFrame({"gene": ["a", "b"], "c1": [1, "x"]}).to_csv(p, index=False)
     with pytest.raises(InputError, match="'c1' is not numeric"):
-        measured.read_geo_counts(p)
+        read_geo_counts(p)
     clus = tmp_path / "clus.csv"
     pd.DataFrame({"sample_title": ["c1"], "tdTomato": ["positive"]}).to_csv(clus, index=False)
     with pytest.raises(InputError, match="missing column 'cre_driver_1'"):
-        measured.read_tasic_annotation(clus)
+        read_tasic_annotation(clus)
 
 
 @pytest.fixture(scope="module")
 def cadwell():
-    return measured.read_cadwell(
+    return read_cadwell(
         ROOT / paths.CADWELL_EXPR,
         ROOT / paths.CADWELL_META,
         ROOT / paths.CADWELL_EPHYS,
@@ -171,8 +189,8 @@ def cadwell():
 
 
 def test_cadwell_join_through_sdrf(cadwell):
-    ephys = measured.read_cadwell_ephys(ROOT / paths.CADWELL_EPHYS)
-    runs = measured.read_sdrf_join(ROOT / paths.CADWELL_SDRF)
+    ephys = read_cadwell_ephys(ROOT / paths.CADWELL_EPHYS)
+    runs = read_sdrf_join(ROOT / paths.CADWELL_SDRF)
     assert len(cadwell.expr) == len(ephys)  # every ephys cell has expression
     # the join is the sdrf mapping, cell by cell
     for run, idx in cadwell.meta["idx"].items():
@@ -188,7 +206,7 @@ def test_cadwell_join_through_sdrf(cadwell):
 
 def test_cadwell_features_are_in_project_units(cadwell):
     f = cadwell.features
-    assert list(f.columns) == list(measured.CADWELL_FEATURES.values())
+    assert list(f.columns) == list(CADWELL_FEATURES.values())
     assert f["aphw"].median() < 5  # ms, not us; > 0.1 so not s
     assert f["aphw"].median() > 0.1
     assert 10 < f["rin"].median() < 2000  # MOhm
@@ -199,24 +217,24 @@ def test_cadwell_features_are_in_project_units(cadwell):
 def test_unit_mismatch_is_an_input_error():
     df = pd.DataFrame({"aphw": [0.0009, 0.001], "rin": [100.0, 120.0]})  # width in seconds
     with pytest.raises(InputError, match="'aphw'.*wrong units"):
-        measured.check_feature_units(df, "ephys.mat")
+        check_feature_units(df, "ephys.mat")
 
 
 def test_sdrf_bad_source_name(tmp_path):
     p = tmp_path / "s.sdrf.txt"
     p.write_text("Source Name\tComment[ENA_RUN]\nCell_1\tERR1\n")
     with pytest.raises(InputError, match="'Cell_1' is not Int_<idx>"):
-        measured.read_sdrf_join(p)
+        read_sdrf_join(p)
 
 
 def test_palette(tmp_path):
-    pal = measured.read_palette(ROOT / paths.DRIVER_PALETTE)
+    pal = read_palette(ROOT / paths.DRIVER_PALETTE)
     assert pal["Pvalb-IRES-Cre"].startswith("#")
     assert len(pal) == len(pd.read_csv(ROOT / paths.DRIVER_PALETTE))
     p = tmp_path / "pal.csv"
     p.write_text("driver_lines_label,driver_lines_color\nX-Cre,red\n")
     with pytest.raises(InputError, match="'red' is not #RRGGBB"):
-        measured.read_palette(p)
+        read_palette(p)
 
 
 @pytest.mark.parametrize(
@@ -232,17 +250,17 @@ def test_palette(tmp_path):
     ],
 )
 def test_type_group(label, group):
-    assert measured.type_group(label) == group
+    assert type_group(label) == group
 
 
 def test_cre_group_and_exc_inh():
-    assert measured.cre_group("Pvalb-IRES-Cre", "5", "aspiny") == "Pvalb"
-    assert measured.cre_group("Htr3a-Cre_NO152", "2/3", "aspiny") == "Ndnf"
-    assert measured.cre_group("Chrna2-Cre_OE25", "5", "spiny") == "Exc L5"
-    assert measured.cre_group("Chrna2-Cre_OE25", "5", "aspiny") == "Sst"
-    assert measured.cre_group("Rorb-IRES2-Cre", "4", "spiny") == "Exc L4"
-    assert measured.cre_group("Ntsr1-Cre_GN220", "6a", "spiny") == "Exc L6"
-    assert measured.cre_group("Gad2-IRES-Cre", "2/3", "aspiny") == "other"
-    assert measured.exc_inh_truth("Rbp4-Cre_KL100", "spiny") == "Exc"
-    assert measured.exc_inh_truth("Vip-IRES-Cre", "sparsely spiny") == "Inh"
-    assert measured.exc_inh_truth("Rbp4-Cre_KL100", "sparsely spiny") == ""
+    assert cre_group("Pvalb-IRES-Cre", "5", "aspiny") == "Pvalb"
+    assert cre_group("Htr3a-Cre_NO152", "2/3", "aspiny") == "Ndnf"
+    assert cre_group("Chrna2-Cre_OE25", "5", "spiny") == "Exc L5"
+    assert cre_group("Chrna2-Cre_OE25", "5", "aspiny") == "Sst"
+    assert cre_group("Rorb-IRES2-Cre", "4", "spiny") == "Exc L4"
+    assert cre_group("Ntsr1-Cre_GN220", "6a", "spiny") == "Exc L6"
+    assert cre_group("Gad2-IRES-Cre", "2/3", "aspiny") == "other"
+    assert exc_inh_truth("Rbp4-Cre_KL100", "spiny") == "Exc"
+    assert exc_inh_truth("Vip-IRES-Cre", "sparsely spiny") == "Inh"
+    assert exc_inh_truth("Rbp4-Cre_KL100", "sparsely spiny") == ""

@@ -10,8 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
-from ephys2expr.genes import filter_genes, r_make_names, read_entrez_symbols, restore_symbols
-from ephys2expr.readers import read_allen_cells, read_online_table3, read_r
+from ephys2expr.prepare.genes import filter_genes
+from ephys2expr.prepare.symbols import r_make_names, restore_symbols
+from ephys2expr.readers import read_r
+from ephys2expr.readers.allen import read_allen_cells
+from ephys2expr.readers.training import read_entrez_symbols, read_online_table3
 from stages.prepare import app
 from tests.conftest import write_rds
 
@@ -23,8 +26,12 @@ def run_prepare(tmp_path, raw, *extra, features=FEATURES):
     out = tmp_path / "prepared"
     metrics = tmp_path / "prepare.json"
     args = [
-        "--features",
-        features,
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--set",
+        f"features={features}",
+        "--report",
+        str(tmp_path / "report.json"),
         "--raw-dir",
         str(raw),
         "--out-dir",
@@ -33,6 +40,8 @@ def run_prepare(tmp_path, raw, *extra, features=FEATURES):
         str(metrics),
         *extra,
     ]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "params.yaml").write_text("prepare:\n  training_source: rds\n")
     result = runner.invoke(app, args)
     return result, out, metrics
 
@@ -161,7 +170,7 @@ def test_stage_writes_tables_and_metrics(tmp_path, small_raw):
     assert "H2-M3" in targets.index and "0610009B22Rik" in targets.index
     assert "Nkx2.1" in targets.index  # Nkx2-1 is not in the Entrez table: kept, reported
     assert set(types["broad_type"]) == {"Exc", "Inh"}
-    summary = json.loads(metrics.read_text())
+    summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["types"] == 20 and summary["symbols_restored"] >= 2
     assert summary["genes_in"] >= summary["genes_after_zero_variance"] > 0
     v6 = pd.read_parquet(out / "cells_aibs_v6.parquet")
@@ -250,7 +259,7 @@ def test_duplicate_cell_id_with_different_ephys(tmp_path, small_raw):
 
 
 def test_no_gene_left(tmp_path, small_raw):
-    result, out, metrics = run_prepare(tmp_path, small_raw, "--min-max-log2", "1000")
+    result, out, metrics = run_prepare(tmp_path, small_raw, "--set", "min_max_log2=1000")
     assert_clean_failure(result, out, metrics, "no gene left", "min_max_log2=1000")
 
 
@@ -278,3 +287,90 @@ def test_unknown_feature_in_params(tmp_path, small_raw):
 def test_feature_absent_from_training_table(tmp_path, small_raw):
     result, out, metrics = run_prepare(tmp_path, small_raw, features="rin,sag")
     assert_clean_failure(result, out, metrics, "sag", "not in the training table")
+
+
+# --- settings: params.yaml prepare and --set --------------------------------------------
+
+
+def test_settings_accept_a_list_or_a_comma_string():
+    from ephys2expr.prepare.settings import PrepareSettings
+
+    as_list = PrepareSettings.from_params({"prepare": {"features": ["rin", "rmp"]}})
+    as_text = PrepareSettings.from_params({"prepare": {"features": "rin, rmp"}})
+    assert as_list.features == as_text.features == ["rin", "rmp"]
+    assert PrepareSettings.from_params(None).features == CORE_FEATURES
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        (["features=rin,spikiness"], ["prepare.features", "spikiness"]),
+        (["features=rin,rin"], ["prepare.features", "twice", "rin"]),
+        (["features="], ["prepare.features", "empty"]),
+        (["training_source=csv"], ["prepare.training_source", "csv"]),
+        (["training_source=online_table3", "online_table3="], ["prepare.online_table3"]),
+        (["top_variable=-1"], ["prepare.top_variable"]),
+        (["top_variable=2.5"], ["prepare.top_variable", "whole number"]),
+        (["min_max_log2=high"], ["prepare.min_max_log2", "not a number"]),
+        (["n_genes=5"], ["prepare.n_genes", "unknown setting"]),
+        (["features"], ["KEY=VALUE"]),
+    ],
+)
+def test_settings_errors_name_the_key(overrides, needles):
+    from ephys2expr.errors import InputError
+    from ephys2expr.prepare.settings import PrepareSettings
+
+    with pytest.raises(InputError) as info:
+        PrepareSettings.from_params({"prepare": {}}, overrides)
+    for needle in needles:
+        assert needle in str(info.value), str(info.value)
+
+
+def test_set_overrides_params_file(tmp_path, small_raw):
+    (tmp_path / "params.yaml").write_text(
+        "prepare:\n  features: rin,rmp,apthr\n  top_variable: 7\n"
+    )
+    out, metrics = tmp_path / "prepared", tmp_path / "prepare.json"
+    args = ["--params", str(tmp_path / "params.yaml"), "--raw-dir", str(small_raw)]
+    args += ["--out-dir", str(out), "--metrics", str(metrics)]
+    args += ["--report", str(tmp_path / "report.json"), "--set", "top_variable=5"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_parquet(out / "train_features.parquet").columns) == ["rin", "rmp", "apthr"]
+    assert len(pd.read_parquet(out / "train_targets.parquet")) == 5
+    headline = json.loads(metrics.read_text())
+    assert headline["genes_kept"] == 5 and headline["features"] == 3
+    assert json.loads((tmp_path / "report.json").read_text())["settings"]["top_variable"] == 5
+
+
+def test_bad_setting_writes_nothing(tmp_path, small_raw):
+    result, out, metrics = run_prepare(tmp_path, small_raw, "--set", "top_variable=-3")
+    assert_clean_failure(result, out, metrics, "prepare.top_variable")
+
+
+# --- read_r: RData and RDS alike, one clear error per failure ----------------------------
+
+
+def test_read_r_reads_rdata_and_rds_whatever_the_suffix(tmp_path):
+    import warnings
+
+    import rdata
+
+    from ephys2expr.errors import InputError
+
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rdata.write_rda(tmp_path / "two.rds", {"x": frame, "y": frame})  # RData, wrong suffix
+    write_rds(tmp_path / "one.rda", frame)  # RDS, wrong suffix
+    assert read_r(tmp_path / "one.rda").equals(frame)
+    assert read_r(tmp_path / "two.rds", "y").equals(frame)
+    with pytest.raises(InputError, match="two.rds.*say which"):
+        read_r(tmp_path / "two.rds")
+    with pytest.raises(InputError, match="two.rds.*no R object 'z'"):
+        read_r(tmp_path / "two.rds", "z")
+    (tmp_path / "bad.rda").write_text("not R")
+    with pytest.raises(InputError, match="bad.rda: unreadable"):
+        read_r(tmp_path / "bad.rda")
+    with pytest.raises(FileNotFoundError):
+        read_r(tmp_path / "missing.rda")

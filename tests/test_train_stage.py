@@ -15,12 +15,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ephys2expr.model_store import load_model_store
+from ephys2expr.model.store import load_model_store
 from stages.train import app
 from tests.train_data import small_real_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--n-alphas", "8", "--n-permutations", "5"]
+PARAMS = ROOT / "params.yaml"
+FAST = ["--params", str(PARAMS), "--set", "n_alphas=8", "--set", "n_permutations=5"]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def prepared(raw_dir, tmp_path_factory):
 def _run(prepared_dir, out, *extra):
     args = ["--prepared-dir", str(prepared_dir), "--model-dir", str(out / "model"),
             "--out-dir", str(out / "train"), "--metrics", str(out / "train.json"),
-            "--plots-dir", str(out / "plots"), *FAST, *extra]  # fmt: skip
+            "--plots-dir", str(out / "plots"), "--report", str(out / "report.json"), *FAST,
+            *extra]  # fmt: skip
     return CliRunner().invoke(app, args)
 
 
@@ -64,28 +66,25 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     for name in ("r2_hist", "rmse_hist", "model_vs_ols", "observed_vs_predicted",
                  "coef_heatmap"):  # fmt: skip
         assert (tmp_path / "a" / "plots" / f"{name}.png").stat().st_size > 10_000
-    # same inputs + params -> identical bytes (metrics hold timings, so not those)
+    # headline metrics only: a few numbers, no timings; the detail is in the report
+    flat = pd.json_normalize(metrics).iloc[0]
+    assert len(flat) <= 20 and not any("second" in k for k in flat.index)
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["genes_beating"] == {
+        k: metrics["genes_beating"][k] for k in report["genes_beating"]
+    }
+    assert "seconds" not in report and report["null"]["n_permutations"] == 5
+    # same inputs + params -> identical bytes (no timings anywhere, so metrics too)
     assert _run(prepared, tmp_path / "b").exit_code == 0
     for rel in ("model/coef.parquet", "model/genes.parquet", "model/model.json",
-                "train/per_gene.parquet", "plots/per_gene.csv"):  # fmt: skip
+                "train/per_gene.parquet", "plots/per_gene.csv", "train.json",
+                "report.json"):  # fmt: skip
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 
 def test_fixed_alpha_and_other_cv(prepared, tmp_path):
-    res = _run(
-        prepared,
-        tmp_path,
-        "--alpha",
-        "0.05",
-        "--cv",
-        "kfold",
-        "--n-folds",
-        "4",
-        "--penalty",
-        "elasticnet",
-        "--sample-weight",
-        "cells",
-    )
+    res = _run(prepared, tmp_path, "--set", "alpha=0.05", "-S", "cv=kfold", "--set", "n_folds=4",
+               "--set", "penalty=elasticnet", "--set", "train.sample_weight=cells")  # fmt: skip
     assert res.exit_code == 0, res.output
     store = load_model_store(tmp_path / "model")
     assert np.all(store.genes["alpha"] == 0.05) and store.penalty == "elasticnet"
@@ -103,8 +102,24 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(prepared, tmp_path):
     assert "train_features.parquet" in err and f.columns[2] in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
-    res = _run(bad, tmp_path / "out", "--penalty", "lars")
+    res = _run(bad, tmp_path / "out", "--set", "penalty=lars")
     assert res.exit_code == 2 and "train.penalty" in (res.stderr or res.output)
+
+
+def test_set_overrides_reach_the_settings_and_bad_ones_exit_2(prepared, tmp_path):
+    """--set KEY=VALUE (train) and --set executor.KEY=VALUE override params.yaml."""
+    res = _run(prepared, tmp_path / "ok", "--set", "alpha=0.1", "--set", "executor.gene_chunk=30")
+    assert res.exit_code == 0, res.output
+    params = load_model_store(tmp_path / "ok" / "model").provenance["params"]
+    overridden = {"alpha": 0.1, "n_alphas": 8, "n_permutations": 5}
+    assert params == {**yaml.safe_load(PARAMS.read_text())["train"], **overridden}
+    for args, named in [(["--set", "executor.kind=slurm"], "executor.kind"),
+                        (["--set", "lambda=1"], "train.lambda"),
+                        (["--set", "predict.genes=all"], "predict"),
+                        (["--set", "alpha"], "KEY=VALUE")]:  # fmt: skip
+        res = _run(prepared, tmp_path / "bad", *args)
+        assert res.exit_code == 2 and named in (res.stderr or res.output), args
+    assert not (tmp_path / "bad").exists()
 
 
 def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
@@ -142,7 +157,7 @@ def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
 def test_streamed_targets_give_the_same_models_and_plotted_predictions(prepared, tmp_path):
     """--stream-targets reads the targets a gene chunk at a time; results must not change."""
     assert _run(prepared, tmp_path / "whole").exit_code == 0
-    res = _run(prepared, tmp_path / "stream", "--stream-targets", "--gene-chunk", "25")
+    res = _run(prepared, tmp_path / "stream", "--stream-targets", "--set", "executor.gene_chunk=25")
     assert res.exit_code == 0, res.output
     whole = load_model_store(tmp_path / "whole" / "model")
     stream = load_model_store(tmp_path / "stream" / "model")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 from typer.testing import CliRunner
 
-from ephys2expr import embedding, validation
+from ephys2expr.errors import InputError
+from ephys2expr.train.settings import TrainSettings
+from ephys2expr.validate import agreement, embedding, patchseq
+from ephys2expr.validate.settings import ValidateSettings
 
 GROUPS = ["Pvalb", "Sst", "Vip", "Exc L4", "Exc L5"]
 
@@ -41,7 +46,7 @@ def _two_sources(seed=0, n_pred=150, n_meas=200, n_genes=60, n_feat=11):
 
 def test_type_agreement_matched_beats_unmatched_and_shuffling_breaks_it():
     P, gp, M, gm = _two_sources()
-    corr, s = validation.type_agreement(P, gp, M, gm)
+    corr, s = agreement.type_agreement(P, gp, M, gm)
     assert s["matched_r_median"] > s["unmatched_r_median"] + 0.3
     assert s["top1"] >= 0.8  # a rank-11 projection may confuse a pair of groups
     # a cell of corr is np.corrcoef of the gene-centred group means
@@ -50,7 +55,7 @@ def test_type_agreement_matched_beats_unmatched_and_shuffling_breaks_it():
     pm, mm = pm - pm.mean(), mm - mm.mean()
     np.testing.assert_allclose(corr.iat[1, 2], np.corrcoef(pm.iloc[1], mm.iloc[2])[0, 1])
     rng = np.random.default_rng(1)
-    _, s_shuf = validation.type_agreement(
+    _, s_shuf = agreement.type_agreement(
         P, pd.Series(rng.permutation(gp.to_numpy()), index=gp.index), M, gm
     )
     assert s_shuf["matched_r_median"] < s["matched_r_median"] - 0.3
@@ -60,7 +65,7 @@ def test_type_agreement_drops_small_groups():
     P, gp, M, gm = _two_sources()
     gp = gp.copy()
     gp.iloc[:2] = "Ndnf"  # only 2 predicted cells
-    corr, s = validation.type_agreement(P, gp, M, gm, min_cells=3)
+    corr, s = agreement.type_agreement(P, gp, M, gm, min_cells=3)
     assert "Ndnf" not in corr.index
 
 
@@ -73,7 +78,7 @@ def test_zscore_joint_space_separates_sources_and_pc_align_mixes_them():
     for corr in embedding.CORRECTIONS:
         J = embedding.joint_space(X, src, corr, n_components=8, seed=0)
         frac, expected = embedding.mixing_fraction(J, src, "predicted", "measured", k=10)
-        tr = validation.label_transfer(J, src, labels, k=10)
+        tr = agreement.label_transfer(J, src, labels, k=10)
         res[corr] = (frac.mean(), expected, tr)
     assert res["pc_align"][0] > res["zscore"][0] + 0.1
     assert res["pc_align"][0] <= res["pc_align"][1] + 0.2
@@ -101,13 +106,13 @@ def test_label_transfer_chance_baseline_and_unlabelled_queries():
     lab = np.array(["Exc"] * 50 + ["Inh"] * 50, dtype=object)
     src = np.where(np.arange(100) % 2 == 0, "measured", "predicted")
     lab[1] = ""  # a predicted cell without truth is not scored
-    out = validation.label_transfer(X, src, lab, k=5)
+    out = agreement.label_transfer(X, src, lab, k=5)
     assert out["n_query"] == 49
     assert out["accuracy"] == 1.0
     assert out["chance_balanced_accuracy"] == 0.5
     # shuffled labels: near chance
     lab2 = rng.permutation(np.array(["Exc"] * 50 + ["Inh"] * 50))
-    out2 = validation.label_transfer(X, src, lab2, k=5)
+    out2 = agreement.label_transfer(X, src, lab2, k=5)
     assert out2["balanced_accuracy"] < 0.75
 
 
@@ -121,7 +126,7 @@ def test_patchseq_agreement_against_scipy_and_baseline():
     )
     pred = pd.DataFrame(base.to_numpy() + 0.8 * signal, columns=base.index)
     pred["g0"] = base["g0"]  # a gene with all-zero coefficients: predicted constant
-    per_gene, per_cell, s = validation.patchseq_agreement(pred, meas, base, ["g1", "g2"])
+    per_gene, per_cell, s = patchseq.patchseq_agreement(pred, meas, base, ["g1", "g2"])
     r, _ = pearsonr(pred["g5"], meas["g5"])
     assert per_gene.loc["g5", "r"] == pytest.approx(r)
     assert np.isnan(per_gene.loc["g0", "r"]) and not per_gene.loc["g0", "predicted_varies"]
@@ -134,7 +139,7 @@ def test_patchseq_agreement_against_scipy_and_baseline():
     assert s["cells"]["median_r_deviation"] > 0.5
     # a model that predicts noise does not beat the baseline on the deviations
     noise = pd.DataFrame(base.to_numpy() + rng.normal(0, 1, (n_cells, n_genes)), columns=base.index)
-    _, _, s2 = validation.patchseq_agreement(noise, meas, base)
+    _, _, s2 = patchseq.patchseq_agreement(noise, meas, base)
     assert abs(s2["cells"]["median_r_deviation"]) < 0.2
     assert s2["genes_all"]["n_beat_baseline"] < n_genes / 4
 
@@ -152,7 +157,7 @@ def test_feature_subset_model_matches_sklearn_lasso():
     Y = feats.to_numpy() @ rng.normal(size=(4, 5)) + rng.normal(0, 0.3, (20, 5))
     targets = pd.DataFrame(Y.T, index=[f"g{i}" for i in range(5)], columns=feats.index)
     sub = ["rin", "tau"]
-    m = validation.fit_feature_subset_model(feats, targets, sub, alpha=0.05)
+    m = patchseq.fit_feature_subset_model(feats, targets, sub, TrainSettings(alpha=0.05))
     Xs = StandardScaler().fit_transform(feats[sub])
     for g in range(5):
         sk = Lasso(alpha=0.05, tol=1e-12, max_iter=100_000).fit(Xs, Y[:, g])
@@ -163,7 +168,7 @@ def test_feature_subset_model_matches_sklearn_lasso():
 def test_outside_training_range():
     train = pd.DataFrame({"tau": [5.0, 10.0, 20.0]})
     X = pd.DataFrame({"tau": [2.0, 7.0, 25.0, np.nan]})
-    assert validation.outside_training_range(X, train)["tau"] == pytest.approx(2 / 3)
+    assert patchseq.outside_training_range(X, train)["tau"] == pytest.approx(2 / 3)
 
 
 def test_embeddings_are_seeded_and_runner_matches_in_process():
@@ -187,8 +192,29 @@ def test_stage_bad_reference_is_one_line_exit_2(tmp_path):
 
     res = CliRunner().invoke(
         app,
-        ["--reference", "xyz", "--patchseq-features", "rmp", "--metrics", str(tmp_path / "m.json")],
+        ["--set", "reference=xyz", "--metrics", str(tmp_path / "m.json")],
     )
     assert res.exit_code == 2
-    assert "--reference must be 'rda' or 'geo'" in res.output
+    assert "validate.reference: 'xyz' must be 'rda' or 'geo'" in res.output
     assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("reference=xyz", "validate.reference: 'xyz' must be 'rda' or 'geo'"),
+        ("patchseq_features=rmp,maxfreq", "validate.patchseq_features: 'maxfreq' is not a Cadwell"),
+        ("patchseq_features=rmp,rmp", "validate.patchseq_features: a feature is repeated"),
+        ("patchseq_features=", "validate.patchseq_features: empty"),
+        ("n_neighbors=0", "validate.n_neighbors: 0 is below 1"),
+        ("tsne_max_iter=100", "validate.tsne_max_iter: 100 is below 250"),
+        ("seed=-1", "validate.seed: -1 is below 0"),
+        ("max_cells=many", "validate.max_cells: 'many' is not a whole number"),
+        ("n_pca=3", "validate.n_pca: unknown setting"),
+    ],
+)
+def test_validate_settings_errors_name_the_key(override, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        ValidateSettings.from_params(None, [override])
+    defaults = ValidateSettings.from_params(None)
+    assert defaults.patchseq_features == ["rmp", "rin", "apthr", "aphw", "apamp", "ahpamp", "tau"]

@@ -5,14 +5,20 @@ from __future__ import annotations
 import pandas as pd
 
 from ephys2expr.features import CORE_FEATURES
+from ephys2expr.taxonomy import CLASS_MARKERS
+from ephys2expr.train.settings import TrainSettings
 
-MARKERS = ["Pvalb", "Sst", "Vip", "Gad1", "Slc17a7"]
+
+def train_settings(**values) -> TrainSettings:
+    """Training settings as the stage builds them: the defaults (= params.yaml's train
+    section) with these keys overridden."""
+    return TrainSettings.from_params({"train": values})
 
 
 def small_real_inputs(raw_dir, n_variable: int = 150, n_flat: int = 50):
     """(features, targets, types) from the real table: markers, the most variable genes
     and some nearly constant ones (the genes the null and the penalty must leave alone)."""
-    from ephys2expr.prepare import load_training_set
+    from ephys2expr.prepare.run import load_training_set
 
     training = load_training_set("rds", raw_dir=raw_dir)
     features = training.features[CORE_FEATURES].astype(float)
@@ -21,7 +27,7 @@ def small_real_inputs(raw_dir, n_variable: int = 150, n_flat: int = 50):
     targets = targets[sd > 0]
     sd = sd[sd > 0].sort_values()
     genes = list(dict.fromkeys(
-        [g for g in MARKERS if g in targets.index]
+        [g for g in CLASS_MARKERS if g in targets.index]
         + list(sd.index[-n_variable:]) + list(sd.index[:: max(1, len(sd) // n_flat)][:n_flat])
     ))  # fmt: skip
     types = training.types.loc[features.index]

@@ -1,6 +1,15 @@
-"""Sanity plots of predicted expression: marker genes by Cre line and by dendrite type."""
+"""Sanity plots of predicted expression: marker genes by Cre line and by dendrite type, and
+the features outside the training range.
+
+:func:`prediction_figures` makes every figure of one input from its :class:`PlotInput`
+(built by :func:`ephys2expr.predict.run.predict_tables`); the stage saves them.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -9,6 +18,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from ephys2expr.model.store import ModelStore  # noqa: E402
+from ephys2expr.taxonomy import MARKER_GENES  # noqa: E402
+
+log = logging.getLogger("ephys2expr.predict")
 
 DENDRITE_ORDER = ["aspiny", "sparsely spiny", "spiny"]
 
@@ -146,3 +160,75 @@ def extrapolation_bars(flags: pd.DataFrame, meta: pd.DataFrame, features: list[s
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def marker_predictions(
+    store: ModelStore, X: np.ndarray, gene_idx: np.ndarray, index: pd.Index
+) -> pd.DataFrame:
+    """Predicted log2 expression (float64) of the :data:`~ephys2expr.taxonomy.MARKER_GENES`
+    among the selected genes ``gene_idx``, for the cells ``X`` (rows named by ``index``)."""
+    all_genes = store.gene_names
+    selected = {all_genes[i]: i for i in gene_idx}
+    markers = [m for m in MARKER_GENES if m in selected]
+    rows = np.array([selected[m] for m in markers], dtype=np.int64)
+    return pd.DataFrame(store.predict(X, genes=rows), index=index, columns=markers)
+
+
+@dataclass
+class PlotInput:
+    """What the plots of one input need (a small slice of its predictions).
+
+    Attributes
+    ----------
+    name : str
+        Input name (file names and titles).
+    meta : DataFrame
+        Metadata + flags of the predicted cells.
+    markers : DataFrame
+        Predicted cells x marker genes (:data:`ephys2expr.taxonomy.MARKER_GENES` among the
+        predicted genes), log2 expression.
+    flags : DataFrame
+        Screen flags of the predicted cells.
+    features : list of str
+        The model's features.
+    tolerance : float
+        The extrapolation tolerance (for the title).
+    r2 : dict, optional
+        Out-of-fold r2 per gene (shown beside the marker names).
+    """
+
+    name: str
+    meta: pd.DataFrame
+    markers: pd.DataFrame
+    flags: pd.DataFrame
+    features: list[str]
+    tolerance: float
+    r2: dict[str, float] | None = None
+
+
+def prediction_figures(inp: PlotInput) -> Iterator[tuple[str, object]]:
+    """Yield ``(file name, figure)`` for each plot of one input, one figure at a time."""
+    name, meta = inp.name, inp.meta
+    if inp.markers.shape[1]:
+        title = f"{name}: predicted marker expression by Cre line ({len(meta)} cells, mouse model)"
+        yield f"{name}_markers_by_cre.png", marker_heatmap(inp.markers, meta, title, r2=inp.r2)
+        title = f"{name}: predicted marker expression by dendrite type"
+        yield f"{name}_markers_by_dendrite.png", marker_boxplots(inp.markers, meta, title, inp.r2)
+    else:
+        log.warning("%s: none of the marker genes is among the predicted genes; no marker plots",
+                    name)  # fmt: skip
+    title = (
+        f"{name}: features outside the training range "
+        f"(beyond min/max by more than {inp.tolerance:g} x range)"
+    )
+    yield f"{name}_extrapolation.png", extrapolation_bars(inp.flags, meta, inp.features, title)
+
+
+__all__ = [
+    "PlotInput",
+    "extrapolation_bars",
+    "marker_boxplots",
+    "marker_heatmap",
+    "marker_predictions",
+    "prediction_figures",
+]

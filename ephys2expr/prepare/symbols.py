@@ -1,14 +1,9 @@
-"""Gene symbols: undo R's ``make.names`` mangling, map Entrez IDs, filter genes."""
+"""Gene symbols: undo R's ``make.names`` mangling with a list of true symbols."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
-
-from ephys2expr.errors import InputError
 
 _INVALID = re.compile(r"[^A-Za-z0-9._]")
 _R_RESERVED = {
@@ -102,57 +97,3 @@ def restore_symbols(names: list[str], reference_symbols: list[str]) -> SymbolRes
             out.append(name)
             unchanged += 1
     return SymbolRestoration(out, restored, unchanged, unresolved)
-
-
-def read_entrez_symbols(path) -> pd.Series:
-    """Entrez Gene ID (int) -> symbol, from a two-column headerless CSV."""
-    try:
-        table = pd.read_csv(path, header=None, names=["entrez", "symbol"], dtype=str)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: unreadable CSV ({exc})") from None
-    ids = pd.to_numeric(table["entrez"], errors="coerce")
-    if ids.isna().any():
-        bad = table.loc[ids.isna(), "entrez"].iloc[0]
-        raise InputError(f"{path}: non-numeric Entrez ID {bad!r} in column 1")
-    if ids.duplicated().any():
-        raise InputError(f"{path}: duplicate Entrez ID {int(ids[ids.duplicated()].iloc[0])}")
-    return pd.Series(table["symbol"].to_numpy(), index=ids.astype(np.int64).to_numpy())
-
-
-@dataclass
-class GeneFilterReport:
-    n_genes_in: int
-    n_after_zero_variance: int
-    n_after_min_expression: int
-    n_after_top_variable: int
-
-
-def filter_genes(
-    targets: pd.DataFrame,
-    min_max_log2: float = 0.0,
-    top_variable: int = 0,
-    where: str = "training targets",
-) -> tuple[pd.DataFrame, GeneFilterReport]:
-    """Filter a genes x types log2 expression table.
-
-    Steps: drop genes with zero variance across types (nothing to predict); keep genes
-    whose largest type mean is >= ``min_max_log2``; keep the ``top_variable`` most
-    variable genes (0 = all; ties broken by gene order, so the result is deterministic).
-    """
-    n_in = len(targets)
-    values = targets.to_numpy(dtype=float)
-    keep = np.nanvar(values, axis=1) > 0
-    n_var = int(keep.sum())
-    keep &= np.nanmax(values, axis=1) >= min_max_log2
-    n_min = int(keep.sum())
-    out = targets[keep]
-    if top_variable and top_variable > 0 and len(out) > top_variable:
-        var = out.var(axis=1, ddof=0).to_numpy()
-        order = np.argsort(-var, kind="stable")[:top_variable]
-        out = out.iloc[np.sort(order)]
-    if len(out) == 0:
-        raise InputError(
-            f"{where}: no gene left after filtering (zero variance -> {n_var}, "
-            f"min_max_log2={min_max_log2} -> {n_min}, top_variable={top_variable})"
-        )
-    return out, GeneFilterReport(n_in, n_var, n_min, len(out))

@@ -1,9 +1,6 @@
-"""PNG figures of the train stage (written with :func:`ephys2expr.io.save_figure`)."""
+"""The train stage's figures (the stage writes them with :func:`ephys2expr.io.save_figure`)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import matplotlib
 
@@ -12,14 +9,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ephys2expr.io import save_figure  # noqa: E402
+from ephys2expr.taxonomy import CLASS_MARKERS  # noqa: E402
 
-MARKERS = ["Pvalb", "Sst", "Vip", "Gad1", "Slc17a7"]
 R2_FLOOR = -1.0  # r2 below this is drawn at the floor (LOO r2 is unbounded below)
 BASELINE_LABELS = {"mean": "mean only", "ols": "OLS (all features)", "class": "Exc/Inh class mean"}
 
 
-def r2_histogram(per_gene: pd.DataFrame, path) -> None:
+def r2_histogram(per_gene: pd.DataFrame):
     """Histogram of out-of-fold r2: the model against each baseline."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     bins = np.linspace(R2_FLOOR, 1, 81)
@@ -49,10 +45,10 @@ def r2_histogram(per_gene: pd.DataFrame, path) -> None:
     ax.set_ylabel("genes (log scale)")
     ax.set_title(f"Out-of-fold r2 of {len(per_gene):,} genes")
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    return fig
 
 
-def rmse_histogram(per_gene: pd.DataFrame, path) -> None:
+def rmse_histogram(per_gene: pd.DataFrame):
     """Histogram of out-of-fold RMSE (log2 expression units), model vs mean-only."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     hi = np.nanquantile(np.r_[per_gene["cv_rmse"], per_gene["mean_cv_rmse"]], 0.995)
@@ -77,10 +73,10 @@ def rmse_histogram(per_gene: pd.DataFrame, path) -> None:
     ax.set_ylabel("genes (log scale)")
     ax.set_title("Out-of-fold RMSE per gene")
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    return fig
 
 
-def model_vs_ols(per_gene: pd.DataFrame, path) -> None:
+def model_vs_ols(per_gene: pd.DataFrame):
     """Per-gene out-of-fold r2: penalised model (y) against OLS (x)."""
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     x = per_gene["ols_cv_r2"].clip(lower=R2_FLOOR)
@@ -111,17 +107,17 @@ def model_vs_ols(per_gene: pd.DataFrame, path) -> None:
     ax.set_ylabel("penalised model out-of-fold r2")
     ax.set_title(f"Model vs OLS per gene (clipped at {R2_FLOOR:g})")
     ax.legend(fontsize=8, markerscale=4, loc="lower right")
-    save_figure(fig, path)
+    return fig
 
 
 def plotted_genes(per_gene: pd.DataFrame, n_best: int = 6) -> tuple[list[str], list[str]]:
     """The genes :func:`observed_vs_predicted` shows: the ``n_best`` by CV r2, then markers."""
     best = list(per_gene["cv_r2"].dropna().sort_values(ascending=False).index[:n_best])
-    markers = [g for g in MARKERS if g in per_gene.index and g not in best]
+    markers = [g for g in CLASS_MARKERS if g in per_gene.index and g not in best]
     return best, markers
 
 
-def observed_vs_predicted(per_gene, oof, targets, types, path, n_best: int = 6) -> None:
+def observed_vs_predicted(per_gene, oof, targets, types, n_best: int = 6):
     """Observed vs out-of-fold predicted expression per cell type: best genes and markers."""
     best, markers = plotted_genes(per_gene, n_best)
     genes = best + markers
@@ -149,10 +145,10 @@ def observed_vs_predicted(per_gene, oof, targets, types, path, n_best: int = 6) 
     axes.flat[0].legend(fontsize=7, title="broad type", title_fontsize=7)
     fig.suptitle("Observed vs out-of-fold predicted expression per cell type", fontsize=11)
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
-def coefficient_heatmap(per_gene, coef_std: pd.DataFrame, path, n_top: int = 40) -> None:
+def coefficient_heatmap(per_gene, coef_std: pd.DataFrame, n_top: int = 40):
     """Standardised coefficients (per feature SD) of the top genes by out-of-fold r2."""
     top = list(per_gene["cv_r2"].dropna().sort_values(ascending=False).index[:n_top])
     data = coef_std.loc[top]
@@ -168,22 +164,18 @@ def coefficient_heatmap(per_gene, coef_std: pd.DataFrame, path, n_top: int = 40)
         fontsize=10,
     )
     fig.colorbar(im, ax=ax, label="coefficient")
-    save_figure(fig, path)
+    return fig
 
 
-def write_train_plots(per_gene, oof, targets, types, coef_std, plots_dir: str | os.PathLike):
-    """All train-stage PNGs into ``plots_dir``; returns the written paths."""
-    plots_dir = Path(plots_dir)
-    out = {
-        "r2_hist": plots_dir / "r2_hist.png",
-        "rmse_hist": plots_dir / "rmse_hist.png",
-        "model_vs_ols": plots_dir / "model_vs_ols.png",
-        "observed_vs_predicted": plots_dir / "observed_vs_predicted.png",
-        "coef_heatmap": plots_dir / "coef_heatmap.png",
+def train_figures(per_gene, oof, targets, types, coef_std) -> dict:
+    """Every train-stage figure by its file stem (``plots/train/<stem>.png``)."""
+    return {
+        "r2_hist": r2_histogram(per_gene),
+        "rmse_hist": rmse_histogram(per_gene),
+        "model_vs_ols": model_vs_ols(per_gene),
+        "observed_vs_predicted": observed_vs_predicted(per_gene, oof, targets, types),
+        "coef_heatmap": coefficient_heatmap(per_gene, coef_std),
     }
-    r2_histogram(per_gene, out["r2_hist"])
-    rmse_histogram(per_gene, out["rmse_hist"])
-    model_vs_ols(per_gene, out["model_vs_ols"])
-    observed_vs_predicted(per_gene, oof, targets, types, out["observed_vs_predicted"])
-    coefficient_heatmap(per_gene, coef_std, out["coef_heatmap"])
-    return out
+
+
+__all__ = ["plotted_genes", "train_figures"]

@@ -20,8 +20,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
+
+from ephys2expr.validate.agreement import label_transfer
 
 log = logging.getLogger("ephys2expr")
 
@@ -237,3 +240,70 @@ def mixing_fraction(X: np.ndarray, source: np.ndarray, query: str, other: str, k
     frac = (source[nbr[q]] == other).mean(axis=1)
     expected = float((source == other).sum() / (len(source) - 1))
     return frac, expected
+
+
+def joint_mixing(
+    X: np.ndarray, source: np.ndarray, labels: np.ndarray, n_pcs: int, k: int, seed: int
+) -> tuple[dict, dict]:
+    """Mixing and Exc/Inh label transfer in each joint space (before/after correction).
+
+    Parameters
+    ----------
+    X : ndarray
+        Predicted and measured cells stacked, on the shared genes.
+    source : ndarray of str
+        ``predicted`` / ``measured`` per row.
+    labels : ndarray of str
+        Exc/Inh per row (empty = unknown, not scored).
+    n_pcs, k, seed : int
+        Dimensions of the joint space, neighbours, PCA seed.
+
+    Returns
+    -------
+    mixing, transfer : dict
+        Keyed by correction (:data:`CORRECTIONS`).
+    """
+    mixing, transfer = {}, {}
+    for corr_name in CORRECTIONS:
+        joint = joint_space(X, source, corr_name, n_components=n_pcs, seed=seed)
+        frac, expected = mixing_fraction(joint, source, "predicted", "measured", k=k)
+        mixing[corr_name] = {
+            "mean_fraction_measured": float(frac.mean()),
+            "median_fraction_measured": float(np.median(frac)),
+            "frac_cells_with_no_measured_neighbour": float((frac == 0).mean()),
+            "expected_if_mixed": expected,
+            "n_dims": int(joint.shape[1]),
+        }
+        transfer[corr_name] = label_transfer(joint, source, labels, k=k)
+        log.info(
+            "%s: mixing %.3f (expected %.3f), Exc/Inh transfer accuracy %.3f",
+            corr_name,
+            frac.mean(),
+            expected,
+            transfer[corr_name]["accuracy"],
+        )
+    return mixing, transfer
+
+
+def subsample(index: pd.Index, n_max: int, seed: int) -> pd.Index:
+    """Seeded subsample of at most ``n_max`` labels, kept in the original order."""
+    if n_max <= 0 or len(index) <= n_max:
+        return index
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(index), size=n_max, replace=False))
+    return index[pick]
+
+
+__all__ = [
+    "CORRECTIONS",
+    "EmbeddingRunner",
+    "embed_2d",
+    "embed_batch",
+    "joint_mixing",
+    "joint_space",
+    "mixing_fraction",
+    "neighbour_sources",
+    "subsample",
+    "zscore_columns",
+    "zscore_per_source",
+]

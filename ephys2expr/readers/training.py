@@ -1,57 +1,18 @@
-"""Readers for the raw inputs: R data files, the training tables, Allen per-cell tables.
-
-Every reader raises :class:`~ephys2expr.errors.InputError` with the file name and the
-offending column or value, never a traceback from deep inside a parser.
-"""
+"""Readers of the cell-type training tables and of the Entrez symbol table."""
 
 from __future__ import annotations
 
 import os
-import re
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.features import ALL_FEATURES, CORE_FEATURES, derive_features, numeric_column
-from ephys2expr.genes import SymbolRestoration, restore_symbols
-
-
-def read_r(path: str | os.PathLike, name: str | None = None):
-    """Read an R data file, whether ``saveRDS`` (RDS) or ``save`` (RData) wrote it.
-
-    The file extension is not trusted (several ``.rda`` files here are RDS). For RData,
-    ``name`` selects the object (default: the only non-hidden one).
-    """
-    import rdata
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(2, "No such file", path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # rdata warns when the extension is "wrong"
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(2)
-            parsed = rdata.parser.parse_file(path)
-            converted = rdata.conversion.convert(parsed)
-        except Exception as exc:  # truncated gzip, not an R file, ...
-            kind = "gzip" if head == b"\x1f\x8b" else "R data"
-            raise InputError(
-                f"{path}: unreadable {kind} file ({type(exc).__name__}: {exc})"
-            ) from None
-    if isinstance(converted, dict):
-        objects = {k: v for k, v in converted.items() if not k.startswith(".")}
-        if name is None:
-            if len(objects) != 1:
-                raise InputError(f"{path}: holds {sorted(objects)}; say which object to read")
-            return next(iter(objects.values()))
-        if name not in objects:
-            raise InputError(f"{path}: no object '{name}' (has {sorted(objects)})")
-        return objects[name]
-    return converted
+from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
+from ephys2expr.prepare.symbols import SymbolRestoration, restore_symbols
+from ephys2expr.readers.columns import check_unique, numeric_column, read_csv_table
+from ephys2expr.readers.r import read_r
 
 
 @dataclass
@@ -65,6 +26,7 @@ class TrainingSet:
     notes: dict = field(default_factory=dict)
 
 
+# The lab's table's columns that describe a type; every other non-feature column is a gene.
 _TYPE_METADATA = {
     "sample.name",
     "layer_coarse",
@@ -79,18 +41,12 @@ _TYPE_METADATA = {
 }
 
 
-def _check_unique(index: pd.Index, what: str, where: str) -> None:
-    if index.has_duplicates:
-        dup = index[index.duplicated()][0]
-        raise InputError(f"{where}: duplicate {what} {dup!r}")
-
-
 def read_training_rds(path, reference_symbols: list[str]) -> TrainingSet:
     """Read the Pavlidis lab's cell-type table (``aibs_cre_expr_ephys.rda``).
 
     Gene columns hold 2^(mean log2(TPM+1)) per type; targets are their log2. Gene
     names mangled by R's ``make.names`` are restored with ``reference_symbols``
-    (see :func:`~ephys2expr.genes.restore_symbols`).
+    (see :func:`~ephys2expr.prepare.symbols.restore_symbols`).
     """
     where = os.fspath(path)
     table = read_r(path)
@@ -100,7 +56,7 @@ def read_training_rds(path, reference_symbols: list[str]) -> TrainingSet:
         raise InputError(f"{where}: missing column 'sample.name'")
     table = table.copy()
     table.index = pd.Index(table["sample.name"].astype(str), name="cell_type")
-    _check_unique(table.index, "cell type", where)
+    check_unique(table.index, "cell type", where)
     missing = [f for f in CORE_FEATURES if f not in table.columns]
     if missing:
         raise InputError(f"{where}: missing feature column(s) {missing}")
@@ -121,7 +77,7 @@ def read_training_rds(path, reference_symbols: list[str]) -> TrainingSet:
         index=pd.Index(restoration.symbols, name="gene"),
         columns=table.index,
     )
-    _check_unique(targets.index, "gene", where)
+    check_unique(targets.index, "gene", where)
     name_parts = table.index.str.split("_")
     types = pd.DataFrame(
         {
@@ -151,13 +107,10 @@ def read_online_table3(path, entrez_symbols: pd.Series) -> TrainingSet:
     converted to pF (x1000) to match the per-cell features.
     """
     where = os.fspath(path)
-    try:
-        table = pd.read_csv(path, index_col=0, dtype={0: str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: unreadable CSV ({exc})") from None
+    table = read_csv_table(path, index_col=0, dtype={0: str})
     table.index = table.index.astype(str).str.strip()
-    _check_unique(pd.Index(table.columns), "cell type", where)
-    _check_unique(table.index, "row", where)
+    check_unique(pd.Index(table.columns), "cell type", where)
+    check_unique(table.index, "row", where)
     for col in table.columns:
         table[col] = numeric_column(table, col, where)
     bad_types = [c for c in table.columns if len(str(c).split("__")) != 3]
@@ -200,65 +153,13 @@ def read_online_table3(path, entrez_symbols: pd.Series) -> TrainingSet:
     return TrainingSet(features, targets, types, None, notes)
 
 
-def _layer_from_region(region: str) -> str:
-    match = re.search(r"(1|2/3|4|5|6a|6b|6)$", str(region))
-    return match.group(1) if match else ""
-
-
-def read_allen_cells(path, absent: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict]:
-    """Read an Allen Cell Types per-cell table (v6 or v10 layout) into metadata + features.
-
-    Returns the table (index ``cell_id``; columns ``cre_line``, ``layer``,
-    ``dendrite_type``, ``species``, ``brain_region``, then :data:`ALL_FEATURES`) and a
-    report. Rows repeated with identical ephys (v10 lists some cells once per
-    morphology reconstruction) are collapsed and counted; repeated ids with
-    different ephys are an error.
-    """
-    where = os.fspath(path)
-    try:
-        raw = pd.read_csv(path, low_memory=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: unreadable CSV ({exc})") from None
-    if raw.empty:
-        raise InputError(f"{where}: no rows")
-    if "specimen_id" not in raw.columns:
-        raise InputError(f"{where}: missing id column 'specimen_id'")
-    if "species" in raw.columns:  # v10 layout
-        species = raw["species"].map({"Mus musculus": "mouse", "Homo Sapiens": "human"})
-        meta = pd.DataFrame(
-            {
-                "cre_line": raw.get("transgenic_line", pd.Series("", index=raw.index)),
-                "layer": raw.get("structure_layer_name", pd.Series("", index=raw.index)),
-                "dendrite_type": raw.get("dendrite_type"),
-                "species": species.fillna(raw["species"]),
-                "brain_region": raw.get("structure_area_abbrev"),
-            }
-        )
-    else:  # v6 layout: mouse only
-        for col in ("mouse_line", "brain_region", "spines"):
-            if col not in raw.columns:
-                raise InputError(f"{where}: missing metadata column '{col}'")
-        meta = pd.DataFrame(
-            {
-                "cre_line": raw["mouse_line"],
-                "layer": raw["brain_region"].map(_layer_from_region),
-                "dendrite_type": raw["spines"],
-                "species": "mouse",
-                "brain_region": raw["brain_region"],
-            }
-        )
-    meta = meta.astype(object).where(meta.notna(), "").astype(str)
-    features = derive_features(raw, where, absent=absent)
-    ids = raw["specimen_id"].astype(str).str.strip()
-    cells = pd.concat([meta, features], axis=1)
-    cells.index = pd.Index(ids, name="cell_id")
-    report = {"rows": len(cells), "duplicate_rows_collapsed": 0}
-    if cells.index.has_duplicates:
-        dup_ids = cells.index[cells.index.duplicated()].unique()
-        for cid in dup_ids:
-            rows = cells.loc[[cid]]
-            if len(rows.drop_duplicates()) > 1:
-                raise InputError(f"{where}: duplicate specimen_id {cid} with different ephys")
-        report["duplicate_rows_collapsed"] = int(cells.index.duplicated().sum())
-        cells = cells[~cells.index.duplicated(keep="first")]
-    return cells, report
+def read_entrez_symbols(path) -> pd.Series:
+    """Entrez Gene ID (int) -> symbol, from a two-column headerless CSV."""
+    table = read_csv_table(path, header=None, names=["entrez", "symbol"], dtype=str)
+    ids = pd.to_numeric(table["entrez"], errors="coerce")
+    if ids.isna().any():
+        bad = table.loc[ids.isna(), "entrez"].iloc[0]
+        raise InputError(f"{path}: non-numeric Entrez ID {bad!r} in column 1")
+    if ids.duplicated().any():
+        raise InputError(f"{path}: duplicate Entrez ID {int(ids[ids.duplicated()].iloc[0])}")
+    return pd.Series(table["symbol"].to_numpy(), index=ids.astype(np.int64).to_numpy())

@@ -1,4 +1,8 @@
-"""Figures of the ``validate`` stage: embeddings, type agreement heatmap, Patch-seq panels."""
+"""Figures of the ``validate`` stage: embeddings, type agreement heatmap, Patch-seq panels.
+
+:func:`validation_figures` makes every figure the stage writes (``plots/validate/<name>.png``)
+with its title; the functions above it draw one kind of figure each.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from ephys2expr.validate.agreement import TypeAgreement  # noqa: E402
+from ephys2expr.validate.patchseq import PatchSeqResult  # noqa: E402
 
 GREY = "#BBBBBB"
 EXC_INH_COLOURS = {"Exc": "#D62728", "Inh": "#1F77B4", "unknown": GREY}
@@ -177,3 +184,117 @@ def patchseq_figure(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# Titles of the two joint spaces (see :mod:`ephys2expr.validate.embedding`).
+JOINT_TITLES = {
+    "zscore": "z-scored per source (as the original)",
+    "pc_align": "corrected: projected on predicted PCs, standardised per source",
+}
+
+
+def _exc_inh(labels: pd.Series) -> pd.Series:
+    """Exc/Inh labels with the unscored ``""`` shown as ``unknown``."""
+    return labels.replace("", "unknown")
+
+
+def validation_figures(
+    coords: dict,
+    spaces: dict[str, np.ndarray],
+    pred_meta: pd.DataFrame,
+    meas_meta: pd.DataFrame,
+    ephys_ok: np.ndarray,
+    source: np.ndarray,
+    palette: dict[str, str],
+    mixing: dict,
+    n_shared: int,
+    agreement: TypeAgreement,
+    patchseq: PatchSeqResult,
+    n_patchseq_features: int,
+) -> dict:
+    """Every figure of the stage, ``{name: figure}``.
+
+    Parameters
+    ----------
+    coords : dict
+        ``{space: {method: 2-D coordinates}}`` of the embedded spaces (``ephys``,
+        ``predicted``, ``measured``, ``joint_zscore``, ``joint_pc_align``).
+    spaces : dict
+        The embedded matrices (their shapes go into the titles).
+    pred_meta, meas_meta : DataFrame
+        Metadata (``cre_line``, ``group``, ``broad``, ``type``) of the subsampled predicted
+        and measured cells, in the rows' order.
+    ephys_ok : ndarray of bool
+        Predicted cells with every ephys feature (the rows of the ``ephys`` space).
+    source : ndarray of str
+        ``predicted`` / ``measured`` per row of the joint spaces.
+    palette : dict
+        Cre line -> colour.
+    mixing : dict
+        Mixing numbers per correction (for the joint titles).
+    n_shared : int
+        Genes shared by predicted and measured expression.
+    agreement, patchseq
+        The type agreement and Patch-seq results.
+    n_patchseq_features : int
+        Features of the Patch-seq model.
+    """
+    pm, mm = pred_meta, meas_meta
+    cre_cols = categorical_colours(pm["cre_line"], palette)
+    grp_all = pd.concat([pm["group"], mm["group"]])
+    grp_cols = categorical_colours(grp_all)
+    figs = {}
+    metas = {"ephys": pm[ephys_ok], "predicted": pm, "measured": mm}
+    for name, meta in metas.items():
+        col_cre = ("cre line", meta["cre_line"], cre_cols)
+        if not meta["cre_line"].notna().any():  # the 170-gene RData has no cre line per cell
+            col_cre = ("transcriptomic type", meta["type"], categorical_colours(meta["type"]))
+        Xs = spaces[name]
+        figs[f"embed_{name}"] = embedding_figure(
+            coords[name],
+            [
+                col_cre,
+                ("group", meta["group"], grp_cols),
+                ("Exc/Inh", _exc_inh(meta["broad"].astype(str)), EXC_INH_COLOURS),
+            ],
+            f"{name} ({len(Xs)} cells, {Xs.shape[1]} "
+            f"{'features' if name == 'ephys' else 'genes'}, z-scored)",
+        )
+    cre_j = pd.concat(
+        [
+            pm["cre_line"].astype(str),
+            mm["cre_line"].astype("string").fillna("measured (cre unknown)"),
+        ]
+    )
+    cre_cols_j = {**cre_cols, "measured (cre unknown)": "#DDDDDD"}
+    broad_j = _exc_inh(pd.concat([pm["broad"], mm["broad"]]).astype(str))
+    markers = np.array([SOURCE_MARKERS[s] for s in source])
+    for corr_name, title in JOINT_TITLES.items():
+        mix = mixing[corr_name]
+        figs[f"joint_{corr_name}"] = embedding_figure(
+            coords[f"joint_{corr_name}"],
+            [
+                ("cre line (predicted)", cre_j, cre_cols_j),
+                ("group", grp_all, grp_cols),
+                ("Exc/Inh", broad_j, EXC_INH_COLOURS),
+                ("source", pd.Series(source), SOURCE_COLOURS),
+            ],
+            f"predicted + measured on {n_shared} shared genes, {title} "
+            f"(o predicted, ^ measured; mixing {mix['mean_fraction_measured']:.2f}"
+            f" vs {mix['expected_if_mixed']:.2f} if mixed)",
+            markers=markers,
+        )
+    agree = agreement.summary
+    figs["type_agreement"] = type_agreement_figure(
+        agreement.corr,
+        f"type agreement over {agree['n_genes']} shared genes: matched median r "
+        f"{agree['matched_r_median']:.2f}, unmatched {agree['unmatched_r_median']:.2f}",
+    )
+    figs["patchseq"] = patchseq_figure(
+        patchseq.per_gene,
+        patchseq.per_cell,
+        patchseq.per_cell["major_type"],
+        f"Cadwell 2016 Patch-seq ({patchseq.summary['n_cells']} cells), model on "
+        f"{n_patchseq_features} features vs training-mean baseline",
+    )
+    return figs

@@ -1,0 +1,337 @@
+"""Numba kernels of the solver: exact elastic-net paths for many genes on one Gram matrix.
+
+Private to :mod:`ephys2expr.model.estimator` (which documents the objectives). For each
+gene, an active-set (sign-pattern) method solves the problem exactly on the shared Gram
+matrix, warm-started along a descending alpha path, with an exact all-zero (KKT) shortcut;
+coordinate descent with an exact active-set polish is the rare fallback when an active
+block is singular. Genes run in parallel (``numba.prange``) in blocks of 256 so that the
+scratch arrays are allocated once per block.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# --------------------------------------------------------------------------------------
+# numba kernel: coordinate descent on the Gram matrix, genes in parallel
+# --------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=True)
+def _polish(gram, c, w, q, lam1, lam2, idx, mat, vec, qnew):
+    """Exact solution on the current support/signs of ``w``; True (and ``w``, ``q``
+    overwritten) only if it satisfies the KKT conditions of the full problem."""
+    p = w.shape[0]
+    k = 0
+    for j in range(p):
+        if w[j] != 0.0:
+            idx[k] = j
+            k += 1
+    if k == 0:
+        return False
+    # M = G_AA + lam2 I,  rhs = c_A - lam1 * sign(w_A)
+    for a in range(k):
+        ja = idx[a]
+        for b in range(k):
+            mat[a, b] = gram[ja, idx[b]]
+        mat[a, a] += lam2
+        vec[a] = c[ja] - (lam1 if w[ja] > 0.0 else -lam1)
+    # in-place Cholesky; give up on a (numerically) singular active block
+    for a in range(k):
+        s = mat[a, a]
+        for m in range(a):
+            s -= mat[a, m] * mat[a, m]
+        if s <= 1e-12 * (gram[idx[a], idx[a]] + lam2) or s <= 0.0:
+            return False
+        d = np.sqrt(s)
+        mat[a, a] = d
+        for b in range(a + 1, k):
+            t = mat[b, a]
+            for m in range(a):
+                t -= mat[b, m] * mat[a, m]
+            mat[b, a] = t / d
+    for a in range(k):  # forward: L z = rhs
+        t = vec[a]
+        for m in range(a):
+            t -= mat[a, m] * vec[m]
+        vec[a] = t / mat[a, a]
+    for a in range(k - 1, -1, -1):  # backward: L' v = z
+        t = vec[a]
+        for m in range(a + 1, k):
+            t -= mat[m, a] * vec[m]
+        vec[a] = t / mat[a, a]
+    for a in range(k):  # the support's signs must be reproduced
+        if vec[a] == 0.0 or (vec[a] > 0.0) != (w[idx[a]] > 0.0):
+            return False
+    for j in range(p):
+        t = c[j]
+        for a in range(k):
+            t -= gram[j, idx[a]] * vec[a]
+        qnew[j] = t
+    # inactive coordinates: |c_j - G_jA v| <= lam1 (relative slack for rounding only)
+    slack = 1e-9 * lam1 + 1e-13
+    for j in range(p):
+        if w[j] == 0.0 and abs(qnew[j]) > lam1 + slack:
+            return False
+    for j in range(p):
+        w[j] = 0.0
+    for a in range(k):
+        w[idx[a]] = vec[a]
+    for j in range(p):
+        q[j] = qnew[j]
+    return True
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=True)
+def _sync_factor(gram, lam2, theta, order, fact_state, mat, flag):
+    """Make the Cholesky factor in ``mat`` match the active set ``theta != 0``.
+
+    The factor is kept in the order variables entered (``order[:k]``), so adding a variable
+    appends one row (O(k^2)) and dropping one recomputes only the rows after it. Returns the
+    active-set size, or -1 if the active block is (numerically) singular.
+    """
+    p = theta.shape[0]
+    fk = int(fact_state[0])
+    if fk < 0 or fact_state[1] != lam2:
+        fk = 0  # nothing reusable (first use, or the ridge part changed with alpha)
+    for j in range(p):
+        flag[j] = 0
+    start = fk
+    k = 0
+    for a in range(fk):  # keep still-active entries, in order
+        j = order[a]
+        if theta[j] != 0.0:
+            if k != a and start > k:
+                start = k
+            order[k] = j
+            flag[j] = 1
+            k += 1
+        elif start > k:
+            start = k
+    for j in range(p):  # append newly active variables
+        if theta[j] != 0.0 and flag[j] == 0:
+            order[k] = j
+            k += 1
+    for a in range(start, k):  # row-wise Cholesky for the rows that changed
+        ja = order[a]
+        for b in range(a + 1):
+            t = gram[ja, order[b]]
+            for m in range(b):
+                t -= mat[a, m] * mat[b, m]
+            if b < a:
+                mat[a, b] = t / mat[b, b]
+            else:
+                t += lam2
+                if t <= 1e-12 * (gram[ja, ja] + lam2) or t <= 0.0:
+                    fact_state[0] = -1.0
+                    return -1
+                mat[a, a] = np.sqrt(t)
+    fact_state[0] = k
+    fact_state[1] = lam2
+    return k
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=True)
+def _active_set(gram, c, lam1, lam2, w, q, theta, order, mat, vec, max_steps, fact_state, flag):
+    """Exact elastic net for one gene by an active-set (sign-pattern) method.
+
+    Starting from ``w`` (any point whose signs define the initial active set, e.g. the
+    solution at the previous alpha), repeat: solve exactly on the active set with its signs;
+    if a coefficient would change sign, step to the first zero crossing and drop it;
+    once sign-consistent, add the inactive coordinate that violates the KKT condition most.
+    At a sign-consistent minimiser the added coordinate provably enters with the right sign
+    (Schur complement argument, as in Lawson-Hanson NNLS), so every step makes progress.
+    Returns the number of steps (> 0) on success, 0 if the caller should fall back to
+    coordinate descent (singular active block, or ``max_steps`` reached).
+    """
+    p = w.shape[0]
+    slack = 1e-10 * lam1 + 1e-14
+    for j in range(p):
+        theta[j] = 1.0 if w[j] > 0.0 else (-1.0 if w[j] < 0.0 else 0.0)
+    consistent = False
+    for step in range(max_steps):
+        if consistent:
+            best = -1
+            viol = slack
+            for j in range(p):
+                if theta[j] == 0.0 and abs(q[j]) - lam1 > viol:
+                    viol = abs(q[j]) - lam1
+                    best = j
+            if best < 0:
+                return step + 1
+            theta[best] = 1.0 if q[best] > 0.0 else -1.0
+        k = _sync_factor(gram, lam2, theta, order, fact_state, mat, flag)
+        if k < 0:
+            return 0
+        if k == 0:
+            for j in range(p):
+                w[j] = 0.0
+                q[j] = c[j]
+            consistent = True
+            continue
+        for a in range(k):  # solve L L' v = c_A - lam1 * theta_A
+            t = c[order[a]] - lam1 * theta[order[a]]
+            for m in range(a):
+                t -= mat[a, m] * vec[m]
+            vec[a] = t / mat[a, a]
+        for a in range(k - 1, -1, -1):
+            t = vec[a]
+            for m in range(a + 1, k):
+                t -= mat[m, a] * vec[m]
+            vec[a] = t / mat[a, a]
+        tmin = 2.0
+        amin = -1
+        for a in range(k):
+            ja = order[a]
+            if vec[a] * theta[ja] <= 0.0:
+                den = w[ja] - vec[a]
+                t = w[ja] / den if den != 0.0 else 0.0
+                if t < tmin:
+                    tmin = t
+                    amin = a
+        if amin < 0:
+            for a in range(k):
+                w[order[a]] = vec[a]
+            consistent = True
+        else:
+            for a in range(k):
+                ja = order[a]
+                w[ja] += tmin * (vec[a] - w[ja])
+            w[order[amin]] = 0.0
+            for a in range(k):
+                ja = order[a]
+                if w[ja] * theta[ja] <= 0.0:  # zero (or rounding past zero): drop
+                    w[ja] = 0.0
+                    theta[ja] = 0.0
+            consistent = False
+        for j in range(p):
+            t = c[j]
+            for a in range(k):
+                t -= gram[j, order[a]] * w[order[a]]
+            q[j] = t
+    return 0
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=True)
+def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n_iter, conv):
+    """Elastic-net path for every gene (row of ``xty``): active set, CD as fallback.
+
+    gram (p, p); xty (G, p); yscale (G,); l1, l2 (1 or G, A) descending along A;
+    coef_init (G, p) or (0, p); outputs coefs (G, A, p), n_iter (G,), conv (G,).
+    """
+    n_genes, p = xty.shape
+    stride = 1 if l1.shape[0] > 1 else 0
+    use_init = coef_init.shape[0] == n_genes
+    block = 256  # genes per work unit: scratch arrays are allocated once per block
+    n_blocks = (n_genes + block - 1) // block
+    for blk in numba.prange(n_blocks):
+        w = np.empty(p)
+        q = np.empty(p)
+        idx = np.empty(p, dtype=np.int64)
+        mat = np.empty((p, p))
+        vec = np.empty(p)
+        qnew = np.empty(p)
+        theta = np.empty(p)
+        order = np.empty(p, dtype=np.int64)
+        flag = np.empty(p, dtype=np.int64)
+        fact_state = np.empty(2)
+        for g in range(blk * block, min((blk + 1) * block, n_genes)):
+            # problem, gene index, outputs, then the block's scratch arrays
+            _one_gene(g, g * stride, gram, xty, yscale, l1, l2, coef_init, use_init, tol,
+                      max_iter, coefs, n_iter, conv,
+                      w, q, idx, mat, vec, qnew, theta, order, flag, fact_state)  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=True)
+def _one_gene(g, gi, gram, xty, yscale, l1, l2, coef_init, use_init, tol, max_iter,
+              coefs, n_iter, conv, w, q, idx, mat, vec, qnew, theta, order, flag,
+              fact_state):  # fmt: skip
+    """The whole alpha path of gene ``g`` (scratch arrays passed in, reused across genes)."""
+    p = w.shape[0]
+    n_alpha = l1.shape[1]
+    c = xty[g]
+    fact_state[0] = -1.0
+    fact_state[1] = 0.0
+    for j in range(p):
+        w[j] = coef_init[g, j] if use_init else 0.0
+    for j in range(p):
+        t = c[j]
+        for k in range(p):
+            t -= gram[j, k] * w[k]
+        q[j] = t
+    cmax = 0.0
+    for j in range(p):
+        if abs(c[j]) > cmax:
+            cmax = abs(c[j])
+    thr = tol * yscale[g]
+    total = 0
+    ok = True
+    for a in range(n_alpha):
+        lam1 = l1[gi, a]
+        lam2 = l2[gi, a]
+        if cmax <= lam1:
+            # KKT: b = 0 is optimal (the ridge part has zero gradient there)
+            for j in range(p):
+                w[j] = 0.0
+                q[j] = c[j]
+                coefs[g, a, j] = 0.0
+            continue
+        steps = _active_set(
+            gram, c, lam1, lam2, w, q, theta, order, mat, vec, 8 * p + 20, fact_state, flag
+        )
+        if steps > 0:
+            total += steps
+            for j in range(p):
+                coefs[g, a, j] = w[j]
+            continue
+        # rare fallback (singular active block): coordinate descent from where we are
+        fact_state[0] = -1.0  # the polish below overwrites mat
+        for j in range(p):
+            t = c[j]
+            for k in range(p):
+                t -= gram[j, k] * w[k]
+            q[j] = t
+        done = False
+        next_polish = 1
+        for it in range(max_iter):
+            maxdw = 0.0
+            support_changed = False
+            for j in range(p):
+                den = gram[j, j] + lam2
+                if den <= 0.0:
+                    continue  # a constant column: its coefficient stays 0
+                wj = w[j]
+                z = q[j] + gram[j, j] * wj
+                if z > lam1:
+                    new = (z - lam1) / den
+                elif z < -lam1:
+                    new = (z + lam1) / den
+                else:
+                    new = 0.0
+                d = new - wj
+                if d != 0.0:
+                    if (new == 0.0) != (wj == 0.0):
+                        support_changed = True
+                    for k in range(p):
+                        q[k] -= gram[k, j] * d
+                    w[j] = new
+                    ad = abs(d) * np.sqrt(gram[j, j])
+                    if ad > maxdw:
+                        maxdw = ad
+            total += 1
+            small = maxdw <= thr
+            if small or (not support_changed and it + 1 >= next_polish):
+                if _polish(gram, c, w, q, lam1, lam2, idx, mat, vec, qnew):
+                    done = True
+                    break
+                next_polish = 2 * (it + 1)  # back off: the support is not settled yet
+            if small:
+                done = True
+                break
+        if not done:
+            ok = False
+        for j in range(p):
+            coefs[g, a, j] = w[j]
+    n_iter[g] = total
+    conv[g] = ok

@@ -1,0 +1,241 @@
+"""Read per-cell feature tables, check them against the model, and screen their cells.
+
+:func:`load_cells` is the whole path from a file to a :class:`CellInput` ready to predict:
+:func:`read_cell_table` (any CSV/TSV/Parquet with an id column),
+:func:`check_feature_columns` (the model's features, numeric), :func:`cell_metadata`
+(the metadata carried to the output) and the :class:`~ephys2expr.predict.screen.CellScreen`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ephys2expr.errors import InputError
+from ephys2expr.model.store import ModelStore
+from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
+
+log = logging.getLogger("ephys2expr.predict")
+
+ID_COLUMN = "cell_id"
+# Per-cell metadata carried from the input to the output when present (CONTRIBUTING.md).
+METADATA_COLUMNS: list[str] = ["cre_line", "layer", "dendrite_type", "species", "brain_region"]
+_SPECIES_ALIASES = {
+    "mus musculus": "mouse",
+    "mouse": "mouse",
+    "homo sapiens": "human",
+    "human": "human",
+}
+
+
+def _preview(values, n: int = 5) -> str:
+    values = [str(v) for v in values]
+    more = f" ... ({len(values)} in all)" if len(values) > n else ""
+    return "[" + ", ".join(values[:n]) + "]" + more
+
+
+def _read_any(path: Path, id_column: str) -> pd.DataFrame:
+    """The table as read, by suffix (ids kept as text so leading zeros survive)."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        table = pd.read_parquet(path)
+        if not isinstance(table.index, pd.RangeIndex) or table.index.name is not None:
+            table = table.reset_index()
+        return table
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype={id_column: str})
+    if suffix in (".tsv", ".txt"):
+        return pd.read_csv(path, sep="\t", dtype={id_column: str})
+    raise InputError(f"{path}: unknown table format '{suffix}' (use .csv, .tsv or .parquet)")
+
+
+def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd.DataFrame:
+    """Read a per-cell table (CSV, TSV or Parquet) and index it by a unique string id.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.csv``, ``.tsv``/``.txt`` (tab-separated) or ``.parquet``/``.pq``.
+    id_column : str, optional
+        Column (or Parquet index) holding the cell id; default ``cell_id``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``cell_id`` (str), all other columns as read.
+
+    Raises
+    ------
+    InputError
+        Unknown format, unreadable file, empty table, missing/blank or duplicated ids.
+    """
+    path = Path(path)
+    id_column = id_column or ID_COLUMN
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        table = _read_any(path, id_column)
+    except InputError:
+        raise
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"{path}: unreadable table ({str(exc).splitlines()[0]})") from None
+    if id_column not in table.columns:
+        raise InputError(
+            f"{path}: no id column '{id_column}' (choose one with --id-column; "
+            f"columns are {_preview(table.columns)})"
+        )
+    if len(table) == 0:
+        raise InputError(f"{path}: the table has no rows")
+    ids = table[id_column]
+    blank = ids.isna() | (ids.astype(str).str.strip() == "")
+    if blank.any():
+        raise InputError(
+            f"{path}: column '{id_column}' has {int(blank.sum())} empty id(s), "
+            f"first at row {int(np.flatnonzero(blank.to_numpy())[0]) + 1}"
+        )
+    ids = ids.astype(str).str.strip()
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise InputError(
+            f"{path}: column '{id_column}' has duplicate ids, e.g. {_preview(pd.unique(dup))}"
+        )
+    table = table.drop(columns=[id_column])
+    table.index = pd.Index(ids.to_numpy(), name=ID_COLUMN)
+    return table
+
+
+def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) -> pd.DataFrame:
+    """Return the model's feature columns as float64, or raise naming what is wrong.
+
+    Missing values (empty cells, NaN) are allowed here; the missing policy handles them.
+    Text that is not a number, booleans and infinite values are errors.
+    """
+    missing = [f for f in features if f not in cells.columns]
+    if missing:
+        raise InputError(
+            f"{where}: missing feature column(s) {missing} required by the model "
+            f"(model features: {features})"
+        )
+    out = {}
+    for name in features:
+        col = cells[name]
+        if pd.api.types.is_bool_dtype(col):
+            raise InputError(f"{where}: feature column '{name}' is boolean, expected numbers")
+        values = pd.to_numeric(col, errors="coerce")
+        bad = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
+        if bad.any():
+            cell = bad.index[bad.to_numpy()][0]
+            raise InputError(
+                f"{where}: non-numeric value {col[cell]!r} in column '{name}' (cell {cell})"
+            )
+        values = values.astype(float)
+        inf = np.isinf(values.to_numpy())
+        if inf.any():
+            cell = values.index[inf][0]
+            raise InputError(f"{where}: infinite value in column '{name}' (cell {cell})")
+        out[name] = values
+    return pd.DataFrame(out, index=cells.index)
+
+
+def cell_metadata(cells: pd.DataFrame, species: str | None = None) -> pd.DataFrame:
+    """The metadata columns present in ``cells`` (strings, ``None`` where unknown).
+
+    ``species`` is normalised to ``mouse``/``human`` (Allen spells them ``Mus musculus``
+    and ``Homo Sapiens``); a table without a species column gets ``species`` (the
+    ``--species`` option) or ``"unknown"``.
+    """
+    meta = pd.DataFrame(index=cells.index)
+    for col in METADATA_COLUMNS:
+        if col in cells.columns:
+            values = cells[col].astype("string").str.strip()
+            meta[col] = values.mask(values == "").astype(object).where(values.notna(), None)
+    if "species" in meta.columns:
+        if species is not None:
+            meta["species"] = meta["species"].where(meta["species"].notna(), species)
+        meta["species"] = [
+            _SPECIES_ALIASES.get(str(s).lower(), str(s).lower()) if s is not None else "unknown"
+            for s in meta["species"]
+        ]
+    else:
+        meta["species"] = species or "unknown"
+    return meta
+
+
+@dataclass
+class CellInput:
+    """One input table, read and screened, ready to predict (nothing written yet)."""
+
+    name: str
+    path: Path
+    meta: pd.DataFrame  # all input cells: metadata columns
+    screen: ScreenResult
+
+    @property
+    def kept_meta(self) -> pd.DataFrame:
+        """Metadata + flags of the predicted cells, in input order."""
+        flags = self.screen.flags.loc[self.screen.kept, FLAG_COLUMNS]
+        return pd.concat([self.meta.loc[self.screen.kept], flags], axis=1)
+
+    def summary(self) -> dict:
+        """Cell counts overall and per species (:func:`~.screen.screen_summary`)."""
+        return screen_summary(self.meta, self.screen.flags, self.screen.kept)
+
+
+def _log_summary(name: str, s: dict) -> None:
+    counts = "%d in, %d predicted, %d dropped, %d imputed, %d extrapolated"
+    keys = ("cells_in", "predicted", "dropped", "imputed", "extrapolated")
+    log.info("%s: " + counts, name, *(s[k] for k in keys))
+    for sp, c in s["per_species"].items():
+        log.info(
+            "%s: %s: " + counts + " (missing: %s)",
+            name, sp, *(c[k] for k in keys), c["cells_missing_feature"] or "none",
+        )  # fmt: skip
+
+
+def load_cells(
+    path: str | os.PathLike,
+    store: ModelStore,
+    screen: CellScreen,
+    name: str | None = None,
+    id_column: str | None = None,
+    species: str | None = None,
+) -> CellInput:
+    """Read and check one table and screen its cells against the store's training rows.
+
+    Parameters
+    ----------
+    path : path-like
+        The per-cell table (see :func:`read_cell_table`).
+    store : ModelStore
+        Gives the feature columns the table must have.
+    screen : CellScreen
+        Fitted on ``store``.
+    name : str, optional
+        Name of the input in logs, metrics and plots (default: the file's stem).
+    id_column, species : str, optional
+        See :func:`read_cell_table` and :func:`cell_metadata`.
+    """
+    path = Path(path)
+    cells = read_cell_table(path, id_column=id_column)
+    features = check_feature_columns(cells, store.features, str(path))
+    meta = cell_metadata(cells, species=species)
+    screened = screen.transform(features)
+    item = CellInput(name=name or path.stem, path=path, meta=meta, screen=screened)
+    _log_summary(item.name, item.summary())
+    return item
+
+
+__all__ = [
+    "ID_COLUMN",
+    "METADATA_COLUMNS",
+    "CellInput",
+    "cell_metadata",
+    "check_feature_columns",
+    "load_cells",
+    "read_cell_table",
+]

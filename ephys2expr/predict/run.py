@@ -1,0 +1,260 @@
+"""The predict stage's work: read and check every input, then predict and write each one.
+
+:func:`predict_tables` is the one function the stage calls. It reads and screens every
+input before it writes anything (a bad second input leaves no half-finished first one),
+writes the predictions (Parquet, the per-gene table beside it, optionally ``.h5ad``) and
+returns the headline metrics, the detailed report and what the plots need.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ephys2expr.errors import InputError
+from ephys2expr.executor import ExecutorSettings, open_executor
+from ephys2expr.io import write_parquet
+from ephys2expr.model.store import ModelStore
+from ephys2expr.predict.cells import load_cells
+from ephys2expr.predict.plots import PlotInput, marker_predictions
+from ephys2expr.predict.screen import CellScreen, extrapolation_by_feature
+from ephys2expr.predict.settings import PredictSettings
+from ephys2expr.predict.write import PREDICTION_DTYPE, genes_path, write_predictions
+
+log = logging.getLogger("ephys2expr.predict")
+
+
+class Job(NamedTuple):
+    """One table to predict: its name (logs, metrics, plots), where it is, where it goes."""
+
+    name: str
+    source: Path
+    output: Path
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_tables` returns for the stage to write.
+
+    Attributes
+    ----------
+    metrics : dict
+        Headline numbers (``metrics/predict.json``).
+    report : dict
+        Everything else: per-species and per-feature counts, settings, files written.
+    plots : list of PlotInput
+        One per input, for :func:`ephys2expr.predict.plots.prediction_figures`.
+    """
+
+    metrics: dict
+    report: dict
+    plots: list[PlotInput] = field(default_factory=list)
+
+
+def prediction_jobs(
+    settings: PredictSettings,
+    prepared_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    inputs: list[Path] | None = None,
+    outputs: list[Path] | None = None,
+) -> list[Job]:
+    """The tables to predict: user files (``--input``/``--output``) or ``settings.inputs``.
+
+    Without ``inputs`` each name of ``settings.inputs`` maps
+    ``<prepared_dir>/cells_<name>.parquet`` to ``<out_dir>/<name>.parquet``. With them,
+    each ``inputs[i]`` goes to ``outputs[i]`` (a ``.parquet`` path) and is named by its file
+    stem (``input1``, ``input2``, ... if two stems are the same).
+    """
+    inputs, outputs = list(inputs or []), list(outputs or [])
+    if not inputs:
+        if outputs:
+            raise InputError(f"{len(outputs)} --output but no --input: give one per --output")
+        if not settings.inputs:
+            raise InputError(
+                "nothing to predict: set params.yaml predict.inputs or give "
+                "--input FILE --output FILE"
+            )
+        prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
+        return [
+            Job(n, prepared_dir / f"cells_{n}.parquet", out_dir / f"{n}.parquet")
+            for n in settings.inputs
+        ]
+    if len(outputs) != len(inputs):
+        raise InputError(
+            f"{len(inputs)} --input but {len(outputs)} --output: give one --output per --input"
+        )
+    for dst in outputs:
+        if Path(dst).suffix.lower() != ".parquet":
+            raise InputError(f"--output {dst}: must end in .parquet")
+    stems = [Path(p).stem for p in inputs]
+    names = stems if len(set(stems)) == len(stems) else [f"input{i + 1}" for i in range(len(stems))]
+    return [Job(n, Path(s), Path(d)) for n, s, d in zip(names, inputs, outputs, strict=True)]
+
+
+def predictable_columns(genes: pd.DataFrame) -> list[str]:
+    """Boolean ``beats_*`` columns of the genes table (out-of-fold r2 beats a baseline)."""
+    return [
+        c
+        for c in genes.columns
+        if str(c).startswith("beats_") and pd.api.types.is_bool_dtype(genes[c])
+    ]
+
+
+def select_genes(
+    store: ModelStore, only_predictable: bool, where: str = "model store"
+) -> np.ndarray:
+    """Row indices of the genes to predict: all, or those beating every baseline.
+
+    A gene is *predictable* when every boolean ``beats_*`` column of the store's genes
+    table is True (its out-of-fold r2 beats each baseline the train stage computed).
+    """
+    n = len(store.genes)
+    if not only_predictable:
+        return np.arange(n)
+    cols = predictable_columns(store.genes)
+    if not cols:
+        raise InputError(
+            f"{where}: genes table has no boolean 'beats_*' column, so "
+            "only_predictable cannot be applied"
+        )
+    return np.flatnonzero(store.genes[cols].all(axis=1).to_numpy())
+
+
+def _headline(summary: dict) -> dict:
+    """The few numbers per input that ``dvc metrics show`` prints."""
+    return {
+        "cells_in": summary["cells_in"],
+        "cells_predicted": summary["predicted"],
+        "cells_dropped": summary["dropped"],
+        "share_extrapolated": summary["frac_extrapolated"],
+        "human_cells_predicted": summary["per_species"].get("human", {}).get("predicted", 0),
+        "share_below_zero": summary["values_below_zero"],
+    }
+
+
+def predict_tables(
+    jobs: list[Job],
+    store: ModelStore,
+    settings: PredictSettings,
+    executor_settings: ExecutorSettings | None = None,
+    id_column: str | None = None,
+    species: str | None = None,
+    where: str = "model store",
+) -> PredictResult:
+    """Predict every gene (or the predictable ones) for the cells of each job and write them.
+
+    Parameters
+    ----------
+    jobs : list of Job
+        From :func:`prediction_jobs`.
+    store : ModelStore
+        The models (``load_model_store``).
+    settings : PredictSettings
+    executor_settings : ExecutorSettings, optional
+        Where the chunks of cells are computed (default in-process); same bytes either way.
+    id_column, species : str, optional
+        For user tables: the id column and the species of cells without one.
+    where : str
+        How errors about the store name it (the model folder).
+
+    Returns
+    -------
+    PredictResult
+        Headline metrics, the detailed report and the plot inputs; the predictions are
+        written to each job's output (+ ``.genes.parquet``, + ``.h5ad`` if asked).
+    """
+    screen = CellScreen(settings.missing, settings.extrapolation_tolerance).fit(store)
+    gene_idx = select_genes(store, settings.only_predictable, where=where)
+    log.info(
+        "model store %s: %d genes x %d features; predicting %d genes",
+        where, len(store.genes), len(store.features), len(gene_idx),
+    )  # fmt: skip
+    if len(gene_idx) == 0:
+        raise InputError(f"{where}: no gene passes only_predictable; nothing to predict")
+
+    # Read and check every input before writing anything.
+    items = [
+        load_cells(job.source, store, screen, name=job.name, id_column=id_column, species=species)
+        for job in jobs
+    ]
+    for item in items:
+        if not item.screen.kept.any():
+            raise InputError(
+                f"{item.path}: no cell left to predict (all {len(item.meta)} have "
+                f"a missing feature; try --set missing=impute)"
+            )
+
+    genes_table = store.genes.iloc[gene_idx]
+    r2 = genes_table["cv_r2"].to_dict() if "cv_r2" in genes_table.columns else None
+    metrics: dict = {"genes_predicted": len(gene_idx)}
+    report: dict = {
+        "model": {"genes_in_model": len(store.genes), "genes_predicted": len(gene_idx),
+                  "features": store.features},
+        "settings": settings.as_dict(),
+        "inputs": {},
+    }  # fmt: skip
+    plots = []
+    with open_executor(executor_settings) as ex:
+        for item, job in zip(items, jobs, strict=True):
+            t0 = time.perf_counter()
+            meta = item.kept_meta
+            file_meta = {
+                "input": item.name,
+                "features": store.features,
+                "missing_policy": settings.missing,
+                "extrapolation_tolerance": settings.extrapolation_tolerance,
+                "only_predictable": settings.only_predictable,
+                "dtype": np.dtype(PREDICTION_DTYPE).name,
+                "model_provenance": store.provenance,
+            }
+            h5ad = job.output.with_suffix(".h5ad") if settings.write_h5ad else None
+            written = write_predictions(
+                job.output, store, item.screen.X, meta, gene_idx,
+                chunk_cells=settings.chunk_cells, file_metadata=file_meta, h5ad_path=h5ad,
+                executor=ex,
+            )  # fmt: skip
+            write_parquet(genes_table, genes_path(job.output))
+            log.info(
+                "%s: wrote %s (%d cells x %d genes) in %.1f s",
+                item.name, job.output, len(meta), len(gene_idx), time.perf_counter() - t0,
+            )  # fmt: skip
+            summary = {**item.summary(), **written}
+            summary["extrapolated_by_feature"] = extrapolation_by_feature(
+                item.screen.flags, item.screen.kept, store.features
+            )
+            summary["files"] = {
+                str(p): p.stat().st_size
+                for p in (job.output, genes_path(job.output), h5ad)
+                if p is not None
+            }
+            report["inputs"][item.name] = summary
+            metrics[item.name] = _headline(summary)
+            plots.append(
+                PlotInput(
+                    name=item.name,
+                    meta=meta,
+                    markers=marker_predictions(store, item.screen.X, gene_idx, meta.index),
+                    flags=item.screen.flags.loc[item.screen.kept],
+                    features=store.features,
+                    tolerance=settings.extrapolation_tolerance,
+                    r2=r2,
+                )
+            )
+    return PredictResult(metrics=metrics, report=report, plots=plots)
+
+
+__all__ = [
+    "Job",
+    "PredictResult",
+    "predict_tables",
+    "prediction_jobs",
+    "predictable_columns",
+    "select_genes",
+]

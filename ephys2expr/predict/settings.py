@@ -1,0 +1,76 @@
+"""The ``predict:`` section of ``params.yaml``: every prediction setting, defined once."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ephys2expr.errors import InputError
+from ephys2expr.settings import Settings, setting
+
+MISSING_POLICIES = ("drop", "impute")
+GENE_SETS = ("all", "predictable")
+# A prepared input name becomes part of file names (cells_<name>.parquet, <name>.parquet).
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class PredictSettings(Settings):
+    """How the predict stage applies the model store to per-cell feature tables.
+
+    Build it with ``PredictSettings.from_params("params.yaml", overrides)`` (or
+    :func:`ephys2expr.settings.build_settings` together with the executor section).
+    """
+
+    SECTION: ClassVar[str] = "predict"
+
+    inputs: list[str] = setting(
+        ["aibs_v6", "aibs_v10"],
+        "prepared input names (data/prepared/cells_<name>.parquet), a list or comma-separated",
+    )
+    missing: str = setting(
+        "drop", "drop (cells missing a model feature are not predicted) | impute (training means)"
+    )
+    extrapolation_tolerance: float = setting(
+        0.1, "fraction of the training range a feature may lie beyond min/max unflagged"
+    )
+    genes: str = setting("all", "all | predictable (only genes whose CV r2 beats every baseline)")
+    write_h5ad: bool = setting(True, "also write <name>.h5ad (AnnData, float32) beside the Parquet")
+    chunk_cells: int = setting(1000, "cells per chunk / Parquet row group (bounds memory)")
+
+    def check(self) -> None:
+        self.missing = self.missing.strip().lower()
+        self.genes = self.genes.strip().lower()
+        if self.missing not in MISSING_POLICIES:
+            raise InputError(
+                f"{self.where('missing')}: {self.missing!r} is not one of {list(MISSING_POLICIES)}"
+            )
+        if self.genes not in GENE_SETS:
+            raise InputError(
+                f"{self.where('genes')}: {self.genes!r} is not one of {list(GENE_SETS)}"
+            )
+        if not math.isfinite(self.extrapolation_tolerance) or self.extrapolation_tolerance < 0:
+            raise InputError(
+                f"{self.where('extrapolation_tolerance')}: {self.extrapolation_tolerance} "
+                "is not a number >= 0"
+            )
+        if self.chunk_cells < 1:
+            raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")
+        bad = [name for name in self.inputs if not _NAME.match(name)]
+        if bad:
+            raise InputError(
+                f"{self.where('inputs')}: {bad[0]!r} is not a prepared input name "
+                "(letters, digits, '_', '-', '.')"
+            )
+        if len(set(self.inputs)) != len(self.inputs):
+            raise InputError(f"{self.where('inputs')}: a name is repeated in {self.inputs}")
+
+    @property
+    def only_predictable(self) -> bool:
+        """Predict only the genes that beat every baseline (``genes: predictable``)."""
+        return self.genes == "predictable"
+
+
+__all__ = ["GENE_SETS", "MISSING_POLICIES", "PredictSettings"]

@@ -1,0 +1,54 @@
+"""Outer cross-validation folds and the pooled per-gene scores computed over them.
+
+Scores are *pooled* over folds: all out-of-fold predictions are collected first, then per
+gene ``r2 = 1 - sum (y - yhat)^2 / sum (y - mean(y))^2`` and ``rmse = sqrt(mean (y - yhat)^2)``
+(with leave-one-out each fold has one row, so per-fold r2 would not exist). Scores weight
+each cell type equally, also when the fit uses sample weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import KFold, LeaveOneGroupOut, LeaveOneOut
+
+from ephys2expr.errors import InputError
+from ephys2expr.train.settings import CV_SCHEMES
+
+
+def outer_folds(
+    n: int, cv: str, n_folds: int = 5, groups=None, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Outer (train, test) index pairs: leave-one-out, shuffled k-fold or leave-one-group-out."""
+    dummy = np.zeros(n)
+    if cv == "loo":
+        folds = list(LeaveOneOut().split(dummy))
+    elif cv == "kfold":
+        if n_folds > n:
+            raise InputError(f"params.yaml train.n_folds: {n_folds} folds for {n} cell types")
+        folds = list(KFold(n_folds, shuffle=True, random_state=seed).split(dummy))
+    elif cv == "group":
+        if groups is None:
+            raise InputError("cv 'group' needs groups (train_types.parquet broad_type)")
+        groups = np.asarray(groups)
+        if len(np.unique(groups)) < 2:
+            raise InputError("cv 'group' needs at least two groups (broad_type values)")
+        folds = list(LeaveOneGroupOut().split(dummy, groups=groups))
+    else:
+        raise InputError(f"params.yaml train.cv: {cv!r} is not one of {CV_SCHEMES}")
+    for tr, _ in folds:
+        if len(tr) < 3:
+            raise InputError(f"cv {cv!r}: a fold has only {len(tr)} training cell types")
+    return folds
+
+
+def pooled_scores(Y: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene r2 and RMSE over all rows (types) at once; r2 is NaN for a constant gene."""
+    ss_res = ((Y - pred) ** 2).sum(axis=0)
+    ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
+    rmse = np.sqrt(ss_res / Y.shape[0])
+    return r2, rmse
+
+
+__all__ = ["outer_folds", "pooled_scores"]

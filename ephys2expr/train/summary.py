@@ -1,0 +1,127 @@
+"""What a training run amounts to: the detailed report and the headline metrics.
+
+:func:`train_report` summarises the per-gene table (the model, each baseline, the final
+fit, the permutation null) in full; :func:`headline_metrics` picks the few numbers a DVC user
+compares between runs (``metrics/train.json``). Neither holds timings: those are logged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ephys2expr.train.baselines import BASELINES
+from ephys2expr.train.settings import TrainSettings
+
+HEADLINE_SCORES = ("r2_median", "frac_r2_gt_0.1", "frac_r2_gt_0.5")
+
+
+def score_summary(r2: np.ndarray, rmse: np.ndarray) -> dict:
+    """Quantiles of out-of-fold r2 (constant genes, NaN, left out), shares above 0.1 and
+    0.5, and the median and mean RMSE."""
+    ok = r2[np.isfinite(r2)]
+    q = np.quantile(ok, [0.1, 0.25, 0.5, 0.75, 0.9]) if ok.size else [np.nan] * 5
+    return {
+        "r2_median": float(q[2]),
+        "r2_mean": float(ok.mean()) if ok.size else float("nan"),
+        "r2_q10": float(q[0]),
+        "r2_q25": float(q[1]),
+        "r2_q75": float(q[3]),
+        "r2_q90": float(q[4]),
+        "frac_r2_gt_0.1": float((ok > 0.1).mean()) if ok.size else 0.0,
+        "frac_r2_gt_0.5": float((ok > 0.5).mean()) if ok.size else 0.0,
+        "rmse_median": float(np.median(rmse)),
+        "rmse_mean": float(rmse.mean()),
+    }
+
+
+def rounded(obj, digits: int = 6):
+    """Round the floats of a nested dict (stable, readable diffs)."""
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, float):
+        return round(obj, digits)
+    return obj
+
+
+def train_report(
+    per_gene: pd.DataFrame, final, n_types: int, n_features: int, n_folds: int,
+    settings: TrainSettings, gene_permutations_run: int = 0,
+) -> dict:  # fmt: skip
+    """Everything the per-gene table says about the run (``reports/train.json``).
+
+    Parameters
+    ----------
+    per_gene : DataFrame
+        The gathered per-gene table (scores, ``beats_<baseline>``, p/q values).
+    final : MultiGeneElasticNet
+        The refit on all rows (alpha and convergence).
+    gene_permutations_run : int
+        Gene x permutation cross-validations the null ran in total.
+    """
+    r2 = per_gene["cv_r2"].to_numpy()
+    beats_all = per_gene[[f"beats_{b}" for b in BASELINES]].all(axis=1)
+    baselines = {
+        name: score_summary(
+            per_gene[f"{name}_cv_r2"].to_numpy(), per_gene[f"{name}_cv_rmse"].to_numpy()
+        )
+        for name in BASELINES
+    }
+    report = {
+        "n_genes": int(len(per_gene)),
+        "n_types": int(n_types),
+        "n_features": int(n_features),
+        "n_folds": int(n_folds),
+        "model": score_summary(r2, per_gene["cv_rmse"].to_numpy()),
+        "baselines": baselines,
+        "genes_beating": {name: int(per_gene[f"beats_{name}"].sum()) for name in BASELINES},
+        "genes_beating_all_baselines": int(beats_all.sum()),
+        "model_median_r2_beats": {
+            name: bool(np.nanmedian(r2) > np.nanmedian(per_gene[f"{name}_cv_r2"]))
+            for name in BASELINES
+        },
+        "final_model": {
+            "train_r2_median": float(np.nanmedian(per_gene["train_r2"])),
+            "alpha_median": float(np.median(final.alpha_)),
+            "nonzero_median": float(np.median(per_gene["n_nonzero"])),
+            "genes_all_zero": int((per_gene["n_nonzero"] == 0).sum()),
+            "genes_not_converged": int((~final.converged_).sum()),
+        },
+    }
+    if settings.n_permutations > 0:
+        report["null"] = {
+            "n_permutations": settings.n_permutations,
+            "gene_permutations_run": int(gene_permutations_run),
+            "genes_with_all_permutations": int(
+                (per_gene["n_permutations"] == settings.n_permutations).sum()
+            ),
+            "genes_q_below_fdr": int((per_gene["q_value"].to_numpy() < settings.fdr_q).sum()),
+            "genes_p_below_0.05": int((per_gene["p_value"] < 0.05).sum()),
+            "genes_significant_and_beating_all": int((per_gene["significant"] & beats_all).sum()),
+        }
+    return rounded(report)
+
+
+def headline_metrics(report: dict) -> dict:
+    """The headline numbers of a :func:`train_report` (``metrics/train.json``, <= 19 values).
+
+    For the model and each baseline: median out-of-fold r2 and the shares of genes with r2
+    above 0.1 and 0.5; genes beating each baseline and all of them; with the null, genes
+    with q below ``fdr_q`` and those of them that also beat all baselines.
+    """
+    metrics = {
+        "n_genes": report["n_genes"],
+        "model": {k: report["model"][k] for k in HEADLINE_SCORES},
+        **{
+            f"baseline_{name}": {k: report["baselines"][name][k] for k in HEADLINE_SCORES}
+            for name in BASELINES
+        },
+        "genes_beating": {**report["genes_beating"], "all": report["genes_beating_all_baselines"]},
+    }
+    if "null" in report:
+        for key in ("genes_q_below_fdr", "genes_significant_and_beating_all"):
+            metrics[key] = report["null"][key]
+    return metrics
+
+
+__all__ = ["headline_metrics", "rounded", "score_summary", "train_report"]

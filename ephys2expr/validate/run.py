@@ -1,0 +1,295 @@
+"""The validation of predicted expression against measured expression, in one call.
+
+:func:`validate_predictions` reads the predictions, the model store (its genes, CV r2 and
+the settings it was trained with), the training tables and the measured references (Tasic
+2016, Cadwell 2016 Patch-seq), and returns every table, number and figure the ``validate``
+stage writes (:class:`ValidationResult`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+
+from ephys2expr import paths
+from ephys2expr.errors import InputError
+from ephys2expr.model.store import ModelStore, load_model_store
+from ephys2expr.readers.cadwell import read_cadwell
+from ephys2expr.readers.palette import read_palette
+from ephys2expr.readers.tasic import MeasuredSet, read_tasic_geo, read_tasic_rda
+from ephys2expr.taxonomy import cre_group, exc_inh_truth
+from ephys2expr.train.inputs import load_training_inputs
+from ephys2expr.train.settings import TrainSettings
+from ephys2expr.validate.agreement import type_agreement_all
+from ephys2expr.validate.embedding import (
+    EmbeddingRunner,
+    joint_mixing,
+    joint_space,
+    subsample,
+    zscore_columns,
+)
+from ephys2expr.validate.patchseq import validate_patchseq
+from ephys2expr.validate.plots import validation_figures
+from ephys2expr.validate.settings import ValidateSettings
+
+log = logging.getLogger("ephys2expr.validate")
+
+# The model store's per-gene column that says how well a gene is predicted in CV.
+CV_R2_COLUMN = "cv_r2"
+
+
+@dataclass
+class ValidationResult:
+    """Everything the ``validate`` stage writes.
+
+    Attributes
+    ----------
+    tables : dict
+        ``{name: DataFrame}`` for ``<out-dir>/<name>.parquet`` (index kept).
+    plot_tables : dict
+        ``{name: DataFrame}`` for ``<plots-dir>/<name>.csv`` (no index; DVC plots).
+    figures : dict
+        ``{name: matplotlib figure}`` for ``<plots-dir>/<name>.png``.
+    metrics : dict
+        The headline numbers (``metrics/validate.json``).
+    report : dict
+        Every number (``reports/validate.json``).
+    """
+
+    tables: dict
+    plot_tables: dict
+    figures: dict
+    metrics: dict
+    report: dict
+
+
+def trained_settings(store: ModelStore) -> TrainSettings:
+    """The settings the model store was trained with (from its provenance)."""
+    params = store.provenance.get("params")
+    if not isinstance(params, dict):
+        raise InputError("model store: model.json has no provenance params (retrain it)")
+    return TrainSettings.from_dict(params, where="model.json provenance")
+
+
+def load_predictions(path: Path, genes: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a predictions table into (cells x genes, metadata) using the model's gene list."""
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    df = pd.read_parquet(path)
+    if "cell_id" in df.columns:
+        df = df.set_index("cell_id")
+    df.index = df.index.astype(str)
+    gcols = df.columns.intersection(genes)
+    if len(gcols) == 0:
+        raise InputError(f"{path}: no column is a gene of the model store")
+    if "cre_line" not in df.columns:
+        raise InputError(f"{path}: missing column 'cre_line'")
+    gset = set(gcols)
+    meta = df[[c for c in df.columns if c not in gset]]
+    pred = df[gcols].astype(float)
+    if not np.isfinite(pred.to_numpy()).all():
+        raise InputError(f"{path}: predicted expression has NaN or infinite values")
+    return pred, meta
+
+
+def _mouse_cells_with_groups(pred: pd.DataFrame, meta: pd.DataFrame):
+    """Mouse cells only (Tasic 2016 and Cadwell are mouse), with ``group`` and ``broad``."""
+    if "species" in meta.columns:
+        mouse = (meta["species"].fillna("mouse") == "mouse").to_numpy()
+        pred, meta = pred[mouse], meta[mouse]
+    meta = meta.copy()
+    meta["group"] = [
+        cre_group(c, lay, d)
+        for c, lay, d in zip(
+            meta["cre_line"], meta.get("layer"), meta.get("dendrite_type"), strict=True
+        )
+    ]
+    meta["broad"] = [
+        exc_inh_truth(c, d)
+        for c, d in zip(meta["cre_line"], meta.get("dendrite_type"), strict=True)
+    ]
+    return pred, meta
+
+
+def _measured(settings: ValidateSettings, raw_dir: Path, genes: list[str]) -> MeasuredSet:
+    if settings.reference == "rda":
+        return read_tasic_rda(
+            paths.in_raw_dir(raw_dir, paths.TASIC_EXPR), paths.in_raw_dir(raw_dir, paths.TASIC_META)
+        )
+    return read_tasic_geo(settings.geo_counts, settings.geo_clustering, genes=genes)
+
+
+def validate_predictions(
+    settings: ValidateSettings,
+    model_dir: str | os.PathLike = paths.MODEL,
+    prepared_dir: str | os.PathLike = paths.PREPARED,
+    predictions_dir: str | os.PathLike = paths.PREDICTIONS,
+    raw_dir: str | os.PathLike = paths.RAW,
+) -> ValidationResult:
+    """Compare ``<predictions_dir>/<settings.predictions>.parquet`` with measured expression.
+
+    Type agreement (group means), joint spaces with mixing and Exc/Inh label transfer before
+    and after the correction, the Patch-seq refit on Cadwell's features, and the 2-D
+    embeddings of seeded subsamples (UMAPs in a worker process while t-SNEs run here when
+    ``settings.n_jobs`` > 1; the results do not depend on it).
+    """
+    s = settings
+    model_dir, prepared_dir, raw_dir = Path(model_dir), Path(prepared_dir), Path(raw_dir)
+    runner = EmbeddingRunner(s.n_jobs).start()  # compiles UMAP in a worker meanwhile
+    try:
+        # ---- inputs ------------------------------------------------------------------------
+        store = load_model_store(model_dir)
+        train_settings = trained_settings(store)
+        genes_tab = store.genes
+        if CV_R2_COLUMN not in genes_tab.columns:
+            raise InputError(f"{model_dir / 'genes.parquet'}: missing column '{CV_R2_COLUMN}'")
+        predictions = Path(predictions_dir) / f"{s.predictions}.parquet"
+        pred, pmeta = _mouse_cells_with_groups(*load_predictions(predictions, genes_tab.index))
+        cell_tab = pd.read_parquet(prepared_dir / f"cells_{s.predictions}.parquet")
+        cell_tab.index = cell_tab.index.astype(str)
+        palette = read_palette(paths.in_raw_dir(raw_dir, paths.DRIVER_PALETTE))
+        meas = _measured(s, raw_dir, list(pred.columns))
+        log.info(
+            "predicted: %d cells x %d genes; measured: %d cells x %d genes",
+            *pred.shape,
+            *meas.expr.shape,
+        )
+        cre = pmeta["cre_line"].astype(str)
+        shared = pred.columns.intersection(meas.expr.columns)
+        if len(shared) < 10:
+            raise InputError(
+                f"{predictions}: only {len(shared)} genes shared with the measured reference"
+            )
+        log.info("%d genes shared between predicted and measured", len(shared))
+
+        # ---- type agreement, joint spaces (all cells) --------------------------------------
+        agreement = type_agreement_all(pred[shared], pmeta["group"], meas.expr[shared],
+                                       meas.meta["group"], min_cells=s.min_group_cells)  # fmt: skip
+        X = np.vstack([pred[shared].to_numpy(), meas.expr[shared].to_numpy()])
+        source = np.array(["predicted"] * len(pred) + ["measured"] * len(meas.expr))
+        broad = np.concatenate(
+            [pmeta["broad"].to_numpy(dtype=str), meas.meta["broad"].to_numpy(dtype=str)]
+        )
+        mixing, transfer = joint_mixing(X, source, broad, s.n_pcs, s.n_neighbors, s.seed)
+
+        # ---- Patch-seq (Cadwell 2016) ------------------------------------------------------
+        cadwell = (paths.CADWELL_EXPR, paths.CADWELL_META, paths.CADWELL_EPHYS, paths.CADWELL_SDRF)
+        ps = read_cadwell(*(paths.in_raw_dir(raw_dir, p) for p in cadwell))
+        tables = (prepared_dir / f"train_{n}.parquet" for n in ("features", "targets", "types"))
+        tf, tt, types = load_training_inputs(*tables)
+        weights = None
+        if train_settings.sample_weight == "cells":
+            weights = types["weight"].to_numpy(dtype=float)
+        if s.n_jobs > 1:  # one core is compiling UMAP in the worker: do not fight over it
+            numba.set_num_threads(1)
+        cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
+        patchseq = validate_patchseq(
+            ps, tf, tt, weights, cv_good, s.patchseq_features, train_settings
+        )
+
+        # ---- embeddings (pictures) of seeded subsamples ------------------------------------
+        sub_p = subsample(pred.index, s.max_cells, s.seed)
+        sub_m = subsample(meas.expr.index, s.max_cells, s.seed + 1)
+        feat_cols = [c for c in tf.columns if c in cell_tab.columns]
+        ephys = cell_tab.loc[sub_p, feat_cols]
+        ephys_ok = ephys.notna().all(axis=1).to_numpy()
+        sub_src = np.array(["predicted"] * len(sub_p) + ["measured"] * len(sub_m))
+        Xj = np.vstack(
+            [pred.loc[sub_p, shared].to_numpy(), meas.expr.loc[sub_m, shared].to_numpy()]
+        )
+        joint = {f"joint_{c}": joint_space(Xj, sub_src, c, n_components=s.n_pcs, seed=s.seed)
+                 for c in ("zscore", "pc_align")}  # fmt: skip
+        spaces = {
+            "ephys": zscore_columns(ephys.to_numpy()[ephys_ok]),
+            "predicted": zscore_columns(pred.loc[sub_p].to_numpy()),
+            "measured": zscore_columns(meas.expr.loc[sub_m].to_numpy()),
+            **joint,
+        }
+        log.info("embedding %d spaces with t-SNE and UMAP", len(spaces))
+        coords = runner.run(
+            spaces, seed=s.seed, n_neighbors=s.n_neighbors, tsne_max_iter=s.tsne_max_iter
+        )
+    finally:
+        runner.close()
+
+    figures = validation_figures(
+        coords, spaces, pmeta.loc[sub_p], meas.meta.loc[sub_m], ephys_ok, sub_src, palette,
+        mixing, len(shared), agreement, patchseq, len(s.patchseq_features),
+    )  # fmt: skip
+    report = {
+        "reference": s.reference,
+        "n_predicted_cells": int(len(pred)),
+        "n_measured_cells": int(len(meas.expr)),
+        "n_shared_genes": int(len(shared)),
+        "embedding_subsample": {"predicted": len(sub_p), "measured": len(sub_m)},
+        "palette": {
+            "n_cre_lines_not_in_palette": int((~cre.drop_duplicates().isin(list(palette))).sum()),
+            "n_cells_grey": int((~cre.isin(list(palette))).sum()),
+        },
+        "type_agreement": {k: v for k, v in agreement.summary.items() if k != "groups"},
+        "type_agreement_within_class": agreement.within,
+        "type_agreement_uncentred": agreement.uncentred,
+        "mixing": mixing,
+        "label_transfer": transfer,
+        "patchseq": patchseq.summary,
+    }
+    return ValidationResult(
+        tables={
+            "type_agreement": agreement.corr,
+            "patchseq_genes": patchseq.per_gene,
+            "patchseq_cells": patchseq.per_cell,
+        },
+        plot_tables={
+            "type_agreement": agreement.table(),
+            "patchseq_good_genes": patchseq.per_gene[patchseq.per_gene["cv_good"]].reset_index(),
+        },
+        figures=figures,
+        metrics=headline_metrics(report),
+        report=report,
+    )
+
+
+def headline_metrics(report: dict) -> dict:
+    """The numbers ``dvc metrics show`` prints (the README's validation table)."""
+    ta, within = report["type_agreement"], report["type_agreement_within_class"]
+    ps = report["patchseq"]
+    corrections = list(report["mixing"])
+    return {
+        "type_agreement": {
+            "matched_r_median": ta["matched_r_median"],
+            "unmatched_r_median": ta["unmatched_r_median"],
+            "top1": ta["top1"],
+            "inh_matched_r_median": within["inh"]["matched_r_median"],
+            "exc_matched_r_median": within["exc"]["matched_r_median"],
+        },
+        "exc_inh_transfer_accuracy": {
+            c: report["label_transfer"][c]["accuracy"] for c in corrections
+        },
+        "mixing_fraction_measured": {
+            **{c: report["mixing"][c]["mean_fraction_measured"] for c in corrections},
+            "expected_if_mixed": report["mixing"][corrections[0]]["expected_if_mixed"],
+        },
+        "patchseq": {
+            "gene_median_r": ps["genes_all"]["median_r"],
+            "frac_genes_model_beats_baseline": ps["genes_all"]["frac_beat_baseline"],
+            "cell_median_r_model": ps["cells"]["median_r_model"],
+            "cell_median_r_baseline": ps["cells"]["median_r_baseline"],
+            "n_cells_model_beats_baseline": ps["cells"]["n_cells_model_beats_baseline"],
+        },
+    }
+
+
+__all__ = [
+    "CV_R2_COLUMN",
+    "ValidationResult",
+    "headline_metrics",
+    "load_predictions",
+    "trained_settings",
+    "validate_predictions",
+]

@@ -1,0 +1,74 @@
+"""Settings of the ``validate`` stage (the ``validate:`` section of ``params.yaml``).
+
+The Patch-seq model is fitted with the settings the model store was trained with (read from
+the store's provenance, :class:`ephys2expr.train.settings.TrainSettings`), not with a second
+copy of the ``train:`` keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ephys2expr.errors import InputError
+from ephys2expr.readers.cadwell import CADWELL_FEATURES
+from ephys2expr.settings import Settings, setting
+
+REFERENCES = ("rda", "geo")
+
+
+@dataclass
+class ValidateSettings(Settings):
+    """Which predictions to validate, the measured references and the embedding knobs."""
+
+    SECTION: ClassVar[str] = "validate"
+
+    predictions: str = setting(
+        "aibs_v6", "data/predictions/<name>.parquet compared with measured expression"
+    )
+    reference: str = setting(
+        "rda", "rda = the 170-gene Tasic 2016 RData; geo = full GSE71585 layout"
+    )
+    geo_counts: str = setting("GSE71585_RefSeq_counts.csv", "GEO counts CSV (reference=geo)")
+    geo_clustering: str = setting(
+        "GSE71585_Clustering_Results.csv", "GEO clustering CSV (reference=geo)"
+    )
+    patchseq_features: list[str] = setting(
+        ["rmp", "rin", "apthr", "aphw", "apamp", "ahpamp", "tau"],
+        "features of the Patch-seq model (those Cadwell 2016 has)",
+    )
+    cv_r2_threshold: float = setting(0.3, "genes with train CV r2 above: 'good in CV'")
+    n_neighbors: int = setting(15, "k for mixing, label transfer and UMAP")
+    n_pcs: int = setting(10, "dimensions of the joint predicted + measured space")
+    max_cells: int = setting(400, "per-source subsample for the 2-D embeddings (0 = all)")
+    tsne_max_iter: int = setting(500, "t-SNE iterations")
+    min_group_cells: int = setting(3, "smallest group in type agreement")
+    n_jobs: int = setting(2, "2 = UMAPs in a worker process beside the t-SNEs")
+    seed: int = setting(0, "seed for PCA, t-SNE, UMAP and subsampling")
+
+    def check(self) -> None:
+        if not self.predictions:
+            raise InputError(f"{self.where('predictions')}: empty")
+        if self.reference not in REFERENCES:
+            raise InputError(
+                f"{self.where('reference')}: {self.reference!r} must be 'rda' or 'geo'"
+            )
+        known = list(CADWELL_FEATURES.values())
+        if not self.patchseq_features:
+            raise InputError(f"{self.where('patchseq_features')}: empty")
+        unknown = [f for f in self.patchseq_features if f not in known]
+        if unknown:
+            raise InputError(
+                f"{self.where('patchseq_features')}: {unknown[0]!r} is not a Cadwell 2016 "
+                f"feature ({', '.join(known)})"
+            )
+        if len(set(self.patchseq_features)) < len(self.patchseq_features):
+            raise InputError(f"{self.where('patchseq_features')}: a feature is repeated")
+        for key, low in (("n_neighbors", 1), ("n_pcs", 1), ("max_cells", 0),
+                         ("tsne_max_iter", 250), ("min_group_cells", 1), ("n_jobs", 1),
+                         ("seed", 0)):  # fmt: skip
+            if getattr(self, key) < low:
+                raise InputError(f"{self.where(key)}: {getattr(self, key)} is below {low}")
+
+
+__all__ = ["REFERENCES", "ValidateSettings"]

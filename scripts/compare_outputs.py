@@ -1,0 +1,53 @@
+"""Compare this checkout's pipeline outputs with the ones recorded in another commit's dvc.lock.
+
+Run after ``dvc repro``::
+
+    python scripts/compare_outputs.py 5125068          # the commit to compare with
+
+Every output path present in both lock files (models, predictions, tables, plots) is compared
+by the md5 DVC recorded for it; metrics files are listed but not required to match (their
+layout may change). Exit code 1 if any non-metrics output differs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import yaml
+
+
+def lock_outputs(text: str) -> dict[str, str]:
+    """``{path: md5}`` of every stage output in a dvc.lock text."""
+    lock = yaml.safe_load(text) or {}
+    out = {}
+    for stage in (lock.get("stages") or {}).values():
+        for item in stage.get("outs", []):
+            out[item["path"]] = item.get("md5")
+    return out
+
+
+def main(rev: str) -> int:
+    old = lock_outputs(subprocess.run(
+        ["git", "show", f"{rev}:dvc.lock"], check=True, capture_output=True, text=True
+    ).stdout)  # fmt: skip
+    with open("dvc.lock") as fh:
+        new = lock_outputs(fh.read())
+    metrics = {p for p in old if p.startswith("metrics/")}
+    differ = []
+    for path in sorted(old):
+        if path not in new:
+            print(f"gone      {path}")
+            continue
+        same = old[path] == new[path]
+        print(f"{'same' if same else 'DIFFERENT':9} {path}")
+        if not same and path not in metrics:
+            differ.append(path)
+    for path in sorted(set(new) - set(old)):
+        print(f"new       {path}")
+    print(f"{len(differ)} output(s) differ" if differ else "all outputs identical")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "HEAD"))
