@@ -10,7 +10,7 @@ Not a test. Prints wall times and ratios for
    5-fold), leave-one-out outer CV, every gene - ours vs the per-gene scikit-learn loop
    (GridSearchCV over the same alphas and inner folds inside each outer fold);
 
-on the real training table (data/prepared) and on a synthetic table of the original's full
+on the real training table (data/prepared/rds) and on a synthetic table of the original's full
 size (48 types x 15 features x 45,000 genes). scikit-learn loops are timed on a random gene
 subset and scaled linearly to all genes (printed as such). Peak memory of our runs is read
 from a child process. Run: ``python -m benchmarks.bench_train`` (add ``--quick`` to skip the
@@ -36,9 +36,9 @@ warnings.filterwarnings("ignore")
 def real_table():
     from ephys2expr.train.inputs import load_training_inputs
 
-    f, t, ty = load_training_inputs("data/prepared/train_features.parquet",
-                                    "data/prepared/train_targets.parquet",
-                                    "data/prepared/train_types.parquet")  # fmt: skip
+    f, t, ty = load_training_inputs("data/prepared/rds/train_features.parquet",
+                                    "data/prepared/rds/train_targets.parquet",
+                                    "data/prepared/rds/train_types.parquet")  # fmt: skip
     return f.to_numpy(), np.ascontiguousarray(t.to_numpy().T)
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import os
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import typer
 
-from ephys2expr.errors import InputError
+from ephys2expr.errors import InputError, one_line
 
 F = TypeVar("F", bound=Callable)
 
@@ -29,20 +32,112 @@ def setup_logging() -> None:
         )
 
 
+# OS errors a user causes and can fix (a wrong path, a read-only or full disk, ...); any
+# other OSError (a broken pipe, a lost Dask worker, ...) is a bug or an outage and keeps
+# its traceback.
+_USER_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENOENT",
+        "EACCES",
+        "EPERM",
+        "EISDIR",
+        "ENOTDIR",
+        "EEXIST",
+        "ENOTEMPTY",
+        "ENOSPC",
+        "EDQUOT",
+        "EROFS",
+        "EFBIG",
+        "ENAMETOOLONG",
+        "ELOOP",
+        "EXDEV",
+        "EBUSY",
+        "ETXTBSY",
+        "EMFILE",
+        "ENFILE",
+        "EIO",
+    )  # fmt: skip
+    if hasattr(errno, name)
+)
+
+
+def _data_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions of parsers fed a file that is not what its name says."""
+    import json
+
+    import pandas as pd
+    import yaml
+
+    found = [UnicodeDecodeError, json.JSONDecodeError, pd.errors.ParserError,
+             pd.errors.EmptyDataError, yaml.YAMLError, zipfile.BadZipFile]  # fmt: skip
+    try:
+        import pyarrow
+
+        found.append(pyarrow.ArrowInvalid)
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        pass
+    return tuple(found)
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<path>: <reason>`` of an OS error (both paths of a failed rename)."""
+    reason = exc.strerror or type(exc).__name__
+    paths = [os.fspath(f) for f in (exc.filename, exc.filename2) if f is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else f"{reason} ({exc})"
+
+
+def _failing_path(tb) -> str | None:
+    """The file a parser was reading when it failed: the innermost frame-local path.
+
+    Readers should raise :class:`InputError` naming their file; this names it for the
+    parse errors that escape them (pandas calls it ``filepath_or_buffer``, pyarrow
+    ``source``, our readers ``path``).
+    """
+    found = None
+    while tb is not None:
+        for name in ("path", "filepath_or_buffer", "source"):
+            value = tb.tb_frame.f_locals.get(name)
+            if isinstance(value, str | os.PathLike):
+                found = os.fspath(value)
+                break
+        tb = tb.tb_next
+    return found
+
+
+def error_line(exc: BaseException) -> str | None:
+    """The one line an expected error is reported with, or None for an unexpected one."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    if isinstance(exc, OSError) and (exc.errno in _USER_ERRNOS or exc.filename is not None):
+        return one_line(os_error_line(exc))
+    if isinstance(exc, _data_errors()):
+        where = _failing_path(exc.__traceback__)
+        detail = f"unreadable ({type(exc).__name__}: {exc})"
+        return one_line(f"{where}: {detail}" if where else detail)
+    return None
+
+
 def friendly_errors(func: F) -> F:
-    """Turn :class:`InputError` (and unreadable files) into one line and exit code 2."""
+    """Report expected errors as ``error: <one line naming the path>`` and exit code 2.
+
+    Expected: :class:`InputError`, OS errors a user can fix (missing file, permission,
+    a directory where a file should be, full or read-only disk, ...) and parse errors of
+    a file that is not what it claims. Anything else keeps its traceback (exit 1): it is
+    a bug to report, not a mistake to fix.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         setup_logging()
         try:
             return func(*args, **kwargs)
-        except InputError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=2) from None
-        except FileNotFoundError as exc:
-            typer.echo(f"error: file not found: {exc.filename}", err=True)
-            raise typer.Exit(code=2) from None
+        except Exception as exc:
+            line = error_line(exc)
+            if line is None:
+                raise
+        typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(code=2)
 
     return wrapper  # type: ignore[return-value]
 

@@ -1,10 +1,15 @@
 """Ephys feature names, units and the two standard lists (the one place they are defined).
 
-The derivation of these features from Allen per-cell columns is in
-:mod:`ephys2expr.prepare.derive`.
+:data:`PLAUSIBLE_RANGE` holds the physically possible values of each feature (the predict
+stage rejects values outside it). The derivation of these features from Allen per-cell
+columns is in :mod:`ephys2expr.prepare.derive`.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
 
 # The 11 features of the training table (Pavlidis lab names), in the table's order.
 CORE_FEATURES: list[str] = [
@@ -40,4 +45,49 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "f_i_curve_slope": "f-I curve slope (Hz/pA)",
     "avg_isi": "mean inter-spike interval (ms)",
     "latency": "latency to first spike (s)",
+}
+
+
+class PlausibleRange(NamedTuple):
+    """The values a feature can physically take, in this project's units.
+
+    Wide on purpose: it catches unit mistakes (ohm for MOhm, seconds for ms, volts for mV),
+    sign errors and absurd numbers (1e308), not unusual cells; how far a cell lies outside
+    the training data is the extrapolation flag's job. ``low_open``: the value must be
+    strictly greater than ``low`` (a resistance or a time constant cannot be 0).
+    """
+
+    low: float
+    high: float
+    low_open: bool = False
+
+    def contains(self, values):
+        """Boolean array: which ``values`` lie in the range (NaN counts as inside: missing)."""
+        values = np.asarray(values, dtype=float)
+        above = values > self.low if self.low_open else values >= self.low
+        return np.isnan(values) | (above & (values <= self.high))
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+
+
+# Physically possible values per feature (units as in FEATURE_DESCRIPTIONS). Real data
+# lie well inside: Allen v6/v10 cells rin 24-578 MOhm, rmp -85 to -55 mV, tau 3.5-89 ms,
+# aphw 0.18-1.9 ms, rheo 10-800 pA, maxfreq 1-337 Hz; Scala 2021 rmp down to -96 mV.
+PLAUSIBLE_RANGE: dict[str, PlausibleRange] = {
+    "rin": PlausibleRange(0, 10_000, low_open=True),  # MOhm: above 0, below 10 GOhm
+    "rmp": PlausibleRange(-150, -10),  # mV: a living neuron rests below -10 mV
+    "apthr": PlausibleRange(-100, 20),  # mV
+    "apamp": PlausibleRange(0, 200, low_open=True),  # mV
+    "aphw": PlausibleRange(0, 20, low_open=True),  # ms
+    "tau": PlausibleRange(0, 1_000, low_open=True),  # ms: below a second
+    "ahpamp": PlausibleRange(-50, 100),  # mV (threshold - trough; slightly < 0 happens)
+    "rheo": PlausibleRange(0, 20_000),  # pA: a depolarising step, below 20 nA
+    "maxfreq": PlausibleRange(0, 1_000),  # Hz
+    "cap": PlausibleRange(0, 10_000, low_open=True),  # pF
+    "adratio": PlausibleRange(0, 1_000),  # ratio of inter-spike intervals
+    "sag": PlausibleRange(-1, 10),  # ratio
+    "f_i_curve_slope": PlausibleRange(-10, 100),  # Hz/pA
+    "avg_isi": PlausibleRange(0, 10_000, low_open=True),  # ms
+    "latency": PlausibleRange(0, 10),  # s
 }

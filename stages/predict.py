@@ -3,14 +3,19 @@
 Two ways to name the inputs:
 
 * ``params.yaml`` ``predict.inputs`` (the DVC stage): ``<prepared-dir>/cells_<name>.parquet``
-  -> ``<out-dir>/<name>.parquet`` (+ ``.h5ad``), with metrics, report and plots.
-* ``--input FILE --output FILE.parquet`` (repeatable; outside DVC): any CSV/TSV/Parquet table
-  with the model's feature columns and an id column (``--id-column``, default ``cell_id``).
+  -> ``<out-dir>/<name>.h5ad`` (+ ``.parquet`` with ``write_parquet``), with metrics,
+  report and plots.
+* ``--input FILE --output FILE.h5ad|.parquet`` (repeatable; outside DVC): any CSV/TSV/Parquet
+  table with the model's feature columns and an id column (``--id-column``, default
+  ``cell_id``).
   Without a ``params.yaml`` in the current folder the default settings apply.
 
-Every input is read and checked before anything is written. Settings: ``params.yaml``
-sections ``predict`` and ``executor``, overridden with ``--set KEY=VALUE``
-(``--set missing=impute``, ``--set executor.kind=local``).
+Every output path is checked and every input read and checked before anything is written;
+all outputs (predictions, genes tables, plots, metrics, report) are written to temporary
+files and renamed into place together at the end, so a failed or interrupted run
+(SIGTERM, Ctrl-C) leaves nothing, and temporary files of a killed run (SIGKILL) are
+removed by the next run. Settings: ``params.yaml`` sections ``predict`` and ``executor``,
+overridden with ``--set KEY=VALUE`` (``--set missing=impute``, ``--set executor.kind=local``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from ephys2expr.cli import (
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_json
 from ephys2expr.model.store import load_model_store
-from ephys2expr.predict.plots import prediction_figures
+from ephys2expr.predict.outputs import OutputSet, stop_on_sigterm
+from ephys2expr.predict.plots import figure_names, prediction_figures
 from ephys2expr.predict.run import predict_tables, prediction_jobs
 from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.settings import build_settings
@@ -48,7 +54,7 @@ def main(
     prepared_dir: Path = dir_option(
         "prepared-dir", paths.PREPARED, "where cells_<name>.parquet live"
     ),
-    out_dir: Path = dir_option("out-dir", paths.PREDICTIONS, "where <name>.parquet goes"),
+    out_dir: Path = dir_option("out-dir", paths.PREDICTIONS, "where <name>.h5ad goes"),
     plots_dir: Path | None = dir_option("plots-dir", None, "folder for the plots (optional)"),
     metrics: Path | None = metrics_option(None),
     report: Path | None = report_option(None),
@@ -56,29 +62,35 @@ def main(
         [], "--input", help="a feature table (CSV/TSV/Parquet); repeat for several"
     ),
     output: list[Path] = typer.Option(
-        [], "--output", help="predictions Parquet for each --input, in the same order"
+        [], "--output", help="predictions file (.h5ad or .parquet) for each --input, in order"
     ),
     id_column: str = typer.Option("cell_id", "--id-column", help="id column of --input tables"),
     species: str | None = typer.Option(
         None, "--species", help="species of --input cells without a species column"
     ),
 ) -> None:
-    """Predict log2 expression of every gene for every cell; write Parquet (+ h5ad)."""
+    """Predict log2 expression of every gene for every cell; write h5ad (and/or Parquet)."""
+    stop_on_sigterm()  # SIGTERM (kill, a scheduler's timeout) unwinds: temporary files go
     settings, executor = build_settings(params, overrides, PredictSettings, ExecutorSettings)
     jobs = prediction_jobs(settings, prepared_dir, out_dir, input, output)
     store = load_model_store(model_dir)
-    result = predict_tables(
-        jobs, store, settings, executor, id_column=id_column, species=species,
-        where=str(model_dir),
-    )  # fmt: skip
-    if plots_dir is not None:
-        for plot in result.plots:
-            for name, fig in prediction_figures(plot):
-                save_figure(fig, plots_dir / name)
-    if metrics is not None:
-        write_json(result.metrics, metrics)
-    if report is not None:
-        write_json(result.report, report)
+    read = [job.source for job in jobs] + ([params] if params.is_file() else [])
+    with OutputSet(read, [model_dir]) as outputs:
+        outputs.plan(*(p for job in jobs for p in job.files().values()), metrics, report)
+        if plots_dir is not None:
+            outputs.plan(*(plots_dir / n for job in jobs for n in figure_names(job.name)))
+        result = predict_tables(
+            jobs, store, settings, executor, id_column=id_column, species=species,
+            where=str(model_dir), outputs=outputs,
+        )  # fmt: skip
+        if plots_dir is not None:
+            for plot in result.plots:
+                for name, fig in prediction_figures(plot):
+                    save_figure(fig, outputs.temp(plots_dir / name))
+        if metrics is not None:
+            write_json(result.metrics, outputs.temp(metrics))
+        if report is not None:
+            write_json(result.report, outputs.temp(report))
 
 
 if __name__ == "__main__":

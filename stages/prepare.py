@@ -1,4 +1,9 @@
-"""Stage prepare: raw data -> training tables, per-cell prediction tables, metrics, report."""
+"""Stage prepare: raw data -> training tables, per-cell prediction tables, metrics, report.
+
+``--source`` picks the training source (default ``params.yaml`` ``prepare.training_source``);
+the DVC pipeline runs it once for ``prepare.training_source`` (cell-type means) and once for
+``prepare.paired_source`` (Patch-seq cells), each into ``data/prepared/<source>``.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,12 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     params: Path = params_option(),
     overrides: list[str] = set_option(PrepareSettings),
+    source: str = typer.Option(
+        "",
+        "--source",
+        help="training source to prepare: rds | online_table3 | scala2021 | paired "
+        "(default: params.yaml prepare.training_source)",
+    ),
     raw_dir: Path = dir_option("raw-dir", paths.RAW, "folder holding the raw data tree"),
     out_dir: Path = dir_option("out-dir", paths.PREPARED, "folder for the prepared tables"),
     metrics: Path = metrics_option(paths.METRICS / "prepare.json"),
@@ -34,7 +45,7 @@ def main(
 ) -> None:
     """Write tidy Parquet inputs for train and predict, the metrics and the report."""
     settings = PrepareSettings.from_params(params, overrides)
-    prepared = prepare(raw_dir, settings)
+    prepared = prepare(raw_dir, settings, source or None)
     # Only now, with every input read and checked, is anything written.
     for name, table in prepared.tables().items():
         write_parquet(table, out_dir / name)

@@ -21,7 +21,7 @@ from ephys2expr.cli import (
 )
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
-from ephys2expr.model.store import save_model_store
+from ephys2expr.model.store import check_store_destination, save_model_store
 from ephys2expr.settings import build_settings
 from ephys2expr.train.run import train_from_prepared
 from ephys2expr.train.settings import TrainSettings
@@ -49,6 +49,7 @@ def main(
 ) -> None:
     """Fit every gene, evaluate honestly, write the model store, tables, metrics and plots."""
     settings, executor = build_settings(params, overrides, TrainSettings, ExecutorSettings)
+    check_store_destination(model_dir)
     out = train_from_prepared(prepared_dir, settings, executor, stream_targets=stream_targets)
     save_model_store(out.store, model_dir)
     write_parquet(out.per_gene, out_dir / "per_gene.parquet")

@@ -80,6 +80,9 @@ def _cells(n_mouse: int = 50, n_human: int = 12, seed: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     n = n_mouse + n_human
     feats = _CENTRE + rng.normal(size=(n, 11)) * _TYPE_SD * 1.3
+    # physically possible values (features.PLAUSIBLE_RANGE): a rate or a time cannot be < 0
+    positive = [i for i, f in enumerate(CORE_FEATURES) if f not in ("rmp", "apthr", "ahpamp")]
+    feats[:, positive] = np.abs(feats[:, positive])
     feats[:, 9] = 1000 * feats[:, 5] / feats[:, 0]
     table = pd.DataFrame(feats, columns=CORE_FEATURES)
     for extra in ALL_FEATURES[11:]:
@@ -116,8 +119,8 @@ def fitted():
 def workdir(tmp_path, fitted):
     store, _, _ = fitted
     save_model_store(store, tmp_path / "model")
-    # the settings defaults, except no h5ad unless a test asks (as the old CLI default)
-    (tmp_path / "params.yaml").write_text("predict:\n  write_h5ad: false\n")
+    # the settings defaults, except the wide Parquet instead of the h5ad unless a test asks
+    (tmp_path / "params.yaml").write_text("predict:\n  write_h5ad: false\n  write_parquet: true\n")
     prepared = tmp_path / "prepared"
     prepared.mkdir()
     _cells().to_parquet(prepared / "cells_aibs_v6.parquet")
@@ -452,7 +455,7 @@ def test_cli_argument_errors(workdir):
     ("values", "expected"),
     [
         ({"missing": "keep"}, "predict.missing: 'keep' is not one of ['drop', 'impute']"),
-        ({"genes": "some"}, "predict.genes: 'some' is not one of ['all', 'predictable']"),
+        ({"genes": "some"}, "'some' is not one of ['varying', 'all', 'predictable']"),
         ({"extrapolation_tolerance": -0.1}, "predict.extrapolation_tolerance: -0.1"),
         ({"extrapolation_tolerance": "nan"}, "predict.extrapolation_tolerance: nan"),
         ({"chunk_cells": 0}, "predict.chunk_cells: 0 is not >= 1"),
@@ -483,7 +486,8 @@ def test_predict_settings_defaults_and_comma_list():
 
 def test_set_overrides_params_and_reaches_both_sections(workdir):
     (workdir / "params.yaml").write_text(
-        "predict:\n  inputs: aibs_v6\n  write_h5ad: false\n  genes: predictable\n"
+        "predict:\n  inputs: aibs_v6\n  write_h5ad: false\n  write_parquet: true\n"
+        "  genes: predictable\n"
         "executor:\n  kind: inprocess\n"
     )
     base = [a for a in _dvc_mode(workdir) if a not in ("--set", "inputs=aibs_v6,aibs_v10")]
@@ -516,36 +520,43 @@ def test_dvc_repro_predict_in_a_fresh_repo(tmp_path, fitted):
     store, _, _ = fitted
     repo = tmp_path / "repo"
     repo.mkdir()
-    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["predict"]
+    # the pipeline's predict stage (a foreach over the model stores), run for one store
+    source = "rds"
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["predict"]["do"]
+    stage = yaml.safe_load(yaml.safe_dump(stage).replace("${item}", source))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"predict": stage}}))
-    (repo / "params.yaml").write_text(
-        yaml.safe_dump({"predict": params["predict"], "executor": params["executor"]})
-    )
+    sections = ("predict", "executor")
+    (repo / "params.yaml").write_text(yaml.safe_dump({k: params[k] for k in sections}))
+    args = stage["cmd"].split()
+    model_dir = repo / args[args.index("--model-dir") + 1]
+    prepared_dir = repo / args[args.index("--prepared-dir") + 1]
     for dep in stage["deps"]:
         if dep.endswith(".py"):
             (repo / dep).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / dep, repo / dep)
         elif (ROOT / dep).is_dir() and not dep.startswith("data"):  # package folders
             shutil.copytree(ROOT / dep, repo / dep, ignore=shutil.ignore_patterns("__pycache__"))
-    save_model_store(store, repo / "data" / "model")
-    (repo / "data" / "prepared").mkdir(parents=True)
-    _cells().to_parquet(repo / "data" / "prepared" / "cells_aibs_v6.parquet")
-    _cells(30, 20, seed=2).to_parquet(repo / "data" / "prepared" / "cells_aibs_v10.parquet")
+    save_model_store(store, model_dir)
+    prepared_dir.mkdir(parents=True)
+    _cells().to_parquet(prepared_dir / "cells_aibs_v6.parquet")
+    _cells(30, 20, seed=2).to_parquet(prepared_dir / "cells_aibs_v10.parquet")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     dvc = [sys.executable, "-m", "dvc"]
     for cmd in (["git", "init", "-q"], [*dvc, "init", "-q"], [*dvc, "repro", "predict"]):
         res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
         assert res.returncode == 0, res.stdout + res.stderr
-    m = json.loads((repo / "reports" / "predict.json").read_text())["inputs"]
+    m = json.loads((repo / "reports" / f"predict_{source}.json").read_text())["inputs"]
     assert m["aibs_v10"]["per_species"]["human"]["predicted"] == 0
     v10 = _cells(30, 20, seed=2)
     assert m["aibs_v10"]["predicted"] == int(v10[CORE_FEATURES].notna().all(axis=1).sum())
-    head = json.loads((repo / "metrics" / "predict.json").read_text())
+    head = json.loads((repo / "metrics" / f"predict_{source}.json").read_text())
     assert head["aibs_v10"]["cells_predicted"] == m["aibs_v10"]["predicted"]
-    for name in ("aibs_v6.parquet", "aibs_v10.parquet", "aibs_v10.h5ad"):
-        assert (repo / "data" / "predictions" / name).is_file()
-    assert (repo / "plots" / "predict" / "aibs_v10_markers_by_cre.png").is_file()
+    # the defaults write the h5ad (primary) and the genes table, not the wide Parquet
+    for name in ("aibs_v6.h5ad", "aibs_v10.h5ad", "aibs_v10.genes.parquet"):
+        assert (repo / "data" / "predictions" / source / name).is_file()
+    assert not (repo / "data" / "predictions" / source / "aibs_v6.parquet").exists()
+    assert (repo / "plots" / "predict" / source / "aibs_v10_markers_by_cre.png").is_file()
     res = subprocess.run(
         [*dvc, "status", "predict"], cwd=repo, env=env, capture_output=True, text=True
     )

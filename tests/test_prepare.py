@@ -15,6 +15,7 @@ from ephys2expr.prepare.symbols import r_make_names, restore_symbols
 from ephys2expr.readers import read_r
 from ephys2expr.readers.allen import read_allen_cells
 from ephys2expr.readers.training import read_entrez_symbols, read_online_table3
+from ephys2expr.train.inputs import load_training_inputs, training_paths
 from stages.prepare import app
 from tests.conftest import write_rds
 
@@ -162,9 +163,7 @@ def test_online_table3_generated_layout(tmp_path):
 def test_stage_writes_tables_and_metrics(tmp_path, small_raw):
     result, out, metrics = run_prepare(tmp_path, small_raw)
     assert result.exit_code == 0, result.output
-    features = pd.read_parquet(out / "train_features.parquet")
-    targets = pd.read_parquet(out / "train_targets.parquet")
-    types = pd.read_parquet(out / "train_types.parquet")
+    features, targets, types = load_training_inputs(*training_paths(out).values())
     assert features.shape == (20, 11) and list(features.columns) == CORE_FEATURES
     assert list(targets.columns) == list(features.index) == list(types.index)
     assert "H2-M3" in targets.index and "0610009B22Rik" in targets.index
@@ -374,3 +373,112 @@ def test_read_r_reads_rdata_and_rds_whatever_the_suffix(tmp_path):
         read_r(tmp_path / "bad.rda")
     with pytest.raises(FileNotFoundError):
         read_r(tmp_path / "missing.rda")
+
+
+# --- paired sources (Patch-seq cells): the generic layout through the stage -------------
+
+from tests.test_paired import raw_tables, scala_dir, small, write  # noqa: E402, F401
+
+PAIRED_FEATURES = ["rin", "rmp", "aphw", "maxfreq", "sag"]  # those of the `small` cells
+
+
+def run_paired(tmp_path, raw_dir, files, *extra):
+    """The stage with ``--source paired`` on the generic layout's three files."""
+    params = {
+        "prepare": {
+            "paired_source": "paired",
+            "paired_files": {k: str(v) for k, v in files.items()},
+            "paired_columns": {
+                "id": "cell_id",
+                "library": "library_size",
+                "group": "animal",
+                "type": "type",
+                "family": "family",
+            },  # fmt: skip
+            "paired_features": PAIRED_FEATURES,
+        }
+    }
+    (tmp_path / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
+    out, metrics = tmp_path / "prepared", tmp_path / "prepare.json"
+    args = ["--params", str(tmp_path / "params.yaml"), "--source", "paired", "--raw-dir",
+            str(raw_dir), "--out-dir", str(out), "--metrics", str(metrics), "--report",
+            str(tmp_path / "report.json"), *extra]  # fmt: skip
+    return runner.invoke(app, args), out, metrics
+
+
+def test_stage_prepares_paired_cells(tmp_path, raw_dir, small):  # noqa: F811
+    result, out, metrics = run_paired(tmp_path, raw_dir, write(tmp_path, small))
+    assert result.exit_code == 0, result.output
+    features, targets, types = load_training_inputs(*training_paths(out).values())
+    assert features.shape == (40, 5) and list(features.columns) == PAIRED_FEATURES
+    assert list(targets.columns) == list(features.index) == list(types.index)
+    assert list(types.columns[:5]) == ["broad_type", "weight", "group", "family", "type"]
+    assert (types["weight"] == 1.0).all() and types["group"].nunique() == 4
+    detected = (small["counts"] > 0).mean(axis=1)
+    assert list(targets.index) == list(small["counts"].index[(detected >= 0.1).to_numpy()])
+    expected = np.log2(small["counts"] * 1e6 / small["metadata"]["library_size"] + 1)
+    np.testing.assert_allclose(targets, expected.loc[targets.index], rtol=1e-12)
+    headline = json.loads(metrics.read_text())
+    assert headline["cells"] == 40 and headline["groups"] == 4 and headline["features"] == 5
+    assert headline["genes_kept"] == len(targets) and "aibs_v6" in headline
+    assert (out / "cells_aibs_v6.parquet").is_file()  # a source's folder serves predict too
+
+
+def _bad_counts(tables, value):
+    counts = tables["counts"].astype(float)
+    counts.iloc[4, 7] = value
+    return {"counts": counts}
+
+
+def _bad_ids(tables):
+    feats = tables["features"].copy()
+    feats.index = [c.replace("_", "") if i < 30 else c for i, c in enumerate(feats.index)]
+    return {"features": feats}
+
+
+def _library(tables, value):
+    meta = tables["metadata"].copy()
+    meta["library_size"] = meta["library_size"].astype(float)
+    meta.loc[meta.index[5], "library_size"] = value
+    return {"metadata": meta}
+
+
+BAD_PAIRED = {
+    "negative count": (lambda s: _bad_counts(s, -3), ["counts.csv", "negative count -3"]),
+    "fractional count": (lambda s: _bad_counts(s, 2.5), ["counts.csv", "not a whole number"]),
+    "ids not matching": (_bad_ids, ["features.csv", "30 of 40 cell ids", "(10 match)"]),
+    "single group": (
+        lambda s: {"metadata": s["metadata"].assign(animal="mouse_A")},
+        ["meta.tsv", "column 'animal' has a single group"],
+    ),
+    "library size missing": (lambda s: _library(s, np.nan), ["meta.tsv", "size", "missing"]),
+    "library size zero": (lambda s: _library(s, 0), ["meta.tsv", "library_size", "is 0"]),
+    "constant feature": (
+        lambda s: {"features": s["features"].assign(rmp=-65.0)},
+        ["features.csv", "feature column 'rmp' is constant"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PAIRED))
+def test_stage_bad_paired_input_is_one_line_exit_2_nothing_written(tmp_path, raw_dir, small, case):  # noqa: F811, E501
+    change, needles = BAD_PAIRED[case]
+    result, out, metrics = run_paired(tmp_path, raw_dir, write(tmp_path, small, **change(small)))
+    assert result.exit_code == 2
+    assert_clean_failure(result, out, metrics, *needles)
+
+
+def test_paired_settings_are_checked():
+    from ephys2expr.errors import InputError
+    from ephys2expr.prepare.settings import PrepareSettings
+
+    with pytest.raises(InputError, match="prepare.paired_files: source paired needs"):
+        PrepareSettings.from_params({"prepare": {"paired_source": "paired"}})
+    with pytest.raises(InputError, match="prepare.paired_source: unknown value 'rds'"):
+        PrepareSettings.from_params({"prepare": {"paired_source": "rds"}})
+    with pytest.raises(InputError, match="prepare.paired_columns: expected the keys"):
+        PrepareSettings.from_params({"prepare": {"paired_columns": {"id": "x"}}})
+    with pytest.raises(InputError, match="prepare.paired_features: unknown feature"):
+        PrepareSettings.from_params({"prepare": {"paired_features": ["adratio2"]}})
+    with pytest.raises(InputError, match="prepare.min_detected"):
+        PrepareSettings.from_params({"prepare": {"min_detected": 1.5}})

@@ -111,7 +111,8 @@ def test_set_overrides_reach_the_settings_and_bad_ones_exit_2(prepared, tmp_path
     res = _run(prepared, tmp_path / "ok", "--set", "alpha=0.1", "--set", "executor.gene_chunk=30")
     assert res.exit_code == 0, res.output
     params = load_model_store(tmp_path / "ok" / "model").provenance["params"]
-    overridden = {"alpha": 0.1, "n_alphas": 8, "n_permutations": 5}
+    # cv "auto" is stored as what it resolved to: leave-one-out for cell-type means
+    overridden = {"alpha": 0.1, "n_alphas": 8, "n_permutations": 5, "cv": "loo"}
     assert params == {**yaml.safe_load(PARAMS.read_text())["train"], **overridden}
     for args, named in [(["--set", "executor.kind=slurm"], "executor.kind"),
                         (["--set", "lambda=1"], "train.lambda"),
@@ -126,15 +127,16 @@ def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
     """The dvc.yaml stage as written, run by DVC on small real inputs."""
     repo = tmp_path / "repo"
     (repo / "data").mkdir(parents=True)
-    shutil.copytree(prepared, repo / "data" / "prepared")
+    shutil.copytree(prepared, repo / "data" / "prepared" / "rds")
     for rel in ("stages", "ephys2expr"):
         shutil.copytree(ROOT / rel, repo / rel, ignore=shutil.ignore_patterns("__pycache__"))
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(n_alphas=8, n_permutations=5)
+    # train runs once per training source (foreach over prepare.*_source); rds only here
     (repo / "params.yaml").write_text(
-        yaml.safe_dump({"train": params["train"], "executor": params["executor"]})
+        yaml.safe_dump({k: params[k] for k in ("prepare", "train", "executor")})
     )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     # import the installed package (not the copies, which are there as DVC deps) so that
@@ -146,11 +148,11 @@ def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
 
     assert sh("git", "init", "-q").returncode == 0
     assert sh("dvc", "init", "-q").returncode == 0
-    out = sh("dvc", "repro", "train")
+    out = sh("dvc", "repro", "train@rds")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert load_model_store(repo / "data" / "model").coef.shape[0] > 50
-    assert json.loads((repo / "metrics" / "train.json").read_text())["n_genes"] > 50
-    again = sh("dvc", "repro", "train")
+    assert load_model_store(repo / "data" / "models" / "rds").coef.shape[0] > 50
+    assert json.loads((repo / "metrics" / "train_rds.json").read_text())["n_genes"] > 50
+    again = sh("dvc", "repro", "train@rds")
     assert "didn't change" in again.stdout or "up to date" in again.stdout
 
 

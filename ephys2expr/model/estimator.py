@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import KFold, LeaveOneOut
+from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, LeaveOneOut
 
 from ephys2expr.errors import InputError
 from ephys2expr.model._kernels import cd_path_kernel
@@ -208,10 +208,27 @@ def standardize_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, scale
 
 
-def inner_folds(n: int, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled k-fold on ``n`` rows (leave-one-out when ``n < n_splits``)."""
+def inner_folds(
+    n: int, n_splits: int, seed: int, groups=None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold on ``n`` rows (leave-one-out when ``n < n_splits``).
+
+    With ``groups`` (one label per row, e.g. the animal of each cell) the folds keep every
+    group whole - no group is in both an inner training and validation part:
+    :class:`~sklearn.model_selection.GroupKFold` (leave-one-group-out with fewer groups
+    than ``n_splits``).
+    """
     if n < 2:
         raise InputError(f"need at least 2 training rows for inner cross-validation, got {n}")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != n:
+            raise InputError(f"groups has {len(groups)} labels for {n} rows")
+        n_groups = len(np.unique(groups))
+        if n_groups < 2:
+            raise InputError(f"inner cross-validation needs at least 2 groups, got {n_groups}")
+        split = GroupKFold(n_splits) if n_groups >= n_splits else LeaveOneGroupOut()
+        return list(split.split(np.zeros(n), groups=groups))
     if n_splits >= n:
         return list(LeaveOneOut().split(np.zeros(n)))
     return list(KFold(n_splits, shuffle=True, random_state=seed).split(np.zeros(n)))
@@ -306,10 +323,10 @@ class MultiGeneElasticNet:
         )  # fmt: skip
         return res, mean, scale
 
-    def _inner_cv_mse(self, X, Y, w, alphas):
+    def _inner_cv_mse(self, X, Y, w, alphas, groups=None):
         """Pooled (weighted) out-of-fold MSE per gene and alpha, shape (n_genes, n_alphas)."""
         sse = np.zeros((Y.shape[1], len(alphas)))
-        for tr, va in inner_folds(X.shape[0], self.inner_cv, self.random_state):
+        for tr, va in inner_folds(X.shape[0], self.inner_cv, self.random_state, groups):
             res, mean, scale = self._path(X[tr], Y[tr], alphas, w[tr])
             Xv = (X[va] - mean) / scale  # validation rows scaled with training statistics
             pred = res.coefs @ Xv.T + res.intercepts[:, :, None]  # (G, A, n_va)
@@ -318,7 +335,7 @@ class MultiGeneElasticNet:
         return sse / w.sum()
 
     # ---- API ---------------------------------------------------------------------------
-    def fit(self, X, Y, sample_weight=None, coef_init=None):
+    def fit(self, X, Y, sample_weight=None, coef_init=None, groups=None):
         """Fit all genes.
 
         Parameters
@@ -329,6 +346,9 @@ class MultiGeneElasticNet:
         coef_init : array-like, shape (n_genes, n_features), optional
             Warm start on the standardised scale (fixed or per-gene alpha only; it changes
             the work needed, not the solution).
+        groups : array-like, shape (n_samples,), optional
+            Group of each row (e.g. animal): the inner CV of ``"auto"`` keeps groups whole
+            (:func:`inner_folds`); ignored for a fixed alpha.
 
         Returns
         -------
@@ -372,7 +392,7 @@ class MultiGeneElasticNet:
             sl = slice(start, min(start + self.chunk_size, n_genes))
             Yc = Y[:, sl]
             if auto:
-                mse = self._inner_cv_mse(X, Yc, w, alphas)
+                mse = self._inner_cv_mse(X, Yc, w, alphas, groups)
                 best = np.argmin(mse, axis=1)  # first minimum = largest alpha on ties
                 # refit each gene at its own alpha only (a unique optimum: the same as the
                 # path's point, at a fraction of the cost of the whole path)

@@ -10,22 +10,27 @@ Layout of a store directory::
 
 Predicted log2 expression for a cell with features ``x`` (original units) is
 ``coef @ x + intercept``.
+
+The folder is written and read as one unit and checked on load (schema 2: ``model.json``
+holds the md5 of both tables); see :mod:`ephys2expr.model.store_format`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.io import write_json, write_parquet
-
-SCHEMA_VERSION = 1
+from ephys2expr.model.store_format import (
+    SCHEMA_VERSION,
+    check_replaceable,
+    mismatch_note,
+    read_store,
+    write_store,
+)
 
 
 @dataclass
@@ -63,10 +68,11 @@ class ModelStore:
 
     def __post_init__(self) -> None:
         self.features = [str(f) for f in self.features]
-        self.scaler_mean = np.asarray(self.scaler_mean, dtype=float)
-        self.scaler_scale = np.asarray(self.scaler_scale, dtype=float)
-        self.feature_min = np.asarray(self.feature_min, dtype=float)
-        self.feature_max = np.asarray(self.feature_max, dtype=float)
+        for name in ("scaler_mean", "scaler_scale", "feature_min", "feature_max"):
+            try:
+                setattr(self, name, np.asarray(getattr(self, name), dtype=float))
+            except (TypeError, ValueError):
+                raise InputError(f"model store: {name} must hold numbers") from None
         self.validate()
 
     @property
@@ -78,23 +84,48 @@ class ModelStore:
         return [str(g) for g in self.coef.index]
 
     def validate(self, where: str = "model store") -> None:
-        """Raise :class:`InputError` if shapes or names are inconsistent."""
+        """Raise :class:`InputError` if shapes, names or values are inconsistent.
+
+        Everything a prediction uses must be finite (a NaN coefficient or scaler mean
+        would make every prediction NaN), scales positive, and ``feature_min <=
+        feature_max`` (the extrapolation flags rely on them).
+        """
         p = len(self.features)
         if list(self.coef.columns) != self.features:
             raise InputError(f"{where}: coef columns do not match the feature list {self.features}")
         for name in ("scaler_mean", "scaler_scale", "feature_min", "feature_max"):
-            if getattr(self, name).shape != (p,):
-                raise InputError(
-                    f"{where}: {name} has shape {getattr(self, name).shape}, expected ({p},)"
-                )
+            values = getattr(self, name)
+            if values.shape != (p,):
+                raise InputError(f"{where}: {name} has shape {values.shape}, expected ({p},)")
+            _check_finite(values, name, self.features, where)
+        if np.any(self.scaler_scale <= 0):
+            bad = self.features[int(np.argmax(self.scaler_scale <= 0))]
+            raise InputError(f"{where}: scaler_scale of '{bad}' is not positive")
+        if np.any(self.feature_min > self.feature_max):
+            bad = self.features[int(np.argmax(self.feature_min > self.feature_max))]
+            raise InputError(f"{where}: feature_min of '{bad}' is above its feature_max")
+        if not (isinstance(self.l1_ratio, int | float) and 0.0 <= self.l1_ratio <= 1.0):
+            raise InputError(f"{where}: l1_ratio {self.l1_ratio!r} is not in [0, 1]")
         if not self.coef.index.equals(self.genes.index):
             raise InputError(f"{where}: genes table and coef rows name different genes")
-        for col in ("intercept", "alpha"):
-            if col not in self.genes.columns:
-                raise InputError(f"{where}: genes table lacks column '{col}'")
         if self.coef.index.has_duplicates:
             dup = self.coef.index[self.coef.index.duplicated()][0]
             raise InputError(f"{where}: duplicate gene '{dup}'")
+        for col in ("intercept", "alpha"):
+            if col not in self.genes.columns:
+                raise InputError(f"{where}: genes table lacks column '{col}'")
+        for label, frame, cols in (("coef", self.coef, self.features),
+                                   ("genes", self.genes, ["intercept", "alpha"])):  # fmt: skip
+            for col in cols:
+                values = frame[col]
+                if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+                    raise InputError(
+                        f"{where}: {label} column '{col}' is {values.dtype}, not numbers"
+                    )
+                _check_finite(values.to_numpy(dtype=float), f"{label} column '{col}'", frame.index,
+                              where)  # fmt: skip
+        if np.any(self.genes["alpha"].to_numpy(dtype=float) < 0):
+            raise InputError(f"{where}: genes column 'alpha' has a negative value")
 
     def prediction_terms(self, genes=None, dtype=np.float64):
         """``(coef, offset, centre)`` of :func:`linear_predict` for the rows ``genes``.
@@ -203,12 +234,13 @@ def store_from_estimator(
 
 
 def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
-    """Write a store directory (each file atomically)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write a store folder as one unit (:func:`~ephys2expr.model.store_format.write_store`).
+
+    Same store, same bytes: ``model.json`` records the tables' md5, which are themselves
+    deterministic, so a rerun leaves every file (and ``git status``) unchanged.
+    """
     store.validate()
     meta = {
-        "schema_version": SCHEMA_VERSION,
         "features": store.features,
         "n_genes": int(len(store.coef)),
         "penalty": store.penalty,
@@ -223,64 +255,58 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
     coef.index.name = "gene"
     genes = store.genes.copy()
     genes.index.name = "gene"
-    write_parquet(coef, directory / "coef.parquet")
-    write_parquet(genes, directory / "genes.parquet")
-    write_json(meta, directory / "model.json")  # written last: its presence marks a full store
+    write_store(directory, meta, {"coef.parquet": coef, "genes.parquet": genes})
+
+
+def check_store_destination(directory: str | os.PathLike) -> None:
+    """Raise :class:`InputError` now if :func:`save_model_store` would refuse ``directory``
+    (a file, or a folder holding other files): checked before training, not after."""
+    check_replaceable(directory)
 
 
 def load_model_store(directory: str | os.PathLike) -> ModelStore:
-    """Load and check a store directory; a wrong schema or shape is an :class:`InputError`."""
-    directory = Path(directory)
-    meta_path = directory / "model.json"
-    if not meta_path.is_file():
-        raise InputError(f"{directory}: not a model store (no model.json)")
+    """Load and check a store folder; any problem is a one-line :class:`InputError`
+    naming the folder (or its ``model.json``)."""
+    where = os.fspath(directory)
+    meta, tables, mismatched = read_store(directory)
+    note = f"; {mismatch_note(mismatched)}" if mismatched else ""
+    coef, genes = tables["coef.parquet"], tables["genes.parquet"]
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{meta_path}: unreadable JSON ({exc.msg})") from None
-    version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise InputError(
-            f"{meta_path}: schema_version {version!r}, this code reads {SCHEMA_VERSION}"
+        if meta["n_genes"] != len(coef):
+            raise InputError(
+                f"model store: n_genes {meta['n_genes']} but coef has {len(coef)} rows"
+            )
+        store = ModelStore(
+            features=meta["features"],
+            coef=coef,
+            genes=genes,
+            scaler_mean=meta["scaler_mean"],
+            scaler_scale=meta["scaler_scale"],
+            feature_min=meta["feature_min"],
+            feature_max=meta["feature_max"],
+            penalty=meta["penalty"],
+            l1_ratio=meta["l1_ratio"],
+            provenance=meta["provenance"],
         )
-    missing = [
-        k
-        for k in (
-            "features",
-            "scaler_mean",
-            "scaler_scale",
-            "feature_min",
-            "feature_max",
-            "penalty",
-        )
-        if k not in meta
-    ]
-    if missing:
-        raise InputError(f"{meta_path}: missing keys {missing}")
-    try:
-        coef = pd.read_parquet(directory / "coef.parquet")
-        genes = pd.read_parquet(directory / "genes.parquet")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{directory}: unreadable store table ({exc})") from None
-    if meta.get("n_genes") is not None and meta["n_genes"] != len(coef):
-        raise InputError(f"{meta_path}: n_genes {meta['n_genes']} but coef has {len(coef)} rows")
-    return ModelStore(
-        features=meta["features"],
-        coef=coef,
-        genes=genes,
-        scaler_mean=meta["scaler_mean"],
-        scaler_scale=meta["scaler_scale"],
-        feature_min=meta["feature_min"],
-        feature_max=meta["feature_max"],
-        penalty=meta["penalty"],
-        l1_ratio=meta.get("l1_ratio", 1.0),
-        provenance=meta.get("provenance", {}),
-    )
+    except InputError as exc:  # name the folder, and say if the files do not belong together
+        raise InputError(f"{where}: {str(exc).removeprefix('model store: ')}{note}") from None
+    if mismatched:
+        raise InputError(f"{where}: {mismatch_note(mismatched)}")
+    return store
+
+
+def _check_finite(values: np.ndarray, what: str, labels, where: str) -> None:
+    """Raise naming the first non-finite entry of ``values`` (labelled by ``labels``)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"{where}: {what} is {values[i]} at '{labels[i]}' (must be finite)")
 
 
 __all__ = [
     "ModelStore",
     "SCHEMA_VERSION",
+    "check_store_destination",
     "linear_predict",
     "load_model_store",
     "save_model_store",

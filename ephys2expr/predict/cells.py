@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
+from ephys2expr.features import FEATURE_DESCRIPTIONS, PLAUSIBLE_RANGE
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
 
@@ -109,11 +111,55 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
     return table
 
 
+def _column_values(col: pd.Series, name: str, where: str) -> pd.Series:
+    """One feature column as float64 (NaN = missing), or an error naming column and cell.
+
+    Numbers pass; text holding numbers passes (a CSV column with one typo is text, and
+    the typo is then named). Rejected by dtype: booleans, dates and durations (a Parquet
+    datetime would otherwise be read as nanoseconds since 1970), complex numbers, and
+    Python objects in a text column that are neither text nor numbers.
+    """
+    dtype = col.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        raise InputError(f"{where}: feature column '{name}' is boolean, expected numbers")
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        raise InputError(
+            f"{where}: feature column '{name}' holds dates/times ({dtype}), expected numbers"
+        )
+    if pd.api.types.is_complex_dtype(dtype):
+        raise InputError(f"{where}: feature column '{name}' is complex ({dtype}), expected numbers")
+    if pd.api.types.is_numeric_dtype(dtype):
+        return col.astype(float)
+    for cell, v in col.items():
+        if (
+            v is None
+            or isinstance(v, str)
+            or (isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_))
+        ):
+            continue
+        raise InputError(
+            f"{where}: value {v!r} of type {type(v).__name__} in feature column '{name}' "
+            f"(cell {cell}), expected numbers"
+        )
+    values = pd.to_numeric(col, errors="coerce")
+    bad = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
+    if bad.any():
+        cell = bad.index[bad.to_numpy()][0]
+        raise InputError(
+            f"{where}: non-numeric value {col[cell]!r} in column '{name}' (cell {cell})"
+        )
+    return values.astype(float)
+
+
 def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) -> pd.DataFrame:
     """Return the model's feature columns as float64, or raise naming what is wrong.
 
     Missing values (empty cells, NaN) are allowed here; the missing policy handles them.
-    Text that is not a number, booleans and infinite values are errors.
+    Errors (one line naming the file, column, cell and value): a column that is not numbers
+    (see :func:`_column_values`), an infinite value, or a value outside the feature's
+    physically possible range :data:`ephys2expr.features.PLAUSIBLE_RANGE` (features without
+    a documented range only need to be finite). Values that large never reach the model,
+    so no prediction can overflow.
     """
     missing = [f for f in features if f not in cells.columns]
     if missing:
@@ -124,20 +170,24 @@ def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) 
     out = {}
     for name in features:
         col = cells[name]
-        if pd.api.types.is_bool_dtype(col):
-            raise InputError(f"{where}: feature column '{name}' is boolean, expected numbers")
-        values = pd.to_numeric(col, errors="coerce")
-        bad = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
-        if bad.any():
-            cell = bad.index[bad.to_numpy()][0]
-            raise InputError(
-                f"{where}: non-numeric value {col[cell]!r} in column '{name}' (cell {cell})"
-            )
-        values = values.astype(float)
+        if isinstance(col, pd.DataFrame):
+            raise InputError(f"{where}: feature column '{name}' appears {col.shape[1]} times")
+        values = _column_values(col, name, where)
         inf = np.isinf(values.to_numpy())
         if inf.any():
             cell = values.index[inf][0]
             raise InputError(f"{where}: infinite value in column '{name}' (cell {cell})")
+        limits = PLAUSIBLE_RANGE.get(name)
+        if limits is not None:
+            outside = ~limits.contains(values.to_numpy())
+            if outside.any():
+                i = int(np.flatnonzero(outside)[0])
+                raise InputError(
+                    f"{where}: column '{name}', cell {values.index[i]}: {values.iat[i]:g} is "
+                    f"outside the plausible range {limits} of {FEATURE_DESCRIPTIONS[name]} "
+                    f"({int(outside.sum())} cell(s); fix the value or leave it empty for "
+                    "predict.missing)"
+                )
         out[name] = values
     return pd.DataFrame(out, index=cells.index)
 

@@ -206,14 +206,22 @@ class PlotInput:
     r2: dict[str, float] | None = None
 
 
+FIGURES = ("markers_by_cre", "markers_by_dendrite", "extrapolation")
+
+
+def figure_names(name: str) -> list[str]:
+    """File names of the plots of input ``name`` (the marker plots only when it has markers)."""
+    return [f"{name}_{kind}.png" for kind in FIGURES]
+
+
 def prediction_figures(inp: PlotInput) -> Iterator[tuple[str, object]]:
     """Yield ``(file name, figure)`` for each plot of one input, one figure at a time."""
     name, meta = inp.name, inp.meta
     if inp.markers.shape[1]:
         title = f"{name}: predicted marker expression by Cre line ({len(meta)} cells, mouse model)"
-        yield f"{name}_markers_by_cre.png", marker_heatmap(inp.markers, meta, title, r2=inp.r2)
+        yield figure_names(name)[0], marker_heatmap(inp.markers, meta, title, r2=inp.r2)
         title = f"{name}: predicted marker expression by dendrite type"
-        yield f"{name}_markers_by_dendrite.png", marker_boxplots(inp.markers, meta, title, inp.r2)
+        yield figure_names(name)[1], marker_boxplots(inp.markers, meta, title, inp.r2)
     else:
         log.warning("%s: none of the marker genes is among the predicted genes; no marker plots",
                     name)  # fmt: skip
@@ -221,12 +229,13 @@ def prediction_figures(inp: PlotInput) -> Iterator[tuple[str, object]]:
         f"{name}: features outside the training range "
         f"(beyond min/max by more than {inp.tolerance:g} x range)"
     )
-    yield f"{name}_extrapolation.png", extrapolation_bars(inp.flags, meta, inp.features, title)
+    yield figure_names(name)[2], extrapolation_bars(inp.flags, meta, inp.features, title)
 
 
 __all__ = [
     "PlotInput",
     "extrapolation_bars",
+    "figure_names",
     "marker_boxplots",
     "marker_heatmap",
     "marker_predictions",

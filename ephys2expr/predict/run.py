@@ -23,20 +23,35 @@ from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import write_parquet
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.cells import load_cells
+from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
+from ephys2expr.predict.read import constant_genes
 from ephys2expr.predict.screen import CellScreen, extrapolation_by_feature
 from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.predict.write import PREDICTION_DTYPE, genes_path, write_predictions
 
 log = logging.getLogger("ephys2expr.predict")
 
+# What --output may end in: the primary file's format.
+OUTPUT_SUFFIXES = (".h5ad", ".parquet")
+
 
 class Job(NamedTuple):
-    """One table to predict: its name (logs, metrics, plots), where it is, where it goes."""
+    """One table to predict: its name (logs, metrics, plots), where it is, where it goes.
+
+    ``output`` names the files: ``formats`` (``.h5ad``, ``.parquet``) are written as
+    ``output`` with that suffix, and the genes table as ``<stem>.genes.parquet``.
+    """
 
     name: str
     source: Path
     output: Path
+    formats: tuple[str, ...] = (".parquet",)
+
+    def files(self) -> dict[str, Path]:
+        """``{suffix: path}`` of the predictions files, and ``"genes"``: the genes table."""
+        out = {f: self.output.with_suffix(f) for f in self.formats}
+        return {**out, "genes": genes_path(self.output)}
 
 
 @dataclass
@@ -68,9 +83,11 @@ def prediction_jobs(
     """The tables to predict: user files (``--input``/``--output``) or ``settings.inputs``.
 
     Without ``inputs`` each name of ``settings.inputs`` maps
-    ``<prepared_dir>/cells_<name>.parquet`` to ``<out_dir>/<name>.parquet``. With them,
-    each ``inputs[i]`` goes to ``outputs[i]`` (a ``.parquet`` path) and is named by its file
-    stem (``input1``, ``input2``, ... if two stems are the same).
+    ``<prepared_dir>/cells_<name>.parquet`` to ``<out_dir>/<name>.h5ad`` (``write_h5ad``)
+    and/or ``<out_dir>/<name>.parquet`` (``write_parquet``). With them, each ``inputs[i]``
+    goes to ``outputs[i]`` (a ``.h5ad`` or ``.parquet`` path, always written; the other
+    format beside it if its ``write_*`` setting is on) and is named by its file stem
+    (``input1``, ``input2``, ... if two stems are the same).
     """
     inputs, outputs = list(inputs or []), list(outputs or [])
     if not inputs:
@@ -81,9 +98,15 @@ def prediction_jobs(
                 "nothing to predict: set params.yaml predict.inputs or give "
                 "--input FILE --output FILE"
             )
+        formats = tuple(settings.formats())
+        if not formats:
+            raise InputError(
+                "params.yaml predict.write_h5ad and predict.write_parquet are both false: "
+                "nothing would be written"
+            )
         prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
         return [
-            Job(n, prepared_dir / f"cells_{n}.parquet", out_dir / f"{n}.parquet")
+            Job(n, prepared_dir / f"cells_{n}.parquet", out_dir / f"{n}{formats[0]}", formats)
             for n in settings.inputs
         ]
     if len(outputs) != len(inputs):
@@ -91,11 +114,14 @@ def prediction_jobs(
             f"{len(inputs)} --input but {len(outputs)} --output: give one --output per --input"
         )
     for dst in outputs:
-        if Path(dst).suffix.lower() != ".parquet":
-            raise InputError(f"--output {dst}: must end in .parquet")
+        if Path(dst).suffix.lower() not in OUTPUT_SUFFIXES:
+            raise InputError(f"--output {dst}: must end in .parquet or .h5ad")
     stems = [Path(p).stem for p in inputs]
     names = stems if len(set(stems)) == len(stems) else [f"input{i + 1}" for i in range(len(stems))]
-    return [Job(n, Path(s), Path(d)) for n, s, d in zip(names, inputs, outputs, strict=True)]
+    return [
+        Job(n, Path(s), Path(d), tuple(settings.formats(Path(d).suffix.lower())))
+        for n, s, d in zip(names, inputs, outputs, strict=True)
+    ]
 
 
 def predictable_columns(genes: pd.DataFrame) -> list[str]:
@@ -107,17 +133,22 @@ def predictable_columns(genes: pd.DataFrame) -> list[str]:
     ]
 
 
-def select_genes(
-    store: ModelStore, only_predictable: bool, where: str = "model store"
-) -> np.ndarray:
-    """Row indices of the genes to predict: all, or those beating every baseline.
+def select_genes(store: ModelStore, genes: str | bool, where: str = "model store") -> np.ndarray:
+    """Row indices of the genes to write, by the ``predict.genes`` setting.
 
-    A gene is *predictable* when every boolean ``beats_*`` column of the store's genes
-    table is True (its out-of-fold r2 beats each baseline the train stage computed).
+    ``varying``: genes with a nonzero coefficient (a constant gene's prediction is its
+    intercept for every cell, so writing it adds bytes, not information); ``all``; or
+    ``predictable``: genes for which every boolean ``beats_*`` column of the store's genes
+    table is True (out-of-fold r2 beats each baseline the train stage computed). ``True``
+    / ``False`` mean ``predictable`` / ``all`` (the former ``only_predictable``).
     """
+    if isinstance(genes, bool):
+        genes = "predictable" if genes else "all"
     n = len(store.genes)
-    if not only_predictable:
+    if genes == "all":
         return np.arange(n)
+    if genes == "varying":
+        return np.setdiff1d(np.arange(n), constant_genes(store))
     cols = predictable_columns(store.genes)
     if not cols:
         raise InputError(
@@ -139,6 +170,22 @@ def _headline(summary: dict) -> dict:
     }
 
 
+def _constant_genes_note(store: ModelStore, gene_idx: np.ndarray, where: str) -> dict:
+    """What the files say about genes left out because their model is constant."""
+    const = constant_genes(store)
+    omitted = np.setdiff1d(const, gene_idx)
+    return {
+        "constant_genes": int(len(const)),
+        "constant_genes_omitted": int(len(omitted)),
+        "constant_genes_value": (
+            "genes of the model store whose coefficients are all zero predict their "
+            f"'intercept' ({where}/genes.parquet) for every cell; those not in this file "
+            "(constant_genes_omitted) are that constant: "
+            "ephys2expr.predict.read.read_predictions(path, store=...) fills them in"
+        ),
+    }
+
+
 def predict_tables(
     jobs: list[Job],
     store: ModelStore,
@@ -147,8 +194,9 @@ def predict_tables(
     id_column: str | None = None,
     species: str | None = None,
     where: str = "model store",
+    outputs: OutputSet | None = None,
 ) -> PredictResult:
-    """Predict every gene (or the predictable ones) for the cells of each job and write them.
+    """Predict the genes of ``settings.genes`` for the cells of each job and write them.
 
     Parameters
     ----------
@@ -163,21 +211,32 @@ def predict_tables(
         For user tables: the id column and the species of cells without one.
     where : str
         How errors about the store name it (the model folder).
+    outputs : OutputSet, optional
+        The run's output set (files are written to its temporary paths; the caller commits
+        it with the other outputs). Without it, this call's files are committed together
+        when it returns.
 
     Returns
     -------
     PredictResult
         Headline metrics, the detailed report and the plot inputs; the predictions are
-        written to each job's output (+ ``.genes.parquet``, + ``.h5ad`` if asked).
+        written to each job's files (:meth:`Job.files`).
     """
+    if outputs is None:
+        with OutputSet(
+            [j.source for j in jobs], [where] if Path(where).is_dir() else []
+        ) as own:  # fmt: skip
+            own.plan(*(p for job in jobs for p in job.files().values()))
+            return predict_tables(jobs, store, settings, executor_settings, id_column,
+                                  species, where, own)  # fmt: skip
     screen = CellScreen(settings.missing, settings.extrapolation_tolerance).fit(store)
-    gene_idx = select_genes(store, settings.only_predictable, where=where)
+    gene_idx = select_genes(store, settings.genes, where=where)
     log.info(
-        "model store %s: %d genes x %d features; predicting %d genes",
-        where, len(store.genes), len(store.features), len(gene_idx),
+        "model store %s: %d genes x %d features; predicting %d genes (genes: %s)",
+        where, len(store.genes), len(store.features), len(gene_idx), settings.genes,
     )  # fmt: skip
     if len(gene_idx) == 0:
-        raise InputError(f"{where}: no gene passes only_predictable; nothing to predict")
+        raise InputError(f"{where}: no gene passes genes: {settings.genes}; nothing to predict")
 
     # Read and check every input before writing anything.
     items = [
@@ -192,11 +251,16 @@ def predict_tables(
             )
 
     genes_table = store.genes.iloc[gene_idx]
-    r2 = genes_table["cv_r2"].to_dict() if "cv_r2" in genes_table.columns else None
+    constant = _constant_genes_note(store, gene_idx, where)
+    omitted = np.setdiff1d(constant_genes(store), gene_idx) if settings.genes == "varying" else []
+    n_omitted_negative = int((store.intercept[omitted] < 0).sum()) if len(omitted) else 0
+    # the plots show the markers as every cell's prediction is defined: constant genes too
+    marker_idx = gene_idx if settings.genes == "predictable" else np.arange(len(store.genes))
+    r2 = store.genes["cv_r2"].to_dict() if "cv_r2" in store.genes.columns else None
     metrics: dict = {"genes_predicted": len(gene_idx)}
     report: dict = {
         "model": {"genes_in_model": len(store.genes), "genes_predicted": len(gene_idx),
-                  "features": store.features},
+                  "features": store.features, **constant},
         "settings": settings.as_dict(),
         "inputs": {},
     }  # fmt: skip
@@ -210,37 +274,40 @@ def predict_tables(
                 "features": store.features,
                 "missing_policy": settings.missing,
                 "extrapolation_tolerance": settings.extrapolation_tolerance,
+                "genes": settings.genes,
                 "only_predictable": settings.only_predictable,
+                **constant,
                 "dtype": np.dtype(PREDICTION_DTYPE).name,
                 "model_provenance": store.provenance,
             }
-            h5ad = job.output.with_suffix(".h5ad") if settings.write_h5ad else None
+            files = job.files()
             written = write_predictions(
-                job.output, store, item.screen.X, meta, gene_idx,
-                chunk_cells=settings.chunk_cells, file_metadata=file_meta, h5ad_path=h5ad,
-                executor=ex,
+                files.get(".parquet"), store, item.screen.X, meta, gene_idx,
+                chunk_cells=settings.chunk_cells, file_metadata=file_meta,
+                h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
+                where=str(item.path),
             )  # fmt: skip
-            write_parquet(genes_table, genes_path(job.output))
+            write_parquet(genes_table, outputs.temp(files["genes"]))
             log.info(
                 "%s: wrote %s (%d cells x %d genes) in %.1f s",
                 item.name, job.output, len(meta), len(gene_idx), time.perf_counter() - t0,
             )  # fmt: skip
+            # below zero among every cell's predictions, constant genes included
+            below = written.pop("n_below_zero") + n_omitted_negative * len(meta)
+            total = written.pop("n_values") + len(omitted) * len(meta)
+            written["values_below_zero"] = round(below / total, 4) if total else 0.0
             summary = {**item.summary(), **written}
             summary["extrapolated_by_feature"] = extrapolation_by_feature(
                 item.screen.flags, item.screen.kept, store.features
             )
-            summary["files"] = {
-                str(p): p.stat().st_size
-                for p in (job.output, genes_path(job.output), h5ad)
-                if p is not None
-            }
+            summary["files"] = {str(p): outputs.temp(p).stat().st_size for p in files.values()}
             report["inputs"][item.name] = summary
             metrics[item.name] = _headline(summary)
             plots.append(
                 PlotInput(
                     name=item.name,
                     meta=meta,
-                    markers=marker_predictions(store, item.screen.X, gene_idx, meta.index),
+                    markers=marker_predictions(store, item.screen.X, marker_idx, meta.index),
                     flags=item.screen.flags.loc[item.screen.kept],
                     features=store.features,
                     tolerance=settings.extrapolation_tolerance,
@@ -256,5 +323,6 @@ __all__ = [
     "predict_tables",
     "prediction_jobs",
     "predictable_columns",
+    "OUTPUT_SUFFIXES",
     "select_genes",
 ]

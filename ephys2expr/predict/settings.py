@@ -11,7 +11,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.settings import Settings, setting
 
 MISSING_POLICIES = ("drop", "impute")
-GENE_SETS = ("all", "predictable")
+GENE_SETS = ("varying", "all", "predictable")
 # A prepared input name becomes part of file names (cells_<name>.parquet, <name>.parquet).
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -36,8 +36,17 @@ class PredictSettings(Settings):
     extrapolation_tolerance: float = setting(
         0.1, "fraction of the training range a feature may lie beyond min/max unflagged"
     )
-    genes: str = setting("all", "all | predictable (only genes whose CV r2 beats every baseline)")
-    write_h5ad: bool = setting(True, "also write <name>.h5ad (AnnData, float32) beside the Parquet")
+    genes: str = setting(
+        "varying",
+        "varying (genes whose model is not constant; a constant gene's prediction is its "
+        "intercept in the model store) | all | predictable (CV r2 beats every baseline)",
+    )
+    write_h5ad: bool = setting(
+        True, "write <name>.h5ad (AnnData, float32, reads one gene or one cell fast)"
+    )
+    write_parquet: bool = setting(
+        False, "write <name>.parquet (wide: cells x genes + metadata; up to ~10,000 cells)"
+    )
     chunk_cells: int = setting(1000, "cells per chunk / Parquet row group (bounds memory)")
 
     def check(self) -> None:
@@ -66,6 +75,13 @@ class PredictSettings(Settings):
             )
         if len(set(self.inputs)) != len(self.inputs):
             raise InputError(f"{self.where('inputs')}: a name is repeated in {self.inputs}")
+
+    def formats(self, primary: str | None = None) -> list[str]:
+        """File suffixes to write: ``primary`` (the ``--output`` file's) and those switched on."""
+        on = [
+            s for s, flag in ((".h5ad", self.write_h5ad), (".parquet", self.write_parquet)) if flag
+        ]
+        return [primary] + [s for s in on if s != primary] if primary else on
 
     @property
     def only_predictable(self) -> bool:

@@ -26,9 +26,10 @@ import pyarrow.parquet as pq
 
 from ephys2expr.errors import InputError
 from ephys2expr.executor import chunk_slices
-from ephys2expr.io import atomic_path
 from ephys2expr.model.store import ModelStore, linear_predict
 from ephys2expr.predict.cells import ID_COLUMN
+from ephys2expr.predict.h5ad import H5adWriter
+from ephys2expr.predict.outputs import OutputSet, raise_if_stopped
 
 log = logging.getLogger("ephys2expr.predict")
 
@@ -104,8 +105,50 @@ def _meta_arrays(meta: pd.DataFrame, schema: pa.Schema) -> list[pa.Array]:
     return arrays
 
 
+class _ParquetWriter:
+    """The wide Parquet file: ``cell_id``, metadata and flags, one float32 column per gene."""
+
+    def __init__(self, path: Path, meta: pd.DataFrame, genes: list[str], file_metadata: dict):
+        self.meta_schema = _meta_schema(meta)
+        schema = pa.schema(list(self.meta_schema) + [pa.field(g, pa.float32()) for g in genes])
+        self.schema = schema.with_metadata(
+            {"ephys2expr": json.dumps(file_metadata, sort_keys=True, default=str)}
+        )
+        # Statistics and dictionaries only for the metadata: on ~40,000 float columns of
+        # near-unique values they cost write time and bytes and buy nothing.
+        self.path, self.meta = path, meta
+        self.meta_names = [f.name for f in self.meta_schema]
+        self.string_meta = [f.name for f in self.meta_schema if pa.types.is_string(f.type)]
+
+    def __enter__(self) -> _ParquetWriter:
+        self._writer = pq.ParquetWriter(
+            self.path, self.schema, compression="snappy",
+            use_dictionary=self.string_meta, write_statistics=self.meta_names,
+        )  # fmt: skip
+        return self
+
+    def write(self, sl: slice, block: np.ndarray) -> None:
+        arrays = _meta_arrays(self.meta.iloc[sl], self.meta_schema) + list(block)
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+
+    def __exit__(self, *exc) -> None:
+        self._writer.close()
+
+
+def _check_finite(block: np.ndarray, sl: slice, cells: pd.Index, genes: list[str], where: str):
+    """Raise (nothing is written then) if a predicted value is NaN or infinite."""
+    bad = ~np.isfinite(block)
+    if bad.any():
+        g, c = (int(i[0]) for i in np.nonzero(bad))
+        raise InputError(
+            f"{where}: cell {cells[sl.start + c]}: predicted {genes[g]} is {block[g, c]} "
+            f"({int(bad.sum())} non-finite value(s) in cells {sl.start + 1}-{sl.stop}); "
+            "check the model store and the input values"
+        )
+
+
 def write_predictions(
-    path: str | os.PathLike,
+    path: str | os.PathLike | None,
     store: ModelStore,
     X: np.ndarray,
     meta: pd.DataFrame,
@@ -114,22 +157,32 @@ def write_predictions(
     file_metadata: dict | None = None,
     h5ad_path: str | os.PathLike | None = None,
     executor=None,
+    outputs: OutputSet | None = None,
+    where: str = "predictions",
 ) -> dict:
-    """Predict and write cells x genes to Parquet (and optionally ``.h5ad``), chunk by chunk.
+    """Predict and write cells x genes to ``.h5ad`` and/or Parquet, chunk by chunk.
 
-    Parquet layout: ``cell_id`` (str), the metadata and flag columns of ``meta``, then one
-    float32 column per gene; one row group per chunk of cells. Read it with
-    ``pd.read_parquet(path).set_index("cell_id")`` (or ``columns=[...]`` for a few genes).
-    ``file_metadata`` is stored as JSON under the key ``ephys2expr`` of the file metadata.
-    Both files are written to temporary paths and renamed only when complete.
-    ``executor`` (optional, :mod:`ephys2expr.executor`) computes the chunks on Dask
-    workers; this process writes them in order, so the files are the same bytes.
+    ``.h5ad`` (``h5ad_path``): AnnData with obs = ``meta``, var = the genes' rows of the
+    store's table, ``X`` a chunked HDF5 dataset (see :mod:`ephys2expr.predict.h5ad`) that
+    reads one gene or one cell without loading the rest. Parquet (``path``, optional):
+    ``cell_id`` (str), the metadata and flag columns of ``meta``, then one float32 column
+    per gene, one row group per chunk of cells; its footer grows with cells x genes, so it
+    suits up to some 10,000 cells. ``file_metadata`` is stored as JSON under the key
+    ``ephys2expr`` (Parquet file metadata, ``uns``).
+
+    Every block is checked before it is written: a NaN or infinite prediction is an
+    :class:`InputError`, never a value in a file. The files are written to the temporary
+    paths of ``outputs`` (an :class:`~ephys2expr.predict.outputs.OutputSet` the caller
+    commits) or, without it, to their own set, renamed into place together at the end.
+    ``executor`` (optional, :mod:`ephys2expr.executor`) computes the chunks on Dask workers;
+    this process writes them in order, so the files are the same bytes.
 
     Returns
     -------
     dict
-        ``values_below_zero``: fraction of predicted values < 0. Log2(TPM + 1) cannot be
-        negative, so these are the linear models extrapolating past zero expression.
+        ``values_below_zero``: fraction of predicted values < 0 (log2(TPM + 1) cannot be
+        negative: these are the linear models extrapolating past zero expression), and the
+        counts behind it, ``n_below_zero`` and ``n_values``.
     """
     all_genes = store.gene_names  # a property that builds a list: call it once
     genes = [all_genes[i] for i in gene_idx]
@@ -138,95 +191,37 @@ def write_predictions(
         raise InputError(f"model store: gene name(s) {clash} clash with metadata column names")
     if len(meta) != len(X):
         raise ValueError("meta and X have different numbers of cells")
-    meta_schema = _meta_schema(meta)
-    schema = pa.schema(list(meta_schema) + [pa.field(g, pa.float32()) for g in genes])
-    schema = schema.with_metadata(
-        {"ephys2expr": json.dumps(file_metadata or {}, sort_keys=True, default=str)}
-    )
-    # Statistics and dictionaries only for the metadata: on ~40,000 float columns of
-    # near-unique values they cost write time and bytes and buy nothing.
-    meta_names = [f.name for f in meta_schema]
-    string_meta = [f.name for f in meta_schema if pa.types.is_string(f.type)]
-
+    if path is None and h5ad_path is None:
+        raise ValueError("nothing to write: give a Parquet path, an h5ad path or both")
+    file_metadata = file_metadata or {}
+    own = outputs is None
+    outputs = OutputSet() if own else outputs
     with contextlib.ExitStack() as stack:
-        tmp_pq = stack.enter_context(atomic_path(path))
-        writer = stack.enter_context(
-            pq.ParquetWriter(
-                tmp_pq,
-                schema,
-                compression="snappy",
-                use_dictionary=string_meta,
-                write_statistics=meta_names,
-            )
-        )
-        h5 = None
+        if own:
+            stack.enter_context(outputs)
+            outputs.plan(path, h5ad_path)
+        writers = []
+        if path is not None:
+            writers.append(_ParquetWriter(outputs.temp(path), meta, genes, file_metadata))
         if h5ad_path is not None:
-            tmp_h5 = stack.enter_context(atomic_path(h5ad_path))
-            h5 = stack.enter_context(_H5adWriter(tmp_h5, store, meta, gene_idx, file_metadata))
+            writers.append(H5adWriter(outputs.temp(h5ad_path), store, meta, gene_idx,
+                                      file_metadata, chunk_cells))  # fmt: skip
+        for w in writers:
+            stack.enter_context(w)
         n_negative = 0
         for sl, block in iter_predictions(store, X, gene_idx, chunk_cells, executor):
-            arrays = _meta_arrays(meta.iloc[sl], meta_schema) + list(block)
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-            if h5 is not None:
-                h5.write(sl, block)
+            raise_if_stopped()
+            _check_finite(block, sl, meta.index, genes, where)
+            for w in writers:
+                w.write(sl, block)
             n_negative += int(np.count_nonzero(block < 0))
             log.info("predicted %d / %d cells x %d genes", sl.stop, len(X), len(genes))
     total = len(X) * len(genes)
-    return {"values_below_zero": round(n_negative / total, 4) if total else 0.0}
-
-
-class _H5adWriter:
-    """Write an AnnData ``.h5ad`` whose dense ``X`` is filled slab by slab.
-
-    obs/var/uns are written by anndata itself; ``X`` is then created with h5py following
-    the anndata on-disk spec (dense array, ``encoding-type="array"``,
-    ``encoding-version="0.2.0"``) so cells can be streamed in without holding the matrix.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        store: ModelStore,
-        meta: pd.DataFrame,
-        gene_idx: np.ndarray,
-        file_metadata: dict | None,
-    ) -> None:
-        self.path = Path(path)
-        self.store, self.meta, self.gene_idx = store, meta, gene_idx
-        self.file_metadata = file_metadata or {}
-
-    def __enter__(self) -> _H5adWriter:
-        import anndata as ad
-        import h5py
-
-        obs = self.meta.copy()
-        for col in obs.columns:
-            if obs[col].dtype == object:
-                # anndata writes strings as categoricals; None becomes a missing category.
-                obs[col] = pd.Categorical(obs[col])
-        obs.index = obs.index.astype(str)
-        var = self.store.genes.iloc[self.gene_idx].copy()
-        var.index = pd.Index([str(g) for g in var.index], name="gene")
-        uns = {"ephys2expr": json.dumps(self.file_metadata, sort_keys=True, default=str)}
-        adata = ad.AnnData(obs=obs, var=var, uns=uns)
-        adata.write_h5ad(self.path)
-        self._file = h5py.File(self.path, "a")
-        n, g = len(obs), len(var)
-        self._x = self._file.create_dataset(
-            "X",
-            shape=(n, g),
-            dtype="float32",
-            chunks=(max(1, min(n, 256)), max(1, min(g, 1024))) if n and g else None,
-        )
-        self._x.attrs["encoding-type"] = "array"
-        self._x.attrs["encoding-version"] = "0.2.0"
-        return self
-
-    def write(self, sl: slice, block: np.ndarray) -> None:
-        self._x[sl, :] = block.T
-
-    def __exit__(self, *exc) -> None:
-        self._file.close()
+    return {
+        "values_below_zero": round(n_negative / total, 4) if total else 0.0,
+        "n_below_zero": n_negative,
+        "n_values": total,
+    }
 
 
 def genes_path(dst: str | os.PathLike) -> Path:

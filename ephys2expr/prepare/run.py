@@ -14,7 +14,8 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES
 from ephys2expr.prepare.derive import with_derived
 from ephys2expr.prepare.genes import filter_genes
-from ephys2expr.prepare.settings import PrepareSettings
+from ephys2expr.prepare.paired import paired_training_tables, read_paired_source
+from ephys2expr.prepare.settings import PAIRED_SOURCES, TRAINING_SOURCES, PrepareSettings
 from ephys2expr.readers.allen import read_allen_cells
 from ephys2expr.readers.r import read_r
 from ephys2expr.readers.training import (
@@ -150,15 +151,40 @@ def _headline(report: dict) -> dict:
         if key in report
     }
     metrics["genes_kept"] = report["genes_after_top_variable"]
-    for name, inputs in report["prediction_inputs"].items():
-        metrics[name] = {
+    return {**metrics, **_inputs_headline(report)}
+
+
+def _inputs_headline(report: dict) -> dict:
+    """Cells per Allen prediction input, and those with every model feature."""
+    return {
+        name: {
             "cells": inputs["cells"],
             "cells_all_features": inputs["cells"] - inputs["cells_missing_features"],
         }
-    return metrics
+        for name, inputs in report["prediction_inputs"].items()
+    }
 
 
-def prepare(raw_dir: Path | str, settings: PrepareSettings) -> Prepared:
+def prediction_inputs(raw_dir: Path, features: list[str]) -> tuple[dict, dict]:
+    """The Allen per-cell tables and their report (counts for the model's ``features``)."""
+    log.info("reading Allen per-cell tables")
+    cells, cell_reports = read_cell_inputs(raw_dir)
+    report = {
+        name: {**cell_reports[name], **cell_summary(table, features)}
+        for name, table in cells.items()
+    }
+    return cells, report
+
+
+def _paired_headline(report: dict) -> dict:
+    """Headline numbers of a paired source: cells, animals, genes, exclusions by reason."""
+    keys = ("cells", "cells_exc", "cells_inh", "groups", "features", "genes_in", "genes_kept")
+    metrics = {key: report[key] for key in keys}
+    metrics["cells_excluded"] = report["paired"]["excluded"]
+    return {**metrics, **_inputs_headline(report)}
+
+
+def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None = None) -> Prepared:
     """Read and check every raw input; return the prepared tables, metrics and report.
 
     Parameters
@@ -166,7 +192,12 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings) -> Prepared:
     raw_dir : path-like
         A folder laid out like ``data/raw``.
     settings : PrepareSettings
-        Training source, feature list (in order) and gene filters.
+        Sources, feature lists (in order) and gene filters.
+    source : str, optional
+        The training source to prepare (default ``settings.training_source``): a type-mean
+        table (``rds``, ``online_table3``) or paired cells (``scala2021``, ``paired``; see
+        :mod:`ephys2expr.prepare.paired`). Either way the Allen per-cell tables are prepared
+        too, so each source's folder holds everything train and predict need.
 
     Returns
     -------
@@ -178,9 +209,26 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings) -> Prepared:
     InputError
         One line naming the file and the column or value that is wrong.
     """
+    source = source or settings.training_source
+    if source not in TRAINING_SOURCES:
+        raise InputError(f"--source: unknown training source {source!r} ({TRAINING_SOURCES})")
+    if source not in PAIRED_SOURCES:
+        return _prepare_type_means(Path(raw_dir), settings, source)
     start = time.perf_counter()
     raw_dir = Path(raw_dir)
-    source, features = settings.training_source, settings.features
+    log.info("reading paired cells (%s)", source)
+    paired = read_paired_source(source, settings, raw_dir)
+    features, targets, types, report = paired_training_tables(paired, settings, source)
+    cells, inputs_report = prediction_inputs(raw_dir, settings.paired_features)
+    report = {"settings": settings.as_dict(), **report, "prediction_inputs": inputs_report}
+    log.info("read and checked everything in %.1f s", time.perf_counter() - start)
+    return Prepared(features, targets, types, cells, _paired_headline(report), report)
+
+
+def _prepare_type_means(raw_dir: Path, settings: PrepareSettings, source: str) -> Prepared:
+    """:func:`prepare` for a type-mean table (``rds``, ``online_table3``)."""
+    start = time.perf_counter()
+    features = settings.features
     log.info("reading training table (%s)", source)
     training = load_training_set(source, settings.online_table3, raw_dir)
     train_features = select_features(
@@ -199,9 +247,7 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings) -> Prepared:
         len(targets),
         len(training.targets),
     )
-    log.info("reading Allen per-cell tables")
-    cells, cell_reports = read_cell_inputs(raw_dir)
-
+    cells, inputs_report = prediction_inputs(raw_dir, features)
     types = training.types
     report = {
         "settings": settings.as_dict(),
@@ -211,10 +257,7 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings) -> Prepared:
         "types_inh": int((types["broad_type"] == "Inh").sum()),
         "features": len(features),
         **gene_report.as_dict(),
-        "prediction_inputs": {
-            name: {**cell_reports[name], **cell_summary(table, features)}
-            for name, table in cells.items()
-        },
+        "prediction_inputs": inputs_report,
     }
     if training.restoration is not None:
         report["symbols_restored"] = training.restoration.n_restored

@@ -107,9 +107,12 @@ def read_online_table3(path, entrez_symbols: pd.Series) -> TrainingSet:
     converted to pF (x1000) to match the per-cell features.
     """
     where = os.fspath(path)
+    # pandas renames a repeated header cell ("X" -> "X.1"), so repeats are found in the raw
+    # header; a renamed copy would otherwise surface as a class "inh.1"
+    header = read_csv_table(path, header=None, nrows=1, dtype=str).iloc[0, 1:]
+    check_unique(pd.Index(header.astype(str).str.strip()), "cell type column", where)
     table = read_csv_table(path, index_col=0, dtype={0: str})
     table.index = table.index.astype(str).str.strip()
-    check_unique(pd.Index(table.columns), "cell type", where)
     check_unique(table.index, "row", where)
     for col in table.columns:
         table[col] = numeric_column(table, col, where)

@@ -46,8 +46,9 @@ def log_progress(what: str, done: int, total: int, start: float) -> None:
 
 
 def nested_cv(
-    X, Y, folds, settings: TrainSettings, weights=None, fold_alpha=None, verbose: bool = True
-) -> CVResult:
+    X, Y, folds, settings: TrainSettings, weights=None, fold_alpha=None, verbose: bool = True,
+    groups=None,
+) -> CVResult:  # fmt: skip
     """Out-of-fold predictions of the full procedure (scaling + alpha choice + fit) per fold.
 
     Parameters
@@ -62,6 +63,8 @@ def nested_cv(
         real-data choices).
     verbose : bool
         Log each outer fold (off inside gene chunks: the chunk loop logs instead).
+    groups : ndarray, shape (n_types,), optional
+        Group (animal) of each row: the inner alpha search keeps groups whole.
     """
     start = time.perf_counter()
     n, n_genes = Y.shape
@@ -71,7 +74,8 @@ def nested_cv(
     for k, (tr, te) in enumerate(folds):
         alpha = None if fold_alpha is None else fold_alpha[k]
         est = settings.estimator(alpha, len(tr))
-        est.fit(X[tr], Y[tr], None if weights is None else weights[tr])
+        est.fit(X[tr], Y[tr], None if weights is None else weights[tr],
+                groups=None if groups is None else groups[tr])  # fmt: skip
         oof[te] = est.predict(X[te])
         alphas_used[k] = est.alpha_
         nonzero[k] = (est.coef_ != 0).sum(axis=1)

@@ -9,18 +9,44 @@ each cell type equally, also when the fit uses sample weights.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import KFold, LeaveOneGroupOut, LeaveOneOut
+from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, LeaveOneOut
 
 from ephys2expr.errors import InputError
 from ephys2expr.train.settings import CV_SCHEMES
 
 
+def resolve_cv(cv: str, grouped: bool) -> str:
+    """The outer CV scheme ``auto`` stands for: ``group_kfold`` for per-cell training rows
+    that carry a group (the animal), ``loo`` for cell-type means."""
+    if cv != "auto":
+        return cv
+    return "group_kfold" if grouped else "loo"
+
+
 def outer_folds(
-    n: int, cv: str, n_folds: int = 5, groups=None, seed: int = 0
+    n: int, cv: str, n_folds: int = 5, groups=None, seed: int = 0, cell_groups=None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Outer (train, test) index pairs: leave-one-out, shuffled k-fold or leave-one-group-out."""
+    """Outer (train, test) index pairs.
+
+    ``loo`` leave-one-out, ``kfold`` shuffled k-fold, ``group`` leave-one-group-out by
+    ``groups`` (the broad type), ``group_kfold`` k-fold keeping each of ``cell_groups`` (the
+    animal of each cell) whole: no animal is in both the training and the held-out part.
+    """
     dummy = np.zeros(n)
-    if cv == "loo":
+    if cv == "group_kfold":
+        if cell_groups is None:
+            raise InputError(
+                "cv 'group_kfold' needs a 'group' column in train_types.parquet (per-cell "
+                "training data: the animal of each cell)"
+            )
+        cell_groups = np.asarray(cell_groups)
+        n_groups = len(np.unique(cell_groups))
+        if n_groups < n_folds:
+            raise InputError(
+                f"params.yaml train.n_folds: {n_folds} folds for {n_groups} groups (animals)"
+            )
+        folds = list(GroupKFold(n_folds).split(dummy, groups=cell_groups))
+    elif cv == "loo":
         folds = list(LeaveOneOut().split(dummy))
     elif cv == "kfold":
         if n_folds > n:
@@ -51,4 +77,4 @@ def pooled_scores(Y: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return r2, rmse
 
 
-__all__ = ["outer_folds", "pooled_scores"]
+__all__ = ["outer_folds", "pooled_scores", "resolve_cv"]

@@ -122,6 +122,10 @@ def _check_types(types: pd.DataFrame, features: pd.DataFrame, types_path) -> pd.
     if absent:
         raise InputError(f"{types_path}: no row for cell type '{absent[0]}'")
     types = types.loc[features.index]
+    if "group" in types.columns:  # per-cell data: the animal each cell came from
+        blank = types["group"].isna() | (types["group"].astype(str).str.strip() == "")
+        if blank.any():
+            raise InputError(f"{types_path}: no group for '{types.index[blank][0]}'")
     w = types["weight"].to_numpy(dtype=float)
     if not np.all(np.isfinite(w) & (w > 0)):
         bad = types.index[~(np.isfinite(w) & (w > 0))][0]

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import false_discovery_control
 
-from ephys2expr.train.cv import log_progress, nested_cv
-from ephys2expr.train.folds import pooled_scores
+from ephys2expr.model.estimator import _penalty_strengths, standardize_stats
+from ephys2expr.train._null_kernel import null_r2_kernel
+from ephys2expr.train.cv import log_progress
 from ephys2expr.train.settings import TrainSettings
 
 
@@ -37,13 +38,71 @@ class NullResult:
     seconds: float
 
 
+# pairs (gene, permutation) per kernel call: bounds memory (~24 bytes a pair), results do
+# not depend on it
+MAX_PAIRS = 1 << 20
+
+# the order of null_r2_kernel's arguments after (Yt, pair_gene, pair_perm, perms)
+_KERNEL_ARGS = (
+    "fold_order", "wx", "w", "fold_w", "fold_m", "fold_s", "te_ptr", "te_rows", "te_x", "grams",
+    "singular", "l1", "l2", "tr_ptr", "tr_rows", "tol", "max_iter",
+)  # fmt: skip
+
+
+def fold_designs(X, folds, fold_alpha, settings: TrainSettings, weights=None) -> dict:
+    """What every permutation shares, fold by fold: the null kernel's arguments.
+
+    Each fold is standardised with its own training rows (unweighted mean and std, as
+    :class:`~ephys2expr.model.estimator.MultiGeneElasticNet`) and centred with the weighted
+    training mean; from that the Gram matrix, the standardised test rows and the per-gene
+    penalties, as the estimator computes them for one alpha per gene. ``X'Wy/S`` is left to
+    the kernel, from the globally standardised design ``wx`` and each fold's weighted mean
+    ``fold_m`` and scale ``fold_s`` in those units (see :mod:`ephys2expr.train._null_kernel`).
+    Each gene visits the folds in decreasing order of its alpha (``fold_order``).
+    """
+    X = np.asarray(X, dtype=float)
+    est = settings.estimator()
+    l1_ratio = est._l1_ratio()
+    w_all = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+    mu, sigma = standardize_stats(X)
+    x0 = (X - mu) / sigma
+    keys = ("fold_w", "fold_m", "fold_s", "te_x", "grams", "l1", "l2")
+    parts = {key: [] for key in keys}
+    for k, (tr, te) in enumerate(folds):
+        mean, scale = standardize_stats(X[tr])
+        xs = (X[tr] - mean) / scale
+        w = w_all[tr]
+        wsum = w.sum()
+        xbar = w @ xs / wsum
+        xc = xs - xbar
+        l1, l2 = _penalty_strengths(est.penalty, np.asarray(fold_alpha[k], float), l1_ratio, wsum)
+        vals = (wsum, w @ x0[tr] / wsum, scale / sigma, (X[te] - mean) / scale - xbar,
+                xc.T @ (xc * w[:, None]) / wsum, l1, l2)  # fmt: skip
+        for key, val in zip(keys, vals, strict=True):
+            parts[key].append(val)
+    out = {key: np.ascontiguousarray(np.stack(parts[key])) for key in keys if key != "te_x"}
+    out["te_x"] = np.ascontiguousarray(np.concatenate(parts["te_x"]))
+    for key, i in (("tr", 0), ("te", 1)):
+        out[f"{key}_rows"] = np.concatenate([f[i] for f in folds]).astype(np.int64)
+        out[f"{key}_ptr"] = np.cumsum([0] + [len(f[i]) for f in folds]).astype(np.int64)
+    ev = np.linalg.eigvalsh(out["grams"])
+    out["singular"] = ev[:, 0] <= 1e-12 * np.maximum(ev[:, -1], np.finfo(float).tiny)
+    out["wx"] = np.ascontiguousarray(x0 * w_all[:, None])
+    out["w"] = w_all
+    # stable: folds with equal alpha keep their order
+    alpha_desc = np.argsort(-np.asarray(fold_alpha, dtype=float).T, axis=1, kind="stable")
+    out["fold_order"] = np.ascontiguousarray(alpha_desc.astype(np.int64))
+    out["tol"], out["max_iter"] = float(est.tol), int(est.max_iter)
+    return out
+
+
 def permutation_null(
     X, Y, folds, fold_alpha, observed_r2, settings: TrainSettings, weights=None, stop_after=10,
     verbose: bool = True,
 ) -> NullResult:  # fmt: skip
     """Permute cell types (rows of ``Y``) against the features and rerun the same outer CV.
 
-    Two things keep this affordable:
+    Three things keep this affordable:
 
     * the inner alpha search is NOT rerun: each permutation reuses, fold by fold, the alpha
       every gene got on the real data (``fold_alpha`` from :func:`nested_cv`), so one
@@ -56,44 +115,85 @@ def permutation_null(
       exceedances after L permutations); genes that never get there use all permutations,
       p = (1 + h) / (1 + n_permutations). Clearly null genes stop after a few permutations,
       so the cost goes to the genes where the p-value matters. ``stop_after=0`` disables it.
+    * the design side of every fold (standardisation, Gram matrix, test rows) does not move
+      under a permutation, so it is computed once (:func:`fold_designs`), and the outer CV of
+      many (gene, permutation) pairs runs in one numba call
+      (:func:`ephys2expr.train._null_kernel.null_r2_kernel`). Each gene goes through the
+      permutation sequence at its own pace: a round gives it its next permutations (at
+      least the ``stop_after - h`` that could stop it, and an eighth of those it has had),
+      and results past its stop are dropped in permutation order, so the result is that of
+      the one-permutation-at-a-time loop (``benchmarks/bench_null.py`` keeps that loop;
+      tests compare the two). ``n_fits`` counts the pairs that entered a p-value.
 
     Folds, weights (they stay with the feature rows) and per-fold standardisation are
-    unchanged. Every gene sees the same sequence of permutations (seeded): the sequence is
-    drawn in full whatever genes are still active, so a gene's p-value does not depend on the
-    other genes it is computed with (what lets gene chunks run anywhere).
+    unchanged. Every gene sees the same sequence of permutations (seeded, drawn in full up
+    front), so a gene's p-value does not depend on the other genes it is computed with (what
+    lets gene chunks run anywhere).
     """
     start = time.perf_counter()
     n, n_genes = Y.shape
     B = settings.n_permutations
     rng = np.random.default_rng(settings.seed)
+    perms = np.array([rng.permutation(n) for _ in range(B)], dtype=np.int64).reshape(B, n)
     observed = np.nan_to_num(np.asarray(observed_r2, dtype=float), nan=np.inf)
     ge = np.zeros(n_genes, dtype=np.int64)
     used = np.zeros(n_genes, dtype=np.int64)
     null_sum = np.zeros(n_genes)
-    active = np.flatnonzero(np.isfinite(observed))
+    active = np.flatnonzero(np.isfinite(observed)) if B > 0 else np.zeros(0, dtype=np.int64)
+    design = fold_designs(X, folds, fold_alpha, settings, weights) if active.size else None
+    Yt = np.ascontiguousarray(np.asarray(Y, dtype=float).T)
     fits = 0
-    for b in range(B):
-        perm = rng.permutation(n)
-        if active.size == 0:
-            continue
-        Yp = Y[perm][:, active]
-        cv = nested_cv(X, Yp, folds, settings, weights, fold_alpha=fold_alpha[:, active])
-        r2, _ = pooled_scores(Yp, cv.oof)
-        fits += active.size
-        used[active] += 1
-        null_sum[active] += r2
-        # tiny slack so that exact ties (e.g. identical mean-only predictions) count as >=
-        ge[active] += r2 >= observed[active] - 1e-12
+    logged = 0
+    while active.size:
+        todo = B - used[active]
         if stop_after > 0:
-            active = active[ge[active] < stop_after]
-        if verbose and ((b + 1) % max(1, B // 10) == 0 or b + 1 == B):
-            log_progress(f"permutation null ({active.size} genes still permuted):", b + 1, B, start)
+            # at least the fewest permutations that could stop the gene, and an eighth of
+            # those it has had (fewer, larger rounds; pairs past a stop are dropped below)
+            todo = np.minimum(todo, np.maximum(stop_after - ge[active], used[active] // 8))
+        todo = np.minimum(todo, max(1, MAX_PAIRS // active.size))
+        first = np.cumsum(todo) - todo  # where each gene's pairs start
+        pair_gene = np.repeat(active, todo)
+        pair_perm = np.repeat(used[active] - first, todo) + np.arange(todo.sum())
+        r2 = np.empty(pair_gene.size)
+        null_r2_kernel(
+            Yt, pair_gene, pair_perm, perms, *(design[k] for k in _KERNEL_ARGS), observed, r2
+        )
+        # tiny slack so that exact ties (e.g. identical mean-only predictions) count as >=
+        exceed = (r2 >= observed[pair_gene] - 1e-12).astype(np.int64)
+        if stop_after > 0:  # keep a pair only if its gene had not stopped before it
+            before = np.cumsum(exceed) - exceed
+            before -= np.repeat(before[first], todo)
+            kept = ge[pair_gene] + before < stop_after
+            exceed *= kept
+            todo = np.add.reduceat(kept.astype(np.int64), first)
+            pair_gene, r2 = pair_gene[kept], r2[kept]
+        ge[active] += np.add.reduceat(exceed, first)
+        np.add.at(null_sum, pair_gene, r2)  # in permutation order, as one at a time
+        used[active] += todo
+        fits += pair_gene.size
+        keep = used[active] < B
+        if stop_after > 0:
+            keep &= ge[active] < stop_after
+        done = int(used[active[keep]].min()) if keep.any() else B
+        if verbose and (done - logged >= max(1, B // 10) or done == B):
+            logged = done
+            log_progress(f"permutation null ({keep.sum()} genes still permuted):", done, B, start)
+        active = active[keep]
+    p, null_mean = sequential_p_values(ge, used, null_sum, observed, B, stop_after)
+    return NullResult(p, null_mean, used, fits, time.perf_counter() - start)
+
+
+def sequential_p_values(ge, used, null_sum, observed, n_permutations: int, stop_after: int):
+    """P-values and null r2 means from the per-gene counts (see :func:`permutation_null`).
+
+    ``ge`` exceedances after ``used`` permutations, ``null_sum`` the sum of their r2,
+    ``observed`` the real-data r2 (inf where it is undefined: p = 1).
+    """
     stopped = (stop_after > 0) & (ge >= stop_after)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(stopped, ge / np.maximum(used, 1), (1.0 + ge) / (1.0 + B))
+        p = np.where(stopped, ge / np.maximum(used, 1), (1.0 + ge) / (1.0 + n_permutations))
         null_mean = np.where(used > 0, null_sum / np.maximum(used, 1), np.nan)
-    p = np.where(np.isfinite(observed), np.minimum(p, 1.0), 1.0)
-    return NullResult(p, null_mean, used, fits, time.perf_counter() - start)
+    return np.where(np.isfinite(observed), np.minimum(p, 1.0), 1.0), null_mean
 
 
 def bh_qvalues(p) -> np.ndarray:
@@ -104,4 +204,10 @@ def bh_qvalues(p) -> np.ndarray:
     return false_discovery_control(p, method="bh")
 
 
-__all__ = ["NullResult", "bh_qvalues", "permutation_null"]
+__all__ = [
+    "NullResult",
+    "bh_qvalues",
+    "fold_designs",
+    "permutation_null",
+    "sequential_p_values",
+]

@@ -12,7 +12,12 @@ import pandas as pd  # noqa: E402
 from ephys2expr.taxonomy import CLASS_MARKERS  # noqa: E402
 
 R2_FLOOR = -1.0  # r2 below this is drawn at the floor (LOO r2 is unbounded below)
-BASELINE_LABELS = {"mean": "mean only", "ols": "OLS (all features)", "class": "Exc/Inh class mean"}
+BASELINE_LABELS = {
+    "mean": "mean only",
+    "ols": "OLS (all features)",
+    "class": "Exc/Inh class mean",
+    "family": "RNA family mean (ceiling: true label)",
+}
 
 
 def r2_histogram(per_gene: pd.DataFrame):
@@ -22,7 +27,10 @@ def r2_histogram(per_gene: pd.DataFrame):
     for col, label, kw in [
         ("ols_cv_r2", BASELINE_LABELS["ols"], {"color": "tab:orange"}),
         ("class_cv_r2", BASELINE_LABELS["class"], {"color": "tab:green"}),
+        ("family_cv_r2", BASELINE_LABELS["family"], {"color": "tab:purple", "ls": ":"}),
     ]:
+        if col not in per_gene.columns:  # the family ceiling exists for per-cell data only
+            continue
         ax.hist(
             np.clip(per_gene[col].dropna(), R2_FLOOR, 1),
             bins=bins,
@@ -126,12 +134,13 @@ def observed_vs_predicted(per_gene, oof, targets, types, n_best: int = 6):
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.1 * nrow), squeeze=False)
     broad = types.reindex(oof.columns)["broad_type"].astype(str).to_numpy()
     colours = {"Exc": "tab:red", "Inh": "tab:blue"}
+    size = 18 if len(broad) <= 100 else 3  # thousands of per-cell rows
     for ax, gene in zip(axes.flat, genes, strict=False):
         obs = targets.loc[gene].to_numpy(dtype=float)
         pred = oof.loc[gene].to_numpy(dtype=float)
         for cls in np.unique(broad):
             sel = broad == cls
-            ax.scatter(obs[sel], pred[sel], s=18, color=colours.get(cls, "tab:gray"), label=cls)
+            ax.scatter(obs[sel], pred[sel], s=size, color=colours.get(cls, "tab:gray"), label=cls)
         lo, hi = min(obs.min(), pred.min()), max(obs.max(), pred.max())
         pad = 0.05 * (hi - lo + 1e-9)
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="k", lw=0.8)
@@ -143,7 +152,8 @@ def observed_vs_predicted(per_gene, oof, targets, types, n_best: int = 6):
     for ax in list(axes.flat)[len(genes) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, title="broad type", title_fontsize=7)
-    fig.suptitle("Observed vs out-of-fold predicted expression per cell type", fontsize=11)
+    rows = "cell" if "group" in types.columns else "cell type"
+    fig.suptitle(f"Observed vs out-of-fold predicted expression per {rows}", fontsize=11)
     fig.tight_layout()
     return fig
 

@@ -23,9 +23,9 @@ from ephys2expr.executor import Executor, ExecutorSettings, chunk_slices, open_e
 from ephys2expr.io import file_checksum
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.store import ModelStore, store_from_estimator
-from ephys2expr.train.baselines import BASELINES, baseline_predictions
+from ephys2expr.train.baselines import BASELINES, CEILINGS, baseline_predictions
 from ephys2expr.train.cv import nested_cv
-from ephys2expr.train.folds import outer_folds, pooled_scores
+from ephys2expr.train.folds import outer_folds, pooled_scores, resolve_cv
 from ephys2expr.train.inputs import load_training_inputs, training_paths
 from ephys2expr.train.null import NullResult, bh_qvalues, permutation_null
 from ephys2expr.train.settings import TrainSettings
@@ -59,7 +59,7 @@ class GeneChunkResult:
 
 def train_gene_chunk(
     X, Y, folds, settings: TrainSettings, weights=None, classes=None, keep_oof: bool = True,
-    verbose: bool = True,
+    verbose: bool = True, families=None, groups=None,
 ) -> GeneChunkResult:  # fmt: skip
     """Nested CV, baselines, final refit and permutation null of one chunk of genes.
 
@@ -73,6 +73,10 @@ def train_gene_chunk(
     X : ndarray, shape (n_types, n_features)
     Y : ndarray, shape (n_types, n_genes_in_chunk)
     folds, settings, weights, classes : as in :func:`train_and_evaluate`.
+    families : ndarray, shape (n_types,), optional
+        RNA family per cell (per-cell data): adds the ``family`` ceiling.
+    groups : ndarray, shape (n_types,), optional
+        Animal per cell with ``cv: group_kfold``: inner alpha searches keep animals whole.
     keep_oof : bool
         Return the out-of-fold predictions (n_types x genes: with per-cell rows that is the
         size of the input, so callers streaming many cells drop or write it per chunk).
@@ -81,14 +85,14 @@ def train_gene_chunk(
     """
     t0 = time.perf_counter()
     Y = np.ascontiguousarray(Y, dtype=float)
-    cv = nested_cv(X, Y, folds, settings, weights, verbose=verbose)
+    cv = nested_cv(X, Y, folds, settings, weights, verbose=verbose, groups=groups)
     r2, rmse = pooled_scores(Y, cv.oof)
     t1 = time.perf_counter()
-    base = baseline_predictions(X, Y, folds, weights, classes)
+    base = baseline_predictions(X, Y, folds, weights, classes, families)
     base_scores = {name: pooled_scores(Y, pred) for name, pred in base.items()}
     del base
     t2 = time.perf_counter()
-    final = settings.estimator(n_rows=X.shape[0]).fit(X, Y, weights)
+    final = settings.estimator(n_rows=X.shape[0]).fit(X, Y, weights, groups=groups)
     train_r2, _ = pooled_scores(Y, final.predict(X))
     t3 = time.perf_counter()
     if verbose:
@@ -122,10 +126,17 @@ def train_gene_chunk(
     return GeneChunkResult(cols, cv.oof if keep_oof else None, final, null, seconds)
 
 
-def _train_chunk_task(X, Y, folds, settings, weights, classes, keep_oof, verbose):
+def _train_chunk_task(X, Y, folds, settings, weights, classes, keep_oof, verbose, labels):
     """Module-level (picklable) entry point of one gene chunk, BLAS limited to one thread."""
     with threadpool_limits(limits=1, user_api="blas"):
-        return train_gene_chunk(X, Y, folds, settings, weights, classes, keep_oof, verbose)
+        return train_gene_chunk(X, Y, folds, settings, weights, classes, keep_oof, verbose, *labels)
+
+
+def resolved_settings(settings: TrainSettings, types: pd.DataFrame) -> TrainSettings:
+    """``settings`` with ``cv: auto`` resolved for these training rows (a ``group`` column in
+    ``train_types`` = per-cell data -> ``group_kfold``; else ``loo``): what a store records."""
+    cv = resolve_cv(settings.cv, "group" in types.columns)
+    return settings if cv == settings.cv else dataclasses.replace(settings, cv=cv)
 
 
 def _concat_final(parts: list[MultiGeneElasticNet]) -> MultiGeneElasticNet:
@@ -215,6 +226,7 @@ def train_and_evaluate(
     with the solver's own numba threads (measured: the per-fold set-up was ~5x slower).
     """
     executor = executor or Executor(ExecutorSettings())
+    settings = resolved_settings(settings, types)
     t0 = time.perf_counter()
     X = features.to_numpy(dtype=float)
     n = X.shape[0]
@@ -225,8 +237,15 @@ def train_and_evaluate(
         if settings.sample_weight == "cells"
         else None
     )
-    classes = types.loc[features.index, "broad_type"].to_numpy()
-    folds = outer_folds(n, settings.cv, settings.n_folds, classes, settings.seed)
+    rows = types.loc[features.index]
+    classes = rows["broad_type"].to_numpy()
+    cells = rows["group"].astype(str).to_numpy() if "group" in rows.columns else None
+    folds = outer_folds(n, settings.cv, settings.n_folds, classes, settings.seed, cells)
+    # per-cell data: the family ceiling, and animals kept whole in the inner alpha search
+    labels = (
+        rows["family"].astype(str).to_numpy() if "family" in rows.columns else None,
+        cells if settings.cv == "group_kfold" else None,
+    )
     slices = chunk_slices(n_genes, gene_chunk)
     log.info(
         "training %d genes on %d cell types x %d features: %s, alpha=%s, %s outer CV "
@@ -239,10 +258,8 @@ def train_and_evaluate(
         blocks = (targets.iloc[sl].to_numpy(dtype=float) for sl in slices)
     else:
         blocks = targets.iter_chunks(gene_chunk)
-    tasks = (
-        (X, np.ascontiguousarray(b.T), folds, settings, weights, classes, keep_oof, verbose)
-        for b in blocks
-    )
+    common = (folds, settings, weights, classes, keep_oof, verbose, labels)
+    tasks = ((X, np.ascontiguousarray(b.T), *common) for b in blocks)
     parts = list(
         executor.map_ordered(_train_chunk_task, tasks, what="gene chunks", total=len(slices))
     )
@@ -320,7 +337,8 @@ class TrainOutputs:
 
     def plot_table(self) -> pd.DataFrame:
         """The per-gene scores ``dvc plots`` shows (``plots/train/per_gene.csv``)."""
-        cols = ["cv_r2", "cv_rmse"] + [f"{b}_cv_r2" for b in BASELINES]
+        cols = ["cv_r2", "cv_rmse"] + [f"{b}_cv_r2" for b in BASELINES + CEILINGS]
+        cols = [c for c in cols if c in self.per_gene.columns]  # ceilings: per-cell data
         table = self.per_gene[cols].round(6)
         table.index.name = "gene"
         return table
@@ -350,6 +368,7 @@ def train_from_prepared(
     executor_settings = executor_settings or ExecutorSettings()
     inputs = training_paths(Path(prepared_dir))
     features, targets, types = load_training_inputs(*inputs.values(), stream=stream_targets)
+    settings = resolved_settings(settings, types)  # the store records what was run
     with open_executor(executor_settings) as ex:
         result = train_and_evaluate(
             features, targets, types, settings, executor=ex,

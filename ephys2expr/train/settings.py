@@ -11,7 +11,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.model.estimator import PENALTIES, MultiGeneElasticNet, alpha_grid
 from ephys2expr.settings import Settings, setting
 
-CV_SCHEMES = ("loo", "kfold", "group")
+CV_SCHEMES = ("auto", "loo", "kfold", "group", "group_kfold")
 WEIGHTINGS = ("none", "cells")
 
 
@@ -36,8 +36,13 @@ class TrainSettings(Settings):
     alpha_min: float = setting(1e-3, "smallest alpha of the path")
     alpha_max: float = setting(10.0, "largest alpha of the path")
     inner_folds: int = setting(5, "inner k-fold for 'auto'")
-    cv: str = setting("loo", "outer CV: loo | kfold | group (leave-one-broad-type-out)")
-    n_folds: int = setting(5, "outer folds for cv=kfold")
+    cv: str = setting(
+        "auto",
+        "outer CV: auto (loo for type means, group_kfold for per-cell data) | loo | kfold | "
+        "group (leave-one-broad-type-out) | group_kfold (k-fold keeping each animal whole; "
+        "the inner alpha search is then grouped by animal too)",
+    )
+    n_folds: int = setting(5, "outer folds for cv=kfold and cv=group_kfold")
     seed: int = setting(0, "seed of fold splits and permutations")
     sample_weight: str = setting("none", "none | cells (cell-count weights)")
     n_permutations: int = setting(1000, "permutation null size (0 = off)")

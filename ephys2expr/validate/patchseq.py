@@ -30,6 +30,13 @@ def _pearson_columns(A: np.ndarray, B: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (A * B).sum(axis=0) / den, np.nan)
 
 
+def varies_columns(P: np.ndarray) -> np.ndarray:
+    """Columns of P that are not constant. A gene whose coefficients are all zero is
+    predicted as a constant (its r is undefined), and floating-point residue (1e-16) must
+    not count as variation."""
+    return P.std(axis=0) > 1e-9 * (1.0 + np.abs(P).mean(axis=0))
+
+
 def _gene_block(per_gene: pd.DataFrame, mask: np.ndarray) -> dict:
     """Summary of the per-gene comparison over the genes of ``mask``."""
     sub = per_gene[mask]
@@ -84,9 +91,7 @@ def patchseq_agreement(
     M = measured.loc[cells, genes].to_numpy(dtype=float)
     b = baseline.loc[genes].to_numpy(dtype=float)
     good = set(good_genes or [])
-    # A gene whose coefficients are all zero is predicted as a constant: its r is undefined,
-    # and floating-point residue (1e-16) must not count as variation or as a win.
-    varies = P.std(axis=0) > 1e-9 * (1.0 + np.abs(P).mean(axis=0))
+    varies = varies_columns(P)
     r_gene = np.where(varies, _pearson_columns(P, M), np.nan)
     rmse_m = np.sqrt(((P - M) ** 2).mean(axis=0))
     rmse_b = np.sqrt(((b[None, :] - M) ** 2).mean(axis=0))
@@ -132,6 +137,7 @@ def fit_feature_subset_model(
     features: list[str],
     settings: TrainSettings,
     sample_weight: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ):
     """Fit the per-gene model on a subset of the training features (e.g. Cadwell's 7).
 
@@ -150,6 +156,9 @@ def fit_feature_subset_model(
         The settings the model store was trained with.
     sample_weight : ndarray, optional
         Per-type weights (``settings.sample_weight == "cells"``).
+    groups : ndarray, optional
+        Animal per row (per-cell training with ``cv: group_kfold``): the inner alpha search
+        keeps animals whole, as in ``train``.
 
     Returns
     -------
@@ -164,7 +173,9 @@ def fit_feature_subset_model(
     log.info(
         "fitting %s model on %d features for %d genes", settings.penalty, len(features), Y.shape[1]
     )
-    return settings.estimator(n_rows=X.shape[0]).fit(X, Y, sample_weight=sample_weight)
+    return settings.estimator(n_rows=X.shape[0]).fit(
+        X, Y, sample_weight=sample_weight, groups=groups
+    )
 
 
 def outside_training_range(X: pd.DataFrame, train: pd.DataFrame, tolerance: float = 0.0):
@@ -185,11 +196,13 @@ def nearest_type(pred: pd.DataFrame, type_means: pd.DataFrame) -> pd.Series:
 class PatchSeqResult:
     """Per-gene and per-cell comparison tables and their summary (see
     :func:`patchseq_agreement`); ``per_cell`` also has ``major_type`` and
-    ``nearest_training_type``."""
+    ``nearest_training_type``; ``predicted`` is cells x genes (the cross-source comparison
+    reuses it)."""
 
     per_gene: pd.DataFrame
     per_cell: pd.DataFrame
     summary: dict
+    predicted: pd.DataFrame
 
 
 def validate_patchseq(
@@ -240,7 +253,7 @@ def validate_patchseq(
     nearest = nearest_type(ps_pred, tt[tf.index].T)
     summary["nearest_training_type_counts"] = nearest.value_counts().to_dict()
     per_cell["nearest_training_type"] = nearest
-    return PatchSeqResult(per_gene=per_gene, per_cell=per_cell, summary=summary)
+    return PatchSeqResult(per_gene, per_cell, summary, ps_pred)
 
 
 __all__ = [
@@ -250,4 +263,5 @@ __all__ = [
     "outside_training_range",
     "patchseq_agreement",
     "validate_patchseq",
+    "varies_columns",
 ]

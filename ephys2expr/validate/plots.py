@@ -193,6 +193,54 @@ JOINT_TITLES = {
 }
 
 
+CELL_SET_TITLES = {
+    "scala2021": "Scala 2021 cells (held-out animals)",
+    "cadwell2016": "Cadwell 2016 cells (7 features)",
+}
+MODEL_COLOURS = {"type_mean": "#1F77B4", "per_cell": "#FF7F0E", "measured": GREY}
+
+
+def cross_source_figure(table: pd.DataFrame, per_gene: pd.DataFrame, r_threshold: float):
+    """Per cell set, per-gene r of the type-mean vs the per-cell model (one dot per shared
+    gene), and the marker AUCs of both models beside the measured marker's AUC."""
+    sets = list(dict.fromkeys(table["cell_set"]))
+    fig, axes = plt.subplots(1, len(sets) + 1, figsize=(5.2 * (len(sets) + 1), 4.6))
+    for ax, cs in zip(axes, sets, strict=False):
+        g = per_gene[per_gene["cell_set"] == cs]
+        t = table[table["cell_set"] == cs].set_index("model")
+        ax.scatter(g["type_mean"], g["per_cell"], s=4, alpha=0.4, color="#444444")
+        lim = [min(-0.2, g[["type_mean", "per_cell"]].min().min()), 1.0]
+        ax.plot(lim, lim, color=GREY, lw=1)
+        ax.axhline(r_threshold, color=GREY, lw=0.6, ls=":")
+        ax.axvline(r_threshold, color=GREY, lw=0.6, ls=":")
+        ax.set(xlabel="r, type-mean model", ylabel="r, per-cell model", xlim=lim, ylim=lim)
+        ax.set_title(
+            f"{CELL_SET_TITLES.get(cs, cs)}\n{len(g)} genes; median r "
+            f"{t.loc['type_mean', 'median_r']:.2f} vs {t.loc['per_cell', 'median_r']:.2f}",
+            fontsize=9,
+        )
+    ax = axes[-1]
+    aucs = [c for c in table.columns if c.startswith("auc_") and c != "auc_mean"]
+    bars = table.melt(["cell_set", "model"], aucs, "label", "auc").dropna()
+    bars["x"] = bars["cell_set"].map({"scala2021": "", "cadwell2016": "Cadwell "}).fillna("")
+    bars["x"] += bars["label"].str.removeprefix("auc_")
+    xs = list(dict.fromkeys(bars["x"]))
+    models = list(MODEL_COLOURS)
+    w = 0.8 / len(models)
+    for i, m in enumerate(models):
+        b = bars[bars["model"] == m].set_index("x").reindex(xs)
+        name = "measured marker" if m == "measured" else f"{m.replace('_', '-')} model"
+        ax.bar(np.arange(len(xs)) + (i - 1) * w, b["auc"], w, label=name, color=MODEL_COLOURS[m])
+    ax.axhline(0.5, color="black", lw=0.6, ls=":")
+    ax.set_xticks(np.arange(len(xs)), xs, rotation=45, ha="right", fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="ROC AUC of the marker gene")
+    ax.set_title("marker AUC per label (measured = the marker's own expression)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Cross-source comparison: type-mean vs per-cell model on the same cells")
+    fig.tight_layout()
+    return fig
+
+
 def _exc_inh(labels: pd.Series) -> pd.Series:
     """Exc/Inh labels with the unscored ``""`` shown as ``unknown``."""
     return labels.replace("", "unknown")

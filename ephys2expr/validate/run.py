@@ -20,6 +20,7 @@ import pandas as pd
 from ephys2expr import paths
 from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore, load_model_store
+from ephys2expr.predict.read import read_predictions
 from ephys2expr.readers.cadwell import read_cadwell
 from ephys2expr.readers.palette import read_palette
 from ephys2expr.readers.tasic import MeasuredSet, read_tasic_geo, read_tasic_rda
@@ -27,6 +28,7 @@ from ephys2expr.taxonomy import cre_group, exc_inh_truth
 from ephys2expr.train.inputs import load_training_inputs
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.validate.agreement import type_agreement_all
+from ephys2expr.validate.crosssource import CrossSourceResult, validate_cross_source
 from ephys2expr.validate.embedding import (
     EmbeddingRunner,
     joint_mixing,
@@ -35,7 +37,7 @@ from ephys2expr.validate.embedding import (
     zscore_columns,
 )
 from ephys2expr.validate.patchseq import validate_patchseq
-from ephys2expr.validate.plots import validation_figures
+from ephys2expr.validate.plots import cross_source_figure, validation_figures
 from ephys2expr.validate.settings import ValidateSettings
 
 log = logging.getLogger("ephys2expr.validate")
@@ -77,25 +79,29 @@ def trained_settings(store: ModelStore) -> TrainSettings:
     return TrainSettings.from_dict(params, where="model.json provenance")
 
 
-def load_predictions(path: Path, genes: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a predictions table into (cells x genes, metadata) using the model's gene list."""
-    if not path.is_file():
-        raise FileNotFoundError(2, "No such file", str(path))
-    df = pd.read_parquet(path)
-    if "cell_id" in df.columns:
-        df = df.set_index("cell_id")
-    df.index = df.index.astype(str)
-    gcols = df.columns.intersection(genes)
+def load_predictions(
+    path: Path, genes: pd.Index, store: ModelStore | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a predictions file (``.h5ad`` or ``.parquet``) into (cells x genes, metadata);
+    with ``store``, genes left out as constant are filled in with their intercept."""
+    pred, meta = read_predictions(path, store=store)
+    meta.index = meta.index.astype(str)
+    pred.index = meta.index
+    gcols = pred.columns.intersection(genes)
     if len(gcols) == 0:
         raise InputError(f"{path}: no column is a gene of the model store")
-    if "cre_line" not in df.columns:
+    if "cre_line" not in meta.columns:
         raise InputError(f"{path}: missing column 'cre_line'")
-    gset = set(gcols)
-    meta = df[[c for c in df.columns if c not in gset]]
-    pred = df[gcols].astype(float)
+    pred = pred[gcols].astype(float)
     if not np.isfinite(pred.to_numpy()).all():
         raise InputError(f"{path}: predicted expression has NaN or infinite values")
     return pred, meta
+
+
+def predictions_file(predictions_dir: str | os.PathLike, name: str) -> Path:
+    """``<dir>/<name>.h5ad`` (what predict writes by default), else ``<dir>/<name>.parquet``."""
+    h5ad = Path(predictions_dir) / f"{name}.h5ad"
+    return h5ad if h5ad.is_file() else h5ad.with_suffix(".parquet")
 
 
 def _mouse_cells_with_groups(pred: pd.DataFrame, meta: pd.DataFrame):
@@ -125,19 +131,43 @@ def _measured(settings: ValidateSettings, raw_dir: Path, genes: list[str]) -> Me
     return read_tasic_geo(settings.geo_counts, settings.geo_clustering, genes=genes)
 
 
+# The per-cell model's train stage writes its out-of-fold predictions here (genes x cells).
+OOF_FILE = "oof_predictions.parquet"
+
+
+def _cross_source(paired_dirs, type_tables, type_settings, ps, patchseq, s) -> CrossSourceResult:
+    """Read the per-cell model's store, tables and out-of-fold predictions and compare."""
+    model_dir, prepared_dir, train_dir = (Path(d) for d in paired_dirs)
+    paired_settings = trained_settings(load_model_store(model_dir))
+    tables = (prepared_dir / f"train_{n}.parquet" for n in ("features", "targets", "types"))
+    paired = load_training_inputs(*tables)
+    oof = pd.read_parquet(train_dir / OOF_FILE)
+    if not oof.columns.isin(paired[0].index).all():
+        raise InputError(f"{train_dir / OOF_FILE}: cells do not match {prepared_dir}")
+    return validate_cross_source(
+        type_tables, type_settings, ps, patchseq.predicted, paired, paired_settings, oof,
+        s.patchseq_features, s.cross_r_threshold,
+    )  # fmt: skip
+
+
 def validate_predictions(
     settings: ValidateSettings,
     model_dir: str | os.PathLike = paths.MODEL,
     prepared_dir: str | os.PathLike = paths.PREPARED,
     predictions_dir: str | os.PathLike = paths.PREDICTIONS,
     raw_dir: str | os.PathLike = paths.RAW,
+    paired_dirs: tuple | None = None,
 ) -> ValidationResult:
-    """Compare ``<predictions_dir>/<settings.predictions>.parquet`` with measured expression.
+    """Compare ``<predictions_dir>/<settings.predictions>.h5ad`` (or ``.parquet``) with measured
+    expression.
 
     Type agreement (group means), joint spaces with mixing and Exc/Inh label transfer before
     and after the correction, the Patch-seq refit on Cadwell's features, and the 2-D
     embeddings of seeded subsamples (UMAPs in a worker process while t-SNEs run here when
-    ``settings.n_jobs`` > 1; the results do not depend on it).
+    ``settings.n_jobs`` > 1; the results do not depend on it). With ``paired_dirs`` (the
+    per-cell model's store, prepared tables and train output folders) also the cross-source
+    comparison of the two models on the same held-out cells
+    (:mod:`~ephys2expr.validate.crosssource`).
     """
     s = settings
     model_dir, prepared_dir, raw_dir = Path(model_dir), Path(prepared_dir), Path(raw_dir)
@@ -149,8 +179,10 @@ def validate_predictions(
         genes_tab = store.genes
         if CV_R2_COLUMN not in genes_tab.columns:
             raise InputError(f"{model_dir / 'genes.parquet'}: missing column '{CV_R2_COLUMN}'")
-        predictions = Path(predictions_dir) / f"{s.predictions}.parquet"
-        pred, pmeta = _mouse_cells_with_groups(*load_predictions(predictions, genes_tab.index))
+        predictions = predictions_file(predictions_dir, s.predictions)
+        pred, pmeta = _mouse_cells_with_groups(
+            *load_predictions(predictions, genes_tab.index, store)
+        )
         cell_tab = pd.read_parquet(prepared_dir / f"cells_{s.predictions}.parquet")
         cell_tab.index = cell_tab.index.astype(str)
         palette = read_palette(paths.in_raw_dir(raw_dir, paths.DRIVER_PALETTE))
@@ -192,6 +224,9 @@ def validate_predictions(
         patchseq = validate_patchseq(
             ps, tf, tt, weights, cv_good, s.patchseq_features, train_settings
         )
+        cross = None
+        if paired_dirs is not None:
+            cross = _cross_source(paired_dirs, (tf, tt, types), train_settings, ps, patchseq, s)
 
         # ---- embeddings (pictures) of seeded subsamples ------------------------------------
         sub_p = subsample(pred.index, s.max_cells, s.seed)
@@ -239,12 +274,19 @@ def validate_predictions(
         "label_transfer": transfer,
         "patchseq": patchseq.summary,
     }
+    tables = {
+        "type_agreement": agreement.corr,
+        "patchseq_genes": patchseq.per_gene,
+        "patchseq_cells": patchseq.per_cell,
+    }
+    if cross is not None:
+        report["cross_source"] = cross.summary
+        tables |= {"cross_source": cross.table, "cross_source_genes": cross.per_gene}
+        figures["cross_source"] = cross_source_figure(
+            cross.table, cross.per_gene, s.cross_r_threshold
+        )
     return ValidationResult(
-        tables={
-            "type_agreement": agreement.corr,
-            "patchseq_genes": patchseq.per_gene,
-            "patchseq_cells": patchseq.per_cell,
-        },
+        tables=tables,
         plot_tables={
             "type_agreement": agreement.table(),
             "patchseq_good_genes": patchseq.per_gene[patchseq.per_gene["cv_good"]].reset_index(),
@@ -282,14 +324,32 @@ def headline_metrics(report: dict) -> dict:
             "cell_median_r_baseline": ps["cells"]["median_r_baseline"],
             "n_cells_model_beats_baseline": ps["cells"]["n_cells_model_beats_baseline"],
         },
+        **(
+            {"cross_source": _cross_headline(report["cross_source"])}
+            if "cross_source" in report
+            else {}
+        ),  # fmt: skip
     }
+
+
+def _cross_headline(cross: dict) -> dict:
+    """Per cell set and model: median per-gene r; on Scala also the mean marker AUC."""
+    out = {}
+    for cell_set, rows in cross.items():
+        if cell_set == "notes":
+            continue
+        keys = ("median_r", "auc_mean") if cell_set == "scala2021" else ("median_r",)
+        out[cell_set] = {k: {m: rows[m][k] for m in ("type_mean", "per_cell")} for k in keys}
+    return out
 
 
 __all__ = [
     "CV_R2_COLUMN",
+    "OOF_FILE",
     "ValidationResult",
     "headline_metrics",
     "load_predictions",
+    "predictions_file",
     "trained_settings",
     "validate_predictions",
 ]

@@ -24,7 +24,7 @@ class ValidateSettings(Settings):
     SECTION: ClassVar[str] = "validate"
 
     predictions: str = setting(
-        "aibs_v6", "data/predictions/<name>.parquet compared with measured expression"
+        "aibs_v6", "data/predictions/<name>.h5ad (or .parquet) compared with measured expression"
     )
     reference: str = setting(
         "rda", "rda = the 170-gene Tasic 2016 RData; geo = full GSE71585 layout"
@@ -38,6 +38,9 @@ class ValidateSettings(Settings):
         "features of the Patch-seq model (those Cadwell 2016 has)",
     )
     cv_r2_threshold: float = setting(0.3, "genes with train CV r2 above: 'good in CV'")
+    cross_r_threshold: float = setting(
+        0.3, "cross-source comparison: share of genes with per-gene r above this"
+    )
     n_neighbors: int = setting(15, "k for mixing, label transfer and UMAP")
     n_pcs: int = setting(10, "dimensions of the joint predicted + measured space")
     max_cells: int = setting(400, "per-source subsample for the 2-D embeddings (0 = all)")
@@ -64,6 +67,10 @@ class ValidateSettings(Settings):
             )
         if len(set(self.patchseq_features)) < len(self.patchseq_features):
             raise InputError(f"{self.where('patchseq_features')}: a feature is repeated")
+        if not -1.0 <= self.cross_r_threshold < 1.0:
+            raise InputError(
+                f"{self.where('cross_r_threshold')}: {self.cross_r_threshold} is not in [-1, 1)"
+            )
         for key, low in (("n_neighbors", 1), ("n_pcs", 1), ("max_cells", 0),
                          ("tsne_max_iter", 250), ("min_group_cells", 1), ("n_jobs", 1),
                          ("seed", 0)):  # fmt: skip

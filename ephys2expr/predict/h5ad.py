@@ -1,0 +1,101 @@
+"""The predictions' primary file: AnnData ``.h5ad`` whose ``X`` is written chunk by chunk.
+
+``X`` (cells x genes, float32) is an HDF5 dataset stored in tiles of
+:func:`x_chunk_shape` (by default 1,000 cells x 65 genes, 254 KiB), so that
+
+* writing a block of ``chunk_cells`` cells fills whole tiles (memory bounded by the
+  block, whatever the number of cells);
+* one gene for all cells reads ``n_cells / 1000`` tiles, one cell for all genes
+  ``n_genes / 65`` tiles - both a few tens of MB at 200,000 cells x 14,000 genes,
+  without reading anything else (``anndata.read_h5ad(path, backed="r")``,
+  ``h5py.File(path)["X"][:, j]``, or :func:`ephys2expr.predict.read.read_predictions`).
+
+obs/var/uns are written by anndata itself; ``X`` is then created with h5py following the
+anndata on-disk spec (dense array, ``encoding-type="array"``, ``encoding-version="0.2.0"``).
+No compression: float32 predictions barely compress, and tiles must read fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ephys2expr.model.store import ModelStore
+
+# Values per HDF5 tile of X (float32: 256 KiB), a size HDF5 reads efficiently.
+TILE_VALUES = 1 << 16
+# Most cells per tile: bigger chunks of cells are still written whole, a tile at a time.
+MAX_TILE_CELLS = 2048
+
+
+def x_chunk_shape(n_cells: int, n_genes: int, chunk_cells: int) -> tuple[int, int] | None:
+    """HDF5 tile of ``X``: cells x genes, about :data:`TILE_VALUES` values; ``None`` if empty.
+
+    Cells per tile: the write block's (``chunk_cells``, at most :data:`MAX_TILE_CELLS`), so
+    each block fills whole tiles. HDF5 stores the last, partial tile row at full size, so
+    for fewer than 20 tiles of cells the rows are evened out instead (1,019 cells in blocks
+    of 1,000 are two tiles of 510, not 2,000 rows on disk); such files are small, and
+    writes that cross tiles cost nothing noticeable there.
+    """
+    if n_cells == 0 or n_genes == 0:
+        return None
+    rows = max(1, min(n_cells, chunk_cells, MAX_TILE_CELLS))
+    if n_cells < 20 * rows:
+        rows = -(-n_cells // -(-n_cells // rows))
+    return rows, max(1, min(n_genes, TILE_VALUES // rows))
+
+
+class H5adWriter:
+    """Write an AnnData ``.h5ad`` with obs = ``meta``, var = the store's genes table rows
+    ``gene_idx``, uns[``ephys2expr``] = ``file_metadata`` (JSON), ``X`` filled by
+    :meth:`write` block by block (genes x cells blocks, as predicted)."""
+
+    def __init__(
+        self,
+        path: Path,
+        store: ModelStore,
+        meta: pd.DataFrame,
+        gene_idx: np.ndarray,
+        file_metadata: dict | None,
+        chunk_cells: int = 1000,
+    ) -> None:
+        self.path = Path(path)
+        self.store, self.meta, self.gene_idx = store, meta, gene_idx
+        self.file_metadata = file_metadata or {}
+        self.chunk_cells = chunk_cells
+
+    def __enter__(self) -> H5adWriter:
+        import anndata as ad
+        import h5py
+
+        obs = self.meta.copy()
+        for col in obs.columns:
+            if obs[col].dtype == object:
+                # anndata writes strings as categoricals; None becomes a missing category.
+                obs[col] = pd.Categorical(obs[col])
+        obs.index = obs.index.astype(str)
+        var = self.store.genes.iloc[self.gene_idx].copy()
+        var.index = pd.Index([str(g) for g in var.index], name="gene")
+        uns = {"ephys2expr": json.dumps(self.file_metadata, sort_keys=True, default=str)}
+        adata = ad.AnnData(obs=obs, var=var, uns=uns)
+        adata.write_h5ad(self.path)
+        self._file = h5py.File(self.path, "a")
+        n, g = len(obs), len(var)
+        self._x = self._file.create_dataset(
+            "X", shape=(n, g), dtype="float32", chunks=x_chunk_shape(n, g, self.chunk_cells)
+        )
+        self._x.attrs["encoding-type"] = "array"
+        self._x.attrs["encoding-version"] = "0.2.0"
+        return self
+
+    def write(self, sl: slice, block: np.ndarray) -> None:
+        self._x[sl, :] = block.T
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+
+__all__ = ["H5adWriter", "x_chunk_shape"]

@@ -1,0 +1,160 @@
+"""Read predictions back: a few genes or cells of a ``.h5ad`` (lazily) or a Parquet file.
+
+With ``predict.genes: varying`` (the default) genes whose model has all-zero coefficients
+are not written: their prediction is the model store's intercept for every cell.
+:func:`read_predictions` puts them back when given the store, so the table is the same as
+``genes: all`` would have written (same float32 values).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ephys2expr.errors import InputError
+from ephys2expr.model.store import ModelStore
+from ephys2expr.predict.cells import ID_COLUMN
+
+
+def constant_genes(store: ModelStore) -> np.ndarray:
+    """Row indices of the genes whose coefficients are all zero (prediction = intercept)."""
+    return np.flatnonzero(~store.coef.to_numpy(dtype=float).any(axis=1))
+
+
+def file_metadata(path: str | os.PathLike) -> dict:
+    """The ``ephys2expr`` metadata of a predictions file (``uns`` or Parquet metadata)."""
+    path = Path(path)
+    if path.suffix.lower() == ".h5ad":
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            raw = f["uns"]["ephys2expr"][()] if "ephys2expr" in f.get("uns", {}) else b"{}"
+    else:
+        import pyarrow.parquet as pq
+
+        raw = (pq.read_schema(path).metadata or {}).get(b"ephys2expr", b"{}")
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _read_h5ad(path: Path, genes: list[str] | None, cells: list[str] | None):
+    import anndata as ad
+
+    adata = ad.read_h5ad(path, backed="r")
+    try:
+        var = pd.Index(adata.var_names)
+        obs = pd.Index(adata.obs_names)
+        gi = np.arange(len(var)) if genes is None else var.get_indexer(genes)
+        ci = np.arange(len(obs)) if cells is None else obs.get_indexer(cells)
+        if (ci < 0).any():
+            raise InputError(f"{path}: no cell {cells[int(np.flatnonzero(ci < 0)[0])]}")
+        x = adata.file["X"]
+        # h5py reads increasing indices; a full axis is read as a slice
+        rows = slice(None) if cells is None else np.sort(ci)
+        found = gi[gi >= 0]
+        cols = slice(None) if genes is None else np.sort(found)
+        if cells is not None and genes is not None:
+            block = x[rows, :][:, cols]
+        else:
+            block = x[rows, cols]
+        values = pd.DataFrame(
+            block,
+            index=obs[rows] if cells is not None else obs,
+            columns=var[cols] if genes is not None else var,
+        )
+        if cells is not None:
+            values = values.loc[list(cells)]
+        if genes is not None:
+            values = values[[g for g in genes if g in values.columns]]
+        meta = adata.obs.loc[values.index].copy()
+    finally:
+        adata.file.close()
+    for col in meta.columns:
+        if isinstance(meta[col].dtype, pd.CategoricalDtype):
+            meta[col] = meta[col].astype(object).where(meta[col].notna(), None)
+    return values, meta
+
+
+def _read_parquet(path: Path, genes: list[str] | None, cells: list[str] | None):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    # gene columns are float32; metadata and flags are strings, booleans, int64, float64
+    meta_cols = [f.name for f in schema if f.type != pa.float32()]
+    names = set(schema.names)
+    columns = None if genes is None else meta_cols + [g for g in genes if g in names]
+    df = pd.read_parquet(path, columns=columns)
+    if ID_COLUMN in df.columns:
+        df = df.set_index(ID_COLUMN)
+    df.index = df.index.astype(str)
+    if cells is not None:
+        missing = pd.Index(cells).difference(df.index)
+        if len(missing):
+            raise InputError(f"{path}: no cell {missing[0]}")
+        df = df.loc[cells]
+    meta_set = set(meta_cols)
+    meta = [c for c in df.columns if c in meta_set]
+    return df.drop(columns=meta), df[meta]
+
+
+def read_predictions(
+    path: str | os.PathLike,
+    genes: list[str] | None = None,
+    cells: list[str] | None = None,
+    store: ModelStore | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predicted log2 expression (cells x genes, float32) and the cells' metadata + flags.
+
+    Parameters
+    ----------
+    path : path-like
+        ``<name>.h5ad`` (read lazily: only the requested genes/cells) or ``<name>.parquet``.
+    genes, cells : list of str, optional
+        Only these genes / cells (default all), in this order.
+    store : ModelStore, optional
+        The model store the predictions were made with: genes left out because their model
+        is constant are filled in with its intercept (float32, as the writer computes it);
+        without ``genes``, the columns are then all written and constant genes in the
+        store's order.
+
+    Raises
+    ------
+    InputError
+        A requested cell or gene that is neither in the file nor (with ``store``) constant.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    reader = _read_h5ad if path.suffix.lower() == ".h5ad" else _read_parquet
+    values, meta = reader(path, genes, cells)
+    if store is None:
+        missing = [] if genes is None else [g for g in genes if g not in values.columns]
+        if missing:
+            raise InputError(
+                f"{path}: no gene {missing[0]} (give the model store for constant genes)"
+            )
+        return values, meta
+    order = list(store.genes.index) if genes is None else list(genes)
+    want = [g for g in order if g not in values.columns]
+    const = constant_genes(store)
+    const_names = pd.Index(store.genes.index[const])
+    pos = const_names.get_indexer(want)
+    if genes is None:
+        want = [g for g, p in zip(want, pos, strict=True) if p >= 0]
+        pos = pos[pos >= 0]
+        keep = set(values.columns) | set(want)
+        order = [g for g in order if g in keep]
+    elif (pos < 0).any():
+        raise InputError(f"{path}: no gene {want[int(np.flatnonzero(pos < 0)[0])]}")
+    if want:
+        _, offset, _ = store.prediction_terms(const[pos], np.float32)
+        filled = np.broadcast_to(offset[:, 0], (len(values), len(want)))
+        values = pd.concat([values, pd.DataFrame(filled, index=values.index, columns=want)], axis=1)
+    return values[order], meta
+
+
+__all__ = ["constant_genes", "file_metadata", "read_predictions"]

@@ -1,0 +1,266 @@
+"""Numba kernel of the permutation null: the outer CV of many (gene, permutation) pairs at once.
+
+Private to :mod:`ephys2expr.train.null`. Under a permutation only the rows of the targets
+move: each fold's standardisation, Gram matrix and test rows are fixed, so the caller
+computes them once (:func:`ephys2expr.train.null.fold_designs`), and a pair needs, per fold,
+only ``X'Wy/S`` (p numbers), one single-alpha solve and the held-out predictions - no
+per-fold arrays, no Python between folds.
+
+* ``X'Wy/S`` of every fold comes from sums over all rows minus the fold's test rows, in a
+  globally standardised design: fold ``k`` trains on all rows but its test rows, so
+  ``sum_tr w x y = sum_all w x y - sum_te w x y`` (O(p) per fold for leave-one-out instead of
+  O(n p)); the fold's own centring and scale are applied afterwards (they are affine).
+* The solve is the solver's exact active-set (sign-pattern) method, in a copy with cheaper
+  steps (:func:`_active_set_lean`; the solver's :func:`~ephys2expr.model._kernels._one_gene`
+  is the fallback), warm-started from the pair's solution in the previous fold, the folds
+  visited in decreasing order of the gene's alpha (folds share most training rows, and the
+  next fold's alpha is the nearest smaller one, so the sign pattern mostly carries over).
+  Folds with a singular Gram matrix (fewer training rows than features: the lasso optimum
+  is not unique) run the solver's own path from zero instead, as the estimator does.
+* A permutation that only swaps equal values of a gene (tied expression, e.g. zeros)
+  leaves its data unchanged: its r2 is the observed one exactly (an exact tie must count as
+  one, not depend on rounding).
+
+Where the optimum is unique (a non-singular active block), the start and the order of the
+sums change the work and the rounding (~1e-15 in r2 on the real data), not the solution.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ephys2expr.model._kernels import _one_gene
+
+# fastmath without "reassoc": the loops here run 1-11 times, and vectorising their sums
+# (what reassociation allows) only adds set-up code around them (measured: ~15 % slower)
+_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _active_set_lean(gram, c, lam1, lam2, w, q, theta, order, L, dinv, z, v, max_steps):
+    """:func:`ephys2expr.model._kernels._active_set` with cheaper steps (same method, same
+    checks; the result differs from it by rounding only).
+
+    The Cholesky factor of the active block is kept in the order variables entered (with
+    the reciprocals of its diagonal, so that the triangular solves multiply instead of
+    divide - divisions in a dependency chain were most of a step), and the forward solve is
+    kept too: the right-hand side of a variable does not change while it stays active, so
+    adding a variable extends it by one entry and dropping one recomputes only the entries
+    after it. Returns the number of steps (> 0), or 0 if the caller should fall back to the
+    solver's own path (numerically singular active block, or ``max_steps`` reached).
+    """
+    p = w.shape[0]
+    slack = 1e-10 * lam1 + 1e-14
+    k = 0
+    for j in range(p):
+        theta[j] = 1.0 if w[j] > 0.0 else (-1.0 if w[j] < 0.0 else 0.0)
+        if theta[j] != 0.0:
+            order[k] = j
+            k += 1
+    valid = 0  # rows of L (and entries of z) that are up to date: a prefix of order
+    consistent = False
+    for step in range(max_steps):
+        if consistent:
+            best = -1
+            viol = slack
+            for j in range(p):
+                if theta[j] == 0.0 and abs(q[j]) - lam1 > viol:
+                    viol = abs(q[j]) - lam1
+                    best = j
+            if best < 0:
+                return step + 1
+            theta[best] = 1.0 if q[best] > 0.0 else -1.0
+            order[k] = best
+            k += 1
+        if k == 0:
+            for j in range(p):
+                w[j] = 0.0
+                q[j] = c[j]
+            consistent = True
+            continue
+        for a in range(valid, k):  # new rows of the factor and of the forward solve
+            ja = order[a]
+            for b in range(a):
+                t = gram[ja, order[b]]
+                for m in range(b):
+                    t -= L[a, m] * L[b, m]
+                L[a, b] = t * dinv[b]
+            t = gram[ja, ja] + lam2
+            for m in range(a):
+                t -= L[a, m] * L[a, m]
+            if t <= 1e-12 * (gram[ja, ja] + lam2) or t <= 0.0:
+                return 0
+            L[a, a] = np.sqrt(t)
+            dinv[a] = 1.0 / L[a, a]
+            t = c[ja] - lam1 * theta[ja]
+            for m in range(a):
+                t -= L[a, m] * z[m]
+            z[a] = t * dinv[a]
+        valid = k
+        for a in range(k - 1, -1, -1):  # backward: L' v = z
+            t = z[a]
+            for m in range(a + 1, k):
+                t -= L[m, a] * v[m]
+            v[a] = t * dinv[a]
+        tmin = 2.0
+        amin = -1
+        for a in range(k):
+            ja = order[a]
+            if v[a] * theta[ja] <= 0.0:
+                den = w[ja] - v[a]
+                t = w[ja] / den if den != 0.0 else 0.0
+                if t < tmin:
+                    tmin = t
+                    amin = a
+        if amin < 0:
+            for a in range(k):
+                w[order[a]] = v[a]
+            consistent = True
+        else:
+            for a in range(k):
+                ja = order[a]
+                w[ja] += tmin * (v[a] - w[ja])
+            w[order[amin]] = 0.0
+            kept = 0
+            for a in range(k):
+                ja = order[a]
+                if w[ja] * theta[ja] <= 0.0:  # zero (or rounding past zero): drop
+                    w[ja] = 0.0
+                    theta[ja] = 0.0
+                    valid = min(valid, a)
+                else:
+                    order[kept] = ja
+                    kept += 1
+            k = kept
+            consistent = False
+        for j in range(p):
+            t = c[j]
+            for a in range(k):
+                t -= gram[j, order[a]] * w[order[a]]
+            q[j] = t
+    return 0
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=_FASTMATH)
+def null_r2_kernel(
+    Yt, pair_gene, pair_perm, perms, fold_order, wx, w, fold_w, fold_m, fold_s, te_ptr, te_rows,
+    te_x, grams, singular, l1, l2, tr_ptr, tr_rows, tol, max_iter, observed, out,
+):  # fmt: skip
+    """Pooled out-of-fold r2 of each pair c: gene ``pair_gene[c]`` under ``perms[pair_perm[c]]``.
+
+    Yt (G, n): targets, genes x rows. perms (B, n). fold_order (G, K): the order each gene
+    visits the folds. wx (n, p): weight x globally standardised design; w (n,) weights.
+    Fold k: fold_w[k] = sum of its training weights, fold_m[k] (p,) their weighted mean of the
+    design, fold_s[k] (p,) its standardisation scale (in global units); test rows
+    ``te_rows[te_ptr[k]:te_ptr[k+1]]`` with te_x (their standardised, centred design: a
+    prediction is ``ybar + te_x b``); grams (K, p, p); singular (K,) folds whose Gram matrix
+    is singular (fewer training rows than features: the lasso optimum is not unique, so these
+    folds run the solver's own path from zero, as the estimator does); l1, l2 (K, G); training
+    rows ``tr_rows[tr_ptr[k]:tr_ptr[k+1]]`` (only for the solver's fallback, which needs the
+    spread of y). observed (G,): the real-data r2, the answer for a permutation that leaves
+    the gene's values unchanged. out (C,) receives r2 (NaN for a constant gene).
+    """
+    n_pairs = pair_gene.shape[0]
+    n = Yt.shape[1]
+    n_folds, p = fold_m.shape
+    block = 64
+    n_blocks = (n_pairs + block - 1) // block
+    for blk in numba.prange(n_blocks):
+        y = np.empty(n)
+        s_all = np.empty(p)
+        xty = np.empty((1, p))
+        ys = np.empty(1)
+        lam1 = np.empty((1, 1))
+        lam2 = np.empty((1, 1))
+        init = np.zeros((1, p))
+        coefs = np.empty((1, 1, p))
+        n_iter = np.zeros(1, dtype=np.int64)
+        conv = np.zeros(1, dtype=np.bool_)
+        wv = np.empty(p)
+        q = np.empty(p)
+        idx = np.empty(p, dtype=np.int64)
+        mat = np.empty((p, p))
+        vec = np.empty(p)
+        qnew = np.empty(p)
+        theta = np.empty(p)
+        order = np.empty(p, dtype=np.int64)
+        flag = np.empty(p, dtype=np.int64)
+        fact_state = np.empty(2)
+        dinv = np.empty(p)
+        for c in range(blk * block, min((blk + 1) * block, n_pairs)):
+            g = pair_gene[c]
+            perm = perms[pair_perm[c]]
+            mean = 0.0
+            same = True
+            for i in range(n):
+                y[i] = Yt[g, perm[i]]
+                mean += y[i]
+                same = same and y[i] == Yt[g, i]
+            if same:
+                # the permutation only swapped equal values (tied expression, e.g. zeros):
+                # the same data, so exactly the observed r2 - an exact tie, not one within
+                # rounding
+                out[c] = observed[g]
+                continue
+            mean /= n
+            sst = 0.0
+            t_all = 0.0
+            for j in range(p):
+                s_all[j] = 0.0
+            for i in range(n):
+                y[i] -= mean  # centred: the sums below stay small (no cancellation)
+                sst += y[i] * y[i]
+                t_all += w[i] * y[i]
+                for j in range(p):
+                    s_all[j] += wx[i, j] * y[i]
+            for j in range(p):
+                wv[j] = 0.0
+            sse = 0.0
+            for kk in range(n_folds):
+                k = fold_order[g, kk]
+                t_tr = t_all
+                for j in range(p):
+                    xty[0, j] = s_all[j]
+                for r in range(te_ptr[k], te_ptr[k + 1]):
+                    i = te_rows[r]
+                    t_tr -= w[i] * y[i]
+                    for j in range(p):
+                        xty[0, j] -= wx[i, j] * y[i]
+                ybar = t_tr / fold_w[k]
+                cmax = 0.0
+                for j in range(p):
+                    xty[0, j] = (xty[0, j] / fold_w[k] - fold_m[k, j] * ybar) / fold_s[k, j]
+                    cmax = max(cmax, abs(xty[0, j]))
+                a1 = l1[k, g]
+                a2 = l2[k, g]
+                gram = grams[k]
+                if cmax <= a1:  # KKT: all-zero is optimal, as in the solver
+                    for j in range(p):
+                        wv[j] = 0.0
+                else:
+                    steps = 0
+                    if not (singular[k] and a2 == 0.0):  # (q = c - G w is set by step 1)
+                        steps = _active_set_lean(gram, xty[0], a1, a2, wv, q, theta, order,
+                                                 mat, dinv, qnew, vec, 8 * p + 20)  # fmt: skip
+                    if steps == 0:  # singular block or too many steps: the solver's own path
+                        var = 0.0
+                        for r in range(tr_ptr[k], tr_ptr[k + 1]):
+                            i = tr_rows[r]
+                            var += w[i] * (y[i] - ybar) ** 2
+                        ys[0] = np.sqrt(var / fold_w[k])
+                        lam1[0, 0] = a1
+                        lam2[0, 0] = a2
+                        for j in range(p):
+                            init[0, j] = 0.0
+                        _one_gene(0, 0, gram, xty, ys, lam1, lam2, init, True, tol, max_iter,
+                                  coefs, n_iter, conv, wv, q, idx, mat, vec, qnew, theta,
+                                  order, flag, fact_state)  # fmt: skip
+                        for j in range(p):
+                            wv[j] = coefs[0, 0, j]
+                for r in range(te_ptr[k], te_ptr[k + 1]):
+                    pred = ybar
+                    for j in range(p):
+                        pred += te_x[r, j] * wv[j]
+                    sse += (y[te_rows[r]] - pred) ** 2
+            out[c] = 1.0 - sse / sst if sst > 0.0 else np.nan

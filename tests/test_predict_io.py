@@ -1,0 +1,347 @@
+"""Predict inputs and outputs under adversarial use (issue #12 cases 3-7, #13 compact output).
+
+Absurd or mistyped inputs are one-line errors; no non-finite value is ever written; all
+outputs of a run are checked before the first write and committed together; killed runs
+leave nothing that the next run does not remove; outputs never overwrite inputs or the
+model store; constant genes are left out by default and put back from the store exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ephys2expr.errors import InputError
+from ephys2expr.features import CORE_FEATURES, PLAUSIBLE_RANGE
+from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.store import save_model_store, store_from_estimator
+from ephys2expr.predict.h5ad import x_chunk_shape
+from ephys2expr.predict.read import constant_genes, file_metadata, read_predictions
+from ephys2expr.predict.write import write_predictions
+from stages.predict import app
+from tests.test_predict import _CENTRE, _TYPE_SD, _cells
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def _store(n_genes: int = 60, seed: int = 0):
+    """A lasso store over 20 realistic 'types' where about half the genes are constant."""
+    rng = np.random.default_rng(seed)
+    X = np.abs(_CENTRE + rng.normal(size=(20, 11)) * _TYPE_SD)
+    X[:, 9] = 1000 * X[:, 5] / X[:, 0]
+    Z = (X - X.mean(0)) / X.std(0)
+    B = rng.normal(size=(11, n_genes)) * (rng.random((11, n_genes)) < 0.3)
+    B[:, : n_genes // 2] = 0  # no signal: the lasso keeps no feature
+    Y = 4 + Z @ B + 0.3 * rng.normal(size=(20, n_genes))
+    est = MultiGeneElasticNet(penalty="lasso", alpha=0.3).fit(X, Y)
+    genes = pd.Index([f"Gene{i}" for i in range(n_genes)], name="gene")
+    per_gene = pd.DataFrame({"cv_r2": np.linspace(-0.2, 0.9, n_genes)}, index=genes)
+    features = pd.DataFrame(X, columns=CORE_FEATURES)
+    return store_from_estimator(est, features, genes, per_gene, provenance={"test": True})
+
+
+@pytest.fixture(scope="module")
+def store():
+    s = _store()
+    n_const = len(constant_genes(s))
+    assert 0 < n_const < len(s.genes)  # the case #13 is about
+    return s
+
+
+@pytest.fixture
+def work(tmp_path, store):
+    save_model_store(store, tmp_path / "model")
+    cells = _cells(40, 0)
+    cells.to_parquet(tmp_path / "cells.parquet")
+    (tmp_path / "params.yaml").write_text("predict: {}\n")  # the defaults
+    return tmp_path
+
+
+def _predict(work: Path, *args) -> object:
+    base = ["--model-dir", work / "model", "--params", work / "params.yaml"]
+    return runner.invoke(app, [str(a) for a in (*base, *args)])
+
+
+def _one_line_error(res, *expected: str) -> None:
+    assert res.exit_code == 2, res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+    for text in expected:
+        assert text in res.output, res.output
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ------------------------------------------------------------------ #12 case 3: inputs
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        ("rin", 1e308, "column 'rin', cell 500000034: 1e+308 is outside the plausible range"),
+        ("rin", 1e39, "1e+39 is outside the plausible range (0, 10000] of input resistance"),
+        ("tau", 5000.0, "column 'tau', cell 500000034: 5000 is outside"),  # seconds for ms?
+        ("rmp", -0.07, "column 'rmp', cell 500000034: -0.07 is outside"),  # volts for mV
+    ],
+)
+def test_implausible_value_is_one_line_naming_file_column_cell_value(work, column, value, expected):
+    cells = pd.read_parquet(work / "cells.parquet")
+    cells.iloc[2, cells.columns.get_loc(column)] = value
+    cells.to_parquet(work / "bad.parquet")
+    res = _predict(work, "--input", work / "bad.parquet", "--output", work / "out" / "p.h5ad")
+    _one_line_error(res, str(work / "bad.parquet"), expected)
+    assert _files(work / "out") == []
+
+
+def test_all_negative_input_resistance_is_rejected(work):
+    cells = pd.read_parquet(work / "cells.parquet")
+    cells["rin"] = -cells["rin"]
+    cells.to_csv(work / "neg.csv")
+    res = _predict(work, "--input", work / "neg.csv", "--output", work / "out" / "p.h5ad")
+    _one_line_error(res, "column 'rin'", "outside the plausible range (0, 10000]", "40 cell(s)")
+
+
+def test_every_documented_range_lets_the_real_allen_cells_through():
+    # data/prepared/ or data/prepared/<training source>/ (both layouts have been used)
+    found = sorted((ROOT / "data" / "prepared").glob("**/cells_aibs_v*.parquet"))
+    assert len(found) >= 2, "run prepare first"
+    for name in found:
+        cells = pd.read_parquet(name)
+        for feature, limits in PLAUSIBLE_RANGE.items():
+            assert limits.contains(cells[feature].to_numpy()).all(), (name, feature)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda c: pd.to_datetime(c["tau"] * 1e6), "feature column 'tau' holds dates/times"),
+        (lambda c: pd.to_timedelta(c["tau"], unit="ms"), "feature column 'tau' holds dates/times"),
+        (lambda c: c["tau"] > 10, "feature column 'tau' is boolean"),
+    ],
+)
+def test_date_and_boolean_columns_are_rejected_by_dtype(work, make, expected):
+    cells = pd.read_parquet(work / "cells.parquet")
+    cells["tau"] = make(cells)
+    cells.to_parquet(work / "bad.parquet")
+    res = _predict(work, "--input", work / "bad.parquet", "--output", work / "out" / "p.h5ad")
+    _one_line_error(res, expected)
+
+
+def test_objects_in_a_text_column_are_rejected(store):
+    from ephys2expr.predict.cells import check_feature_columns
+
+    cells = pd.DataFrame({"rin": ["150", True]}, index=["a", "b"])
+    with pytest.raises(InputError, match=r"value True of type bool in feature column 'rin'"):
+        check_feature_columns(cells, ["rin"], "t.csv")
+    ok = check_feature_columns(pd.DataFrame({"rin": ["150", None]}, index=["a", "b"]), ["rin"], "t")
+    assert ok["rin"].iloc[0] == 150 and np.isnan(ok["rin"].iloc[1])
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_non_finite_prediction_is_an_error_and_nothing_is_written(tmp_path, store):
+    # A finite store whose float32 product overflows: the block check stops the write.
+    coef = store.coef.copy()
+    coef.iloc[-1, 0] = 1e37
+    big = dataclasses.replace(store, coef=coef)
+    X = _cells(40, 0)[CORE_FEATURES].dropna().to_numpy()[:10]
+    meta = pd.DataFrame(index=pd.Index([f"c{i}" for i in range(10)], name="cell_id"))
+    with pytest.raises(InputError, match=r"x.csv: cell c0: predicted Gene59 is inf"):
+        write_predictions(tmp_path / "p.parquet", big, X, meta, np.arange(60),
+                          h5ad_path=tmp_path / "p.h5ad", where="x.csv")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ #12 cases 5 and 7: outputs
+@pytest.mark.parametrize("blocked", ["pred.genes.parquet", "pred.parquet", "pred.h5ad"])
+def test_directory_at_an_output_path_writes_nothing(work, blocked):
+    # before: a directory at pred.genes.parquet left pred.parquet; at pred.parquet an orphan h5ad
+    (work / "out" / blocked).mkdir(parents=True)
+    res = _predict(
+        work, "--input", work / "cells.parquet", "--output", work / "out" / "pred.parquet"
+    )
+    _one_line_error(res, f"{blocked}: is a directory")
+    assert _files(work / "out") == [blocked]
+
+
+def test_second_output_unwritable_leaves_first_unwritten(work):
+    (work / "blocker").write_text("a file where a folder should be")
+    res = _predict(
+        work, "--input", work / "cells.parquet", "--output", work / "a" / "one.h5ad",
+        "--input", work / "cells.parquet", "--output", work / "blocker" / "two.h5ad",
+    )  # fmt: skip
+    _one_line_error(res, "two.h5ad", "not a folder")
+    assert not (work / "a").exists()
+
+
+def test_output_equal_to_input_is_refused_and_input_kept(work):
+    before = (work / "cells.parquet").read_bytes()
+    res = _predict(work, "--input", work / "cells.parquet", "--output", work / "cells.parquet")
+    _one_line_error(res, "output would overwrite the input")
+    assert (work / "cells.parquet").read_bytes() == before
+    os.link(work / "cells.parquet", work / "hard.parquet")  # same file under another name
+    res = _predict(work, "--input", work / "hard.parquet", "--output", work / "cells.parquet")
+    _one_line_error(res, "output would overwrite the input")
+
+
+def test_output_inside_model_store_is_refused_and_store_kept(work):
+    store_files = {p.name: p.read_bytes() for p in (work / "model").rglob("*") if p.is_file()}
+    for target in ("coef.parquet", "predictions.h5ad"):
+        res = _predict(work, "--input", work / "cells.parquet", "--output", work / "model" / target)
+        _one_line_error(res, "inside the model store")
+    after = {p.name: p.read_bytes() for p in (work / "model").rglob("*") if p.is_file()}
+    assert after == store_files
+
+
+@pytest.mark.parametrize("second", ["p.parquet", "p.h5ad"])
+def test_same_output_twice_is_refused(work, second):
+    # p.parquet and p.h5ad both need p.genes.parquet: a duplicate too
+    res = _predict(
+        work, "--input", work / "cells.parquet", "--output", work / "out" / "p.parquet",
+        "--input", work / "cells.parquet", "--output", work / "out" / second,
+    )  # fmt: skip
+    _one_line_error(res, "this output path is given twice")
+    assert _files(work / "out") == []
+
+
+def test_metrics_path_equal_to_an_output_is_refused(work):
+    res = _predict(work, "--input", work / "cells.parquet", "--output", work / "out" / "p.h5ad",
+                   "--metrics", work / "out" / "p.genes.parquet")  # fmt: skip
+    _one_line_error(res, "given twice")
+
+
+# ------------------------------------------------------------------ #12 case 6: killed runs
+def _slow_case(tmp_path: Path) -> list[str]:
+    """A run that writes for a few seconds: 3,000 genes x 30,000 cells in chunks of 200."""
+    save_model_store(_store(3000, seed=3), tmp_path / "model")
+    rng = np.random.default_rng(0)
+    cells = _cells(40, 0)
+    big = cells.iloc[rng.integers(0, 40, 30_000)].reset_index(drop=True)
+    big.index = pd.Index([f"c{i}" for i in range(len(big))], name="cell_id")
+    big.to_parquet(tmp_path / "big.parquet")
+    return [
+        sys.executable, "-m", "stages.predict", "--input", str(tmp_path / "big.parquet"),
+        "--output", str(tmp_path / "out" / "pred.parquet"), "--model-dir", str(tmp_path / "model"),
+        "--set", "chunk_cells=200", "--set", "genes=all", "--set", "write_h5ad=true",
+    ]  # fmt: skip
+
+
+def _kill_during_write(cmd: list[str], out: Path, sig: int) -> int:
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None:  # until a temporary predictions file has data in it
+            temps = [p for p in out.glob(".pred.*.tmp") if p.stat().st_size > 1 << 20]
+            if temps:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(sig)
+        return proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_leaves_no_temp_that_the_next_run_keeps(tmp_path, sig):
+    cmd = _slow_case(tmp_path)
+    out = tmp_path / "out"
+    code = _kill_during_write(cmd, out, sig)
+    left = [p.name for p in out.iterdir()] if out.exists() else []
+    assert not any(not n.startswith(".") for n in left)  # nothing committed
+    if sig == signal.SIGTERM:
+        assert code == 128 + signal.SIGTERM and left == []  # cleaned up on the way out
+    else:
+        assert code == -signal.SIGKILL and any(n.endswith(".tmp") for n in left)
+    # the next run (a quick one into the same folder) removes what a killed run left
+    small = tmp_path / "small.parquet"
+    _cells(40, 0).iloc[:10].to_parquet(small)
+    quick = [*cmd[:3], "--input", str(small), *cmd[5:7], *cmd[7:9]]
+    res = subprocess.run(quick, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "pred.genes.parquet", "pred.h5ad", "pred.parquet"
+    ]  # fmt: skip
+
+
+def test_old_untagged_temp_files_are_removed_when_stale(work):
+    out = work / "out"
+    out.mkdir()
+    old, fresh = out / ".p.h5ad.k2j4h6g8.tmp", out / ".p.h5ad.a1b2c3d4.tmp"
+    old.write_bytes(b"x" * 100)
+    fresh.write_bytes(b"x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    res = _predict(work, "--input", work / "cells.parquet", "--output", out / "p.h5ad")
+    assert res.exit_code == 0, res.output
+    assert not old.exists() and fresh.exists()  # a fresh one may belong to a live run
+
+
+# ------------------------------------------------------------------ #13: compact predictions
+def test_varying_default_omits_constant_genes_and_reads_back_exactly(work, store):
+    pq = work / "out" / "all.parquet"
+    res = _predict(work, "--input", work / "cells.parquet", "--output", pq, "--set", "genes=all",
+                   "--report", work / "all.json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    h5 = work / "out" / "vary.h5ad"
+    res = _predict(work, "--input", work / "cells.parquet", "--output", h5,
+                   "--report", work / "vary.json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    const = store.genes.index[constant_genes(store)]
+    h = ad.read_h5ad(h5, backed="r")
+    assert set(h.var_names) == set(store.genes.index) - set(const)
+    meta = file_metadata(h5)
+    assert meta["genes"] == "varying" and meta["constant_genes_omitted"] == len(const)
+    assert "intercept" in meta["constant_genes_value"]
+    # the store alone gives the left-out genes: same float32 values as genes=all wrote
+    full, _ = read_predictions(pq)
+    back, obs = read_predictions(h5, store=store)
+    assert list(back.columns) == list(store.genes.index)
+    np.testing.assert_array_equal(back[const].to_numpy(), full[const].to_numpy())
+    # varying genes: the float32 product of fewer genes may round 1 ulp differently
+    np.testing.assert_allclose(back.to_numpy(), full[back.columns].to_numpy(), rtol=2e-6, atol=1e-6)
+    assert (back[const].nunique() == 1).all()
+    np.testing.assert_array_equal(
+        back[const].iloc[0], store.intercept[constant_genes(store)].astype(np.float32)
+    )
+    # the share of values below zero counts every gene either way
+    a, v = (json.loads((work / f"{n}.json").read_text()) for n in ("all", "vary"))
+    assert a["inputs"]["cells"]["values_below_zero"] == v["inputs"]["cells"]["values_below_zero"]
+    assert v["model"]["constant_genes"] == len(const)
+    assert (obs["species"] == "mouse").all()
+
+
+def test_h5ad_tiles_and_reading_one_gene_or_one_cell(work, store):
+    h5 = work / "out" / "p.h5ad"
+    res = _predict(work, "--input", work / "cells.parquet", "--output", h5,
+                   "--set", "chunk_cells=16")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with h5py.File(h5) as f:
+        n, g = f["X"].shape
+        assert f["X"].chunks == x_chunk_shape(n, g, 16) and f["X"].compression is None
+        assert f["X"].id.get_storage_size() == n * g * 4  # tiles evened out: no padding
+    assert x_chunk_shape(200_000, 14_316, 1000) == (1000, 65)  # aligned with the blocks
+    assert x_chunk_shape(1019, 14_316, 1000) == (510, 128)
+    full, _ = read_predictions(h5)
+    gene, cell = full.columns[3], full.index[7]
+    one_gene, _ = read_predictions(h5, genes=[gene])
+    one_cell, meta = read_predictions(h5, cells=[cell])
+    pd.testing.assert_frame_equal(one_gene, full[[gene]])
+    pd.testing.assert_frame_equal(one_cell, full.loc[[cell]])
+    both, _ = read_predictions(h5, genes=[full.columns[5], gene], cells=[full.index[9], cell])
+    pd.testing.assert_frame_equal(both, full.loc[[full.index[9], cell], [full.columns[5], gene]])
+    const = store.genes.index[constant_genes(store)][0]
+    with pytest.raises(InputError, match=f"no gene {const}"):
+        read_predictions(h5, genes=[const])
+    assert read_predictions(h5, genes=[const], store=store)[0].shape == (n, 1)
