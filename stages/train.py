@@ -23,8 +23,8 @@ from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
 from ephys2expr.model.store import check_store_destination, save_model_store
 from ephys2expr.settings import build_settings
-from ephys2expr.train.run import train_from_prepared
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.stage import train_from_prepared
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -55,6 +55,7 @@ def main(
     write_parquet(out.per_gene, out_dir / "per_gene.parquet")
     write_parquet(out.oof, out_dir / "oof_predictions.parquet")
     write_csv(out.plot_table(), plots_dir / "per_gene.csv")
+    write_csv(out.feature_sets, plots_dir / "feature_sets.csv")
     for name, figure in out.figures().items():
         save_figure(figure, plots_dir / f"{name}.png")
     write_json(out.metrics, metrics)

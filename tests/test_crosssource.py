@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from ephys2expr import paths
 from ephys2expr.errors import InputError
+from ephys2expr.model.store import join_feature_sets, store_from_estimator
 from ephys2expr.prepare.paired import paired_training_tables, read_paired_source
 from ephys2expr.prepare.run import load_training_set, select_features
 from ephys2expr.prepare.settings import PrepareSettings
@@ -118,9 +119,26 @@ def test_cross_source_on_real_subsets(scala, type_mean, cadwell):
         cad_model.predict(cadwell.features.loc[ps_cells, CADWELL_FEATURES].to_numpy()),
         index=ps_cells, columns=tt.index,
     )  # fmt: skip
+    # the stores: the type-mean one of one set (so the Scala comparison refits it on the
+    # features both have); the per-cell one with a feature set of Cadwell's 7, which the
+    # Cadwell comparison uses as stored
+    prov = {"params": settings.as_dict()}
+    type_store = _store({"full": list(tf.columns)}, tf, tt, settings, prov)
+    paired_store = _store({"full": list(pf.columns), "cadwell": CADWELL_FEATURES}, pf, pt,
+                          settings, prov)  # fmt: skip
     res = cs.validate_cross_source(
-        type_mean, settings, cadwell, cad_tm, scala, settings, oof, CADWELL_FEATURES, 0.3
+        type_mean, type_store, cadwell, cad_tm, scala, paired_store, oof, CADWELL_FEATURES, 0.3
     )
+    notes = res.summary["notes"]
+    assert notes["cadwell_per_cell_model"] == "stored feature set 'cadwell'"
+    assert notes["scala_type_mean_model"] == "refit"
+    # without that set the per-cell model is refit on Cadwell's features: the same model
+    refit = cs.validate_cross_source(
+        type_mean, type_store, cadwell, cad_tm, scala,
+        _store({"full": list(pf.columns)}, pf, pt, settings, prov), oof, CADWELL_FEATURES, 0.3,
+    )  # fmt: skip
+    assert refit.summary["notes"]["cadwell_per_cell_model"] == "refit"
+    pd.testing.assert_frame_equal(refit.per_gene, res.per_gene, atol=1e-6)
     t = res.table.set_index(["cell_set", "model"])
     assert set(t.index) == {(c, m) for c in ("scala2021", "cadwell2016")
                             for m in ("type_mean", "per_cell", "measured")}  # fmt: skip
@@ -137,6 +155,20 @@ def test_cross_source_on_real_subsets(scala, type_mean, cadwell):
     genes = res.per_gene[res.per_gene["cell_set"] == "scala2021"]
     assert len(genes) == t.loc[("scala2021", "per_cell"), "n_genes"] <= 306
     assert genes["per_cell"].median() == pytest.approx(t.loc[("scala2021", "per_cell"), "median_r"])
+
+
+def _store(sets: dict, features, targets, settings, provenance):
+    """A model store with one model per set of ``features`` columns (first = all), each in
+    the store's column order."""
+    sets = {name: [f for f in features.columns if f in cols] for name, cols in sets.items()}
+    models = [
+        store_from_estimator(
+            fit_feature_subset_model(features, targets, cols, settings), features[cols],
+            targets.index, provenance=provenance, feature_set=name,
+        )
+        for name, cols in sets.items()
+    ]  # fmt: skip
+    return join_feature_sets(models)
 
 
 @pytest.mark.parametrize(

@@ -236,7 +236,7 @@ def test_metrics_count_drops_per_species_and_plots_exist(workdir):
     assert head["aibs_v6"] == {
         "cells_in": v6["cells_in"],
         "cells_predicted": v6["predicted"],
-        "cells_dropped": v6["dropped"],
+        "cells_by_feature_set": {"full": v6["predicted"]},
         "share_extrapolated": v6["frac_extrapolated"],
         "human_cells_predicted": 0,
         "share_below_zero": v6["values_below_zero"],
@@ -336,7 +336,7 @@ def test_cli_on_plain_csv_with_own_id_column(tmp_path, fitted):
 def _break_missing_column(p: Path):
     t = pd.read_parquet(p).drop(columns=["rheo", "adratio"])
     t.to_parquet(p)
-    return "missing feature column(s) ['rheo', 'adratio']"
+    return "matches no feature set of the model store: its columns hold ['rin', 'rmp', 'apthr',"
 
 
 def _break_duplicate_id(p: Path):
@@ -390,7 +390,7 @@ def _break_all_missing(p: Path):
     t = pd.read_parquet(p)
     t["tau"] = np.nan
     t.to_parquet(p)
-    return "no cell left to predict"
+    return "no cell has the features of any feature set (all 50 miss some); the store offers"
 
 
 @pytest.mark.parametrize(
@@ -454,7 +454,10 @@ def test_cli_argument_errors(workdir):
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({"missing": "keep"}, "predict.missing: 'keep' is not one of ['drop', 'impute']"),
+        (
+            {"missing": "keep"},
+            "predict.missing: 'keep' is not one of ['feature_set', 'drop', 'impute']",
+        ),
         ({"genes": "some"}, "'some' is not one of ['varying', 'all', 'predictable']"),
         ({"extrapolation_tolerance": -0.1}, "predict.extrapolation_tolerance: -0.1"),
         ({"extrapolation_tolerance": "nan"}, "predict.extrapolation_tolerance: nan"),

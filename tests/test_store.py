@@ -22,6 +22,7 @@ from ephys2expr.io import stale_dir_temps
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.store import (
     ModelStore,
+    join_feature_sets,
     load_model_store,
     save_model_store,
     store_from_estimator,
@@ -320,7 +321,7 @@ _BROKEN = {
     "schema 1.0": (_edit_meta("schema_version", 1.0), "schema_version 1.0 is not an integer"),
     "schema true": (_edit_meta("schema_version", True), "schema_version True is not an integer"),
     "schema '2'": (_edit_meta("schema_version", "2"), "schema_version '2' is not an integer"),
-    "schema 99": (_edit_meta("schema_version", 99), "schema_version 99, this code reads 2"),
+    "schema 99": (_edit_meta("schema_version", 99), "schema_version 99, this code reads [2, 3]"),
     "absurd n_genes": (_edit_meta("n_genes", 10**12), "n_genes is 1000000000000, expected"),
     "wrong n_genes": (_edit_meta("n_genes", 5), "n_genes 5 but coef has"),
     "features not names": (_edit_meta("features", 3), "features must be a list of names"),
@@ -376,10 +377,10 @@ def test_a_broken_store_is_one_line_naming_it(stores, tmp_path, case):
 
 
 def test_load_reads_the_real_store_layout(stores, tmp_path):
-    """Round trip; model.json records the tables' md5 and sizes (schema 2)."""
+    """Round trip; model.json records the tables' md5 and sizes (schema 3)."""
     target = _store_dir(tmp_path, stores["old"])
     meta = json.loads((target / "model.json").read_text())
-    assert meta["schema_version"] == 2 and set(meta["files"]) == {"coef.parquet", "genes.parquet"}
+    assert meta["schema_version"] == 3 and set(meta["files"]) == {"coef.parquet", "genes.parquet"}
     assert meta["files"]["coef.parquet"]["bytes"] == (target / "coef.parquet").stat().st_size
     got = load_model_store(target)
     assert _same(got, stores["old"]) and got.features == CORE_FEATURES
@@ -392,3 +393,120 @@ def test_a_store_with_non_finite_values_cannot_be_saved(stores, tmp_path):
     with pytest.raises(InputError, match="coef column 'rin' is inf at"):
         ModelStore(**{**stores["old"].__dict__, "coef": coef})
     assert not (tmp_path / "model").exists()
+
+
+# ------------------------------------------------------------------ feature sets (schema 3)
+
+
+@pytest.fixture(scope="module")
+def multi(raw_dir) -> ModelStore:
+    """A store of three feature sets of the real 20-type table: full, without tau/cap, and
+    Cadwell's seven (as the train stage joins them)."""
+    features, targets, _ = small_real_inputs(raw_dir, n_variable=60, n_flat=20)
+    models = []
+    for name, drop in (("full", []), ("no_tau_cap", ["tau", "cap"]),
+                       ("cadwell", ["rheo", "maxfreq", "cap", "adratio"])):  # fmt: skip
+        cols = [f for f in features.columns if f not in drop]
+        est = MultiGeneElasticNet(penalty="lasso", alpha=0.05).fit(
+            features[cols].to_numpy(), targets.T.to_numpy()
+        )
+        models.append(
+            store_from_estimator(
+                est, features[cols], targets.index, provenance={"params": {}}, feature_set=name
+            )
+        )
+    return join_feature_sets(models)
+
+
+def test_feature_sets_round_trip_in_one_store(multi, tmp_path):
+    """Every set comes back with its own features, coefficients and scaler; the left-out
+    features are exact zeros in the one coef table; the primary keeps the provenance."""
+    target = _store_dir(tmp_path, multi)
+    got = load_model_store(target)
+    assert list(got.feature_sets) == ["full", "no_tau_cap", "cadwell"]
+    for name, model in multi.feature_sets.items():
+        back = got.model(name)
+        assert back.features == model.features and _same_values(back, model)
+    coef = pd.read_parquet(target / "coef.parquet")
+    assert list(coef.index.names) == ["feature_set", "gene"]
+    assert (coef.loc["no_tau_cap", ["tau", "cap"]].to_numpy() == 0).all()
+    assert got.provenance == multi.provenance and got.model("cadwell").provenance == {}
+    # a subset model differs from the full one: it is a refit, not the full model's columns
+    assert not np.allclose(got.model("no_tau_cap").coef, got.coef[got.model("no_tau_cap").features])
+
+
+def _same_values(a: ModelStore, b: ModelStore) -> bool:
+    return (a.coef.equals(b.coef) and a.genes.equals(b.genes)
+            and np.array_equal(a.scaler_mean, b.scaler_mean)
+            and np.array_equal(a.feature_max, b.feature_max))  # fmt: skip
+
+
+def test_asking_for_a_set_the_store_lacks_lists_the_sets(multi):
+    with pytest.raises(InputError, match=r"no feature set 'x' \(the store offers full \(rin"):
+        multi.model("x")
+
+
+def _set_nonzero(name, feature):
+    def change(t):
+        t.loc[(name, t.index.get_level_values(1)[0]), feature] = 0.5
+
+    return change
+
+
+_BROKEN_SETS = {
+    "left-out feature used": (_edit_table("coef.parquet", _set_nonzero("no_tau_cap", "tau")),
+                              "feature set 'no_tau_cap' leaves out 'tau' but has non-zero"),
+    "set missing from tables": (
+        _edit_meta("feature_sets", lambda v: [*v, {**v[1], "name": "extra"}]),
+        "coef table holds feature sets ['full', 'no_tau_cap', 'cadwell'], model.json lists"),
+    "primary not full": (_edit_meta("feature_sets", lambda v: [v[1], v[0], v[2]]),
+                         "feature_sets[0]: only the first (primary) set uses every feature"),
+    "set with unknown feature": (
+        _edit_meta("feature_sets", lambda v: [v[0], {**v[1], "features": ["rin", "x"]}, v[2]]),
+        "feature_sets[1].features ['rin', 'x'] are not store features"),
+    "set scaler too short": (
+        _edit_meta("feature_sets", lambda v: [v[0], {**v[1], "scaler_mean": [1.0]}, v[2]]),
+        "feature_sets[1].scaler_mean must be a list of 9 numbers"),
+    "names repeat": (_edit_meta("feature_sets", lambda v: [v[0], v[1], {**v[2], "name": "full"}]),
+                     "names repeat"),
+    "schema 3 without feature_sets": (
+        lambda d: _edit_meta("feature_sets", None)(d) or _drop_key(d, "feature_sets"),
+        "missing keys ['feature_sets']"),
+}  # fmt: skip
+
+
+def _drop_key(d: Path, key: str) -> None:
+    meta = json.loads((d / "model.json").read_text())
+    del meta[key]
+    (d / "model.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("case", list(_BROKEN_SETS))
+def test_a_broken_feature_set_is_one_line_naming_the_store(multi, tmp_path, case):
+    breaker, expected = _BROKEN_SETS[case]
+    target = _store_dir(tmp_path, multi)
+    breaker(target)
+    with pytest.raises(InputError) as err:
+        load_model_store(target)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(target)), message
+    assert expected in message, message
+
+
+def test_a_schema_2_store_loads_as_its_one_set(stores, tmp_path):
+    """Stores written before feature sets (schema 2: tables indexed by gene alone, no
+    ``feature_sets``) still load, as a store of one set named ``full``."""
+    from ephys2expr.io import file_checksum
+
+    target = _store_dir(tmp_path, stores["old"])
+    meta = json.loads((target / "model.json").read_text())
+    for name in ("coef.parquet", "genes.parquet"):
+        table = pd.read_parquet(target / name).xs("full", level="feature_set")
+        table.to_parquet(target / name)
+        md5, size = file_checksum(target / name)
+        meta["files"][name] = {"md5": md5, "bytes": size}
+    del meta["feature_sets"]
+    meta["schema_version"] = 2
+    (target / "model.json").write_text(json.dumps(meta))
+    got = load_model_store(target)
+    assert list(got.feature_sets) == ["full"] and _same(got, stores["old"])

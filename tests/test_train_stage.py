@@ -16,6 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ephys2expr.model.store import load_model_store
+from ephys2expr.train.settings import TrainSettings
 from stages.train import app
 from tests.train_data import small_real_inputs
 
@@ -64,8 +65,20 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     metrics = json.loads((tmp_path / "a" / "train.json").read_text())
     assert metrics["n_genes"] == len(targets)
     for name in ("r2_hist", "rmse_hist", "model_vs_ols", "observed_vs_predicted",
-                 "coef_heatmap"):  # fmt: skip
+                 "coef_heatmap", "feature_sets"):  # fmt: skip
         assert (tmp_path / "a" / "plots" / f"{name}.png").stat().st_size > 10_000
+    # one model per default feature set, each with its own CV: a set without tau and cap
+    # scores differently, and its coefficients use only its features
+    settings = TrainSettings.from_params(PARAMS)
+    assert list(store.feature_sets) == list(settings.feature_sets)
+    sub = store.model("no_tau_cap")
+    assert sub.features == [f for f in features.columns if f not in ("tau", "cap")]
+    assert not np.allclose(sub.genes["cv_r2"], store.genes["cv_r2"], equal_nan=True)
+    table = pd.read_csv(tmp_path / "a" / "plots" / "feature_sets.csv", index_col=0)
+    assert list(table.index) == list(settings.feature_sets)
+    assert table.loc["no_tau_cap", "genes_beating_all"] == metrics[
+        "genes_beating_all_by_feature_set"]["no_tau_cap"]  # fmt: skip
+    assert table.loc["full", "genes_beating_all"] == metrics["genes_beating"]["all"]
     # headline metrics only: a few numbers, no timings; the detail is in the report
     flat = pd.json_normalize(metrics).iloc[0]
     assert len(flat) <= 20 and not any("second" in k for k in flat.index)
@@ -77,8 +90,8 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     # same inputs + params -> identical bytes (no timings anywhere, so metrics too)
     assert _run(prepared, tmp_path / "b").exit_code == 0
     for rel in ("model/coef.parquet", "model/genes.parquet", "model/model.json",
-                "train/per_gene.parquet", "plots/per_gene.csv", "train.json",
-                "report.json"):  # fmt: skip
+                "train/per_gene.parquet", "plots/per_gene.csv", "plots/feature_sets.csv",
+                "train.json", "report.json"):  # fmt: skip
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 

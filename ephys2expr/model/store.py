@@ -11,12 +11,21 @@ Layout of a store directory::
 Predicted log2 expression for a cell with features ``x`` (original units) is
 ``coef @ x + intercept``.
 
-The folder is written and read as one unit and checked on load (schema 2: ``model.json``
-holds the md5 of both tables); see :mod:`ephys2expr.model.store_format`.
+**Feature sets** (schema 3). A store holds one model per feature set, all for the same
+genes and training rows: the *primary* model uses every feature of the store, each other
+set leaves some out (a cell lacking ``tau`` is predicted by a set without it). Both tables
+are then indexed by ``(feature_set, gene)``; a set's coefficients of the features it leaves
+out are stored as exact zeros. In memory the primary model is the :class:`ModelStore`
+itself and the others are in :attr:`ModelStore.other_sets`; :attr:`ModelStore.feature_sets`
+lists all, primary first.
+
+The folder is written and read as one unit and checked on load (``model.json`` holds the
+md5 of both tables); see :mod:`ephys2expr.model.store_format`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -31,6 +40,9 @@ from ephys2expr.model.store_format import (
     read_store,
     write_store,
 )
+
+# index levels of both tables (schema 3)
+SET_INDEX = ["feature_set", "gene"]
 
 
 @dataclass
@@ -53,6 +65,11 @@ class ModelStore:
     l1_ratio : float
     provenance : dict
         Params and input hashes the store came from.
+    feature_set : str
+        Name of this model's feature set.
+    other_sets : dict of str to ModelStore
+        The models of the store's other feature sets (same genes, fewer features), by name;
+        empty in those models themselves.
     """
 
     features: list[str]
@@ -65,6 +82,8 @@ class ModelStore:
     penalty: str
     l1_ratio: float = 1.0
     provenance: dict = field(default_factory=dict)
+    feature_set: str = "full"
+    other_sets: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.features = [str(f) for f in self.features]
@@ -82,6 +101,20 @@ class ModelStore:
     @property
     def gene_names(self) -> list[str]:
         return [str(g) for g in self.coef.index]
+
+    @property
+    def feature_sets(self) -> dict[str, ModelStore]:
+        """Every feature set's model by name: this (primary) model first, then the others."""
+        return {self.feature_set: self, **self.other_sets}
+
+    def model(self, name: str) -> ModelStore:
+        """The model of feature set ``name`` (an error lists the sets the store offers)."""
+        sets = self.feature_sets
+        if name not in sets:
+            raise InputError(
+                f"model store: no feature set {name!r} (the store offers {describe_sets(self)})"
+            )
+        return sets[name]
 
     def validate(self, where: str = "model store") -> None:
         """Raise :class:`InputError` if shapes, names or values are inconsistent.
@@ -126,6 +159,27 @@ class ModelStore:
                               where)  # fmt: skip
         if np.any(self.genes["alpha"].to_numpy(dtype=float) < 0):
             raise InputError(f"{where}: genes column 'alpha' has a negative value")
+        self._validate_sets(where)
+
+    def _validate_sets(self, where: str) -> None:
+        """The other sets: fewer features of this model's, in its order; same genes."""
+        for name, sub in self.other_sets.items():
+            at = f"{where}: feature set {name!r}"
+            if not isinstance(sub, ModelStore) or sub.other_sets:
+                raise InputError(f"{at} must be a single model")
+            if name == self.feature_set or sub.feature_set != name:
+                raise InputError(f"{at} is named {sub.feature_set!r} or repeats the primary name")
+            if [f for f in self.features if f in sub.features] != sub.features or len(
+                sub.features
+            ) >= len(self.features):
+                raise InputError(
+                    f"{at}: features {sub.features} are not a subset of {self.features} "
+                    "in that order"
+                )
+            if not sub.coef.index.equals(self.coef.index):
+                raise InputError(f"{at} names other genes than the primary set")
+            if (sub.penalty, sub.l1_ratio) != (self.penalty, self.l1_ratio):
+                raise InputError(f"{at} has another penalty than the primary set")
 
     def prediction_terms(self, genes=None, dtype=np.float64):
         """``(coef, offset, centre)`` of :func:`linear_predict` for the rows ``genes``.
@@ -181,9 +235,14 @@ def linear_predict(coef, offset, centre, X) -> np.ndarray:
     return out
 
 
+def describe_sets(store: ModelStore) -> str:
+    """``name (features), ...`` of every feature set of ``store`` (for error messages)."""
+    return "; ".join(f"{n} ({', '.join(m.features)})" for n, m in store.feature_sets.items())
+
+
 def store_from_estimator(
     estimator, features: pd.DataFrame, genes: pd.Index, per_gene: pd.DataFrame | None = None,
-    provenance: dict | None = None,
+    provenance: dict | None = None, feature_set: str = "full",
 ) -> ModelStore:  # fmt: skip
     """The model store of a fitted :class:`~ephys2expr.model.estimator.MultiGeneElasticNet`.
 
@@ -202,6 +261,9 @@ def store_from_estimator(
     provenance : dict, optional
         Params and input hashes; the training rows, feature means and the alpha path are
         added here.
+    feature_set : str
+        Name of the feature set (the columns of ``features``); stores of several sets are
+        joined by :func:`join_feature_sets`.
     """
     from ephys2expr import __version__
 
@@ -230,14 +292,33 @@ def store_from_estimator(
         penalty=estimator.penalty,
         l1_ratio=estimator._l1_ratio(),
         provenance=info,
+        feature_set=feature_set,
     )
+
+
+def join_feature_sets(models: list[ModelStore]) -> ModelStore:
+    """One store of several feature sets' models (same genes and rows), the first primary.
+
+    The primary model must use every feature of the others (the full set); its provenance
+    is the store's.
+    """
+    primary = models[0]
+    others = {m.feature_set: m for m in models[1:]}
+    if len(others) != len(models) - 1 or primary.feature_set in others:
+        names = [m.feature_set for m in models]
+        raise InputError(f"model store: feature set names repeat: {names}")
+    # the primary's provenance covers every set
+    others = {n: dataclasses.replace(m, provenance={}) for n, m in others.items()}
+    return dataclasses.replace(primary, other_sets=others)
 
 
 def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
     """Write a store folder as one unit (:func:`~ephys2expr.model.store_format.write_store`).
 
     Same store, same bytes: ``model.json`` records the tables' md5, which are themselves
-    deterministic, so a rerun leaves every file (and ``git status``) unchanged.
+    deterministic, so a rerun leaves every file (and ``git status``) unchanged. Both tables
+    are indexed by ``(feature_set, gene)``; a set's coefficients of the features it leaves
+    out are written as zeros.
     """
     store.validate()
     meta = {
@@ -249,12 +330,26 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
         "scaler_scale": store.scaler_scale.tolist(),
         "feature_min": store.feature_min.tolist(),
         "feature_max": store.feature_max.tolist(),
+        # the primary's scaler is the one above; each other set has its own
+        "feature_sets": [{"name": store.feature_set, "features": store.features}]
+        + [
+            {
+                "name": name,
+                "features": m.features,
+                "scaler_mean": m.scaler_mean.tolist(),
+                "scaler_scale": m.scaler_scale.tolist(),
+            }
+            for name, m in store.other_sets.items()
+        ],  # fmt: skip
         "provenance": store.provenance,
     }
-    coef = store.coef.copy()
-    coef.index.name = "gene"
-    genes = store.genes.copy()
-    genes.index.name = "gene"
+    sets = store.feature_sets
+    names = list(sets)
+    coef = pd.concat(
+        [m.coef.reindex(columns=store.features, fill_value=0.0) for m in sets.values()],
+        keys=names, names=SET_INDEX,
+    )  # fmt: skip
+    genes = pd.concat([m.genes for m in sets.values()], keys=names, names=SET_INDEX)
     write_store(directory, meta, {"coef.parquet": coef, "genes.parquet": genes})
 
 
@@ -266,33 +361,72 @@ def check_store_destination(directory: str | os.PathLike) -> None:
 
 def load_model_store(directory: str | os.PathLike) -> ModelStore:
     """Load and check a store folder; any problem is a one-line :class:`InputError`
-    naming the folder (or its ``model.json``)."""
+    naming the folder (or its ``model.json``). Stores of schema 2 (one feature set) load as
+    a store of their one set."""
     where = os.fspath(directory)
     meta, tables, mismatched = read_store(directory)
     note = f"; {mismatch_note(mismatched)}" if mismatched else ""
     coef, genes = tables["coef.parquet"], tables["genes.parquet"]
     try:
-        if meta["n_genes"] != len(coef):
-            raise InputError(
-                f"model store: n_genes {meta['n_genes']} but coef has {len(coef)} rows"
-            )
-        store = ModelStore(
-            features=meta["features"],
-            coef=coef,
-            genes=genes,
-            scaler_mean=meta["scaler_mean"],
-            scaler_scale=meta["scaler_scale"],
-            feature_min=meta["feature_min"],
-            feature_max=meta["feature_max"],
-            penalty=meta["penalty"],
-            l1_ratio=meta["l1_ratio"],
-            provenance=meta["provenance"],
-        )
+        models = []
+        for entry, set_coef, set_genes in _split_sets(meta, coef, genes):
+            if meta["n_genes"] != len(set_coef):
+                in_set = f" in feature set {entry['name']!r}" if entry["name"] != "full" else ""
+                raise InputError(
+                    f"model store: n_genes {meta['n_genes']} but coef has {len(set_coef)} "
+                    f"rows{in_set}"
+                )
+            idx = [meta["features"].index(f) for f in entry["features"]]
+            models.append(ModelStore(
+                features=entry["features"],
+                coef=set_coef,
+                genes=set_genes,
+                scaler_mean=entry["scaler_mean"],
+                scaler_scale=entry["scaler_scale"],
+                feature_min=[meta["feature_min"][i] for i in idx],
+                feature_max=[meta["feature_max"][i] for i in idx],
+                penalty=meta["penalty"],
+                l1_ratio=meta["l1_ratio"],
+                provenance=meta["provenance"] if not models else {},
+                feature_set=entry["name"],
+            ))  # fmt: skip
+        store = join_feature_sets(models) if len(models) > 1 else models[0]
     except InputError as exc:  # name the folder, and say if the files do not belong together
         raise InputError(f"{where}: {str(exc).removeprefix('model store: ')}{note}") from None
     if mismatched:
         raise InputError(f"{where}: {mismatch_note(mismatched)}")
     return store
+
+
+def _split_sets(meta: dict, coef: pd.DataFrame, genes: pd.DataFrame):
+    """``(set entry, coef, genes)`` per feature set of the tables as read (schema 2: one)."""
+    primary = {"scaler_mean": meta["scaler_mean"], "scaler_scale": meta["scaler_scale"]}
+    if meta["schema_version"] == 2:
+        yield {"name": "full", "features": meta["features"], **primary}, coef, genes
+        return
+    for label, table in (("coef", coef), ("genes", genes)):
+        if list(table.index.names) != SET_INDEX:
+            raise InputError(f"model store: {label} table is not indexed by {SET_INDEX}")
+    sets = [e["name"] for e in meta["feature_sets"]]
+    for label, table in (("coef", coef), ("genes", genes)):
+        found = list(pd.unique(table.index.get_level_values(0)))
+        if found != sets:
+            raise InputError(
+                f"model store: {label} table holds feature sets {found}, model.json lists {sets}"
+            )
+    for i, entry in enumerate(meta["feature_sets"]):
+        entry = {**entry, **primary} if i == 0 else entry
+        c = coef.xs(entry["name"], level=0)
+        left_out = [f for f in meta["features"] if f not in entry["features"]]
+        if left_out and c.columns.isin(left_out).any():
+            used = c[[f for f in left_out if f in c.columns]]
+            if (used.to_numpy(dtype=float) != 0).any():
+                bad = used.columns[(used.to_numpy(dtype=float) != 0).any(axis=0)][0]
+                raise InputError(
+                    f"model store: feature set {entry['name']!r} leaves out {bad!r} but has "
+                    "non-zero coefficients for it"
+                )
+        yield entry, c.drop(columns=left_out, errors="ignore"), genes.xs(entry["name"], level=0)
 
 
 def _check_finite(values: np.ndarray, what: str, labels, where: str) -> None:
@@ -305,6 +439,9 @@ def _check_finite(values: np.ndarray, what: str, labels, where: str) -> None:
 
 __all__ = [
     "ModelStore",
+    "SET_INDEX",
+    "describe_sets",
+    "join_feature_sets",
     "SCHEMA_VERSION",
     "check_store_destination",
     "linear_predict",

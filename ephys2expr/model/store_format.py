@@ -8,7 +8,7 @@ Two mechanisms, each covering what the other cannot:
   leaves the old store or the new one, never a mix; its temp folder is removed by the
   next save. The loader reads every file through one open handle of the folder, so a swap
   during a load cannot mix either.
-* **Verified on load.** ``model.json`` (schema 2) records the md5 and size of both tables;
+* **Verified on load.** ``model.json`` (schema 2 and later) records the md5 and size of both tables;
   the loader hashes the very bytes it parses. A store mixed any other way (a table copied
   in by hand, a partial ``dvc checkout``, a store of schema 1 written file by file) is an
   error naming the store, never a silent mix.
@@ -32,7 +32,10 @@ import pandas as pd
 from ephys2expr.errors import InputError
 from ephys2expr.io import atomic_dir, file_checksum, stale_dir_temps, write_json, write_parquet
 
-SCHEMA_VERSION = 2
+# 3: one model per feature set (``feature_sets``; tables indexed by feature set and gene).
+# 2 (one set) is still read.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 META = "model.json"
 TABLES = ("coef.parquet", "genes.parquet")
 
@@ -228,9 +231,12 @@ def check_meta(meta, where: str) -> dict:
             f"{where}: schema_version 1 (written file by file, without content hashes, so "
             "a mixed store cannot be detected); retrain the store (dvc repro train)"
         )
-    if version != SCHEMA_VERSION:
-        raise InputError(f"{where}: schema_version {version!r}, this code reads {SCHEMA_VERSION}")
-    missing = [k for k in _REQUIRED if k not in meta]
+    if version not in READABLE_VERSIONS:
+        raise InputError(
+            f"{where}: schema_version {version!r}, this code reads {list(READABLE_VERSIONS)}"
+        )
+    required = _REQUIRED + (("feature_sets",) if version >= 3 else ())
+    missing = [k for k in required if k not in meta]
     if missing:
         raise InputError(f"{where}: missing keys {missing}")
     features = meta["features"]
@@ -244,6 +250,8 @@ def check_meta(meta, where: str) -> dict:
     if not isinstance(meta["penalty"], str):
         raise InputError(f"{where}: penalty must be a string, got {meta['penalty']!r}")
     _check_numbers([meta["l1_ratio"]], 1, f"{where}: l1_ratio")
+    if version >= 3:
+        _check_feature_sets(meta["feature_sets"], features, f"{where}: feature_sets")
     if not isinstance(meta["provenance"], dict):
         raise InputError(f"{where}: provenance must be an object")
     files = meta["files"]
@@ -255,6 +263,31 @@ def check_meta(meta, where: str) -> dict:
             raise InputError(f"{where}: files.{name}.md5 is not an md5 hex digest")
         _check_count(entry.get("bytes"), MAX_TABLE_BYTES, f"{where}: files.{name}.bytes")
     return meta
+
+
+def _check_feature_sets(sets, features: list[str], what: str) -> None:
+    """A list of ``{name, features}``, the first (the primary: its scaler is the store's)
+    using every feature, the others fewer (in the store's order) with their own
+    ``scaler_mean`` and ``scaler_scale``; names unique."""
+    if not isinstance(sets, list) or not sets:
+        raise InputError(f"{what} must be a non-empty list")
+    names = []
+    for i, entry in enumerate(sets):
+        at = f"{what}[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise InputError(f"{at} must be an object with a name")
+        sub = entry.get("features")
+        if not isinstance(sub, list) or not all(isinstance(f, str) for f in sub) or not sub:
+            raise InputError(f"{at}.features must be a non-empty list of names")
+        if [f for f in features if f in sub] != sub:
+            raise InputError(f"{at}.features {sub} are not store features in the store's order")
+        if (i == 0) != (sub == features):
+            raise InputError(f"{at}: only the first (primary) set uses every feature")
+        for key in ("scaler_mean", "scaler_scale") if i else ():
+            _check_numbers(entry.get(key), len(sub), f"{at}.{key}")
+        names.append(entry["name"])
+    if len(set(names)) != len(names):
+        raise InputError(f"{what}: names repeat: {names}")
 
 
 def _check_numbers(values, n: int, what: str) -> None:

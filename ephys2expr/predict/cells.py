@@ -19,7 +19,7 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.features import FEATURE_DESCRIPTIONS, PLAUSIBLE_RANGE
-from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
 
 log = logging.getLogger("ephys2expr.predict")
@@ -192,6 +192,26 @@ def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) 
     return pd.DataFrame(out, index=cells.index)
 
 
+def usable_features(cells: pd.DataFrame, store: ModelStore, missing: str, where: str) -> list[str]:
+    """The store's features the table has as columns, if they are enough for ``missing``.
+
+    ``feature_set``: the columns must hold the features of at least one feature set of the
+    store (a cell is predicted by a set whose features it has); otherwise the error lists
+    the features present and the sets offered. ``drop``/``impute`` use the full set: every
+    feature of it must be a column (:func:`check_feature_columns` says which are not).
+    """
+    if missing != "feature_set":
+        return list(store.features)
+    present = [f for f in store.features if f in cells.columns]
+    if not any(set(m.features) <= set(present) for m in store.feature_sets.values()):
+        raise InputError(
+            f"{where}: matches no feature set of the model store: its columns hold "
+            f"{present or 'none'} of the model's features; the store offers "
+            f"{describe_sets(store)}"
+        )
+    return present
+
+
 def cell_metadata(cells: pd.DataFrame, species: str | None = None) -> pd.DataFrame:
     """The metadata columns present in ``cells`` (strings, ``None`` where unknown).
 
@@ -233,13 +253,15 @@ class CellInput:
 
     def summary(self) -> dict:
         """Cell counts overall and per species (:func:`~.screen.screen_summary`)."""
-        return screen_summary(self.meta, self.screen.flags, self.screen.kept)
+        return screen_summary(self.meta, self.screen.flags, self.screen.kept,
+                              self.screen.set_names)  # fmt: skip
 
 
 def _log_summary(name: str, s: dict) -> None:
     counts = "%d in, %d predicted, %d dropped, %d imputed, %d extrapolated"
     keys = ("cells_in", "predicted", "dropped", "imputed", "extrapolated")
     log.info("%s: " + counts, name, *(s[k] for k in keys))
+    log.info("%s: cells per feature set: %s", name, s["by_feature_set"])
     for sp, c in s["per_species"].items():
         log.info(
             "%s: %s: " + counts + " (missing: %s)",
@@ -272,7 +294,8 @@ def load_cells(
     """
     path = Path(path)
     cells = read_cell_table(path, id_column=id_column)
-    features = check_feature_columns(cells, store.features, str(path))
+    usable = usable_features(cells, store, screen.missing, str(path))
+    features = check_feature_columns(cells, usable, str(path))
     meta = cell_metadata(cells, species=species)
     screened = screen.transform(features)
     item = CellInput(name=name or path.stem, path=path, meta=meta, screen=screened)
@@ -288,4 +311,5 @@ __all__ = [
     "check_feature_columns",
     "load_cells",
     "read_cell_table",
+    "usable_features",
 ]

@@ -163,15 +163,23 @@ def extrapolation_bars(flags: pd.DataFrame, meta: pd.DataFrame, features: list[s
 
 
 def marker_predictions(
-    store: ModelStore, X: np.ndarray, gene_idx: np.ndarray, index: pd.Index
-) -> pd.DataFrame:
+    store: ModelStore, X: np.ndarray, gene_idx: np.ndarray, index: pd.Index,
+    cell_sets: np.ndarray | None = None,
+) -> pd.DataFrame:  # fmt: skip
     """Predicted log2 expression (float64) of the :data:`~ephys2expr.taxonomy.MARKER_GENES`
-    among the selected genes ``gene_idx``, for the cells ``X`` (rows named by ``index``)."""
+    among the selected genes ``gene_idx``, for the cells ``X`` (rows named by ``index``),
+    each by its feature set (``cell_sets``, as in
+    :func:`~ephys2expr.predict.write.iter_predictions`)."""
+    from ephys2expr.predict.write import predict_block, set_terms
+
     all_genes = store.gene_names
     selected = {all_genes[i]: i for i in gene_idx}
     markers = [m for m in MARKER_GENES if m in selected]
     rows = np.array([selected[m] for m in markers], dtype=np.int64)
-    return pd.DataFrame(store.predict(X, genes=rows), index=index, columns=markers)
+    sets = np.zeros(len(X), dtype=np.int64) if cell_sets is None else cell_sets
+    values = predict_block(set_terms(store, rows, np.float64), X, sets) if len(X) else None
+    values = values.T if values is not None else np.empty((0, len(markers)))
+    return pd.DataFrame(values, index=index, columns=markers)
 
 
 @dataclass

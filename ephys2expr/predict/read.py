@@ -21,8 +21,14 @@ from ephys2expr.predict.cells import ID_COLUMN
 
 
 def constant_genes(store: ModelStore) -> np.ndarray:
-    """Row indices of the genes whose coefficients are all zero (prediction = intercept)."""
-    return np.flatnonzero(~store.coef.to_numpy(dtype=float).any(axis=1))
+    """Row indices of the genes whose prediction is one number for every cell: all
+    coefficients zero in every feature set, with the same intercept (the training mean) in
+    each, so the full set's intercept is every cell's prediction whatever its set."""
+    const = ~store.coef.to_numpy(dtype=float).any(axis=1)
+    for model in store.other_sets.values():
+        const &= ~model.coef.to_numpy(dtype=float).any(axis=1)
+        const &= model.intercept == store.intercept
+    return np.flatnonzero(const)
 
 
 def file_metadata(path: str | os.PathLike) -> dict:

@@ -21,12 +21,12 @@ import pandas as pd
 from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import write_parquet
-from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.cells import load_cells
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
 from ephys2expr.predict.read import constant_genes
-from ephys2expr.predict.screen import CellScreen, extrapolation_by_feature
+from ephys2expr.predict.screen import CellScreen, extrapolation_by_feature, rank_feature_sets
 from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.predict.write import PREDICTION_DTYPE, genes_path, write_predictions
 
@@ -136,10 +136,11 @@ def predictable_columns(genes: pd.DataFrame) -> list[str]:
 def select_genes(store: ModelStore, genes: str | bool, where: str = "model store") -> np.ndarray:
     """Row indices of the genes to write, by the ``predict.genes`` setting.
 
-    ``varying``: genes with a nonzero coefficient (a constant gene's prediction is its
-    intercept for every cell, so writing it adds bytes, not information); ``all``; or
-    ``predictable``: genes for which every boolean ``beats_*`` column of the store's genes
-    table is True (out-of-fold r2 beats each baseline the train stage computed). ``True``
+    ``varying``: genes with a nonzero coefficient in some feature set (a constant gene's
+    prediction is its intercept for every cell, so writing it adds bytes, not information);
+    ``all``; or ``predictable``: genes for which every boolean ``beats_*`` column of the
+    store's (full set's) genes table is True (out-of-fold r2 beats each baseline the train
+    stage computed). ``True``
     / ``False`` mean ``predictable`` / ``all`` (the former ``only_predictable``).
     """
     if isinstance(genes, bool):
@@ -163,7 +164,7 @@ def _headline(summary: dict) -> dict:
     return {
         "cells_in": summary["cells_in"],
         "cells_predicted": summary["predicted"],
-        "cells_dropped": summary["dropped"],
+        "cells_by_feature_set": summary["by_feature_set"],
         "share_extrapolated": summary["frac_extrapolated"],
         "human_cells_predicted": summary["per_species"].get("human", {}).get("predicted", 0),
         "share_below_zero": summary["values_below_zero"],
@@ -245,9 +246,14 @@ def predict_tables(
     ]
     for item in items:
         if not item.screen.kept.any():
+            if settings.missing == "feature_set":
+                raise InputError(
+                    f"{item.path}: no cell has the features of any feature set (all "
+                    f"{len(item.meta)} miss some); the store offers {describe_sets(store)}"
+                )
             raise InputError(
                 f"{item.path}: no cell left to predict (all {len(item.meta)} have "
-                f"a missing feature; try --set missing=impute)"
+                f"a missing feature; try --set missing=feature_set or missing=impute)"
             )
 
     genes_table = store.genes.iloc[gene_idx]
@@ -258,9 +264,11 @@ def predict_tables(
     marker_idx = gene_idx if settings.genes == "predictable" else np.arange(len(store.genes))
     r2 = store.genes["cv_r2"].to_dict() if "cv_r2" in store.genes.columns else None
     metrics: dict = {"genes_predicted": len(gene_idx)}
+    sets = {name: m.features for name, m in store.feature_sets.items()}
     report: dict = {
         "model": {"genes_in_model": len(store.genes), "genes_predicted": len(gene_idx),
-                  "features": store.features, **constant},
+                  "features": store.features, "feature_sets": sets,
+                  "feature_set_preference": rank_feature_sets(store), **constant},
         "settings": settings.as_dict(),
         "inputs": {},
     }  # fmt: skip
@@ -272,6 +280,7 @@ def predict_tables(
             file_meta = {
                 "input": item.name,
                 "features": store.features,
+                "feature_sets": sets,
                 "missing_policy": settings.missing,
                 "extrapolation_tolerance": settings.extrapolation_tolerance,
                 "genes": settings.genes,
@@ -285,7 +294,7 @@ def predict_tables(
                 files.get(".parquet"), store, item.screen.X, meta, gene_idx,
                 chunk_cells=settings.chunk_cells, file_metadata=file_meta,
                 h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
-                where=str(item.path),
+                where=str(item.path), cell_sets=item.screen.cell_sets,
             )  # fmt: skip
             write_parquet(genes_table, outputs.temp(files["genes"]))
             log.info(
@@ -307,7 +316,9 @@ def predict_tables(
                 PlotInput(
                     name=item.name,
                     meta=meta,
-                    markers=marker_predictions(store, item.screen.X, marker_idx, meta.index),
+                    markers=marker_predictions(
+                        store, item.screen.X, marker_idx, meta.index, item.screen.cell_sets
+                    ),
                     flags=item.screen.flags.loc[item.screen.kept],
                     features=store.features,
                     tolerance=settings.extrapolation_tolerance,

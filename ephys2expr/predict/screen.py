@@ -1,8 +1,11 @@
-"""Screen cells against the model's training rows: missing features and extrapolation.
+"""Screen cells against the model's training rows: feature sets, missing features and
+extrapolation.
 
-:class:`CellScreen` drops or imputes cells with missing model features and flags values
-outside the training range; :func:`screen_summary` and :func:`extrapolation_by_feature`
-count what it found (for the report and the log).
+:class:`CellScreen` gives each cell the feature set it is predicted with (the best set of
+the store that its features allow: :func:`rank_feature_sets`), or drops or imputes cells
+with missing features, and flags values outside the training range;
+:func:`screen_summary` and :func:`extrapolation_by_feature` count what it found (for the
+report and the log).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ephys2expr.predict.settings import MISSING_POLICIES
 
 # Per-cell flags added by the screen, written beside the metadata.
 FLAG_COLUMNS: list[str] = [
+    "feature_set",
     "imputed",
     "imputed_features",
     "extrapolated",
@@ -33,16 +37,44 @@ class ScreenResult:
     Attributes
     ----------
     X : numpy.ndarray
-        Kept cells x model features (imputed values filled in), original units.
+        Kept cells x the store's features, original units (imputed values filled in; a
+        feature the cell's set does not use holds the training mean: its coefficient is 0).
     kept : numpy.ndarray of bool
         Per input cell: predicted (True) or dropped for missing features (False).
     flags : pandas.DataFrame
-        Per input cell: ``n_missing``, ``missing_features``, then :data:`FLAG_COLUMNS`.
+        Per input cell: ``n_missing``, ``missing_features``, then :data:`FLAG_COLUMNS`
+        (``feature_set`` is ``""`` for a dropped cell).
+    cell_sets : numpy.ndarray of int
+        Per kept cell: its feature set, as a position in ``set_names``.
+    set_names : list of str
+        The store's feature sets, in store order.
     """
 
     X: np.ndarray
     kept: np.ndarray
     flags: pd.DataFrame
+    cell_sets: np.ndarray
+    set_names: list[str]
+
+
+def rank_feature_sets(store: ModelStore) -> list[str]:
+    """The store's feature sets, best first: the order in which a cell's set is chosen.
+
+    A cell is predicted by the first set in this order whose features it has. Best = the
+    most genes whose out-of-fold r2 beats every baseline (all ``beats_*`` columns of the
+    set's genes table: the quality the train stage reports per set), then more features,
+    then store order. More features are not always better in CV (they can overfit), so the
+    count of genes beating every baseline decides; on the real data the full set is best.
+    """
+
+    def key(item):
+        pos, (name, model) = item
+        cols = [c for c in model.genes.columns if str(c).startswith("beats_")
+                and pd.api.types.is_bool_dtype(model.genes[c])]  # fmt: skip
+        quality = int(model.genes[cols].all(axis=1).sum()) if cols else 0
+        return (-quality, -len(model.features), pos)
+
+    return [name for _, (name, _) in sorted(enumerate(store.feature_sets.items()), key=key)]
 
 
 class CellScreen:
@@ -50,10 +82,13 @@ class CellScreen:
 
     Parameters
     ----------
-    missing : {"drop", "impute"}
-        ``drop``: cells with any missing model feature are not predicted (the original
-        project's behaviour). ``impute``: missing values are set to the training mean
-        of that feature (the scaler mean of the final fit) and the cell is flagged.
+    missing : {"feature_set", "drop", "impute"}
+        ``feature_set``: each cell is predicted by the best feature set of the store that
+        its features allow (:func:`rank_feature_sets`); a cell that has no set's features
+        is not predicted. ``drop``: cells with any missing feature of the full set are not
+        predicted (the original project's behaviour). ``impute``: missing values are set to
+        the training mean of that feature (the scaler mean of the final fit) and the cell is
+        flagged. ``drop`` and ``impute`` use the full set only.
     tolerance : float
         A value is *extrapolated* when it lies more than ``tolerance x (max - min)``
         outside the training range ``[min, max]`` of its feature. Imputed values never
@@ -67,6 +102,12 @@ class CellScreen:
     features_ : list of str
     mean_, min_, max_, range_, lower_, upper_ : numpy.ndarray
         Imputation values, the training range and the tolerated bounds, per feature.
+    set_names_ : list of str
+        The store's feature sets, store order.
+    set_masks_ : numpy.ndarray of bool, shape (n_sets, n_features)
+        Which features each set uses.
+    preference_ : list of int
+        Positions in ``set_names_``, best first (:func:`rank_feature_sets`).
     """
 
     def __init__(self, missing: str = "drop", tolerance: float = 0.1) -> None:
@@ -83,31 +124,51 @@ class CellScreen:
         self.range_ = self.max_ - self.min_
         self.lower_ = store.feature_min - self.tolerance * self.range_
         self.upper_ = store.feature_max + self.tolerance * self.range_
+        sets = store.feature_sets
+        self.set_names_ = list(sets)
+        self.set_masks_ = np.array([np.isin(self.features_, m.features) for m in sets.values()])
+        self.preference_ = [self.set_names_.index(n) for n in rank_feature_sets(store)]
         return self
+
+    def choose_sets(self, present: np.ndarray) -> np.ndarray:
+        """Per cell (rows of the boolean ``present``, cells x features): the position of its
+        feature set in ``set_names_``, or -1 if it has no set's features."""
+        if self.missing != "feature_set":  # the full set, for cells that have (or get) it all
+            return np.where(present.all(axis=1) | (self.missing == "impute"), 0, -1)
+        chosen = np.full(len(present), -1, dtype=np.int64)
+        for s in reversed(self.preference_):  # the best set that fits is written last
+            fits = (present | ~self.set_masks_[s]).all(axis=1)
+            chosen[fits] = s
+        return chosen
 
     def transform(self, features: pd.DataFrame) -> ScreenResult:
         """Screen cells (rows of ``features``, columns at least ``features_``)."""
-        values = features[self.features_].to_numpy(dtype=float)
+        values = features.reindex(columns=self.features_).to_numpy(dtype=float)
         names = np.asarray(self.features_, dtype=object)
         nan = np.isnan(values)
         n_missing = nan.sum(axis=1)
-        kept = n_missing == 0 if self.missing == "drop" else np.ones(len(values), dtype=bool)
+        chosen = self.choose_sets(~nan)
+        kept = chosen >= 0
+        used = self.set_masks_[np.maximum(chosen, 0)] & kept[:, None]  # features each cell uses
         filled = np.where(nan, self.mean_, values)
 
-        below = (filled < self.lower_) & ~nan
-        above = (filled > self.upper_) & ~nan
+        below = (filled < self.lower_) & ~nan & used
+        above = (filled > self.upper_) & ~nan & used
         outside = below | above
         # How far beyond the training range, in units of that range (0 inside it).
         with np.errstate(divide="ignore", invalid="ignore"):
             excess = np.maximum(self.min_ - filled, filled - self.max_)
             excess = np.where(outside, excess / np.where(self.range_ > 0, self.range_, 1.0), 0.0)
+        set_label = np.array(self.set_names_ + [""], dtype=object)[chosen]
         flags = pd.DataFrame(
             {
+                "feature_set": set_label,
                 "n_missing": n_missing.astype(np.int64),
                 "missing_features": [",".join(names[row]) for row in nan],
-                "imputed": (n_missing > 0) & kept,
+                "imputed": (n_missing > 0) & kept & (self.missing == "impute"),
                 "imputed_features": [
-                    ",".join(names[row]) if k else "" for row, k in zip(nan, kept, strict=True)
+                    ",".join(names[row]) if k and self.missing == "impute" else ""
+                    for row, k in zip(nan, kept, strict=True)
                 ],
                 "extrapolated": outside.any(axis=1),
                 "n_extrapolated": outside.sum(axis=1).astype(np.int64),
@@ -116,7 +177,8 @@ class CellScreen:
             },
             index=features.index,
         )
-        return ScreenResult(X=filled[kept], kept=kept, flags=flags)
+        flags = flags[["n_missing", "missing_features", *FLAG_COLUMNS]]
+        return ScreenResult(filled[kept], kept, flags, chosen[kept], list(self.set_names_))
 
 
 def _count_names(texts) -> dict[str, int]:
@@ -128,17 +190,22 @@ def _count_names(texts) -> dict[str, int]:
     return counts
 
 
-def screen_summary(meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray) -> dict:
-    """Counts of cells in/predicted/dropped/imputed/extrapolated, overall and per species."""
+def screen_summary(meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray,
+                   set_names: list[str] | None = None) -> dict:  # fmt: skip
+    """Counts of cells in/predicted/dropped/imputed/extrapolated and predicted per feature set
+    (every one of ``set_names``, in that order, zeros too), overall and per species."""
+    names = list(set_names) if set_names is not None else sorted(set(flags["feature_set"]) - {""})
 
     def counts(mask: np.ndarray) -> dict:
         f = flags[mask]
         k = kept[mask]
         n_pred = int(k.sum())
         n_extra = int((f["extrapolated"].to_numpy() & k).sum())
+        sets = f.loc[k, "feature_set"].value_counts()
         return {
             "cells_in": int(len(f)),
             "predicted": n_pred,
+            "by_feature_set": {s: int(sets.get(s, 0)) for s in names},
             "dropped": int((~k).sum()),
             "imputed": int((f["imputed"].to_numpy() & k).sum()),
             "extrapolated": n_extra,
@@ -163,6 +230,7 @@ __all__ = [
     "FLAG_COLUMNS",
     "CellScreen",
     "ScreenResult",
+    "rank_feature_sets",
     "extrapolation_by_feature",
     "screen_summary",
 ]

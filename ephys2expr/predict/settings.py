@@ -10,7 +10,7 @@ from typing import ClassVar
 from ephys2expr.errors import InputError
 from ephys2expr.settings import Settings, setting
 
-MISSING_POLICIES = ("drop", "impute")
+MISSING_POLICIES = ("feature_set", "drop", "impute")
 GENE_SETS = ("varying", "all", "predictable")
 # A prepared input name becomes part of file names (cells_<name>.parquet, <name>.parquet).
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -31,7 +31,10 @@ class PredictSettings(Settings):
         "prepared input names (data/prepared/cells_<name>.parquet), a list or comma-separated",
     )
     missing: str = setting(
-        "drop", "drop (cells missing a model feature are not predicted) | impute (training means)"
+        "feature_set",
+        "feature_set (each cell by the best feature set of the store its features allow; "
+        "cells with no set's features are not predicted) | drop (full set only: cells missing "
+        "one of its features are not predicted) | impute (full set, training means filled in)",
     )
     extrapolation_tolerance: float = setting(
         0.1, "fraction of the training range a feature may lie beyond min/max unflagged"

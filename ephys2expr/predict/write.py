@@ -37,8 +37,9 @@ PREDICTION_DTYPE = np.float32
 
 
 def iter_predictions(
-    store: ModelStore, X: np.ndarray, gene_idx: np.ndarray, chunk_cells: int, executor=None
-) -> Iterator[tuple[slice, np.ndarray]]:
+    store: ModelStore, X: np.ndarray, gene_idx: np.ndarray, chunk_cells: int, executor=None,
+    cell_sets: np.ndarray | None = None,
+) -> Iterator[tuple[slice, np.ndarray]]:  # fmt: skip
     """Yield ``(cell slice, genes x cells float32 block)`` for consecutive chunks of cells.
 
     Each block is :func:`~ephys2expr.model.store.linear_predict` of the store's float32
@@ -49,27 +50,59 @@ def iter_predictions(
     memory traffic. Genes-major blocks make each gene's values contiguous, as a columnar
     writer wants.
 
+    ``X`` holds the store's features (all of them, in order); ``cell_sets`` gives each
+    cell's feature set as a position in ``store.feature_sets`` (default: the full set for
+    every cell). A chunk is predicted whole by the model of each set present in it, and each
+    cell takes its set's column: a cell's values do not depend on its neighbours' sets.
+
     With a Dask ``executor`` (:mod:`ephys2expr.executor`) the blocks are computed on the
     workers (the terms are sent to each worker once) and still yielded in order; a block
     depends only on its own cells, so the values are the same bytes.
     """
     if chunk_cells < 1:
         raise InputError(f"chunk size {chunk_cells}: expected >= 1")
-    terms = store.prediction_terms(gene_idx, PREDICTION_DTYPE)
+    terms = set_terms(store, gene_idx, PREDICTION_DTYPE)
+    if cell_sets is None:
+        cell_sets = np.zeros(len(X), dtype=np.int64)
     slices = chunk_slices(len(X), chunk_cells)
     if executor is None or executor.client is None:
         for sl in slices:
-            yield sl, linear_predict(*terms, X[sl])
+            yield sl, predict_block(terms, X[sl], cell_sets[sl])
         return
     shared = executor.share(terms)
-    tasks = ((shared, X[sl]) for sl in slices)
-    blocks = executor.map_ordered(_prediction_task, tasks, what="cell chunks", total=len(slices))
+    tasks = ((shared, X[sl], cell_sets[sl]) for sl in slices)
+    blocks = executor.map_ordered(predict_block, tasks, what="cell chunks", total=len(slices))
     yield from zip(slices, blocks, strict=True)
 
 
-def _prediction_task(terms, X) -> np.ndarray:
-    """One chunk of cells on a Dask worker (module level, so it pickles by reference)."""
-    return linear_predict(*terms, X)
+def set_terms(store: ModelStore, gene_idx: np.ndarray, dtype=PREDICTION_DTYPE) -> list:
+    """Per feature set (store order): its prediction terms for ``gene_idx`` in ``dtype`` and
+    the positions of its features among the store's (what :func:`predict_block` takes)."""
+    return [
+        (m.prediction_terms(gene_idx, dtype),
+         np.array([store.features.index(f) for f in m.features], dtype=np.int64))
+        for m in store.feature_sets.values()
+    ]  # fmt: skip
+
+
+def predict_block(terms: list, X: np.ndarray, cell_sets: np.ndarray) -> np.ndarray:
+    """Genes x cells of one chunk: each cell by its feature set's model.
+
+    ``terms[s]`` is ``(prediction terms, feature columns)`` of set ``s``. Module level, so
+    that it pickles by reference for a Dask worker.
+    """
+    present = np.unique(cell_sets)
+    out = None
+    for s in present:
+        (coef, offset, centre), cols = terms[s]
+        block = linear_predict(coef, offset, centre, X[:, cols])
+        if len(present) == 1:
+            return block
+        if out is None:
+            out = np.empty_like(block)
+        mask = cell_sets == s
+        out[:, mask] = block[:, mask]
+    return out
 
 
 def _meta_schema(meta: pd.DataFrame) -> pa.Schema:
@@ -159,6 +192,7 @@ def write_predictions(
     executor=None,
     outputs: OutputSet | None = None,
     where: str = "predictions",
+    cell_sets: np.ndarray | None = None,
 ) -> dict:
     """Predict and write cells x genes to ``.h5ad`` and/or Parquet, chunk by chunk.
 
@@ -175,7 +209,8 @@ def write_predictions(
     paths of ``outputs`` (an :class:`~ephys2expr.predict.outputs.OutputSet` the caller
     commits) or, without it, to their own set, renamed into place together at the end.
     ``executor`` (optional, :mod:`ephys2expr.executor`) computes the chunks on Dask workers;
-    this process writes them in order, so the files are the same bytes.
+    this process writes them in order, so the files are the same bytes. ``cell_sets``:
+    each cell's feature set (see :func:`iter_predictions`).
 
     Returns
     -------
@@ -209,7 +244,7 @@ def write_predictions(
         for w in writers:
             stack.enter_context(w)
         n_negative = 0
-        for sl, block in iter_predictions(store, X, gene_idx, chunk_cells, executor):
+        for sl, block in iter_predictions(store, X, gene_idx, chunk_cells, executor, cell_sets):
             raise_if_stopped()
             _check_finite(block, sl, meta.index, genes, where)
             for w in writers:
@@ -230,4 +265,11 @@ def genes_path(dst: str | os.PathLike) -> Path:
     return dst.with_name(dst.stem + ".genes.parquet")
 
 
-__all__ = ["PREDICTION_DTYPE", "genes_path", "iter_predictions", "write_predictions"]
+__all__ = [
+    "PREDICTION_DTYPE",
+    "genes_path",
+    "iter_predictions",
+    "predict_block",
+    "set_terms",
+    "write_predictions",
+]

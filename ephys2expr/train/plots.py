@@ -177,15 +177,54 @@ def coefficient_heatmap(per_gene, coef_std: pd.DataFrame, n_top: int = 40):
     return fig
 
 
-def train_figures(per_gene, oof, targets, types, coef_std) -> dict:
-    """Every train-stage figure by its file stem (``plots/train/<stem>.png``)."""
-    return {
+def feature_set_figure(table: pd.DataFrame):
+    """What each feature set achieves (rows of
+    :func:`~ephys2expr.train.feature_sets.feature_set_table`): genes beating every baseline,
+    the share of genes with out-of-fold r2 above 0.1 (and the median r2), the markers' r2."""
+    names = [f"{n}\n({k} features)" for n, k in zip(table.index, table["n_features"], strict=True)]
+    markers = [c for c in table.columns if c.startswith("r2_") and c != "r2_median"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 0.55 * len(table) + 2.4),
+                             gridspec_kw={"width_ratios": [1, 1, 1.6]})  # fmt: skip
+    y = np.arange(len(table))[::-1]
+    for ax, col, label in (
+        (axes[0], "genes_beating_all", "genes beating every baseline"),
+        (axes[1], "frac_r2_gt_0.1", "share of genes with out-of-fold r2 > 0.1"),
+    ):
+        ax.barh(y, table[col], color="tab:blue", alpha=0.7)
+        ax.set_xlabel(label)
+        ax.set_yticks(y, names if ax is axes[0] else [], fontsize=8)
+        ax.set_xlim(0, table[col].max() * 1.45 or 1)
+    for yi, (n, share, med) in zip(
+        y, table[["genes_beating_all", "frac_r2_gt_0.1", "r2_median"]].to_numpy(), strict=True
+    ):
+        axes[0].text(n, yi, f" {n:,.0f}", va="center", fontsize=8)
+        axes[1].text(share, yi, f" {share:.1%}\n (median r2 {med:.3f})", va="center", fontsize=7)
+    data = np.clip(table[markers].to_numpy(dtype=float), R2_FLOOR, 1)
+    im = axes[2].imshow(data, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    for (i, j), v in np.ndenumerate(table[markers].to_numpy(dtype=float)):
+        axes[2].text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+    axes[2].set_xticks(range(len(markers)), [m[3:] for m in markers], rotation=45, ha="right")
+    axes[2].set_yticks([])
+    axes[2].set_title("out-of-fold r2 of the marker genes", fontsize=9)
+    fig.colorbar(im, ax=axes[2], label="r2 (clipped at -1)")
+    fig.suptitle("One model per feature set: what leaving features out costs", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def train_figures(per_gene, oof, targets, types, coef_std, feature_sets=None) -> dict:
+    """Every train-stage figure by its file stem (``plots/train/<stem>.png``); the feature
+    set comparison only with more than one set (``feature_sets``: its table)."""
+    figures = {
         "r2_hist": r2_histogram(per_gene),
         "rmse_hist": rmse_histogram(per_gene),
         "model_vs_ols": model_vs_ols(per_gene),
         "observed_vs_predicted": observed_vs_predicted(per_gene, oof, targets, types),
         "coef_heatmap": coefficient_heatmap(per_gene, coef_std),
     }
+    if feature_sets is not None:
+        figures["feature_sets"] = feature_set_figure(feature_sets)
+    return figures
 
 
-__all__ = ["plotted_genes", "train_figures"]
+__all__ = ["feature_set_figure", "plotted_genes", "train_figures"]

@@ -3,8 +3,8 @@
 :func:`train_gene_chunk` does everything that depends on a gene alone (nested CV, baselines,
 final refit, permutation null) for one chunk of genes; :func:`train_and_evaluate` runs the
 chunks on an executor (in-process or Dask) and gathers them - BH q-values and the summaries
-couple genes, so they come after gathering. :func:`train_from_prepared` is the train stage's
-work: prepare's tables in, model store, tables, metrics, report and figures out.
+couple genes, so they come after gathering. The train stage's work
+(:func:`ephys2expr.train.stage.train_from_prepared`) calls it once per feature set.
 """
 
 from __future__ import annotations
@@ -13,20 +13,16 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ephys2expr.executor import Executor, ExecutorSettings, chunk_slices, open_executor
-from ephys2expr.io import file_checksum
+from ephys2expr.executor import Executor, ExecutorSettings, chunk_slices
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store import ModelStore, store_from_estimator
-from ephys2expr.train.baselines import BASELINES, CEILINGS, baseline_predictions
+from ephys2expr.train.baselines import BASELINES, baseline_predictions
 from ephys2expr.train.cv import nested_cv
 from ephys2expr.train.folds import outer_folds, pooled_scores, resolve_cv
-from ephys2expr.train.inputs import load_training_inputs, training_paths
 from ephys2expr.train.null import NullResult, bh_qvalues, permutation_null
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics, train_report
@@ -304,107 +300,10 @@ def _gather(parts, features, genes, n, folds, settings: TrainSettings, t0) -> Tr
     return TrainResult(per_gene, oof, final, headline_metrics(report), report, secs)
 
 
-@dataclass
-class TrainOutputs:
-    """What the train stage writes (:func:`train_from_prepared`).
-
-    Attributes
-    ----------
-    store : ModelStore
-        The final models with the per-gene table and provenance (``data/model``).
-    per_gene : DataFrame
-        The per-gene table (``data/train/per_gene.parquet``).
-    oof : DataFrame
-        Out-of-fold predictions, genes x cell types (only the plotted genes when streamed).
-    metrics, report : dict
-        Headline numbers (``metrics/train.json``) and the detailed summary (``reports/``).
-    shown_targets : DataFrame
-        Measured expression of (at least) the plotted genes, genes x cell types.
-    types : DataFrame
-        Cell-type metadata (``broad_type`` colours the plots).
-    coef_std : DataFrame
-        Final coefficients on the standardised scale, genes x features.
-    """
-
-    store: ModelStore
-    per_gene: pd.DataFrame
-    oof: pd.DataFrame
-    metrics: dict
-    report: dict
-    shown_targets: pd.DataFrame
-    types: pd.DataFrame
-    coef_std: pd.DataFrame
-
-    def plot_table(self) -> pd.DataFrame:
-        """The per-gene scores ``dvc plots`` shows (``plots/train/per_gene.csv``)."""
-        cols = ["cv_r2", "cv_rmse"] + [f"{b}_cv_r2" for b in BASELINES + CEILINGS]
-        cols = [c for c in cols if c in self.per_gene.columns]  # ceilings: per-cell data
-        table = self.per_gene[cols].round(6)
-        table.index.name = "gene"
-        return table
-
-    def figures(self) -> dict:
-        """The train figures by file stem (:func:`ephys2expr.train.plots.train_figures`)."""
-        from ephys2expr.train.plots import train_figures
-
-        return train_figures(self.per_gene, self.oof, self.shown_targets, self.types,
-                             self.coef_std)  # fmt: skip
-
-
-def train_from_prepared(
-    prepared_dir, settings: TrainSettings, executor_settings: ExecutorSettings | None = None,
-    stream_targets: bool = False,
-) -> TrainOutputs:  # fmt: skip
-    """Train on prepare's tables in ``prepared_dir``: the whole train stage but the writing.
-
-    With ``stream_targets`` the targets are read a gene chunk at a time
-    (``executor.gene_chunk``) and out-of-fold predictions are kept only for the plotted
-    genes: genes are independent, so refitting just those genes (without the null) gives
-    exactly their out-of-fold predictions from the full run.
-    """
-    from ephys2expr.train.plots import plotted_genes
-
-    start = time.perf_counter()
-    executor_settings = executor_settings or ExecutorSettings()
-    inputs = training_paths(Path(prepared_dir))
-    features, targets, types = load_training_inputs(*inputs.values(), stream=stream_targets)
-    settings = resolved_settings(settings, types)  # the store records what was run
-    with open_executor(executor_settings) as ex:
-        result = train_and_evaluate(
-            features, targets, types, settings, executor=ex,
-            gene_chunk=executor_settings.gene_chunk, keep_oof=not stream_targets,
-        )  # fmt: skip
-    oof, shown = result.oof, targets
-    if stream_targets:
-        best, markers = plotted_genes(result.per_gene)
-        shown = pd.read_parquet(inputs["train_targets"], filters=[("gene", "in", best + markers)])
-        shown = shown[list(features.index)].astype(float)
-        no_null = dataclasses.replace(settings, n_permutations=0)
-        oof = train_and_evaluate(features, shown, types, no_null).oof
-    final = result.final
-    provenance = {
-        "params": settings.as_dict(),
-        "inputs_md5": {name: file_checksum(path)[0] for name, path in inputs.items()},
-    }
-    store = store_from_estimator(final, features, targets.index, result.per_gene, provenance)
-    coef_std = pd.DataFrame(final.coef_std_, index=targets.index, columns=features.columns)
-    m = result.metrics
-    log.info(
-        "done in %.0f s: median out-of-fold r2 %.3f; genes beating mean/OLS/class: %s; "
-        "beating all: %d; q < %g: %s", time.perf_counter() - start, m["model"]["r2_median"],
-        "/".join(str(m["genes_beating"][b]) for b in BASELINES), m["genes_beating"]["all"],
-        settings.fdr_q, m.get("genes_q_below_fdr", "n/a"),
-    )  # fmt: skip
-    if not np.all(final.converged_):
-        log.warning("%d genes did not converge", int((~final.converged_).sum()))
-    return TrainOutputs(store, result.per_gene, oof, m, result.report, shown, types, coef_std)
-
-
 __all__ = [
     "GeneChunkResult",
-    "TrainOutputs",
     "TrainResult",
+    "resolved_settings",
     "train_and_evaluate",
-    "train_from_prepared",
     "train_gene_chunk",
 ]

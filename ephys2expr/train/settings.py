@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import yaml
 
 from ephys2expr.errors import InputError
+from ephys2expr.features import ALL_FEATURES
 from ephys2expr.model.estimator import PENALTIES, MultiGeneElasticNet, alpha_grid
 from ephys2expr.settings import Settings, setting
 
+log = logging.getLogger("ephys2expr")
+
 CV_SCHEMES = ("auto", "loo", "kfold", "group", "group_kfold")
+# The default feature sets, as the features each leaves out of the source's list (names the
+# source lacks are ignored). Chosen from what the Allen per-cell tables miss (README
+# "Feature sets"): tau and cap (1,269 of 2,333 v10 cells, all 413 human ones), and aphw,
+# maxfreq and adratio together (149 of 1,058 v6 cells; 28 of v10); "cadwell" keeps Cadwell
+# et al. 2016's seven features, which validate uses for its Patch-seq comparison.
+FEATURE_SETS = {
+    "full": [],
+    "no_tau_cap": ["tau", "cap"],
+    "no_aphw_maxfreq_adratio": ["aphw", "maxfreq", "adratio"],
+    "cadwell": ["rheo", "maxfreq", "cap", "adratio", "sag"],
+}
+_SET_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 WEIGHTINGS = ("none", "cells")
 
 
@@ -50,6 +68,12 @@ class TrainSettings(Settings):
         10, "stop permuting a gene after this many null r2 >= observed (0 = never)"
     )
     fdr_q: float = setting(0.1, "Benjamini-Hochberg level")
+    feature_sets: dict[str, list[str]] = setting(
+        FEATURE_SETS,
+        "one model per feature set, all in the one model store: name -> the features the set "
+        "leaves out of the source's list (names the source lacks are ignored); exactly one "
+        "set leaves out nothing (the full model, listed first in the store)",
+    )
 
     def check(self) -> None:
         if self.penalty not in PENALTIES:
@@ -88,6 +112,64 @@ class TrainSettings(Settings):
                 raise InputError(f"{self.where(key)}: {getattr(self, key)} is negative")
         if not 0 < self.fdr_q < 1:
             raise InputError(f"{self.where('fdr_q')}: {self.fdr_q} is not in (0, 1)")
+        self._check_feature_sets()
+
+    def _check_feature_sets(self) -> None:
+        where = self.where("feature_sets")
+        sets = self.feature_sets
+        if isinstance(sets, str):  # --set feature_sets="{full: [], no_tau: [tau]}"
+            try:
+                sets = yaml.safe_load(sets)
+            except yaml.YAMLError:
+                raise InputError(f"{where}: {self.feature_sets!r} is not a YAML mapping") from None
+        if not isinstance(sets, dict) or not sets:
+            raise InputError(f"{where}: expected a mapping of set name -> features left out")
+        out = {}
+        for name, drop in sets.items():
+            name = str(name)
+            if not _SET_NAME.match(name):
+                raise InputError(f"{where}: set name {name!r} (use letters, digits, '_', '-', '.')")
+            drop = [] if drop is None else drop
+            if isinstance(drop, str):
+                drop = [d.strip() for d in drop.split(",") if d.strip()]
+            if not isinstance(drop, list):
+                raise InputError(f"{where}.{name}: {drop!r} is not a list of feature names")
+            unknown = [str(d) for d in drop if str(d) not in ALL_FEATURES]
+            if unknown:
+                raise InputError(
+                    f"{where}.{name}: unknown feature {unknown[0]!r} (known: {ALL_FEATURES})"
+                )
+            out[name] = [str(d) for d in drop]
+        # the full set (leaves out nothing) comes first, wherever it is listed: YAML mappings
+        # get re-sorted by tools (yaml.safe_dump, some editors)
+        full = [name for name, drop in out.items() if not drop]
+        if len(full) != 1:
+            raise InputError(
+                f"{where}: exactly one set must leave out nothing (the full model the others "
+                f"are compared with); found {full or 'none'}"
+            )
+        self.feature_sets = {full[0]: [], **{n: d for n, d in out.items() if d}}
+
+    def resolve_feature_sets(self, features: list[str]) -> dict[str, list[str]]:
+        """Each set's features (in ``features`` order) for a source with ``features``.
+
+        A set that leaves out every feature is an error; a set with the same features as an
+        earlier one (it leaves out only names the source lacks) is skipped, with a log line.
+        """
+        out: dict[str, list[str]] = {}
+        for name, drop in self.feature_sets.items():
+            kept = [f for f in features if f not in drop]
+            if not kept:
+                raise InputError(
+                    f"{self.where('feature_sets')}.{name}: leaves out every feature of {features}"
+                )
+            same = [other for other, cols in out.items() if cols == kept]
+            if same:
+                log.info("feature set %r has the same features as %r here: not trained again",
+                         name, same[0])  # fmt: skip
+                continue
+            out[name] = kept
+        return out
 
     @property
     def alphas(self) -> np.ndarray:
@@ -116,4 +198,12 @@ class TrainSettings(Settings):
         )
 
 
-__all__ = ["CV_SCHEMES", "WEIGHTINGS", "TrainSettings"]
+def trained_settings(store) -> TrainSettings:
+    """The settings a model store was trained with (its ``provenance["params"]``)."""
+    params = store.provenance.get("params")
+    if not isinstance(params, dict):
+        raise InputError("model store: model.json has no provenance params (retrain it)")
+    return TrainSettings.from_dict(params, where="model.json provenance")
+
+
+__all__ = ["CV_SCHEMES", "FEATURE_SETS", "WEIGHTINGS", "TrainSettings", "trained_settings"]

@@ -121,7 +121,8 @@ def _ceilings(per_gene: pd.DataFrame, r2: np.ndarray) -> dict:
 
 
 def headline_metrics(report: dict) -> dict:
-    """The headline numbers of a :func:`train_report` (``metrics/train.json``, <= 19 values).
+    """The headline numbers of a :func:`train_report` (``metrics/train.json``, <= 17 values;
+    the train stage adds one per extra feature set).
 
     For the model and each baseline: median out-of-fold r2 and the shares of genes with r2
     above 0.1 and 0.5; genes beating each baseline and all of them; with the null, genes
@@ -130,8 +131,12 @@ def headline_metrics(report: dict) -> dict:
     metrics = {
         "n_genes": report["n_genes"],
         "model": {k: report["model"][k] for k in HEADLINE_SCORES},
+        # the mean-only baseline's shares of r2 above 0.1 / 0.5 are 0 by construction
         **{
-            f"baseline_{name}": {k: report["baselines"][name][k] for k in HEADLINE_SCORES}
+            f"baseline_{name}": {
+                k: report["baselines"][name][k]
+                for k in (HEADLINE_SCORES[:1] if name == "mean" else HEADLINE_SCORES)
+            }
             for name in BASELINES
         },
         **{

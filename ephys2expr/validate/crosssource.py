@@ -7,11 +7,13 @@ Two cell sets, each predicted by both models:
   per-cell model's out-of-fold predictions (``oof_predictions.parquet`` of its train stage:
   each cell predicted by a model that never saw its animal) vs the type-mean model refit on
   the features both models have (the type-mean store's ``adratio`` is not in Scala), which
-  never saw any Scala cell. Measured: the Scala log2(CPM+1) targets.
-* **Cadwell 2016** (45 layer-1 interneurons with all 7 of its features): both models refit
-  on Cadwell's 7 features (:func:`~ephys2expr.validate.patchseq.fit_feature_subset_model`,
-  each with the settings its store was trained with; the per-cell one with its inner alpha
-  search grouped by animal). Measured: Cadwell log2(TPM+1).
+  never saw any Scala cell. That set (all but ``adratio``) is not one of the stored sets,
+  so it is a refit unless ``train.feature_sets`` has it. Measured: the Scala log2(CPM+1) targets.
+* **Cadwell 2016** (45 layer-1 interneurons with all 7 of its features): both models on
+  Cadwell's 7 features - each store's feature set of exactly those features when it has one
+  (the default ``cadwell`` set), else refit with the settings its store was trained with
+  (:func:`~ephys2expr.validate.patchseq.feature_subset_predictor`; the per-cell one with its
+  inner alpha search grouped by animal). Measured: Cadwell log2(TPM+1).
 
 Per model and cell set: the per-gene Pearson r across cells (median, share above a
 threshold), and the ROC AUC of each label's marker gene (predicted expression as the score).
@@ -27,12 +29,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from ephys2expr.model.store import ModelStore
 from ephys2expr.readers.cadwell import PatchSeqSet
 from ephys2expr.taxonomy import CLASS_MARKERS, MARKER_GENES
-from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.settings import TrainSettings, trained_settings
 from ephys2expr.validate.patchseq import (
     _pearson_columns,
-    fit_feature_subset_model,
+    feature_subset_predictor,
     varies_columns,
 )
 
@@ -190,11 +193,11 @@ def _training_weights(settings: TrainSettings, types: pd.DataFrame) -> np.ndarra
 
 def validate_cross_source(
     type_mean: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
-    type_settings: TrainSettings,
+    type_store: ModelStore,
     cadwell: PatchSeqSet,
     cadwell_type_mean: pd.DataFrame,
     paired: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
-    paired_settings: TrainSettings,
+    paired_store: ModelStore,
     paired_oof: pd.DataFrame,
     cadwell_features: list[str],
     r_threshold: float = 0.3,
@@ -205,8 +208,10 @@ def validate_cross_source(
     ----------
     type_mean, paired : tuple of DataFrame
         Each model's training tables (features, targets genes x rows, types).
-    type_settings, paired_settings : TrainSettings
-        The settings each store was trained with (its provenance).
+    type_store, paired_store : ModelStore
+        Each model's store: a feature set of exactly the features a comparison needs is
+        used as stored, else the model is refit on those features with the settings the
+        store was trained with (:func:`~ephys2expr.validate.patchseq.feature_subset_predictor`).
     cadwell : PatchSeqSet
         The Cadwell 2016 cells.
     cadwell_type_mean : DataFrame
@@ -215,22 +220,24 @@ def validate_cross_source(
     paired_oof : DataFrame
         Genes x cells: the per-cell model's out-of-fold predictions (train stage).
     cadwell_features : list of str
-        The features both models are refit on for Cadwell.
+        The features of both models for Cadwell.
     r_threshold : float
         Share of genes with r above this.
     """
     tf, tt, ttypes = type_mean
     pf, pt, ptypes = paired
+    type_settings, paired_settings = trained_settings(type_store), trained_settings(paired_store)
     shared = pt.index.intersection(tt.index).intersection(paired_oof.index)
     feats = [f for f in tf.columns if f in pf.columns]
     log.info(
-        "cross-source: %d shared genes; type-mean model refit on the %d features both have",
+        "cross-source: %d shared genes; type-mean model on the %d features both have",
         len(shared), len(feats),
     )  # fmt: skip
-    tm = fit_feature_subset_model(
-        tf, tt.loc[shared], feats, type_settings, _training_weights(type_settings, ttypes)
-    )
-    scala_tm = pd.DataFrame(tm.predict(pf[feats].to_numpy()), index=pf.index, columns=shared)
+    tm, tm_source = feature_subset_predictor(
+        type_store, tf, tt.loc[shared], feats, type_settings,
+        _training_weights(type_settings, ttypes),
+    )  # fmt: skip
+    scala_tm = tm(pf[feats])
     scala = compare_models(
         {"type_mean": scala_tm, "per_cell": paired_oof.loc[shared].T},
         pt.loc[shared].T, scala_labels(ptypes), LABEL_MARKERS, r_threshold,
@@ -239,12 +246,11 @@ def validate_cross_source(
     genes = shared.intersection(cadwell.expr.columns)
     rows = ptypes.loc[pf.index]
     groups = rows["group"].astype(str).to_numpy() if paired_settings.cv == "group_kfold" else None
-    pc = fit_feature_subset_model(
-        pf, pt.loc[genes], cadwell_features, paired_settings,
+    pc, pc_source = feature_subset_predictor(
+        paired_store, pf, pt.loc[genes], cadwell_features, paired_settings,
         _training_weights(paired_settings, rows), groups,
     )  # fmt: skip
-    X = cadwell.features.loc[cells, cadwell_features].to_numpy()
-    cadwell_pc = pd.DataFrame(pc.predict(X), index=cells, columns=genes)
+    cadwell_pc = pc(cadwell.features.loc[cells, cadwell_features])
     cad = compare_models(
         {"type_mean": cadwell_type_mean[genes], "per_cell": cadwell_pc},
         cadwell.expr.loc[cells], cadwell_labels(cadwell.meta), {CADWELL_LABEL: CADWELL_MARKER},
@@ -252,6 +258,8 @@ def validate_cross_source(
     )  # fmt: skip
     notes = {
         "scala_type_mean_features": feats,
+        "scala_type_mean_model": tm_source,
+        "cadwell_per_cell_model": pc_source,
         "scala_per_cell": "out-of-fold predictions (outer CV by animal) of the per-cell store",
         "cadwell_features": list(cadwell_features),
         "cadwell_labels": f"{CADWELL_LABEL} vs SBC-like (all Inh); marker {CADWELL_MARKER}",

@@ -178,6 +178,44 @@ def fit_feature_subset_model(
     )
 
 
+def feature_subset_predictor(
+    store, train_features: pd.DataFrame, train_targets: pd.DataFrame, features: list[str],
+    settings: TrainSettings, sample_weight: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+):  # fmt: skip
+    """The model on ``features`` only: the store's, if it has a feature set of exactly these
+    features (trained with its own CV and null), else a refit
+    (:func:`fit_feature_subset_model`).
+
+    Returns
+    -------
+    predict : callable
+        ``predict(X)`` with ``X`` a DataFrame holding the feature columns: a DataFrame of
+        cells x genes (the genes of ``train_targets``).
+    source : str
+        ``"stored feature set '<name>'"`` or ``"refit"`` (for the report).
+    """
+    genes = train_targets.index
+    for name, model in (store.feature_sets if store is not None else {}).items():
+        if sorted(model.features) == sorted(features):
+            log.info("using the store's feature set %r for %s", name, ", ".join(features))
+
+            def predict(X, model=model):
+                values = model.predict(X[model.features].to_numpy(dtype=float))
+                return pd.DataFrame(values, index=X.index, columns=model.gene_names)[genes]
+
+            return predict, f"stored feature set '{name}'"
+    est = fit_feature_subset_model(
+        train_features, train_targets, features, settings, sample_weight, groups
+    )
+
+    def predict(X):
+        values = est.predict(X[features].to_numpy(dtype=float))
+        return pd.DataFrame(values, index=X.index, columns=genes)
+
+    return predict, "refit"
+
+
 def outside_training_range(X: pd.DataFrame, train: pd.DataFrame, tolerance: float = 0.0):
     """Per feature, the fraction of rows of X outside the training min/max (+ tolerance)."""
     lo, hi = train.min(), train.max()
@@ -213,6 +251,7 @@ def validate_patchseq(
     cv_good: pd.Index,
     features: list[str],
     settings: TrainSettings,
+    store=None,
 ) -> PatchSeqResult:
     """Predict the Patch-seq cells from their own ephys and compare with their expression.
 
@@ -228,14 +267,15 @@ def validate_patchseq(
         The features of the Patch-seq model.
     settings : TrainSettings
         The settings the model store was trained with.
+    store : ModelStore, optional
+        The model store: its feature set of exactly ``features``, if it has one, predicts
+        the cells (:func:`feature_subset_predictor`); else the model is refit on them.
     """
     tf, tt = train_features, train_targets
-    model = fit_feature_subset_model(tf, tt, features, settings, sample_weight)
+    predict, source = feature_subset_predictor(store, tf, tt, features, settings, sample_weight)
     complete = cells.features[features].notna().all(axis=1)
     ps_feats = cells.features.loc[complete, features]
-    ps_pred = pd.DataFrame(
-        model.predict(ps_feats.to_numpy()), index=ps_feats.index, columns=tt.index
-    )
+    ps_pred = predict(ps_feats)
     baseline = tt[tf.index].mean(axis=1)  # training mean profile (each type counts once)
     good = cv_good.intersection(tt.index)
     per_gene, per_cell, summary = patchseq_agreement(
@@ -244,6 +284,7 @@ def validate_patchseq(
     summary["n_cells_missing_feature"] = int((~complete).sum())
     summary["n_genes_cv_good_in_store"] = int(len(good))
     summary["features"] = list(features)
+    summary["model"] = source
     summary["frac_cells_outside_training_range"] = outside_training_range(ps_feats, tf[features])
     per_cell["major_type"] = cells.meta.loc[per_cell.index, "major_type"]
     for t in sorted(per_cell["major_type"].unique()):
@@ -258,6 +299,7 @@ def validate_patchseq(
 
 __all__ = [
     "PatchSeqResult",
+    "feature_subset_predictor",
     "fit_feature_subset_model",
     "nearest_type",
     "outside_training_range",

@@ -26,7 +26,7 @@ from ephys2expr.readers.palette import read_palette
 from ephys2expr.readers.tasic import MeasuredSet, read_tasic_geo, read_tasic_rda
 from ephys2expr.taxonomy import cre_group, exc_inh_truth
 from ephys2expr.train.inputs import load_training_inputs
-from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.settings import trained_settings
 from ephys2expr.validate.agreement import type_agreement_all
 from ephys2expr.validate.crosssource import CrossSourceResult, validate_cross_source
 from ephys2expr.validate.embedding import (
@@ -69,14 +69,6 @@ class ValidationResult:
     figures: dict
     metrics: dict
     report: dict
-
-
-def trained_settings(store: ModelStore) -> TrainSettings:
-    """The settings the model store was trained with (from its provenance)."""
-    params = store.provenance.get("params")
-    if not isinstance(params, dict):
-        raise InputError("model store: model.json has no provenance params (retrain it)")
-    return TrainSettings.from_dict(params, where="model.json provenance")
 
 
 def load_predictions(
@@ -135,17 +127,17 @@ def _measured(settings: ValidateSettings, raw_dir: Path, genes: list[str]) -> Me
 OOF_FILE = "oof_predictions.parquet"
 
 
-def _cross_source(paired_dirs, type_tables, type_settings, ps, patchseq, s) -> CrossSourceResult:
+def _cross_source(paired_dirs, type_tables, type_store, ps, patchseq, s) -> CrossSourceResult:
     """Read the per-cell model's store, tables and out-of-fold predictions and compare."""
     model_dir, prepared_dir, train_dir = (Path(d) for d in paired_dirs)
-    paired_settings = trained_settings(load_model_store(model_dir))
+    paired_store = load_model_store(model_dir)
     tables = (prepared_dir / f"train_{n}.parquet" for n in ("features", "targets", "types"))
     paired = load_training_inputs(*tables)
     oof = pd.read_parquet(train_dir / OOF_FILE)
     if not oof.columns.isin(paired[0].index).all():
         raise InputError(f"{train_dir / OOF_FILE}: cells do not match {prepared_dir}")
     return validate_cross_source(
-        type_tables, type_settings, ps, patchseq.predicted, paired, paired_settings, oof,
+        type_tables, type_store, ps, patchseq.predicted, paired, paired_store, oof,
         s.patchseq_features, s.cross_r_threshold,
     )  # fmt: skip
 
@@ -222,11 +214,11 @@ def validate_predictions(
             numba.set_num_threads(1)
         cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
         patchseq = validate_patchseq(
-            ps, tf, tt, weights, cv_good, s.patchseq_features, train_settings
+            ps, tf, tt, weights, cv_good, s.patchseq_features, train_settings, store
         )
         cross = None
         if paired_dirs is not None:
-            cross = _cross_source(paired_dirs, (tf, tt, types), train_settings, ps, patchseq, s)
+            cross = _cross_source(paired_dirs, (tf, tt, types), store, ps, patchseq, s)
 
         # ---- embeddings (pictures) of seeded subsamples ------------------------------------
         sub_p = subsample(pred.index, s.max_cells, s.seed)
@@ -350,6 +342,5 @@ __all__ = [
     "headline_metrics",
     "load_predictions",
     "predictions_file",
-    "trained_settings",
     "validate_predictions",
 ]

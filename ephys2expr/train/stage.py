@@ -1,0 +1,167 @@
+"""The train stage's work: prepare's tables in; model store, tables, metrics, figures out.
+
+:func:`train_from_prepared` trains one model per feature set (``train.feature_sets``) with
+:func:`~ephys2expr.train.run.train_and_evaluate` - each set its own nested CV, baselines and
+permutation null, on the same folds and permutations (both are seeded) - and joins them into
+one model store (:func:`~ephys2expr.model.store.join_feature_sets`). The first set is the
+full model: the per-gene table, the out-of-fold predictions, the headline metrics and the
+figures are its; :mod:`~ephys2expr.train.feature_sets` compares the sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ephys2expr.executor import ExecutorSettings, open_executor
+from ephys2expr.io import file_checksum
+from ephys2expr.model.store import ModelStore, join_feature_sets, store_from_estimator
+from ephys2expr.train.baselines import BASELINES, CEILINGS
+from ephys2expr.train.feature_sets import feature_set_headline, feature_set_table
+from ephys2expr.train.inputs import load_training_inputs, training_paths
+from ephys2expr.train.run import resolved_settings, train_and_evaluate
+from ephys2expr.train.settings import TrainSettings
+
+log = logging.getLogger("ephys2expr")
+
+
+@dataclass
+class TrainOutputs:
+    """What the train stage writes (:func:`train_from_prepared`).
+
+    Attributes
+    ----------
+    store : ModelStore
+        Every feature set's final models with their per-gene tables and the provenance
+        (``data/models/<source>``).
+    per_gene : DataFrame
+        The full set's per-gene table (``data/train/<source>/per_gene.parquet``).
+    oof : DataFrame
+        The full set's out-of-fold predictions, genes x rows (only the plotted genes when
+        streamed).
+    metrics, report : dict
+        Headline numbers (``metrics/train_<source>.json``) and the detailed summary.
+    shown_targets : DataFrame
+        Measured expression of (at least) the plotted genes, genes x rows.
+    types : DataFrame
+        Training-row metadata (``broad_type`` colours the plots).
+    coef_std : DataFrame
+        The full set's final coefficients on the standardised scale, genes x features.
+    feature_sets : DataFrame
+        One row per feature set (:func:`~ephys2expr.train.feature_sets.feature_set_table`).
+    """
+
+    store: ModelStore
+    per_gene: pd.DataFrame
+    oof: pd.DataFrame
+    metrics: dict
+    report: dict
+    shown_targets: pd.DataFrame
+    types: pd.DataFrame
+    coef_std: pd.DataFrame
+    feature_sets: pd.DataFrame
+
+    def plot_table(self) -> pd.DataFrame:
+        """The per-gene scores ``dvc plots`` shows (``plots/train/per_gene.csv``)."""
+        cols = ["cv_r2", "cv_rmse"] + [f"{b}_cv_r2" for b in BASELINES + CEILINGS]
+        cols = [c for c in cols if c in self.per_gene.columns]  # ceilings: per-cell data
+        table = self.per_gene[cols].round(6)
+        table.index.name = "gene"
+        return table
+
+    def figures(self) -> dict:
+        """The train figures by file stem (:func:`ephys2expr.train.plots.train_figures`)."""
+        from ephys2expr.train.plots import train_figures
+
+        return train_figures(self.per_gene, self.oof, self.shown_targets, self.types,
+                             self.coef_std, self.feature_sets)  # fmt: skip
+
+
+def train_from_prepared(
+    prepared_dir, settings: TrainSettings, executor_settings: ExecutorSettings | None = None,
+    stream_targets: bool = False,
+) -> TrainOutputs:  # fmt: skip
+    """Train on prepare's tables in ``prepared_dir``: the whole train stage but the writing.
+
+    With ``stream_targets`` the targets are read a gene chunk at a time
+    (``executor.gene_chunk``) and out-of-fold predictions are kept only for the plotted
+    genes: genes are independent, so refitting just those genes (without the null) gives
+    exactly their out-of-fold predictions from the full run.
+    """
+    from ephys2expr.train.plots import plotted_genes
+
+    start = time.perf_counter()
+    executor_settings = executor_settings or ExecutorSettings()
+    inputs = training_paths(Path(prepared_dir))
+    features, targets, types = load_training_inputs(*inputs.values(), stream=stream_targets)
+    settings = resolved_settings(settings, types)  # the store records what was run
+    sets = settings.resolve_feature_sets(list(features.columns))
+    full = next(iter(sets))
+    provenance = {
+        "params": settings.as_dict(),
+        "inputs_md5": {name: file_checksum(path)[0] for name, path in inputs.items()},
+    }
+    results, models = {}, []
+    with open_executor(executor_settings) as ex:
+        for i, (name, cols) in enumerate(sets.items()):
+            log.info("feature set %d/%d %r: %d features (%s)", i + 1, len(sets), name,
+                     len(cols), ", ".join(cols))  # fmt: skip
+            t0 = time.perf_counter()
+            keep_oof = name == full and not stream_targets  # only the full set's is written
+            results[name] = train_and_evaluate(
+                features[cols], targets, types, settings, executor=ex,
+                gene_chunk=executor_settings.gene_chunk, keep_oof=keep_oof,
+            )  # fmt: skip
+            models.append(store_from_estimator(
+                results[name].final, features[cols], targets.index, results[name].per_gene,
+                provenance, feature_set=name,
+            ))  # fmt: skip
+            log.info("feature set %r trained in %.0f s", name, time.perf_counter() - t0)
+    store = join_feature_sets(models)
+    result = results[full]
+    oof, shown = result.oof, targets
+    if stream_targets:
+        best, markers = plotted_genes(result.per_gene)
+        shown = pd.read_parquet(inputs["train_targets"], filters=[("gene", "in", best + markers)])
+        shown = shown[list(features.index)].astype(float)
+        no_null = dataclasses.replace(settings, n_permutations=0)
+        oof = train_and_evaluate(features, shown, types, no_null).oof
+    table = feature_set_table({n: r.per_gene for n, r in results.items()}, sets, settings.fdr_q)
+    metrics = {**result.metrics}
+    if len(sets) > 1:
+        metrics["genes_beating_all_by_feature_set"] = feature_set_headline(table)
+    report = {**result.report, "feature_sets": _records(table)}
+    final = result.final
+    coef_std = pd.DataFrame(final.coef_std_, index=targets.index, columns=features.columns)
+    m = result.metrics
+    log.info(
+        "done in %.0f s: median out-of-fold r2 %.3f; genes beating mean/OLS/class: %s; "
+        "beating all: %d; q < %g: %s", time.perf_counter() - start, m["model"]["r2_median"],
+        "/".join(str(m["genes_beating"][b]) for b in BASELINES), m["genes_beating"]["all"],
+        settings.fdr_q, m.get("genes_q_below_fdr", "n/a"),
+    )  # fmt: skip
+    for name, row in table.iterrows():
+        log.info("feature set %r: %d genes beat every baseline, median r2 %.3f", name,
+                 row["genes_beating_all"], row["r2_median"])  # fmt: skip
+    if not np.all(final.converged_):
+        log.warning("%d genes did not converge", int((~final.converged_).sum()))
+    return TrainOutputs(store, result.per_gene, oof, metrics, report, shown, types, coef_std,
+                        table)  # fmt: skip
+
+
+def _records(table: pd.DataFrame) -> dict:
+    """The per-set table as ``{set: {column: value}}`` (NaN as None: JSON has no NaN)."""
+    return {
+        name: {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+               for k, v in row.items()}
+        for name, row in table.astype(object).iterrows()
+    }  # fmt: skip
+
+
+__all__ = ["TrainOutputs", "train_from_prepared"]
