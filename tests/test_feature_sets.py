@@ -187,3 +187,24 @@ def test_feature_sets_setting_is_checked():
     with pytest.raises(InputError, match="leaves out every feature"):
         TrainSettings.from_params({"train": {"feature_sets": {"full": [], "x": ["rin"]}}}
                                   ).resolve_feature_sets(["rin"])  # fmt: skip
+
+
+def test_human_cells_are_predicted_by_a_set_without_tau_and_reported_by_dendrite_type(
+    tmp_path, store
+):
+    """Human cells (no tau/cap in Allen v10) get the set without them; the report gives the
+    markers' median per species and dendrite type, from the values in the file."""
+    s, _, _ = store
+    cells = _cells(n_mouse=22, n_human=16, seed=5)  # _cells leaves NaNs in rows 3-20
+    res, out = _invoke(tmp_path, s, cells, "--report", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    adata = ad.read_h5ad(out)
+    human = adata.obs["species"] == "human"
+    assert human.sum() == 16 and set(adata.obs.loc[human, "feature_set"]) == {"no_tau_cap"}
+    report = json.loads((tmp_path / "r.json").read_text())["inputs"]["cells"]
+    by_type = report["markers_by_species_and_dendrite_type"]["human"]
+    assert sum(v["n_cells"] for v in by_type.values()) == 16
+    for dtype, entry in by_type.items():
+        rows = human & (adata.obs["dendrite_type"] == dtype)
+        gene = next(g for g in ("Pvalb", "Sst", "Gad1") if g in adata.var_names)
+        assert entry[gene] == pytest.approx(float(np.median(adata[rows, gene].X)), abs=1e-3)

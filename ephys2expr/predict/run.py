@@ -159,6 +159,17 @@ def select_genes(store: ModelStore, genes: str | bool, where: str = "model store
     return np.flatnonzero(store.genes[cols].all(axis=1).to_numpy())
 
 
+def marker_medians(markers: pd.DataFrame, meta: pd.DataFrame) -> dict:
+    """Median predicted log2 expression of each marker gene per species and dendrite type
+    (with the cell count): how the markers separate cell classes, e.g. for human cells."""
+    out: dict = {}
+    dendrite = meta.get("dendrite_type", pd.Series("unknown", index=meta.index)).fillna("unknown")
+    for (species, dtype), rows in markers.groupby([meta["species"], dendrite]):
+        entry = {"n_cells": int(len(rows)), **rows.median().round(3).to_dict()}
+        out.setdefault(str(species), {})[str(dtype)] = entry
+    return out
+
+
 def _headline(summary: dict) -> dict:
     """The few numbers per input that ``dvc metrics show`` prints."""
     return {
@@ -310,6 +321,9 @@ def predict_tables(
                 item.screen.flags, item.screen.kept, store.features
             )
             summary["files"] = {str(p): outputs.temp(p).stat().st_size for p in files.values()}
+            markers = marker_predictions(store, item.screen.X, marker_idx, meta.index,
+                                         item.screen.cell_sets)  # fmt: skip
+            summary["markers_by_species_and_dendrite_type"] = marker_medians(markers, meta)
             report["inputs"][item.name] = summary
             metrics[item.name] = _headline(summary)
             plots.append(
