@@ -17,7 +17,8 @@ import pytest
 
 from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, chunk_slices, open_executor
-from ephys2expr.model.store import ModelStore, store_from_estimator
+from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.store import ModelStore, join_feature_sets, store_from_estimator
 from ephys2expr.predict.write import write_predictions
 from ephys2expr.train.inputs import ParquetTargets
 from ephys2expr.train.run import train_and_evaluate
@@ -132,6 +133,35 @@ def test_prediction_on_local_cluster_is_the_same_bytes(real, reference, cluster,
 
     a, b = ad.read_h5ad(out["inprocess"][1]), ad.read_h5ad(out["dask"][1])
     np.testing.assert_array_equal(a.X, b.X)
+
+
+def test_several_feature_sets_on_local_cluster_are_the_same_bytes(real, reference, cluster,
+                                                                   tmp_path):  # fmt: skip
+    """Each cell by its own set's model, whichever process computes its chunk: the same
+    bytes, and each cell's values those of its set's model alone."""
+    features, targets, _ = real
+    cols = [f for f in features.columns if f not in ("tau", "cap")]
+    sub = MultiGeneElasticNet(alpha=0.05).fit(features[cols].to_numpy(), targets.T.to_numpy())
+    store = join_feature_sets([
+        _store_from(reference, features),
+        store_from_estimator(sub, features[cols], targets.index, feature_set="no_tau_cap"),
+    ])  # fmt: skip
+    rng = np.random.default_rng(1)
+    X = features.to_numpy()[rng.integers(0, len(features), 2000)]
+    sets = rng.integers(0, 2, len(X))  # chunks of 300 cells mix both sets
+    meta = pd.DataFrame(index=pd.Index([f"c{i}" for i in range(len(X))], name="cell_id"))
+    gene_idx = np.arange(len(store.genes))
+    paths = {}
+    for name, ex in (("inprocess", None), ("dask", cluster)):
+        paths[name] = tmp_path / f"{name}.parquet"
+        write_predictions(paths[name], store, X, meta, gene_idx, chunk_cells=300, executor=ex,
+                          cell_sets=sets)  # fmt: skip
+    assert _md5(paths["inprocess"]) == _md5(paths["dask"])
+    got = pd.read_parquet(paths["dask"]).set_index("cell_id")[list(store.genes.index)]
+    for s, model in enumerate(store.feature_sets.values()):
+        rows = sets == s
+        want = model.predict(X[rows][:, [list(features.columns).index(f) for f in model.features]])
+        np.testing.assert_allclose(got.to_numpy()[rows], want, atol=1e-4)
 
 
 def test_executor_settings_and_slices():

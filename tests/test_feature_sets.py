@@ -103,6 +103,7 @@ def test_the_set_with_more_genes_beating_the_baselines_wins_a_tie_of_fit(raw_dir
 
 
 def _invoke(tmp_path, s, table: pd.DataFrame, *extra) -> tuple:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     save_model_store(s, tmp_path / "model")
     src = tmp_path / "cells.csv"
     table.to_csv(src)
@@ -140,6 +141,17 @@ def test_cli_records_the_set_per_cell_and_predicts_with_that_sets_model(tmp_path
                 assert np.allclose(want, want[0])
                 continue
             np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def test_rerun_gives_the_same_bytes(tmp_path, store):
+    """Same store and cells of several sets: the same h5ad bytes (h5py stamps no times)."""
+    s, _, _ = store
+    outs = []
+    for _ in range(2):  # in the same place: the file records where its input came from
+        res, out = _invoke(tmp_path, s, _patterned_cells())
+        assert res.exit_code == 0, res.output
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
 
 
 def test_a_table_without_tau_and_cap_columns_uses_the_set_without_them(tmp_path, store):

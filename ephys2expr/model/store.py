@@ -36,13 +36,12 @@ from ephys2expr.errors import InputError
 from ephys2expr.model.store_format import (
     SCHEMA_VERSION,
     check_replaceable,
+    join_set_tables,
     mismatch_note,
     read_store,
+    split_feature_sets,
     write_store,
 )
-
-# index levels of both tables (schema 3)
-SET_INDEX = ["feature_set", "gene"]
 
 
 @dataclass
@@ -344,13 +343,8 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
         "provenance": store.provenance,
     }
     sets = store.feature_sets
-    names = list(sets)
-    coef = pd.concat(
-        [m.coef.reindex(columns=store.features, fill_value=0.0) for m in sets.values()],
-        keys=names, names=SET_INDEX,
-    )  # fmt: skip
-    genes = pd.concat([m.genes for m in sets.values()], keys=names, names=SET_INDEX)
-    write_store(directory, meta, {"coef.parquet": coef, "genes.parquet": genes})
+    tables = join_set_tables({n: (m.coef, m.genes) for n, m in sets.items()}, store.features)
+    write_store(directory, meta, tables)
 
 
 def check_store_destination(directory: str | os.PathLike) -> None:
@@ -369,7 +363,7 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
     coef, genes = tables["coef.parquet"], tables["genes.parquet"]
     try:
         models = []
-        for entry, set_coef, set_genes in _split_sets(meta, coef, genes):
+        for entry, set_coef, set_genes in split_feature_sets(meta, coef, genes):
             if meta["n_genes"] != len(set_coef):
                 in_set = f" in feature set {entry['name']!r}" if entry["name"] != "full" else ""
                 raise InputError(
@@ -398,37 +392,6 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
     return store
 
 
-def _split_sets(meta: dict, coef: pd.DataFrame, genes: pd.DataFrame):
-    """``(set entry, coef, genes)`` per feature set of the tables as read (schema 2: one)."""
-    primary = {"scaler_mean": meta["scaler_mean"], "scaler_scale": meta["scaler_scale"]}
-    if meta["schema_version"] == 2:
-        yield {"name": "full", "features": meta["features"], **primary}, coef, genes
-        return
-    for label, table in (("coef", coef), ("genes", genes)):
-        if list(table.index.names) != SET_INDEX:
-            raise InputError(f"model store: {label} table is not indexed by {SET_INDEX}")
-    sets = [e["name"] for e in meta["feature_sets"]]
-    for label, table in (("coef", coef), ("genes", genes)):
-        found = list(pd.unique(table.index.get_level_values(0)))
-        if found != sets:
-            raise InputError(
-                f"model store: {label} table holds feature sets {found}, model.json lists {sets}"
-            )
-    for i, entry in enumerate(meta["feature_sets"]):
-        entry = {**entry, **primary} if i == 0 else entry
-        c = coef.xs(entry["name"], level=0)
-        left_out = [f for f in meta["features"] if f not in entry["features"]]
-        if left_out and c.columns.isin(left_out).any():
-            used = c[[f for f in left_out if f in c.columns]]
-            if (used.to_numpy(dtype=float) != 0).any():
-                bad = used.columns[(used.to_numpy(dtype=float) != 0).any(axis=0)][0]
-                raise InputError(
-                    f"model store: feature set {entry['name']!r} leaves out {bad!r} but has "
-                    "non-zero coefficients for it"
-                )
-        yield entry, c.drop(columns=left_out, errors="ignore"), genes.xs(entry["name"], level=0)
-
-
 def _check_finite(values: np.ndarray, what: str, labels, where: str) -> None:
     """Raise naming the first non-finite entry of ``values`` (labelled by ``labels``)."""
     bad = ~np.isfinite(values)
@@ -439,7 +402,6 @@ def _check_finite(values: np.ndarray, what: str, labels, where: str) -> None:
 
 __all__ = [
     "ModelStore",
-    "SET_INDEX",
     "describe_sets",
     "join_feature_sets",
     "SCHEMA_VERSION",

@@ -48,6 +48,9 @@ MAX_GENES = 1_000_000
 MAX_FEATURES = 1_000
 MAX_DEPTH = 64  # nesting of model.json (ours: 4)
 
+# index levels of both tables (schema 3)
+SET_INDEX = ["feature_set", "gene"]
+
 _VECTORS = ("scaler_mean", "scaler_scale", "feature_min", "feature_max")
 _REQUIRED = ("features", "n_genes", "penalty", "l1_ratio", *_VECTORS, "provenance", "files")
 
@@ -314,3 +317,47 @@ def _check_depth(obj, where: str) -> None:
             raise InputError(f"{where}: nested deeper than {MAX_DEPTH} levels")
         children = node.values() if isinstance(node, dict) else node
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+
+
+def join_set_tables(sets: dict, features: list[str]) -> dict[str, pd.DataFrame]:
+    """The two tables of a store from ``{set name: (coef, genes)}`` (primary first): indexed
+    by ``(feature_set, gene)``, coefficients over all ``features`` (a set's left-out ones
+    0.0); :func:`split_feature_sets` reverses it."""
+    names = list(sets)
+    coef = pd.concat([c.reindex(columns=features, fill_value=0.0) for c, _ in sets.values()],
+                     keys=names, names=SET_INDEX)  # fmt: skip
+    genes = pd.concat([g for _, g in sets.values()], keys=names, names=SET_INDEX)
+    return {"coef.parquet": coef, "genes.parquet": genes}
+
+
+def split_feature_sets(meta: dict, coef: pd.DataFrame, genes: pd.DataFrame):
+    """``(set entry, coef, genes)`` per feature set of a store's tables as read (schema 2:
+    one set, ``full``), each entry with its ``name``, ``features`` and scaler; a set's
+    tables lose the left-out feature columns, which must hold exact zeros."""
+    primary = {"scaler_mean": meta["scaler_mean"], "scaler_scale": meta["scaler_scale"]}
+    if meta["schema_version"] == 2:
+        yield {"name": "full", "features": meta["features"], **primary}, coef, genes
+        return
+    for label, table in (("coef", coef), ("genes", genes)):
+        if list(table.index.names) != SET_INDEX:
+            raise InputError(f"model store: {label} table is not indexed by {SET_INDEX}")
+    sets = [e["name"] for e in meta["feature_sets"]]
+    for label, table in (("coef", coef), ("genes", genes)):
+        found = list(pd.unique(table.index.get_level_values(0)))
+        if found != sets:
+            raise InputError(
+                f"model store: {label} table holds feature sets {found}, model.json lists {sets}"
+            )
+    for i, entry in enumerate(meta["feature_sets"]):
+        entry = {**entry, **primary} if i == 0 else entry
+        c = coef.xs(entry["name"], level=0)
+        left_out = [f for f in meta["features"] if f not in entry["features"]]
+        if left_out and c.columns.isin(left_out).any():
+            used = c[[f for f in left_out if f in c.columns]]
+            if (used.to_numpy(dtype=float) != 0).any():
+                bad = used.columns[(used.to_numpy(dtype=float) != 0).any(axis=0)][0]
+                raise InputError(
+                    f"model store: feature set {entry['name']!r} leaves out {bad!r} but has "
+                    "non-zero coefficients for it"
+                )
+        yield entry, c.drop(columns=left_out, errors="ignore"), genes.xs(entry["name"], level=0)

@@ -22,8 +22,6 @@ class NullResult:
     ----------
     p_value : ndarray, shape (n_genes,)
         Sequential Monte Carlo p-value (see :func:`permutation_null`).
-    null_r2_mean : ndarray, shape (n_genes,)
-        Mean out-of-fold r2 over the permutations the gene went through.
     n_permutations : ndarray of int, shape (n_genes,)
         Permutations each gene went through.
     n_fits : int
@@ -32,7 +30,6 @@ class NullResult:
     """
 
     p_value: np.ndarray
-    null_r2_mean: np.ndarray
     n_permutations: np.ndarray
     n_fits: int
     seconds: float
@@ -118,7 +115,9 @@ def permutation_null(
     * the design side of every fold (standardisation, Gram matrix, test rows) does not move
       under a permutation, so it is computed once (:func:`fold_designs`), and the outer CV of
       many (gene, permutation) pairs runs in one numba call
-      (:func:`ephys2expr.train._null_kernel.null_r2_kernel`). Each gene goes through the
+      (:func:`ephys2expr.train._null_kernel.null_r2_kernel`); a pair stops at the fold where
+      its r2 can no longer reach the observed one (the squared error only grows). Each gene
+      goes through the
       permutation sequence at its own pace: a round gives it its next permutations (at
       least the ``stop_after - h`` that could stop it, and an eighth of those it has had),
       and results past its stop are dropped in permutation order, so the result is that of
@@ -138,7 +137,6 @@ def permutation_null(
     observed = np.nan_to_num(np.asarray(observed_r2, dtype=float), nan=np.inf)
     ge = np.zeros(n_genes, dtype=np.int64)
     used = np.zeros(n_genes, dtype=np.int64)
-    null_sum = np.zeros(n_genes)
     active = np.flatnonzero(np.isfinite(observed)) if B > 0 else np.zeros(0, dtype=np.int64)
     design = fold_designs(X, folds, fold_alpha, settings, weights) if active.size else None
     Yt = np.ascontiguousarray(np.asarray(Y, dtype=float).T)
@@ -166,11 +164,9 @@ def permutation_null(
             kept = ge[pair_gene] + before < stop_after
             exceed *= kept
             todo = np.add.reduceat(kept.astype(np.int64), first)
-            pair_gene, r2 = pair_gene[kept], r2[kept]
         ge[active] += np.add.reduceat(exceed, first)
-        np.add.at(null_sum, pair_gene, r2)  # in permutation order, as one at a time
         used[active] += todo
-        fits += pair_gene.size
+        fits += int(todo.sum())
         keep = used[active] < B
         if stop_after > 0:
             keep &= ge[active] < stop_after
@@ -179,21 +175,18 @@ def permutation_null(
             logged = done
             log_progress(f"permutation null ({keep.sum()} genes still permuted):", done, B, start)
         active = active[keep]
-    p, null_mean = sequential_p_values(ge, used, null_sum, observed, B, stop_after)
-    return NullResult(p, null_mean, used, fits, time.perf_counter() - start)
+    p = sequential_p_values(ge, used, observed, B, stop_after)
+    return NullResult(p, used, fits, time.perf_counter() - start)
 
 
-def sequential_p_values(ge, used, null_sum, observed, n_permutations: int, stop_after: int):
-    """P-values and null r2 means from the per-gene counts (see :func:`permutation_null`).
-
-    ``ge`` exceedances after ``used`` permutations, ``null_sum`` the sum of their r2,
-    ``observed`` the real-data r2 (inf where it is undefined: p = 1).
-    """
+def sequential_p_values(ge, used, observed, n_permutations: int, stop_after: int):
+    """P-values from the per-gene counts (see :func:`permutation_null`): ``ge`` exceedances
+    after ``used`` permutations, ``observed`` the real-data r2 (inf where it is undefined:
+    p = 1)."""
     stopped = (stop_after > 0) & (ge >= stop_after)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = np.where(stopped, ge / np.maximum(used, 1), (1.0 + ge) / (1.0 + n_permutations))
-        null_mean = np.where(used > 0, null_sum / np.maximum(used, 1), np.nan)
-    return np.where(np.isfinite(observed), np.minimum(p, 1.0), 1.0), null_mean
+    return np.where(np.isfinite(observed), np.minimum(p, 1.0), 1.0)
 
 
 def bh_qvalues(p) -> np.ndarray:

@@ -156,7 +156,6 @@ def _concat_final(parts: list[MultiGeneElasticNet]) -> MultiGeneElasticNet:
 def _concat_null(parts: list[NullResult], seconds: float) -> NullResult:
     return NullResult(
         np.concatenate([p.p_value for p in parts]),
-        np.concatenate([p.null_r2_mean for p in parts]),
         np.concatenate([p.n_permutations for p in parts]),
         int(sum(p.n_fits for p in parts)),
         seconds,
@@ -280,7 +279,6 @@ def _gather(parts, features, genes, n, folds, settings: TrainSettings, t0) -> Tr
         null = _concat_null([p.null for p in parts], secs["permutation_null"])
         per_gene["p_value"] = null.p_value
         per_gene["q_value"] = bh_qvalues(null.p_value)  # after gathering: BH couples genes
-        per_gene["null_r2_mean"] = null.null_r2_mean
         per_gene["n_permutations"] = null.n_permutations
         per_gene["significant"] = per_gene["q_value"].to_numpy() < settings.fdr_q
     report = train_report(
