@@ -53,7 +53,7 @@ def sklearn_loop(X, Y, folds, groups, alphas, genes):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ephys2expr.model.estimator import inner_folds
+    from ephys2expr.model.path import inner_folds
 
     inner = [inner_folds(len(tr), 5, 0, groups[tr]) for tr, _ in folds]
     oof = np.empty((X.shape[0], len(genes)))

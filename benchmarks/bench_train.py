@@ -78,7 +78,7 @@ def sk_loop(X, Y, cv, alpha, genes):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ephys2expr.model.estimator import alpha_grid
+    from ephys2expr.model.path import alpha_grid
 
     outer = LeaveOneOut() if cv == "loo" else KFold(4, shuffle=True, random_state=0)
     out = {}

@@ -10,12 +10,11 @@ import pandas as pd
 import pytest
 
 from ephys2expr.errors import InputError
+from ephys2expr.readers.counts import log2_cpm_library, read_counts
 from ephys2expr.readers.paired import (
     FAMILY_BROAD_TYPE,
     MetadataColumns,
     PairedSet,
-    log2_cpm_library,
-    read_counts,
     read_paired,
 )
 from ephys2expr.readers.scala import (

@@ -12,7 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ephys2expr.errors import InputError
-from ephys2expr.model.estimator import MultiGeneElasticNet, alpha_grid, elastic_net_path
+from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.path import alpha_grid, elastic_net_path
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_collinear_features_fall_back_and_reach_sklearn_objective(problem):
 def test_auto_alpha_matches_manual_inner_cv(problem):
     """'auto' picks, per gene, the path alpha with the smallest pooled inner-CV error,
     standardising each inner training part on its own."""
-    from ephys2expr.model.estimator import inner_folds
+    from ephys2expr.model.path import inner_folds
 
     X, Y, _ = problem
     alphas = alpha_grid(3.0, 1e-3, 12)

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ephys2expr.errors import InputError
-from ephys2expr.model.estimator import MultiGeneElasticNet, inner_folds
+from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.path import inner_folds
 from ephys2expr.model.store import load_model_store
 from ephys2expr.prepare.paired import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pandas as pd
 
 from ephys2expr.errors import InputError
@@ -41,3 +44,17 @@ def read_csv_table(path, **kwargs) -> pd.DataFrame:
         return pd.read_csv(path, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: unreadable CSV ({exc})") from None
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV/TSV (separator from the header line) or Parquet table, nothing indexed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+        return table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        first = fh.readline()
+    sep = "\t" if first.count("\t") > first.count(",") else ","
+    return read_csv_table(path, sep=sep, low_memory=False)

@@ -6,6 +6,9 @@
   Cadwell 2016 ``cadwell_expr``), which are stored as TPM + 1 already (see
   :mod:`ephys2expr.readers.tasic`).
 * :func:`r_matrix_frame` - an R numeric matrix as a DataFrame.
+* :func:`read_counts`, :func:`check_counts`, :func:`log2_cpm_library` - raw counts of a
+  paired (Patch-seq) source (genes x cells table or ``.h5ad``), checked, and log2(CPM + 1)
+  with each cell's library size (:mod:`ephys2expr.readers.paired`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
+from ephys2expr.readers.columns import check_unique, read_table
 
 log = logging.getLogger("ephys2expr")
 
@@ -112,4 +116,80 @@ def read_geo_counts(
     return logcpm
 
 
-__all__ = ["log2_cpm", "log2_stored_tpm_plus_one", "r_matrix_frame", "read_geo_counts"]
+def check_counts(values: np.ndarray, genes: pd.Index, cells: pd.Index, where: str) -> None:
+    """Counts must be finite, non-negative whole numbers; the error names gene and cell."""
+
+    def first(mask: np.ndarray, what: str) -> None:
+        if mask.any():
+            g, c = np.argwhere(mask)[0]
+            raise InputError(
+                f"{where}: {what} {values[g, c]:g} for gene '{genes[g]}' in cell '{cells[c]}'"
+            )
+
+    first(~np.isfinite(values), "missing or infinite count")
+    first(values < 0, "negative count")
+    first(values != np.round(values), "count not a whole number")
+
+
+def read_counts(path: str | os.PathLike, layer: str | None = None) -> pd.DataFrame:
+    """Raw counts (``.h5ad``, with ``layer`` or ``X``; else genes x cells) as genes x cells.
+
+    Float64, checked by :func:`check_counts`; ``layer`` applies to ``.h5ad`` only.
+    """
+    path = Path(path)
+    if path.suffix == ".h5ad":
+        frame = _read_h5ad_counts(path, layer)
+    else:
+        if layer is not None:
+            raise InputError(f"{path}: a layer ('{layer}') only applies to .h5ad counts")
+        table = read_table(path)
+        frame = table.set_index(table.columns[0])
+        frame.index, frame.columns = frame.index.astype(str), frame.columns.astype(str)
+        bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            raise InputError(f"{path}: cell column '{bad[0]}' is not numeric counts")
+        frame = frame.astype(np.float64)
+    frame.index.name, frame.columns.name = "gene", "cell_id"
+    check_unique(frame.index, "gene", str(path))
+    check_unique(frame.columns, "cell id", str(path))
+    check_counts(frame.to_numpy(), frame.index, frame.columns, str(path))
+    return frame
+
+
+def _read_h5ad_counts(path: Path, layer: str | None) -> pd.DataFrame:
+    import anndata  # imported here: only .h5ad inputs need it
+    import scipy.sparse as sp
+
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as exc:  # not HDF5, truncated ...
+        raise InputError(f"{path}: unreadable .h5ad ({type(exc).__name__}: {exc})") from None
+    if layer is not None and layer not in adata.layers:
+        raise InputError(f"{path}: no layer '{layer}' (layers: {sorted(adata.layers)})")
+    matrix = adata.X if layer is None else adata.layers[layer]
+    if matrix is None:
+        raise InputError(f"{path}: X is empty; name the layer holding the counts")
+    dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+    return pd.DataFrame(
+        np.asarray(dense, dtype=np.float64).T,
+        index=pd.Index(adata.var_names.astype(str)),
+        columns=pd.Index(adata.obs_names.astype(str)),
+    )
+
+
+def log2_cpm_library(counts: np.ndarray, library: np.ndarray) -> np.ndarray:
+    """log2(CPM + 1) of genes x cells ``counts`` with CPM = 1e6 * count / ``library``."""
+    return np.log2(np.asarray(counts, dtype=np.float64) * (1e6 / library)[None, :] + 1.0)
+
+
+__all__ = [
+    "check_counts",
+    "log2_cpm",
+    "log2_cpm_library",
+    "log2_stored_tpm_plus_one",
+    "r_matrix_frame",
+    "read_counts",
+    "read_geo_counts",
+]

@@ -32,14 +32,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES, FEATURE_DESCRIPTIONS
-from ephys2expr.readers.columns import check_unique, numeric_column, read_csv_table
+from ephys2expr.readers.columns import check_unique, numeric_column, read_table
+from ephys2expr.readers.counts import log2_cpm_library, read_counts
 
 # Features a paired source may give beyond the project's 15 (distinct names: they are not
 # the same quantity as any of the 15, see ephys2expr.readers.scala).
@@ -83,20 +83,6 @@ class PairedSet:
     report: dict = field(default_factory=dict)
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV/TSV (separator from the header line) or Parquet table, nothing indexed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(2, "No such file", str(path))
-    if path.suffix == ".parquet":
-        table = pd.read_parquet(path)
-        return table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        first = fh.readline()
-    sep = "\t" if first.count("\t") > first.count(",") else ","
-    return read_csv_table(path, sep=sep, low_memory=False)
-
-
 def indexed(table: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
     """``table`` indexed by its id ``column`` (as str), which must exist and be unique."""
     if column not in table.columns:
@@ -108,74 +94,6 @@ def indexed(table: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
     out.index = pd.Index(ids.astype(str), name="cell_id")
     check_unique(out.index, f"cell id in column '{column}'", where)
     return out
-
-
-def check_counts(values: np.ndarray, genes: pd.Index, cells: pd.Index, where: str) -> None:
-    """Counts must be finite, non-negative whole numbers; the error names gene and cell."""
-
-    def first(mask: np.ndarray, what: str) -> None:
-        if mask.any():
-            g, c = np.argwhere(mask)[0]
-            raise InputError(
-                f"{where}: {what} {values[g, c]:g} for gene '{genes[g]}' in cell '{cells[c]}'"
-            )
-
-    first(~np.isfinite(values), "missing or infinite count")
-    first(values < 0, "negative count")
-    first(values != np.round(values), "count not a whole number")
-
-
-def read_counts(path: str | os.PathLike, layer: str | None = None) -> pd.DataFrame:
-    """Raw counts (``.h5ad``, with ``layer`` or ``X``; else genes x cells) as genes x cells.
-
-    Float64, checked by :func:`check_counts`; ``layer`` applies to ``.h5ad`` only.
-    """
-    path = Path(path)
-    if path.suffix == ".h5ad":
-        frame = _read_h5ad_counts(path, layer)
-    else:
-        if layer is not None:
-            raise InputError(f"{path}: a layer ('{layer}') only applies to .h5ad counts")
-        table = read_table(path)
-        frame = table.set_index(table.columns[0])
-        frame.index, frame.columns = frame.index.astype(str), frame.columns.astype(str)
-        bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-        if bad:
-            raise InputError(f"{path}: cell column '{bad[0]}' is not numeric counts")
-        frame = frame.astype(np.float64)
-    frame.index.name, frame.columns.name = "gene", "cell_id"
-    check_unique(frame.index, "gene", str(path))
-    check_unique(frame.columns, "cell id", str(path))
-    check_counts(frame.to_numpy(), frame.index, frame.columns, str(path))
-    return frame
-
-
-def _read_h5ad_counts(path: Path, layer: str | None) -> pd.DataFrame:
-    import anndata  # imported here: only .h5ad inputs need it
-    import scipy.sparse as sp
-
-    if not path.is_file():
-        raise FileNotFoundError(2, "No such file", str(path))
-    try:
-        adata = anndata.read_h5ad(path)
-    except Exception as exc:  # not HDF5, truncated ...
-        raise InputError(f"{path}: unreadable .h5ad ({type(exc).__name__}: {exc})") from None
-    if layer is not None and layer not in adata.layers:
-        raise InputError(f"{path}: no layer '{layer}' (layers: {sorted(adata.layers)})")
-    matrix = adata.X if layer is None else adata.layers[layer]
-    if matrix is None:
-        raise InputError(f"{path}: X is empty; name the layer holding the counts")
-    dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
-    return pd.DataFrame(
-        np.asarray(dense, dtype=np.float64).T,
-        index=pd.Index(adata.var_names.astype(str)),
-        columns=pd.Index(adata.obs_names.astype(str)),
-    )
-
-
-def log2_cpm_library(counts: np.ndarray, library: np.ndarray) -> np.ndarray:
-    """log2(CPM + 1) of genes x cells ``counts`` with CPM = 1e6 * count / ``library``."""
-    return np.log2(np.asarray(counts, dtype=np.float64) * (1e6 / library)[None, :] + 1.0)
 
 
 def select_features(

@@ -78,17 +78,9 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.readers.columns import numeric_column
-from ephys2expr.readers.counts import r_matrix_frame
-from ephys2expr.readers.paired import (
-    MetadataColumns,
-    PairedSet,
-    assemble_paired,
-    check_counts,
-    indexed,
-    read_counts,
-    read_table,
-)
+from ephys2expr.readers.columns import numeric_column, read_table
+from ephys2expr.readers.counts import check_counts, r_matrix_frame, read_counts
+from ephys2expr.readers.paired import MetadataColumns, PairedSet, assemble_paired, indexed
 from ephys2expr.readers.r import read_r
 
 EPHYS_FILE = "m1_patchseq_ephys_features.csv"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ephys2expr.model.estimator import standardize_stats
+from ephys2expr.model.path import standardize_stats
 
 BASELINES = ("mean", "ols", "class")
 CEILINGS = ("family",)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import false_discovery_control
 
-from ephys2expr.model.estimator import _penalty_strengths, standardize_stats
+from ephys2expr.model.path import _penalty_strengths, standardize_stats
 from ephys2expr.train._null_kernel import null_r2_kernel
 from ephys2expr.train.cv import log_progress
 from ephys2expr.train.settings import TrainSettings

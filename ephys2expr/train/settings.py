@@ -12,7 +12,8 @@ import yaml
 
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES
-from ephys2expr.model.estimator import PENALTIES, MultiGeneElasticNet, alpha_grid
+from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.path import PENALTIES, alpha_grid
 from ephys2expr.settings import Settings, setting
 
 log = logging.getLogger("ephys2expr")
