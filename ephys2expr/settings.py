@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -25,6 +26,9 @@ from typing import Any, ClassVar, Self
 import yaml
 
 from ephys2expr.errors import InputError
+
+# A name that becomes part of file names or keys (prepared inputs, feature sets).
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def setting(default, help: str):  # noqa: A002 - "help" is what typer and argparse call it
@@ -52,7 +56,7 @@ def read_params(path: str | os.PathLike = "params.yaml") -> dict:
     return params
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
+def coerce(value: Any, annotation: Any, where: str) -> Any:
     """Convert a YAML or command-line value to the field's declared type."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -60,7 +64,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         errors = []
         for option in options:
             try:
-                return _coerce(value, option, where)
+                return coerce(value, option, where)
             except InputError as exc:
                 errors.append(str(exc))
         raise InputError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not valid")
@@ -102,7 +106,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             value = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
         if not isinstance(value, list | tuple):
             raise InputError(f"{where}: {value!r} is not a list")
-        return [_coerce(v, item, where) for v in value]
+        return [coerce(v, item, where) for v in value]
     return value
 
 
@@ -116,7 +120,7 @@ class Settings:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             where = f"params.yaml {self.SECTION}.{f.name}"
-            setattr(self, f.name, _coerce(getattr(self, f.name), hints[f.name], where))
+            setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], where))
         self.check()
 
     def check(self) -> None:
@@ -211,4 +215,4 @@ def build_settings(params, overrides, *classes: type[Settings]) -> tuple:
     return tuple(c.from_params(params, by_section[c.SECTION]) for c in classes)
 
 
-__all__ = ["Settings", "build_settings", "read_params", "setting"]
+__all__ = ["NAME", "Settings", "build_settings", "coerce", "read_params", "setting"]

@@ -365,7 +365,7 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
         models = []
         for entry, set_coef, set_genes in split_feature_sets(meta, coef, genes):
             if meta["n_genes"] != len(set_coef):
-                in_set = f" in feature set {entry['name']!r}" if entry["name"] != "full" else ""
+                in_set = f" in feature set {entry['name']!r}" if models else ""
                 raise InputError(
                     f"model store: n_genes {meta['n_genes']} but coef has {len(set_coef)} "
                     f"rows{in_set}"
@@ -381,10 +381,10 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
                 feature_max=[meta["feature_max"][i] for i in idx],
                 penalty=meta["penalty"],
                 l1_ratio=meta["l1_ratio"],
-                provenance=meta["provenance"] if not models else {},
+                provenance=meta["provenance"],  # kept by the primary only (join_feature_sets)
                 feature_set=entry["name"],
             ))  # fmt: skip
-        store = join_feature_sets(models) if len(models) > 1 else models[0]
+        store = join_feature_sets(models)
     except InputError as exc:  # name the folder, and say if the files do not belong together
         raise InputError(f"{where}: {str(exc).removeprefix('model store: ')}{note}") from None
     if mismatched:

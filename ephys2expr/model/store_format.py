@@ -338,11 +338,10 @@ def split_feature_sets(meta: dict, coef: pd.DataFrame, genes: pd.DataFrame):
     if meta["schema_version"] == 2:
         yield {"name": "full", "features": meta["features"], **primary}, coef, genes
         return
+    sets = [e["name"] for e in meta["feature_sets"]]
     for label, table in (("coef", coef), ("genes", genes)):
         if list(table.index.names) != SET_INDEX:
             raise InputError(f"model store: {label} table is not indexed by {SET_INDEX}")
-    sets = [e["name"] for e in meta["feature_sets"]]
-    for label, table in (("coef", coef), ("genes", genes)):
         found = list(pd.unique(table.index.get_level_values(0)))
         if found != sets:
             raise InputError(
@@ -351,13 +350,13 @@ def split_feature_sets(meta: dict, coef: pd.DataFrame, genes: pd.DataFrame):
     for i, entry in enumerate(meta["feature_sets"]):
         entry = {**entry, **primary} if i == 0 else entry
         c = coef.xs(entry["name"], level=0)
-        left_out = [f for f in meta["features"] if f not in entry["features"]]
-        if left_out and c.columns.isin(left_out).any():
-            used = c[[f for f in left_out if f in c.columns]]
-            if (used.to_numpy(dtype=float) != 0).any():
-                bad = used.columns[(used.to_numpy(dtype=float) != 0).any(axis=0)][0]
-                raise InputError(
-                    f"model store: feature set {entry['name']!r} leaves out {bad!r} but has "
-                    "non-zero coefficients for it"
-                )
-        yield entry, c.drop(columns=left_out, errors="ignore"), genes.xs(entry["name"], level=0)
+        # columns of the store's features that this set leaves out (any other column stays,
+        # for the store's own check to name)
+        left_out = [f for f in meta["features"] if f not in entry["features"] and f in c.columns]
+        used = (c[left_out].to_numpy(dtype=float) != 0).any(axis=0)
+        if used.any():
+            raise InputError(
+                f"model store: feature set {entry['name']!r} leaves out "
+                f"{left_out[int(used.argmax())]!r} but has non-zero coefficients for it"
+            )
+        yield entry, c.drop(columns=left_out), genes.xs(entry["name"], level=0)

@@ -176,10 +176,11 @@ def marker_predictions(
     selected = {all_genes[i]: i for i in gene_idx}
     markers = [m for m in MARKER_GENES if m in selected]
     rows = np.array([selected[m] for m in markers], dtype=np.int64)
+    if not len(X):
+        return pd.DataFrame(np.empty((0, len(markers))), index=index, columns=markers)
     sets = np.zeros(len(X), dtype=np.int64) if cell_sets is None else cell_sets
-    values = predict_block(set_terms(store, rows, np.float64), X, sets) if len(X) else None
-    values = values.T if values is not None else np.empty((0, len(markers)))
-    return pd.DataFrame(values, index=index, columns=markers)
+    values = predict_block(set_terms(store, rows, np.float64), X, sets)
+    return pd.DataFrame(values.T, index=index, columns=markers)
 
 
 @dataclass

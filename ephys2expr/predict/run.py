@@ -26,7 +26,12 @@ from ephys2expr.predict.cells import load_cells
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
 from ephys2expr.predict.read import constant_genes
-from ephys2expr.predict.screen import CellScreen, extrapolation_by_feature, rank_feature_sets
+from ephys2expr.predict.screen import (
+    CellScreen,
+    extrapolation_by_feature,
+    predictable_columns,
+    rank_feature_sets,
+)
 from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.predict.write import PREDICTION_DTYPE, genes_path, write_predictions
 
@@ -121,15 +126,6 @@ def prediction_jobs(
     return [
         Job(n, Path(s), Path(d), tuple(settings.formats(Path(d).suffix.lower())))
         for n, s, d in zip(names, inputs, outputs, strict=True)
-    ]
-
-
-def predictable_columns(genes: pd.DataFrame) -> list[str]:
-    """Boolean ``beats_*`` columns of the genes table (out-of-fold r2 beats a baseline)."""
-    return [
-        c
-        for c in genes.columns
-        if str(c).startswith("beats_") and pd.api.types.is_bool_dtype(genes[c])
     ]
 
 
@@ -330,9 +326,7 @@ def predict_tables(
                 PlotInput(
                     name=item.name,
                     meta=meta,
-                    markers=marker_predictions(
-                        store, item.screen.X, marker_idx, meta.index, item.screen.cell_sets
-                    ),
+                    markers=markers,
                     flags=item.screen.flags.loc[item.screen.kept],
                     features=store.features,
                     tolerance=settings.extrapolation_tolerance,
@@ -347,7 +341,6 @@ __all__ = [
     "PredictResult",
     "predict_tables",
     "prediction_jobs",
-    "predictable_columns",
     "OUTPUT_SUFFIXES",
     "select_genes",
 ]

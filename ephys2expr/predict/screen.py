@@ -57,6 +57,15 @@ class ScreenResult:
     set_names: list[str]
 
 
+def predictable_columns(genes: pd.DataFrame) -> list[str]:
+    """Boolean ``beats_*`` columns of the genes table (out-of-fold r2 beats a baseline)."""
+    return [
+        c
+        for c in genes.columns
+        if str(c).startswith("beats_") and pd.api.types.is_bool_dtype(genes[c])
+    ]
+
+
 def rank_feature_sets(store: ModelStore) -> list[str]:
     """The store's feature sets, best first: the order in which a cell's set is chosen.
 
@@ -69,8 +78,7 @@ def rank_feature_sets(store: ModelStore) -> list[str]:
 
     def key(item):
         pos, (name, model) = item
-        cols = [c for c in model.genes.columns if str(c).startswith("beats_")
-                and pd.api.types.is_bool_dtype(model.genes[c])]  # fmt: skip
+        cols = predictable_columns(model.genes)
         quality = int(model.genes[cols].all(axis=1).sum()) if cols else 0
         return (-quality, -len(model.features), pos)
 
@@ -191,10 +199,9 @@ def _count_names(texts) -> dict[str, int]:
 
 
 def screen_summary(meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray,
-                   set_names: list[str] | None = None) -> dict:  # fmt: skip
+                   set_names: list[str]) -> dict:  # fmt: skip
     """Counts of cells in/predicted/dropped/imputed/extrapolated and predicted per feature set
     (every one of ``set_names``, in that order, zeros too), overall and per species."""
-    names = list(set_names) if set_names is not None else sorted(set(flags["feature_set"]) - {""})
 
     def counts(mask: np.ndarray) -> dict:
         f = flags[mask]
@@ -205,7 +212,7 @@ def screen_summary(meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray
         return {
             "cells_in": int(len(f)),
             "predicted": n_pred,
-            "by_feature_set": {s: int(sets.get(s, 0)) for s in names},
+            "by_feature_set": {s: int(sets.get(s, 0)) for s in set_names},
             "dropped": int((~k).sum()),
             "imputed": int((f["imputed"].to_numpy() & k).sum()),
             "extrapolated": n_extra,
@@ -230,6 +237,7 @@ __all__ = [
     "FLAG_COLUMNS",
     "CellScreen",
     "ScreenResult",
+    "predictable_columns",
     "rank_feature_sets",
     "extrapolation_by_feature",
     "screen_summary",

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import ClassVar
 
 from ephys2expr.errors import InputError
-from ephys2expr.settings import Settings, setting
+from ephys2expr.settings import NAME, Settings, setting
 
 MISSING_POLICIES = ("feature_set", "drop", "impute")
 GENE_SETS = ("varying", "all", "predictable")
-# A prepared input name becomes part of file names (cells_<name>.parquet, <name>.parquet).
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass
@@ -70,7 +67,7 @@ class PredictSettings(Settings):
             )
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")
-        bad = [name for name in self.inputs if not _NAME.match(name)]
+        bad = [name for name in self.inputs if not NAME.match(name)]
         if bad:
             raise InputError(
                 f"{self.where('inputs')}: {bad[0]!r} is not a prepared input name "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,7 +13,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.path import PENALTIES, alpha_grid
-from ephys2expr.settings import Settings, setting
+from ephys2expr.settings import NAME, Settings, coerce, setting
 
 log = logging.getLogger("ephys2expr")
 
@@ -30,7 +29,6 @@ FEATURE_SETS = {
     "no_aphw_maxfreq_adratio": ["aphw", "maxfreq", "adratio"],
     "cadwell": ["rheo", "maxfreq", "cap", "adratio", "sag"],
 }
-_SET_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 WEIGHTINGS = ("none", "cells")
 
 
@@ -128,19 +126,15 @@ class TrainSettings(Settings):
         out = {}
         for name, drop in sets.items():
             name = str(name)
-            if not _SET_NAME.match(name):
+            if not NAME.match(name):
                 raise InputError(f"{where}: set name {name!r} (use letters, digits, '_', '-', '.')")
-            drop = [] if drop is None else drop
-            if isinstance(drop, str):
-                drop = [d.strip() for d in drop.split(",") if d.strip()]
-            if not isinstance(drop, list):
-                raise InputError(f"{where}.{name}: {drop!r} is not a list of feature names")
-            unknown = [str(d) for d in drop if str(d) not in ALL_FEATURES]
+            drop = coerce([] if drop is None else drop, list[str], f"{where}.{name}")
+            unknown = [d for d in drop if d not in ALL_FEATURES]
             if unknown:
                 raise InputError(
                     f"{where}.{name}: unknown feature {unknown[0]!r} (known: {ALL_FEATURES})"
                 )
-            out[name] = [str(d) for d in drop]
+            out[name] = drop
         # the full set (leaves out nothing) comes first, wherever it is listed: YAML mappings
         # get re-sorted by tools (yaml.safe_dump, some editors)
         full = [name for name, drop in out.items() if not drop]

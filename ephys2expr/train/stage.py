@@ -11,6 +11,7 @@ figures are its; :mod:`~ephys2expr.train.feature_sets` compares the sets.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -132,11 +133,12 @@ def train_from_prepared(
         shown = shown[list(features.index)].astype(float)
         no_null = dataclasses.replace(settings, n_permutations=0)
         oof = train_and_evaluate(features, shown, types, no_null).oof
-    table = feature_set_table({n: r.per_gene for n, r in results.items()}, sets, settings.fdr_q)
+    table = feature_set_table(results, sets)
     metrics = {**result.metrics}
     if len(sets) > 1:
         metrics["genes_beating_all_by_feature_set"] = feature_set_headline(table)
-    report = {**result.report, "feature_sets": _records(table)}
+    # {set: {column: value}}; pandas writes NaN (a constant marker's r2) as null
+    report = {**result.report, "feature_sets": json.loads(table.to_json(orient="index"))}
     final = result.final
     coef_std = pd.DataFrame(final.coef_std_, index=targets.index, columns=features.columns)
     m = result.metrics
@@ -153,15 +155,6 @@ def train_from_prepared(
         log.warning("%d genes did not converge", int((~final.converged_).sum()))
     return TrainOutputs(store, result.per_gene, oof, metrics, report, shown, types, coef_std,
                         table)  # fmt: skip
-
-
-def _records(table: pd.DataFrame) -> dict:
-    """The per-set table as ``{set: {column: value}}`` (NaN as None: JSON has no NaN)."""
-    return {
-        name: {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-               for k, v in row.items()}
-        for name, row in table.astype(object).iterrows()
-    }  # fmt: skip
 
 
 __all__ = ["TrainOutputs", "train_from_prepared"]

@@ -234,8 +234,7 @@ def validate_cross_source(
         len(shared), len(feats),
     )  # fmt: skip
     tm, tm_source = feature_subset_predictor(
-        type_store, tf, tt.loc[shared], feats, type_settings,
-        _training_weights(type_settings, ttypes),
+        type_store, tf, tt.loc[shared], feats, _training_weights(type_settings, ttypes),
     )  # fmt: skip
     scala_tm = tm(pf[feats])
     scala = compare_models(
@@ -247,7 +246,7 @@ def validate_cross_source(
     rows = ptypes.loc[pf.index]
     groups = rows["group"].astype(str).to_numpy() if paired_settings.cv == "group_kfold" else None
     pc, pc_source = feature_subset_predictor(
-        paired_store, pf, pt.loc[genes], cadwell_features, paired_settings,
+        paired_store, pf, pt.loc[genes], cadwell_features,
         _training_weights(paired_settings, rows), groups,
     )  # fmt: skip
     cadwell_pc = pc(cadwell.features.loc[cells, cadwell_features])

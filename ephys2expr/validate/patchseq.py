@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.readers.cadwell import PatchSeqSet
-from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.settings import TrainSettings, trained_settings
 from ephys2expr.validate.agreement import corr_rows
 
 log = logging.getLogger("ephys2expr")
@@ -180,12 +180,11 @@ def fit_feature_subset_model(
 
 def feature_subset_predictor(
     store, train_features: pd.DataFrame, train_targets: pd.DataFrame, features: list[str],
-    settings: TrainSettings, sample_weight: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None, groups: np.ndarray | None = None,
 ):  # fmt: skip
     """The model on ``features`` only: the store's, if it has a feature set of exactly these
-    features (trained with its own CV and null), else a refit
-    (:func:`fit_feature_subset_model`).
+    features (trained with its own CV and null), else a refit with the settings the store
+    was trained with (:func:`fit_feature_subset_model`).
 
     Returns
     -------
@@ -196,7 +195,7 @@ def feature_subset_predictor(
         ``"stored feature set '<name>'"`` or ``"refit"`` (for the report).
     """
     genes = train_targets.index
-    for name, model in (store.feature_sets if store is not None else {}).items():
+    for name, model in store.feature_sets.items():
         if sorted(model.features) == sorted(features):
             log.info("using the store's feature set %r for %s", name, ", ".join(features))
 
@@ -205,6 +204,7 @@ def feature_subset_predictor(
                 return pd.DataFrame(values, index=X.index, columns=model.gene_names)[genes]
 
             return predict, f"stored feature set '{name}'"
+    settings = trained_settings(store)
     est = fit_feature_subset_model(
         train_features, train_targets, features, settings, sample_weight, groups
     )
@@ -250,8 +250,7 @@ def validate_patchseq(
     sample_weight: np.ndarray | None,
     cv_good: pd.Index,
     features: list[str],
-    settings: TrainSettings,
-    store=None,
+    store,
 ) -> PatchSeqResult:
     """Predict the Patch-seq cells from their own ephys and compare with their expression.
 
@@ -265,14 +264,13 @@ def validate_patchseq(
         Genes the model store predicts well in CV.
     features : list of str
         The features of the Patch-seq model.
-    settings : TrainSettings
-        The settings the model store was trained with.
-    store : ModelStore, optional
+    store : ModelStore
         The model store: its feature set of exactly ``features``, if it has one, predicts
-        the cells (:func:`feature_subset_predictor`); else the model is refit on them.
+        the cells (:func:`feature_subset_predictor`); else the model is refit on them with
+        the settings the store was trained with.
     """
     tf, tt = train_features, train_targets
-    predict, source = feature_subset_predictor(store, tf, tt, features, settings, sample_weight)
+    predict, source = feature_subset_predictor(store, tf, tt, features, sample_weight)
     complete = cells.features[features].notna().all(axis=1)
     ps_feats = cells.features.loc[complete, features]
     ps_pred = predict(ps_feats)

@@ -213,9 +213,7 @@ def validate_predictions(
         if s.n_jobs > 1:  # one core is compiling UMAP in the worker: do not fight over it
             numba.set_num_threads(1)
         cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
-        patchseq = validate_patchseq(
-            ps, tf, tt, weights, cv_good, s.patchseq_features, train_settings, store
-        )
+        patchseq = validate_patchseq(ps, tf, tt, weights, cv_good, s.patchseq_features, store)
         cross = None
         if paired_dirs is not None:
             cross = _cross_source(paired_dirs, (tf, tt, types), store, ps, patchseq, s)
