@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.path import alpha_grid, elastic_net_path
+from ephys2expr.model.path import alpha_grid, elastic_net_path, path_validation_sse
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,29 @@ def test_collinear_features_fall_back_and_reach_sklearn_objective(problem):
         ref = Lasso(alpha=0.01, tol=1e-13, max_iter=1_000_000).fit(Xd, Y[:, 5 + k])
         ours = Xd @ res.coefs[k, 0] + res.intercepts[k, 0]
         np.testing.assert_allclose(ours, ref.predict(Xd), atol=1e-5)
+
+
+@pytest.mark.parametrize("penalty,l1_ratio", [("lasso", 1.0), ("elasticnet", 0.4), ("ridge", 0.0)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_validation_sse_equals_residuals_of_the_path(problem, penalty, l1_ratio, weighted):
+    """The inner CV's fused score (Gram expansion, no coefficients kept) is the weighted
+    squared error of the path's own predictions on the validation rows."""
+    X, Y, w = problem
+    Xs = StandardScaler().fit_transform(X)
+    tr, va = np.arange(4, 20), np.arange(4)
+    wt, wv = (w[tr], w[va]) if weighted else (None, None)
+    alphas = alpha_grid(3.0, 1e-3, 15)
+    kw = dict(penalty=penalty, l1_ratio=l1_ratio, sample_weight=wt)
+    sse, info = path_validation_sse(Xs[tr], Y[tr], Xs[va], Y[va], alphas, val_weight=wv, **kw)
+    path = elastic_net_path(Xs[tr], Y[tr], alphas, **kw)
+    pred = path.coefs @ Xs[va].T + path.intercepts[:, :, None]  # (G, A, n_va)
+    ref = ((pred - Y[va].T[:, None, :]) ** 2) @ (np.ones(len(va)) if wv is None else wv)
+    np.testing.assert_allclose(sse, ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(info.n_iter, path.n_iter)
+    assert info.converged.all()
+    if penalty != "ridge":  # both kinds of point are covered: all-zero and active ones
+        active = (path.coefs != 0).any(axis=2)
+        assert active.any() and (~active).any()
 
 
 def test_auto_alpha_matches_manual_inner_cv(problem):

@@ -239,15 +239,68 @@ def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n
         for g in range(blk * block, min((blk + 1) * block, n_genes)):
             # problem, gene index, outputs, then the block's scratch arrays
             _one_gene(g, g * stride, gram, xty, yscale, l1, l2, coef_init, use_init, tol,
-                      max_iter, coefs, n_iter, conv,
+                      max_iter, coefs[g], n_iter, conv,
                       w, q, idx, mat, vec, qnew, theta, order, flag, fact_state)  # fmt: skip
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=True)
+def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, sse, n_iter,
+                    conv):  # fmt: skip
+    """:func:`cd_path_kernel` scored on validation rows instead of returned: adds each
+    gene's weighted validation sum of squares at every alpha to ``sse`` (G, A).
+
+    With the validation rows centred on the training means (``Xv``, ``yv``), the error of
+    ``b`` is ``b'Vb - 2 b'h + yv'W yv`` for ``V = Xv'W Xv`` (``vgram``, p x p, shared),
+    ``h = Xv'W yv`` (``vxty`` (G, p)) and ``yv'W yv`` (``vyy`` (G,)): O(k^2) per alpha for
+    ``k`` active features, whatever the number of validation rows, and the (G, A, p)
+    coefficient array is never written (it was most of the memory traffic of a fold).
+    """
+    n_genes, p = xty.shape
+    n_alpha = l1.shape[1]
+    stride = 1 if l1.shape[0] > 1 else 0
+    empty = np.zeros((0, p))
+    block = 256
+    n_blocks = (n_genes + block - 1) // block
+    for blk in numba.prange(n_blocks):
+        w = np.empty(p)
+        q = np.empty(p)
+        idx = np.empty(p, dtype=np.int64)
+        mat = np.empty((p, p))
+        vec = np.empty(p)
+        qnew = np.empty(p)
+        theta = np.empty(p)
+        order = np.empty(p, dtype=np.int64)
+        flag = np.empty(p, dtype=np.int64)
+        fact_state = np.empty(2)
+        out = np.empty((n_alpha, p))
+        for g in range(blk * block, min((blk + 1) * block, n_genes)):
+            _one_gene(g, g * stride, gram, xty, yscale, l1, l2, empty, False, tol, max_iter,
+                      out, n_iter, conv,
+                      w, q, idx, mat, vec, qnew, theta, order, flag, fact_state)  # fmt: skip
+            h = vxty[g]
+            for a in range(n_alpha):
+                b = out[a]
+                k = 0
+                for j in range(p):
+                    if b[j] != 0.0:
+                        idx[k] = j
+                        k += 1
+                s = 0.0
+                for u in range(k):
+                    j = idx[u]
+                    t = -2.0 * h[j]
+                    for v in range(k):
+                        t += vgram[j, idx[v]] * b[idx[v]]
+                    s += b[j] * t
+                sse[g, a] += vyy[g] + s
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=True)
 def _one_gene(g, gi, gram, xty, yscale, l1, l2, coef_init, use_init, tol, max_iter,
-              coefs, n_iter, conv, w, q, idx, mat, vec, qnew, theta, order, flag,
+              out, n_iter, conv, w, q, idx, mat, vec, qnew, theta, order, flag,
               fact_state):  # fmt: skip
-    """The whole alpha path of gene ``g`` (scratch arrays passed in, reused across genes)."""
+    """The whole alpha path of gene ``g`` into ``out`` (n_alphas, p) (scratch arrays passed
+    in, reused across genes)."""
     p = w.shape[0]
     n_alpha = l1.shape[1]
     c = xty[g]
@@ -275,7 +328,7 @@ def _one_gene(g, gi, gram, xty, yscale, l1, l2, coef_init, use_init, tol, max_it
             for j in range(p):
                 w[j] = 0.0
                 q[j] = c[j]
-                coefs[g, a, j] = 0.0
+                out[a, j] = 0.0
             continue
         steps = _active_set(
             gram, c, lam1, lam2, w, q, theta, order, mat, vec, 8 * p + 20, fact_state, flag
@@ -283,7 +336,7 @@ def _one_gene(g, gi, gram, xty, yscale, l1, l2, coef_init, use_init, tol, max_it
         if steps > 0:
             total += steps
             for j in range(p):
-                coefs[g, a, j] = w[j]
+                out[a, j] = w[j]
             continue
         # rare fallback (singular active block): coordinate descent from where we are
         fact_state[0] = -1.0  # the polish below overwrites mat
@@ -332,6 +385,6 @@ def _one_gene(g, gi, gram, xty, yscale, l1, l2, coef_init, use_init, tol, max_it
         if not done:
             ok = False
         for j in range(p):
-            coefs[g, a, j] = w[j]
+            out[a, j] = w[j]
     n_iter[g] = total
     conv[g] = ok

@@ -24,6 +24,7 @@ from ephys2expr.model.path import (
     alpha_grid,
     elastic_net_path,
     inner_folds,
+    path_validation_sse,
     standardize_stats,
 )
 
@@ -123,11 +124,14 @@ class MultiGeneElasticNet:
         """Pooled (weighted) out-of-fold MSE per gene and alpha, shape (n_genes, n_alphas)."""
         sse = np.zeros((Y.shape[1], len(alphas)))
         for tr, va in inner_folds(X.shape[0], self.inner_cv, self.random_state, groups):
-            res, mean, scale = self._path(X[tr], Y[tr], alphas, w[tr])
-            Xv = (X[va] - mean) / scale  # validation rows scaled with training statistics
-            pred = res.coefs @ Xv.T + res.intercepts[:, :, None]  # (G, A, n_va)
-            err = pred - Y[va].T[:, None, :]
-            sse += (err**2) @ w[va]
+            mean, scale = self._scale(X[tr])
+            # validation rows scaled with the training part's statistics
+            fold_sse, _ = path_validation_sse(
+                (X[tr] - mean) / scale, Y[tr], (X[va] - mean) / scale, Y[va], alphas,
+                penalty=self.penalty, l1_ratio=self._l1_ratio(), sample_weight=w[tr],
+                val_weight=w[va], tol=self.tol, max_iter=self.max_iter,
+            )  # fmt: skip
+            sse += fold_sse
         return sse / w.sum()
 
     # ---- API ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, LeaveOneOut
 
 from ephys2expr.errors import InputError
-from ephys2expr.model._kernels import cd_path_kernel
+from ephys2expr.model._kernels import cd_path_kernel, path_sse_kernel
 
 PENALTIES = ("lasso", "elasticnet", "ridge")
 
@@ -89,6 +89,56 @@ def _penalty_strengths(penalty: str, alphas: np.ndarray, l1_ratio: float, wsum: 
     raise InputError(f"penalty must be one of {PENALTIES}, not {penalty!r}")
 
 
+def _check_alphas(alphas, n_genes: int, penalty: str, l1_ratio: float) -> np.ndarray:
+    """``alphas`` as a (1 or n_genes, n_alphas) array, checked."""
+    alphas = np.asarray(alphas, dtype=float)
+    alphas2 = alphas[None, :] if alphas.ndim == 1 else alphas
+    if alphas2.ndim != 2 or alphas2.shape[0] not in (1, n_genes):
+        raise InputError(f"alphas must have shape (n_alphas,) or ({n_genes}, n_alphas)")
+    if np.any(~np.isfinite(alphas2)) or np.any(alphas2 < 0):
+        raise InputError("alphas must be finite and non-negative")
+    if penalty == "ridge" and np.any(alphas2 <= 0):
+        raise InputError("ridge needs alpha > 0")
+    if penalty == "elasticnet" and not 0.0 <= l1_ratio <= 1.0:
+        raise InputError(f"l1_ratio must be in [0, 1], not {l1_ratio}")
+    return alphas2
+
+
+@dataclass
+class _Problem:
+    """Everything the solvers need from (X, Y, weights): weighted means, the shared Gram
+    matrix ``X'WX/S`` and the per-gene ``X'Wy/S`` of the centred data."""
+
+    xbar: np.ndarray
+    ybar: np.ndarray
+    gram: np.ndarray
+    xty: np.ndarray
+    w: np.ndarray
+    wsum: float
+
+    @classmethod
+    def of(cls, X, Y, sample_weight) -> _Problem:
+        w = _weights(sample_weight, X.shape[0])
+        wsum = w.sum()
+        xbar = w @ X / wsum
+        ybar = w @ Y / wsum
+        WXc = (X - xbar) * w[:, None]
+        gram = np.ascontiguousarray((X - xbar).T @ WXc / wsum)
+        # Xc'W1 = 0, so Xc'W(Y - ybar) = Xc'WY: no centred copy of Y needed
+        xty = np.ascontiguousarray((Y.T @ WXc) / wsum)
+        return cls(xbar, ybar, gram, xty, w, wsum)
+
+    def yscale(self, Y) -> np.ndarray:
+        return np.sqrt(np.maximum(self.w @ (Y - self.ybar) ** 2 / self.wsum, 0.0))
+
+    def ridge(self, l2) -> np.ndarray:
+        """Closed-form ridge coefficients (G, A, p) from one eigendecomposition."""
+        evals, evecs = np.linalg.eigh(self.gram)
+        evals = np.clip(evals, 0.0, None)
+        proj = self.xty @ evecs  # (G, p)
+        return (proj[:, None, :] / (evals[None, None, :] + l2[:, :, None])) @ evecs.T
+
+
 def elastic_net_path(
     X,
     Y,
@@ -129,53 +179,103 @@ def elastic_net_path(
     PathResult
     """
     X, Y = _design(X, Y)
-    n, p = X.shape
+    p = X.shape[1]
     n_genes = Y.shape[1]
-    alphas = np.asarray(alphas, dtype=float)
-    alphas2 = alphas[None, :] if alphas.ndim == 1 else alphas
-    if alphas2.ndim != 2 or alphas2.shape[0] not in (1, n_genes):
-        raise InputError(f"alphas must have shape (n_alphas,) or ({n_genes}, n_alphas)")
-    if np.any(~np.isfinite(alphas2)) or np.any(alphas2 < 0):
-        raise InputError("alphas must be finite and non-negative")
-    if penalty == "ridge" and np.any(alphas2 <= 0):
-        raise InputError("ridge needs alpha > 0")
-    if penalty == "elasticnet" and not 0.0 <= l1_ratio <= 1.0:
-        raise InputError(f"l1_ratio must be in [0, 1], not {l1_ratio}")
-    w = _weights(sample_weight, n)
-    wsum = w.sum()
-    xbar = w @ X / wsum
-    ybar = w @ Y / wsum
-    Xc = X - xbar
-    WXc = Xc * w[:, None]
-    gram = Xc.T @ WXc / wsum
-    # Xc'W1 = 0, so Xc'W(Y - ybar) = Xc'WY: no centred copy of Y needed
-    xty = np.ascontiguousarray((Y.T @ WXc) / wsum)
-    l1, l2 = _penalty_strengths(penalty, alphas2, l1_ratio, wsum)
-    n_alpha = alphas2.shape[1]
+    alphas2 = _check_alphas(alphas, n_genes, penalty, l1_ratio)
+    prob = _Problem.of(X, Y, sample_weight)
+    l1, l2 = _penalty_strengths(penalty, alphas2, l1_ratio, prob.wsum)
+    n_iter = np.zeros(n_genes, dtype=np.int64)
     if penalty == "ridge":
-        evals, evecs = np.linalg.eigh(gram)
-        evals = np.clip(evals, 0.0, None)
-        proj = xty @ evecs  # (G, p)
-        coefs = (proj[:, None, :] / (evals[None, None, :] + l2[:, :, None])) @ evecs.T
-        n_iter = np.zeros(n_genes, dtype=np.int64)
+        coefs = prob.ridge(l2)
         converged = np.ones(n_genes, dtype=bool)
     else:
-        yscale = np.sqrt(np.maximum(w @ (Y - ybar) ** 2 / wsum, 0.0))
         if coef_init is None:
             init = np.zeros((0, p))
         else:
             init = np.ascontiguousarray(np.asarray(coef_init, dtype=float))
             if init.shape != (n_genes, p):
                 raise InputError(f"coef_init must have shape ({n_genes}, {p})")
-        coefs = np.empty((n_genes, n_alpha, p))
-        n_iter = np.zeros(n_genes, dtype=np.int64)
+        coefs = np.empty((n_genes, alphas2.shape[1], p))
         converged = np.zeros(n_genes, dtype=np.bool_)
         cd_path_kernel(
-            np.ascontiguousarray(gram), xty, yscale, np.ascontiguousarray(l1),
+            prob.gram, prob.xty, prob.yscale(Y), np.ascontiguousarray(l1),
             np.ascontiguousarray(l2), init, float(tol), int(max_iter), coefs, n_iter, converged,
         )  # fmt: skip
-    intercepts = ybar[:, None] - coefs @ xbar
+    intercepts = prob.ybar[:, None] - coefs @ prob.xbar
     return PathResult(coefs=coefs, intercepts=intercepts, n_iter=n_iter, converged=converged)
+
+
+def path_validation_sse(
+    X,
+    Y,
+    X_val,
+    Y_val,
+    alphas,
+    *,
+    penalty: str = "lasso",
+    l1_ratio: float = 1.0,
+    sample_weight=None,
+    val_weight=None,
+    tol: float = 1e-10,
+    max_iter: int = 100_000,
+) -> tuple[np.ndarray, PathResult]:
+    """Weighted validation error of the path fitted on (``X``, ``Y``), without the path.
+
+    What an inner cross-validation fold needs: for every gene and alpha, the weighted sum
+    of squared errors of :func:`elastic_net_path`'s solution on the rows (``X_val``,
+    ``Y_val``). The solutions themselves are not returned, which saves writing and reading
+    a (genes x alphas x features) array per fold.
+
+    Parameters
+    ----------
+    X, Y, alphas, penalty, l1_ratio, sample_weight, tol, max_iter
+        As in :func:`elastic_net_path` (no warm start).
+    X_val : array-like, shape (n_val, n_features)
+        Validation rows, on the same scale as ``X``.
+    Y_val : array-like, shape (n_val, n_genes)
+    val_weight : array-like, shape (n_val,), optional
+
+    Returns
+    -------
+    sse : ndarray, shape (n_genes, n_alphas)
+        ``sum_i w_i (y_i - x_i b - b0)^2`` over the validation rows.
+    info : PathResult
+        ``n_iter`` and ``converged`` of the fit (``coefs`` and ``intercepts`` empty).
+    """
+    X, Y = _design(X, Y)
+    X_val, Y_val = _design(X_val, Y_val)
+    n_genes = Y.shape[1]
+    if X_val.shape[1] != X.shape[1] or Y_val.shape[1] != n_genes:
+        raise InputError(f"validation X {X_val.shape} / Y {Y_val.shape} do not match X / Y")
+    alphas2 = _check_alphas(alphas, n_genes, penalty, l1_ratio)
+    prob = _Problem.of(X, Y, sample_weight)
+    l1, l2 = _penalty_strengths(penalty, alphas2, l1_ratio, prob.wsum)
+    wv = _weights(val_weight, X_val.shape[0])
+    # validation rows centred on the training means: residual = xv'b - yv (b0 = ybar - xbar'b)
+    xv = X_val - prob.xbar
+    yv = Y_val - prob.ybar
+    vgram = np.ascontiguousarray(xv.T @ (xv * wv[:, None]))
+    vxty = np.ascontiguousarray(yv.T @ (xv * wv[:, None]))
+    vyy = wv @ yv**2
+    n_iter = np.zeros(n_genes, dtype=np.int64)
+    if penalty == "ridge":
+        coefs = prob.ridge(l2)
+        sse = (
+            np.einsum("gap,pq,gaq->ga", coefs, vgram, coefs, optimize=True)
+            - 2.0 * np.einsum("gap,gp->ga", coefs, vxty)
+            + vyy[:, None]
+        )
+        converged = np.ones(n_genes, dtype=bool)
+    else:
+        sse = np.zeros((n_genes, alphas2.shape[1]))
+        converged = np.zeros(n_genes, dtype=np.bool_)
+        path_sse_kernel(
+            prob.gram, prob.xty, prob.yscale(Y), np.ascontiguousarray(l1),
+            np.ascontiguousarray(l2), float(tol), int(max_iter), vgram, vxty, vyy, sse,
+            n_iter, converged,
+        )  # fmt: skip
+    empty = np.empty((n_genes, 0))
+    return sse, PathResult(empty[:, :, None], empty, n_iter, converged)
 
 
 def alpha_grid(alpha_max: float, alpha_min: float, n_alphas: int) -> np.ndarray:
@@ -228,5 +328,6 @@ __all__ = [
     "alpha_grid",
     "elastic_net_path",
     "inner_folds",
+    "path_validation_sse",
     "standardize_stats",
 ]

@@ -262,7 +262,7 @@ def null_r2_kernel(
                         for j in range(p):
                             init[0, j] = 0.0
                         _one_gene(0, 0, gram, xty, ys, lam1, lam2, init, True, tol, max_iter,
-                                  coefs, n_iter, conv, wv, q, idx, mat, vec, qnew, theta,
+                                  coefs[0], n_iter, conv, wv, q, idx, mat, vec, qnew, theta,
                                   order, flag, fact_state)  # fmt: skip
                         for j in range(p):
                             wv[j] = coefs[0, 0, j]
