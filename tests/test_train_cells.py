@@ -186,3 +186,35 @@ def test_train_stage_on_cells(small_cells, tmp_path):
     )
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "train_types.parquet: no group for" in res.output
+
+
+def test_null_on_cells_equals_the_reference_loop(small_cells):
+    """Per-cell folds (hundreds of test rows each) take the null kernel's fold-sum path
+    (one pass over each fold's rows, test error from its expansion): the same p-values and
+    permutation counts as the one-permutation-at-a-time loop."""
+    from benchmarks.bench_null import reference_permutation_null
+    from ephys2expr.train.cv import nested_cv
+    from ephys2expr.train.null import fold_designs, permutation_null
+
+    features, targets, types = small_cells
+    X, Y = features.to_numpy(), targets.to_numpy().T
+    # most real genes are far from null on these cells: add 40 of them with their cells
+    # shuffled (real values, no relation left) so that genes stop at many points
+    rng = np.random.default_rng(0)
+    shuffled = np.stack([rng.permutation(Y[:, j]) for j in range(40)], axis=1)
+    Y = np.ascontiguousarray(np.hstack([Y, shuffled]))
+    groups = types["group"].to_numpy()
+    settings = TrainSettings.from_params(
+        ROOT / "params.yaml", ["n_alphas=8", "n_permutations=60", "null_stop_after=4"]
+    )
+    folds = outer_folds(len(X), "group_kfold", 5, cell_groups=groups)
+    cv = nested_cv(X, Y, folds, settings, verbose=False, groups=groups)
+    r2, _ = pooled_scores(Y, cv.oof)
+    assert fold_designs(X, folds, cv.fold_alpha, settings)["sums_x"].shape[0] == len(X)
+    old = reference_permutation_null(X, Y, folds, cv.fold_alpha, r2, settings, None, 4)
+    new = permutation_null(X, Y, folds, cv.fold_alpha, r2, settings, None, 4, verbose=False)
+    # the comparison means something only if genes stopped at different points
+    assert len(np.unique(old.n_permutations)) > 3 and old.n_permutations.max() == 60
+    assert (old.p_value < 0.05).sum() > 10  # and if some genes are far from null
+    np.testing.assert_array_equal(new.p_value, old.p_value)
+    np.testing.assert_array_equal(new.n_permutations, old.n_permutations)

@@ -10,6 +10,13 @@ per-fold arrays, no Python between folds.
   globally standardised design: fold ``k`` trains on all rows but its test rows, so
   ``sum_tr w x y = sum_all w x y - sum_te w x y`` (O(p) per fold for leave-one-out instead of
   O(n p)); the fold's own centring and scale are applied afterwards (they are affine).
+* With many test rows per fold (per-cell data: hundreds of cells a fold) the rows are
+  visited in fold order instead: one pass over each fold's test rows gives its sums of
+  ``w x y``, ``te_x y``, ``w y``, ``y`` and ``y^2`` (the training sums are the totals minus
+  these, since the folds partition the rows), and the fold's test error comes from the
+  expansion of ``|y - ybar - te_x b|^2`` with the fold's ``te_x' te_x``: O(p^2) per fold
+  instead of O(test rows x p) (measured on the Scala cells: the null ~1.7x faster, p-values
+  identical). Leave-one-out (one row a fold) keeps the per-row arithmetic, cheaper there.
 * The solve is the solver's exact active-set (sign-pattern) method, in a copy with cheaper
   steps (:func:`_active_set_lean`; the solver's :func:`~ephys2expr.model._kernels._one_gene`
   is the fallback), warm-started from the pair's solution in the previous fold, the folds
@@ -150,7 +157,8 @@ def _active_set_lean(gram, c, lam1, lam2, w, q, theta, order, L, dinv, z, v, max
 @numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=_FASTMATH)
 def null_r2_kernel(
     Yt, pair_gene, pair_perm, perms, fold_order, wx, w, fold_w, fold_m, fold_s, te_ptr, te_rows,
-    te_x, grams, singular, l1, l2, tr_ptr, tr_rows, tol, max_iter, observed, out,
+    te_x, grams, singular, l1, l2, tr_ptr, tr_rows, tol, max_iter, sums_x, te_sum, te_gram,
+    observed, out,
 ):  # fmt: skip
     """Pooled out-of-fold r2 of each pair c: gene ``pair_gene[c]`` under ``perms[pair_perm[c]]``.
 
@@ -163,14 +171,19 @@ def null_r2_kernel(
     is singular (fewer training rows than features: the lasso optimum is not unique, so these
     folds run the solver's own path from zero, as the estimator does); l1, l2 (K, G); training
     rows ``tr_rows[tr_ptr[k]:tr_ptr[k+1]]`` (only for the solver's fallback, which needs the
-    spread of y). observed (G,): the real-data r2, the answer for a permutation that leaves
-    the gene's values unchanged. out (C,) receives r2 (NaN for a constant gene) - or, for a
-    pair whose r2 falls below ``observed - 1e-12`` before its last fold, an upper bound of it
-    that is also below: the exceedance is decided, so its remaining folds are skipped.
+    spread of y). sums_x (n, 2p + 1) - or (0, 2p + 1): per-row arithmetic instead - the rows
+    in ``te_rows`` order (the folds' test rows, which must partition the rows) of ``wx``,
+    ``te_x`` and ``w`` side by side; te_sum (K, p) and te_gram (K, p, p): each fold's
+    ``te_x`` column sums and ``te_x' te_x``. observed (G,): the real-data r2, the answer
+    for a permutation that leaves the gene's values unchanged. out (C,) receives r2 (NaN for
+    a constant gene) - or, for a pair whose r2 falls below ``observed - 1e-12`` before its
+    last fold, an upper bound of it that is also below: the exceedance is decided, so its
+    remaining folds are skipped.
     """
     n_pairs = pair_gene.shape[0]
     n = Yt.shape[1]
     n_folds, p = fold_m.shape
+    use_sums = sums_x.shape[0] > 0
     block = 64
     n_blocks = (n_pairs + block - 1) // block
     for blk in numba.prange(n_blocks):
@@ -195,6 +208,13 @@ def null_r2_kernel(
         flag = np.empty(p, dtype=np.int64)
         fact_state = np.empty(2)
         dinv = np.empty(p)
+        ysort = np.empty(n)
+        fa = np.empty((n_folds, p))  # per fold: sum over test rows of wx y
+        fc = np.empty((n_folds, p))  # ... of te_x y
+        fb = np.empty(n_folds)  # ... of w y
+        fd = np.empty(n_folds)  # ... of y
+        fe = np.empty(n_folds)  # ... of y^2
+        acc = np.empty(2 * p + 1)
         for c in range(blk * block, min((blk + 1) * block, n_pairs)):
             g = pair_gene[c]
             perm = perms[pair_perm[c]]
@@ -215,26 +235,59 @@ def null_r2_kernel(
             t_all = 0.0
             for j in range(p):
                 s_all[j] = 0.0
-            for i in range(n):
-                y[i] -= mean  # centred: the sums below stay small (no cancellation)
-                sst += y[i] * y[i]
-                t_all += w[i] * y[i]
-                for j in range(p):
-                    s_all[j] += wx[i, j] * y[i]
+            if use_sums:
+                # every fold's test-row sums in one pass over its rows (the folds
+                # partition the rows, so the totals are their sums)
+                for i in range(n):
+                    y[i] -= mean  # centred: the sums below stay small (no cancellation)
+                for r in range(n):
+                    ysort[r] = y[te_rows[r]]
+                for k in range(n_folds):
+                    for j in range(2 * p + 1):
+                        acc[j] = 0.0
+                    t = 0.0
+                    t2 = 0.0
+                    for r in range(te_ptr[k], te_ptr[k + 1]):
+                        yr = ysort[r]
+                        t += yr
+                        t2 += yr * yr
+                        for j in range(2 * p + 1):
+                            acc[j] += sums_x[r, j] * yr
+                    for j in range(p):
+                        fa[k, j] = acc[j]
+                        fc[k, j] = acc[p + j]
+                        s_all[j] += acc[j]
+                    fb[k] = acc[2 * p]
+                    fd[k] = t
+                    fe[k] = t2
+                    t_all += fb[k]
+                    sst += t2
+            else:
+                for i in range(n):
+                    y[i] -= mean  # centred: the sums below stay small (no cancellation)
+                    sst += y[i] * y[i]
+                    t_all += w[i] * y[i]
+                    for j in range(p):
+                        s_all[j] += wx[i, j] * y[i]
             for j in range(p):
                 wv[j] = 0.0
             sse = 0.0
             bound = observed[g] - 1e-12  # the exceedance test of permutation_null
             for kk in range(n_folds):
                 k = fold_order[g, kk]
-                t_tr = t_all
-                for j in range(p):
-                    xty[0, j] = s_all[j]
-                for r in range(te_ptr[k], te_ptr[k + 1]):
-                    i = te_rows[r]
-                    t_tr -= w[i] * y[i]
+                if use_sums:
+                    t_tr = t_all - fb[k]
                     for j in range(p):
-                        xty[0, j] -= wx[i, j] * y[i]
+                        xty[0, j] = s_all[j] - fa[k, j]
+                else:
+                    t_tr = t_all
+                    for j in range(p):
+                        xty[0, j] = s_all[j]
+                    for r in range(te_ptr[k], te_ptr[k + 1]):
+                        i = te_rows[r]
+                        t_tr -= w[i] * y[i]
+                        for j in range(p):
+                            xty[0, j] -= wx[i, j] * y[i]
                 ybar = t_tr / fold_w[k]
                 cmax = 0.0
                 for j in range(p):
@@ -266,11 +319,23 @@ def null_r2_kernel(
                                   order, flag, fact_state)  # fmt: skip
                         for j in range(p):
                             wv[j] = coefs[0, 0, j]
-                for r in range(te_ptr[k], te_ptr[k + 1]):
-                    pred = ybar
+                if use_sums:
+                    # sum (y - ybar - te_x b)^2 expanded: O(p^2), not O(rows x p)
+                    n_te = te_ptr[k + 1] - te_ptr[k]
+                    t = fe[k] - 2.0 * ybar * fd[k] + n_te * ybar * ybar
                     for j in range(p):
-                        pred += te_x[r, j] * wv[j]
-                    sse += (y[te_rows[r]] - pred) ** 2
+                        if wv[j] != 0.0:
+                            u = fc[k, j] - ybar * te_sum[k, j]
+                            for m in range(p):
+                                u -= 0.5 * te_gram[k, j, m] * wv[m]
+                            t -= 2.0 * wv[j] * u
+                    sse += max(t, 0.0)  # a sum of squares: rounding must not lower sse
+                else:
+                    for r in range(te_ptr[k], te_ptr[k + 1]):
+                        pred = ybar
+                        for j in range(p):
+                            pred += te_x[r, j] * wv[j]
+                        sse += (y[te_rows[r]] - pred) ** 2
                 # the pooled sse only grows with more folds (adding a square never lowers a
                 # float sum), so once this r2 bound is below the observed r2 the pair cannot
                 # reach it: its remaining folds would not change its exceedance

@@ -42,7 +42,7 @@ MAX_PAIRS = 1 << 20
 # the order of null_r2_kernel's arguments after (Yt, pair_gene, pair_perm, perms)
 _KERNEL_ARGS = (
     "fold_order", "wx", "w", "fold_w", "fold_m", "fold_s", "te_ptr", "te_rows", "te_x", "grams",
-    "singular", "l1", "l2", "tr_ptr", "tr_rows", "tol", "max_iter",
+    "singular", "l1", "l2", "tr_ptr", "tr_rows", "tol", "max_iter", "sums_x", "te_sum", "te_gram",
 )  # fmt: skip
 
 
@@ -90,6 +90,25 @@ def fold_designs(X, folds, fold_alpha, settings: TrainSettings, weights=None) ->
     alpha_desc = np.argsort(-np.asarray(fold_alpha, dtype=float).T, axis=1, kind="stable")
     out["fold_order"] = np.ascontiguousarray(alpha_desc.astype(np.int64))
     out["tol"], out["max_iter"] = float(est.tol), int(est.max_iter)
+    # Many test rows per fold (per-cell data): the kernel takes each fold's test-row sums
+    # in one pass over contiguous rows and its test error from the expansion
+    # |y - ybar - te_x b|^2 (O(p^2)), instead of row-by-row arithmetic (measured on the
+    # Scala cells: ~3x faster null). Leave-one-out keeps the per-row path (1 row a fold).
+    te_rows, n_te = out["te_rows"], np.diff(out["te_ptr"])
+    partition = np.array_equal(np.sort(te_rows), np.arange(X.shape[0]))
+    p = X.shape[1]
+    if partition and n_te.min() > p:
+        te_x = out["te_x"]
+        out["sums_x"] = np.ascontiguousarray(
+            np.hstack([out["wx"][te_rows], te_x, w_all[te_rows][:, None]])
+        )
+        parts = [te_x[a:b] for a, b in zip(out["te_ptr"][:-1], out["te_ptr"][1:], strict=True)]
+        out["te_sum"] = np.stack([part.sum(axis=0) for part in parts])
+        out["te_gram"] = np.stack([part.T @ part for part in parts])
+    else:
+        out["sums_x"] = np.zeros((0, 2 * p + 1))
+        out["te_sum"] = np.zeros((0, p))
+        out["te_gram"] = np.zeros((0, p, p))
     return out
 
 
