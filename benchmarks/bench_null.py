@@ -13,7 +13,11 @@ and prints both wall and CPU times (CPU time of all threads: steadier than wall 
 other jobs share the machine), their ratios, and whether p-values / permutation counts are
 identical. ``--genes N`` times both on a seeded random
 subset of N genes (the reference takes ~4-5 minutes on all genes on a 2-core machine);
-``--new-only`` skips the reference. Run: ``python -m benchmarks.bench_null [--genes N]``.
+``--new-only`` skips the reference. Folds and settings are the train stage's for the table
+(``--prepared-dir data/prepared/scala2021``: 5-fold grouped by animal); there, where each
+fold holds hundreds of test cells, the kernel's fold-sum path is also timed against its
+per-row path (what it ran before), same run, same p-values expected.
+Run: ``python -m benchmarks.bench_null [--genes N] [--prepared-dir ...]``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+import ephys2expr.train.null as null_module
 from ephys2expr.train.cv import log_progress, nested_cv
 from ephys2expr.train.folds import pooled_scores
 from ephys2expr.train.null import NullResult, permutation_null, sequential_p_values
@@ -82,23 +87,25 @@ def main(argv=None) -> None:
     ap.add_argument("--prepared-dir", default="data/prepared/rds")
     args = ap.parse_args(argv)
     from ephys2expr.train.folds import outer_folds
+    from ephys2expr.train.run import resolved_settings
 
-    settings = TrainSettings.from_params(args.params)
     X, Y, types = real_inputs(args.prepared_dir)
+    settings = resolved_settings(TrainSettings.from_params(args.params), types)
     if args.genes:
         keep = np.sort(np.random.default_rng(0).choice(Y.shape[1], args.genes, replace=False))
         Y = np.ascontiguousarray(Y[:, keep])
-    cv = "loo" if settings.cv == "auto" else settings.cv  # auto = loo for cell-type means
-    folds = outer_folds(len(X), cv, settings.n_folds, types["broad_type"].to_numpy(),
-                        settings.seed)  # fmt: skip
+    cells = types["group"].astype(str).to_numpy() if "group" in types.columns else None
+    folds = outer_folds(len(X), settings.cv, settings.n_folds, types["broad_type"].to_numpy(),
+                        settings.seed, cells)  # fmt: skip
+    groups = cells if settings.cv == "group_kfold" else None
     weights = types["weight"].to_numpy(float) if settings.sample_weight == "cells" else None
     print(
-        f"{Y.shape[1]} genes x {len(X)} types, {len(folds)} folds, {settings.n_permutations} "
-        f"permutations, stop after {settings.null_stop_after}"
+        f"{Y.shape[1]} genes x {len(X)} rows, {settings.cv} ({len(folds)} folds), "
+        f"{settings.n_permutations} permutations, stop after {settings.null_stop_after}"
     )
     with threadpool_limits(1, user_api="blas"):  # as the train stage runs
         t = time.perf_counter()
-        cv = nested_cv(X, Y, folds, settings, weights, verbose=False)
+        cv = nested_cv(X, Y, folds, settings, weights, verbose=False, groups=groups)
         print(f"nested CV (per-fold alphas, observed r2): {time.perf_counter() - t:.1f} s")
         r2, _ = pooled_scores(Y, cv.oof)
         args_null = (X, Y, folds, cv.fold_alpha, r2, settings, weights)
@@ -110,6 +117,17 @@ def main(argv=None) -> None:
         new_cpu = time.process_time() - cpu
         print(f"batched null:   {new.seconds:7.1f} s wall, {new_cpu:7.1f} s CPU "
               f"({new.n_fits:,} gene x permutation CVs)")  # fmt: skip
+        design = null_module.fold_designs(X, folds, cv.fold_alpha, settings, weights)
+        if design["sums_x"].shape[0]:  # many test rows a fold: time the per-row path too
+            null_module.FOLD_SUMS = False
+            cpu = time.process_time()
+            rows = permutation_null(*args_null, settings.null_stop_after, verbose=False)
+            rows_cpu = time.process_time() - cpu
+            null_module.FOLD_SUMS = True
+            same = np.array_equal(rows.p_value, new.p_value)
+            print(f"  per-row path: {rows.seconds:7.1f} s wall, {rows_cpu:7.1f} s CPU; fold sums "
+                  f"{rows.seconds / new.seconds:.1f}x faster wall, {rows_cpu / new_cpu:.1f}x "
+                  f"CPU; p-values identical: {same}")  # fmt: skip
         if args.new_only:
             return
         cpu = time.process_time()

@@ -39,6 +39,10 @@ class NullResult:
 # not depend on it
 MAX_PAIRS = 1 << 20
 
+# the kernel's fold-sum path where it applies (see fold_designs); benchmarks/bench_null.py
+# switches it off to time the per-row path on the same data
+FOLD_SUMS = True
+
 # the order of null_r2_kernel's arguments after (Yt, pair_gene, pair_perm, perms)
 _KERNEL_ARGS = (
     "fold_order", "wx", "w", "fold_w", "fold_m", "fold_s", "te_ptr", "te_rows", "te_x", "grams",
@@ -97,7 +101,7 @@ def fold_designs(X, folds, fold_alpha, settings: TrainSettings, weights=None) ->
     te_rows, n_te = out["te_rows"], np.diff(out["te_ptr"])
     partition = np.array_equal(np.sort(te_rows), np.arange(X.shape[0]))
     p = X.shape[1]
-    if partition and n_te.min() > p:
+    if FOLD_SUMS and partition and n_te.min() > p:
         te_x = out["te_x"]
         out["sums_x"] = np.ascontiguousarray(
             np.hstack([out["wx"][te_rows], te_x, w_all[te_rows][:, None]])
