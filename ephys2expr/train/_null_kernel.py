@@ -184,6 +184,8 @@ def null_r2_kernel(
     n = Yt.shape[1]
     n_folds, p = fold_m.shape
     use_sums = sums_x.shape[0] > 0
+    # pairs strided over blocks (see cd_path_kernel: a gene's pairs are neighbours, and
+    # genes differ in cost)
     block = 64
     n_blocks = (n_pairs + block - 1) // block
     for blk in numba.prange(n_blocks):
@@ -215,7 +217,7 @@ def null_r2_kernel(
         fd = np.empty(n_folds)  # ... of y
         fe = np.empty(n_folds)  # ... of y^2
         acc = np.empty(2 * p + 1)
-        for c in range(blk * block, min((blk + 1) * block, n_pairs)):
+        for c in range(blk, n_pairs, n_blocks):
             g = pair_gene[c]
             perm = perms[pair_perm[c]]
             mean = 0.0
