@@ -213,6 +213,15 @@ def _active_set(gram, c, lam1, lam2, w, q, theta, order, mat, vec, max_steps, fa
     return 0
 
 
+@numba.njit(cache=True)
+def gene_scratch(p):
+    """The scratch arrays :func:`_one_gene` takes after its outputs (allocated once per
+    block of genes): w, q, idx, mat, vec, qnew, theta, order, flag, fact_state."""
+    return (np.empty(p), np.empty(p), np.empty(p, dtype=np.int64), np.empty((p, p)),
+            np.empty(p), np.empty(p), np.empty(p), np.empty(p, dtype=np.int64),
+            np.empty(p, dtype=np.int64), np.empty(2))  # fmt: skip
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=True)
 def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n_iter, conv):
     """Elastic-net path for every gene (row of ``xty``): active set, CD as fallback.
@@ -227,19 +236,10 @@ def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n
     # n_blocks-th gene, not a run of neighbours: prange splits the blocks statically between
     # threads, and the hard genes cluster in the gene order (on the real table the first half
     # needs 60 % of the steps), so runs left one thread waiting
-    block = 256  # genes strided over blocks, as in cd_path_kernel
+    block = 256
     n_blocks = (n_genes + block - 1) // block
     for blk in numba.prange(n_blocks):
-        w = np.empty(p)
-        q = np.empty(p)
-        idx = np.empty(p, dtype=np.int64)
-        mat = np.empty((p, p))
-        vec = np.empty(p)
-        qnew = np.empty(p)
-        theta = np.empty(p)
-        order = np.empty(p, dtype=np.int64)
-        flag = np.empty(p, dtype=np.int64)
-        fact_state = np.empty(2)
+        w, q, idx, mat, vec, qnew, theta, order, flag, fact_state = gene_scratch(p)
         for g in range(blk, n_genes, n_blocks):
             # problem, gene index, outputs, then the block's scratch arrays
             _one_gene(g, g * stride, gram, xty, yscale, l1, l2, coef_init, use_init, tol,
@@ -266,16 +266,7 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
     block = 256  # genes strided over blocks, as in cd_path_kernel
     n_blocks = (n_genes + block - 1) // block
     for blk in numba.prange(n_blocks):
-        w = np.empty(p)
-        q = np.empty(p)
-        idx = np.empty(p, dtype=np.int64)
-        mat = np.empty((p, p))
-        vec = np.empty(p)
-        qnew = np.empty(p)
-        theta = np.empty(p)
-        order = np.empty(p, dtype=np.int64)
-        flag = np.empty(p, dtype=np.int64)
-        fact_state = np.empty(2)
+        w, q, idx, mat, vec, qnew, theta, order, flag, fact_state = gene_scratch(p)
         out = np.empty((n_alpha, p))
         for g in range(blk, n_genes, n_blocks):
             _one_gene(g, g * stride, gram, xty, yscale, l1, l2, empty, False, tol, max_iter,

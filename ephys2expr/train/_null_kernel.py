@@ -42,7 +42,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ephys2expr.model._kernels import _one_gene
+from ephys2expr.model._kernels import _one_gene, gene_scratch
 
 # fastmath without "reassoc": the loops here run 1-11 times, and vectorising their sums
 # (what reassociation allows) only adds set-up code around them (measured: ~15 % slower)
@@ -199,16 +199,7 @@ def null_r2_kernel(
         coefs = np.empty((1, 1, p))
         n_iter = np.zeros(1, dtype=np.int64)
         conv = np.zeros(1, dtype=np.bool_)
-        wv = np.empty(p)
-        q = np.empty(p)
-        idx = np.empty(p, dtype=np.int64)
-        mat = np.empty((p, p))
-        vec = np.empty(p)
-        qnew = np.empty(p)
-        theta = np.empty(p)
-        order = np.empty(p, dtype=np.int64)
-        flag = np.empty(p, dtype=np.int64)
-        fact_state = np.empty(2)
+        wv, q, idx, mat, vec, qnew, theta, order, flag, fact_state = gene_scratch(p)
         dinv = np.empty(p)
         ysort = np.empty(n)
         fa = np.empty((n_folds, p))  # per fold: sum over test rows of wx y
