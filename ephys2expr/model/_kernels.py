@@ -205,11 +205,15 @@ def _active_set(gram, c, lam1, lam2, w, q, theta, order, mat, vec, max_steps, fa
                     w[ja] = 0.0
                     theta[ja] = 0.0
             consistent = False
+            continue  # the next step re-solves without looking at q
+        # q = c - G_A w_A, as axpys over rows of the (symmetric) Gram matrix
         for j in range(p):
-            t = c[j]
-            for a in range(k):
-                t -= gram[j, order[a]] * w[order[a]]
-            q[j] = t
+            q[j] = c[j]
+        for a in range(k):
+            ja = order[a]
+            wa = vec[a]
+            for j in range(p):
+                q[j] -= gram[ja, j] * wa
     return 0
 
 
