@@ -112,13 +112,15 @@ def test_validation_sse_equals_residuals_of_the_path(problem, penalty, l1_ratio,
     wt, wv = (w[tr], w[va]) if weighted else (None, None)
     alphas = alpha_grid(3.0, 1e-3, 15)
     kw = dict(penalty=penalty, l1_ratio=l1_ratio, sample_weight=wt)
-    sse, info = path_validation_sse(Xs[tr], Y[tr], Xs[va], Y[va], alphas, val_weight=wv, **kw)
+    sse, n_iter, converged = path_validation_sse(
+        Xs[tr], Y[tr], Xs[va], Y[va], alphas, val_weight=wv, **kw
+    )
     path = elastic_net_path(Xs[tr], Y[tr], alphas, **kw)
     pred = path.coefs @ Xs[va].T + path.intercepts[:, :, None]  # (G, A, n_va)
     ref = ((pred - Y[va].T[:, None, :]) ** 2) @ (np.ones(len(va)) if wv is None else wv)
     np.testing.assert_allclose(sse, ref, rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(info.n_iter, path.n_iter)
-    assert info.converged.all()
+    np.testing.assert_array_equal(n_iter, path.n_iter)
+    assert converged.all()
     if penalty != "ridge":  # both kinds of point are covered: all-zero and active ones
         active = (path.coefs != 0).any(axis=2)
         assert active.any() and (~active).any()

@@ -126,7 +126,7 @@ class MultiGeneElasticNet:
         for tr, va in inner_folds(X.shape[0], self.inner_cv, self.random_state, groups):
             mean, scale = self._scale(X[tr])
             # validation rows scaled with the training part's statistics
-            fold_sse, _ = path_validation_sse(
+            fold_sse, _, _ = path_validation_sse(
                 (X[tr] - mean) / scale, Y[tr], (X[va] - mean) / scale, Y[va], alphas,
                 penalty=self.penalty, l1_ratio=self._l1_ratio(), sample_weight=w[tr],
                 val_weight=w[va], tol=self.tol, max_iter=self.max_iter,

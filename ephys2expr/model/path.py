@@ -122,8 +122,9 @@ class _Problem:
         wsum = w.sum()
         xbar = w @ X / wsum
         ybar = w @ Y / wsum
-        WXc = (X - xbar) * w[:, None]
-        gram = np.ascontiguousarray((X - xbar).T @ WXc / wsum)
+        Xc = X - xbar
+        WXc = Xc * w[:, None]
+        gram = np.ascontiguousarray(Xc.T @ WXc / wsum)
         # Xc'W1 = 0, so Xc'W(Y - ybar) = Xc'WY: no centred copy of Y needed
         xty = np.ascontiguousarray((Y.T @ WXc) / wsum)
         return cls(xbar, ybar, gram, xty, w, wsum)
@@ -218,7 +219,7 @@ def path_validation_sse(
     val_weight=None,
     tol: float = 1e-10,
     max_iter: int = 100_000,
-) -> tuple[np.ndarray, PathResult]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted validation error of the path fitted on (``X``, ``Y``), without the path.
 
     What an inner cross-validation fold needs: for every gene and alpha, the weighted sum
@@ -239,8 +240,8 @@ def path_validation_sse(
     -------
     sse : ndarray, shape (n_genes, n_alphas)
         ``sum_i w_i (y_i - x_i b - b0)^2`` over the validation rows.
-    info : PathResult
-        ``n_iter`` and ``converged`` of the fit (``coefs`` and ``intercepts`` empty).
+    n_iter, converged : ndarray, shape (n_genes,)
+        As in :class:`PathResult`.
     """
     X, Y = _design(X, Y)
     X_val, Y_val = _design(X_val, Y_val)
@@ -274,8 +275,7 @@ def path_validation_sse(
             np.ascontiguousarray(l2), float(tol), int(max_iter), vgram, vxty, vyy, sse,
             n_iter, converged,
         )  # fmt: skip
-    empty = np.empty((n_genes, 0))
-    return sse, PathResult(empty[:, :, None], empty, n_iter, converged)
+    return sse, n_iter, converged
 
 
 def alpha_grid(alpha_max: float, alpha_min: float, n_alphas: int) -> np.ndarray:

@@ -228,11 +228,11 @@ def null_r2_kernel(
             t_all = 0.0
             for j in range(p):
                 s_all[j] = 0.0
+            for i in range(n):
+                y[i] -= mean  # centred: the sums below stay small (no cancellation)
             if use_sums:
                 # every fold's test-row sums in one pass over its rows (the folds
                 # partition the rows, so the totals are their sums)
-                for i in range(n):
-                    y[i] -= mean  # centred: the sums below stay small (no cancellation)
                 for r in range(n):
                     ysort[r] = y[te_rows[r]]
                 for k in range(n_folds):
@@ -257,7 +257,6 @@ def null_r2_kernel(
                     sst += t2
             else:
                 for i in range(n):
-                    y[i] -= mean  # centred: the sums below stay small (no cancellation)
                     sst += y[i] * y[i]
                     t_all += w[i] * y[i]
                     for j in range(p):
