@@ -79,6 +79,46 @@ def test_path_warm_starts_equal_cold_fits(problem):
     assert (path.coefs[5:, -1] != 0).mean() > 0.9
 
 
+def test_active_set_reuses_its_factor_only_from_its_own_solution(problem):
+    """The active-set step keeps its Cholesky factor for the next call on the same Gram
+    matrix (the next alpha of a path). Started instead from another point with as many
+    active features, it must rebuild it: the result is a cold start's, and scikit-learn's."""
+    from ephys2expr.model._kernels import _active_set, gene_scratch
+
+    X, Y, _ = problem
+    Xs = StandardScaler().fit_transform(X)
+    n, p = Xs.shape
+    y = Y[:, 10] - Y[:, 10].mean()
+    gram, c = Xs.T @ Xs / n, Xs.T @ y / n
+    w, q, _, mat, vec, qnew, theta, order, state, dinv = gene_scratch(p)
+
+    def solve(start, lam1, keep_factor):
+        if not keep_factor:
+            state[0] = -1.0
+        w[:] = start
+        q[:] = c - gram @ start
+        steps = _active_set(gram, c, lam1, 0.0, w, q, theta, order, mat, dinv, qnew, vec,
+                            100, state)  # fmt: skip
+        assert steps > 0
+        return w.copy()
+
+    def sklearn(lam1):
+        return Lasso(alpha=lam1, fit_intercept=False, tol=1e-14, max_iter=10**6).fit(Xs, y).coef_
+
+    first = solve(np.zeros(p), 0.5, keep_factor=False)
+    support = np.flatnonzero(first)
+    assert 2 <= support.size <= p // 2  # room for a disjoint start of the same size
+    np.testing.assert_allclose(first, sklearn(0.5), atol=1e-9)
+    other = np.zeros(p)
+    other[np.setdiff1d(np.arange(p), support)[: support.size]] = 0.01
+    reused = solve(other, 0.3, keep_factor=True)
+    np.testing.assert_array_equal(reused, solve(other, 0.3, keep_factor=False))
+    np.testing.assert_allclose(reused, sklearn(0.3), atol=1e-9)
+    # and from its own solution it carries on along the path, to the same optimum
+    solve(np.zeros(p), 0.5, keep_factor=False)
+    np.testing.assert_allclose(solve(first, 0.3, keep_factor=True), sklearn(0.3), atol=1e-9)
+
+
 def test_per_gene_alpha_equals_separate_fits(problem):
     X, Y, _ = problem
     alphas = np.geomspace(1e-3, 1.0, Y.shape[1])

@@ -17,13 +17,14 @@ per-fold arrays, no Python between folds.
   expansion of ``|y - ybar - te_x b|^2`` with the fold's ``te_x' te_x``: O(p^2) per fold
   instead of O(test rows x p) (measured on the Scala cells: the null ~1.7x faster, p-values
   identical). Leave-one-out (one row a fold) keeps the per-row arithmetic, cheaper there.
-* The solve is the solver's exact active-set (sign-pattern) method, in a copy with cheaper
-  steps (:func:`_active_set_lean`; the solver's :func:`~ephys2expr.model._kernels._one_gene`
-  is the fallback), warm-started from the pair's solution in the previous fold, the folds
-  visited in decreasing order of the gene's alpha (folds share most training rows, and the
-  next fold's alpha is the nearest smaller one, so the sign pattern mostly carries over).
-  Folds with a singular Gram matrix (fewer training rows than features: the lasso optimum
-  is not unique) run the solver's own path from zero instead, as the estimator does.
+* The solve is the solver's exact active-set (sign-pattern) method
+  (:func:`~ephys2expr.model._kernels._active_set`, with the solver's whole path,
+  :func:`~ephys2expr.model._kernels._one_gene`, as the fallback), warm-started from the
+  pair's solution in the previous fold, the folds visited in decreasing order of the gene's
+  alpha (folds share most training rows, and the next fold's alpha is the nearest smaller
+  one, so the sign pattern mostly carries over). Folds with a singular Gram matrix (fewer
+  training rows than features: the lasso optimum is not unique) run the solver's own path
+  from zero instead, as the estimator does.
 * A permutation that only swaps equal values of a gene (tied expression, e.g. zeros)
   leaves its data unchanged: its r2 is the observed one exactly (an exact tie must count as
   one, not depend on rounding).
@@ -42,116 +43,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ephys2expr.model._kernels import _one_gene, gene_scratch
-
-# fastmath without "reassoc": the loops here run 1-11 times, and vectorising their sums
-# (what reassociation allows) only adds set-up code around them (measured: ~15 % slower)
-_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
-
-
-@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
-def _active_set_lean(gram, c, lam1, lam2, w, q, theta, order, L, dinv, z, v, max_steps):
-    """:func:`ephys2expr.model._kernels._active_set` with cheaper steps (same method, same
-    checks; the result differs from it by rounding only).
-
-    The Cholesky factor of the active block is kept in the order variables entered (with
-    the reciprocals of its diagonal, so that the triangular solves multiply instead of
-    divide - divisions in a dependency chain were most of a step), and the forward solve is
-    kept too: the right-hand side of a variable does not change while it stays active, so
-    adding a variable extends it by one entry and dropping one recomputes only the entries
-    after it. Returns the number of steps (> 0), or 0 if the caller should fall back to the
-    solver's own path (numerically singular active block, or ``max_steps`` reached).
-    """
-    p = w.shape[0]
-    slack = 1e-10 * lam1 + 1e-14
-    k = 0
-    for j in range(p):
-        theta[j] = 1.0 if w[j] > 0.0 else (-1.0 if w[j] < 0.0 else 0.0)
-        if theta[j] != 0.0:
-            order[k] = j
-            k += 1
-    valid = 0  # rows of L (and entries of z) that are up to date: a prefix of order
-    consistent = False
-    for step in range(max_steps):
-        if consistent:
-            best = -1
-            viol = slack
-            for j in range(p):
-                if theta[j] == 0.0 and abs(q[j]) - lam1 > viol:
-                    viol = abs(q[j]) - lam1
-                    best = j
-            if best < 0:
-                return step + 1
-            theta[best] = 1.0 if q[best] > 0.0 else -1.0
-            order[k] = best
-            k += 1
-        if k == 0:
-            for j in range(p):
-                w[j] = 0.0
-                q[j] = c[j]
-            consistent = True
-            continue
-        for a in range(valid, k):  # new rows of the factor and of the forward solve
-            ja = order[a]
-            for b in range(a):
-                t = gram[ja, order[b]]
-                for m in range(b):
-                    t -= L[a, m] * L[b, m]
-                L[a, b] = t * dinv[b]
-            t = gram[ja, ja] + lam2
-            for m in range(a):
-                t -= L[a, m] * L[a, m]
-            if t <= 1e-12 * (gram[ja, ja] + lam2) or t <= 0.0:
-                return 0
-            L[a, a] = np.sqrt(t)
-            dinv[a] = 1.0 / L[a, a]
-            t = c[ja] - lam1 * theta[ja]
-            for m in range(a):
-                t -= L[a, m] * z[m]
-            z[a] = t * dinv[a]
-        valid = k
-        for a in range(k - 1, -1, -1):  # backward: L' v = z
-            t = z[a]
-            for m in range(a + 1, k):
-                t -= L[m, a] * v[m]
-            v[a] = t * dinv[a]
-        tmin = 2.0
-        amin = -1
-        for a in range(k):
-            ja = order[a]
-            if v[a] * theta[ja] <= 0.0:
-                den = w[ja] - v[a]
-                t = w[ja] / den if den != 0.0 else 0.0
-                if t < tmin:
-                    tmin = t
-                    amin = a
-        if amin < 0:
-            for a in range(k):
-                w[order[a]] = v[a]
-            consistent = True
-        else:
-            for a in range(k):
-                ja = order[a]
-                w[ja] += tmin * (v[a] - w[ja])
-            w[order[amin]] = 0.0
-            kept = 0
-            for a in range(k):
-                ja = order[a]
-                if w[ja] * theta[ja] <= 0.0:  # zero (or rounding past zero): drop
-                    w[ja] = 0.0
-                    theta[ja] = 0.0
-                    valid = min(valid, a)
-                else:
-                    order[kept] = ja
-                    kept += 1
-            k = kept
-            consistent = False
-        for j in range(p):
-            t = c[j]
-            for a in range(k):
-                t -= gram[j, order[a]] * w[order[a]]
-            q[j] = t
-    return 0
+from ephys2expr.model._kernels import _FASTMATH, _active_set, _one_gene, gene_scratch
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=_FASTMATH)
@@ -199,8 +91,7 @@ def null_r2_kernel(
         coefs = np.empty((1, 1, p))
         n_iter = np.zeros(1, dtype=np.int64)
         conv = np.zeros(1, dtype=np.bool_)
-        wv, q, idx, mat, vec, qnew, theta, order, flag, fact_state = gene_scratch(p)
-        dinv = np.empty(p)
+        wv, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = gene_scratch(p)
         ysort = np.empty(n)
         fa = np.empty((n_folds, p))  # per fold: sum over test rows of wx y
         fc = np.empty((n_folds, p))  # ... of te_x y
@@ -294,8 +185,10 @@ def null_r2_kernel(
                 else:
                     steps = 0
                     if not (singular[k] and a2 == 0.0):  # (q = c - G w is set by step 1)
-                        steps = _active_set_lean(gram, xty[0], a1, a2, wv, q, theta, order,
-                                                 mat, dinv, qnew, vec, 8 * p + 20)  # fmt: skip
+                        fact_state[0] = -1.0  # each fold has its own Gram matrix
+                        steps = _active_set(gram, xty[0], a1, a2, wv, q, theta, order, mat,
+                                            dinv, qnew, vec, 8 * p + 20,
+                                            fact_state)  # fmt: skip
                     if steps == 0:  # singular block or too many steps: the solver's own path
                         var = 0.0
                         for r in range(tr_ptr[k], tr_ptr[k + 1]):
@@ -308,7 +201,7 @@ def null_r2_kernel(
                             init[0, j] = 0.0
                         _one_gene(0, 0, gram, xty, ys, lam1, lam2, init, True, tol, max_iter,
                                   coefs[0], n_iter, conv, wv, q, idx, mat, vec, qnew, theta,
-                                  order, flag, fact_state)  # fmt: skip
+                                  order, fact_state, dinv)  # fmt: skip
                         for j in range(p):
                             wv[j] = coefs[0, 0, j]
                 if use_sums:
