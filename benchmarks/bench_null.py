@@ -117,8 +117,7 @@ def main(argv=None) -> None:
         new_cpu = time.process_time() - cpu
         print(f"batched null:   {new.seconds:7.1f} s wall, {new_cpu:7.1f} s CPU "
               f"({new.n_fits:,} gene x permutation CVs)")  # fmt: skip
-        design = null_module.fold_designs(X, folds, cv.fold_alpha, settings, weights)
-        if design["sums_x"].shape[0]:  # many test rows a fold: time the per-row path too
+        if null_module.fold_sums_apply(folds, *X.shape):  # time the per-row path too
             null_module.FOLD_SUMS = False
             cpu = time.process_time()
             rows = permutation_null(*args_null, settings.null_stop_after, verbose=False)

@@ -194,7 +194,7 @@ def test_null_on_cells_equals_the_reference_loop(small_cells):
     permutation counts as the one-permutation-at-a-time loop."""
     from benchmarks.bench_null import reference_permutation_null
     from ephys2expr.train.cv import nested_cv
-    from ephys2expr.train.null import fold_designs, permutation_null
+    from ephys2expr.train.null import fold_designs, fold_sums_apply, permutation_null
 
     features, targets, types = small_cells
     X, Y = features.to_numpy(), targets.to_numpy().T
@@ -211,6 +211,7 @@ def test_null_on_cells_equals_the_reference_loop(small_cells):
     cv = nested_cv(X, Y, folds, settings, verbose=False, groups=groups)
     r2, _ = pooled_scores(Y, cv.oof)
     assert fold_designs(X, folds, cv.fold_alpha, settings)["sums_x"].shape[0] == len(X)
+    assert not fold_sums_apply(outer_folds(len(X), "loo"), *X.shape)  # 1 test row a fold
     old = reference_permutation_null(X, Y, folds, cv.fold_alpha, r2, settings, None, 4)
     new = permutation_null(X, Y, folds, cv.fold_alpha, r2, settings, None, 4, verbose=False)
     # the comparison means something only if genes stopped at different points

@@ -15,7 +15,7 @@ per-fold arrays, no Python between folds.
   ``w x y``, ``te_x y``, ``w y``, ``y`` and ``y^2`` (the training sums are the totals minus
   these, since the folds partition the rows), and the fold's test error comes from the
   expansion of ``|y - ybar - te_x b|^2`` with the fold's ``te_x' te_x``: O(p^2) per fold
-  instead of O(test rows x p) (measured on the Scala cells: the null ~1.7x faster, p-values
+  instead of O(test rows x p) (measured on the Scala cells: the null 1.4-1.9x faster, p-values
   identical). Leave-one-out (one row a fold) keeps the per-row arithmetic, cheaper there.
 * The solve is the solver's exact active-set (sign-pattern) method
   (:func:`~ephys2expr.model._kernels._active_set`, with the solver's whole path,
