@@ -86,8 +86,8 @@ def _executor_settings(kind: str):
 
 def run_train(args) -> dict:
     from ephys2expr.executor import open_executor
+    from ephys2expr.train.chunks import train_and_evaluate
     from ephys2expr.train.inputs import ParquetTargets
-    from ephys2expr.train.run import train_and_evaluate
     from ephys2expr.train.settings import TrainSettings
 
     path = Path(args.data)
@@ -125,7 +125,7 @@ def run_train(args) -> dict:
 def run_predict(args) -> dict:
     from ephys2expr.executor import open_executor
     from ephys2expr.model.estimator import MultiGeneElasticNet
-    from ephys2expr.model.store import store_from_estimator
+    from ephys2expr.model.store_build import store_from_estimator
     from ephys2expr.predict.write import write_predictions
 
     rng = np.random.default_rng(0)
@@ -137,7 +137,7 @@ def run_predict(args) -> dict:
     Xs = (fit_rows - fit_rows.mean()) / fit_rows.std(ddof=0)
     B = rng.normal(size=(N_FEATURES, g)) * (rng.random((N_FEATURES, g)) < 0.2)
     Y = 2 + Xs.to_numpy() @ B + rng.normal(size=(300, g))
-    est = MultiGeneElasticNet(alpha=0.1).fit(fit_rows.to_numpy(), Y)
+    est = MultiGeneElasticNet("lasso", alpha=0.1).fit(fit_rows.to_numpy(), Y)
     gene_names = pd.Index([f"g{i}" for i in range(g)], name="gene")
     store = store_from_estimator(est, fit_rows, gene_names)
     meta = pd.DataFrame({"species": "mouse"}, index=pd.Index([f"c{i}" for i in range(n)]))

@@ -1,6 +1,6 @@
 """Benchmark what the feature sets cost the train stage, in one run.
 
-Not a test. Runs the train stage's work (:func:`ephys2expr.train.stage.train_from_prepared`:
+Not a test. Runs the train stage's work (:func:`ephys2expr.train.run.train_from_prepared`:
 nested CV, baselines, final refit and the 1,000-permutation null) on the real type-mean
 table (``data/prepared/rds``) twice, with the settings of ``params.yaml``:
 
@@ -39,8 +39,8 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
 
+    from ephys2expr.train.run import train_from_prepared
     from ephys2expr.train.settings import TrainSettings
-    from ephys2expr.train.stage import train_from_prepared
 
     handler = _SetTimes()
     logging.getLogger("ephys2expr").addHandler(handler)

@@ -86,8 +86,8 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared-dir", default="data/prepared/rds")
     args = ap.parse_args(argv)
+    from ephys2expr.train.chunks import resolved_settings
     from ephys2expr.train.folds import outer_folds
-    from ephys2expr.train.run import resolved_settings
 
     X, Y, types = real_inputs(args.prepared_dir)
     settings = resolved_settings(TrainSettings.from_params(args.params), types)

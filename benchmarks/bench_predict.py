@@ -29,7 +29,9 @@ from sklearn.linear_model import Lasso
 
 from ephys2expr import paths
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store import ModelStore, load_model_store, store_from_estimator
+from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store_build import store_from_estimator
+from ephys2expr.model.store_io import load_model_store
 from ephys2expr.predict.cells import check_feature_columns, read_cell_table
 from ephys2expr.predict.screen import CellScreen
 from ephys2expr.predict.settings import PredictSettings
@@ -114,7 +116,7 @@ def run_benchmark(
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-dir", type=Path, default=paths.MODEL)
+    ap.add_argument("--model-dir", type=Path, default=paths.model_store("rds"))
     ap.add_argument("--cells", type=Path, default=paths.PREPARED / "cells_aibs_v10.parquet")
     ap.add_argument("--csv-genes", type=int, default=2000)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))

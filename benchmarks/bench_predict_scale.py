@@ -39,7 +39,7 @@ from ephys2expr.features import PLAUSIBLE_RANGE
 
 
 def _store(model_dir: Path):
-    from ephys2expr.model.store import load_model_store
+    from ephys2expr.model.store_io import load_model_store
 
     return load_model_store(model_dir)
 
@@ -137,7 +137,7 @@ def run_case(case: str, n: int, model_dir: Path, folder: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-dir", type=Path, default=paths.MODEL)
+    ap.add_argument("--model-dir", type=Path, default=paths.model_store("rds"))
     ap.add_argument("--cells", type=int, default=200_000)
     ap.add_argument("--compare-cells", type=int, default=50_000)
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))

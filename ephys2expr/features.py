@@ -2,7 +2,7 @@
 
 :data:`PLAUSIBLE_RANGE` holds the physically possible values of each feature (the predict
 stage rejects values outside it). The derivation of these features from Allen per-cell
-columns is in :mod:`ephys2expr.prepare.derive`.
+columns is in :mod:`ephys2expr.readers.derive`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ CORE_FEATURES: list[str] = [
 # The 4 extra features of the original project's 15 (Allen names kept).
 EXTRA_FEATURES: list[str] = ["sag", "f_i_curve_slope", "avg_isi", "latency"]
 ALL_FEATURES: list[str] = CORE_FEATURES + EXTRA_FEATURES
+# The 7 features Cadwell et al. 2016 measured on its Patch-seq cells (validate's Patch-seq
+# comparison uses the model store's feature set of exactly these: train.feature_sets
+# "cadwell", whose leave-out list is checked against this one).
+CADWELL_FEATURES: list[str] = ["rin", "rmp", "apthr", "apamp", "aphw", "tau", "ahpamp"]
 
 FEATURE_DESCRIPTIONS: dict[str, str] = {
     "rin": "input resistance (MOhm)",
@@ -70,6 +74,14 @@ class PlausibleRange(NamedTuple):
     def __str__(self) -> str:
         return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
 
+
+# Features a paired source may give beyond the project's 15 (distinct names: they are not
+# the same quantity as any of the 15, see ephys2expr.readers.scala).
+PAIRED_EXTRA_FEATURES: dict[str, str] = {
+    "isi_adapt": "ISI adaptation index, 2nd ISI / 1st ISI (median over the first spiking steps)",
+}
+PAIRED_FEATURE_DESCRIPTIONS: dict[str, str] = {**FEATURE_DESCRIPTIONS, **PAIRED_EXTRA_FEATURES}
+PAIRED_FEATURES: list[str] = ALL_FEATURES + list(PAIRED_EXTRA_FEATURES)
 
 # Physically possible values per feature (units as in FEATURE_DESCRIPTIONS). Real data
 # lie well inside: Allen v6/v10 cells rin 24-578 MOhm, rmp -85 to -55 mV, tau 3.5-89 ms,

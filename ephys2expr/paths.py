@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path("data")
 RAW = DATA / "raw"
 PREPARED = DATA / "prepared"
-MODEL = DATA / "model"
+MODELS = DATA / "models"  # one model store per training source: MODELS / <source>
 PREDICTIONS = DATA / "predictions"
 VALIDATION = DATA / "validation"
 METRICS = Path("metrics")
@@ -30,6 +30,11 @@ CADWELL_EXPR = RAW / "cadwell2016" / "cadwell_expr.rda"
 CADWELL_META = RAW / "cadwell2016" / "cadwell_meta.rda"
 CADWELL_EPHYS = RAW / "cadwell2016" / "IntPhysiologyFinal.mat"
 CADWELL_SDRF = RAW / "cadwell2016" / "E-MTAB-4092.sdrf.txt"
+
+
+def model_store(source: str) -> Path:
+    """The model store of a training source (``data/models/<source>``)."""
+    return MODELS / source
 
 
 def in_raw_dir(raw_dir: Path | str, raw_path: Path) -> Path:

@@ -3,6 +3,10 @@
 Run after ``dvc repro``::
 
     python scripts/compare_outputs.py 5125068          # the commit to compare with
+    python scripts/compare_outputs.py /tmp/dvc.lock    # or a saved lock file
+
+The float32 predictions depend on the CPU's BLAS kernels (the same bytes on one machine,
+not across machines): compare with a lock of a run on the same machine.
 
 Every output path present in both lock files (models, predictions, tables, plots) is compared
 by the md5 DVC recorded for it; metrics files are listed but not required to match (their
@@ -11,6 +15,7 @@ layout may change). Exit code 1 if any non-metrics output differs.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -28,9 +33,13 @@ def lock_outputs(text: str) -> dict[str, str]:
 
 
 def main(rev: str) -> int:
-    old = lock_outputs(subprocess.run(
-        ["git", "show", f"{rev}:dvc.lock"], check=True, capture_output=True, text=True
-    ).stdout)  # fmt: skip
+    if os.path.isfile(rev):  # a saved dvc.lock (e.g. of a run on this machine)
+        with open(rev) as fh:
+            old = lock_outputs(fh.read())
+    else:
+        old = lock_outputs(subprocess.run(
+            ["git", "show", f"{rev}:dvc.lock"], check=True, capture_output=True, text=True
+        ).stdout)  # fmt: skip
     with open("dvc.lock") as fh:
         new = lock_outputs(fh.read())
     metrics = {p for p in old if p.startswith("metrics/")}

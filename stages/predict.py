@@ -35,11 +35,12 @@ from ephys2expr.cli import (
 )
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_json
-from ephys2expr.model.store import load_model_store
+from ephys2expr.model.store_io import load_model_store
 from ephys2expr.predict.outputs import OutputSet, stop_on_sigterm
 from ephys2expr.predict.plots import figure_names, prediction_figures
 from ephys2expr.predict.run import predict_tables, prediction_jobs
 from ephys2expr.predict.settings import PredictSettings
+from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.settings import build_settings
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -50,7 +51,9 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     params: Path = params_option(),
     overrides: list[str] = set_option(PredictSettings),
-    model_dir: Path = dir_option("model-dir", paths.MODEL, "model store directory"),
+    model_dir: Path | None = dir_option(
+        "model-dir", None, "model store [default: data/models/<prepare.training_source>]"
+    ),
     prepared_dir: Path = dir_option(
         "prepared-dir", paths.PREPARED, "where cells_<name>.parquet live"
     ),
@@ -73,6 +76,9 @@ def main(
     stop_on_sigterm()  # SIGTERM (kill, a scheduler's timeout) unwinds: temporary files go
     settings, executor = build_settings(params, overrides, PredictSettings, ExecutorSettings)
     jobs = prediction_jobs(settings, prepared_dir, out_dir, input, output)
+    if model_dir is None:  # the params' type-mean store, as the pipeline writes it
+        source = PrepareSettings.from_params(params if params.is_file() else None).training_source
+        model_dir = paths.model_store(source)
     store = load_model_store(model_dir)
     read = [job.source for job in jobs] + ([params] if params.is_file() else [])
     with OutputSet(read, [model_dir]) as outputs:

@@ -21,10 +21,10 @@ from ephys2expr.cli import (
 )
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
-from ephys2expr.model.store import check_store_destination, save_model_store
+from ephys2expr.model.store_io import check_store_destination, save_model_store
 from ephys2expr.settings import build_settings
+from ephys2expr.train.run import train_from_prepared
 from ephys2expr.train.settings import TrainSettings
-from ephys2expr.train.stage import train_from_prepared
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -41,7 +41,9 @@ def main(
         "large paired sets); out-of-fold predictions are then kept only for the plotted genes",
     ),
     prepared_dir: Path = dir_option("prepared-dir", paths.PREPARED, "prepare's tables"),
-    model_dir: Path = dir_option("model-dir", paths.MODEL, "model store output folder"),
+    model_dir: Path = dir_option(
+        "model-dir", ..., "model store output folder (data/models/<source>)"
+    ),
     out_dir: Path = dir_option("out-dir", paths.DATA / "train", "per-gene tables output folder"),
     plots_dir: Path = dir_option("plots-dir", paths.PLOTS / "train", "plots output folder"),
     metrics: Path = metrics_option(paths.METRICS / "train.json"),

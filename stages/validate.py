@@ -40,7 +40,7 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     params: Path = params_option(),
     overrides: list[str] = set_option(ValidateSettings),
-    model_dir: Path = dir_option("model-dir", paths.MODEL, "model store (genes, CV r2, settings)"),
+    model_dir: Path = dir_option("model-dir", ..., "type-mean model store (data/models/<source>)"),
     prepared_dir: Path = dir_option(
         "prepared-dir", paths.PREPARED, "training tables and cells_<name>.parquet"
     ),

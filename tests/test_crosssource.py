@@ -13,17 +13,15 @@ from typer.testing import CliRunner
 
 from ephys2expr import paths
 from ephys2expr.errors import InputError
-from ephys2expr.model.store import join_feature_sets, store_from_estimator
-from ephys2expr.prepare.paired import paired_training_tables, read_paired_source
+from ephys2expr.features import CADWELL_FEATURES
+from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
+from ephys2expr.prepare.per_cell import paired_training_tables, read_paired_source
 from ephys2expr.prepare.run import load_training_set, select_features
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.cadwell import read_cadwell
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.validate import crosssource as cs
-from ephys2expr.validate.patchseq import fit_feature_subset_model
 from ephys2expr.validate.settings import ValidateSettings
-
-CADWELL_FEATURES = ValidateSettings().patchseq_features
 
 
 @pytest.fixture(scope="module")
@@ -104,49 +102,48 @@ def test_cadwell_supports_only_the_engc_label(cadwell):
     assert auc == {}
 
 
+def _fit(features, targets, cols, settings):
+    """The train settings' estimator on ``cols`` (what the train stage's final fit is)."""
+    X, Y = features[cols].to_numpy(dtype=float), targets[features.index].to_numpy(dtype=float).T
+    return settings.estimator(n_rows=len(X)).fit(X, Y)
+
+
 def test_cross_source_on_real_subsets(scala, type_mean, cadwell):
     pf, pt, ptypes = scala
     settings = TrainSettings(alpha=0.05)
     # stand-in for the train stage's out-of-fold predictions: a fit on the other animals
     animals = ptypes["group"].to_numpy()
     held = np.isin(animals, np.unique(animals)[::2])
-    fit = fit_feature_subset_model(pf[~held], pt[pf.index[~held]], list(pf.columns), settings)
+    fit = _fit(pf[~held], pt[pf.index[~held]], list(pf.columns), settings)
     oof = pd.DataFrame(fit.predict(pf[held].to_numpy()).T, index=pt.index, columns=pf.index[held])
     ps_cells = cadwell.features.index[cadwell.features[CADWELL_FEATURES].notna().all(axis=1)]
     tf, tt, _ = type_mean
-    cad_model = fit_feature_subset_model(tf, tt, CADWELL_FEATURES, settings)
-    cad_tm = pd.DataFrame(
-        cad_model.predict(cadwell.features.loc[ps_cells, CADWELL_FEATURES].to_numpy()),
-        index=ps_cells, columns=tt.index,
-    )  # fmt: skip
-    # the stores: the type-mean one of one set (so the Scala comparison refits it on the
-    # features both have); the per-cell one with a feature set of Cadwell's 7, which the
-    # Cadwell comparison uses as stored
+    shared = [f for f in tf.columns if f in pf.columns]
     prov = {"params": settings.as_dict()}
-    type_store = _store({"full": list(tf.columns)}, tf, tt, settings, prov)
+    type_store = _store({"full": list(tf.columns), "no_adratio": shared,
+                         "cadwell": CADWELL_FEATURES}, tf, tt, settings, prov)  # fmt: skip
+    cad_tm = type_store.model("cadwell").predict(cadwell.features.loc[ps_cells])
+    cad_tm = pd.DataFrame(cad_tm, index=ps_cells, columns=tt.index)
     paired_store = _store({"full": list(pf.columns), "cadwell": CADWELL_FEATURES}, pf, pt,
                           settings, prov)  # fmt: skip
     res = cs.validate_cross_source(
-        type_mean, type_store, cadwell, cad_tm, scala, paired_store, oof, CADWELL_FEATURES, 0.3
+        type_mean, type_store, cadwell, cad_tm, scala, paired_store, oof, 0.3
     )
     notes = res.summary["notes"]
     assert notes["cadwell_per_cell_model"] == "stored feature set 'cadwell'"
-    assert notes["scala_type_mean_model"] == "refit"
-    # without that set the per-cell model is refit on Cadwell's features: the same model
-    refit = cs.validate_cross_source(
-        type_mean, type_store, cadwell, cad_tm, scala,
-        _store({"full": list(pf.columns)}, pf, pt, settings, prov), oof, CADWELL_FEATURES, 0.3,
-    )  # fmt: skip
-    assert refit.summary["notes"]["cadwell_per_cell_model"] == "refit"
-    pd.testing.assert_frame_equal(refit.per_gene, res.per_gene, atol=1e-6)
+    assert notes["scala_type_mean_model"] == "stored feature set 'no_adratio'"
+    # a store without the set a comparison needs is a one-line error naming the setting
+    with pytest.raises(InputError, match=r"no feature set of exactly .*train.feature_sets"):
+        cs.validate_cross_source(
+            type_mean, _store({"full": list(tf.columns)}, tf, tt, settings, prov), cadwell,
+            cad_tm, scala, paired_store, oof, 0.3,
+        )  # fmt: skip
     t = res.table.set_index(["cell_set", "model"])
     assert set(t.index) == {(c, m) for c in ("scala2021", "cadwell2016")
                             for m in ("type_mean", "per_cell", "measured")}  # fmt: skip
     assert t.loc[("scala2021", "per_cell"), "n_cells"] == held.sum()  # held-out cells only
     assert t.loc[("cadwell2016", "per_cell"), "n_cells"] == 45
-    assert res.summary["notes"]["scala_type_mean_features"] == [
-        f for f in tf.columns if f != "adratio"
-    ]
+    assert res.summary["notes"]["scala_type_mean_features"] == shared
     assert pd.isna(t.loc[("cadwell2016", "per_cell"), "auc_Pvalb"])  # not a Cadwell label
     assert not pd.isna(t.loc[("cadwell2016", "per_cell"), "auc_eNGC"])
     # the per-cell model tells Pvalb cells apart in unseen animals
@@ -163,7 +160,7 @@ def _store(sets: dict, features, targets, settings, provenance):
     sets = {name: [f for f in features.columns if f in cols] for name, cols in sets.items()}
     models = [
         store_from_estimator(
-            fit_feature_subset_model(features, targets, cols, settings), features[cols],
+            _fit(features, targets, cols, settings), features[cols],
             targets.index, provenance=provenance, feature_set=name,
         )
         for name, cols in sets.items()
@@ -188,7 +185,15 @@ def test_stage_paired_dirs_go_together(tmp_path):
     from stages.validate import app
 
     res = CliRunner().invoke(
-        app, ["--paired-model-dir", str(tmp_path), "--metrics", str(tmp_path / "m.json")]
+        app,
+        [
+            "--model-dir",
+            str(tmp_path),
+            "--paired-model-dir",
+            str(tmp_path),
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
     )
     assert res.exit_code == 2
     assert "--paired-prepared-dir and --paired-train-dir go together" in res.output

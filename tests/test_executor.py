@@ -18,10 +18,11 @@ import pytest
 from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, chunk_slices, open_executor
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store import ModelStore, join_feature_sets, store_from_estimator
+from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.predict.write import write_predictions
+from ephys2expr.train.chunks import train_and_evaluate
 from ephys2expr.train.inputs import ParquetTargets
-from ephys2expr.train.run import train_and_evaluate
 from tests.train_data import small_real_inputs, train_settings
 
 SETTINGS = dict(n_alphas=10, n_permutations=12, null_stop_after=4)
@@ -141,7 +142,9 @@ def test_several_feature_sets_on_local_cluster_are_the_same_bytes(real, referenc
     bytes, and each cell's values those of its set's model alone."""
     features, targets, _ = real
     cols = [f for f in features.columns if f not in ("tau", "cap")]
-    sub = MultiGeneElasticNet(alpha=0.05).fit(features[cols].to_numpy(), targets.T.to_numpy())
+    sub = MultiGeneElasticNet("lasso", alpha=0.05).fit(
+        features[cols].to_numpy(), targets.T.to_numpy()
+    )
     store = join_feature_sets([
         _store_from(reference, features),
         store_from_estimator(sub, features[cols], targets.index, feature_set="no_tau_cap"),

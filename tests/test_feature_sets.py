@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store import join_feature_sets, save_model_store, store_from_estimator
+from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
+from ephys2expr.model.store_io import save_model_store
 from ephys2expr.predict.screen import CellScreen, rank_feature_sets
 from ephys2expr.train.settings import TrainSettings
 from stages.predict import app

@@ -11,7 +11,7 @@ import pytest
 
 from ephys2expr.errors import InputError
 from ephys2expr.readers.counts import log2_cpm_library, read_counts
-from ephys2expr.readers.paired import (
+from ephys2expr.readers.paired_layout import (
     FAMILY_BROAD_TYPE,
     MetadataColumns,
     PairedSet,
@@ -29,6 +29,7 @@ from ephys2expr.readers.scala import (
     merge_gene_subsets,
     read_scala2021,
 )
+from tests.helpers import raises_one_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALA_DIRS = [ROOT / "data" / "raw" / "scala2021", Path("/work/shared/data/raw/scala2021")]
@@ -340,14 +341,6 @@ def test_log2_cpm_library_vectorised():
 
 
 # --------------------------------------------------------------------------- bad input
-
-
-def raises_one_line(match: str, fn, *args, **kwargs) -> str:
-    with pytest.raises(InputError, match=match) as info:
-        fn(*args, **kwargs)
-    msg = str(info.value)
-    assert "\n" not in msg
-    return msg
 
 
 @pytest.mark.parametrize(

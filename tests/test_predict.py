@@ -24,11 +24,13 @@ from typer.testing import CliRunner
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store import save_model_store, store_from_estimator
+from ephys2expr.model.store_build import store_from_estimator
+from ephys2expr.model.store_io import save_model_store
 from ephys2expr.predict.cells import check_feature_columns, read_cell_table
 from ephys2expr.predict.screen import CellScreen
 from ephys2expr.predict.settings import PredictSettings
 from stages.predict import app
+from tests.helpers import assert_one_line_exit_2
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -272,11 +274,11 @@ def test_extrapolation_flag_uses_tolerance(fitted):
     cells.loc["b", "rin"] = hi[0] + 0.05 * rng_[0]  # inside the 10 % tolerance
     cells.loc["c", "rin"] = hi[0] + 0.5 * rng_[0]  # beyond it
     cells.loc["d", ["rmp", "rheo"]] = [lo[1] - 0.2 * rng_[1], lo[7] - 0.3 * rng_[7]]
-    flags = CellScreen(tolerance=0.1).fit(store).transform(cells).flags
+    flags = CellScreen("drop", tolerance=0.1).fit(store).transform(cells).flags
     assert flags["extrapolated"].tolist() == [False, False, True, True]
     assert flags.loc["d", "extrapolated_features"] == "rmp,rheo"
     np.testing.assert_allclose(flags["max_range_excess"], [0, 0, 0.5, 0.3])
-    strict = CellScreen(tolerance=0.0).fit(store).transform(cells).flags
+    strict = CellScreen("drop", tolerance=0.0).fit(store).transform(cells).flags
     assert strict["extrapolated"].tolist() == [False, True, True, True]
 
 
@@ -411,9 +413,7 @@ def test_bad_input_is_one_clear_error_and_nothing_written(workdir, breaker):
     # Break the second input: the first must not be written either.
     expected = breaker(workdir / "prepared" / "cells_aibs_v10.parquet")
     res = _run(_dvc_mode(workdir, "--set", "write_h5ad=true", plots=True))
-    assert res.exit_code == 2
-    assert expected in res.output, res.output
-    assert len(res.output.strip().splitlines()) == 1
+    assert_one_line_exit_2(res, expected)
     assert not (workdir / "out").exists() or not any((workdir / "out").iterdir())
     assert not (workdir / "metrics.json").exists() and not (workdir / "plots").exists()
     assert not (workdir / "report.json").exists()

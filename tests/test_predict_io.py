@@ -27,11 +27,13 @@ from typer.testing import CliRunner
 from ephys2expr.errors import InputError
 from ephys2expr.features import CORE_FEATURES, PLAUSIBLE_RANGE
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store import save_model_store, store_from_estimator
+from ephys2expr.model.store_build import store_from_estimator
+from ephys2expr.model.store_io import save_model_store
 from ephys2expr.predict.h5ad import x_chunk_shape
 from ephys2expr.predict.read import constant_genes, file_metadata, read_predictions
 from ephys2expr.predict.write import write_predictions
 from stages.predict import app
+from tests.helpers import assert_one_line_exit_2
 from tests.test_predict import _CENTRE, _TYPE_SD, _cells
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,13 +78,6 @@ def _predict(work: Path, *args) -> object:
     return runner.invoke(app, [str(a) for a in (*base, *args)])
 
 
-def _one_line_error(res, *expected: str) -> None:
-    assert res.exit_code == 2, res.output
-    assert len(res.output.strip().splitlines()) == 1, res.output
-    for text in expected:
-        assert text in res.output, res.output
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
 
@@ -102,7 +97,7 @@ def test_implausible_value_is_one_line_naming_file_column_cell_value(work, colum
     cells.iloc[2, cells.columns.get_loc(column)] = value
     cells.to_parquet(work / "bad.parquet")
     res = _predict(work, "--input", work / "bad.parquet", "--output", work / "out" / "p.h5ad")
-    _one_line_error(res, str(work / "bad.parquet"), expected)
+    assert_one_line_exit_2(res, str(work / "bad.parquet"), expected)
     assert _files(work / "out") == []
 
 
@@ -111,7 +106,9 @@ def test_all_negative_input_resistance_is_rejected(work):
     cells["rin"] = -cells["rin"]
     cells.to_csv(work / "neg.csv")
     res = _predict(work, "--input", work / "neg.csv", "--output", work / "out" / "p.h5ad")
-    _one_line_error(res, "column 'rin'", "outside the plausible range (0, 10000]", "40 cell(s)")
+    assert_one_line_exit_2(
+        res, "column 'rin'", "outside the plausible range (0, 10000]", "40 cell(s)"
+    )
 
 
 def test_every_documented_range_lets_the_real_allen_cells_through(raw_dir):
@@ -139,7 +136,7 @@ def test_date_and_boolean_columns_are_rejected_by_dtype(work, make, expected):
     cells["tau"] = make(cells)
     cells.to_parquet(work / "bad.parquet")
     res = _predict(work, "--input", work / "bad.parquet", "--output", work / "out" / "p.h5ad")
-    _one_line_error(res, expected)
+    assert_one_line_exit_2(res, expected)
 
 
 def test_objects_in_a_text_column_are_rejected(store):
@@ -174,7 +171,7 @@ def test_directory_at_an_output_path_writes_nothing(work, blocked):
     res = _predict(
         work, "--input", work / "cells.parquet", "--output", work / "out" / "pred.parquet"
     )
-    _one_line_error(res, f"{blocked}: is a directory")
+    assert_one_line_exit_2(res, f"{blocked}: is a directory")
     assert _files(work / "out") == [blocked]
 
 
@@ -184,25 +181,25 @@ def test_second_output_unwritable_leaves_first_unwritten(work):
         work, "--input", work / "cells.parquet", "--output", work / "a" / "one.h5ad",
         "--input", work / "cells.parquet", "--output", work / "blocker" / "two.h5ad",
     )  # fmt: skip
-    _one_line_error(res, "two.h5ad", "not a folder")
+    assert_one_line_exit_2(res, "two.h5ad", "not a folder")
     assert not (work / "a").exists()
 
 
 def test_output_equal_to_input_is_refused_and_input_kept(work):
     before = (work / "cells.parquet").read_bytes()
     res = _predict(work, "--input", work / "cells.parquet", "--output", work / "cells.parquet")
-    _one_line_error(res, "output would overwrite the input")
+    assert_one_line_exit_2(res, "output would overwrite the input")
     assert (work / "cells.parquet").read_bytes() == before
     os.link(work / "cells.parquet", work / "hard.parquet")  # same file under another name
     res = _predict(work, "--input", work / "hard.parquet", "--output", work / "cells.parquet")
-    _one_line_error(res, "output would overwrite the input")
+    assert_one_line_exit_2(res, "output would overwrite the input")
 
 
 def test_output_inside_model_store_is_refused_and_store_kept(work):
     store_files = {p.name: p.read_bytes() for p in (work / "model").rglob("*") if p.is_file()}
     for target in ("coef.parquet", "predictions.h5ad"):
         res = _predict(work, "--input", work / "cells.parquet", "--output", work / "model" / target)
-        _one_line_error(res, "inside the model store")
+        assert_one_line_exit_2(res, "inside the model store")
     after = {p.name: p.read_bytes() for p in (work / "model").rglob("*") if p.is_file()}
     assert after == store_files
 
@@ -214,14 +211,14 @@ def test_same_output_twice_is_refused(work, second):
         work, "--input", work / "cells.parquet", "--output", work / "out" / "p.parquet",
         "--input", work / "cells.parquet", "--output", work / "out" / second,
     )  # fmt: skip
-    _one_line_error(res, "this output path is given twice")
+    assert_one_line_exit_2(res, "this output path is given twice")
     assert _files(work / "out") == []
 
 
 def test_metrics_path_equal_to_an_output_is_refused(work):
     res = _predict(work, "--input", work / "cells.parquet", "--output", work / "out" / "p.h5ad",
                    "--metrics", work / "out" / "p.genes.parquet")  # fmt: skip
-    _one_line_error(res, "given twice")
+    assert_one_line_exit_2(res, "given twice")
 
 
 # ------------------------------------------------------------------ #12 case 6: killed runs

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
 from ephys2expr.prepare.genes import filter_genes
-from ephys2expr.prepare.symbols import r_make_names, restore_symbols
 from ephys2expr.readers import read_r
 from ephys2expr.readers.allen import read_allen_cells
+from ephys2expr.readers.symbols import r_make_names, restore_symbols
 from ephys2expr.readers.training import read_entrez_symbols, read_online_table3
 from ephys2expr.train.inputs import load_training_inputs, training_paths
 from stages.prepare import app

@@ -7,10 +7,11 @@ import dataclasses
 import importlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ephys2expr.errors import InputError
-from ephys2expr.settings import build_settings, read_params
+from ephys2expr.settings import Settings, build_settings, read_params
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {
@@ -76,3 +77,108 @@ def test_whole_numbers_and_booleans_are_checked_by_type():
     predict_cls = settings_class("predict")
     with pytest.raises(InputError, match=r"predict.write_h5ad: 'maybe' is not true or false"):
         predict_cls.from_params({"predict": {"write_h5ad": "maybe"}})
+
+
+# Parameter names that mean a setting under another name (constructor -> settings key).
+SYNONYMS = {
+    "tolerance": "extrapolation_tolerance",
+    "inner_cv": "inner_folds",
+    "random_state": "seed",
+}
+# The settings sections a package folder's code may take defaults of.
+FOLDER_SECTIONS = {
+    "model": ["train"], "train": ["train", "executor"], "predict": ["predict", "executor"],
+    "prepare": ["prepare"], "validate": ["validate"], "executor": ["executor"],
+}  # fmt: skip
+# Same name, another meaning: joint_space(reference=...) is which side a space is built
+# from, not validate.reference (which measured data set is read).
+# OutputSet(inputs=...) are the files a run reads, not predict.inputs (which tables).
+NOT_A_SETTING = {
+    ("ephys2expr.validate.embedding", "joint_space", "reference"),
+    ("ephys2expr.predict.outputs", "OutputSet", "inputs"),
+    ("ephys2expr.predict.outputs", "OutputSet.__init__", "inputs"),
+}
+
+
+def _defaults_in_package():
+    """(module, function, parameter, default, folder) of every function and class defined
+    in the package whose parameter has a default other than None."""
+    import inspect
+    import pkgutil
+
+    import ephys2expr
+
+    for info in pkgutil.walk_packages(ephys2expr.__path__, "ephys2expr."):
+        module = importlib.import_module(info.name)
+        parts = info.name.split(".")
+        folder = parts[1]
+        for name, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != info.name:
+                continue
+            if inspect.isclass(obj) and issubclass(obj, Settings):
+                continue  # the settings objects hold the defaults
+            if inspect.isclass(obj):
+                targets = [(name, obj.__init__)] + [
+                    (f"{name}.{m}", f) for m, f in vars(obj).items() if inspect.isfunction(f)
+                ]
+            elif inspect.isfunction(obj):
+                targets = [(name, obj)]
+            else:
+                continue
+            for label, fn in targets:
+                try:
+                    params = inspect.signature(fn).parameters.values()
+                except (TypeError, ValueError):
+                    continue
+                for p in params:
+                    if p.default is not inspect.Parameter.empty and p.default is not None:
+                        yield info.name, label, p.name, p.default, folder
+
+
+def test_every_default_that_is_a_setting_is_the_settings_default():
+    """A constructor or function default named like a setting of its folder's stage must be
+    that setting's default (or absent): one default per setting, everywhere."""
+    defaults = {s: settings_class(s)().as_dict() for s in SETTINGS}
+    checked, wrong = [], []
+    for module, fn, param, value, folder in _defaults_in_package():
+        key = SYNONYMS.get(param, param)
+        for section in FOLDER_SECTIONS.get(folder, []):
+            if key in defaults[section] and (module, fn, param) not in NOT_A_SETTING:
+                checked.append(f"{module}.{fn}({param})")
+                if value != defaults[section][key]:
+                    wrong.append(f"{module}.{fn}({param}={value!r}) != {section}.{key}")
+    assert wrong == []
+    # the screen takes both of its defaults from the predict settings
+    assert "ephys2expr.predict.screen.CellScreen(missing)" in checked
+    assert "ephys2expr.predict.screen.CellScreen(tolerance)" in checked
+
+
+def test_the_estimator_has_no_default_of_a_train_setting():
+    import inspect
+
+    from ephys2expr.model.estimator import MultiGeneElasticNet
+
+    sig = inspect.signature(MultiGeneElasticNet)
+    for name in ("penalty", "alpha"):
+        assert sig.parameters[name].default is inspect.Parameter.empty
+    for name in ("l1_ratio", "alphas", "inner_cv", "random_state"):
+        assert sig.parameters[name].default is None  # given by TrainSettings.estimator()
+    from ephys2expr.train.settings import TrainSettings
+
+    s = TrainSettings(penalty="elasticnet", l1_ratio=0.3)
+    est = s.estimator()
+    assert (est.l1_ratio, est.inner_cv, est.random_state) == (0.3, s.inner_folds, s.seed)
+    np.testing.assert_array_equal(est.alphas, s.alphas)
+
+
+def test_cadwell_features_are_defined_once():
+    from ephys2expr.features import CADWELL_FEATURES
+    from ephys2expr.readers.cadwell import CADWELL_FIELDS
+    from ephys2expr.train.settings import TrainSettings
+
+    assert sorted(CADWELL_FIELDS.values()) == sorted(CADWELL_FEATURES)
+    source = ["rin", "rmp", "apthr", "apamp", "aphw", "tau", "ahpamp", "rheo", "maxfreq", "cap"]
+    assert TrainSettings().resolve_feature_sets(source)["cadwell"] == CADWELL_FEATURES
+    bad = TrainSettings.from_params({"train": {"feature_sets": {"full": [], "cadwell": ["rin"]}}})
+    with pytest.raises(InputError, match=r"train.feature_sets.cadwell: keeps .* not Cadwell"):
+        bad.resolve_feature_sets(source)

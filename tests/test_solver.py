@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -47,7 +48,8 @@ def _sklearn(penalty, alpha, l1_ratio):
 def test_matches_sklearn_on_standardised_data(problem, penalty, l1_ratio, weighted):
     X, Y, w = problem
     sw = w if weighted else None
-    rng = np.random.default_rng(hash((penalty, l1_ratio, weighted)) % 2**32)
+    # a seed per case that every process agrees on (hash() of a str is salted per process)
+    rng = np.random.default_rng(zlib.crc32(f"{penalty}/{l1_ratio}/{weighted}".encode()))
     for alpha in rng.choice(alpha_grid(3.0, 1e-3, 30), size=4, replace=False):
         ours = MultiGeneElasticNet(penalty, alpha=float(alpha), l1_ratio=l1_ratio).fit(X, Y, sw)
         for gene in rng.choice(Y.shape[1], size=8, replace=False):
@@ -133,7 +135,7 @@ def test_collinear_features_fall_back_and_reach_sklearn_objective(problem):
     reach scikit-learn's optimum (predictions, not the non-unique coefficients)."""
     X, Y, _ = problem
     Xd = StandardScaler().fit_transform(np.c_[X, X[:, :2]])
-    res = elastic_net_path(Xd, Y[:, 5:15], [0.01])
+    res = elastic_net_path(Xd, Y[:, 5:15], [0.01], penalty="lasso", l1_ratio=1.0)
     assert res.converged.all()
     for k in range(10):
         ref = Lasso(alpha=0.01, tol=1e-13, max_iter=1_000_000).fit(Xd, Y[:, 5 + k])
@@ -199,3 +201,14 @@ def test_bad_input_is_one_line_input_error(problem):
         MultiGeneElasticNet("lasso", alpha=0.1).fit(X, Ybad)
     with pytest.raises(InputError, match="ridge needs alpha > 0"):
         MultiGeneElasticNet("ridge", alpha=0.0).fit(X, Y)
+
+
+def test_settings_the_estimator_needs_have_no_second_default(problem):
+    """The estimator has no default of its own for what params.yaml train holds: 'auto'
+    without its inner-CV settings, or an elastic net without its mixing, is an error."""
+    X, Y, _ = problem
+    with pytest.raises(InputError, match="alpha 'auto' needs alphas, inner_cv, random_state"):
+        MultiGeneElasticNet("lasso", "auto").fit(X, Y)
+    for bad in (None, float("nan"), 1.5):
+        with pytest.raises(InputError, match="elasticnet needs l1_ratio"):
+            MultiGeneElasticNet("elasticnet", 0.1, bad).fit(X, Y)

@@ -20,14 +20,10 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import CORE_FEATURES
 from ephys2expr.io import stale_dir_temps
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store import (
-    ModelStore,
-    join_feature_sets,
-    load_model_store,
-    save_model_store,
-    store_from_estimator,
-)
+from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.model.store_format import MAX_META_BYTES
+from ephys2expr.model.store_io import load_model_store, save_model_store
 from tests.train_data import small_real_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +68,7 @@ def _store_dir(tmp_path, store, name="model") -> Path:
 _CHILD = """
 import os, shutil, signal, sys
 import ephys2expr.io as eio
-from ephys2expr.model.store import load_model_store, save_model_store
+from ephys2expr.model.store_io import load_model_store, save_model_store
 
 src, dst, k, exchange = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 store = load_model_store(src)

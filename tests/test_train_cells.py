@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from ephys2expr.errors import InputError
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.path import inner_folds
-from ephys2expr.model.store import load_model_store
-from ephys2expr.prepare.paired import paired_training_tables
+from ephys2expr.model.store_io import load_model_store
+from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021
 from ephys2expr.train.baselines import baseline_predictions
+from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
 from ephys2expr.train.folds import outer_folds, pooled_scores, resolve_cv
-from ephys2expr.train.run import resolved_settings, train_and_evaluate
 from ephys2expr.train.settings import TrainSettings
 from stages.train import app
 
@@ -98,15 +98,17 @@ def test_grouped_alpha_search_matches_sklearn_lassocv(small_cells):
     Xs = StandardScaler().fit_transform(X)
     genes = ["Pvalb", "Sst", "Vip"]
     Y = targets.loc[genes].to_numpy().T
-    est = MultiGeneElasticNet(alpha="auto", alphas=alphas, standardize=False).fit(
-        Xs, Y, groups=groups
-    )
+    est = MultiGeneElasticNet(
+        "lasso", "auto", alphas=alphas, inner_cv=5, random_state=0, standardize=False
+    ).fit(Xs, Y, groups=groups)
     for j in range(len(genes)):
         ref = LassoCV(alphas=alphas, cv=splits, tol=1e-12, max_iter=100_000).fit(Xs, Y[:, j])
         # sklearn averages per-fold MSE, we pool it: with near-equal folds the choice agrees
         assert est.alpha_[j] == pytest.approx(ref.alpha_)
         np.testing.assert_allclose(est.coef_[j], ref.coef_, atol=1e-6)
-    ungrouped = MultiGeneElasticNet(alpha="auto", alphas=alphas, standardize=False).fit(Xs, Y)
+    ungrouped = MultiGeneElasticNet(
+        "lasso", "auto", alphas=alphas, inner_cv=5, random_state=0, standardize=False
+    ).fit(Xs, Y)
     assert not np.allclose(ungrouped.cv_mse_, est.cv_mse_)  # the grouping is really used
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ephys2expr.model.store import load_model_store
+from ephys2expr.model.store_io import load_model_store
 from ephys2expr.train.settings import TrainSettings
 from stages.train import app
 from tests.train_data import small_real_inputs

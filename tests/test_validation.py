@@ -144,9 +144,10 @@ def test_patchseq_agreement_against_scipy_and_baseline():
     assert s2["genes_all"]["n_beat_baseline"] < n_genes / 4
 
 
-def test_feature_subset_model_matches_sklearn_lasso():
-    from sklearn.linear_model import Lasso
-    from sklearn.preprocessing import StandardScaler
+def test_validation_predicts_with_the_stored_feature_set_only():
+    """The set of exactly the asked features (in any order) predicts, through the store's
+    own prediction; a store without it is a one-line error naming train.feature_sets."""
+    from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 
     rng = np.random.default_rng(6)
     feats = pd.DataFrame(
@@ -155,14 +156,25 @@ def test_feature_subset_model_matches_sklearn_lasso():
         index=[f"t{i}" for i in range(20)],
     )
     Y = feats.to_numpy() @ rng.normal(size=(4, 5)) + rng.normal(0, 0.3, (20, 5))
-    targets = pd.DataFrame(Y.T, index=[f"g{i}" for i in range(5)], columns=feats.index)
-    sub = ["rin", "tau"]
-    m = patchseq.fit_feature_subset_model(feats, targets, sub, TrainSettings(alpha=0.05))
-    Xs = StandardScaler().fit_transform(feats[sub])
-    for g in range(5):
-        sk = Lasso(alpha=0.05, tol=1e-12, max_iter=100_000).fit(Xs, Y[:, g])
-        np.testing.assert_allclose(m.coef_std_[g], sk.coef_, atol=1e-6)
-    assert m.coef_.shape == (5, 2)
+    genes = pd.Index([f"g{i}" for i in range(5)])
+    settings = TrainSettings(alpha=0.05)
+    models = []
+    for name, cols in (("full", list(feats.columns)), ("two", ["rin", "tau"])):
+        est = settings.estimator().fit(feats[cols].to_numpy(), Y)
+        models.append(store_from_estimator(est, feats[cols], genes, feature_set=name))
+    store = join_feature_sets(models)
+    predict, name = patchseq.stored_feature_set(store, ["tau", "rin"], genes[::-1])
+    assert name == "two"
+    got = predict(feats)
+    want = store.model("two").predict(feats)
+    np.testing.assert_array_equal(got.to_numpy(), want[:, ::-1])
+    assert list(got.columns) == list(genes[::-1])
+    with pytest.raises(
+        InputError,
+        match=r"^here: no feature set of exactly rin, aphw .*"
+        r"train.feature_sets; the store offers full \(rmp, rin, tau, aphw\)",
+    ):
+        patchseq.stored_feature_set(store, ["rin", "aphw"], genes, "here")
 
 
 def test_outside_training_range():
@@ -192,7 +204,14 @@ def test_stage_bad_reference_is_one_line_exit_2(tmp_path):
 
     res = CliRunner().invoke(
         app,
-        ["--set", "reference=xyz", "--metrics", str(tmp_path / "m.json")],
+        [
+            "--model-dir",
+            str(tmp_path),
+            "--set",
+            "reference=xyz",
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
     )
     assert res.exit_code == 2
     assert "validate.reference: 'xyz' must be 'rda' or 'geo'" in res.output
@@ -203,9 +222,7 @@ def test_stage_bad_reference_is_one_line_exit_2(tmp_path):
     ("override", "message"),
     [
         ("reference=xyz", "validate.reference: 'xyz' must be 'rda' or 'geo'"),
-        ("patchseq_features=rmp,maxfreq", "validate.patchseq_features: 'maxfreq' is not a Cadwell"),
-        ("patchseq_features=rmp,rmp", "validate.patchseq_features: a feature is repeated"),
-        ("patchseq_features=", "validate.patchseq_features: empty"),
+        ("patchseq_features=rmp", "validate.patchseq_features: unknown setting"),
         ("n_neighbors=0", "validate.n_neighbors: 0 is below 1"),
         ("tsne_max_iter=100", "validate.tsne_max_iter: 100 is below 250"),
         ("seed=-1", "validate.seed: -1 is below 0"),
@@ -216,5 +233,4 @@ def test_stage_bad_reference_is_one_line_exit_2(tmp_path):
 def test_validate_settings_errors_name_the_key(override, message):
     with pytest.raises(InputError, match=re.escape(message)):
         ValidateSettings.from_params(None, [override])
-    defaults = ValidateSettings.from_params(None)
-    assert defaults.patchseq_features == ["rmp", "rin", "apthr", "aphw", "apamp", "ahpamp", "tau"]
+    assert ValidateSettings.from_params(None).as_dict() == ValidateSettings().as_dict()

@@ -6,14 +6,14 @@
 - :mod:`~ephys2expr.download.fetch`: :func:`fetch` one file over HTTP into a temporary file,
   check size and md5, only then rename it into place (a failed or corrupted download never
   leaves a file behind).
-- :mod:`~ephys2expr.download.palette`: rebuild ``driver_lines_palette.csv`` from the
+- :mod:`~ephys2expr.download.palette_notebook`: rebuild ``driver_lines_palette.csv`` from the
   notebook output that printed it.
 - :mod:`~ephys2expr.download.run`: :func:`download` (the whole command) and
   :func:`describe` (the manifest as text).
 """
 
 from ephys2expr.download.fetch import DEFAULT_TIMEOUT, fetch
-from ephys2expr.download.palette import EXTRACTORS, palette_from_notebook
+from ephys2expr.download.palette_notebook import EXTRACTORS, palette_from_notebook
 from ephys2expr.download.run import Report, describe, download
 from ephys2expr.download.sources import (
     GITHUB_RAW,

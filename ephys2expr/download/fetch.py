@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ephys2expr.download.palette import EXTRACTORS
+from ephys2expr.download.palette_notebook import EXTRACTORS
 from ephys2expr.download.sources import GITHUB_RAW, DownloadError, Source
 from ephys2expr.io import atomic_path, file_checksum
 

@@ -4,7 +4,7 @@
 ``dvc add data/raw`` recorded (``data/raw.dvc``), and, where one exists, the public
 repository, commit and path it was published at. Two files are printed notebook outputs
 with no raw file of their own: one is rebuilt from its notebook
-(:mod:`~ephys2expr.download.palette`), the other comes only from the DVC remote.
+(:mod:`~ephys2expr.download.palette_notebook`), the other comes only from the DVC remote.
 """
 
 from __future__ import annotations

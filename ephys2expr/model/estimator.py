@@ -21,18 +21,22 @@ from ephys2expr.model.path import (
     PENALTIES,
     _design,
     _weights,
-    alpha_grid,
     elastic_net_path,
     inner_folds,
     path_validation_sse,
     standardize_stats,
 )
+from ephys2expr.model.store import centred_terms, linear_predict
 
 log = logging.getLogger("ephys2expr")
 
 
 class MultiGeneElasticNet:
     """Lasso / elastic net / ridge for many genes at once, optionally with per-gene alpha.
+
+    The settings that ``params.yaml train`` holds have no default here (each setting is
+    defined once, in :class:`~ephys2expr.train.settings.TrainSettings`, whose
+    ``estimator()`` builds this object); the inner-CV ones are needed for ``"auto"`` only.
 
     Parameters
     ----------
@@ -41,14 +45,14 @@ class MultiGeneElasticNet:
         Fixed penalty (scikit-learn units), ``"auto"`` = chosen per gene by inner k-fold
         cross-validation over ``alphas`` (smallest pooled out-of-fold squared error; ties go
         to the larger alpha), or one alpha per gene.
-    l1_ratio : float
-        Elastic-net mixing; 1 for lasso, ignored for ridge.
+    l1_ratio : float, optional
+        Elastic-net mixing, needed for ``"elasticnet"`` only (lasso is 1, ridge 0).
     alphas : array-like, optional
-        The path for ``"auto"``; default ``alpha_grid(10, 1e-3, 30)``.
-    inner_cv : int
-        Folds of the inner cross-validation for ``"auto"``.
-    random_state : int
-        Seed of the inner fold split.
+        The path searched by ``"auto"`` (needed then).
+    inner_cv : int, optional
+        Folds of the inner cross-validation (needed for ``"auto"``).
+    random_state : int, optional
+        Seed of the inner fold split (needed for ``"auto"``).
     standardize : bool
         Standardise features with the statistics of the rows passed to ``fit`` (and, for
         ``"auto"``, of each inner training part separately).
@@ -78,13 +82,13 @@ class MultiGeneElasticNet:
 
     def __init__(
         self,
-        penalty: str = "lasso",
-        alpha="auto",
-        l1_ratio: float = 1.0,
+        penalty: str,
+        alpha,
+        l1_ratio: float | None = None,
         *,
         alphas=None,
-        inner_cv: int = 5,
-        random_state: int = 0,
+        inner_cv: int | None = None,
+        random_state: int | None = None,
         standardize: bool = True,
         tol: float = 1e-10,
         max_iter: int = 100_000,
@@ -105,7 +109,13 @@ class MultiGeneElasticNet:
     def _l1_ratio(self) -> float:
         if self.penalty not in PENALTIES:
             raise InputError(f"penalty must be one of {PENALTIES}, not {self.penalty!r}")
-        return {"lasso": 1.0, "ridge": 0.0}.get(self.penalty, float(self.l1_ratio))
+        fixed = {"lasso": 1.0, "ridge": 0.0}
+        if self.penalty in fixed:
+            return fixed[self.penalty]
+        ratio = self.l1_ratio
+        if ratio is None or not (isinstance(ratio, int | float) and 0.0 <= ratio <= 1.0):
+            raise InputError(f"elasticnet needs l1_ratio in [0, 1], not {ratio!r}")
+        return float(ratio)
 
     def _scale(self, X):
         if self.standardize:
@@ -169,8 +179,14 @@ class MultiGeneElasticNet:
         if auto and self.alpha != "auto":
             raise InputError(f"alpha must be a number, 'auto' or one per gene, not {self.alpha!r}")
         if auto:
-            alphas = alpha_grid(10.0, 1e-3, 30) if self.alphas is None else self.alphas
-            alphas = np.sort(np.asarray(alphas, dtype=float))[::-1]
+            missing = [
+                k for k in ("alphas", "inner_cv", "random_state") if getattr(self, k) is None
+            ]
+            if missing:
+                raise InputError(
+                    f"alpha 'auto' needs {', '.join(missing)} (TrainSettings.estimator)"
+                )
+            alphas = np.sort(np.asarray(self.alphas, dtype=float))[::-1]
             self.alphas_ = alphas
             self.cv_mse_ = np.empty((n_genes, len(alphas)))
             self.alpha_index_ = np.empty(n_genes, dtype=np.int64)
@@ -218,9 +234,14 @@ class MultiGeneElasticNet:
         return self
 
     def predict(self, X) -> np.ndarray:
-        """Predictions, shape (n_samples, n_genes), for features in original units."""
+        """Predictions, shape (n_samples, n_genes), for features in original units.
+
+        Through :func:`~ephys2expr.model.store.linear_predict`, the one prediction formula
+        (the model store predicts with the same terms), so out-of-fold predictions in CV are
+        computed exactly as predictions of new cells are.
+        """
         X = np.asarray(X, dtype=float)
-        return X @ self.coef_.T + self.intercept_
+        return linear_predict(*centred_terms(self.coef_, self.intercept_, self.mean_), X).T
 
 
 __all__ = ["MultiGeneElasticNet"]

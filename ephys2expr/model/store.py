@@ -20,28 +20,20 @@ itself and the others are in :attr:`ModelStore.other_sets`; :attr:`ModelStore.fe
 lists all, primary first.
 
 The folder is written and read as one unit and checked on load (``model.json`` holds the
-md5 of both tables); see :mod:`ephys2expr.model.store_format`.
+md5 of both tables): :mod:`ephys2expr.model.store_io` (save, load), on-disk format in
+:mod:`ephys2expr.model.store_format`. A store is built from a fitted estimator by
+:mod:`ephys2expr.model.store_build`; every prediction goes through :func:`linear_predict`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.model.store_format import (
-    SCHEMA_VERSION,
-    check_replaceable,
-    join_set_tables,
-    mismatch_note,
-    read_store,
-    split_feature_sets,
-    write_store,
-)
+from ephys2expr.model.store_format import SCHEMA_VERSION
 
 
 @dataclass
@@ -79,7 +71,7 @@ class ModelStore:
     feature_min: np.ndarray
     feature_max: np.ndarray
     penalty: str
-    l1_ratio: float = 1.0
+    l1_ratio: float
     provenance: dict = field(default_factory=dict)
     feature_set: str = "full"
     other_sets: dict = field(default_factory=dict)
@@ -181,20 +173,13 @@ class ModelStore:
                 raise InputError(f"{at} has another penalty than the primary set")
 
     def prediction_terms(self, genes=None, dtype=np.float64):
-        """``(coef, offset, centre)`` of :func:`linear_predict` for the rows ``genes``.
-
-        ``genes`` is an array of row indices (default: all genes). The coefficients are
-        centred on the training means (``offset = intercept + coef @ centre``) so that the
-        products stay small, which keeps float32 results within ~1e-5 log2 units of float64.
-        """
+        """``(coef, offset, centre)`` of :func:`linear_predict` for the rows ``genes``
+        (an array of row indices; default: all genes): :func:`centred_terms`."""
         coef64 = self.coef.to_numpy(dtype=float)
         intercept = self.intercept
         if genes is not None:
             coef64, intercept = coef64[genes], intercept[genes]
-        centre = self.scaler_mean
-        coef = np.ascontiguousarray(coef64, dtype=dtype)
-        offset = (intercept + coef64 @ centre).astype(dtype)[:, None]
-        return coef, offset, centre
+        return centred_terms(coef64, intercept, self.scaler_mean, dtype)
 
     def predict(self, X, genes=None, dtype=np.float64) -> np.ndarray:
         """Predicted log2 expression, cells x genes, for features in original units.
@@ -212,6 +197,18 @@ class ModelStore:
             X = X[self.features].to_numpy(dtype=float)
         X = np.asarray(X, dtype=float)
         return linear_predict(*self.prediction_terms(genes, dtype), X).T
+
+
+def centred_terms(coef64, intercept, centre, dtype=np.float64):
+    """``(coef, offset, centre)`` of :func:`linear_predict` for a linear model.
+
+    The coefficients act on features centred on the training means (``offset = intercept +
+    coef @ centre``) so that the products stay small, which keeps float32 results within
+    ~1e-5 log2 units of float64.
+    """
+    coef = np.ascontiguousarray(coef64, dtype=dtype)
+    offset = (intercept + coef64 @ centre).astype(dtype)[:, None]
+    return coef, offset, np.asarray(centre, dtype=float)
 
 
 def linear_predict(coef, offset, centre, X) -> np.ndarray:
@@ -239,159 +236,6 @@ def describe_sets(store: ModelStore) -> str:
     return "; ".join(f"{n} ({', '.join(m.features)})" for n, m in store.feature_sets.items())
 
 
-def store_from_estimator(
-    estimator, features: pd.DataFrame, genes: pd.Index, per_gene: pd.DataFrame | None = None,
-    provenance: dict | None = None, feature_set: str = "full",
-) -> ModelStore:  # fmt: skip
-    """The model store of a fitted :class:`~ephys2expr.model.estimator.MultiGeneElasticNet`.
-
-    Parameters
-    ----------
-    estimator : MultiGeneElasticNet
-        Fitted on ``features`` (rows = training cell types or cells).
-    features : DataFrame
-        The training design matrix, rows x features, original units (its columns name the
-        features, its index the training rows).
-    genes : Index
-        Gene names, in the estimator's target order.
-    per_gene : DataFrame, optional
-        Per-gene evaluation columns (cv_r2, baselines, ...) indexed by gene; stored after
-        ``intercept``.
-    provenance : dict, optional
-        Params and input hashes; the training rows, feature means and the alpha path are
-        added here.
-    feature_set : str
-        Name of the feature set (the columns of ``features``); stores of several sets are
-        joined by :func:`join_feature_sets`.
-    """
-    from ephys2expr import __version__
-
-    X = features.to_numpy(dtype=float)
-    table = per_gene.copy() if per_gene is not None else pd.DataFrame(index=genes.copy())
-    table.insert(0, "intercept", estimator.intercept_)
-    if "alpha" not in table.columns:
-        table["alpha"] = estimator.alpha_
-    coef = pd.DataFrame(estimator.coef_, index=genes.copy(), columns=list(features.columns))
-    auto = isinstance(estimator.alpha, str)
-    info = dict(provenance or {})
-    info.update({
-        "cell_types": list(features.index),
-        "feature_mean": X.mean(axis=0).tolist(),
-        "alpha_path": estimator.alphas_.tolist() if auto else None,
-        "code": f"ephys2expr {__version__}",
-    })  # fmt: skip
-    return ModelStore(
-        features=list(features.columns),
-        coef=coef,
-        genes=table,
-        scaler_mean=estimator.mean_,
-        scaler_scale=estimator.scale_,
-        feature_min=X.min(axis=0),
-        feature_max=X.max(axis=0),
-        penalty=estimator.penalty,
-        l1_ratio=estimator._l1_ratio(),
-        provenance=info,
-        feature_set=feature_set,
-    )
-
-
-def join_feature_sets(models: list[ModelStore]) -> ModelStore:
-    """One store of several feature sets' models (same genes and rows), the first primary.
-
-    The primary model must use every feature of the others (the full set); its provenance
-    is the store's.
-    """
-    primary = models[0]
-    others = {m.feature_set: m for m in models[1:]}
-    if len(others) != len(models) - 1 or primary.feature_set in others:
-        names = [m.feature_set for m in models]
-        raise InputError(f"model store: feature set names repeat: {names}")
-    # the primary's provenance covers every set
-    others = {n: dataclasses.replace(m, provenance={}) for n, m in others.items()}
-    return dataclasses.replace(primary, other_sets=others)
-
-
-def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
-    """Write a store folder as one unit (:func:`~ephys2expr.model.store_format.write_store`).
-
-    Same store, same bytes: ``model.json`` records the tables' md5, which are themselves
-    deterministic, so a rerun leaves every file (and ``git status``) unchanged. Both tables
-    are indexed by ``(feature_set, gene)``; a set's coefficients of the features it leaves
-    out are written as zeros.
-    """
-    store.validate()
-    meta = {
-        "features": store.features,
-        "n_genes": int(len(store.coef)),
-        "penalty": store.penalty,
-        "l1_ratio": float(store.l1_ratio),
-        "scaler_mean": store.scaler_mean.tolist(),
-        "scaler_scale": store.scaler_scale.tolist(),
-        "feature_min": store.feature_min.tolist(),
-        "feature_max": store.feature_max.tolist(),
-        # the primary's scaler is the one above; each other set has its own
-        "feature_sets": [{"name": store.feature_set, "features": store.features}]
-        + [
-            {
-                "name": name,
-                "features": m.features,
-                "scaler_mean": m.scaler_mean.tolist(),
-                "scaler_scale": m.scaler_scale.tolist(),
-            }
-            for name, m in store.other_sets.items()
-        ],  # fmt: skip
-        "provenance": store.provenance,
-    }
-    sets = store.feature_sets
-    tables = join_set_tables({n: (m.coef, m.genes) for n, m in sets.items()}, store.features)
-    write_store(directory, meta, tables)
-
-
-def check_store_destination(directory: str | os.PathLike) -> None:
-    """Raise :class:`InputError` now if :func:`save_model_store` would refuse ``directory``
-    (a file, or a folder holding other files): checked before training, not after."""
-    check_replaceable(directory)
-
-
-def load_model_store(directory: str | os.PathLike) -> ModelStore:
-    """Load and check a store folder; any problem is a one-line :class:`InputError`
-    naming the folder (or its ``model.json``). Stores of schema 2 (one feature set) load as
-    a store of their one set."""
-    where = os.fspath(directory)
-    meta, tables, mismatched = read_store(directory)
-    note = f"; {mismatch_note(mismatched)}" if mismatched else ""
-    coef, genes = tables["coef.parquet"], tables["genes.parquet"]
-    try:
-        models = []
-        for entry, set_coef, set_genes in split_feature_sets(meta, coef, genes):
-            if meta["n_genes"] != len(set_coef):
-                in_set = f" in feature set {entry['name']!r}" if models else ""
-                raise InputError(
-                    f"model store: n_genes {meta['n_genes']} but coef has {len(set_coef)} "
-                    f"rows{in_set}"
-                )
-            idx = [meta["features"].index(f) for f in entry["features"]]
-            models.append(ModelStore(
-                features=entry["features"],
-                coef=set_coef,
-                genes=set_genes,
-                scaler_mean=entry["scaler_mean"],
-                scaler_scale=entry["scaler_scale"],
-                feature_min=[meta["feature_min"][i] for i in idx],
-                feature_max=[meta["feature_max"][i] for i in idx],
-                penalty=meta["penalty"],
-                l1_ratio=meta["l1_ratio"],
-                provenance=meta["provenance"],  # kept by the primary only (join_feature_sets)
-                feature_set=entry["name"],
-            ))  # fmt: skip
-        store = join_feature_sets(models)
-    except InputError as exc:  # name the folder, and say if the files do not belong together
-        raise InputError(f"{where}: {str(exc).removeprefix('model store: ')}{note}") from None
-    if mismatched:
-        raise InputError(f"{where}: {mismatch_note(mismatched)}")
-    return store
-
-
 def _check_finite(values: np.ndarray, what: str, labels, where: str) -> None:
     """Raise naming the first non-finite entry of ``values`` (labelled by ``labels``)."""
     bad = ~np.isfinite(values)
@@ -402,12 +246,8 @@ def _check_finite(values: np.ndarray, what: str, labels, where: str) -> None:
 
 __all__ = [
     "ModelStore",
-    "describe_sets",
-    "join_feature_sets",
     "SCHEMA_VERSION",
-    "check_store_destination",
+    "centred_terms",
+    "describe_sets",
     "linear_predict",
-    "load_model_store",
-    "save_model_store",
-    "store_from_estimator",
 ]

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.io import atomic_dir, file_checksum, stale_dir_temps, write_json, write_parquet
+from ephys2expr.paths import MODELS
 
 # 3: one model per feature set (``feature_sets``; tables indexed by feature set and gene).
 # 2 (one set) is still read.
@@ -177,13 +178,33 @@ def mismatch_note(mismatched: list[str]) -> str:
 
 
 def _hint(directory) -> str:
-    """Why a store may be missing: a save killed between the two renames of a swap."""
+    """Why a store may be missing (a save killed between the two renames of a swap), or
+    which stores exist beside it and in ``data/models``."""
     if stale_dir_temps(directory):
         return (
             "; a save is running or was interrupted (its temp folders are beside it): "
             "load again or rerun train"
         )
-    return ""
+    stores = existing_stores(os.path.dirname(os.path.abspath(directory)), MODELS)
+    return f"; model stores here: {', '.join(stores)}" if stores else "; no model store found"
+
+
+def existing_stores(*folders) -> list[str]:
+    """The model store folders (holding a ``model.json``) inside ``folders``, as paths
+    relative to the current folder where possible."""
+    found = []
+    for folder in folders:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir() and os.path.isfile(os.path.join(entry.path, META)):
+                rel = os.path.relpath(entry.path)
+                path = entry.path if rel.startswith("..") else rel
+                if path not in found:
+                    found.append(path)
+    return found
 
 
 def _read_at(dir_fd: int, name: str, limit: int, where: str) -> bytes | None:

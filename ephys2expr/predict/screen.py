@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.model.store import ModelStore
-from ephys2expr.predict.settings import MISSING_POLICIES
+from ephys2expr.predict.settings import MISSING_POLICIES, PredictSettings
+
+DEFAULTS = PredictSettings()  # constructor defaults: the settings' (defined once there)
 
 # Per-cell flags added by the screen, written beside the metadata.
 FLAG_COLUMNS: list[str] = [
@@ -118,7 +120,11 @@ class CellScreen:
         Positions in ``set_names_``, best first (:func:`rank_feature_sets`).
     """
 
-    def __init__(self, missing: str = "drop", tolerance: float = 0.1) -> None:
+    def __init__(
+        self,
+        missing: str = DEFAULTS.missing,
+        tolerance: float = DEFAULTS.extrapolation_tolerance,
+    ) -> None:
         self.missing = missing
         self.tolerance = tolerance
 

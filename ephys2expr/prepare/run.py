@@ -12,11 +12,11 @@ import pandas as pd
 from ephys2expr import paths
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES
-from ephys2expr.prepare.derive import with_derived
 from ephys2expr.prepare.genes import filter_genes
-from ephys2expr.prepare.paired import paired_training_tables, read_paired_source
+from ephys2expr.prepare.per_cell import paired_training_tables, read_paired_source
 from ephys2expr.prepare.settings import PAIRED_SOURCES, TRAINING_SOURCES, PrepareSettings
 from ephys2expr.readers.allen import read_allen_cells
+from ephys2expr.readers.derive import with_derived
 from ephys2expr.readers.r import read_r
 from ephys2expr.readers.training import (
     TrainingSet,
@@ -196,7 +196,7 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None =
     source : str, optional
         The training source to prepare (default ``settings.training_source``): a type-mean
         table (``rds``, ``online_table3``) or paired cells (``scala2021``, ``paired``; see
-        :mod:`ephys2expr.prepare.paired`). Either way the Allen per-cell tables are prepared
+        :mod:`ephys2expr.prepare.per_cell`). Either way the Allen per-cell tables are prepared
         too, so each source's folder holds everything train and predict need.
 
     Returns

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from ephys2expr import paths
 from ephys2expr.errors import InputError
-from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
+from ephys2expr.features import ALL_FEATURES, CORE_FEATURES, PAIRED_FEATURES
 from ephys2expr.settings import Settings, setting
 
 TYPE_MEAN_SOURCES = ("rds", "online_table3")  # one row per cell type
@@ -106,7 +106,7 @@ class PrepareSettings(Settings):
 
     def _check_features(self, key: str) -> None:
         names, where = getattr(self, key), self.where(key)
-        known = ALL_FEATURES if key == "features" else _paired_features()
+        known = ALL_FEATURES if key == "features" else PAIRED_FEATURES
         unknown = [n for n in names if n not in known]
         if unknown:
             raise InputError(f"{where}: unknown feature(s) {unknown}; known: {known}")
@@ -115,9 +115,3 @@ class PrepareSettings(Settings):
             raise InputError(f"{where}: feature(s) listed twice {dup}")
         if not names:
             raise InputError(f"{where}: the feature list is empty")
-
-
-def _paired_features() -> list[str]:
-    from ephys2expr.readers.paired import PAIRED_FEATURES
-
-    return PAIRED_FEATURES

@@ -8,8 +8,8 @@ import re
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.prepare.derive import derive_features
 from ephys2expr.readers.columns import read_csv_table
+from ephys2expr.readers.derive import derive_features
 
 
 def _layer_from_region(region: str) -> str:

@@ -27,7 +27,8 @@ log = logging.getLogger("ephys2expr")
 # MOhm (45-180), tau ms, thresh mV, width ms (0.7-1.4, i.e. already ms like aphw = 1000 * s),
 # amp mV (peak - threshold, 50-100), ahp mV (positive, below threshold). No conversion needed;
 # tests/test_measured.py asserts these ranges so a file in other units fails loudly.
-CADWELL_FEATURES: dict[str, str] = {
+# The features named are ephys2expr.features.CADWELL_FEATURES (tests/test_settings.py).
+CADWELL_FIELDS: dict[str, str] = {
     "vrest": "rmp",
     "inputres": "rin",
     "tau": "tau",
@@ -53,7 +54,7 @@ def read_cadwell_ephys(mat_path: str | os.PathLike) -> pd.DataFrame:
     """Cadwell 2016 ephys (``IntPhysiologyFinal.mat``), project feature names and units.
 
     Returns a DataFrame indexed by ``idx`` (int) with the 7 features of
-    :data:`CADWELL_FEATURES` (NaN where the cell lacks one) and ``class``.
+    the features of :data:`CADWELL_FIELDS` (NaN where the cell lacks one) and ``class``.
     """
     import scipy.io
 
@@ -67,7 +68,7 @@ def read_cadwell_ephys(mat_path: str | os.PathLike) -> pd.DataFrame:
     if "cell" not in mat:
         raise InputError(f"{mat_path}: no struct array 'cell'")
     cells = np.atleast_1d(mat["cell"])
-    fields = ["idx", "class", *CADWELL_FEATURES]
+    fields = ["idx", "class", *CADWELL_FIELDS]
     missing = [f for f in fields if f not in cells[0]._fieldnames]
     if missing:
         raise InputError(f"{mat_path}: struct 'cell' lacks field '{missing[0]}'")
@@ -79,7 +80,7 @@ def read_cadwell_ephys(mat_path: str | os.PathLike) -> pd.DataFrame:
     rows = []
     for c in cells:
         row = {"idx": int(num(c.idx)), "class": str(c.__dict__["class"])}
-        row.update({CADWELL_FEATURES[f]: num(getattr(c, f)) for f in CADWELL_FEATURES})
+        row.update({CADWELL_FIELDS[f]: num(getattr(c, f)) for f in CADWELL_FIELDS})
         rows.append(row)
     df = pd.DataFrame(rows).set_index("idx")
     check_feature_units(df, mat_path)
@@ -170,7 +171,7 @@ def read_cadwell(
     )
     expr = log2_stored_tpm_plus_one(data[paired["run"].tolist()], expr_path).T
     expr.index.name = "cell_id"
-    feats = paired.set_index("run")[list(CADWELL_FEATURES.values())]
+    feats = paired.set_index("run")[list(CADWELL_FIELDS.values())]
     feats.index.name = "cell_id"
     m = pd.DataFrame(
         {
@@ -184,7 +185,7 @@ def read_cadwell(
 
 
 __all__ = [
-    "CADWELL_FEATURES",
+    "CADWELL_FIELDS",
     "FEATURE_UNIT_RANGES",
     "PatchSeqSet",
     "check_feature_units",

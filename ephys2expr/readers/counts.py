@@ -8,7 +8,7 @@
 * :func:`r_matrix_frame` - an R numeric matrix as a DataFrame.
 * :func:`read_counts`, :func:`check_counts`, :func:`log2_cpm_library` - raw counts of a
   paired (Patch-seq) source (genes x cells table or ``.h5ad``), checked, and log2(CPM + 1)
-  with each cell's library size (:mod:`ephys2expr.readers.paired`).
+  with each cell's library size (:mod:`ephys2expr.readers.paired_layout`).
 """
 
 from __future__ import annotations

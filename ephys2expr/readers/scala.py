@@ -80,7 +80,7 @@ import pandas as pd
 from ephys2expr.errors import InputError
 from ephys2expr.readers.columns import numeric_column, read_table
 from ephys2expr.readers.counts import check_counts, r_matrix_frame, read_counts
-from ephys2expr.readers.paired import MetadataColumns, PairedSet, assemble_paired, indexed
+from ephys2expr.readers.paired_layout import MetadataColumns, PairedSet, assemble_paired, indexed
 from ephys2expr.readers.r import read_r
 
 EPHYS_FILE = "m1_patchseq_ephys_features.csv"
@@ -260,7 +260,7 @@ def read_scala2021(
     on_disagreement: str = "exclude",
     library_tolerance: float | None = LIBRARY_TOLERANCE,
 ) -> PairedSet:
-    """Read Scala et al. 2021 as a :class:`~ephys2expr.readers.paired.PairedSet`.
+    """Read Scala et al. 2021 as a :class:`~ephys2expr.readers.paired_layout.PairedSet`.
 
     Parameters
     ----------

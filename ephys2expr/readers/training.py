@@ -10,9 +10,9 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
-from ephys2expr.prepare.symbols import SymbolRestoration, restore_symbols
 from ephys2expr.readers.columns import check_unique, numeric_column, read_csv_table
 from ephys2expr.readers.r import read_r
+from ephys2expr.readers.symbols import SymbolRestoration, restore_symbols
 
 
 @dataclass
@@ -46,7 +46,7 @@ def read_training_rds(path, reference_symbols: list[str]) -> TrainingSet:
 
     Gene columns hold 2^(mean log2(TPM+1)) per type; targets are their log2. Gene
     names mangled by R's ``make.names`` are restored with ``reference_symbols``
-    (see :func:`~ephys2expr.prepare.symbols.restore_symbols`).
+    (see :func:`~ephys2expr.readers.symbols.restore_symbols`).
     """
     where = os.fspath(path)
     table = read_r(path)

@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 
 from ephys2expr.errors import InputError
-from ephys2expr.features import ALL_FEATURES
+from ephys2expr.features import ALL_FEATURES, CADWELL_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.path import PENALTIES, alpha_grid
 from ephys2expr.settings import NAME, Settings, coerce, setting
@@ -21,12 +21,16 @@ CV_SCHEMES = ("auto", "loo", "kfold", "group", "group_kfold")
 # The default feature sets, as the features each leaves out of the source's list (names the
 # source lacks are ignored). Chosen from what the Allen per-cell tables miss (README
 # "Feature sets"): tau and cap (1,269 of 2,333 v10 cells, all 413 human ones), and aphw,
-# maxfreq and adratio together (149 of 1,058 v6 cells; 28 of v10); "cadwell" keeps Cadwell
-# et al. 2016's seven features, which validate uses for its Patch-seq comparison.
+# maxfreq and adratio together (149 of 1,058 v6 cells; 28 of v10); "no_adratio" is the
+# type-mean model on the features the Scala cells have (validate's cross-source comparison;
+# the same as "full" for a source without adratio, so not trained twice); "cadwell" keeps
+# Cadwell et al. 2016's seven features (features.CADWELL_FEATURES, checked), which validate
+# uses for its Patch-seq comparison. Validation only predicts with stored sets.
 FEATURE_SETS = {
     "full": [],
     "no_tau_cap": ["tau", "cap"],
     "no_aphw_maxfreq_adratio": ["aphw", "maxfreq", "adratio"],
+    "no_adratio": ["adratio"],
     "cadwell": ["rheo", "maxfreq", "cap", "adratio", "sag"],
 }
 WEIGHTINGS = ("none", "cells")
@@ -154,6 +158,12 @@ class TrainSettings(Settings):
         out: dict[str, list[str]] = {}
         for name, drop in self.feature_sets.items():
             kept = [f for f in features if f not in drop]
+            cadwell = [f for f in features if f in CADWELL_FEATURES]
+            if name == "cadwell" and kept != cadwell:
+                raise InputError(
+                    f"{self.where('feature_sets')}.cadwell: keeps {kept}, not Cadwell 2016's "
+                    f"features {cadwell} (ephys2expr.features.CADWELL_FEATURES)"
+                )
             if not kept:
                 raise InputError(
                     f"{self.where('feature_sets')}.{name}: leaves out every feature of {features}"

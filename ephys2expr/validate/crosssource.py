@@ -5,15 +5,14 @@ Two cell sets, each predicted by both models:
 
 * **Scala cells** (the per-cell model's training cells, every one held out once): the
   per-cell model's out-of-fold predictions (``oof_predictions.parquet`` of its train stage:
-  each cell predicted by a model that never saw its animal) vs the type-mean model refit on
-  the features both models have (the type-mean store's ``adratio`` is not in Scala), which
-  never saw any Scala cell. That set (all but ``adratio``) is not one of the stored sets,
-  so it is a refit unless ``train.feature_sets`` has it. Measured: the Scala log2(CPM+1) targets.
-* **Cadwell 2016** (45 layer-1 interneurons with all 7 of its features): both models on
-  Cadwell's 7 features - each store's feature set of exactly those features when it has one
-  (the default ``cadwell`` set), else refit with the settings its store was trained with
-  (:func:`~ephys2expr.validate.patchseq.feature_subset_predictor`; the per-cell one with its
-  inner alpha search grouped by animal). Measured: Cadwell log2(TPM+1).
+  each cell predicted by a model that never saw its animal) vs the type-mean store's feature
+  set of the features both models have (``no_adratio``: the type-mean store's ``adratio``
+  is not in Scala), which never saw any Scala cell. Measured: the Scala log2(CPM+1) targets.
+* **Cadwell 2016** (45 layer-1 interneurons with all 7 of its features): both stores'
+  feature set of exactly Cadwell's 7 features (``cadwell``). Measured: Cadwell log2(TPM+1).
+
+Only stored models predict (:func:`~ephys2expr.validate.patchseq.stored_feature_set`):
+validation never fits a model of its own.
 
 Per model and cell set: the per-gene Pearson r across cells (median, share above a
 threshold), and the ROC AUC of each label's marker gene (predicted expression as the score).
@@ -29,13 +28,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from ephys2expr.features import CADWELL_FEATURES
 from ephys2expr.model.store import ModelStore
 from ephys2expr.readers.cadwell import PatchSeqSet
 from ephys2expr.taxonomy import CLASS_MARKERS, MARKER_GENES
-from ephys2expr.train.settings import TrainSettings, trained_settings
 from ephys2expr.validate.patchseq import (
     _pearson_columns,
-    feature_subset_predictor,
+    stored_feature_set,
     varies_columns,
 )
 
@@ -187,10 +186,6 @@ def cross_source_result(
     return CrossSourceResult(table, per_gene, {**summary, "notes": notes})
 
 
-def _training_weights(settings: TrainSettings, types: pd.DataFrame) -> np.ndarray | None:
-    return types["weight"].to_numpy(dtype=float) if settings.sample_weight == "cells" else None
-
-
 def validate_cross_source(
     type_mean: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
     type_store: ModelStore,
@@ -199,8 +194,7 @@ def validate_cross_source(
     paired: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
     paired_store: ModelStore,
     paired_oof: pd.DataFrame,
-    cadwell_features: list[str],
-    r_threshold: float = 0.3,
+    r_threshold: float,
 ) -> CrossSourceResult:
     """The type-mean model vs the per-cell model on Scala's held-out cells and on Cadwell.
 
@@ -209,33 +203,27 @@ def validate_cross_source(
     type_mean, paired : tuple of DataFrame
         Each model's training tables (features, targets genes x rows, types).
     type_store, paired_store : ModelStore
-        Each model's store: a feature set of exactly the features a comparison needs is
-        used as stored, else the model is refit on those features with the settings the
-        store was trained with (:func:`~ephys2expr.validate.patchseq.feature_subset_predictor`).
+        Each model's store: its feature set of exactly the features a comparison needs
+        predicts (:func:`~ephys2expr.validate.patchseq.stored_feature_set`).
     cadwell : PatchSeqSet
         The Cadwell 2016 cells.
     cadwell_type_mean : DataFrame
-        The type-mean model's Cadwell predictions (cells x genes, the Patch-seq refit of
+        The type-mean model's Cadwell predictions (cells x genes, from
         :func:`~ephys2expr.validate.patchseq.validate_patchseq`).
     paired_oof : DataFrame
         Genes x cells: the per-cell model's out-of-fold predictions (train stage).
-    cadwell_features : list of str
-        The features of both models for Cadwell.
     r_threshold : float
         Share of genes with r above this.
     """
     tf, tt, ttypes = type_mean
     pf, pt, ptypes = paired
-    type_settings, paired_settings = trained_settings(type_store), trained_settings(paired_store)
     shared = pt.index.intersection(tt.index).intersection(paired_oof.index)
     feats = [f for f in tf.columns if f in pf.columns]
     log.info(
         "cross-source: %d shared genes; type-mean model on the %d features both have",
         len(shared), len(feats),
     )  # fmt: skip
-    tm, tm_source = feature_subset_predictor(
-        type_store, tf, tt.loc[shared], feats, _training_weights(type_settings, ttypes),
-    )  # fmt: skip
+    tm, tm_name = stored_feature_set(type_store, feats, shared, "type-mean model store")
     scala_tm = tm(pf[feats])
     scala = compare_models(
         {"type_mean": scala_tm, "per_cell": paired_oof.loc[shared].T},
@@ -243,13 +231,8 @@ def validate_cross_source(
     )  # fmt: skip
     cells = cadwell_type_mean.index
     genes = shared.intersection(cadwell.expr.columns)
-    rows = ptypes.loc[pf.index]
-    groups = rows["group"].astype(str).to_numpy() if paired_settings.cv == "group_kfold" else None
-    pc, pc_source = feature_subset_predictor(
-        paired_store, pf, pt.loc[genes], cadwell_features,
-        _training_weights(paired_settings, rows), groups,
-    )  # fmt: skip
-    cadwell_pc = pc(cadwell.features.loc[cells, cadwell_features])
+    pc, pc_name = stored_feature_set(paired_store, CADWELL_FEATURES, genes, "per-cell model store")
+    cadwell_pc = pc(cadwell.features.loc[cells, CADWELL_FEATURES])
     cad = compare_models(
         {"type_mean": cadwell_type_mean[genes], "per_cell": cadwell_pc},
         cadwell.expr.loc[cells], cadwell_labels(cadwell.meta), {CADWELL_LABEL: CADWELL_MARKER},
@@ -257,10 +240,10 @@ def validate_cross_source(
     )  # fmt: skip
     notes = {
         "scala_type_mean_features": feats,
-        "scala_type_mean_model": tm_source,
-        "cadwell_per_cell_model": pc_source,
+        "scala_type_mean_model": f"stored feature set '{tm_name}'",
+        "cadwell_per_cell_model": f"stored feature set '{pc_name}'",
         "scala_per_cell": "out-of-fold predictions (outer CV by animal) of the per-cell store",
-        "cadwell_features": list(cadwell_features),
+        "cadwell_features": list(paired_store.model(pc_name).features),
         "cadwell_labels": f"{CADWELL_LABEL} vs SBC-like (all Inh); marker {CADWELL_MARKER}",
         "constant_prediction_r": 0.0,
         "r_threshold": r_threshold,

@@ -1,9 +1,9 @@
 """Paired Patch-seq cells (Cadwell 2016): predicted from their own ephys vs measured.
 
-The Cadwell cells have 7 of the model's 11 features, so a model on exactly those features is
-fitted like the trained one (same settings, read from the model store) and predicts each
-cell; per gene and per cell, predictions are compared with the measured expression and with
-the training-mean profile (a model that ignores the ephys).
+The Cadwell cells have 7 of the model's 11 features, so the model store's feature set of
+exactly those features (trained with its own nested CV and null) predicts each cell; per
+gene and per cell, predictions are compared with the measured expression and with the
+training-mean profile (a model that ignores the ephys).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ephys2expr.errors import InputError
+from ephys2expr.features import CADWELL_FEATURES
+from ephys2expr.model.store import describe_sets
 from ephys2expr.readers.cadwell import PatchSeqSet
-from ephys2expr.train.settings import TrainSettings, trained_settings
 from ephys2expr.validate.agreement import corr_rows
 
 log = logging.getLogger("ephys2expr")
@@ -131,70 +133,21 @@ def patchseq_agreement(
     return per_gene, per_cell, summary
 
 
-def fit_feature_subset_model(
-    train_features: pd.DataFrame,
-    train_targets: pd.DataFrame,
-    features: list[str],
-    settings: TrainSettings,
-    sample_weight: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
-):
-    """Fit the per-gene model on a subset of the training features (e.g. Cadwell's 7).
+def stored_feature_set(store, features: list[str], genes: pd.Index, where: str = "model store"):
+    """The store's model of exactly ``features`` (any order), as a predictor of ``genes``.
 
-    The estimator is ``settings.estimator()``, the one the ``train`` stage fits (penalty,
-    alpha or alpha path, inner folds, seed); only the feature columns differ.
-
-    Parameters
-    ----------
-    train_features : DataFrame
-        Cell types x features (original units).
-    train_targets : DataFrame
-        Genes x cell types, log2 expression (columns in ``train_features`` row order).
-    features : list of str
-        The feature subset, in order.
-    settings : TrainSettings
-        The settings the model store was trained with.
-    sample_weight : ndarray, optional
-        Per-type weights (``settings.sample_weight == "cells"``).
-    groups : ndarray, optional
-        Animal per row (per-cell training with ``cv: group_kfold``): the inner alpha search
-        keeps animals whole, as in ``train``.
-
-    Returns
-    -------
-    model : MultiGeneElasticNet
-        Fitted; ``model.predict(X[features])`` gives cells x genes.
-    """
-    missing = [f for f in features if f not in train_features.columns]
-    if missing:
-        raise ValueError(f"training features lack {missing}")
-    X = train_features[features].to_numpy(dtype=float)
-    Y = train_targets[train_features.index].to_numpy(dtype=float).T
-    log.info(
-        "fitting %s model on %d features for %d genes", settings.penalty, len(features), Y.shape[1]
-    )
-    return settings.estimator(n_rows=X.shape[0]).fit(
-        X, Y, sample_weight=sample_weight, groups=groups
-    )
-
-
-def feature_subset_predictor(
-    store, train_features: pd.DataFrame, train_targets: pd.DataFrame, features: list[str],
-    sample_weight: np.ndarray | None = None, groups: np.ndarray | None = None,
-):  # fmt: skip
-    """The model on ``features`` only: the store's, if it has a feature set of exactly these
-    features (trained with its own CV and null), else a refit with the settings the store
-    was trained with (:func:`fit_feature_subset_model`).
+    Validation predicts with stored models only (each trained with its own nested CV and
+    null), never with a fit of its own; a store without such a set is an error naming the
+    setting that adds one.
 
     Returns
     -------
     predict : callable
         ``predict(X)`` with ``X`` a DataFrame holding the feature columns: a DataFrame of
-        cells x genes (the genes of ``train_targets``).
-    source : str
-        ``"stored feature set '<name>'"`` or ``"refit"`` (for the report).
+        cells x ``genes``.
+    name : str
+        The feature set's name.
     """
-    genes = train_targets.index
     for name, model in store.feature_sets.items():
         if sorted(model.features) == sorted(features):
             log.info("using the store's feature set %r for %s", name, ", ".join(features))
@@ -203,17 +156,11 @@ def feature_subset_predictor(
                 values = model.predict(X[model.features].to_numpy(dtype=float))
                 return pd.DataFrame(values, index=X.index, columns=model.gene_names)[genes]
 
-            return predict, f"stored feature set '{name}'"
-    settings = trained_settings(store)
-    est = fit_feature_subset_model(
-        train_features, train_targets, features, settings, sample_weight, groups
+            return predict, name
+    raise InputError(
+        f"{where}: no feature set of exactly {', '.join(features)} (add one to params.yaml "
+        f"train.feature_sets; the store offers {describe_sets(store)})"
     )
-
-    def predict(X):
-        values = est.predict(X[features].to_numpy(dtype=float))
-        return pd.DataFrame(values, index=X.index, columns=genes)
-
-    return predict, "refit"
 
 
 def outside_training_range(X: pd.DataFrame, train: pd.DataFrame, tolerance: float = 0.0):
@@ -247,10 +194,9 @@ def validate_patchseq(
     cells: PatchSeqSet,
     train_features: pd.DataFrame,
     train_targets: pd.DataFrame,
-    sample_weight: np.ndarray | None,
     cv_good: pd.Index,
-    features: list[str],
     store,
+    where: str = "model store",
 ) -> PatchSeqResult:
     """Predict the Patch-seq cells from their own ephys and compare with their expression.
 
@@ -258,19 +204,19 @@ def validate_patchseq(
     ----------
     cells : PatchSeqSet
         The Cadwell 2016 cells.
-    train_features, train_targets, sample_weight
-        The training tables (types x features, genes x types) and per-type weights.
+    train_features, train_targets
+        The training tables (types x features, genes x types).
     cv_good : Index
         Genes the model store predicts well in CV.
-    features : list of str
-        The features of the Patch-seq model.
     store : ModelStore
-        The model store: its feature set of exactly ``features``, if it has one, predicts
-        the cells (:func:`feature_subset_predictor`); else the model is refit on them with
-        the settings the store was trained with.
+        The model store: its feature set of exactly Cadwell's features
+        (:data:`~ephys2expr.features.CADWELL_FEATURES`) predicts the cells.
+    where : str
+        The store's folder, for errors.
     """
     tf, tt = train_features, train_targets
-    predict, source = feature_subset_predictor(store, tf, tt, features, sample_weight)
+    predict, name = stored_feature_set(store, CADWELL_FEATURES, tt.index, where)
+    features, source = store.model(name).features, f"stored feature set '{name}'"
     complete = cells.features[features].notna().all(axis=1)
     ps_feats = cells.features.loc[complete, features]
     ps_pred = predict(ps_feats)
@@ -297,11 +243,10 @@ def validate_patchseq(
 
 __all__ = [
     "PatchSeqResult",
-    "feature_subset_predictor",
-    "fit_feature_subset_model",
     "nearest_type",
     "outside_training_range",
     "patchseq_agreement",
+    "stored_feature_set",
     "validate_patchseq",
     "varies_columns",
 ]

@@ -19,14 +19,15 @@ import pandas as pd
 
 from ephys2expr import paths
 from ephys2expr.errors import InputError
-from ephys2expr.model.store import ModelStore, load_model_store
+from ephys2expr.features import CADWELL_FEATURES
+from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store_io import load_model_store
 from ephys2expr.predict.read import read_predictions
 from ephys2expr.readers.cadwell import read_cadwell
 from ephys2expr.readers.palette import read_palette
 from ephys2expr.readers.tasic import MeasuredSet, read_tasic_geo, read_tasic_rda
 from ephys2expr.taxonomy import cre_group, exc_inh_truth
 from ephys2expr.train.inputs import load_training_inputs
-from ephys2expr.train.settings import trained_settings
 from ephys2expr.validate.agreement import type_agreement_all
 from ephys2expr.validate.crosssource import CrossSourceResult, validate_cross_source
 from ephys2expr.validate.embedding import (
@@ -138,15 +139,15 @@ def _cross_source(paired_dirs, type_tables, type_store, ps, patchseq, s) -> Cros
         raise InputError(f"{train_dir / OOF_FILE}: cells do not match {prepared_dir}")
     return validate_cross_source(
         type_tables, type_store, ps, patchseq.predicted, paired, paired_store, oof,
-        s.patchseq_features, s.cross_r_threshold,
+        s.cross_r_threshold,
     )  # fmt: skip
 
 
 def validate_predictions(
     settings: ValidateSettings,
-    model_dir: str | os.PathLike = paths.MODEL,
-    prepared_dir: str | os.PathLike = paths.PREPARED,
-    predictions_dir: str | os.PathLike = paths.PREDICTIONS,
+    model_dir: str | os.PathLike,
+    prepared_dir: str | os.PathLike,
+    predictions_dir: str | os.PathLike,
     raw_dir: str | os.PathLike = paths.RAW,
     paired_dirs: tuple | None = None,
 ) -> ValidationResult:
@@ -167,7 +168,6 @@ def validate_predictions(
     try:
         # ---- inputs ------------------------------------------------------------------------
         store = load_model_store(model_dir)
-        train_settings = trained_settings(store)
         genes_tab = store.genes
         if CV_R2_COLUMN not in genes_tab.columns:
             raise InputError(f"{model_dir / 'genes.parquet'}: missing column '{CV_R2_COLUMN}'")
@@ -207,13 +207,10 @@ def validate_predictions(
         ps = read_cadwell(*(paths.in_raw_dir(raw_dir, p) for p in cadwell))
         tables = (prepared_dir / f"train_{n}.parquet" for n in ("features", "targets", "types"))
         tf, tt, types = load_training_inputs(*tables)
-        weights = None
-        if train_settings.sample_weight == "cells":
-            weights = types["weight"].to_numpy(dtype=float)
         if s.n_jobs > 1:  # one core is compiling UMAP in the worker: do not fight over it
             numba.set_num_threads(1)
         cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
-        patchseq = validate_patchseq(ps, tf, tt, weights, cv_good, s.patchseq_features, store)
+        patchseq = validate_patchseq(ps, tf, tt, cv_good, store, str(model_dir))
         cross = None
         if paired_dirs is not None:
             cross = _cross_source(paired_dirs, (tf, tt, types), store, ps, patchseq, s)
@@ -245,7 +242,7 @@ def validate_predictions(
 
     figures = validation_figures(
         coords, spaces, pmeta.loc[sub_p], meas.meta.loc[sub_m], ephys_ok, sub_src, palette,
-        mixing, len(shared), agreement, patchseq, len(s.patchseq_features),
+        mixing, len(shared), agreement, patchseq, len(CADWELL_FEATURES),
     )  # fmt: skip
     report = {
         "reference": s.reference,

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ephys2expr.errors import InputError
-from ephys2expr.readers.cadwell import CADWELL_FEATURES
 from ephys2expr.settings import Settings, setting
 
 REFERENCES = ("rda", "geo")
@@ -33,10 +32,6 @@ class ValidateSettings(Settings):
     geo_clustering: str = setting(
         "GSE71585_Clustering_Results.csv", "GEO clustering CSV (reference=geo)"
     )
-    patchseq_features: list[str] = setting(
-        ["rmp", "rin", "apthr", "aphw", "apamp", "ahpamp", "tau"],
-        "features of the Patch-seq model (those Cadwell 2016 has)",
-    )
     cv_r2_threshold: float = setting(0.3, "genes with train CV r2 above: 'good in CV'")
     cross_r_threshold: float = setting(
         0.3, "cross-source comparison: share of genes with per-gene r above this"
@@ -56,17 +51,6 @@ class ValidateSettings(Settings):
             raise InputError(
                 f"{self.where('reference')}: {self.reference!r} must be 'rda' or 'geo'"
             )
-        known = list(CADWELL_FEATURES.values())
-        if not self.patchseq_features:
-            raise InputError(f"{self.where('patchseq_features')}: empty")
-        unknown = [f for f in self.patchseq_features if f not in known]
-        if unknown:
-            raise InputError(
-                f"{self.where('patchseq_features')}: {unknown[0]!r} is not a Cadwell 2016 "
-                f"feature ({', '.join(known)})"
-            )
-        if len(set(self.patchseq_features)) < len(self.patchseq_features):
-            raise InputError(f"{self.where('patchseq_features')}: a feature is repeated")
         if not -1.0 <= self.cross_r_threshold < 1.0:
             raise InputError(
                 f"{self.where('cross_r_threshold')}: {self.cross_r_threshold} is not in [-1, 1)"

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.prepare.settings import PrepareSettings
-from ephys2expr.readers.paired import MetadataColumns, PairedSet, read_paired
+from ephys2expr.readers.paired_layout import MetadataColumns, PairedSet, read_paired
 from ephys2expr.readers.scala import read_scala2021
 
 log = logging.getLogger("ephys2expr.prepare")

@@ -37,17 +37,9 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.features import ALL_FEATURES, FEATURE_DESCRIPTIONS
+from ephys2expr.features import PAIRED_FEATURES
 from ephys2expr.readers.columns import check_unique, numeric_column, read_table
 from ephys2expr.readers.counts import log2_cpm_library, read_counts
-
-# Features a paired source may give beyond the project's 15 (distinct names: they are not
-# the same quantity as any of the 15, see ephys2expr.readers.scala).
-PAIRED_EXTRA_FEATURES: dict[str, str] = {
-    "isi_adapt": "ISI adaptation index, 2nd ISI / 1st ISI (median over the first spiking steps)",
-}
-PAIRED_FEATURE_DESCRIPTIONS: dict[str, str] = {**FEATURE_DESCRIPTIONS, **PAIRED_EXTRA_FEATURES}
-PAIRED_FEATURES: list[str] = ALL_FEATURES + list(PAIRED_EXTRA_FEATURES)
 
 # RNA family (Allen/BICCN mouse cortex taxonomy, as in Scala et al. 2021) -> Exc/Inh.
 FAMILY_BROAD_TYPE: dict[str, str] = {

@@ -1,0 +1,86 @@
+"""Build a :class:`~ephys2expr.model.store.ModelStore` from a fitted estimator, and join
+the feature sets' models into one store (the one way a store is built)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from ephys2expr.errors import InputError
+from ephys2expr.model.store import ModelStore
+
+
+def store_from_estimator(
+    estimator, features: pd.DataFrame, genes: pd.Index, per_gene: pd.DataFrame | None = None,
+    provenance: dict | None = None, feature_set: str = "full",
+) -> ModelStore:  # fmt: skip
+    """The model store of a fitted :class:`~ephys2expr.model.estimator.MultiGeneElasticNet`.
+
+    Parameters
+    ----------
+    estimator : MultiGeneElasticNet
+        Fitted on ``features`` (rows = training cell types or cells).
+    features : DataFrame
+        The training design matrix, rows x features, original units (its columns name the
+        features, its index the training rows).
+    genes : Index
+        Gene names, in the estimator's target order.
+    per_gene : DataFrame, optional
+        Per-gene evaluation columns (cv_r2, baselines, ...) indexed by gene; stored after
+        ``intercept``.
+    provenance : dict, optional
+        Params and input hashes; the training rows, feature means and the alpha path are
+        added here.
+    feature_set : str
+        Name of the feature set (the columns of ``features``); stores of several sets are
+        joined by :func:`join_feature_sets`.
+    """
+    from ephys2expr import __version__
+
+    X = features.to_numpy(dtype=float)
+    table = per_gene.copy() if per_gene is not None else pd.DataFrame(index=genes.copy())
+    table.insert(0, "intercept", estimator.intercept_)
+    if "alpha" not in table.columns:
+        table["alpha"] = estimator.alpha_
+    coef = pd.DataFrame(estimator.coef_, index=genes.copy(), columns=list(features.columns))
+    auto = isinstance(estimator.alpha, str)
+    info = dict(provenance or {})
+    info.update({
+        "cell_types": list(features.index),
+        "feature_mean": X.mean(axis=0).tolist(),
+        "alpha_path": estimator.alphas_.tolist() if auto else None,
+        "code": f"ephys2expr {__version__}",
+    })  # fmt: skip
+    return ModelStore(
+        features=list(features.columns),
+        coef=coef,
+        genes=table,
+        scaler_mean=estimator.mean_,
+        scaler_scale=estimator.scale_,
+        feature_min=X.min(axis=0),
+        feature_max=X.max(axis=0),
+        penalty=estimator.penalty,
+        l1_ratio=estimator._l1_ratio(),
+        provenance=info,
+        feature_set=feature_set,
+    )
+
+
+def join_feature_sets(models: list[ModelStore]) -> ModelStore:
+    """One store of several feature sets' models (same genes and rows), the first primary.
+
+    The primary model must use every feature of the others (the full set); its provenance
+    is the store's.
+    """
+    primary = models[0]
+    others = {m.feature_set: m for m in models[1:]}
+    if len(others) != len(models) - 1 or primary.feature_set in others:
+        names = [m.feature_set for m in models]
+        raise InputError(f"model store: feature set names repeat: {names}")
+    # the primary's provenance covers every set
+    others = {n: dataclasses.replace(m, provenance={}) for n, m in others.items()}
+    return dataclasses.replace(primary, other_sets=others)
+
+
+__all__ = ["join_feature_sets", "store_from_estimator"]

@@ -1,0 +1,104 @@
+"""Save and load a model store folder as one unit, checked on load (no pickle).
+
+The on-disk layout and its checks are in :mod:`ephys2expr.model.store_format`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ephys2expr.errors import InputError
+from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store_build import join_feature_sets
+from ephys2expr.model.store_format import (
+    check_replaceable,
+    join_set_tables,
+    mismatch_note,
+    read_store,
+    split_feature_sets,
+    write_store,
+)
+
+
+def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
+    """Write a store folder as one unit (:func:`~ephys2expr.model.store_format.write_store`).
+
+    Same store, same bytes: ``model.json`` records the tables' md5, which are themselves
+    deterministic, so a rerun leaves every file (and ``git status``) unchanged. Both tables
+    are indexed by ``(feature_set, gene)``; a set's coefficients of the features it leaves
+    out are written as zeros.
+    """
+    store.validate()
+    meta = {
+        "features": store.features,
+        "n_genes": int(len(store.coef)),
+        "penalty": store.penalty,
+        "l1_ratio": float(store.l1_ratio),
+        "scaler_mean": store.scaler_mean.tolist(),
+        "scaler_scale": store.scaler_scale.tolist(),
+        "feature_min": store.feature_min.tolist(),
+        "feature_max": store.feature_max.tolist(),
+        # the primary's scaler is the one above; each other set has its own
+        "feature_sets": [{"name": store.feature_set, "features": store.features}]
+        + [
+            {
+                "name": name,
+                "features": m.features,
+                "scaler_mean": m.scaler_mean.tolist(),
+                "scaler_scale": m.scaler_scale.tolist(),
+            }
+            for name, m in store.other_sets.items()
+        ],  # fmt: skip
+        "provenance": store.provenance,
+    }
+    sets = store.feature_sets
+    tables = join_set_tables({n: (m.coef, m.genes) for n, m in sets.items()}, store.features)
+    write_store(directory, meta, tables)
+
+
+def check_store_destination(directory: str | os.PathLike) -> None:
+    """Raise :class:`InputError` now if :func:`save_model_store` would refuse ``directory``
+    (a file, or a folder holding other files): checked before training, not after."""
+    check_replaceable(directory)
+
+
+def load_model_store(directory: str | os.PathLike) -> ModelStore:
+    """Load and check a store folder; any problem is a one-line :class:`InputError`
+    naming the folder (or its ``model.json``). Stores of schema 2 (one feature set) load as
+    a store of their one set."""
+    where = os.fspath(directory)
+    meta, tables, mismatched = read_store(directory)
+    note = f"; {mismatch_note(mismatched)}" if mismatched else ""
+    coef, genes = tables["coef.parquet"], tables["genes.parquet"]
+    try:
+        models = []
+        for entry, set_coef, set_genes in split_feature_sets(meta, coef, genes):
+            if meta["n_genes"] != len(set_coef):
+                in_set = f" in feature set {entry['name']!r}" if models else ""
+                raise InputError(
+                    f"model store: n_genes {meta['n_genes']} but coef has {len(set_coef)} "
+                    f"rows{in_set}"
+                )
+            idx = [meta["features"].index(f) for f in entry["features"]]
+            models.append(ModelStore(
+                features=entry["features"],
+                coef=set_coef,
+                genes=set_genes,
+                scaler_mean=entry["scaler_mean"],
+                scaler_scale=entry["scaler_scale"],
+                feature_min=[meta["feature_min"][i] for i in idx],
+                feature_max=[meta["feature_max"][i] for i in idx],
+                penalty=meta["penalty"],
+                l1_ratio=meta["l1_ratio"],
+                provenance=meta["provenance"],  # kept by the primary only (join_feature_sets)
+                feature_set=entry["name"],
+            ))  # fmt: skip
+        store = join_feature_sets(models)
+    except InputError as exc:  # name the folder, and say if the files do not belong together
+        raise InputError(f"{where}: {str(exc).removeprefix('model store: ')}{note}") from None
+    if mismatched:
+        raise InputError(f"{where}: {mismatch_note(mismatched)}")
+    return store
+
+
+__all__ = ["check_store_destination", "load_model_store", "save_model_store"]

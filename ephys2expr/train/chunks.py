@@ -1,0 +1,307 @@
+"""Training end to end: gene chunks run anywhere, then gathered into one result.
+
+:func:`train_gene_chunk` does everything that depends on a gene alone (nested CV, baselines,
+final refit, permutation null) for one chunk of genes; :func:`train_and_evaluate` runs the
+chunks on an executor (in-process or Dask) and gathers them - BH q-values and the summaries
+couple genes, so they come after gathering. The train stage's work
+(:func:`ephys2expr.train.run.train_from_prepared`) calls it once per feature set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from ephys2expr.executor import Executor, ExecutorSettings, chunk_slices
+from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.train.baselines import BASELINES, baseline_predictions
+from ephys2expr.train.cv import nested_cv
+from ephys2expr.train.folds import outer_folds, pooled_scores, resolve_cv
+from ephys2expr.train.null import NullResult, bh_qvalues, permutation_null
+from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.summary import headline_metrics, train_report
+
+log = logging.getLogger("ephys2expr")
+
+
+@dataclass
+class GeneChunkResult:
+    """Everything one chunk of genes contributes (see :func:`train_gene_chunk`).
+
+    Attributes
+    ----------
+    columns : dict of str to ndarray, shape (n_genes_in_chunk,)
+        Per-gene columns of the final table that depend on the gene alone.
+    oof : ndarray, shape (n_types, n_genes_in_chunk) or None
+    final : MultiGeneElasticNet
+        The refit of these genes on all rows.
+    null : NullResult or None
+    seconds : dict
+        Time each step took on the worker.
+    """
+
+    columns: dict
+    oof: np.ndarray | None
+    final: MultiGeneElasticNet
+    null: NullResult | None
+    seconds: dict
+
+
+def train_gene_chunk(
+    X, Y, folds, settings: TrainSettings, weights=None, classes=None, keep_oof: bool = True,
+    verbose: bool = True, families=None, groups=None,
+) -> GeneChunkResult:  # fmt: skip
+    """Nested CV, baselines, final refit and permutation null of one chunk of genes.
+
+    Genes are independent given the shared design ``X``, the seeded outer and inner folds and
+    the seeded permutation sequence, so the results of consecutive chunks concatenated equal
+    the results of all genes at once. Only Benjamini-Hochberg and the summaries couple genes;
+    they are computed after all chunks are gathered (:func:`train_and_evaluate`).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_types, n_features)
+    Y : ndarray, shape (n_types, n_genes_in_chunk)
+    folds, settings, weights, classes : as in :func:`train_and_evaluate`.
+    families : ndarray, shape (n_types,), optional
+        RNA family per cell (per-cell data): adds the ``family`` ceiling.
+    groups : ndarray, shape (n_types,), optional
+        Animal per cell with ``cv: group_kfold``: inner alpha searches keep animals whole.
+    keep_oof : bool
+        Return the out-of-fold predictions (n_types x genes: with per-cell rows that is the
+        size of the input, so callers streaming many cells drop or write it per chunk).
+    verbose : bool
+        Log per outer fold / permutation (the whole set in one chunk, as before chunking).
+    """
+    t0 = time.perf_counter()
+    Y = np.ascontiguousarray(Y, dtype=float)
+    cv = nested_cv(X, Y, folds, settings, weights, verbose=verbose, groups=groups)
+    r2, rmse = pooled_scores(Y, cv.oof)
+    t1 = time.perf_counter()
+    base = baseline_predictions(X, Y, folds, weights, classes, families)
+    base_scores = {name: pooled_scores(Y, pred) for name, pred in base.items()}
+    del base
+    t2 = time.perf_counter()
+    final = settings.estimator(n_rows=X.shape[0]).fit(X, Y, weights, groups=groups)
+    train_r2, _ = pooled_scores(Y, final.predict(X))
+    t3 = time.perf_counter()
+    if verbose:
+        log.info("baselines (%.1f s) and final refit (%.1f s) done", t2 - t1, t3 - t2)
+    cols = {
+        "cv_r2": r2,
+        "cv_rmse": rmse,
+        "train_r2": train_r2,
+        "alpha": final.alpha_,
+        "fold_alpha_median": np.median(cv.fold_alpha, axis=0),
+        "n_nonzero": (final.coef_ != 0).sum(axis=1),
+        "y_mean": Y.mean(axis=0),
+        "y_sd": Y.std(axis=0),
+    }
+    for name, (b_r2, b_rmse) in base_scores.items():
+        cols[f"{name}_cv_r2"] = b_r2
+        cols[f"{name}_cv_rmse"] = b_rmse
+    null = None
+    if settings.n_permutations > 0:
+        null = permutation_null(
+            X, Y, folds, cv.fold_alpha, r2, settings, weights,
+            stop_after=settings.null_stop_after, verbose=verbose,
+        )  # fmt: skip
+    seconds = {
+        "nested_cv": cv.seconds,
+        "baselines": t2 - t1,
+        "final_fit": t3 - t2,
+        "permutation_null": null.seconds if null is not None else 0.0,
+        "chunk": time.perf_counter() - t0,
+    }
+    return GeneChunkResult(cols, cv.oof if keep_oof else None, final, null, seconds)
+
+
+def _train_chunk_task(X, Y, folds, settings, weights, classes, keep_oof, verbose, labels):
+    """Module-level (picklable) entry point of one gene chunk, BLAS limited to one thread."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return train_gene_chunk(X, Y, folds, settings, weights, classes, keep_oof, verbose, *labels)
+
+
+def resolved_settings(settings: TrainSettings, types: pd.DataFrame) -> TrainSettings:
+    """``settings`` with ``cv: auto`` resolved for these training rows (a ``group`` column in
+    ``train_types`` = per-cell data -> ``group_kfold``; else ``loo``): what a store records."""
+    cv = resolve_cv(settings.cv, "group" in types.columns)
+    return settings if cv == settings.cv else dataclasses.replace(settings, cv=cv)
+
+
+def _concat_final(parts: list[MultiGeneElasticNet]) -> MultiGeneElasticNet:
+    """One fitted estimator from the per-chunk refits (same attributes as one big fit)."""
+    if len(parts) == 1:
+        return parts[0]
+    est = parts[0]
+    out = MultiGeneElasticNet(**{k: getattr(est, k) for k in (
+        "penalty", "alpha", "l1_ratio", "alphas", "inner_cv", "random_state", "standardize",
+        "tol", "max_iter", "chunk_size")})  # fmt: skip
+    for attr in ("coef_", "intercept_", "coef_std_", "intercept_std_", "alpha_",
+                 "alpha_index_", "n_iter_", "converged_", "cv_mse_"):  # fmt: skip
+        if hasattr(est, attr):
+            setattr(out, attr, np.concatenate([getattr(p, attr) for p in parts]))
+    out.mean_, out.scale_ = est.mean_, est.scale_
+    auto = isinstance(est.alpha, str)
+    out.alphas_ = est.alphas_ if auto else np.unique(out.alpha_)[::-1]
+    return out
+
+
+def _concat_null(parts: list[NullResult], seconds: float) -> NullResult:
+    return NullResult(
+        np.concatenate([p.p_value for p in parts]),
+        np.concatenate([p.n_permutations for p in parts]),
+        int(sum(p.n_fits for p in parts)),
+        seconds,
+    )
+
+
+@dataclass
+class TrainResult:
+    """All outputs of :func:`train_and_evaluate`.
+
+    Attributes
+    ----------
+    per_gene : pandas.DataFrame
+        Indexed by gene; scores of the model and of each baseline, ``beats_<baseline>``
+        booleans, chosen alpha, non-zero coefficients, p/q values.
+    oof : pandas.DataFrame or None
+        Genes x cell types, out-of-fold predictions of the model (``keep_oof``).
+    final : MultiGeneElasticNet
+        Refitted on all cell types (alpha chosen by inner CV over all types for ``auto``).
+    metrics, report : dict
+        Headline numbers and the detailed summary (:mod:`ephys2expr.train.summary`).
+    seconds : dict
+        Worker time of each step, summed over chunks, and the wall time (logged only).
+    """
+
+    per_gene: pd.DataFrame
+    oof: pd.DataFrame | None
+    final: MultiGeneElasticNet
+    metrics: dict
+    report: dict
+    seconds: dict
+
+
+def train_and_evaluate(
+    features: pd.DataFrame,
+    targets,
+    types: pd.DataFrame,
+    settings: TrainSettings,
+    executor=None,
+    gene_chunk: int = 0,
+    keep_oof: bool = True,
+) -> TrainResult:
+    """Nested CV, baselines, permutation null and the final refit.
+
+    Parameters
+    ----------
+    features : DataFrame, cell types x features (original units)
+    targets : DataFrame (genes x cell types, log2 expression, columns in ``features`` order)
+        or :class:`ParquetTargets` (read chunk by chunk)
+    types : DataFrame indexed by cell type with ``broad_type`` and ``weight``
+    settings : TrainSettings
+    executor : ephys2expr.executor.Executor, optional
+        Where the gene chunks run (default: in this process).
+    gene_chunk : int
+        Genes per chunk (0 = all genes in one chunk). Results do not depend on it.
+    keep_oof : bool
+        Gather the out-of-fold predictions (``TrainResult.oof``; None otherwise).
+
+    Notes
+    -----
+    BLAS is limited to one thread meanwhile: the matrix products here are small (tens of
+    rows), and OpenBLAS threads spinning on them cost more CPU than they save and compete
+    with the solver's own numba threads (measured: the per-fold set-up was ~5x slower).
+    """
+    executor = executor or Executor(ExecutorSettings())
+    settings = resolved_settings(settings, types)
+    t0 = time.perf_counter()
+    X = features.to_numpy(dtype=float)
+    n = X.shape[0]
+    genes = targets.index.copy()
+    n_genes = len(genes)
+    weights = (
+        types.loc[features.index, "weight"].to_numpy(dtype=float)
+        if settings.sample_weight == "cells"
+        else None
+    )
+    rows = types.loc[features.index]
+    classes = rows["broad_type"].to_numpy()
+    cells = rows["group"].astype(str).to_numpy() if "group" in rows.columns else None
+    folds = outer_folds(n, settings.cv, settings.n_folds, classes, settings.seed, cells)
+    # per-cell data: the family ceiling, and animals kept whole in the inner alpha search
+    labels = (
+        rows["family"].astype(str).to_numpy() if "family" in rows.columns else None,
+        cells if settings.cv == "group_kfold" else None,
+    )
+    slices = chunk_slices(n_genes, gene_chunk)
+    log.info(
+        "training %d genes on %d cell types x %d features: %s, alpha=%s, %s outer CV "
+        "(%d folds); %d gene chunk(s), %s executor",
+        n_genes, n, X.shape[1], settings.penalty, settings.alpha, settings.cv, len(folds),
+        len(slices), executor.settings.kind,
+    )  # fmt: skip
+    verbose = len(slices) == 1 and executor.client is None
+    if isinstance(targets, pd.DataFrame):
+        blocks = (targets.iloc[sl].to_numpy(dtype=float) for sl in slices)
+    else:
+        blocks = targets.iter_chunks(gene_chunk)
+    common = (folds, settings, weights, classes, keep_oof, verbose, labels)
+    tasks = ((X, np.ascontiguousarray(b.T), *common) for b in blocks)
+    parts = list(
+        executor.map_ordered(_train_chunk_task, tasks, what="gene chunks", total=len(slices))
+    )
+    return _gather(parts, features, genes, n, folds, settings, t0)
+
+
+def _gather(parts, features, genes, n, folds, settings: TrainSettings, t0) -> TrainResult:
+    """Concatenate the chunks, then the gene-coupling steps: BH q-values and summaries."""
+    per_gene = pd.DataFrame(index=genes)
+    for col in parts[0].columns:
+        per_gene[col] = np.concatenate([p.columns[col] for p in parts])
+    final = _concat_final([p.final for p in parts])
+    r2 = per_gene["cv_r2"].to_numpy()
+    for name in BASELINES:
+        # a constant gene (NaN r2) beats nothing
+        b_r2 = per_gene[f"{name}_cv_r2"].to_numpy()
+        per_gene[f"beats_{name}"] = np.nan_to_num(r2, nan=-np.inf) > np.nan_to_num(b_r2, nan=np.inf)
+    # seconds: summed over chunks (worker time; equal to wall time in-process)
+    secs = {k: float(sum(p.seconds[k] for p in parts)) for k in parts[0].seconds}
+    null = None
+    if settings.n_permutations > 0:
+        null = _concat_null([p.null for p in parts], secs["permutation_null"])
+        per_gene["p_value"] = null.p_value
+        per_gene["q_value"] = bh_qvalues(null.p_value)  # after gathering: BH couples genes
+        per_gene["n_permutations"] = null.n_permutations
+        per_gene["significant"] = per_gene["q_value"].to_numpy() < settings.fdr_q
+    report = train_report(
+        per_gene, final, n, features.shape[1], len(folds), settings,
+        null.n_fits if null is not None else 0,
+    )  # fmt: skip
+    secs["total"] = time.perf_counter() - t0
+    log.info(
+        "trained in %.1f s (worker time: nested CV %.1f s, baselines %.1f s, final fit %.1f s, "
+        "permutation null %.1f s)", secs["total"], secs["nested_cv"], secs["baselines"],
+        secs["final_fit"], secs["permutation_null"],
+    )  # fmt: skip
+    oof = None
+    if parts[0].oof is not None:
+        oof_arr = np.concatenate([p.oof for p in parts], axis=1)
+        oof = pd.DataFrame(oof_arr.T, index=genes.copy(), columns=features.index.copy())
+    return TrainResult(per_gene, oof, final, headline_metrics(report), report, secs)
+
+
+__all__ = [
+    "GeneChunkResult",
+    "TrainResult",
+    "resolved_settings",
+    "train_and_evaluate",
+    "train_gene_chunk",
+]
