@@ -186,3 +186,13 @@ def test_imports_run_down_the_floors():
         "ephys2expr/readers/allen.py -> ephys2expr/prepare/genes.py",
         "ephys2expr/predict/run.py -> ephys2expr/train/settings.py",
     ]
+
+
+def test_every_package_module_is_under_400_lines():
+    """A topic that outgrows a file becomes a folder (CONTRIBUTING.md)."""
+    long = {
+        p.relative_to(ROOT).as_posix(): n
+        for p in code_files()
+        if (n := len(p.read_text().splitlines())) >= 400
+    }
+    assert long == {}

@@ -344,3 +344,20 @@ def test_h5ad_tiles_and_reading_one_gene_or_one_cell(work, store):
     with pytest.raises(InputError, match=f"no gene {const}"):
         read_predictions(h5, genes=[const])
     assert read_predictions(h5, genes=[const], store=store)[0].shape == (n, 1)
+
+
+def test_predict_without_model_dir_uses_the_params_type_mean_store(store, tmp_path, monkeypatch):
+    """`python -m stages.predict --input x.csv --output x.h5ad` (no --model-dir) predicts with
+    data/models/<prepare.training_source>; a missing store's error lists the stores there."""
+    monkeypatch.chdir(tmp_path)
+    save_model_store(store, tmp_path / "data" / "models" / "rds")
+    _cells(40, 0).to_csv(tmp_path / "x.csv")
+    res = runner.invoke(app, ["--input", "x.csv", "--output", "x.h5ad"])
+    assert res.exit_code == 0, res.output
+    assert ad.read_h5ad(tmp_path / "x.h5ad").n_obs > 0
+    (tmp_path / "params.yaml").write_text("prepare: {training_source: online_table3}\n")
+    res = runner.invoke(app, ["--input", "x.csv", "--output", "y.h5ad"])
+    assert_one_line_exit_2(
+        res, "data/models/online_table3: not a model store", "model stores here: data/models/rds"
+    )
+    assert not (tmp_path / "y.h5ad").exists()

@@ -285,7 +285,7 @@ def validate_predictions(
 
 
 def headline_metrics(report: dict) -> dict:
-    """The numbers ``dvc metrics show`` prints (the README's validation table)."""
+    """The numbers ``dvc metrics show`` prints (docs/results.md, Validation)."""
     ta, within = report["type_agreement"], report["type_agreement_within_class"]
     ps = report["patchseq"]
     corrections = list(report["mixing"])
