@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import functools
 import logging
 import os
+import signal
 import sys
 import zipfile
 from collections.abc import Callable
@@ -179,3 +181,45 @@ def metrics_option(default: Path):
 def report_option(default: Path):
     """``--report FILE``: the stage's detailed summary JSON (git-tracked, not a metric)."""
     return typer.Option(default, "--report", help="detailed summary JSON (beside the metrics)")
+
+
+# ---------------------------------------------------------------------------------------
+# Running a stage as a program: it dies with its parent (dvc) and unwinds on SIGTERM.
+# ---------------------------------------------------------------------------------------
+
+
+def run_stage(app) -> None:
+    """Run a stage's Typer ``app`` as the main program (``python -m stages.<name>``).
+
+    The stage dies with the process that started it: signalling only ``dvc repro`` would
+    otherwise orphan the stage, which kept running and later overwrote newer outputs. On
+    Linux the kernel sends SIGTERM when the parent exits (``PR_SET_PDEATHSIG``); SIGTERM
+    raises ``SystemExit(143)``, so the atomic writers remove their temporary files and
+    nothing half-written is left.
+    """
+    die_with_parent()
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+    app()
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent exits.
+
+    Returns False where that is not possible (not Linux). If the parent already exited
+    before the request took effect, exits at once (status 128 + ``sig``).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    if libc.prctl(pr_set_pdeathsig, int(sig), 0, 0, 0) != 0:
+        return False
+    if os.getppid() != parent:  # the parent died before the request: do as it would
+        raise SystemExit(128 + int(sig))
+    return True

@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +175,23 @@ def read_params(path: str | os.PathLike = "params.yaml") -> dict:
     """Read ``params.yaml`` (used by tools outside DVC, e.g. the benchmark)."""
     with open(path) as fh:
         return yaml.safe_load(fh)
+
+
+def prune_folder(folder: str | os.PathLike, keep: Iterable[str | os.PathLike]) -> list[Path]:
+    """Remove the files of ``folder`` (not below it, not hidden) that are not in ``keep``.
+
+    A stage whose DVC output is a whole folder and persists (``persist: true``, so that a
+    failed run keeps the last good outputs) calls this after a successful run, so that the
+    folder holds this run's outputs only, never those of an earlier setting (a Parquet file
+    after ``write_parquet`` was turned off). Hidden files (live temporary files) are left.
+    """
+    folder = Path(folder)
+    kept = {Path(p).resolve() for p in keep}
+    removed = []
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or not path.is_file() or path.resolve() in kept:
+                continue
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from ephys2expr import paths
-from ephys2expr.cli import dir_option, friendly_errors
+from ephys2expr.cli import dir_option, friendly_errors, run_stage
 from ephys2expr.download import DEFAULT_TIMEOUT, GITHUB_RAW, describe, download
 
 app = typer.Typer(add_completion=False)
@@ -63,4 +63,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

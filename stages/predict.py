@@ -31,10 +31,11 @@ from ephys2expr.cli import (
     metrics_option,
     params_option,
     report_option,
+    run_stage,
     set_option,
 )
 from ephys2expr.executor import ExecutorSettings
-from ephys2expr.io import save_figure, write_json
+from ephys2expr.io import prune_folder, save_figure, write_json
 from ephys2expr.model.store_io import load_model_store
 from ephys2expr.predict.outputs import OutputSet, stop_on_sigterm
 from ephys2expr.predict.plots import figure_names, prediction_figures
@@ -97,7 +98,11 @@ def main(
             write_json(result.metrics, outputs.temp(metrics))
         if report is not None:
             write_json(result.report, outputs.temp(report))
+    if not input:  # the pipeline's folders (persisted by DVC) hold this run's outputs only
+        prune_folder(out_dir, [p for job in jobs for p in job.files().values()])
+        if plots_dir is not None:
+            prune_folder(plots_dir, [plots_dir / n for job in jobs for n in figure_names(job.name)])
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

@@ -18,6 +18,7 @@ from ephys2expr.cli import (
     metrics_option,
     params_option,
     report_option,
+    run_stage,
     set_option,
 )
 from ephys2expr.io import write_json, write_parquet
@@ -54,4 +55,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

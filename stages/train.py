@@ -17,6 +17,7 @@ from ephys2expr.cli import (
     metrics_option,
     params_option,
     report_option,
+    run_stage,
     set_option,
 )
 from ephys2expr.executor import ExecutorSettings
@@ -65,4 +66,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

@@ -25,6 +25,7 @@ from ephys2expr.cli import (
     metrics_option,
     params_option,
     report_option,
+    run_stage,
     set_option,
 )
 from ephys2expr.errors import InputError
@@ -84,4 +85,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(app)

@@ -10,7 +10,7 @@ from benchmarks.bench_validate import log2_cpm_loop
 from ephys2expr import paths
 from ephys2expr.errors import InputError
 from ephys2expr.readers.cadwell import (
-    CADWELL_FEATURES,
+    CADWELL_FIELDS,
     check_feature_units,
     read_cadwell,
     read_cadwell_ephys,
@@ -206,7 +206,7 @@ def test_cadwell_join_through_sdrf(cadwell):
 
 def test_cadwell_features_are_in_project_units(cadwell):
     f = cadwell.features
-    assert list(f.columns) == list(CADWELL_FEATURES.values())
+    assert list(f.columns) == list(CADWELL_FIELDS.values())
     assert f["aphw"].median() < 5  # ms, not us; > 0.1 so not s
     assert f["aphw"].median() > 0.1
     assert 10 < f["rin"].median() < 2000  # MOhm

@@ -564,3 +564,39 @@ def test_dvc_repro_predict_in_a_fresh_repo(tmp_path, fitted):
         [*dvc, "status", "predict"], cwd=repo, env=env, capture_output=True, text=True
     )
     assert "up to date" in res.stdout
+
+
+def test_the_persisted_prediction_folders_hold_this_runs_outputs_only(workdir):
+    """DVC keeps the predictions folder through a failed run (persist: true), so a run
+    removes what an earlier setting wrote there: Parquet files once write_parquet is off,
+    the plots and tables of an input no longer predicted."""
+    both = ("--set", "write_h5ad=true", "--set", "write_parquet=true")
+    assert _run(_dvc_mode(workdir, *both, plots=True)).exit_code == 0
+    assert (workdir / "out" / "aibs_v10.parquet").is_file()
+    v10_plots = sorted(p.name for p in (workdir / "plots").iterdir() if "aibs_v10" in p.name)
+    assert v10_plots
+    (workdir / "out" / ".aibs_v6.h5ad.live.tmp").write_text("a live run's temp")
+    one = ("--set", "write_h5ad=true", "--set", "write_parquet=false", "--set", "inputs=aibs_v6")
+    res = _run(_dvc_mode(workdir, *one, plots=True))
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == [
+        ".aibs_v6.h5ad.live.tmp", "aibs_v6.genes.parquet", "aibs_v6.h5ad",
+    ]  # fmt: skip
+    assert not [p for p in (workdir / "plots").iterdir() if "aibs_v10" in p.name]
+    # predicting your own tables (--input) never touches other files of the folder
+    cells = pd.read_parquet(workdir / "prepared" / "cells_aibs_v6.parquet")
+    cells.to_csv(workdir / "mine.csv")
+    res = _run(
+        [
+            "--params",
+            workdir / "params.yaml",
+            "--model-dir",
+            workdir / "model",
+            "--input",
+            workdir / "mine.csv",
+            "--output",
+            workdir / "out" / "mine.h5ad",
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    assert (workdir / "out" / "aibs_v6.h5ad").is_file()

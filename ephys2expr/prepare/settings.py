@@ -65,7 +65,8 @@ class PrepareSettings(Settings):
     )
     paired_files: dict[str, str] = setting(
         dict.fromkeys(PAIRED_FILES, ""),
-        "source paired: the three files (CSV/TSV/Parquet; counts may be .h5ad), see docs/train-your-patchseq.md",
+        "source paired: the three files (CSV/TSV/Parquet; counts may be .h5ad), see "
+        "docs/train-your-patchseq.md",
     )
     paired_columns: dict[str, str] = setting(
         dict(PAIRED_COLUMNS),
