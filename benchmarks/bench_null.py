@@ -57,7 +57,7 @@ def reference_permutation_null(
             continue
         Yp = Y[perm][:, active]
         cv = nested_cv(X, Yp, folds, settings, weights, fold_alpha=fold_alpha[:, active])
-        r2, _ = pooled_scores(Yp, cv.oof)
+        r2, _ = pooled_scores(Yp, cv.oof_linear)
         fits += active.size
         used[active] += 1
         ge[active] += r2 >= observed[active] - 1e-12
@@ -107,7 +107,7 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         cv = nested_cv(X, Y, folds, settings, weights, verbose=False, groups=groups)
         print(f"nested CV (per-fold alphas, observed r2): {time.perf_counter() - t:.1f} s")
-        r2, _ = pooled_scores(Y, cv.oof)
+        r2, _ = pooled_scores(Y, cv.oof_linear)  # the statistic the null tests
         args_null = (X, Y, folds, cv.fold_alpha, r2, settings, weights)
         small = np.flatnonzero(np.isfinite(r2))[:20]  # compile / load the numba cache
         permutation_null(X, Y[:, small], folds, cv.fold_alpha[:, small], r2[small], settings,

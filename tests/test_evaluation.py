@@ -12,6 +12,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
 from ephys2expr.errors import InputError
+from ephys2expr.model.store import EXPRESSION_RANGE
 from ephys2expr.train.baselines import baseline_predictions
 from ephys2expr.train.chunks import train_and_evaluate
 from ephys2expr.train.cv import nested_cv
@@ -49,7 +50,8 @@ def test_baselines_match_sklearn(real):
     base = baseline_predictions(X, Y, folds, classes=types["broad_type"].to_numpy())
     for g in (0, 3, 40, 120):
         ols = cross_val_predict(LinearRegression(), X, Y[:, g], cv=LeaveOneOut())
-        np.testing.assert_allclose(base["ols"][:, g], ols, atol=1e-8)
+        # clipped to the possible log2 expressions, like the model's predictions
+        np.testing.assert_allclose(base["ols"][:, g], np.clip(ols, *EXPRESSION_RANGE), atol=1e-8)
         mean = cross_val_predict(DummyRegressor(), X, Y[:, g], cv=LeaveOneOut())
         np.testing.assert_allclose(base["mean"][:, g], mean, atol=1e-12)
     # class baseline: mean of the other types of the same broad type
@@ -110,7 +112,7 @@ def test_permutation_null_separates_signal_from_noise(real):
     settings = train_settings(n_alphas=10, n_permutations=30)
     folds = outer_folds(20, "loo")
     cv = nested_cv(X, Y, folds, settings)
-    r2, _ = pooled_scores(Y, cv.oof)
+    r2, _ = pooled_scores(Y, cv.oof_linear)  # the null tests the linear fits
     null = permutation_null(X, Y, folds, cv.fold_alpha, r2, settings, stop_after=5)
     assert null.p_value[0] == pytest.approx(1 / 31)
     assert null.n_permutations[0] == 30
@@ -138,6 +140,12 @@ def test_train_and_evaluate_on_real_genes(real):
     assert set(res.report) >= {"model", "baselines", "genes_beating", "null"}
     assert set(res.seconds) >= {"nested_cv", "baselines", "final_fit", "permutation_null"}
     assert res.oof.shape == targets.shape
+    # the reported r2 is that of what is written: predictions clipped at 0 (log2(x + 1))
+    X, Y = features.to_numpy(), targets.to_numpy().T
+    cv = nested_cv(X, Y, outer_folds(20, "loo"), settings)
+    assert (cv.oof_linear < 0).any() and (res.oof.to_numpy() >= 0).all()
+    np.testing.assert_array_equal(cv.oof, np.clip(cv.oof_linear, *EXPRESSION_RANGE))
+    np.testing.assert_allclose(pg["cv_r2"], pooled_scores(Y, cv.oof)[0], rtol=0, atol=1e-12)
 
 
 def test_sample_weights_change_the_fit(real):

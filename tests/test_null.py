@@ -23,7 +23,7 @@ def real(raw_dir):
 
 def _observed(X, Y, folds, settings, weights):
     cv = nested_cv(X, Y, folds, settings, weights, verbose=False)
-    return cv.fold_alpha, pooled_scores(Y, cv.oof)[0]
+    return cv.fold_alpha, pooled_scores(Y, cv.oof_linear)[0]
 
 
 # name: (settings, sample weights?)

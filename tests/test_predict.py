@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.store import EXPRESSION_RANGE
 from ephys2expr.model.store_build import store_from_estimator
 from ephys2expr.model.store_io import save_model_store
 from ephys2expr.predict.cells import check_feature_columns, read_cell_table
@@ -156,7 +157,9 @@ def test_predictions_match_per_gene_sklearn_models(workdir, fitted):
     ref = np.column_stack([m.predict(X) for m in models])  # the original: one model per gene
     got = pred[store.gene_names].to_numpy()
     assert got.dtype == np.float32
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    # what a log2(x + 1) expression can be: the linear values clipped at 0 (and 10^6 CPM)
+    assert (ref < 0).any() and got.min() == 0.0
+    np.testing.assert_allclose(got, np.clip(ref, *EXPRESSION_RANGE), rtol=1e-5, atol=1e-4)
     # metadata carried, flags present
     assert (pred["cre_line"] == cells.loc[complete, "cre_line"]).all()
     assert {"imputed", "extrapolated", "n_extrapolated", "extrapolated_features"} <= set(pred)
@@ -330,7 +333,8 @@ def test_cli_on_plain_csv_with_own_id_column(tmp_path, fitted):
     assert list(pred.index) == cells["specimen_id"].astype(str).tolist()
     assert (pred["species"] == "mouse").all() and "layer" in pred and "cre_line" not in pred
     X = cells[CORE_FEATURES].fillna(pd.Series(store.scaler_mean, index=CORE_FEATURES))
-    np.testing.assert_allclose(pred["Pvalb"], models[0].predict(X.to_numpy()), rtol=1e-5, atol=1e-4)
+    want = np.clip(models[0].predict(X.to_numpy()), *EXPRESSION_RANGE)
+    np.testing.assert_allclose(pred["Pvalb"], want, rtol=1e-5, atol=1e-4)
     assert ad.read_h5ad(out.with_suffix(".h5ad")).shape == (25, 40)
 
 

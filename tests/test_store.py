@@ -219,7 +219,7 @@ def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path
     repo.mkdir()
     src = _store_dir(tmp_path, stores["new"], "source")
     (repo / "write_store.py").write_text(
-        "import sys\nfrom ephys2expr.model.store import load_model_store, save_model_store\n"
+        "import sys\nfrom ephys2expr.model.store_io import load_model_store, save_model_store\n"
         f"save_model_store(load_model_store({str(src)!r}), 'data/model')\n"
     )
     stage = {"cmd": "python write_store.py", "deps": ["write_store.py"], "outs": ["data/model"]}
@@ -506,3 +506,25 @@ def test_a_schema_2_store_loads_as_its_one_set(stores, tmp_path):
     (target / "model.json").write_text(json.dumps(meta))
     got = load_model_store(target)
     assert list(got.feature_sets) == ["full"] and _same(got, stores["old"])
+
+
+def test_every_prediction_is_a_possible_log2_expression(stores):
+    """Clipped where it is made: never below 0 on the log2(x + 1) scale, never above 10^6
+    per million; an overflow stays non-finite (the writers refuse it)."""
+    from ephys2expr.features import PLAUSIBLE_RANGE
+    from ephys2expr.model.store import EXPRESSION_RANGE, linear_predict
+
+    store = stores["new"]
+    edges = pd.DataFrame(
+        [[PLAUSIBLE_RANGE[f][i] for f in store.features] for i in (0, 1)], columns=store.features
+    )  # cells at the edges of the plausible ranges
+    linear = linear_predict(*store.prediction_terms(), edges.to_numpy(float), clip=False)
+    assert linear.min() < 0 and linear.max() > EXPRESSION_RANGE[1]  # what a line would say
+    for dtype in (np.float64, np.float32):
+        got = store.predict(edges, dtype=dtype)
+        assert got.min() == 0.0 and got.max() == dtype(EXPRESSION_RANGE[1])
+        inside = (linear.T > 0) & (linear.T < EXPRESSION_RANGE[1])
+        np.testing.assert_allclose(got[inside], linear.T[inside], rtol=1e-5)
+    block = np.array([[-1.0, np.inf, np.nan, 25.0]])
+    clipped = linear_predict(np.eye(1), np.zeros((1, 1)), np.zeros(1), block.T)
+    np.testing.assert_array_equal(clipped.ravel(), [0.0, np.inf, np.nan, EXPRESSION_RANGE[1]])

@@ -211,7 +211,7 @@ def test_null_on_cells_equals_the_reference_loop(small_cells):
     )
     folds = outer_folds(len(X), "group_kfold", 5, cell_groups=groups)
     cv = nested_cv(X, Y, folds, settings, verbose=False, groups=groups)
-    r2, _ = pooled_scores(Y, cv.oof)
+    r2, _ = pooled_scores(Y, cv.oof_linear)  # the null tests the linear fits
     assert fold_designs(X, folds, cv.fold_alpha, settings)["sums_x"].shape[0] == len(X)
     assert not fold_sums_apply(outer_folds(len(X), "loo"), *X.shape)  # 1 test row a fold
     old = reference_permutation_null(X, Y, folds, cv.fold_alpha, r2, settings, None, 4)

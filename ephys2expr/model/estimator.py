@@ -233,15 +233,17 @@ class MultiGeneElasticNet:
         self.intercept_ = self.intercept_std_ - self.coef_ @ mean
         return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X, clip: bool = True) -> np.ndarray:
         """Predictions, shape (n_samples, n_genes), for features in original units.
 
         Through :func:`~ephys2expr.model.store.linear_predict`, the one prediction formula
         (the model store predicts with the same terms), so out-of-fold predictions in CV are
-        computed exactly as predictions of new cells are.
+        computed exactly as predictions of new cells are: clipped to the possible log2
+        expressions unless ``clip=False`` (the raw linear values).
         """
         X = np.asarray(X, dtype=float)
-        return linear_predict(*centred_terms(self.coef_, self.intercept_, self.mean_), X).T
+        terms = centred_terms(self.coef_, self.intercept_, self.mean_)
+        return linear_predict(*terms, X, clip=clip).T
 
 
 __all__ = ["MultiGeneElasticNet"]

@@ -199,6 +199,20 @@ class ModelStore:
         return linear_predict(*self.prediction_terms(genes, dtype), X).T
 
 
+# What a log2(x + 1) expression of a CPM or TPM can be: never below 0, and no gene has more
+# than 10^6 per million. Every prediction is clipped to it where it is made (the
+# estimator's out-of-fold predictions in CV and the predictions of new cells alike), so the
+# CV quality a store reports is that of what is written; a linear model extrapolated from
+# cells at the edges of the plausible feature ranges predicted up to 47,083 log2 units.
+EXPRESSION_RANGE: tuple[float, float] = (0.0, float(np.log2(1e6 + 1)))
+
+
+def clip_expression(values: np.ndarray) -> np.ndarray:
+    """``values`` clipped in place to :data:`EXPRESSION_RANGE` (and returned). Non-finite
+    values stay as they are: an overflow is an error the writers report, not a maximum."""
+    return np.clip(values, *EXPRESSION_RANGE, out=values, where=np.isfinite(values))
+
+
 def centred_terms(coef64, intercept, centre, dtype=np.float64):
     """``(coef, offset, centre)`` of :func:`linear_predict` for a linear model.
 
@@ -211,8 +225,10 @@ def centred_terms(coef64, intercept, centre, dtype=np.float64):
     return coef, offset, np.asarray(centre, dtype=float)
 
 
-def linear_predict(coef, offset, centre, X) -> np.ndarray:
-    """Genes x cells block ``coef @ (X - centre).T + offset`` in ``coef``'s dtype.
+def linear_predict(coef, offset, centre, X, clip: bool = True) -> np.ndarray:
+    """Genes x cells block ``coef @ (X - centre).T + offset`` in ``coef``'s dtype, clipped
+    to :data:`EXPRESSION_RANGE` (``clip=False``: the linear model's raw values, which only
+    the permutation null's test statistic uses).
 
     The one place where predictions are computed (:meth:`ModelStore.predict` and the
     chunked writers of :mod:`ephys2expr.predict` call it). Genes-major, so that each gene's
@@ -228,7 +244,7 @@ def linear_predict(coef, offset, centre, X) -> np.ndarray:
     with threadpool_limits(limits=1, user_api="blas"):
         np.matmul(coef, xt, out=out)
     out += offset
-    return out
+    return clip_expression(out) if clip else out
 
 
 def describe_sets(store: ModelStore) -> str:
@@ -247,7 +263,9 @@ def _check_finite(values: np.ndarray, what: str, labels, where: str) -> None:
 __all__ = [
     "ModelStore",
     "SCHEMA_VERSION",
+    "EXPRESSION_RANGE",
     "centred_terms",
+    "clip_expression",
     "describe_sets",
     "linear_predict",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ephys2expr.model.path import standardize_stats
+from ephys2expr.model.store import clip_expression
 
 BASELINES = ("mean", "ols", "class")
 CEILINGS = ("family",)
@@ -36,7 +37,8 @@ def baseline_predictions(
     project's comparison; minimum-norm solution if the fold is rank-deficient). ``class``:
     the (weighted) mean of the training rows of the held-out row's broad class (Exc/Inh),
     the overall training mean when the fold has none of that class. With ``families`` (one
-    RNA family per cell) also the ``family`` ceiling, computed like ``class``.
+    RNA family per cell) also the ``family`` ceiling, computed like ``class``. Clipped to
+    the possible log2 expressions like the model's (only OLS can leave them).
     """
     n, n_genes = Y.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
@@ -56,6 +58,8 @@ def baseline_predictions(
         _label_means(out["class"], Y, w, tr, te, classes, ybar)
         if families is not None:
             _label_means(out["family"], Y, w, tr, te, np.asarray(families), ybar)
+    for pred in out.values():  # compared with the model's predictions, clipped alike
+        clip_expression(pred)
     return out
 
 

@@ -108,8 +108,11 @@ def train_gene_chunk(
         cols[f"{name}_cv_rmse"] = b_rmse
     null = None
     if settings.n_permutations > 0:
+        # the null tests the linear model's r2 (its kernels compute the linear fits' errors);
+        # cv_r2 above is of the clipped predictions, what a user gets
+        linear_r2, _ = pooled_scores(Y, cv.oof_linear)
         null = permutation_null(
-            X, Y, folds, cv.fold_alpha, r2, settings, weights,
+            X, Y, folds, cv.fold_alpha, linear_r2, settings, weights,
             stop_after=settings.null_stop_after, verbose=verbose,
         )  # fmt: skip
     seconds = {

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ephys2expr.model.store import clip_expression
 from ephys2expr.train.settings import TrainSettings
 
 log = logging.getLogger("ephys2expr")
@@ -26,6 +27,11 @@ class CVResult:
     Attributes
     ----------
     oof : ndarray, shape (n_types, n_genes)
+        Out-of-fold predictions as written for new cells (clipped to the possible log2
+        expressions: :func:`~ephys2expr.model.store.clip_expression`).
+    oof_linear : ndarray, shape (n_types, n_genes)
+        The same before clipping: the linear model's values, whose r2 is the permutation
+        null's test statistic (the null's fast kernels compute the linear fits' errors).
     fold_alpha : ndarray, shape (n_folds, n_genes)
         The alpha each fold used for each gene (chosen by the inner CV for ``auto``).
     fold_nonzero : ndarray, shape (n_folds, n_genes)
@@ -33,6 +39,7 @@ class CVResult:
     """
 
     oof: np.ndarray
+    oof_linear: np.ndarray
     fold_alpha: np.ndarray
     fold_nonzero: np.ndarray
     seconds: float
@@ -68,7 +75,7 @@ def nested_cv(
     """
     start = time.perf_counter()
     n, n_genes = Y.shape
-    oof = np.empty((n, n_genes))
+    oof_linear = np.empty((n, n_genes))
     alphas_used = np.empty((len(folds), n_genes))
     nonzero = np.empty((len(folds), n_genes), dtype=np.int64)
     for k, (tr, te) in enumerate(folds):
@@ -76,12 +83,13 @@ def nested_cv(
         est = settings.estimator(alpha, len(tr))
         est.fit(X[tr], Y[tr], None if weights is None else weights[tr],
                 groups=None if groups is None else groups[tr])  # fmt: skip
-        oof[te] = est.predict(X[te])
+        oof_linear[te] = est.predict(X[te], clip=False)
         alphas_used[k] = est.alpha_
         nonzero[k] = (est.coef_ != 0).sum(axis=1)
         if fold_alpha is None and verbose:
             log_progress("nested CV: outer fold", k + 1, len(folds), start)
-    return CVResult(oof, alphas_used, nonzero, time.perf_counter() - start)
+    oof = clip_expression(oof_linear.copy())
+    return CVResult(oof, oof_linear, alphas_used, nonzero, time.perf_counter() - start)
 
 
 __all__ = ["CVResult", "log_progress", "nested_cv"]
