@@ -20,10 +20,11 @@ log = logging.getLogger("ephys2expr")
 CV_SCHEMES = ("auto", "loo", "kfold", "group", "group_kfold")
 # The default feature sets, as the features each leaves out of the source's list (names the
 # source lacks are ignored). Chosen from what the Allen per-cell tables miss
-# (docs/pipeline.md, "Feature sets"): tau and cap (1,269 of 2,333 v10 cells, all 413 human ones), and aphw,
-# maxfreq and adratio together (149 of 1,058 v6 cells; 28 of v10); "no_adratio" is the
-# type-mean model on the features the Scala cells have (validate's cross-source comparison;
-# the same as "full" for a source without adratio, so not trained twice); "cadwell" keeps
+# (docs/pipeline.md, "Feature sets"): tau and cap (1,269 of 2,333 v10 cells, all 413 human
+# ones), and aphw, maxfreq and adratio together (149 of 1,058 v6 cells; 28 of v10);
+# "no_adratio" is the type-mean model on the features the Scala cells have (validate's
+# cross-source comparison; the same as "full" for a source without adratio, so not trained
+# twice); "cadwell" keeps
 # Cadwell et al. 2016's seven features (features.CADWELL_FEATURES, checked), which validate
 # uses for its Patch-seq comparison. Validation only predicts with stored sets.
 FEATURE_SETS = {
@@ -40,11 +41,16 @@ WEIGHTINGS = ("none", "cells")
 class TrainSettings(Settings):
     """How the per-gene models are fitted and evaluated (``params.yaml`` ``train:``).
 
-    Build with ``TrainSettings.from_params(path, overrides)``. :meth:`as_dict` (all fields,
-    in this order) is stored in ``model.json`` as the provenance of a model store.
+    ``train:`` holds the shared values; a source's section ``train_<source>`` (e.g.
+    ``train_scala2021``) only the keys that differ for it, checked the same way, errors
+    naming that section. Build with ``TrainSettings.from_params(path, overrides, source)``.
+    :meth:`as_dict` (all fields, in this order) is stored in ``model.json`` as the
+    provenance of a model store.
     """
 
     SECTION: ClassVar[str] = "train"
+    # train_<source> sections override keys for one source (train@<source> in dvc.yaml)
+    PER_SOURCE: ClassVar[bool] = True
     # Genes per solver block (bounds memory; results do not depend on it). Not a setting.
     CHUNK_SIZE: ClassVar[int] = 8192
 
