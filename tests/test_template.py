@@ -135,10 +135,13 @@ def test_recipe_trains_the_template_beside_the_other_sources(raw_dir, tmp_path, 
         res = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True,
                              text=True)  # fmt: skip
         assert res.returncode == 0, f"{command}\n{res.stdout}\n{res.stderr}"
-        outputs.append(res.stdout)
+        outputs.append(res.stdout + res.stderr)
     ran = sorted(line for line in outputs[0].splitlines() if line.startswith("Running stage"))
     assert ran == [f"Running stage '{s}@template':" for s in ("predict", "prepare", "train")]
     assert not (repo / "data" / "models" / "rds").exists()  # the others untouched
+    # the log counts what the rows are: cells here, not cell types
+    assert "training 200 genes on 28 cells x 11 features" in outputs[0]
+    assert "cell types" not in outputs[0]
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["prepare"]["sources"] == ["rds", "scala2021", "template"]
