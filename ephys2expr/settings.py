@@ -212,11 +212,9 @@ class Settings:
         section's; an override may be written ``key=...``, ``<SECTION>.key=...`` or
         ``<SECTION>_<source>.key=...``.
         """
-        if isinstance(params, dict):
-            pass
-        elif params is None or (str(params) == "params.yaml" and not Path(params).is_file()):
+        if params is None or (str(params) == "params.yaml" and not Path(params).is_file()):
             params = {}
-        else:
+        elif not isinstance(params, dict):
             params = read_params(params)
         values = cls._section(params, cls.SECTION)
         source = source if cls.PER_SOURCE else ""
