@@ -11,6 +11,11 @@ the tests and the benchmarks all build them the same way::
 which reads the section named by ``SECTION``, applies ``KEY=VALUE`` overrides (the
 ``--set`` option of every stage, like ``dvc exp run -S``) and checks everything. A key that
 is not a field is an error naming it and the known keys; a missing key takes the default.
+
+A class with ``PER_SOURCE = True`` (``TrainSettings``) also reads a per-source section,
+``<SECTION>_<source>`` (``train_scala2021``): only the keys it sets override the shared
+section, so a change to it reruns only that source's stage (dvc.yaml lists the section in
+that stage's ``params``). Errors name the section a value came from.
 """
 
 from __future__ import annotations
@@ -115,68 +120,121 @@ class Settings:
     """Base of every stage's settings; subclasses set ``SECTION`` and override ``check``."""
 
     SECTION: ClassVar[str] = ""
+    # True: a per-source section <SECTION>_<source> may override keys (see the module doc)
+    PER_SOURCE: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            where = f"params.yaml {self.SECTION}.{f.name}"
-            setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], where))
+            value = coerce(getattr(self, f.name), hints[f.name], self.where(f.name))
+            setattr(self, f.name, value)
         self.check()
 
     def check(self) -> None:
         """Raise :class:`InputError` naming ``params.yaml <section>.<key>`` if a value is bad."""
 
+    # Where each value came from, for messages (not settings: no field, not in as_dict).
+    # Set by from_params before __init__ runs its checks; kept by :meth:`replace`.
+    _source: ClassVar[str] = ""
+    _origins: ClassVar[dict[str, str]] = {}
+
+    def source_section(self) -> str:
+        """The per-source section these settings read (``train_scala2021``), or ``""``."""
+        return f"{self.SECTION}_{self._source}" if self._source else ""
+
     def where(self, key: str) -> str:
-        """How an error names a key: ``params.yaml train.alpha``."""
-        return f"params.yaml {self.SECTION}.{key}"
+        """How an error names a key: ``params.yaml train.alpha``, or
+        ``params.yaml train_scala2021.alpha`` when the per-source section set it."""
+        return f"params.yaml {self._origins.get(key, self.SECTION)}.{key}"
+
+    def override_hint(self, key: str, value) -> str:
+        """How to set ``key`` for this source only, e.g. ``dvc exp run -S
+        +train_scala2021.n_folds=3`` (``+`` when the section does not hold the key yet)."""
+        section = self.source_section()
+        if not section:
+            return f"--set {self.SECTION}.{key}={value}"
+        plus = "" if self._origins.get(key) == section else "+"
+        return f"dvc exp run -S {plus}{section}.{key}={value} (or the stage's --set {key}={value})"
+
+    def replace(self, **changes) -> Self:
+        """A copy with ``changes`` (checked again), keeping where each value came from."""
+        return type(self)._build({**self.as_dict(), **changes}, self._source, dict(self._origins))
+
+    @classmethod
+    def _build(cls, values: dict, source: str = "", origins: dict | None = None) -> Self:
+        obj = cls.__new__(cls)
+        obj._source, obj._origins = source, origins or {}
+        obj.__init__(**values)
+        return obj
 
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: dict | None, where: str = "params.yaml") -> Self:
-        """Build from a mapping of this section's keys (unknown keys are an error)."""
-        values = dict(values or {})
-        if not isinstance(values, dict):
+    def from_dict(
+        cls, values: dict | None, where: str = "params.yaml", source: str = "",
+        origins: dict[str, str] | None = None,
+    ) -> Self:  # fmt: skip
+        """Build from a mapping of this section's keys (unknown keys are an error).
+
+        ``origins`` (key -> section) names the section each value came from in messages.
+        """
+        if values is not None and not isinstance(values, dict):
             raise InputError(f"{where} {cls.SECTION}: expected a mapping")
+        values, origins = dict(values or {}), dict(origins or {})
         unknown = [k for k in values if k not in cls.keys()]
         if unknown:
             known = ", ".join(cls.keys())
-            raise InputError(
-                f"{where} {cls.SECTION}.{unknown[0]}: unknown setting (known: {known})"
-            )
-        return cls(**values)
+            section = origins.get(unknown[0], cls.SECTION)
+            raise InputError(f"{where} {section}.{unknown[0]}: unknown setting (known: {known})")
+        return cls._build(values, source, origins)
+
+    @classmethod
+    def _section(cls, params: dict, name: str) -> dict:
+        section = params.get(name, {})
+        if section is None:
+            return {}
+        if not isinstance(section, dict):
+            raise InputError(f"params.yaml {name}: expected a mapping of settings")
+        return dict(section)
 
     @classmethod
     def from_params(
-        cls, params: str | os.PathLike | dict | None = "params.yaml", overrides=()
-    ) -> Self:
+        cls, params: str | os.PathLike | dict | None = "params.yaml", overrides=(),
+        source: str = "",
+    ) -> Self:  # fmt: skip
         """Build from a params file (or its parsed mapping) plus ``KEY=VALUE`` overrides.
 
         ``params=None`` (or a default ``params.yaml`` that does not exist, e.g. when a user
-        runs a stage outside the project) gives the defaults.
+        runs a stage outside the project) gives the defaults. With ``source`` (and
+        ``PER_SOURCE``) the keys of the section ``<SECTION>_<source>`` override the shared
+        section's; an override may be written ``key=...``, ``<SECTION>.key=...`` or
+        ``<SECTION>_<source>.key=...``.
         """
-        if isinstance(params, dict):
-            section = params.get(cls.SECTION, {})
-        elif params is None or (str(params) == "params.yaml" and not Path(params).is_file()):
-            section = {}
-        else:
-            section = read_params(params).get(cls.SECTION, {})
-        if section is None:
-            section = {}
-        if not isinstance(section, dict):
-            raise InputError(f"params.yaml {cls.SECTION}: expected a mapping of settings")
-        values = dict(section)
+        if params is None or (str(params) == "params.yaml" and not Path(params).is_file()):
+            params = {}
+        elif not isinstance(params, dict):
+            params = read_params(params)
+        values = cls._section(params, cls.SECTION)
+        source = source if cls.PER_SOURCE else ""
+        origins: dict[str, str] = {}
+        if source:
+            per_source = f"{cls.SECTION}_{source}"
+            for key, value in cls._section(params, per_source).items():
+                values[key], origins[key] = value, per_source
+        prefixes = [f"{cls.SECTION}."] + ([f"{cls.SECTION}_{source}."] if source else [])
         for item in overrides or ():
             key, sep, value = str(item).partition("=")
             key = key.strip()
-            if key.startswith(f"{cls.SECTION}."):
-                key = key[len(cls.SECTION) + 1 :]
+            for prefix in prefixes:
+                if key.startswith(prefix):
+                    key = key[len(prefix) :]
             if not sep or not key:
                 raise InputError(f"--set {item!r}: expected KEY=VALUE")
             values[key] = yaml.safe_load(value) if value.strip() else ""
-        return cls.from_dict(values)
+            origins.pop(key, None)
+        return cls.from_dict(values, source=source, origins=origins)
 
     def as_dict(self) -> dict:
         """The settings as plain values (what ``params.yaml`` would hold)."""
@@ -192,16 +250,20 @@ class Settings:
         return "; ".join(lines)
 
 
-def build_settings(params, overrides, *classes: type[Settings]) -> tuple:
+def build_settings(params, overrides, *classes: type[Settings], source: str = "") -> tuple:
     """Build several sections at once (e.g. ``TrainSettings, ExecutorSettings``).
 
     An override ``section.key=value`` goes to the class of that section; a bare
-    ``key=value`` goes to the first class. Returns the instances in the order given.
+    ``key=value`` goes to the first class. ``source`` adds each ``PER_SOURCE`` class's
+    section ``<SECTION>_<source>`` (:meth:`Settings.from_params`). Returns the instances in
+    the order given.
     """
     by_section: dict[str, list[str]] = {c.SECTION: [] for c in classes}
+    aliases = {f"{c.SECTION}_{source}": c.SECTION for c in classes if source and c.PER_SOURCE}
     for item in overrides or ():
         key = str(item).partition("=")[0].strip()
         section = key.split(".", 1)[0] if "." in key else classes[0].SECTION
+        section = aliases.get(section, section)
         if section not in by_section:
             raise InputError(
                 f"--set {item!r}: section '{section}' is not one of {sorted(by_section)}"
@@ -212,7 +274,7 @@ def build_settings(params, overrides, *classes: type[Settings]) -> tuple:
             params = read_params(params)
         else:
             params = None
-    return tuple(c.from_params(params, by_section[c.SECTION]) for c in classes)
+    return tuple(c.from_params(params, by_section[c.SECTION], source) for c in classes)
 
 
 __all__ = ["NAME", "Settings", "build_settings", "coerce", "read_params", "setting"]

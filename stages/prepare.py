@@ -1,8 +1,8 @@
 """Stage prepare: raw data -> training tables, per-cell prediction tables, metrics, report.
 
 ``--source`` picks the training source (default ``params.yaml`` ``prepare.training_source``);
-the DVC pipeline runs it once for ``prepare.training_source`` (cell-type means) and once for
-``prepare.paired_source`` (Patch-seq cells), each into ``data/prepared/<source>``.
+the DVC pipeline runs it once for every source of ``prepare.sources`` (cell-type means,
+Scala's Patch-seq cells, your own in ``prepare.paired``), each into ``data/prepared/<source>``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def main(
     source: str = typer.Option(
         "",
         "--source",
-        help="training source to prepare: rds | online_table3 | scala2021 | paired "
-        "(default: params.yaml prepare.training_source)",
+        help="training source to prepare: rds | online_table3 | scala2021 | a name defined in "
+        "prepare.paired (default: params.yaml prepare.training_source)",
     ),
     raw_dir: Path = dir_option("raw-dir", paths.RAW, "folder holding the raw data tree"),
     out_dir: Path = dir_option("out-dir", paths.PREPARED, "folder for the prepared tables"),

@@ -1,7 +1,8 @@
 """Stage train: per-gene penalised regression, nested CV, baselines, null, model store.
 
 Settings: ``params.yaml`` sections ``train`` and ``executor`` (override with
-``--set key=value`` for train, ``--set executor.key=value`` for the executor).
+``--set key=value`` for train, ``--set executor.key=value`` for the executor); with
+``--source NAME`` the keys of section ``train_NAME`` override ``train``'s for that source.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     params: Path = params_option(),
     overrides: list[str] = set_option(TrainSettings),
+    source: str = typer.Option(
+        "",
+        "--source",
+        help="training source (data/prepared/<source>): its params.yaml section "
+        "train_<source> overrides train's keys (default: none, train's only)",
+    ),
     stream_targets: bool = typer.Option(
         False,
         "--stream-targets/--no-stream-targets",
@@ -51,7 +58,9 @@ def main(
     report: Path = report_option(paths.REPORTS / "train.json"),
 ) -> None:
     """Fit every gene, evaluate honestly, write the model store, tables, metrics and plots."""
-    settings, executor = build_settings(params, overrides, TrainSettings, ExecutorSettings)
+    settings, executor = build_settings(
+        params, overrides, TrainSettings, ExecutorSettings, source=source
+    )
     check_store_destination(model_dir)
     out = train_from_prepared(prepared_dir, settings, executor, stream_targets=stream_targets)
     save_model_store(out.store, model_dir)

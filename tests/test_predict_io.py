@@ -355,7 +355,9 @@ def test_predict_without_model_dir_uses_the_params_type_mean_store(store, tmp_pa
     res = runner.invoke(app, ["--input", "x.csv", "--output", "x.h5ad"])
     assert res.exit_code == 0, res.output
     assert ad.read_h5ad(tmp_path / "x.h5ad").n_obs > 0
-    (tmp_path / "params.yaml").write_text("prepare: {training_source: online_table3}\n")
+    (tmp_path / "params.yaml").write_text(
+        "prepare: {sources: [online_table3, scala2021], training_source: online_table3}\n"
+    )
     res = runner.invoke(app, ["--input", "x.csv", "--output", "y.h5ad"])
     assert_one_line_exit_2(
         res, "data/models/online_table3: not a model store", "model stores here: data/models/rds"

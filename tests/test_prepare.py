@@ -18,6 +18,7 @@ from ephys2expr.readers.training import read_entrez_symbols, read_online_table3
 from ephys2expr.train.inputs import load_training_inputs, training_paths
 from stages.prepare import app
 from tests.conftest import write_rds
+from tests.helpers import raises_one_line
 
 FEATURES = ",".join(CORE_FEATURES)
 runner = CliRunner()
@@ -307,7 +308,14 @@ def test_settings_accept_a_list_or_a_comma_string():
         (["features=rin,rin"], ["prepare.features", "twice", "rin"]),
         (["features="], ["prepare.features", "empty"]),
         (["training_source=csv"], ["prepare.training_source", "csv"]),
-        (["training_source=online_table3", "online_table3="], ["prepare.online_table3"]),
+        (
+            ["sources=online_table3,scala2021", "training_source=online_table3", "online_table3="],
+            ["prepare.online_table3"],
+        ),
+        (["training_source=online_table3"], ["prepare.training_source", "not in prepare.sources"]),
+        (["sources=rds,scala2021,mine"], ["prepare.sources", "unknown source 'mine'"]),
+        (["sources=rds,rds,scala2021"], ["prepare.sources", "listed twice"]),
+        (["paired_source=rds"], ["prepare.paired_source", "a per-cell source"]),
         (["top_variable=-1"], ["prepare.top_variable"]),
         (["top_variable=2.5"], ["prepare.top_variable", "whole number"]),
         (["min_max_log2=high"], ["prepare.min_max_log2", "not a number"]),
@@ -383,24 +391,21 @@ PAIRED_FEATURES = ["rin", "rmp", "aphw", "maxfreq", "sag"]  # those of the `smal
 
 
 def run_paired(tmp_path, raw_dir, files, *extra):
-    """The stage with ``--source paired`` on the generic layout's three files."""
+    """The stage with ``--source mine`` on the generic layout's three files."""
     params = {
         "prepare": {
-            "paired_source": "paired",
-            "paired_files": {k: str(v) for k, v in files.items()},
-            "paired_columns": {
-                "id": "cell_id",
-                "library": "library_size",
-                "group": "animal",
-                "type": "type",
-                "family": "family",
-            },  # fmt: skip
+            "paired": {
+                "mine": {
+                    **{k: str(v) for k, v in files.items()},
+                    "columns": {"group": "animal", "family": "family"},  # the rest: defaults
+                }
+            },
             "paired_features": PAIRED_FEATURES,
         }
     }
     (tmp_path / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
     out, metrics = tmp_path / "prepared", tmp_path / "prepare.json"
-    args = ["--params", str(tmp_path / "params.yaml"), "--source", "paired", "--raw-dir",
+    args = ["--params", str(tmp_path / "params.yaml"), "--source", "mine", "--raw-dir",
             str(raw_dir), "--out-dir", str(out), "--metrics", str(metrics), "--report",
             str(tmp_path / "report.json"), *extra]  # fmt: skip
     return runner.invoke(app, args), out, metrics
@@ -470,14 +475,31 @@ def test_stage_bad_paired_input_is_one_line_exit_2_nothing_written(tmp_path, raw
 
 def test_paired_settings_are_checked():
     from ephys2expr.errors import InputError
-    from ephys2expr.prepare.settings import PrepareSettings
+    from ephys2expr.prepare.settings import PAIRED_COLUMNS, PrepareSettings
 
-    with pytest.raises(InputError, match="prepare.paired_files: source paired needs"):
-        PrepareSettings.from_params({"prepare": {"paired_source": "paired"}})
-    with pytest.raises(InputError, match="prepare.paired_source: unknown value 'rds'"):
-        PrepareSettings.from_params({"prepare": {"paired_source": "rds"}})
-    with pytest.raises(InputError, match="prepare.paired_columns: expected the keys"):
-        PrepareSettings.from_params({"prepare": {"paired_columns": {"id": "x"}}})
+    files = {"features": "f.csv", "counts": "c.h5ad", "metadata": "m.tsv"}
+    ok = PrepareSettings.from_params({"prepare": {
+        "sources": ["rds", "scala2021", "a", "b"], "paired_source": "b",
+        "paired": {"a": files, "b": {**files, "columns": {"group": "mouse"}, "layer": "raw"}},
+    }})  # fmt: skip
+    assert [ok.kind(s) for s in ok.sources] == ["type_mean", "scala2021", "paired", "paired"]
+    assert ok.paired["a"]["columns"] == PAIRED_COLUMNS and ok.paired["a"]["layer"] == ""
+    assert ok.paired["b"]["columns"] == {**PAIRED_COLUMNS, "group": "mouse"}
+    assert ok.source_settings("b") == {
+        "paired_features": ok.paired_features, "min_detected": ok.min_detected,
+        "paired": {"b": ok.paired["b"]},
+    }  # fmt: skip
+    assert "paired" not in ok.source_settings("scala2021")  # another source's files: not its
+    for paired, match in (
+        ({"a": {**files, "counts": ""}}, r"prepare.paired.a.counts: no file given"),
+        ({"a": {"features": "f.csv"}}, r"prepare.paired.a.counts: no file given"),
+        ({"a": {**files, "colums": {}}}, r"prepare.paired.a.colums: unknown key"),
+        ({"a": {**files, "columns": {"animal": "x"}}}, r"prepare.paired.a.columns.animal: unknown"),
+        ({"a": {**files, "columns": {"id": ""}}}, r"prepare.paired.a.columns.id: no column name"),
+        ({"rds": files}, r"prepare.paired.rds: not a usable source name"),
+        ({"a b": files}, r"prepare.paired.a b: not a usable source name"),
+    ):
+        raises_one_line(match, PrepareSettings.from_params, {"prepare": {"paired": paired}})
     with pytest.raises(InputError, match="prepare.paired_features: unknown feature"):
         PrepareSettings.from_params({"prepare": {"paired_features": ["adratio2"]}})
     with pytest.raises(InputError, match="prepare.min_detected"):

@@ -12,6 +12,7 @@ import pytest
 
 from ephys2expr.errors import InputError
 from ephys2expr.settings import Settings, build_settings, read_params
+from tests.helpers import raises_one_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {
@@ -28,18 +29,79 @@ def settings_class(section: str):
     return getattr(importlib.import_module(module), name)
 
 
+def per_source_sections(params: dict) -> list[str]:
+    """The train_<source> sections params.yaml must have: one per prepare.sources entry."""
+    return [f"train_{source}" for source in params["prepare"]["sources"]]
+
+
 @pytest.mark.parametrize("section", sorted(SETTINGS))
 def test_params_yaml_holds_exactly_the_settings_and_their_defaults(section):
     cls = settings_class(section)
     assert cls.SECTION == section
     params = read_params(ROOT / "params.yaml")
-    assert sorted(params) == sorted(SETTINGS), "params.yaml sections = the settings objects"
+    expected = sorted([*SETTINGS, *per_source_sections(params)])
+    assert sorted(params) == expected, (
+        "params.yaml sections = the settings objects + train_<source>"
+    )
     assert list(params[section]) == cls.keys(), "same keys, same order as the settings object"
     from_yaml = cls.from_params(ROOT / "params.yaml")
     # the committed params.yaml is the defaults: no second default anywhere
     assert from_yaml.as_dict() == cls().as_dict()
     for f in dataclasses.fields(cls):
         assert f.metadata.get("help"), f"{section}.{f.name} has no help text"
+
+
+def test_per_source_sections_hold_no_second_default():
+    """A train_<source> section holds only overrides: in the committed params.yaml none, so
+    every source trains with train's values (the defaults); dvc.yaml's train@<source> lists
+    train and train_<source>, so a change to one source reruns that source only."""
+    import yaml
+
+    params = read_params(ROOT / "params.yaml")
+    train_cls = settings_class("train")
+    assert train_cls.PER_SOURCE
+    for source in params["prepare"]["sources"]:
+        section = f"train_{source}"
+        assert params[section] == {}, f"{section} overrides defaults in params.yaml"
+        built = train_cls.from_params(ROOT / "params.yaml", source=source)
+        assert built.as_dict() == train_cls().as_dict()
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
+    assert stage["foreach"] == "${prepare.sources}"
+    assert stage["do"]["params"][:2] == ["train", "train_${item}"]
+    assert "--source ${item}" in stage["do"]["cmd"]
+
+
+def test_a_source_section_overrides_only_its_keys_and_errors_name_it():
+    train_cls = settings_class("train")
+    params = {"train": {"n_folds": 4, "alpha": 0.5}, "train_mine": {"n_folds": 3}}
+    mine = train_cls.from_params(params, source="mine")
+    other = train_cls.from_params(params, source="other")  # no section: train's values
+    assert (mine.n_folds, mine.alpha) == (3, 0.5) and (other.n_folds, other.alpha) == (4, 0.5)
+    assert train_cls.from_params(params).n_folds == 4  # no source: the section is not read
+    assert mine.where("n_folds") == "params.yaml train_mine.n_folds"
+    assert mine.where("alpha") == "params.yaml train.alpha"
+    # the same checks, naming the key where the bad value is
+    build = train_cls.from_params
+    for section, match in (
+        ({"n_folds": 1}, "params.yaml train_mine.n_folds: 1 must be >= 2"),
+        ({"nfolds": 3}, "params.yaml train_mine.nfolds: unknown setting"),
+        ({"seed": "x"}, "params.yaml train_mine.seed: 'x' is not a whole number"),
+        ({"alpha_min": 20.0}, "params.yaml train_mine.alpha_min: 20.0 is larger than alpha_max"),
+        ([1], "params.yaml train_mine: expected a mapping"),
+    ):
+        raises_one_line(match, build, {"train": {}, "train_mine": section}, source="mine")
+    # --set: key=..., train.key=... and train_<source>.key=... all set this source's value
+    exec_cls = settings_class("executor")
+    for key in ("n_folds", "train.n_folds", "train_mine.n_folds"):
+        built, _ = build_settings(params, [f"{key}=2"], train_cls, exec_cls, source="mine")
+        assert built.n_folds == 2 and built.where("n_folds") == "params.yaml train.n_folds"
+    raises_one_line("section 'train_other'", build_settings, params, ["train_other.n_folds=2"],
+                    train_cls, exec_cls, source="mine")  # fmt: skip
+    # a copy (cv: auto resolved) still knows where its values came from
+    assert mine.replace(cv="group_kfold").where("n_folds") == "params.yaml train_mine.n_folds"
+    # the executor has no per-source sections: a source changes nothing there
+    assert not exec_cls.PER_SOURCE
+    assert exec_cls.from_params({"executor_mine": {"n_workers": 9}}, source="mine").n_workers == 2
 
 
 @pytest.mark.parametrize("section", sorted(SETTINGS))

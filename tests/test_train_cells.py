@@ -80,7 +80,7 @@ def test_outer_and_inner_folds_keep_animals_whole(small_cells):
             assert not set(groups[tr][itr]) & set(groups[tr][iva])
     with pytest.raises(InputError, match="group_kfold.*'group' column"):
         outer_folds(len(groups), "group_kfold", 5)
-    with pytest.raises(InputError, match="5 folds for 3 groups"):
+    with pytest.raises(InputError, match=r"5 folds for 3 animals \(groups\); set n_folds <= 3"):
         outer_folds(6, "group_kfold", 5, cell_groups=np.array(list("aabbcc")))
 
 

@@ -26,21 +26,26 @@ log = logging.getLogger("ephys2expr.prepare")
 
 
 def read_paired_source(source: str, settings: PrepareSettings, raw_dir: Path) -> PairedSet:
-    """The cells of ``source`` (``scala2021`` or ``paired``) with ``paired_features``."""
+    """The cells of ``source`` (``scala2021`` or a name in ``prepare.paired``) with
+    ``paired_features``."""
     features = settings.paired_features
-    if source == "scala2021":
+    kind = settings.kind(source)
+    if kind == "scala2021":
         return read_scala2021(raw_dir, feature_names=features)
-    if source == "paired":
-        cols, files = settings.paired_columns, settings.paired_files
+    if kind == "paired":
+        entry = settings.paired[source]
+        cols = entry["columns"]
         columns = MetadataColumns(
             library=cols["library"], group=cols["group"], type=cols["type"],
             family=cols["family"] or None,
         )  # fmt: skip
         return read_paired(
-            files["features"], files["counts"], files["metadata"], columns,
-            id_column=cols["id"], layer=settings.paired_layer or None, feature_names=features,
+            entry["features"], entry["counts"], entry["metadata"], columns,
+            id_column=cols["id"], layer=entry["layer"] or None, feature_names=features,
         )  # fmt: skip
-    raise InputError(f"params.yaml prepare.paired_source: unknown value {source!r}")
+    raise InputError(
+        f"--source: {source!r} is not a per-cell source (scala2021 or a name in prepare.paired)"
+    )
 
 
 def detected_genes(expression: pd.DataFrame, min_detected: float, where: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES
 from ephys2expr.prepare.genes import filter_genes
 from ephys2expr.prepare.per_cell import paired_training_tables, read_paired_source
-from ephys2expr.prepare.settings import PAIRED_SOURCES, TRAINING_SOURCES, PrepareSettings
+from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.allen import read_allen_cells
 from ephys2expr.readers.derive import with_derived
 from ephys2expr.readers.r import read_r
@@ -195,7 +195,8 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None =
         Sources, feature lists (in order) and gene filters.
     source : str, optional
         The training source to prepare (default ``settings.training_source``): a type-mean
-        table (``rds``, ``online_table3``) or paired cells (``scala2021``, ``paired``; see
+        table (``rds``, ``online_table3``) or paired cells (``scala2021`` or a name defined in
+        ``settings.paired``; see
         :mod:`ephys2expr.prepare.per_cell`). Either way the Allen per-cell tables are prepared
         too, so each source's folder holds everything train and predict need.
 
@@ -210,9 +211,12 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None =
         One line naming the file and the column or value that is wrong.
     """
     source = source or settings.training_source
-    if source not in TRAINING_SOURCES:
-        raise InputError(f"--source: unknown training source {source!r} ({TRAINING_SOURCES})")
-    if source not in PAIRED_SOURCES:
+    if settings.kind(source) is None:
+        raise InputError(
+            f"--source: unknown training source {source!r} (rds, online_table3, scala2021 or "
+            f"a name defined in prepare.paired: {sorted(settings.paired)})"
+        )
+    if settings.kind(source) == "type_mean":
         return _prepare_type_means(Path(raw_dir), settings, source)
     start = time.perf_counter()
     raw_dir = Path(raw_dir)
@@ -220,7 +224,8 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None =
     paired = read_paired_source(source, settings, raw_dir)
     features, targets, types, report = paired_training_tables(paired, settings, source)
     cells, inputs_report = prediction_inputs(raw_dir, settings.paired_features)
-    report = {"settings": settings.as_dict(), **report, "prediction_inputs": inputs_report}
+    report = {"settings": settings.source_settings(source), **report,
+              "prediction_inputs": inputs_report}  # fmt: skip
     log.info("read and checked everything in %.1f s", time.perf_counter() - start)
     return Prepared(features, targets, types, cells, _paired_headline(report), report)
 
@@ -250,7 +255,7 @@ def _prepare_type_means(raw_dir: Path, settings: PrepareSettings, source: str) -
     cells, inputs_report = prediction_inputs(raw_dir, features)
     types = training.types
     report = {
-        "settings": settings.as_dict(),
+        "settings": settings.source_settings(source),
         "training_source": source,
         "types": int(len(types)),
         "types_exc": int((types["broad_type"] == "Exc").sum()),

@@ -8,11 +8,11 @@ from typing import ClassVar
 from ephys2expr import paths
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES, CORE_FEATURES, PAIRED_FEATURES
-from ephys2expr.settings import Settings, setting
+from ephys2expr.settings import NAME, Settings, setting
 
 TYPE_MEAN_SOURCES = ("rds", "online_table3")  # one row per cell type
-PAIRED_SOURCES = ("scala2021", "paired")  # one row per cell (Patch-seq)
-TRAINING_SOURCES = TYPE_MEAN_SOURCES + PAIRED_SOURCES
+BUILTIN_PAIRED = ("scala2021",)  # one row per cell (Patch-seq), read from data/raw
+BUILTIN_SOURCES = TYPE_MEAN_SOURCES + BUILTIN_PAIRED
 PAIRED_FILES = ("features", "counts", "metadata")
 PAIRED_COLUMNS = {
     "id": "cell_id",
@@ -21,6 +21,8 @@ PAIRED_COLUMNS = {
     "type": "type",
     "family": "",
 }
+# Keys of one entry of prepare.paired: the three files, then optional columns and layer.
+PAIRED_ENTRY = (*PAIRED_FILES, "columns", "layer")
 # Paired features: the type-mean model's 11 minus adratio (Scala has no such feature) plus sag;
 # all 11 are in the Allen per-cell tables, so the paired model predicts Allen cells too.
 PAIRED_DEFAULT_FEATURES = [f for f in CORE_FEATURES if f != "adratio"] + ["sag"]
@@ -30,22 +32,30 @@ PAIRED_DEFAULT_FEATURES = [f for f in CORE_FEATURES if f != "adratio"] + ["sag"]
 class PrepareSettings(Settings):
     """Which training tables, which features (in order) and which genes to keep.
 
-    Two sources are prepared side by side (dvc.yaml ``foreach``, one folder each under
-    ``data/prepared/<source>``): ``training_source`` (cell-type means) and ``paired_source``
-    (Patch-seq cells); ``python -m stages.prepare --source NAME`` prepares one of them.
+    Every source of ``sources`` is prepared, trained and predicted side by side (dvc.yaml
+    ``foreach``, one folder each: ``data/prepared/<source>``, ``data/models/<source>``): a
+    type-mean table (``rds``, ``online_table3``), ``scala2021`` or your own Patch-seq cells
+    in the generic layout (a name defined in ``paired``); ``python -m stages.prepare
+    --source NAME`` prepares one of them.
     """
 
     SECTION: ClassVar[str] = "prepare"
 
+    sources: list[str] = setting(
+        ["rds", "scala2021"],
+        "every training source, each prepared, trained and predicted beside the others "
+        "(dvc.yaml foreach): rds | online_table3 | scala2021 | a name defined in paired",
+    )
     training_source: str = setting(
         "rds",
-        "the type-mean model's table: rds = the lab's 20-type table (aibs_cre_expr_ephys.rda) "
-        "| online_table3 = Bomkamp et al. 2019 Online Table 3 layout (file: online_table3)",
+        "the type-mean model predict and validate use (one of sources): rds = the lab's "
+        "20-type table (aibs_cre_expr_ephys.rda) | online_table3 = Bomkamp et al. 2019 Online "
+        "Table 3 layout (file: online_table3)",
     )
     paired_source: str = setting(
         "scala2021",
-        "the per-cell model's Patch-seq cells: scala2021 = Scala et al. 2021 (data/raw/"
-        "scala2021) | paired = your own cells (paired_files, paired_columns, paired_layer)",
+        "the per-cell model validate compares with the type-mean one (one of sources): "
+        "scala2021 = Scala et al. 2021 (data/raw/scala2021) | a name defined in paired",
     )
     online_table3: str = setting(
         str(paths.ONLINE_TABLE3), "Online Table 3 layout CSV (source online_table3)"
@@ -58,34 +68,46 @@ class PrepareSettings(Settings):
     min_max_log2: float = setting(0.0, "keep genes whose largest type-mean log2 expression >= this")
     top_variable: int = setting(0, "keep only the N most variable genes (0 = keep all)")
     paired_features: list[str] = setting(
-        PAIRED_DEFAULT_FEATURES, "features of the paired sources (scala2021, paired), in order"
+        PAIRED_DEFAULT_FEATURES, "features of the per-cell sources (scala2021, paired), in order"
     )
     min_detected: float = setting(
-        0.1, "paired sources: keep genes with a count > 0 in at least this share of cells"
+        0.1, "per-cell sources: keep genes with a count > 0 in at least this share of cells"
     )
-    paired_files: dict[str, str] = setting(
-        dict.fromkeys(PAIRED_FILES, ""),
-        "source paired: the three files (CSV/TSV/Parquet; counts may be .h5ad), see "
-        "docs/train-your-patchseq.md",
+    paired: dict[str, dict] = setting(
+        {},
+        "your own Patch-seq sources in the generic layout, name -> {features: FILE, counts: "
+        "FILE, metadata: FILE, columns: {id, library, group, type, family} (optional, each "
+        "defaults to cell_id, library_size, group, type, '' = the type), layer: '' (.h5ad "
+        "counts: the layer holding them; '' = X)}; list the name in sources to train it "
+        "(docs/train-your-patchseq.md)",
     )
-    paired_columns: dict[str, str] = setting(
-        dict(PAIRED_COLUMNS),
-        "source paired: column names - id (features and metadata tables), and the metadata's "
-        "library (library size for CPM), group (animal), type and family ('' = the type)",
-    )
-    paired_layer: str = setting("", "source paired, .h5ad counts: the layer holding them ('' = X)")
 
     def check(self) -> None:
-        for key, allowed in (
-            ("training_source", TYPE_MEAN_SOURCES),
-            ("paired_source", PAIRED_SOURCES),
-        ):
-            if getattr(self, key) not in allowed:
+        self._check_paired()
+        where = self.where("sources")
+        if not self.sources:
+            raise InputError(f"{where}: the list is empty")
+        for name in self.sources:
+            if self.kind(name) is None:
                 raise InputError(
-                    f"{self.where(key)}: unknown value {getattr(self, key)!r} "
-                    f"(expected {' or '.join(allowed)})"
+                    f"{where}: unknown source {name!r} (expected one of {list(BUILTIN_SOURCES)} "
+                    f"or a name defined in prepare.paired: {sorted(self.paired)})"
                 )
-        if self.training_source == "online_table3" and not self.online_table3.strip():
+        if len(set(self.sources)) != len(self.sources):
+            dup = sorted({n for n in self.sources if self.sources.count(n) > 1})
+            raise InputError(f"{where}: source(s) listed twice {dup}")
+        for key, kinds, what in (
+            ("training_source", ("type_mean",), "a type-mean source (rds or online_table3)"),
+            ("paired_source", ("scala2021", "paired"), "a per-cell source"),
+        ):
+            value = getattr(self, key)
+            if self.kind(value) not in kinds:
+                raise InputError(f"{self.where(key)}: unknown value {value!r} (expected {what})")
+            if value not in self.sources:
+                raise InputError(
+                    f"{self.where(key)}: {value!r} is not in prepare.sources {self.sources}"
+                )
+        if "online_table3" in self.sources and not self.online_table3.strip():
             raise InputError(f"{self.where('online_table3')}: no file given")
         for key in ("features", "paired_features"):
             self._check_features(key)
@@ -93,17 +115,67 @@ class PrepareSettings(Settings):
             raise InputError(f"{self.where('top_variable')}: {self.top_variable} < 0")
         if not 0.0 <= self.min_detected <= 1.0:
             raise InputError(f"{self.where('min_detected')}: {self.min_detected} is not in [0, 1]")
-        for key, names in (("paired_files", PAIRED_FILES), ("paired_columns", PAIRED_COLUMNS)):
-            value = getattr(self, key)
-            if not isinstance(value, dict) or sorted(value) != sorted(names):
-                raise InputError(f"{self.where(key)}: expected the keys {list(names)}, got {value}")
-            setattr(self, key, {k: "" if value[k] is None else str(value[k]) for k in names})
-        empty = [k for k, v in self.paired_files.items() if not v.strip()]
-        if self.paired_source == "paired" and empty:
-            raise InputError(f"{self.where('paired_files')}: source paired needs the {empty} file")
-        blank = [k for k, v in self.paired_columns.items() if k != "family" and not v.strip()]
-        if blank:
-            raise InputError(f"{self.where('paired_columns')}: no column name for {blank}")
+
+    def kind(self, source: str) -> str | None:
+        """``type_mean``, ``scala2021`` or ``paired`` (generic layout); None if unknown."""
+        if source in TYPE_MEAN_SOURCES:
+            return "type_mean"
+        if source in BUILTIN_PAIRED:
+            return "scala2021"
+        return "paired" if source in self.paired else None
+
+    def source_settings(self, source: str) -> dict:
+        """The settings the prepared tables of ``source`` depend on (its report's
+        ``settings``): not the choice of sources, nor another source's files."""
+        if self.kind(source) == "type_mean":
+            keys = ["features", "min_max_log2", "top_variable"]
+            keys += ["online_table3"] if source == "online_table3" else []
+            out = {k: getattr(self, k) for k in keys}
+        else:
+            out = {"paired_features": self.paired_features, "min_detected": self.min_detected}
+            if self.kind(source) == "paired":
+                out["paired"] = {source: self.paired[source]}
+        return out
+
+    def _check_paired(self) -> None:
+        """Each ``paired`` entry: the three files given, known keys, columns completed."""
+        if not isinstance(self.paired, dict):
+            raise InputError(f"{self.where('paired')}: expected a mapping name -> files/columns")
+        out = {}
+        for name, entry in self.paired.items():
+            where = f"{self.where('paired')}.{name}"
+            if not NAME.match(str(name)) or name in BUILTIN_SOURCES:
+                raise InputError(
+                    f"{where}: not a usable source name (letters, digits, '_', '-', '.'; not "
+                    f"one of {list(BUILTIN_SOURCES)})"
+                )
+            if not isinstance(entry, dict):
+                raise InputError(f"{where}: expected a mapping with keys {list(PAIRED_ENTRY)}")
+            unknown = [k for k in entry if k not in PAIRED_ENTRY]
+            if unknown:
+                raise InputError(f"{where}.{unknown[0]}: unknown key (known: {list(PAIRED_ENTRY)})")
+            files = {k: "" if entry.get(k) is None else str(entry[k]) for k in PAIRED_FILES}
+            empty = [k for k, v in files.items() if not v.strip()]
+            if empty:
+                raise InputError(f"{where}.{empty[0]}: no file given")
+            columns = entry.get("columns") or {}
+            if not isinstance(columns, dict):
+                raise InputError(f"{where}.columns: expected a mapping, got {columns!r}")
+            unknown = [k for k in columns if k not in PAIRED_COLUMNS]
+            if unknown:
+                raise InputError(
+                    f"{where}.columns.{unknown[0]}: unknown key (known: {list(PAIRED_COLUMNS)})"
+                )
+            columns = {
+                k: str(default if columns.get(k) is None else columns[k])
+                for k, default in PAIRED_COLUMNS.items()
+            }
+            blank = [k for k, v in columns.items() if k != "family" and not v.strip()]
+            if blank:
+                raise InputError(f"{where}.columns.{blank[0]}: no column name")
+            layer = "" if entry.get("layer") is None else str(entry["layer"])
+            out[str(name)] = {**files, "columns": columns, "layer": layer}
+        self.paired = out
 
     def _check_features(self, key: str) -> None:
         names, where = getattr(self, key), self.where(key)

@@ -9,7 +9,6 @@ couple genes, so they come after gathering. The train stage's work
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from ephys2expr.executor import Executor, ExecutorSettings, chunk_slices
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.train.baselines import BASELINES, baseline_predictions
 from ephys2expr.train.cv import nested_cv
-from ephys2expr.train.folds import outer_folds, pooled_scores, resolve_cv
+from ephys2expr.train.folds import check_n_folds, outer_folds, pooled_scores, resolve_cv
 from ephys2expr.train.null import NullResult, bh_qvalues, permutation_null
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics, train_report
@@ -135,7 +134,7 @@ def resolved_settings(settings: TrainSettings, types: pd.DataFrame) -> TrainSett
     """``settings`` with ``cv: auto`` resolved for these training rows (a ``group`` column in
     ``train_types`` = per-cell data -> ``group_kfold``; else ``loo``): what a store records."""
     cv = resolve_cv(settings.cv, "group" in types.columns)
-    return settings if cv == settings.cv else dataclasses.replace(settings, cv=cv)
+    return settings if cv == settings.cv else settings.replace(cv=cv)
 
 
 def _concat_final(parts: list[MultiGeneElasticNet]) -> MultiGeneElasticNet:
@@ -238,6 +237,7 @@ def train_and_evaluate(
     rows = types.loc[features.index]
     classes = rows["broad_type"].to_numpy()
     cells = rows["group"].astype(str).to_numpy() if "group" in rows.columns else None
+    check_n_folds(settings, n, cells)
     folds = outer_folds(n, settings.cv, settings.n_folds, classes, settings.seed, cells)
     # per-cell data: the family ceiling, and animals kept whole in the inner alpha search
     labels = (
@@ -245,10 +245,11 @@ def train_and_evaluate(
         cells if settings.cv == "group_kfold" else None,
     )
     slices = chunk_slices(n_genes, gene_chunk)
+    rows_are = "cells" if cells is not None else "cell types"
     log.info(
-        "training %d genes on %d cell types x %d features: %s, alpha=%s, %s outer CV "
+        "training %d genes on %d %s x %d features: %s, alpha=%s, %s outer CV "
         "(%d folds); %d gene chunk(s), %s executor",
-        n_genes, n, X.shape[1], settings.penalty, settings.alpha, settings.cv, len(folds),
+        n_genes, n, rows_are, X.shape[1], settings.penalty, settings.alpha, settings.cv, len(folds),
         len(slices), executor.settings.kind,
     )  # fmt: skip
     verbose = len(slices) == 1 and executor.client is None

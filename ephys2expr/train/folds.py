@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, LeaveOneOut
 
 from ephys2expr.errors import InputError
-from ephys2expr.train.settings import CV_SCHEMES
+from ephys2expr.train.settings import CV_SCHEMES, TrainSettings
 
 
 def resolve_cv(cv: str, grouped: bool) -> str:
@@ -21,6 +21,26 @@ def resolve_cv(cv: str, grouped: bool) -> str:
     if cv != "auto":
         return cv
     return "group_kfold" if grouped else "loo"
+
+
+def check_n_folds(settings: TrainSettings, n: int, cell_groups=None) -> None:
+    """Enough animals (``group_kfold``) or rows (``kfold``) for ``settings.n_folds``?
+
+    Raises one :class:`InputError` line naming the key that set ``n_folds`` and the command
+    that lowers it for this source only (``settings.override_hint``).
+    """
+    if settings.cv == "group_kfold" and cell_groups is not None:
+        most, what = len(np.unique(np.asarray(cell_groups))), "animals (groups)"
+    elif settings.cv == "kfold":
+        most, what = n, "training rows"
+    else:
+        return
+    if settings.n_folds > most:
+        of = f" of source '{settings._source}'" if settings._source else ""
+        raise InputError(
+            f"{settings.where('n_folds')}: {settings.n_folds} folds for the {most} {what}{of}; "
+            f"set n_folds <= {most}, e.g. {settings.override_hint('n_folds', most)}"
+        )
 
 
 def outer_folds(
@@ -43,14 +63,15 @@ def outer_folds(
         n_groups = len(np.unique(cell_groups))
         if n_groups < n_folds:
             raise InputError(
-                f"params.yaml train.n_folds: {n_folds} folds for {n_groups} groups (animals)"
+                f"params.yaml train.n_folds: {n_folds} folds for {n_groups} animals (groups); "
+                f"set n_folds <= {n_groups}"
             )
         folds = list(GroupKFold(n_folds).split(dummy, groups=cell_groups))
     elif cv == "loo":
         folds = list(LeaveOneOut().split(dummy))
     elif cv == "kfold":
         if n_folds > n:
-            raise InputError(f"params.yaml train.n_folds: {n_folds} folds for {n} cell types")
+            raise InputError(f"params.yaml train.n_folds: {n_folds} folds for {n} training rows")
         folds = list(KFold(n_folds, shuffle=True, random_state=seed).split(dummy))
     elif cv == "group":
         if groups is None:
@@ -63,7 +84,7 @@ def outer_folds(
         raise InputError(f"params.yaml train.cv: {cv!r} is not one of {CV_SCHEMES}")
     for tr, _ in folds:
         if len(tr) < 3:
-            raise InputError(f"cv {cv!r}: a fold has only {len(tr)} training cell types")
+            raise InputError(f"cv {cv!r}: a fold has only {len(tr)} training rows")
     return folds
 
 
@@ -77,4 +98,4 @@ def pooled_scores(Y: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return r2, rmse
 
 
-__all__ = ["outer_folds", "pooled_scores", "resolve_cv"]
+__all__ = ["check_n_folds", "outer_folds", "pooled_scores", "resolve_cv"]

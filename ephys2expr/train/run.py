@@ -10,7 +10,6 @@ figures are its; :mod:`~ephys2expr.train.feature_sets` compares the sets.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -132,7 +131,7 @@ def train_from_prepared(
         best, markers = plotted_genes(result.per_gene)
         shown = pd.read_parquet(inputs["train_targets"], filters=[("gene", "in", best + markers)])
         shown = shown[list(features.index)].astype(float)
-        no_null = dataclasses.replace(settings, n_permutations=0)
+        no_null = settings.replace(n_permutations=0)
         oof = train_and_evaluate(features, shown, types, no_null).oof
     table = feature_set_table(results, sets)
     metrics = {**result.metrics}

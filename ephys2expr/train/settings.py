@@ -41,11 +41,16 @@ WEIGHTINGS = ("none", "cells")
 class TrainSettings(Settings):
     """How the per-gene models are fitted and evaluated (``params.yaml`` ``train:``).
 
-    Build with ``TrainSettings.from_params(path, overrides)``. :meth:`as_dict` (all fields,
-    in this order) is stored in ``model.json`` as the provenance of a model store.
+    ``train:`` holds the shared values; a source's section ``train_<source>`` (e.g.
+    ``train_scala2021``) only the keys that differ for it, checked the same way, errors
+    naming that section. Build with ``TrainSettings.from_params(path, overrides, source)``.
+    :meth:`as_dict` (all fields, in this order) is stored in ``model.json`` as the
+    provenance of a model store.
     """
 
     SECTION: ClassVar[str] = "train"
+    # train_<source> sections override keys for one source (train@<source> in dvc.yaml)
+    PER_SOURCE: ClassVar[bool] = True
     # Genes per solver block (bounds memory; results do not depend on it). Not a setting.
     CHUNK_SIZE: ClassVar[int] = 8192
 
