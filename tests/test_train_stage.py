@@ -149,7 +149,7 @@ def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
     params["train"].update(n_alphas=8, n_permutations=5)
     # train runs once per training source (foreach over prepare.*_source); rds only here
     (repo / "params.yaml").write_text(
-        yaml.safe_dump({k: params[k] for k in ("prepare", "train", "executor")})
+        yaml.safe_dump({k: v for k, v in params.items() if k != "predict" and k != "validate"})
     )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     # import the installed package (not the copies, which are there as DVC deps) so that
