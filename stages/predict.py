@@ -32,6 +32,7 @@ from ephys2expr.cli import (
     params_option,
     report_option,
     set_option,
+    stage_app,
 )
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_json
@@ -43,14 +44,14 @@ from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.settings import build_settings
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = stage_app(__doc__)
 
 
 @app.command()
 @friendly_errors
 def main(
     params: Path = params_option(),
-    overrides: list[str] = set_option(PredictSettings),
+    overrides: list[str] = set_option(PredictSettings, ExecutorSettings),
     model_dir: Path | None = dir_option(
         "model-dir", None, "model store [default: data/models/<prepare.training_source>]"
     ),

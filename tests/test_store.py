@@ -219,7 +219,7 @@ def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path
     repo.mkdir()
     src = _store_dir(tmp_path, stores["new"], "source")
     (repo / "write_store.py").write_text(
-        "import sys\nfrom ephys2expr.model.store import load_model_store, save_model_store\n"
+        "import sys\nfrom ephys2expr.model.store_io import load_model_store, save_model_store\n"
         f"save_model_store(load_model_store({str(src)!r}), 'data/model')\n"
     )
     stage = {"cmd": "python write_store.py", "deps": ["write_store.py"], "outs": ["data/model"]}
