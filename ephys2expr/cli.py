@@ -149,6 +149,21 @@ def friendly_errors(func: F) -> F:
 # ---------------------------------------------------------------------------------------
 
 
+HELP_WIDTH = 100
+
+
+def stage_app(doc: str | None) -> typer.Typer:
+    """The Typer app of a stage: ``--help`` in plain two-column text, wrapped to the terminal
+    up to :data:`HELP_WIDTH` columns (Typer's boxed rich layout squeezes every help text
+    into a narrow column; tests/test_cli_help.py)."""
+    return typer.Typer(
+        add_completion=False,
+        help=doc,
+        rich_markup_mode=None,
+        context_settings={"max_content_width": HELP_WIDTH},
+    )
+
+
 def params_option():
     """``--params FILE``: the params file the stage's settings are read from."""
     return typer.Option(
@@ -156,14 +171,24 @@ def params_option():
     )
 
 
-def set_option(settings_cls) -> typer.models.OptionInfo:
-    """``--set/-S KEY=VALUE`` (repeatable): override one setting, like ``dvc exp run -S``."""
+def set_option(settings_cls, *more_cls) -> typer.models.OptionInfo:
+    """``--set/-S KEY=VALUE`` (repeatable): override one setting, like ``dvc exp run -S``.
+
+    The help names the keys only (a long list of defaults and meanings is unreadable in a
+    terminal); what each key means and its default are in ``params.yaml``, beside it.
+    """
+    section = settings_cls.SECTION
+    keys = f"{section} keys: {', '.join(settings_cls.key_names())}"
+    for cls in more_cls:
+        keys += f"; {cls.SECTION}.KEY: {', '.join(cls.key_names())}"
     return typer.Option(
         [],
         "--set",
         "-S",
-        help=f"KEY=VALUE override of params.yaml '{settings_cls.SECTION}' (repeatable). "
-        f"Keys: {settings_cls.help_text()}",
+        metavar="KEY=VALUE",
+        help=f"override a key of params.yaml '{section}' (repeatable; like dvc exp run -S). "
+        f"{keys}. What each means and its default: params.yaml, or "
+        f"{settings_cls.__module__.replace('.', '/')}.py.",
     )
 
 

@@ -241,13 +241,9 @@ class Settings:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
-    def help_text(cls) -> str:
-        """One line per key with its default and description (for ``--help``)."""
-        lines = []
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            lines.append(f"{f.name} (default {default!r}): {f.metadata.get('help', '')}")
-        return "; ".join(lines)
+    def key_names(cls) -> list[str]:
+        """The keys of this section, in ``params.yaml`` order (``--set``'s help)."""
+        return [f.name for f in dataclasses.fields(cls)]
 
 
 def build_settings(params, overrides, *classes: type[Settings], source: str = "") -> tuple:

@@ -12,10 +12,10 @@ from pathlib import Path
 import typer
 
 from ephys2expr import paths
-from ephys2expr.cli import dir_option, friendly_errors, run_stage
+from ephys2expr.cli import dir_option, friendly_errors, run_stage, stage_app
 from ephys2expr.download import DEFAULT_TIMEOUT, GITHUB_RAW, describe, download
 
-app = typer.Typer(add_completion=False)
+app = stage_app(None)
 
 
 HELP = (

@@ -33,6 +33,7 @@ from ephys2expr.cli import (
     report_option,
     run_stage,
     set_option,
+    stage_app,
 )
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import prune_folder, save_figure, write_json
@@ -44,14 +45,14 @@ from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.settings import build_settings
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = stage_app(__doc__)
 
 
 @app.command()
 @friendly_errors
 def main(
     params: Path = params_option(),
-    overrides: list[str] = set_option(PredictSettings),
+    overrides: list[str] = set_option(PredictSettings, ExecutorSettings),
     model_dir: Path | None = dir_option(
         "model-dir", None, "model store [default: data/models/<prepare.training_source>]"
     ),

@@ -20,12 +20,13 @@ from ephys2expr.cli import (
     report_option,
     run_stage,
     set_option,
+    stage_app,
 )
 from ephys2expr.io import write_json, write_parquet
 from ephys2expr.prepare.run import prepare
 from ephys2expr.prepare.settings import PrepareSettings
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = stage_app(__doc__)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from ephys2expr.cli import (
     report_option,
     run_stage,
     set_option,
+    stage_app,
 )
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
@@ -28,14 +29,14 @@ from ephys2expr.settings import build_settings
 from ephys2expr.train.run import train_from_prepared
 from ephys2expr.train.settings import TrainSettings
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = stage_app(__doc__)
 
 
 @app.command()
 @friendly_errors
 def main(
     params: Path = params_option(),
-    overrides: list[str] = set_option(TrainSettings),
+    overrides: list[str] = set_option(TrainSettings, ExecutorSettings),
     source: str = typer.Option(
         "",
         "--source",

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from ephys2expr import paths
 from ephys2expr.cli import (
     dir_option,
@@ -27,13 +25,14 @@ from ephys2expr.cli import (
     report_option,
     run_stage,
     set_option,
+    stage_app,
 )
 from ephys2expr.errors import InputError
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
 from ephys2expr.validate.run import validate_predictions
 from ephys2expr.validate.settings import ValidateSettings
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = stage_app(__doc__)
 
 
 @app.command()

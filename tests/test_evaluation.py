@@ -129,7 +129,7 @@ def test_train_and_evaluate_on_real_genes(real):
     assert list(pg.index) == list(targets.index)
     for b in ("mean", "ols", "class"):
         np.testing.assert_array_equal(pg[f"beats_{b}"], pg["cv_r2"] > pg[f"{b}_cv_r2"])
-        assert res.metrics["genes_beating"][b] == int(pg[f"beats_{b}"].sum())
+        assert res.report["genes_beating"][b] == int(pg[f"beats_{b}"].sum())
     # all-zero genes predict the training mean: identical to the mean baseline
     zero = pg["fold_alpha_median"] == settings.alphas[0]
     assert zero.any()

@@ -112,7 +112,7 @@ def _invoke(tmp_path, s, table: pd.DataFrame, *extra) -> tuple:
     out = tmp_path / "out" / "pred.h5ad"
     res = runner.invoke(app, [str(a) for a in (
         "--model-dir", tmp_path / "model", "--input", src, "--output", out,
-        "--metrics", tmp_path / "m.json", *extra)])  # fmt: skip
+        "--metrics", tmp_path / "m.json", "--report", tmp_path / "r.json", *extra)])  # fmt: skip
     return res, out
 
 
@@ -127,7 +127,8 @@ def test_cli_records_the_set_per_cell_and_predicts_with_that_sets_model(tmp_path
     expected = [e for e in _expected_sets(cells) if e]
     kept = [c for c, e in zip(cells.index, _expected_sets(cells), strict=True) if e]
     assert list(adata.obs_names) == kept and list(adata.obs["feature_set"]) == expected
-    counts = json.loads((tmp_path / "m.json").read_text())["cells"]["cells_by_feature_set"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    counts = report["inputs"]["cells"]["by_feature_set"]
     assert counts == {n: expected.count(n) for n in SETS}
     for name, drop in SETS.items():
         cols = [f for f in features.columns if f not in drop]

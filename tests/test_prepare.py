@@ -170,6 +170,7 @@ def test_stage_writes_tables_and_metrics(tmp_path, small_raw):
     assert "H2-M3" in targets.index and "0610009B22Rik" in targets.index
     assert "Nkx2.1" in targets.index  # Nkx2-1 is not in the Entrez table: kept, reported
     assert set(types["broad_type"]) == {"Exc", "Inh"}
+    assert set(types["species"]) == {"mouse"}  # the rds table's cells (SOURCE_SPECIES)
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["types"] == 20 and summary["symbols_restored"] >= 2
     assert summary["genes_in"] >= summary["genes_after_zero_variance"] > 0
@@ -345,8 +346,7 @@ def test_set_overrides_params_file(tmp_path, small_raw):
     assert result.exit_code == 0, result.output
     assert list(pd.read_parquet(out / "train_features.parquet").columns) == ["rin", "rmp", "apthr"]
     assert len(pd.read_parquet(out / "train_targets.parquet")) == 5
-    headline = json.loads(metrics.read_text())
-    assert headline["genes_kept"] == 5 and headline["features"] == 3
+    assert json.loads(metrics.read_text()) == {"genes": 5}
     assert json.loads((tmp_path / "report.json").read_text())["settings"]["top_variable"] == 5
 
 
@@ -419,13 +419,12 @@ def test_stage_prepares_paired_cells(tmp_path, raw_dir, small):  # noqa: F811
     assert list(targets.columns) == list(features.index) == list(types.index)
     assert list(types.columns[:5]) == ["broad_type", "weight", "group", "family", "type"]
     assert (types["weight"] == 1.0).all() and types["group"].nunique() == 4
+    assert set(types["species"]) == {"unknown"}  # your own cells: no species column given
     detected = (small["counts"] > 0).mean(axis=1)
     assert list(targets.index) == list(small["counts"].index[(detected >= 0.1).to_numpy()])
     expected = np.log2(small["counts"] * 1e6 / small["metadata"]["library_size"] + 1)
     np.testing.assert_allclose(targets, expected.loc[targets.index], rtol=1e-12)
-    headline = json.loads(metrics.read_text())
-    assert headline["cells"] == 40 and headline["groups"] == 4 and headline["features"] == 5
-    assert headline["genes_kept"] == len(targets) and "aibs_v6" in headline
+    assert json.loads(metrics.read_text()) == {"genes": len(targets), "cells": 40}
     assert (out / "cells_aibs_v6.parquet").is_file()  # a source's folder serves predict too
 
 

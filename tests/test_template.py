@@ -145,13 +145,16 @@ def test_recipe_trains_the_template_beside_the_other_sources(raw_dir, tmp_path, 
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["prepare"]["sources"] == ["rds", "scala2021", "template"]
-    prepared = json.loads((repo / "metrics" / "prepare_template.json").read_text())
+    prepared = json.loads((repo / "reports" / "prepare_template.json").read_text())
     assert (prepared["cells"], prepared["groups"], prepared["genes_kept"]) == (28, 3, 200)
+    headline = json.loads((repo / "metrics" / "prepare_template.json").read_text())
+    assert headline == {"genes": 200, "cells": 28}
     model = json.loads((repo / "data" / "models" / "template" / "model.json").read_text())
     trained = model["provenance"]["params"]
     assert (trained["n_folds"], trained["n_permutations"], trained["cv"]) == (3, 20, "group_kfold")
     assert trained["alpha"] == params["train"]["alpha"]  # the rest: train's shared values
-    metrics = json.loads((repo / "metrics" / "train_template.json").read_text())
-    assert metrics["n_genes"] == 200 and "genes_beating" in metrics
-    assert "genes_beating" in outputs[1]  # dvc metrics show printed them
+    report = json.loads((repo / "reports" / "train_template.json").read_text())
+    assert report["n_genes"] == 200 and "genes_beating" in report
+    assert "r2_cells" in json.loads((repo / "metrics" / "train_template.json").read_text())
+    assert "r2_cells" in outputs[1]  # dvc metrics show printed the headline
     assert (repo / "data" / "predictions" / "template" / "aibs_v6.h5ad").is_file()

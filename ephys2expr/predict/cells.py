@@ -236,6 +236,31 @@ def cell_metadata(cells: pd.DataFrame, species: str | None = None) -> pd.DataFra
     return meta
 
 
+def species_mismatch(species: pd.Series, store_species: str) -> np.ndarray:
+    """Per cell: its species is known and not one the store was trained on.
+
+    ``store_species`` is the store's ``provenance["species"]`` (``mouse``; several joined by
+    ``,``); a store that does not know its species (``unknown``, stores of older versions)
+    flags nothing, and neither do cells of unknown species."""
+    trained = {s for s in str(store_species).split(",") if s and s != "unknown"}
+    if not trained:
+        return np.zeros(len(species), dtype=bool)
+    known = species.astype(str).to_numpy()
+    return (known != "unknown") & ~np.isin(known, sorted(trained))
+
+
+def _warn_species(name: str, meta: pd.DataFrame, kept: np.ndarray, store_species: str) -> None:
+    """ONE warning line when predicted cells are of another species than the store's."""
+    flagged = meta["species_mismatch"].to_numpy() & kept
+    if flagged.any():
+        other = sorted(set(meta.loc[flagged, "species"]))
+        log.warning(
+            "%s: %d of %d predicted cells are %s but the model store was trained on %s "
+            "cells; their predictions cross species (obs 'species_mismatch')",
+            name, int(flagged.sum()), int(kept.sum()), "/".join(other), store_species,
+        )  # fmt: skip
+
+
 @dataclass
 class CellInput:
     """One input table, read and screened, ready to predict (nothing written yet)."""
@@ -252,9 +277,13 @@ class CellInput:
         return pd.concat([self.meta.loc[self.screen.kept], flags], axis=1)
 
     def summary(self) -> dict:
-        """Cell counts overall and per species (:func:`~.screen.screen_summary`)."""
-        return screen_summary(self.meta, self.screen.flags, self.screen.kept,
-                              self.screen.set_names)  # fmt: skip
+        """Cell counts overall and per species (:func:`~.screen.screen_summary`), and the
+        predicted cells of another species than the store's."""
+        out = screen_summary(self.meta, self.screen.flags, self.screen.kept,
+                             self.screen.set_names)  # fmt: skip
+        mismatch = self.meta["species_mismatch"].to_numpy() & self.screen.kept
+        out["species_mismatch"] = int(mismatch.sum())
+        return out
 
 
 def _log_summary(name: str, s: dict) -> None:
@@ -297,9 +326,12 @@ def load_cells(
     usable = usable_features(cells, store, screen.missing, str(path))
     features = check_feature_columns(cells, usable, str(path))
     meta = cell_metadata(cells, species=species)
+    store_species = str(store.provenance.get("species", "unknown"))
+    meta["species_mismatch"] = species_mismatch(meta["species"], store_species)
     screened = screen.transform(features)
     item = CellInput(name=name or path.stem, path=path, meta=meta, screen=screened)
     _log_summary(item.name, item.summary())
+    _warn_species(item.name, meta, screened.kept, store_species)
     return item
 
 
@@ -311,5 +343,6 @@ __all__ = [
     "check_feature_columns",
     "load_cells",
     "read_cell_table",
+    "species_mismatch",
     "usable_features",
 ]

@@ -48,9 +48,17 @@ def x_chunk_shape(n_cells: int, n_genes: int, chunk_cells: int) -> tuple[int, in
     return rows, max(1, min(n_genes, TILE_VALUES // rows))
 
 
+def uns_dict(metadata: dict) -> dict:
+    """``metadata`` as ``uns`` holds it: nested dicts of str, numbers, booleans and lists
+    (anndata writes a list as an array; :func:`ephys2expr.predict.read.file_metadata` turns
+    it back into a list), keys sorted. Anything else (numpy scalars, paths) goes through JSON
+    first, as in the Parquet metadata."""
+    return json.loads(json.dumps(metadata, sort_keys=True, default=str))
+
+
 class H5adWriter:
     """Write an AnnData ``.h5ad`` with obs = ``meta``, var = the store's genes table rows
-    ``gene_idx``, uns[``ephys2expr``] = ``file_metadata`` (JSON), ``X`` filled by
+    ``gene_idx``, uns[``ephys2expr``] = ``file_metadata`` (a dict), ``X`` filled by
     :meth:`write` block by block (genes x cells blocks, as predicted)."""
 
     def __init__(
@@ -79,7 +87,7 @@ class H5adWriter:
         obs.index = obs.index.astype(str)
         var = self.store.genes.iloc[self.gene_idx].copy()
         var.index = pd.Index([str(g) for g in var.index], name="gene")
-        uns = {"ephys2expr": json.dumps(self.file_metadata, sort_keys=True, default=str)}
+        uns = {"ephys2expr": uns_dict(self.file_metadata)}
         adata = ad.AnnData(obs=obs, var=var, uns=uns)
         adata.write_h5ad(self.path)
         self._file = h5py.File(self.path, "a")
@@ -98,4 +106,4 @@ class H5adWriter:
         self._file.close()
 
 
-__all__ = ["H5adWriter", "x_chunk_shape"]
+__all__ = ["H5adWriter", "uns_dict", "x_chunk_shape"]

@@ -2,8 +2,9 @@
 
 With ``predict.genes: varying`` (the default) genes whose model has all-zero coefficients
 are not written: their prediction is the model store's intercept for every cell.
-:func:`read_predictions` puts them back when given the store, so the table is the same as
-``genes: all`` would have written (same float32 values).
+:func:`read_predictions` puts them back when given the store (its folder, e.g.
+``store="data/models/rds"``, or a loaded :class:`~ephys2expr.model.store.ModelStore`), so
+the table is the same as ``genes: all`` would have written (same float32 values).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store_io import load_model_store
 from ephys2expr.predict.cells import ID_COLUMN
 
 
@@ -31,19 +33,71 @@ def constant_genes(store: ModelStore) -> np.ndarray:
     return np.flatnonzero(const)
 
 
+def _plain(obj):
+    """What anndata reads back from ``uns`` as plain Python: arrays -> lists, numpy
+    scalars -> numbers, bytes -> str."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return [_plain(v) for v in obj.tolist()]
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, bytes):
+        return obj.decode()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
 def file_metadata(path: str | os.PathLike) -> dict:
-    """The ``ephys2expr`` metadata of a predictions file (``uns`` or Parquet metadata)."""
+    """The ``ephys2expr`` metadata of a predictions file as a dict, the same for both formats
+    (``uns["ephys2expr"]`` of a ``.h5ad``, a JSON string in files of older versions; the
+    Parquet schema's ``ephys2expr`` JSON)."""
     path = Path(path)
     if path.suffix.lower() == ".h5ad":
         import h5py
+        from anndata.io import read_elem
 
         with h5py.File(path, "r") as f:
-            raw = f["uns"]["ephys2expr"][()] if "ephys2expr" in f.get("uns", {}) else b"{}"
-    else:
-        import pyarrow.parquet as pq
+            uns = f.get("uns")
+            raw = read_elem(uns["ephys2expr"]) if uns is not None and "ephys2expr" in uns else {}
+        raw = _plain(raw)
+        return json.loads(raw) if isinstance(raw, str) else raw
+    import pyarrow.parquet as pq
 
-        raw = (pq.read_schema(path).metadata or {}).get(b"ephys2expr", b"{}")
-    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    raw = (pq.read_schema(path).metadata or {}).get(b"ephys2expr", b"{}")
+    return json.loads(raw.decode())
+
+
+def _resolve_store(path: Path, store) -> ModelStore | None:
+    """The store as given (a folder is loaded); one line if it did not make the file."""
+    if store is None or isinstance(store, ModelStore):
+        loaded = store
+    else:
+        loaded = load_model_store(store)
+    if loaded is None:
+        return None
+    made_with = file_metadata(path).get("model_provenance", {}).get("inputs_md5")
+    if made_with and loaded.provenance.get("inputs_md5") not in (None, made_with):
+        where = store if not isinstance(store, ModelStore) else "the model store given"
+        raise InputError(
+            f"{path}: was predicted by another model store than {where} (its training "
+            "tables differ: model_provenance.inputs_md5); give the store that made it"
+        )
+    return loaded
+
+
+def _missing_gene_error(path: Path, gene: str) -> InputError:
+    """No such gene in the file: a constant one left out (say which store fills it in) or
+    none at all."""
+    meta = file_metadata(path)
+    if meta.get("constant_genes_omitted"):
+        store = meta.get("model_store") or "<model store folder>"
+        return InputError(
+            f"{path}: no gene {gene}: genes whose model is constant are left out of this "
+            f"file; read_predictions({str(path)!r}, store={str(store)!r}) fills them in"
+        )
+    return InputError(f"{path}: no gene {gene}")
 
 
 def _read_h5ad(path: Path, genes: list[str] | None, cells: list[str] | None):
@@ -111,7 +165,7 @@ def read_predictions(
     path: str | os.PathLike,
     genes: list[str] | None = None,
     cells: list[str] | None = None,
-    store: ModelStore | None = None,
+    store: ModelStore | str | os.PathLike | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predicted log2 expression (cells x genes, float32) and the cells' metadata + flags.
 
@@ -121,28 +175,28 @@ def read_predictions(
         ``<name>.h5ad`` (read lazily: only the requested genes/cells) or ``<name>.parquet``.
     genes, cells : list of str, optional
         Only these genes / cells (default all), in this order.
-    store : ModelStore, optional
-        The model store the predictions were made with: genes left out because their model
-        is constant are filled in with its intercept (float32, as the writer computes it);
-        without ``genes``, the columns are then all written and constant genes in the
-        store's order.
+    store : ModelStore or path-like, optional
+        The model store the predictions were made with, loaded or its folder
+        (``"data/models/rds"``): genes left out because their model is constant are filled
+        in with its intercept (float32, as the writer computes it); without ``genes``, the
+        columns are then every gene of the store, in its order.
 
     Raises
     ------
     InputError
-        A requested cell or gene that is neither in the file nor (with ``store``) constant.
+        A requested cell or gene that is neither in the file nor (with ``store``) constant;
+        a store that cannot be loaded or did not make the file (one line each).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(2, "No such file", str(path))
+    store = _resolve_store(path, store)
     reader = _read_h5ad if path.suffix.lower() == ".h5ad" else _read_parquet
     values, meta = reader(path, genes, cells)
     if store is None:
         missing = [] if genes is None else [g for g in genes if g not in values.columns]
         if missing:
-            raise InputError(
-                f"{path}: no gene {missing[0]} (give the model store for constant genes)"
-            )
+            raise _missing_gene_error(path, missing[0])
         return values, meta
     order = list(store.genes.index) if genes is None else list(genes)
     want = [g for g in order if g not in values.columns]

@@ -66,7 +66,7 @@ class PredictResult:
     Attributes
     ----------
     metrics : dict
-        Headline numbers (``metrics/predict.json``).
+        Headline numbers (``metrics/predict_<source>.json``, :func:`headline_metrics`).
     report : dict
         Everything else: per-species and per-feature counts, settings, files written.
     plots : list of PlotInput
@@ -166,15 +166,13 @@ def marker_medians(markers: pd.DataFrame, meta: pd.DataFrame) -> dict:
     return out
 
 
-def _headline(summary: dict) -> dict:
-    """The few numbers per input that ``dvc metrics show`` prints."""
+def headline_metrics(report: dict) -> dict:
+    """What ``dvc metrics show`` prints for a predict run: ``genes`` and ``cells`` predicted
+    (cells summed over the input tables). Per input, per species, per feature set, the share
+    extrapolated and below zero: the report."""
     return {
-        "cells_in": summary["cells_in"],
-        "cells_predicted": summary["predicted"],
-        "cells_by_feature_set": summary["by_feature_set"],
-        "share_extrapolated": summary["frac_extrapolated"],
-        "human_cells_predicted": summary["per_species"].get("human", {}).get("predicted", 0),
-        "share_below_zero": summary["values_below_zero"],
+        "genes": report["model"]["genes_predicted"],
+        "cells": sum(s["predicted"] for s in report["inputs"].values()),
     }
 
 
@@ -182,6 +180,7 @@ def _constant_genes_note(store: ModelStore, gene_idx: np.ndarray, where: str) ->
     """What the files say about genes left out because their model is constant."""
     const = constant_genes(store)
     omitted = np.setdiff1d(const, gene_idx)
+    folder = repr(where) if Path(where).is_dir() else "'<model store folder>'"
     return {
         "constant_genes": int(len(const)),
         "constant_genes_omitted": int(len(omitted)),
@@ -189,7 +188,7 @@ def _constant_genes_note(store: ModelStore, gene_idx: np.ndarray, where: str) ->
             "genes of the model store whose coefficients are all zero predict their "
             f"'intercept' ({where}/genes.parquet) for every cell; those not in this file "
             "(constant_genes_omitted) are that constant: "
-            "ephys2expr.predict.read.read_predictions(path, store=...) fills them in"
+            f"ephys2expr.predict.read.read_predictions(path, store={folder}) fills them in"
         ),
     }
 
@@ -270,7 +269,6 @@ def predict_tables(
     # the plots show the markers as every cell's prediction is defined: constant genes too
     marker_idx = gene_idx if settings.genes == "predictable" else np.arange(len(store.genes))
     r2 = store.genes["cv_r2"].to_dict() if "cv_r2" in store.genes.columns else None
-    metrics: dict = {"genes_predicted": len(gene_idx)}
     sets = {name: m.features for name, m in store.feature_sets.items()}
     report: dict = {
         "model": {"genes_in_model": len(store.genes), "genes_predicted": len(gene_idx),
@@ -295,6 +293,8 @@ def predict_tables(
                 **constant,
                 "dtype": np.dtype(PREDICTION_DTYPE).name,
                 "model_provenance": store.provenance,
+                # the folder as given (read_predictions' hint for the constant genes)
+                "model_store": where if Path(where).is_dir() else "",
             }
             files = job.files()
             written = write_predictions(
@@ -321,7 +321,6 @@ def predict_tables(
                                          item.screen.cell_sets)  # fmt: skip
             summary["markers_by_species_and_dendrite_type"] = marker_medians(markers, meta)
             report["inputs"][item.name] = summary
-            metrics[item.name] = _headline(summary)
             plots.append(
                 PlotInput(
                     name=item.name,
@@ -333,11 +332,12 @@ def predict_tables(
                     r2=r2,
                 )
             )
-    return PredictResult(metrics=metrics, report=report, plots=plots)
+    return PredictResult(metrics=headline_metrics(report), report=report, plots=plots)
 
 
 __all__ = [
     "Job",
+    "headline_metrics",
     "PredictResult",
     "predict_tables",
     "prediction_jobs",

@@ -14,7 +14,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES
 from ephys2expr.prepare.genes import filter_genes
 from ephys2expr.prepare.per_cell import paired_training_tables, read_paired_source
-from ephys2expr.prepare.settings import PrepareSettings
+from ephys2expr.prepare.settings import SOURCE_SPECIES, PrepareSettings
 from ephys2expr.readers.allen import read_allen_cells
 from ephys2expr.readers.derive import with_derived
 from ephys2expr.readers.r import read_r
@@ -143,26 +143,9 @@ def cell_summary(cells: pd.DataFrame, features: list[str]) -> dict:
 
 
 def _headline(report: dict) -> dict:
-    """The few numbers worth a glance in ``dvc metrics show`` (the rest stays in the report)."""
-    metrics = {
-        key: report[key]
-        for key in ("types", "types_exc", "types_inh", "features", "genes_in")
-        + ("symbols_restored", "symbols_unresolved")
-        if key in report
-    }
-    metrics["genes_kept"] = report["genes_after_top_variable"]
-    return {**metrics, **_inputs_headline(report)}
-
-
-def _inputs_headline(report: dict) -> dict:
-    """Cells per Allen prediction input, and those with every model feature."""
-    return {
-        name: {
-            "cells": inputs["cells"],
-            "cells_all_features": inputs["cells"] - inputs["cells_missing_features"],
-        }
-        for name, inputs in report["prediction_inputs"].items()
-    }
+    """What ``dvc metrics show`` prints for a type-mean source: the genes kept for training
+    (every other number, the Allen cells included, stays in the report; docs/pipeline.md)."""
+    return {"genes": report["genes_after_top_variable"]}
 
 
 def prediction_inputs(raw_dir: Path, features: list[str]) -> tuple[dict, dict]:
@@ -177,11 +160,22 @@ def prediction_inputs(raw_dir: Path, features: list[str]) -> tuple[dict, dict]:
 
 
 def _paired_headline(report: dict) -> dict:
-    """Headline numbers of a paired source: cells, animals, genes, exclusions by reason."""
-    keys = ("cells", "cells_exc", "cells_inh", "groups", "features", "genes_in", "genes_kept")
-    metrics = {key: report[key] for key in keys}
-    metrics["cells_excluded"] = report["paired"]["excluded"]
-    return {**metrics, **_inputs_headline(report)}
+    """What ``dvc metrics show`` prints for a paired source: the genes and cells kept for
+    training (animals, exclusions by reason and the Allen cells are in the report)."""
+    return {"genes": report["genes_kept"], "cells": report["cells"]}
+
+
+def with_species(types: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``train_types`` with a ``species`` column: the source's (:data:`SOURCE_SPECIES`),
+    kept (lower case) where the table has one, ``unknown`` where neither says."""
+    types = types.copy()
+    default = SOURCE_SPECIES.get(source, "unknown")
+    if "species" in types.columns:
+        given = types["species"].astype("string").str.strip().str.lower()
+        types["species"] = given.mask(given == "").fillna(default).astype(str)
+    else:
+        types["species"] = default
+    return types
 
 
 def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None = None) -> Prepared:
@@ -223,6 +217,7 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None =
     log.info("reading paired cells (%s)", source)
     paired = read_paired_source(source, settings, raw_dir)
     features, targets, types, report = paired_training_tables(paired, settings, source)
+    types = with_species(types, source)
     cells, inputs_report = prediction_inputs(raw_dir, settings.paired_features)
     report = {"settings": settings.source_settings(source), **report,
               "prediction_inputs": inputs_report}  # fmt: skip
@@ -253,7 +248,7 @@ def _prepare_type_means(raw_dir: Path, settings: PrepareSettings, source: str) -
         len(training.targets),
     )
     cells, inputs_report = prediction_inputs(raw_dir, features)
-    types = training.types
+    types = with_species(training.types, source)
     report = {
         "settings": settings.source_settings(source),
         "training_source": source,

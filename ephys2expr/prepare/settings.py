@@ -13,6 +13,10 @@ from ephys2expr.settings import NAME, Settings, setting
 TYPE_MEAN_SOURCES = ("rds", "online_table3")  # one row per cell type
 BUILTIN_PAIRED = ("scala2021",)  # one row per cell (Patch-seq), read from data/raw
 BUILTIN_SOURCES = TYPE_MEAN_SOURCES + BUILTIN_PAIRED
+# The species of each source's training rows (train_types ``species``; the model store's
+# provenance; predict flags cells of another species). Your own paired cells: the metadata's
+# ``species`` column if it has one, else "unknown" (no check).
+SOURCE_SPECIES = {"rds": "mouse", "online_table3": "mouse", "scala2021": "mouse"}
 PAIRED_FILES = ("features", "counts", "metadata")
 PAIRED_COLUMNS = {
     "id": "cell_id",

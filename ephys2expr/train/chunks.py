@@ -262,10 +262,13 @@ def train_and_evaluate(
     parts = list(
         executor.map_ordered(_train_chunk_task, tasks, what="gene chunks", total=len(slices))
     )
-    return _gather(parts, features, genes, n, folds, settings, t0)
+    rows = "types" if cells is None else "cells"
+    return _gather(parts, features, genes, n, folds, settings, t0, rows)
 
 
-def _gather(parts, features, genes, n, folds, settings: TrainSettings, t0) -> TrainResult:
+def _gather(
+    parts, features, genes, n, folds, settings: TrainSettings, t0, rows: str
+) -> TrainResult:
     """Concatenate the chunks, then the gene-coupling steps: BH q-values and summaries."""
     per_gene = pd.DataFrame(index=genes)
     for col in parts[0].columns:
@@ -287,7 +290,7 @@ def _gather(parts, features, genes, n, folds, settings: TrainSettings, t0) -> Tr
         per_gene["significant"] = per_gene["q_value"].to_numpy() < settings.fdr_q
     report = train_report(
         per_gene, final, n, features.shape[1], len(folds), settings,
-        null.n_fits if null is not None else 0,
+        null.n_fits if null is not None else 0, rows,
     )  # fmt: skip
     secs["total"] = time.perf_counter() - t0
     log.info(

@@ -1,4 +1,4 @@
-"""What each feature set achieves: the per-set comparison table and its headline numbers.
+"""What each feature set achieves: the per-set comparison table (in the train report).
 
 The train stage fits one model per feature set (``train.feature_sets``, resolved for the
 source by :meth:`~ephys2expr.train.settings.TrainSettings.resolve_feature_sets`), each with
@@ -56,10 +56,4 @@ def feature_set_table(results: dict, features: dict[str, list[str]]) -> pd.DataF
     return out.round(6)
 
 
-def feature_set_headline(table: pd.DataFrame) -> dict:
-    """Per set but the first (whose numbers are the model's headline already): the genes
-    beating every baseline - what leaving features out costs. The rest is in the report."""
-    return {name: int(row["genes_beating_all"]) for name, row in table.iloc[1:].iterrows()}
-
-
-__all__ = ["feature_set_headline", "feature_set_table"]
+__all__ = ["feature_set_table"]

@@ -133,4 +133,19 @@ def _check_types(types: pd.DataFrame, features: pd.DataFrame, types_path) -> pd.
     return types
 
 
-__all__ = ["TRAINING_TABLES", "ParquetTargets", "load_training_inputs", "training_paths"]
+def training_species(types: pd.DataFrame) -> str:
+    """The species of the training rows (``train_types`` ``species``; prepare writes it):
+    ``mouse``, several joined by ``,``, or ``unknown`` for tables without the column.
+    The model store records it; predict flags cells of another species."""
+    if "species" not in types.columns:
+        return "unknown"
+    return ",".join(sorted(set(types["species"].astype(str))))
+
+
+__all__ = [
+    "TRAINING_TABLES",
+    "ParquetTargets",
+    "load_training_inputs",
+    "training_paths",
+    "training_species",
+]

@@ -25,8 +25,8 @@ from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.train.baselines import BASELINES, CEILINGS
 from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
-from ephys2expr.train.feature_sets import feature_set_headline, feature_set_table
-from ephys2expr.train.inputs import load_training_inputs, training_paths
+from ephys2expr.train.feature_sets import feature_set_table
+from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
 from ephys2expr.train.settings import TrainSettings
 
 log = logging.getLogger("ephys2expr")
@@ -106,6 +106,7 @@ def train_from_prepared(
     full = next(iter(sets))
     provenance = {
         "params": settings.as_dict(),
+        "species": training_species(types),
         "inputs_md5": {name: file_checksum(path)[0] for name, path in inputs.items()},
     }
     results, models = {}, []
@@ -134,19 +135,18 @@ def train_from_prepared(
         no_null = settings.replace(n_permutations=0)
         oof = train_and_evaluate(features, shown, types, no_null).oof
     table = feature_set_table(results, sets)
-    metrics = {**result.metrics}
-    if len(sets) > 1:
-        metrics["genes_beating_all_by_feature_set"] = feature_set_headline(table)
+    metrics = result.metrics
     # {set: {column: value}}; pandas writes NaN (a constant marker's r2) as null
     report = {**result.report, "feature_sets": json.loads(table.to_json(orient="index"))}
     final = result.final
     coef_std = pd.DataFrame(final.coef_std_, index=targets.index, columns=features.columns)
-    m = result.metrics
+    rep = result.report
     log.info(
         "done in %.0f s: median out-of-fold r2 %.3f; genes beating mean/OLS/class: %s; "
-        "beating all: %d; q < %g: %s", time.perf_counter() - start, m["model"]["r2_median"],
-        "/".join(str(m["genes_beating"][b]) for b in BASELINES), m["genes_beating"]["all"],
-        settings.fdr_q, m.get("genes_q_below_fdr", "n/a"),
+        "beating all: %d; q < %g: %s", time.perf_counter() - start, rep["model"]["r2_median"],
+        "/".join(str(rep["genes_beating"][b]) for b in BASELINES),
+        rep["genes_beating_all_baselines"], settings.fdr_q,
+        rep.get("null", {}).get("genes_q_below_fdr", "n/a"),
     )  # fmt: skip
     for name, row in table.iterrows():
         log.info("feature set %r: %d genes beat every baseline, median r2 %.3f", name,

@@ -2,7 +2,7 @@
 
 :func:`train_report` summarises the per-gene table (the model, each baseline, the final
 fit, the permutation null) in full; :func:`headline_metrics` picks the few numbers a DVC user
-compares between runs (``metrics/train.json``). Neither holds timings: those are logged.
+compares between runs (``metrics/train_<source>.json``). Neither holds timings: those are logged.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ import pandas as pd
 
 from ephys2expr.train.baselines import BASELINES, CEILINGS
 from ephys2expr.train.settings import TrainSettings
-
-HEADLINE_SCORES = ("r2_median", "frac_r2_gt_0.1", "frac_r2_gt_0.5")
-CEILING_SCORES = ("r2_median", "frac_r2_gt_0.1")  # keeps the headline at about 20 numbers
 
 
 def score_summary(r2: np.ndarray, rmse: np.ndarray) -> dict:
@@ -47,7 +44,7 @@ def rounded(obj, digits: int = 6):
 
 def train_report(
     per_gene: pd.DataFrame, final, n_types: int, n_features: int, n_folds: int,
-    settings: TrainSettings, gene_permutations_run: int = 0,
+    settings: TrainSettings, gene_permutations_run: int = 0, rows: str = "types",
 ) -> dict:  # fmt: skip
     """Everything the per-gene table says about the run (``reports/train.json``).
 
@@ -59,6 +56,8 @@ def train_report(
         The refit on all rows (alpha and convergence).
     gene_permutations_run : int
         Gene x permutation cross-validations the null ran in total.
+    rows : {"types", "cells"}
+        What the rows are: cell-type means or single cells (names the headline metrics).
     """
     r2 = per_gene["cv_r2"].to_numpy()
     beats_all = per_gene[[f"beats_{b}" for b in BASELINES]].all(axis=1)
@@ -69,6 +68,7 @@ def train_report(
         for name in BASELINES
     }
     report = {
+        "rows": rows,
         "n_genes": int(len(per_gene)),
         "n_types": int(n_types),
         "n_features": int(n_features),
@@ -121,33 +121,22 @@ def _ceilings(per_gene: pd.DataFrame, r2: np.ndarray) -> dict:
 
 
 def headline_metrics(report: dict) -> dict:
-    """The headline numbers of a :func:`train_report` (``metrics/train.json``, <= 17 values;
-    the train stage adds one per extra feature set).
+    """The headline numbers of a :func:`train_report` (``metrics/train_<source>.json``): what
+    ``dvc metrics show`` and ``dvc exp show`` print, kept to two keys so that every stage's
+    metrics fit one 120-column table (``tests/test_metrics_views.py``; docs/pipeline.md,
+    "Metrics and experiments").
 
-    For the model and each baseline: median out-of-fold r2 and the shares of genes with r2
-    above 0.1 and 0.5; genes beating each baseline and all of them; with the null, genes
-    with q below ``fdr_q`` and those of them that also beat all baselines.
+    ``r2_<rows>``: the model's median out-of-fold r2 over the genes; ``sig_<rows>`` (with
+    the null only): genes with q below ``fdr_q`` that also beat every baseline, the set to
+    trust. ``<rows>`` is ``types`` for a type-mean model and ``cells`` for a per-cell one, so
+    the two models trained side by side have keys of their own (``dvc exp show`` prefixes a
+    key two files share with the file's path). Every other number (the baselines, the
+    ceilings, genes beating each baseline, the feature sets) is in the report.
     """
-    metrics = {
-        "n_genes": report["n_genes"],
-        "model": {k: report["model"][k] for k in HEADLINE_SCORES},
-        # the mean-only baseline's shares of r2 above 0.1 / 0.5 are 0 by construction
-        **{
-            f"baseline_{name}": {
-                k: report["baselines"][name][k]
-                for k in (HEADLINE_SCORES[:1] if name == "mean" else HEADLINE_SCORES)
-            }
-            for name in BASELINES
-        },
-        **{
-            f"ceiling_{name}": {k: scores[k] for k in CEILING_SCORES}
-            for name, scores in report.get("ceilings", {}).items()
-        },
-        "genes_beating": {**report["genes_beating"], "all": report["genes_beating_all_baselines"]},
-    }
+    rows = report.get("rows", "types")
+    metrics = {f"r2_{rows}": report["model"]["r2_median"]}
     if "null" in report:
-        for key in ("genes_q_below_fdr", "genes_significant_and_beating_all"):
-            metrics[key] = report["null"][key]
+        metrics[f"sig_{rows}"] = report["null"]["genes_significant_and_beating_all"]
     return metrics
 
 
