@@ -17,6 +17,7 @@ from typing import TypeVar
 import typer
 
 from ephys2expr.errors import InputError, one_line
+from ephys2expr.temps import stop_on_sigterm
 
 F = TypeVar("F", bound=Callable)
 
@@ -223,13 +224,8 @@ def run_stage(app) -> None:
     nothing half-written is left.
     """
     die_with_parent()
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _exit_on_signal)
+    stop_on_sigterm()
     app()
-
-
-def _exit_on_signal(signum, frame):
-    raise SystemExit(128 + signum)
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> bool:

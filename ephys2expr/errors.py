@@ -16,3 +16,12 @@ class InputError(Exception):
 def one_line(text: object) -> str:
     """``text`` with its lines joined by ``" | "``: error messages must stay one line."""
     return " | ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+class WriteError(InputError):
+    """Writing an output failed (disk full, quota, read-only file system ...): one line
+    naming the destination ``path`` (never a temporary file) and the reason."""
+
+    def __init__(self, path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: writing failed ({reason})")

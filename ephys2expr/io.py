@@ -3,11 +3,16 @@
 Every writer writes to a temporary file in the destination folder and renames
 it into place only when the write succeeded. A set of files that must change together
 (the model store) is written into a new folder swapped in whole (:func:`atomic_dir`).
+
+Temporaries are locked while their process lives and removed when it ends, however it
+ends (:mod:`ephys2expr.temps`). A disk full (or any other OS error) while writing is one
+:class:`~ephys2expr.errors.WriteError` line naming the destination.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -21,41 +26,55 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ephys2expr.errors import WriteError
+from ephys2expr.temps import DIR_TEMP, Temp, remove_dead_temps, signals_deferred
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` on success.
+    """Yield a locked temporary path next to ``path``; rename it to ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    Temporaries of ``path`` that dead runs left are removed first. On any exception the
+    temporary file is removed and ``path`` is untouched. A ``path`` that is itself a live
+    :class:`~ephys2expr.temps.Temp` of this process is written in place (its owner renames
+    it; a temporary of a temporary would leave it unlocked).
     """
     path = Path(path)
+    if Temp.is_live(path):  # already a temporary of this process (an OutputSet's): in place
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; outputs should be readable
+    remove_dead_temps(path.parent, [path.name])
+    temp = Temp.create(path.parent, path.name)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        yield temp.path
+        with signals_deferred():
+            temp.replace(path)
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        temp.discard()
         raise
+    finally:
+        temp.release()
 
 
-# Temp folders of :func:`atomic_dir` are siblings of the target named
-# ``.<name>.new-<random>`` (being written) or ``.<name>.old-<random>`` (the replaced
-# folder, deleted right after the swap). Hidden, so that no loader ever looks there.
-_DIR_TEMP = (".{}.new-", ".{}.old-")
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an OS error raised inside (disk full, quota, read-only ...) into one
+    :class:`~ephys2expr.errors.WriteError` line naming ``path``."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(path, exc.strerror or str(exc) or type(exc).__name__) from None
 
 
 def stale_dir_temps(path: str | os.PathLike) -> list[Path]:
-    """Temp folders that a killed :func:`atomic_dir` left beside ``path``."""
+    """Temp folders of :func:`atomic_dir` beside ``path`` (of a running or a killed save)."""
     path = Path(os.path.abspath(path))
     if not path.parent.is_dir():
         return []
-    prefixes = tuple(p.format(path.name) for p in _DIR_TEMP)
+    prefixes = tuple(p.format(path.name) for p in DIR_TEMP)
     return sorted(c for c in path.parent.iterdir() if c.name.startswith(prefixes))
 
 
@@ -68,43 +87,42 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     systems) it is two renames, the old folder aside and the new one into place; between
     them (microseconds) ``path`` does not exist, and a process killed there leaves no
     ``path`` but both complete folders beside it. The replaced folder is deleted last.
-    Temp folders of killed runs are removed on entry, so one writer at a time is assumed
-    (``dvc repro`` holds a repo lock). Files are never written through an existing path,
-    so DVC's hardlink/symlink cache modes are safe. On any exception the new folder is
-    removed and ``path`` is untouched.
+    The new folder is locked like every :class:`Temp`; temp folders of dead runs are removed
+    on entry, a live run's are not. SIGTERM/SIGINT wait until the swap is done. Files are
+    never written through an existing path, so DVC's hardlink/symlink cache modes are safe.
+    On any exception the new folder is removed and ``path`` is untouched.
     """
     path = Path(os.path.abspath(path))
     if path.is_symlink():  # replace the folder the link points to, keep the link
         path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in stale_dir_temps(path):
-        shutil.rmtree(stale, ignore_errors=True)
-    new = Path(tempfile.mkdtemp(prefix=_DIR_TEMP[0].format(path.name), dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(new, 0o777 & ~umask)  # mkdtemp creates 0700; outputs should be readable
+    remove_dead_temps(path.parent, [path.name])
+    temp = Temp.create(path.parent, path.name, directory=True)
+    new = temp.path
     try:
         yield new
-        if not path.exists():
-            os.rename(new, path)
-        elif _exchange(new, path):
-            shutil.rmtree(new)  # now holds the replaced folder
-        else:
-            # rename(2) may replace an empty folder: the reserved name takes the old one
-            old = tempfile.mkdtemp(prefix=_DIR_TEMP[1].format(path.name), dir=path.parent)
-            os.rename(path, old)
-            os.rename(new, path)
-            shutil.rmtree(old)
+        with signals_deferred():
+            if not path.exists():
+                os.rename(new, path)
+            elif _exchange(new, path):
+                shutil.rmtree(new, ignore_errors=True)  # now holds the replaced folder
+            else:
+                # rename(2) may replace an empty folder: the reserved name takes the old one
+                old = tempfile.mkdtemp(prefix=DIR_TEMP[1].format(path.name), dir=path.parent)
+                os.rename(path, old)
+                os.rename(new, path)
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
+        temp.discard()
         raise
+    finally:
+        temp.release()
 
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux ``renameat2``); False where that is not available."""
     import ctypes
     import ctypes.util
-    import errno
 
     if not sys.platform.startswith("linux"):
         return False
@@ -133,21 +151,29 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def json_md5(obj) -> str:
+    """md5 of ``obj``'s canonical JSON (keys sorted, no whitespace), so the same values give
+    the same digest however the file holding them is indented."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.md5(text.encode()).hexdigest()
+
+
 def write_json(obj, path: str | os.PathLike) -> None:
     """Write ``obj`` as indented, key-sorted JSON (stable diffs for ``dvc metrics diff``)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    with atomic_path(path) as tmp, writing(path):
+        tmp.write_text(text)
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a DataFrame to Parquet atomically (index kept)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, writing(path):
         df.to_parquet(tmp, engine="pyarrow", index=True)
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike, index: bool = True) -> None:
     """Write a DataFrame to CSV atomically with full float precision."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, writing(path):
         df.to_csv(tmp, index=index, float_format="%.10g")
 
 
@@ -155,9 +181,12 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     """Save a matplotlib figure as PNG atomically, without a timestamp (reproducible bytes)."""
     import matplotlib.pyplot as plt
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp, writing(path):
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
+                        metadata={"Software": None})  # fmt: skip
+    finally:
+        plt.close(fig)
 
 
 def file_checksum(path: str | os.PathLike) -> tuple[str, int]:

@@ -16,11 +16,15 @@ A class with ``PER_SOURCE = True`` (``TrainSettings``) also reads a per-source s
 ``<SECTION>_<source>`` (``train_scala2021``): only the keys it sets override the shared
 section, so a change to it reruns only that source's stage (dvc.yaml lists the section in
 that stage's ``params``). Errors name the section a value came from.
+
+A number setting is finite: NaN and infinities (YAML ``.nan``, ``.inf``; ``--set x=nan``)
+are errors naming the key, whether or not the setting applies to the chosen options.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -61,6 +65,10 @@ def read_params(path: str | os.PathLike = "params.yaml") -> dict:
     return params
 
 
+class NonFinite(InputError):
+    """A number setting given NaN or an infinity."""
+
+
 def coerce(value: Any, annotation: Any, where: str) -> Any:
     """Convert a YAML or command-line value to the field's declared type."""
     origin = typing.get_origin(annotation)
@@ -70,6 +78,8 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         for option in options:
             try:
                 return coerce(value, option, where)
+            except NonFinite:  # 'nan' for a float | str setting is a number, not a word
+                raise
             except InputError as exc:
                 errors.append(str(exc))
         raise InputError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not valid")
@@ -98,10 +108,15 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise InputError(f"{where}: {value!r} is not a number")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise InputError(f"{where}: {value!r} is not a number") from None
+        if not math.isfinite(number):  # YAML .nan/.inf, --set x=nan: never a valid setting
+            raise NonFinite(f"{where}: {number} is not a finite number")
+        return number
     if annotation is str:
+        if isinstance(value, float) and not math.isfinite(value):  # float | str settings
+            raise NonFinite(f"{where}: {value} is not a finite number")
         if isinstance(value, dict | list):
             raise InputError(f"{where}: {value!r} is not a single value")
         return "" if value is None else str(value)

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from ephys2expr.errors import InputError
 from ephys2expr.settings import Settings, build_settings, read_params
-from tests.helpers import raises_one_line
+from tests.helpers import assert_one_line_exit_2, raises_one_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {
@@ -244,3 +246,57 @@ def test_cadwell_features_are_defined_once():
     bad = TrainSettings.from_params({"train": {"feature_sets": {"full": [], "cadwell": ["rin"]}}})
     with pytest.raises(InputError, match=r"train.feature_sets.cadwell: keeps .* not Cadwell"):
         bad.resolve_feature_sets(source)
+
+
+# ------------------------------------------------------------------ issue #25: NaN settings
+@pytest.mark.parametrize("penalty", ["lasso", "ridge", "elasticnet"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (".nan", "nan is not a finite number"),
+        (".inf", "inf is not a finite number"),
+        ("-.inf", "-inf is not a finite number"),
+        ("1.5", "1.5 is not in [0, 1]"),
+        ("-0.1", "-0.1 is not in [0, 1]"),
+    ],
+)
+def test_l1_ratio_is_checked_whatever_the_penalty(tmp_path, penalty, value, expected):
+    """``train.l1_ratio: .nan`` with lasso was accepted and stored as NaN in the model
+    store's provenance; now every penalty checks it, from params.yaml and from --set."""
+    from stages.train import app as train_app
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"train:\n  penalty: {penalty}\n  l1_ratio: {value}\n")
+    where = "params.yaml train.l1_ratio: "
+    raises_one_line(re.escape(where + expected), settings_class("train").from_params, params)
+    raises_one_line(re.escape(where + expected), settings_class("train").from_params, None,
+                    [f"penalty={penalty}", f"l1_ratio={value}"])  # fmt: skip
+    res = CliRunner().invoke(train_app, ["--params", str(params), "--model-dir", str(tmp_path)])
+    assert_one_line_exit_2(res, where + expected)
+
+
+def test_l1_ratio_zero_is_for_lasso_and_ridge_only():
+    train_cls = settings_class("train")
+    assert train_cls(penalty="lasso", l1_ratio=0.0).l1_ratio == 0.0
+    raises_one_line(r"0.0 is not in \(0, 1\] \(elasticnet\)", train_cls, penalty="elasticnet",
+                    l1_ratio=0.0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("train", "alpha"),  # float | str ('auto')
+        ("train", "alpha_min"),
+        ("train", "fdr_q"),
+        ("predict", "extrapolation_tolerance"),
+        ("prepare", "min_max_log2"),
+        ("validate", "cv_r2_threshold"),
+    ],
+)
+@pytest.mark.parametrize("value", [".nan", ".inf", "nan"])
+def test_no_number_setting_accepts_nan_or_infinity(section, key, value):
+    expected = f"params.yaml {section}.{key}: {'nan' if 'nan' in value else 'inf'}"
+    message = raises_one_line(
+        re.escape(expected), settings_class(section).from_params, {}, [f"{section}.{key}={value}"]
+    )
+    assert message.endswith("is not a finite number"), message

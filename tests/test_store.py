@@ -24,6 +24,7 @@ from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.model.store_format import MAX_META_BYTES
 from ephys2expr.model.store_io import load_model_store, save_model_store
+from tests.helpers import raises_one_line
 from tests.train_data import small_real_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,7 +318,7 @@ _BROKEN = {
     "schema 1.0": (_edit_meta("schema_version", 1.0), "schema_version 1.0 is not an integer"),
     "schema true": (_edit_meta("schema_version", True), "schema_version True is not an integer"),
     "schema '2'": (_edit_meta("schema_version", "2"), "schema_version '2' is not an integer"),
-    "schema 99": (_edit_meta("schema_version", 99), "schema_version 99, this code reads [2, 3]"),
+    "schema 99": (_edit_meta("schema_version", 99), "schema_version 99, this code reads [2, 3, 4]"),
     "absurd n_genes": (_edit_meta("n_genes", 10**12), "n_genes is 1000000000000, expected"),
     "wrong n_genes": (_edit_meta("n_genes", 5), "n_genes 5 but coef has"),
     "features not names": (_edit_meta("features", 3), "features must be a list of names"),
@@ -373,10 +374,14 @@ def test_a_broken_store_is_one_line_naming_it(stores, tmp_path, case):
 
 
 def test_load_reads_the_real_store_layout(stores, tmp_path):
-    """Round trip; model.json records the tables' md5 and sizes (schema 3)."""
+    """Round trip; model.json records the tables' md5 and sizes and its own values' md5
+    (schema 4)."""
+    from ephys2expr.io import json_md5
+
     target = _store_dir(tmp_path, stores["old"])
     meta = json.loads((target / "model.json").read_text())
-    assert meta["schema_version"] == 3 and set(meta["files"]) == {"coef.parquet", "genes.parquet"}
+    assert meta["schema_version"] == 4 and set(meta["files"]) == {"coef.parquet", "genes.parquet"}
+    assert meta["meta_md5"] == json_md5({k: v for k, v in meta.items() if k != "meta_md5"})
     assert meta["files"]["coef.parquet"]["bytes"] == (target / "coef.parquet").stat().st_size
     got = load_model_store(target)
     assert _same(got, stores["old"]) and got.features == CORE_FEATURES
@@ -528,3 +533,50 @@ def test_every_prediction_is_a_possible_log2_expression(stores):
     block = np.array([[-1.0, np.inf, np.nan, 25.0]])
     clipped = linear_predict(np.eye(1), np.zeros((1, 1)), np.zeros(1), block.T)
     np.testing.assert_array_equal(clipped.ravel(), [0.0, np.inf, np.nan, EXPRESSION_RANGE[1]])
+
+
+# ------------------------------------------------------------------ issue #25: model.json, FIFO
+def test_an_edited_model_json_is_detected_and_a_reformatted_one_loads(stores, tmp_path):
+    """Raising ``feature_max`` in model.json would silently change which cells are flagged
+    as extrapolated; schema 4 records the md5 of model.json's own values."""
+    target = _store_dir(tmp_path, stores["old"])
+    meta = json.loads((target / "model.json").read_text())
+    (target / "model.json").write_text(json.dumps(meta))  # other layout, same values: fine
+    assert _same(load_model_store(target), stores["old"])
+    meta["feature_max"][0] = meta["feature_max"][0] * 10  # a valid value, but not trained
+    (target / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    message = raises_one_line("model.json does not match the meta_md5 it records",
+                              load_model_store, target)  # fmt: skip
+    assert message.startswith(f"{target}: ") and message.endswith("retrain it (dvc repro train)")
+
+
+def test_a_schema_3_store_still_loads_and_says_to_retrain(stores, tmp_path, caplog):
+    """Stores written before meta_md5 keep working (their tables are still verified): a
+    user's predict does not break on merge; a log line says model.json is not verified."""
+    target = _store_dir(tmp_path, stores["old"])
+    meta = json.loads((target / "model.json").read_text())
+    meta["schema_version"] = 3
+    del meta["meta_md5"]
+    (target / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    with caplog.at_level("WARNING", logger="ephys2expr"):
+        assert _same(load_model_store(target), stores["old"])
+    assert "schema 3" in caplog.text and "retrain it (dvc repro train)" in caplog.text
+    shutil.copy(_store_dir(tmp_path, stores["new"], "new") / "coef.parquet", target)
+    raises_one_line("coef.parquet does not match the md5", load_model_store, target)
+
+
+@pytest.mark.parametrize("name", ["coef.parquet", "model.json"])
+def test_a_fifo_in_the_store_is_refused_without_blocking(stores, tmp_path, name):
+    """A named pipe under a store file's name blocked the loader forever (open waits for a
+    writer); now only regular files are opened (symlinks to them are fine: DVC's cache)."""
+    target = _store_dir(tmp_path, stores["old"])
+    (target / name).unlink()
+    os.mkfifo(target / name)
+    raises_one_line(re.escape(f"{target}: {name} is not a regular file (a named pipe)"),
+                    load_model_store, target)  # fmt: skip
+    linked = _store_dir(tmp_path, stores["old"], "linked")
+    real = tmp_path / "cache" / "coef"
+    real.parent.mkdir()
+    shutil.move(linked / "coef.parquet", real)
+    (linked / "coef.parquet").symlink_to(real)
+    assert _same(load_model_store(linked), stores["old"])

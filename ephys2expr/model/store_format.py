@@ -8,10 +8,14 @@ Two mechanisms, each covering what the other cannot:
   leaves the old store or the new one, never a mix; its temp folder is removed by the
   next save. The loader reads every file through one open handle of the folder, so a swap
   during a load cannot mix either.
-* **Verified on load.** ``model.json`` (schema 2 and later) records the md5 and size of both tables;
-  the loader hashes the very bytes it parses. A store mixed any other way (a table copied
-  in by hand, a partial ``dvc checkout``, a store of schema 1 written file by file) is an
-  error naming the store, never a silent mix.
+* **Verified on load.** ``model.json`` (schema 2 and later) records the md5 and size of both
+  tables; the loader hashes the very bytes it parses. From schema 4 it also records
+  ``meta_md5``, the md5 of its own values (canonical JSON of every other key), so an edited
+  ``model.json`` (a changed ``feature_min``, say, which would silently change the
+  extrapolation flags) is an error too. A store mixed any other way (a table copied in by
+  hand, a partial ``dvc checkout``, a store of schema 1 written file by file) is an error
+  naming the store, never a silent mix. Schema 2 and 3 stores still load (their tables
+  verified, their ``model.json`` not: a log line says to retrain).
 
 Every check that fails is an :class:`~ephys2expr.errors.InputError` of one line naming the
 store folder or its ``model.json``.
@@ -21,39 +25,42 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import math
+import logging
 import os
 import stat
 from pathlib import Path
 
 import pandas as pd
 
-from ephys2expr.errors import InputError
-from ephys2expr.io import atomic_dir, file_checksum, stale_dir_temps, write_json, write_parquet
+from ephys2expr.errors import InputError, WriteError
+from ephys2expr.io import (
+    atomic_dir,
+    file_checksum,
+    json_md5,
+    stale_dir_temps,
+    write_json,
+    write_parquet,
+)
+from ephys2expr.model.store_checks import (
+    MAX_META_BYTES,
+    META,
+    META_HASH,
+    TABLES,
+    check_meta,
+    parse_json,
+)
 from ephys2expr.paths import MODELS
 
-# 3: one model per feature set (``feature_sets``; tables indexed by feature set and gene).
-# 2 (one set) is still read.
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (2, 3)
-META = "model.json"
-TABLES = ("coef.parquet", "genes.parquet")
+log = logging.getLogger("ephys2expr")
 
-# Size limits: far above any real store (ours: model.json 3.6 kB, 32,314 genes, 11
-# features, tables 4.9 MB), low enough that a damaged or hostile store cannot exhaust
-# memory before it is rejected.
-MAX_META_BYTES = 16 << 20
-MAX_TABLE_BYTES = 4 << 30
-MAX_GENES = 1_000_000
-MAX_FEATURES = 1_000
-MAX_DEPTH = 64  # nesting of model.json (ours: 4)
+# 4: ``meta_md5``, the md5 of model.json's own values (an edited model.json is detected).
+# 3: one model per feature set (``feature_sets``; tables indexed by feature set and gene).
+# 2 (one set) and 3 are still read: their tables are verified, their model.json is not
+# (READABLE_VERSIONS, with the checks of model.json, in store_checks.py).
+SCHEMA_VERSION = 4
 
 # index levels of both tables (schema 3)
 SET_INDEX = ["feature_set", "gene"]
-
-_VECTORS = ("scaler_mean", "scaler_scale", "feature_min", "feature_max")
-_REQUIRED = ("features", "n_genes", "penalty", "l1_ratio", *_VECTORS, "provenance", "files")
 
 
 def write_store(directory: str | os.PathLike, meta: dict, tables: dict[str, pd.DataFrame]):
@@ -66,11 +73,15 @@ def write_store(directory: str | os.PathLike, meta: dict, tables: dict[str, pd.D
     check_replaceable(directory)
     with atomic_dir(directory) as tmp:
         files = {}
-        for name in TABLES:
-            write_parquet(tables[name], tmp / name)
-            md5, size = file_checksum(tmp / name)
-            files[name] = {"md5": md5, "bytes": size}
-        write_json({**meta, "schema_version": SCHEMA_VERSION, "files": files}, tmp / META)
+        try:
+            for name in TABLES:
+                write_parquet(tables[name], tmp / name)
+                md5, size = file_checksum(tmp / name)
+                files[name] = {"md5": md5, "bytes": size}
+            full = {**meta, "schema_version": SCHEMA_VERSION, "files": files}
+            write_json({**full, META_HASH: json_md5(full)}, tmp / META)
+        except WriteError as exc:  # name the store's file, not the hidden temp folder's
+            raise WriteError(directory / Path(exc.path).name, exc.reason) from None
 
 
 def check_replaceable(directory: str | os.PathLike) -> None:
@@ -97,8 +108,9 @@ def check_replaceable(directory: str | os.PathLike) -> None:
 def read_store(directory: str | os.PathLike) -> tuple[dict, dict[str, pd.DataFrame], list[str]]:
     """``(meta, tables, mismatched)`` of a store folder, ``meta`` checked.
 
-    ``mismatched`` names the tables whose bytes do not match the md5 in ``model.json``;
-    the caller reports them together with any more specific problem it finds.
+    ``mismatched`` names the tables whose bytes do not match the md5 in ``model.json``,
+    and ``model.json`` itself if its values do not match its ``meta_md5`` (schema 4); the
+    caller reports them together with any more specific problem it finds.
     """
     where = os.fspath(directory)
     meta, blobs = _snapshot(directory, where)
@@ -108,6 +120,15 @@ def read_store(directory: str | os.PathLike) -> tuple[dict, dict[str, pd.DataFra
         if len(blobs[name]) != meta["files"][name]["bytes"]
         or hashlib.md5(blobs[name]).hexdigest() != meta["files"][name]["md5"]
     ]
+    if meta["schema_version"] >= 4:
+        if json_md5({k: v for k, v in meta.items() if k != META_HASH}) != meta[META_HASH]:
+            mismatched.append(META)
+    else:
+        log.warning(
+            "%s: model store of schema %d: its tables are verified, its %s is not (edits "
+            "to it go unnoticed); retrain it (dvc repro train) to get schema %d",
+            where, meta["schema_version"], META, SCHEMA_VERSION,
+        )  # fmt: skip
     tables = {}
     for name, blob in blobs.items():
         try:
@@ -169,12 +190,21 @@ def _replaced(fd: int, directory) -> bool:
 
 
 def mismatch_note(mismatched: list[str]) -> str:
-    """The one-line explanation of tables whose hash differs from ``model.json``'s."""
-    return (
-        f"{' and '.join(mismatched)} do{'es' if len(mismatched) == 1 else ''} not match the "
-        f"md5 recorded in {META}: the store mixes files of different trainings or was "
-        "edited; retrain it"
-    )
+    """The one-line explanation of files whose hash differs from what ``model.json`` records
+    (the tables' md5, its own ``meta_md5``)."""
+    tables = [m for m in mismatched if m != META]
+    parts = []
+    if tables:
+        parts.append(
+            f"{' and '.join(tables)} do{'es' if len(tables) == 1 else ''} not match the md5 "
+            f"recorded in {META}: the store mixes files of different trainings or was edited"
+        )
+    if META in mismatched:
+        parts.append(
+            f"{META} does not match the {META_HASH} it records: its values were edited "
+            "(e.g. feature_min/feature_max, which decide the extrapolation flags) or damaged"
+        )
+    return "; ".join(parts) + "; retrain it (dvc repro train)"
 
 
 def _hint(directory) -> str:
@@ -209,15 +239,24 @@ def existing_stores(*folders) -> list[str]:
 
 def _read_at(dir_fd: int, name: str, limit: int, where: str) -> bytes | None:
     """The bytes of ``name`` in the open folder (None if absent), refusing above ``limit``."""
+    # Only regular files (a symlink to one is fine: DVC's symlink cache mode). A FIFO or a
+    # device would block the open or the read forever: checked before opening, and opened
+    # non-blocking in case it is swapped in between, then checked again.
     try:
-        fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+        mode = os.stat(name, dir_fd=dir_fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{where}: {name} is not a regular file ({_kind(mode)})")
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0), dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise InputError(f"{where}: cannot open {name} ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(fd)
-        raise InputError(f"{where}: {name} is not a regular file")
+        raise InputError(f"{where}: {name} is not a regular file ({_kind(mode)})")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
@@ -225,119 +264,11 @@ def _read_at(dir_fd: int, name: str, limit: int, where: str) -> bytes | None:
     return data
 
 
-def parse_json(raw: bytes, where: str):
-    """JSON of ``raw`` (UTF-8), errors as one line. NaN/Infinity parse; the checks of the
-    numbers then name the key that holds them."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: unreadable JSON ({exc.msg}, line {exc.lineno})") from None
-    except RecursionError:
-        raise InputError(f"{where}: JSON nested too deeply") from None
-    except ValueError as exc:  # an integer of thousands of digits
-        raise InputError(f"{where}: unreadable JSON ({exc})") from None
-
-
-def check_meta(meta, where: str) -> dict:
-    """Check the keys and types of a parsed ``model.json``; return it."""
-    if not isinstance(meta, dict):
-        raise InputError(f"{where}: expected a JSON object, got a {type(meta).__name__}")
-    _check_depth(meta, where)
-    version = meta.get("schema_version")
-    if type(version) is not int:
-        raise InputError(f"{where}: schema_version {version!r} is not an integer")
-    if version == 1:
-        raise InputError(
-            f"{where}: schema_version 1 (written file by file, without content hashes, so "
-            "a mixed store cannot be detected); retrain the store (dvc repro train)"
-        )
-    if version not in READABLE_VERSIONS:
-        raise InputError(
-            f"{where}: schema_version {version!r}, this code reads {list(READABLE_VERSIONS)}"
-        )
-    required = _REQUIRED + (("feature_sets",) if version >= 3 else ())
-    missing = [k for k in required if k not in meta]
-    if missing:
-        raise InputError(f"{where}: missing keys {missing}")
-    features = meta["features"]
-    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-        raise InputError(f"{where}: features must be a list of names")
-    if not 0 < len(features) <= MAX_FEATURES:
-        raise InputError(f"{where}: {len(features)} features (expected 1 to {MAX_FEATURES})")
-    for key in _VECTORS:
-        _check_numbers(meta[key], len(features), f"{where}: {key}")
-    _check_count(meta["n_genes"], MAX_GENES, f"{where}: n_genes")
-    if not isinstance(meta["penalty"], str):
-        raise InputError(f"{where}: penalty must be a string, got {meta['penalty']!r}")
-    _check_numbers([meta["l1_ratio"]], 1, f"{where}: l1_ratio")
-    if version >= 3:
-        _check_feature_sets(meta["feature_sets"], features, f"{where}: feature_sets")
-    if not isinstance(meta["provenance"], dict):
-        raise InputError(f"{where}: provenance must be an object")
-    files = meta["files"]
-    if not isinstance(files, dict) or sorted(files) != sorted(TABLES):
-        raise InputError(f"{where}: files must describe exactly {list(TABLES)}")
-    for name, entry in files.items():
-        md5 = entry.get("md5") if isinstance(entry, dict) else None
-        if not (isinstance(md5, str) and len(md5) == 32 and set(md5) <= set("0123456789abcdef")):
-            raise InputError(f"{where}: files.{name}.md5 is not an md5 hex digest")
-        _check_count(entry.get("bytes"), MAX_TABLE_BYTES, f"{where}: files.{name}.bytes")
-    return meta
-
-
-def _check_feature_sets(sets, features: list[str], what: str) -> None:
-    """A list of ``{name, features}``, the first (the primary: its scaler is the store's)
-    using every feature, the others fewer (in the store's order) with their own
-    ``scaler_mean`` and ``scaler_scale``; names unique."""
-    if not isinstance(sets, list) or not sets:
-        raise InputError(f"{what} must be a non-empty list")
-    names = []
-    for i, entry in enumerate(sets):
-        at = f"{what}[{i}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise InputError(f"{at} must be an object with a name")
-        sub = entry.get("features")
-        if not isinstance(sub, list) or not all(isinstance(f, str) for f in sub) or not sub:
-            raise InputError(f"{at}.features must be a non-empty list of names")
-        if [f for f in features if f in sub] != sub:
-            raise InputError(f"{at}.features {sub} are not store features in the store's order")
-        if (i == 0) != (sub == features):
-            raise InputError(f"{at}: only the first (primary) set uses every feature")
-        for key in ("scaler_mean", "scaler_scale") if i else ():
-            _check_numbers(entry.get(key), len(sub), f"{at}.{key}")
-        names.append(entry["name"])
-    if len(set(names)) != len(names):
-        raise InputError(f"{what}: names repeat: {names}")
-
-
-def _check_numbers(values, n: int, what: str) -> None:
-    """A JSON list of ``n`` finite numbers (not strings, booleans or nulls)."""
-    if not isinstance(values, list) or len(values) != n:
-        got = f"{len(values)} values" if isinstance(values, list) else type(values).__name__
-        raise InputError(f"{what} must be a list of {n} numbers, got {got}")
-    for i, v in enumerate(values):
-        if type(v) not in (int, float) or not math.isfinite(v):
-            raise InputError(f"{what}[{i}] is {v!r}, expected a finite number")
-
-
-def _check_count(value, limit: int, what: str) -> None:
-    if type(value) is not int or not 0 < value <= limit:
-        raise InputError(f"{what} is {value!r}, expected an integer from 1 to {limit:,}")
-
-
-def _check_depth(obj, where: str) -> None:
-    """Reject nesting deeper than :data:`MAX_DEPTH` (iteratively: no recursion limit)."""
-    stack = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise InputError(f"{where}: nested deeper than {MAX_DEPTH} levels")
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+def _kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device")]  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def join_set_tables(sets: dict, features: list[str]) -> dict[str, pd.DataFrame]:

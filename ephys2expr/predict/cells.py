@@ -21,6 +21,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import FEATURE_DESCRIPTIONS, PLAUSIBLE_RANGE
 from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
+from ephys2expr.readers.columns import MISSING_TEXT, check_header, id_strings
 
 log = logging.getLogger("ephys2expr.predict")
 
@@ -42,18 +43,20 @@ def _preview(values, n: int = 5) -> str:
 
 
 def _read_any(path: Path, id_column: str) -> pd.DataFrame:
-    """The table as read, by suffix (ids kept as text so leading zeros survive)."""
+    """The table as read, by suffix (ids kept as text so leading zeros survive), after
+    :func:`~ephys2expr.readers.columns.check_header` (no repeated column, no short row)."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
+        check_header(path)
         table = pd.read_parquet(path)
         if not isinstance(table.index, pd.RangeIndex) or table.index.name is not None:
             table = table.reset_index()
         return table
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype={id_column: str})
-    if suffix in (".tsv", ".txt"):
-        return pd.read_csv(path, sep="\t", dtype={id_column: str})
-    raise InputError(f"{path}: unknown table format '{suffix}' (use .csv, .tsv or .parquet)")
+    seps = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+    if suffix not in seps:
+        raise InputError(f"{path}: unknown table format '{suffix}' (use .csv, .tsv or .parquet)")
+    check_header(path, seps[suffix])
+    return pd.read_csv(path, sep=seps[suffix], dtype={id_column: str})
 
 
 def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd.DataFrame:
@@ -94,13 +97,14 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
     if len(table) == 0:
         raise InputError(f"{path}: the table has no rows")
     ids = table[id_column]
-    blank = ids.isna() | (ids.astype(str).str.strip() == "")
-    if blank.any():
-        raise InputError(
-            f"{path}: column '{id_column}' has {int(blank.sum())} empty id(s), "
-            f"first at row {int(np.flatnonzero(blank.to_numpy())[0]) + 1}"
-        )
-    ids = ids.astype(str).str.strip()
+    if not pd.api.types.is_float_dtype(ids.dtype):  # float NaN ids: id_strings names them
+        blank = ids.isna() | (ids.astype(str).str.strip() == "")
+        if blank.any():
+            raise InputError(
+                f"{path}: column '{id_column}' has {int(blank.sum())} empty id(s), "
+                f"first at row {int(np.flatnonzero(blank.to_numpy())[0]) + 1}"
+            )
+    ids = id_strings(ids, id_column, str(path)).str.strip()
     dup = ids[ids.duplicated()]
     if len(dup):
         raise InputError(
@@ -142,7 +146,8 @@ def _column_values(col: pd.Series, name: str, where: str) -> pd.Series:
             f"(cell {cell}), expected numbers"
         )
     values = pd.to_numeric(col, errors="coerce")
-    bad = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
+    # pandas' own missing markers ('<NA>', 'NA', 'null' ...) are missing, as in read_csv
+    bad = values.isna() & col.notna() & ~col.astype(str).str.strip().isin(MISSING_TEXT)
     if bad.any():
         cell = bad.index[bad.to_numpy()][0]
         raise InputError(

@@ -11,102 +11,36 @@
   exception (including SIGTERM, which the stage turns into ``SystemExit``) removes every
   temporary file and every folder the set created, so a failed run leaves nothing.
 
-Temporary names carry the host and process id (``.<name>.<host>-<pid>.<random>.tmp``), so
-temporary files of a run that was killed with SIGKILL are recognised and removed by the
-next run that writes into the same folder (:func:`remove_stale_temps`).
+Temporary files are :class:`ephys2expr.temps.Temp` files (``.<name>.<random>.tmp``), locked
+by this process while it lives: those of a dead run (killed with SIGKILL, in another PID
+namespace or container too) are removed by the next run that writes the same destination
+(:func:`~ephys2expr.temps.remove_dead_temps`); a live run's never are. An OS error while
+writing (a full disk) is one :class:`~ephys2expr.errors.WriteError` line naming the
+destination, never the temporary file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
-import signal
-import socket
-import tempfile
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ephys2expr.errors import InputError
+from ephys2expr.errors import InputError, WriteError
+from ephys2expr.temps import (
+    Temp,
+    raise_if_stopped,
+    remove_dead_temps,
+    signals_deferred,
+    stop_on_sigterm,
+)
 
 log = logging.getLogger("ephys2expr.predict")
 
-# Temporary files written by ephys2expr.io.atomic_path before temp names carried a pid:
-# removed when untouched for this long (a live writer touches its file every chunk).
-LEGACY_TEMP_AGE_S = 600
-_HOST = hashlib.md5(socket.gethostname().encode()).hexdigest()[:8]
-_TAG = re.compile(r"\.([0-9a-f]{8})-(\d+)\.")
-
-
-_SIGNALS: list[int] = []  # termination signals received (see stop_on_sigterm)
-
-
-def stop_on_sigterm() -> None:
-    """Make SIGTERM unwind like Ctrl-C, so an :class:`OutputSet` removes its temporary files.
-
-    The handler raises ``SystemExit(143)``; in case a library swallows that exception (an
-    exception raised inside C callbacks can be), the signal is also remembered and
-    :func:`raise_if_stopped` - called before each block is written and before committing -
-    raises it again, so an interrupted run never commits.
-    """
-
-    def handler(signum, frame):
-        _SIGNALS.append(signum)
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def raise_if_stopped() -> None:
-    """Raise ``SystemExit`` if a termination signal arrived (see :func:`stop_on_sigterm`)."""
-    if _SIGNALS:
-        raise SystemExit(128 + _SIGNALS[0])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _is_stale(path: Path, names: set[str], now: float) -> bool:
-    """A temporary file of a dead run: tagged with this host and a dead pid, or an untagged
-    ``.<name>.XXXX.tmp`` of one of ``names`` not written to for :data:`LEGACY_TEMP_AGE_S`."""
-    fname = path.name
-    if not (fname.startswith(".") and fname.endswith(".tmp")):
-        return False
-    tag = _TAG.search(fname)
-    if tag is not None:
-        return tag.group(1) == _HOST and not _pid_alive(int(tag.group(2)))
-    base = fname.lstrip(".")
-    if not any(base.startswith(n + ".") for n in names):
-        return False
-    try:
-        return now - path.stat().st_mtime > LEGACY_TEMP_AGE_S
-    except FileNotFoundError:
-        return False
-
 
 def remove_stale_temps(folder: Path, names: Iterable[str] = ()) -> list[Path]:
-    """Remove temporary files that killed runs left in ``folder``; return what was removed."""
-    names, now, removed = set(names), time.time(), []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return removed
-    for path in entries:
-        if path.is_file() and _is_stale(path, names, now):
-            try:
-                path.unlink()
-                removed.append(path)
-            except OSError:
-                continue
+    """Remove the temporary files of ``names`` that dead runs left in ``folder``."""
+    removed = remove_dead_temps(folder, names)
     if removed:
         log.info("removed %d temporary file(s) of killed runs in %s", len(removed), folder)
     return removed
@@ -134,9 +68,8 @@ class OutputSet:
     ) -> None:
         self.inputs = [Path(p) for p in inputs]
         self.protected = [_resolved(p) for p in protected_dirs]
-        self._temps: dict[Path, Path] = {}  # resolved destination -> temporary file
+        self._temps: dict[Path, Temp] = {}  # resolved destination -> temporary file
         self._created_dirs: list[Path] = []
-        self._cleaned: set[Path] = set()
         self._claimed: set[Path] = set()  # asked for with temp(): committed at the end
 
     # ------------------------------------------------------------------ checks
@@ -185,19 +118,10 @@ class OutputSet:
             real = self._check(path)
             try:
                 self._make_parents(path)
-                if real.parent not in self._cleaned:
-                    remove_stale_temps(real.parent, [path.name])
-                    self._cleaned.add(real.parent)
-                fd, tmp = tempfile.mkstemp(
-                    prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=real.parent
-                )
+                remove_stale_temps(real.parent, [real.name])
+                self._temps[real] = Temp.create(real.parent, real.name)
             except OSError as exc:
                 raise InputError(f"{path}: cannot write here ({exc.strerror})") from None
-            os.close(fd)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should be readable
-            self._temps[real] = Path(tmp)
 
     def temp(self, path: str | os.PathLike) -> Path:
         """The temporary file to write for the destination ``path`` (planned if it is not yet).
@@ -209,7 +133,15 @@ class OutputSet:
         if real not in self._temps:
             self.plan(path)
         self._claimed.add(real)
-        return self._temps[real]
+        return self._temps[real].path
+
+    def destination(self, path: str | os.PathLike) -> Path:
+        """The destination whose temporary file is ``path`` (``path`` itself otherwise)."""
+        real = _resolved(path)
+        for dst, tmp in self._temps.items():
+            if _resolved(tmp.path) == real:
+                return dst
+        return Path(path)
 
     @property
     def destinations(self) -> list[Path]:
@@ -221,18 +153,19 @@ class OutputSet:
         """Rename every temporary file into place (all were written: nothing can fail half-way
         but the renames, which stay in their own folders)."""
         raise_if_stopped()
-        for dst, tmp in self._temps.items():
-            if dst in self._claimed:
-                os.replace(tmp, dst)
-            else:
-                tmp.unlink(missing_ok=True)
-        self._temps.clear()
+        with signals_deferred():  # a SIGTERM now waits: never half a set renamed
+            for dst, tmp in list(self._temps.items()):
+                if dst in self._claimed:
+                    tmp.replace(dst)
+                else:
+                    tmp.discard()
+                del self._temps[dst]
         self._created_dirs.clear()
 
     def abort(self) -> None:
         """Remove every temporary file and every folder this set created (if left empty)."""
         for tmp in self._temps.values():
-            tmp.unlink(missing_ok=True)
+            tmp.discard()
         self._temps.clear()
         for folder in reversed(self._created_dirs):
             try:
@@ -246,18 +179,25 @@ class OutputSet:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
+            # name the destination, not its temporary file (known until abort)
+            if isinstance(exc, WriteError):
+                error = WriteError(self.destination(exc.path), exc.reason)
+            elif isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+                where = self.destination(exc.filename) if exc.filename else "output"
+                error = WriteError(where, exc.strerror or str(exc))
+            else:
+                error = None
             self.abort()
-            if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-                where = exc.filename or "output"
-                raise InputError(f"{where}: writing failed ({exc.strerror or exc})") from None
+            if error is not None:
+                raise error from None
             return
         try:
             self.commit()
         except OSError as exc:
             self.abort()
-            raise InputError(
-                f"{exc.filename}: cannot move output into place ({exc.strerror})"
-            ) from None
+            where = self.destination(exc.filename) if exc.filename else "output"
+            raise InputError(f"{where}: cannot move output into place ({exc.strerror})") from None
 
 
 __all__ = ["OutputSet", "raise_if_stopped", "remove_stale_temps", "stop_on_sigterm"]
+# raise_if_stopped and stop_on_sigterm live in ephys2expr.temps (train uses them too)

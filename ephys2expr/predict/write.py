@@ -26,10 +26,12 @@ import pyarrow.parquet as pq
 
 from ephys2expr.errors import InputError
 from ephys2expr.executor import chunk_slices
+from ephys2expr.io import writing
 from ephys2expr.model.store import ModelStore, linear_predict
 from ephys2expr.predict.cells import ID_COLUMN
 from ephys2expr.predict.h5ad import H5adWriter
-from ephys2expr.predict.outputs import OutputSet, raise_if_stopped
+from ephys2expr.predict.outputs import OutputSet
+from ephys2expr.temps import raise_if_stopped
 
 log = logging.getLogger("ephys2expr.predict")
 
@@ -241,14 +243,16 @@ def write_predictions(
         if h5ad_path is not None:
             writers.append(H5adWriter(outputs.temp(h5ad_path), store, meta, gene_idx,
                                       file_metadata, chunk_cells))  # fmt: skip
-        for w in writers:
+        for w in writers:  # an OS error (disk full) names the file it was writing
+            stack.enter_context(writing(w.path))
             stack.enter_context(w)
         n_negative = 0
         for sl, block in iter_predictions(store, X, gene_idx, chunk_cells, executor, cell_sets):
             raise_if_stopped()
             _check_finite(block, sl, meta.index, genes, where)
             for w in writers:
-                w.write(sl, block)
+                with writing(w.path):
+                    w.write(sl, block)
             n_negative += int(np.count_nonzero(block < 0))
             log.info("predicted %d / %d cells x %d genes", sl.stop, len(X), len(genes))
     total = len(X) * len(genes)

@@ -1,19 +1,33 @@
-"""Typed table columns whose errors name the file, the column and the value."""
+"""Typed table columns whose errors name the file, the column and the value.
+
+Also the checks every user table passes before pandas sees it (:func:`read_table`,
+:func:`check_header`): pandas would silently rename a repeated column (``rin``,
+``rin.1``) and fill a truncated last row with NaN; here both are errors naming the file.
+"""
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES
 
 from ephys2expr.errors import InputError
+
+# Text that means "missing" in a number column: pandas' own default missing markers
+# (``read_csv``'s ``na_values``: '', 'NA', 'NaN', 'null', 'None', '<NA>' ...), so that a
+# table pandas wrote (``astype(str)`` turns pd.NA into '<NA>') reads back as missing.
+MISSING_TEXT: frozenset[str] = frozenset(STR_NA_VALUES)
 
 
 def numeric_column(df: pd.DataFrame, column: str, where: str) -> pd.Series:
     """Column as float; a non-numeric value is an :class:`InputError` naming it.
 
-    Blank cells and R's ``NA``/``NaN`` spellings are missing values, not errors.
+    Blank cells and pandas' missing markers (:data:`MISSING_TEXT`: ``NA``, ``NaN``,
+    ``<NA>``, ``null`` ...) are missing values, not errors.
     """
     col = df[column]
     if pd.api.types.is_bool_dtype(col):
@@ -22,7 +36,7 @@ def numeric_column(df: pd.DataFrame, column: str, where: str) -> pd.Series:
         return col.astype(float)
     converted = pd.to_numeric(col, errors="coerce")
     bad = col[converted.isna() & col.notna()]
-    bad = bad[~bad.astype(str).str.strip().isin(["", "NA", "NaN", "nan"])]
+    bad = bad[~bad.astype(str).str.strip().isin(MISSING_TEXT)]
     if len(bad):
         raise InputError(
             f"{where}: non-numeric value {str(bad.iloc[0])!r} in column '{column}' "
@@ -38,6 +52,111 @@ def check_unique(index: pd.Index, what: str, where: str) -> None:
         raise InputError(f"{where}: duplicate {what} {dup!r}")
 
 
+def id_strings(ids: pd.Series, column: str, where: str) -> pd.Series:
+    """Cell ids as text, exactly as written; ids that cannot be exact are errors.
+
+    Text and integers pass (as ``str``). Floats (a Parquet id column written from a
+    float array) pass only when every value is a whole number that the float type holds
+    exactly (up to 2**53 for float64, 2**24 for float32), and become integer text
+    (``557261437.0`` -> ``'557261437'``). A non-integral, too large (digits may already be
+    lost: float32 ``557261437`` is ``557261440``) or missing float id is an
+    :class:`InputError` naming the column, the row and the value.
+    """
+    dtype = ids.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        raise InputError(f"{where}: id column '{column}' is boolean, expected text or integers")
+    if pd.api.types.is_float_dtype(dtype):
+        values = ids.to_numpy()
+        return pd.Series(_float_ids(values, column, where), index=ids.index, dtype=object)
+    if pd.api.types.is_object_dtype(dtype):
+        floats = [i for i, v in enumerate(ids.array) if isinstance(v, float | np.floating)]
+        if floats:
+            out = ids.astype(object).copy()
+            values = np.asarray([ids.iat[i] for i in floats], dtype=float)
+            out.iloc[floats] = _float_ids(values, column, where, rows=floats)
+            return out.astype(str)
+    return ids.astype(str)
+
+
+def _float_ids(values: np.ndarray, column: str, where: str, rows=None) -> np.ndarray:
+    """Whole-number float ids as integer text, or an error naming the first bad one."""
+    exact = 2.0 ** (np.finfo(values.dtype).nmant + 1)  # 2**53 (float64), 2**24 (float32)
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(values) & (np.floor(values) == values)
+        ok = whole & (np.abs(values) <= exact)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        row = (rows[i] if rows is not None else i) + 1
+        value = float(values[i])
+        if np.isnan(value):
+            why = "is missing (NaN)"
+        elif not whole[i]:
+            why = "is not a whole number"
+        else:
+            why = (
+                f"is beyond {exact:,.0f}, the largest whole number {values.dtype} holds "
+                "exactly (digits may be lost)"
+            )
+        raise InputError(
+            f"{where}: id column '{column}' is {values.dtype} and its value {value!r} "
+            f"(row {row}) {why}; write ids as text or integers"
+        )
+    return values.astype(np.int64).astype(str)
+
+
+def _duplicate_names(names, path) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(
+                f"{path}: column '{name}' appears more than once in the header (which one "
+                "is meant is ambiguous; rename or remove one)"
+            )
+        if name not in (None, ""):  # unnamed columns (a trailing separator) are no name
+            seen.add(name)
+
+
+def check_header(path: str | os.PathLike, sep: str | None = None) -> None:
+    """Check a table file before pandas reads it: unique column names; in a CSV/TSV also
+    every row as many fields as the header (a file cut off mid-write ends in a short row).
+
+    Parquet: the field names as written, and the names pandas gives them (named index
+    levels, from the pandas metadata where present). CSV/TSV (``sep``): the header line
+    itself, not pandas' renamed ``rin.1``. Blank lines are skipped, as pandas does.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the repeated column, or the file and the short line.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            schema = pq.read_schema(path)
+        except Exception:  # noqa: BLE001 - the reader reports an unreadable file itself
+            return
+        _duplicate_names(schema.names, path)
+        meta = schema.pandas_metadata  # index levels under their pandas names
+        if meta:
+            _duplicate_names([c.get("name") for c in meta.get("columns", [])], path)
+        return
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=sep or ",")
+        header = next(reader, None)
+        if header is None:
+            return
+        _duplicate_names(header, path)
+        for record in reader:
+            if record and len(record) < len(header):
+                raise InputError(
+                    f"{path}: line {reader.line_num} has {len(record)} field(s), the header "
+                    f"{len(header)} (a truncated or damaged row; the file may have been "
+                    "cut off while it was written)"
+                )
+
+
 def read_csv_table(path, **kwargs) -> pd.DataFrame:
     """``pandas.read_csv`` whose parse failures are one :class:`InputError` naming ``path``."""
     try:
@@ -46,15 +165,25 @@ def read_csv_table(path, **kwargs) -> pd.DataFrame:
         raise InputError(f"{path}: unreadable CSV ({exc})") from None
 
 
+def csv_separator(path: str | os.PathLike) -> str:
+    """Tab if the header line has more tabs than commas, else comma."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        first = fh.readline()
+    return "\t" if first.count("\t") > first.count(",") else ","
+
+
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV/TSV (separator from the header line) or Parquet table, nothing indexed."""
+    """Read a CSV/TSV (separator from the header line) or Parquet table, nothing indexed.
+
+    The file passes :func:`check_header` first (no repeated column, no short row).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(2, "No such file", str(path))
     if path.suffix == ".parquet":
+        check_header(path)
         table = pd.read_parquet(path)
         return table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        first = fh.readline()
-    sep = "\t" if first.count("\t") > first.count(",") else ","
+    sep = csv_separator(path)
+    check_header(path, sep)
     return read_csv_table(path, sep=sep, low_memory=False)

@@ -38,7 +38,7 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.features import PAIRED_FEATURES
-from ephys2expr.readers.columns import check_unique, numeric_column, read_table
+from ephys2expr.readers.columns import check_unique, id_strings, numeric_column, read_table
 from ephys2expr.readers.counts import log2_cpm_library, read_counts
 
 # RNA family (Allen/BICCN mouse cortex taxonomy, as in Scala et al. 2021) -> Exc/Inh.
@@ -83,7 +83,7 @@ def indexed(table: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
     if ids.isna().any():
         raise InputError(f"{where}: empty id in column '{column}' (row {ids.index[ids.isna()][0]})")
     out = table.drop(columns=column)
-    out.index = pd.Index(ids.astype(str), name="cell_id")
+    out.index = pd.Index(id_strings(ids, column, where), name="cell_id")
     check_unique(out.index, f"cell id in column '{column}'", where)
     return out
 

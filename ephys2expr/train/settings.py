@@ -24,9 +24,9 @@ CV_SCHEMES = ("auto", "loo", "kfold", "group", "group_kfold")
 # ones), and aphw, maxfreq and adratio together (149 of 1,058 v6 cells; 28 of v10);
 # "no_adratio" is the type-mean model on the features the Scala cells have (validate's
 # cross-source comparison; the same as "full" for a source without adratio, so not trained
-# twice); "cadwell" keeps
-# Cadwell et al. 2016's seven features (features.CADWELL_FEATURES, checked), which validate
-# uses for its Patch-seq comparison. Validation only predicts with stored sets.
+# twice); "cadwell" keeps Cadwell et al. 2016's seven features (features.CADWELL_FEATURES,
+# checked), which validate uses for its Patch-seq comparison. Validation only predicts with
+# stored sets.
 FEATURE_SETS = {
     "full": [],
     "no_tau_cap": ["tau", "cap"],
@@ -55,7 +55,9 @@ class TrainSettings(Settings):
     CHUNK_SIZE: ClassVar[int] = 8192
 
     penalty: str = setting("lasso", "lasso | elasticnet | ridge")
-    l1_ratio: float = setting(0.5, "elastic-net mixing (elasticnet only)")
+    l1_ratio: float = setting(
+        0.5, "elastic-net mixing (elasticnet only; in [0, 1] whatever the penalty)"
+    )
     alpha: float | str = setting(
         "auto", "a number, or 'auto' = chosen per gene by inner CV over the alpha path"
     )
@@ -95,8 +97,14 @@ class TrainSettings(Settings):
             raise InputError(f"{self.where('alpha')}: {self.alpha} must be a non-negative number")
         elif self.penalty == "ridge" and self.alpha <= 0:
             raise InputError(f"{self.where('alpha')}: ridge needs alpha > 0")
-        if self.penalty == "elasticnet" and not 0.0 < self.l1_ratio <= 1.0:
-            raise InputError(f"{self.where('l1_ratio')}: {self.l1_ratio} is not in (0, 1]")
+        # checked for every penalty: a setting that does not apply is still recorded in the
+        # model store's provenance (and reused by later stages), so it must be a valid value
+        if not 0.0 <= self.l1_ratio <= 1.0:
+            raise InputError(f"{self.where('l1_ratio')}: {self.l1_ratio} is not in [0, 1]")
+        if self.penalty == "elasticnet" and not self.l1_ratio > 0.0:
+            raise InputError(
+                f"{self.where('l1_ratio')}: {self.l1_ratio} is not in (0, 1] (elasticnet)"
+            )
         for key in ("alpha_min", "alpha_max"):
             if not getattr(self, key) > 0:
                 raise InputError(f"{self.where(key)}: {getattr(self, key)} must be > 0")

@@ -1,0 +1,291 @@
+"""Issue #25: temporary files of live runs are never touched, those of dead runs always go,
+train and predict leave none on any exit path (SIGTERM included), a full disk is one line.
+
+Live/dead is decided by a lock the writing process holds (``ephys2expr.temps``), not by a
+pid: a predict in another PID namespace once deleted a live run's 1.5 GB temporary file,
+and a SIGTERM'd train left ``plots/train/<source>/.per_gene.csv.*.tmp`` behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from ephys2expr.io import save_figure, write_csv, write_json, write_parquet  # noqa: E402
+from ephys2expr.model.store_io import load_model_store, save_model_store  # noqa: E402
+from ephys2expr.temps import Temp, remove_dead_temps  # noqa: E402
+from stages.predict import app as predict_app  # noqa: E402
+from stages.train import app as train_app  # noqa: E402
+from tests.helpers import assert_one_line_exit_2, raises_one_line  # noqa: E402
+from tests.test_predict import _cells  # noqa: E402
+from tests.test_predict_io import _store  # noqa: E402
+from tests.train_data import small_real_inputs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+# A run that holds one temporary (file or folder) for destination argv[2] in folder argv[1]
+# and lives until its stdin closes or it is killed.
+HOLDER = (
+    "import sys\n"
+    "from ephys2expr.temps import Temp\n"
+    "t = Temp.create(sys.argv[1], sys.argv[2], directory=sys.argv[3] == 'dir')\n"
+    "print(t.path, flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    res = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
+                         capture_output=True)  # fmt: skip
+    return res.returncode == 0
+
+
+def _hold(folder: Path, name: str, kind: str = "file", namespace: bool = False):
+    """Spawn a live run holding a temporary; return (process, temporary path)."""
+    cmd = [sys.executable, "-c", HOLDER, str(folder), name, kind]
+    if namespace:  # its own PID namespace: its pid means nothing here
+        cmd = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *cmd]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    line = proc.stdout.readline().strip()
+    assert line, "the holder did not start"
+    return proc, Path(line)
+
+
+def _kill(proc) -> None:
+    """End the holder without any cleanup of its own: SIGKILL; in another PID namespace
+    its stdin is closed instead (the holder then exits without removing its temporary,
+    and ``unshare`` returns only once it has: no waiting on time)."""
+    if proc.args[0] == "unshare":
+        proc.stdin.close()
+    else:
+        proc.kill()
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def store():
+    return _store()
+
+
+@pytest.mark.parametrize(
+    "namespace",
+    [False, pytest.param(True, marks=pytest.mark.skipif(not _can_unshare(),
+                                                         reason="unshare not permitted"))],
+    ids=["same-namespace", "other-pid-namespace"],
+)  # fmt: skip
+def test_a_live_runs_temp_survives_a_predict_and_a_dead_runs_goes(tmp_path, store, namespace):
+    save_model_store(store, tmp_path / "model")
+    out = tmp_path / "out"
+    out.mkdir()
+    _cells(40, 0).to_parquet(tmp_path / "cells.parquet")
+    proc, live = _hold(out, "pred.parquet", namespace=namespace)
+    live.write_bytes(b"x" * 4096)  # the live run's data so far
+    cmd = ["--input", tmp_path / "cells.parquet", "--output", out / "pred.parquet",
+           "--model-dir", tmp_path / "model", "--set", "write_h5ad=false"]  # fmt: skip
+    try:
+        assert remove_dead_temps(out, ["pred.parquet"]) == []
+        res = runner.invoke(predict_app, [str(c) for c in cmd])
+        assert res.exit_code == 0, res.output
+        assert live.read_bytes() == b"x" * 4096  # untouched by the other run
+        assert (out / "pred.parquet").is_file()
+    finally:
+        _kill(proc)  # no chance to clean up; the lock goes with the process
+    assert live.exists()
+    res = runner.invoke(predict_app, [str(c) for c in cmd])
+    assert res.exit_code == 0, res.output
+    assert not live.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["pred.genes.parquet", "pred.parquet"]
+
+
+def test_only_temporaries_of_the_destination_are_judged(tmp_path):
+    """Unlocked temporaries of older versions (pid-tagged or not) of the destination go;
+    files that are not its temporaries, and a FIFO under a temp name, stay."""
+    names = [".p.h5ad.0123abcd-999999.k2j4h6g8.tmp", ".p.h5ad.a1b2c3d4.tmp",
+             "..p.h5ad.a1b2.tmp.x9y8.tmp", ".p.h5ad.new-abc"]  # fmt: skip
+    for n in names[:3]:
+        (tmp_path / n).write_bytes(b"x")
+    (tmp_path / names[3]).mkdir()
+    keep = [".other.csv.a1b2c3d4.tmp", "p.h5ad", ".p.h5ad.swp"]
+    for n in keep:
+        (tmp_path / n).write_bytes(b"x")
+    os.mkfifo(tmp_path / ".p.h5ad.fifo1234.tmp")
+    removed = remove_dead_temps(tmp_path, ["p.h5ad"])
+    assert sorted(p.name for p in removed) == sorted(names)
+    assert sorted(os.listdir(tmp_path)) == sorted([*keep, ".p.h5ad.fifo1234.tmp"])
+
+
+def test_a_concurrent_saves_temp_folder_survives_and_a_dead_ones_goes(tmp_path, store):
+    proc, live = _hold(tmp_path, "model", kind="dir")
+    try:
+        save_model_store(store, tmp_path / "model")
+        assert live.is_dir()
+        load_model_store(tmp_path / "model")
+    finally:
+        _kill(proc)
+    save_model_store(store, tmp_path / "model")
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_a_temp_removed_by_another_process_is_never_renamed_into_place(tmp_path):
+    temp = Temp.create(tmp_path, "x.csv")
+    temp.path.unlink()
+    temp.path.write_text("someone else's")
+    with pytest.raises(OSError, match="removed by another process"):
+        temp.replace(tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+    temp.release()
+
+
+# ------------------------------------------------------------------ train and SIGTERM
+@pytest.fixture(scope="module")
+def prepared(raw_dir, tmp_path_factory):
+    features, targets, types = small_real_inputs(raw_dir, n_variable=60, n_flat=20)
+    d = tmp_path_factory.mktemp("prepared")
+    features.to_parquet(d / "train_features.parquet")
+    targets.to_parquet(d / "train_targets.parquet")
+    types.to_parquet(d / "train_types.parquet")
+    return d
+
+
+def _train_args(prepared: Path, out: Path) -> list[str]:
+    return ["--prepared-dir", str(prepared), "--model-dir", str(out / "model"),
+            "--out-dir", str(out / "train"), "--metrics", str(out / "train.json"),
+            "--plots-dir", str(out / "plots"), "--report", str(out / "report.json"),
+            "--params", str(ROOT / "params.yaml"), "--set", "n_alphas=8",
+            "--set", "n_permutations=5"]  # fmt: skip
+
+
+def _temps(out: Path) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob(".*"))
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory) -> Path:
+    """The outputs of one train run (the 'previous outputs' a stopped run must keep)."""
+    out = tmp_path_factory.mktemp("trained") / "out"
+    first = subprocess.run([sys.executable, "-m", "stages.train", *_train_args(prepared, out)],
+                           cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    return out
+
+
+# When to send SIGTERM: while training (its first log line about a feature set: nothing
+# written yet), while the model store's new folder is being written, while a table or a
+# plot is being written.
+TRIGGERS = {
+    "training": lambda out, log: b"feature set 1/" in log.read_bytes(),
+    "store": lambda out, log: any(out.glob(".model.new-*")),
+    "table or plot": lambda out, log: any(out.glob("*/.*.tmp")),
+}
+
+
+@pytest.mark.parametrize("when", list(TRIGGERS))
+def test_sigterm_during_train_leaves_no_temp_and_the_previous_outputs(
+    prepared, trained, tmp_path, when
+):
+    out = tmp_path / "out"
+    shutil.copytree(trained, out)
+    before = _outputs(out)
+    args = _train_args(prepared, out) + ["--set", "seed=1"]  # other outputs than before
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "stages.train", *args], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+    try:
+        while proc.poll() is None and not TRIGGERS[when](out, log):
+            time.sleep(0.002)
+        assert proc.poll() is None, "the run finished before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 128 + signal.SIGTERM, log.read_text()[-2000:]
+    assert _temps(out) == []  # no temporary file or folder anywhere
+    after = _outputs(out)
+    assert set(after) == set(before)  # every output still there, each old or new, whole
+    store = load_model_store(out / "model")
+    assert store.provenance["params"]["seed"] in (0, 1)
+    for name in after:
+        if name.endswith(".parquet") and not name.startswith("model/"):
+            pd.read_parquet(out / name)
+    if when == "training":
+        assert after == before
+
+
+# ------------------------------------------------------------------ disk full
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("writer", ["parquet", "csv", "json", "figure"])
+def test_a_full_disk_is_one_line_naming_the_output(tmp_path, monkeypatch, writer):
+    df = pd.DataFrame({"cv_r2": [0.1, 0.5]}, index=pd.Index(["Pvalb", "Sst"], name="gene"))
+    path = tmp_path / "out" / f"x.{writer}"
+    if writer == "parquet":
+        monkeypatch.setattr(pq, "write_table", _disk_full)
+        call = (write_parquet, df, path)
+    elif writer == "csv":
+        monkeypatch.setattr(pd.DataFrame, "to_csv", _disk_full)
+        call = (write_csv, df, path)
+    elif writer == "json":
+        monkeypatch.setattr(Path, "write_text", _disk_full)
+        call = (write_json, {"a": 1}, path)
+    else:
+        monkeypatch.setattr(plt.Figure, "savefig", _disk_full)
+        call = (save_figure, plt.figure(), path)
+    message = raises_one_line("No space left on device", *call)
+    assert message == f"{path}: writing failed (No space left on device)"
+    assert os.listdir(tmp_path / "out") == []  # no temporary left
+
+
+def test_a_full_disk_while_saving_a_store_names_the_store_file(tmp_path, store, monkeypatch):
+    save_model_store(store, tmp_path / "model")
+    before = _outputs(tmp_path)
+    monkeypatch.setattr(pq, "write_table", _disk_full)
+    raises_one_line(f"{tmp_path / 'model' / 'coef.parquet'}: writing failed \\(No space left",
+                    save_model_store, store, tmp_path / "model")  # fmt: skip
+    assert _outputs(tmp_path) == before and os.listdir(tmp_path) == ["model"]
+
+
+def test_a_full_disk_during_train_is_one_line_and_exit_2(prepared, tmp_path, monkeypatch):
+    monkeypatch.setattr(pq, "write_table", _disk_full)
+    res = runner.invoke(train_app, _train_args(prepared, tmp_path))
+    assert_one_line_exit_2(res, f"{tmp_path / 'model' / 'coef.parquet'}: writing failed",
+                           "No space left on device")  # fmt: skip
+    assert _temps(tmp_path) == []
+
+
+def test_a_full_disk_during_predict_names_the_destination(tmp_path, store, monkeypatch):
+    save_model_store(store, tmp_path / "model")
+    _cells(40, 0).to_parquet(tmp_path / "cells.parquet")
+    out = tmp_path / "out" / "pred.parquet"
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", _disk_full)
+    res = runner.invoke(predict_app, [str(c) for c in [
+        "--input", tmp_path / "cells.parquet", "--output", out, "--model-dir", tmp_path / "model",
+        "--set", "write_h5ad=false"]])  # fmt: skip
+    assert_one_line_exit_2(res, f"{out}: writing failed (No space left on device)")
+    assert not (tmp_path / "out").exists()
