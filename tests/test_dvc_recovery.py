@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from ephys2expr.model.store_io import load_model_store
-from tests.train_data import small_real_inputs
+from tests.train_data import write_small_prepared
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,12 +71,7 @@ def _stage_processes(parent: int) -> list[psutil.Process]:
 def repo(raw_dir, tmp_path_factory):
     """A git + DVC repo holding the train stage as dvc.yaml writes it, small real inputs."""
     repo = tmp_path_factory.mktemp("recovery") / "repo"
-    prepared = repo / "data" / "prepared" / "rds"
-    prepared.mkdir(parents=True)
-    features, targets, types = small_real_inputs(raw_dir, n_variable=60, n_flat=20)
-    features.to_parquet(prepared / "train_features.parquet")
-    targets.to_parquet(prepared / "train_targets.parquet")
-    types.to_parquet(prepared / "train_types.parquet")
+    write_small_prepared(raw_dir, repo / "data" / "prepared" / "rds")
     for rel in ("stages", "ephys2expr"):
         shutil.copytree(ROOT / rel, repo / rel, ignore=shutil.ignore_patterns("__pycache__"))
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]

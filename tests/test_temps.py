@@ -34,7 +34,7 @@ from stages.train import app as train_app  # noqa: E402
 from tests.helpers import assert_one_line_exit_2, raises_one_line  # noqa: E402
 from tests.test_predict import _cells  # noqa: E402
 from tests.test_predict_io import _store  # noqa: E402
-from tests.train_data import small_real_inputs  # noqa: E402
+from tests.train_data import write_small_prepared  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -158,12 +158,7 @@ def test_a_temp_removed_by_another_process_is_never_renamed_into_place(tmp_path)
 # ------------------------------------------------------------------ train and SIGTERM
 @pytest.fixture(scope="module")
 def prepared(raw_dir, tmp_path_factory):
-    features, targets, types = small_real_inputs(raw_dir, n_variable=60, n_flat=20)
-    d = tmp_path_factory.mktemp("prepared")
-    features.to_parquet(d / "train_features.parquet")
-    targets.to_parquet(d / "train_targets.parquet")
-    types.to_parquet(d / "train_types.parquet")
-    return d
+    return write_small_prepared(raw_dir, tmp_path_factory.mktemp("prepared"))
 
 
 def _train_args(prepared: Path, out: Path) -> list[str]:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from ephys2expr.model.store_io import load_model_store
 from ephys2expr.train.settings import TrainSettings
 from stages.train import app
-from tests.train_data import small_real_inputs
+from tests.train_data import write_small_prepared
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params.yaml"
@@ -27,12 +27,7 @@ FAST = ["--params", str(PARAMS), "--set", "n_alphas=8", "--set", "n_permutations
 
 @pytest.fixture(scope="module")
 def prepared(raw_dir, tmp_path_factory):
-    features, targets, types = small_real_inputs(raw_dir, n_variable=60, n_flat=20)
-    d = tmp_path_factory.mktemp("prepared")
-    features.to_parquet(d / "train_features.parquet")
-    targets.to_parquet(d / "train_targets.parquet")
-    types.to_parquet(d / "train_types.parquet")
-    return d
+    return write_small_prepared(raw_dir, tmp_path_factory.mktemp("prepared"))
 
 
 def _run(prepared_dir, out, *extra):

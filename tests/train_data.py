@@ -32,3 +32,17 @@ def small_real_inputs(raw_dir, n_variable: int = 150, n_flat: int = 50):
     ))  # fmt: skip
     types = training.types.loc[features.index]
     return features, targets.loc[genes].astype(float), pd.DataFrame(types)
+
+
+def write_small_prepared(raw_dir, folder, n_variable: int = 60, n_flat: int = 20):
+    """Prepare's three training tables of :func:`small_real_inputs` written into ``folder``
+    (as ``data/prepared/<source>`` holds them); returns the folder."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    features, targets, types = small_real_inputs(raw_dir, n_variable=n_variable, n_flat=n_flat)
+    features.to_parquet(folder / "train_features.parquet")
+    targets.to_parquet(folder / "train_targets.parquet")
+    types.to_parquet(folder / "train_types.parquet")
+    return folder
