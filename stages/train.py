@@ -65,7 +65,9 @@ def main(
         params, overrides, TrainSettings, ExecutorSettings, source=source
     )
     check_store_destination(model_dir)
-    out = train_from_prepared(prepared_dir, settings, executor, stream_targets=stream_targets)
+    out = train_from_prepared(
+        prepared_dir, settings, executor, stream_targets=stream_targets, source=source
+    )
     save_model_store(out.store, model_dir)
     write_parquet(out.per_gene, out_dir / "per_gene.parquet")
     write_parquet(out.oof, out_dir / "oof_predictions.parquet")

@@ -14,6 +14,7 @@ import logging
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +22,7 @@ from ephys2expr.model.store_io import load_model_store, save_model_store
 from ephys2expr.predict.cells import species_mismatch
 from ephys2expr.predict.read import constant_genes, file_metadata, read_predictions
 from stages.predict import app
-from tests.helpers import raises_one_line
+from tests.helpers import assert_one_line_exit_2, raises_one_line
 from tests.test_predict import _cells
 from tests.test_predict_io import _store
 
@@ -141,3 +142,37 @@ def test_store_species_comes_from_the_training_rows():
     assert training_species(with_species(types, "paired")) == "unknown"
     given = types.assign(species=["Mouse", "human"])
     assert training_species(with_species(given, "paired")) == "human,mouse"
+
+
+def test_species_option_is_normalised_and_never_contradicts_the_column(work, caplog):
+    """`--species "Mus musculus"` is mouse (no warning for a mouse store); `--species`
+    fills only cells without a species and may not contradict a cell's own."""
+    with caplog.at_level(logging.WARNING, logger="ephys2expr"):
+        h5 = _predict(work, work / "plain.csv", "m.h5ad", "--species", "Mus musculus")
+    obs = ad.read_h5ad(h5).obs
+    assert (obs["species"] == "mouse").all() and not obs["species_mismatch"].any()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    base = ["--model-dir", work / "model", "--params", work / "params.yaml"]
+    res = runner.invoke(
+        app,
+        [
+            str(a)
+            for a in (
+                *base,
+                "--input",
+                work / "cells.csv",
+                "--output",
+                work / "out" / "x.h5ad",
+                "--species",
+                "Human",
+            )
+        ],
+    )
+    assert_one_line_exit_2(res, "cells.csv: --species human contradicts its 'species' column",
+                           "cell(s) say mouse")  # fmt: skip
+    assert not (work / "out" / "x.h5ad").exists()
+    cells = pd.read_csv(work / "cells.csv", index_col="cell_id")
+    cells.loc[cells["species"] == "mouse", "species"] = ""  # blanks: the option fills them
+    cells.to_csv(work / "blanks.csv")
+    obs = ad.read_h5ad(_predict(work, work / "blanks.csv", "b.h5ad", "--species", "HUMAN")).obs
+    assert (obs["species"] == "human").all()

@@ -155,6 +155,6 @@ def test_recipe_trains_the_template_beside_the_other_sources(raw_dir, tmp_path, 
     assert trained["alpha"] == params["train"]["alpha"]  # the rest: train's shared values
     report = json.loads((repo / "reports" / "train_template.json").read_text())
     assert report["n_genes"] == 200 and "genes_beating" in report
-    assert "r2_cells" in json.loads((repo / "metrics" / "train_template.json").read_text())
-    assert "r2_cells" in outputs[1]  # dvc metrics show printed the headline
+    assert "r2_template" in json.loads((repo / "metrics" / "train_template.json").read_text())
+    assert "r2_template" in outputs[1]  # dvc metrics show printed the headline
     assert (repo / "data" / "predictions" / "template" / "aibs_v6.h5ad").is_file()

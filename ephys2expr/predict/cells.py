@@ -217,27 +217,42 @@ def usable_features(cells: pd.DataFrame, store: ModelStore, missing: str, where:
     return present
 
 
-def cell_metadata(cells: pd.DataFrame, species: str | None = None) -> pd.DataFrame:
+def normalise_species(name: str) -> str:
+    """``mouse``/``human`` for the ways tables spell them (Allen: ``Mus musculus``, ``Homo
+    Sapiens``), any other name lower case."""
+    name = str(name).strip().lower()
+    return _SPECIES_ALIASES.get(name, name)
+
+
+def cell_metadata(
+    cells: pd.DataFrame, species: str | None = None, where: str = "cells"
+) -> pd.DataFrame:
     """The metadata columns present in ``cells`` (strings, ``None`` where unknown).
 
-    ``species`` is normalised to ``mouse``/``human`` (Allen spells them ``Mus musculus``
-    and ``Homo Sapiens``); a table without a species column gets ``species`` (the
-    ``--species`` option) or ``"unknown"``.
+    ``species`` is normalised (:func:`normalise_species`), the column's values and the
+    ``species`` argument (the ``--species`` option) alike. The option gives the species of
+    cells whose column is empty, or of every cell when there is no column; an option that
+    contradicts a cell's own species is an error naming ``where`` (not silently ignored).
+    Cells of no known species are ``"unknown"``.
     """
     meta = pd.DataFrame(index=cells.index)
     for col in METADATA_COLUMNS:
         if col in cells.columns:
             values = cells[col].astype("string").str.strip()
             meta[col] = values.mask(values == "").astype(object).where(values.notna(), None)
+    given = normalise_species(species) if species is not None and str(species).strip() else None
     if "species" in meta.columns:
-        if species is not None:
-            meta["species"] = meta["species"].where(meta["species"].notna(), species)
-        meta["species"] = [
-            _SPECIES_ALIASES.get(str(s).lower(), str(s).lower()) if s is not None else "unknown"
-            for s in meta["species"]
-        ]
+        own = [normalise_species(s) if s is not None else None for s in meta["species"]]
+        other = sorted({s for s in own if s is not None and given is not None and s != given})
+        if other:
+            n = sum(s in other for s in own)
+            raise InputError(
+                f"{where}: --species {given} contradicts its 'species' column ({n} cell(s) say "
+                f"{'/'.join(other)}); --species only fills cells without one"
+            )
+        meta["species"] = [s if s is not None else (given or "unknown") for s in own]
     else:
-        meta["species"] = species or "unknown"
+        meta["species"] = given or "unknown"
     return meta
 
 
@@ -330,7 +345,7 @@ def load_cells(
     cells = read_cell_table(path, id_column=id_column)
     usable = usable_features(cells, store, screen.missing, str(path))
     features = check_feature_columns(cells, usable, str(path))
-    meta = cell_metadata(cells, species=species)
+    meta = cell_metadata(cells, species=species, where=str(path))
     store_species = str(store.provenance.get("species", "unknown"))
     meta["species_mismatch"] = species_mismatch(meta["species"], store_species)
     screened = screen.transform(features)

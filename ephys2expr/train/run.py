@@ -28,6 +28,7 @@ from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
 from ephys2expr.train.feature_sets import feature_set_table
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.summary import headline_metrics
 
 log = logging.getLogger("ephys2expr")
 
@@ -86,14 +87,15 @@ class TrainOutputs:
 
 def train_from_prepared(
     prepared_dir, settings: TrainSettings, executor_settings: ExecutorSettings | None = None,
-    stream_targets: bool = False,
+    stream_targets: bool = False, source: str = "",
 ) -> TrainOutputs:  # fmt: skip
     """Train on prepare's tables in ``prepared_dir``: the whole train stage but the writing.
 
     With ``stream_targets`` the targets are read a gene chunk at a time
     (``executor.gene_chunk``) and out-of-fold predictions are kept only for the plotted
     genes: genes are independent, so refitting just those genes (without the null) gives
-    exactly their out-of-fold predictions from the full run.
+    exactly their out-of-fold predictions from the full run. ``source`` (the training
+    source's name, ``--source``) names the headline metrics (``r2_<source>``).
     """
     from ephys2expr.train.plots import plotted_genes
 
@@ -135,9 +137,11 @@ def train_from_prepared(
         no_null = settings.replace(n_permutations=0)
         oof = train_and_evaluate(features, shown, types, no_null).oof
     table = feature_set_table(results, sets)
-    metrics = result.metrics
     # {set: {column: value}}; pandas writes NaN (a constant marker's r2) as null
     report = {**result.report, "feature_sets": json.loads(table.to_json(orient="index"))}
+    if source:
+        report["source"] = source
+    metrics = headline_metrics(report)
     final = result.final
     coef_std = pd.DataFrame(final.coef_std_, index=targets.index, columns=features.columns)
     rep = result.report

@@ -126,17 +126,19 @@ def headline_metrics(report: dict) -> dict:
     metrics fit one 120-column table (``tests/test_metrics_views.py``; docs/pipeline.md,
     "Metrics and experiments").
 
-    ``r2_<rows>``: the model's median out-of-fold r2 over the genes; ``sig_<rows>`` (with
+    ``r2_<name>``: the model's median out-of-fold r2 over the genes; ``sig_<name>`` (with
     the null only): genes with q below ``fdr_q`` that also beat every baseline, the set to
-    trust. ``<rows>`` is ``types`` for a type-mean model and ``cells`` for a per-cell one, so
-    the two models trained side by side have keys of their own (``dvc exp show`` prefixes a
-    key two files share with the file's path). Every other number (the baselines, the
-    ceilings, genes beating each baseline, the feature sets) is in the report.
+    trust. ``<name>`` is the training source (``report["source"]``: ``r2_rds``,
+    ``r2_scala2021``, ``r2_template``) so that every model trained side by side has keys of
+    its own: ``dvc exp show`` prefixes a key two files share with the file's path, too wide
+    for a table. Without a source: the rows' kind (``types`` or ``cells``). Every other
+    number (the baselines, the ceilings, genes beating each baseline, the feature sets) is
+    in the report.
     """
-    rows = report.get("rows", "types")
-    metrics = {f"r2_{rows}": report["model"]["r2_median"]}
+    name = report.get("source") or report.get("rows", "types")
+    metrics = {f"r2_{name}": report["model"]["r2_median"]}
     if "null" in report:
-        metrics[f"sig_{rows}"] = report["null"]["genes_significant_and_beating_all"]
+        metrics[f"sig_{name}"] = report["null"]["genes_significant_and_beating_all"]
     return metrics
 
 
