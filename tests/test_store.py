@@ -333,7 +333,7 @@ _BROKEN = {
     "schema 1.0": (_edit_meta("schema_version", 1.0), "schema_version 1.0 is not an integer"),
     "schema true": (_edit_meta("schema_version", True), "schema_version True is not an integer"),
     "schema '2'": (_edit_meta("schema_version", "2"), "schema_version '2' is not an integer"),
-    "schema 99": (_edit_meta("schema_version", 99), "schema_version 99, this code reads [2, 3, 4, 5]"),
+    "schema 99": (_edit_meta("schema_version", 99), "schema_version 99, this code reads [2, 3"),
     "absurd n_genes": (_edit_meta("n_genes", 10**12), "n_genes is 1000000000000, expected"),
     "wrong n_genes": (_edit_meta("n_genes", 5), "n_genes 5 but coef has"),
     "features not names": (_edit_meta("features", 3), "features must be a list of names"),

@@ -103,8 +103,8 @@ def ood_error_figure(table: pd.DataFrame, rows: str = "cells"):
     data = [table.loc[table["bin"] == b, "abs_error"].to_numpy() for b in labels]
     shown = [i for i, d in enumerate(data) if len(d)]
     axes[1].boxplot([data[i] for i in shown], positions=shown, widths=0.6)
-    axes[1].set_xticks(range(len(labels)),
-                       [f"{b}\n(n={len(d)})" for b, d in zip(labels, data, strict=True)])  # fmt: skip
+    ticks = [f"{b}\n(n={len(d)})" for b, d in zip(labels, data, strict=True)]
+    axes[1].set_xticks(range(len(labels)), ticks)
     axes[1].set_xlabel("OOD score bin")
     axes[1].set_title("error per score bin", fontsize=9)
     fig.suptitle(f"What the OOD flag costs in CV: held-out {rows}", fontsize=11)
