@@ -320,8 +320,8 @@ def predict_tables(
                 item.screen.flags, item.screen.kept, store.features
             )
             # per feature: standardised mean difference and KS statistic against the
-            # training rows, largest |SMD| first
-            summary["shift"] = item.shift
+            # training rows, largest |SMD| first (a list: the JSON's keys are sorted)
+            summary["shift"] = [{"feature": f, **v} for f, v in item.shift.items()]
             summary["files"] = {str(p): outputs.temp(p).stat().st_size for p in files.values()}
             markers = marker_predictions(store, item.screen.X, marker_idx, meta.index,
                                          item.screen.cell_sets)  # fmt: skip
