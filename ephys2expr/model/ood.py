@@ -25,10 +25,10 @@ from sklearn.neighbors import NearestNeighbors
 def neighbors_k(k: int, n_train: int) -> int:
     """The ``k`` used with ``n_train`` training rows: at most ``n_train - 1`` (leave-one-out
     needs one row left) and at most ``floor(sqrt(n_train))``, so that a neighbourhood stays
-    a small part of the training rows. That only binds below 36 rows: the 20-type store
-    (19 in a leave-one-out fold) uses 4 nearest types, about one cre-line family, where 5
-    would reach into the next family for most types; per-cell stores use ``k``. 0 when
-    fewer than 2 rows (no score)."""
+    a small part of the training rows (the usual ``k <= sqrt(n)`` rule of thumb). That only
+    binds below 36 rows: the 20-type store (19 in a leave-one-out fold) uses its 4 nearest
+    types (5 would be a quarter of all types); per-cell stores use ``k``. 0 when fewer
+    than 2 rows (no score)."""
     if n_train < 2:
         return 0
     return max(1, min(int(k), n_train - 1, math.isqrt(n_train)))
