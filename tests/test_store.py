@@ -124,17 +124,22 @@ def test_a_save_killed_at_any_file_boundary_leaves_old_or_new_never_a_mix(
         # the next save cleans up whatever the killed one left, and works
         save_model_store(stores["new"], target)
         assert stale_dir_temps(target) == [] and os.listdir(work) == ["model"]
-        assert sorted(os.listdir(target)) == ["coef.parquet", "genes.parquet", "model.json"]
+        assert sorted(os.listdir(target)) == [
+            "coef.parquet",
+            "genes.parquet",
+            "model.json",
+            "train_features.parquet",
+        ]
         assert _same(load_model_store(target), stores["new"])
     else:
         pytest.fail("the save never completed")
-    # three files, the swap (one exchange, or two renames), then the old folder removed
+    # four files, the swap (one exchange, or two renames), then the old folder removed
     swap = ["exchange"] if exchange else ["exchange", "rename", "rename"]
-    assert steps == ["replace", "replace", "replace", *swap, "rmtree"]
+    assert steps == ["replace"] * 4 + [*swap, "rmtree"]
     if exchange:  # the old store until the exchange, the new one from then on
-        assert outcomes == ["old", "old", "old", "new", "new"]
+        assert outcomes == ["old"] * 4 + ["new", "new"]
     else:  # between the two renames there is no store, and load says why
-        assert outcomes == ["old", "old", "old", "old", "error", "new", "new"]
+        assert outcomes == ["old"] * 5 + ["error", "new", "new"]
 
 
 @pytest.mark.parametrize("swap_deletes_old_files", [False, True])
@@ -190,7 +195,12 @@ def test_the_stale_temp_files_of_schema_1_stores_are_removed(stores, tmp_path):
     with pytest.raises(InputError, match="schema_version 1 .* retrain"):
         load_model_store(target)
     save_model_store(stores["new"], target)
-    assert sorted(os.listdir(target)) == ["coef.parquet", "genes.parquet", "model.json"]
+    assert sorted(os.listdir(target)) == [
+        "coef.parquet",
+        "genes.parquet",
+        "model.json",
+        "train_features.parquet",
+    ]
     assert _same(load_model_store(target), stores["new"])
 
 
@@ -242,7 +252,12 @@ def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path
     sh("git", "commit", "-qm", "store")
     sh("dvc", "repro", "-f", "-q")
     again = {p.name: p.read_bytes() for p in (repo / "data" / "model").iterdir()}
-    assert again == first and sorted(first) == ["coef.parquet", "genes.parquet", "model.json"]
+    assert again == first and sorted(first) == [
+        "coef.parquet",
+        "genes.parquet",
+        "model.json",
+        "train_features.parquet",
+    ]
     assert sh("git", "status", "--porcelain") == ""
     assert [p.name for p in (repo / "data").iterdir() if p.name.startswith(".model")] == []
     assert "up to date" in sh("dvc", "status")
@@ -318,7 +333,7 @@ _BROKEN = {
     "schema 1.0": (_edit_meta("schema_version", 1.0), "schema_version 1.0 is not an integer"),
     "schema true": (_edit_meta("schema_version", True), "schema_version True is not an integer"),
     "schema '2'": (_edit_meta("schema_version", "2"), "schema_version '2' is not an integer"),
-    "schema 99": (_edit_meta("schema_version", 99), "schema_version 99, this code reads [2, 3, 4]"),
+    "schema 99": (_edit_meta("schema_version", 99), "schema_version 99, this code reads [2, 3"),
     "absurd n_genes": (_edit_meta("n_genes", 10**12), "n_genes is 1000000000000, expected"),
     "wrong n_genes": (_edit_meta("n_genes", 5), "n_genes 5 but coef has"),
     "features not names": (_edit_meta("features", 3), "features must be a list of names"),
@@ -374,13 +389,14 @@ def test_a_broken_store_is_one_line_naming_it(stores, tmp_path, case):
 
 
 def test_load_reads_the_real_store_layout(stores, tmp_path):
-    """Round trip; model.json records the tables' md5 and sizes and its own values' md5
-    (schema 4)."""
+    """Round trip; model.json records the tables' md5 and sizes (the training rows' too,
+    schema 5) and its own values' md5 (schema 4)."""
     from ephys2expr.io import json_md5
 
     target = _store_dir(tmp_path, stores["old"])
     meta = json.loads((target / "model.json").read_text())
-    assert meta["schema_version"] == 4 and set(meta["files"]) == {"coef.parquet", "genes.parquet"}
+    tables = {"coef.parquet", "genes.parquet", "train_features.parquet"}
+    assert meta["schema_version"] == 5 and set(meta["files"]) == tables
     assert meta["meta_md5"] == json_md5({k: v for k, v in meta.items() if k != "meta_md5"})
     assert meta["files"]["coef.parquet"]["bytes"] == (target / "coef.parquet").stat().st_size
     got = load_model_store(target)
@@ -494,13 +510,23 @@ def test_a_broken_feature_set_is_one_line_naming_the_store(multi, tmp_path, case
     assert expected in message, message
 
 
+def _without_train_rows(target: Path) -> dict:
+    """``model.json`` of the store in ``target`` as schema 4 wrote it: its
+    ``train_features.parquet`` deleted (the caller writes the returned meta back)."""
+    meta = json.loads((target / "model.json").read_text())
+    (target / "train_features.parquet").unlink()
+    del meta["files"]["train_features.parquet"]
+    meta["schema_version"] = 4
+    return meta
+
+
 def test_a_schema_2_store_loads_as_its_one_set(stores, tmp_path):
     """Stores written before feature sets (schema 2: tables indexed by gene alone, no
     ``feature_sets``) still load, as a store of one set named ``full``."""
     from ephys2expr.io import file_checksum
 
     target = _store_dir(tmp_path, stores["old"])
-    meta = json.loads((target / "model.json").read_text())
+    meta = _without_train_rows(target)
     for name in ("coef.parquet", "genes.parquet"):
         table = pd.read_parquet(target / name).xs("full", level="feature_set")
         table.to_parquet(target / name)
@@ -554,7 +580,7 @@ def test_a_schema_3_store_still_loads_and_says_to_retrain(stores, tmp_path, capl
     """Stores written before meta_md5 keep working (their tables are still verified): a
     user's predict does not break on merge; a log line says model.json is not verified."""
     target = _store_dir(tmp_path, stores["old"])
-    meta = json.loads((target / "model.json").read_text())
+    meta = _without_train_rows(target)
     meta["schema_version"] = 3
     del meta["meta_md5"]
     (target / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -61,6 +61,11 @@ class ModelStore:
     other_sets : dict of str to ModelStore
         The models of the store's other feature sets (same genes, fewer features), by name;
         empty in those models themselves.
+    train_features : pandas.DataFrame or None
+        The training rows x ``features``, original units (schema 5,
+        ``train_features.parquet``): what the out-of-distribution score measures distances
+        to (:mod:`ephys2expr.model.ood`). Held by the primary model only; None in the other
+        sets and in stores of schema 4 and older.
     """
 
     features: list[str]
@@ -75,6 +80,7 @@ class ModelStore:
     provenance: dict = field(default_factory=dict)
     feature_set: str = "full"
     other_sets: dict = field(default_factory=dict)
+    train_features: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self.features = [str(f) for f in self.features]
@@ -151,6 +157,24 @@ class ModelStore:
         if np.any(self.genes["alpha"].to_numpy(dtype=float) < 0):
             raise InputError(f"{where}: genes column 'alpha' has a negative value")
         self._validate_sets(where)
+        self._validate_train_features(where)
+
+    def _validate_train_features(self, where: str) -> None:
+        """The training rows, if held: this model's features as columns, finite numbers."""
+        rows = self.train_features
+        if rows is None:
+            return
+        if list(rows.columns) != self.features:
+            raise InputError(
+                f"{where}: train_features columns {list(rows.columns)} are not the features "
+                f"{self.features}"
+            )
+        for col in self.features:
+            values = rows[col]
+            if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+                raise InputError(f"{where}: train_features column '{col}' is not numbers")
+            _check_finite(values.to_numpy(dtype=float), f"train_features column '{col}'",
+                          rows.index, where)  # fmt: skip
 
     def _validate_sets(self, where: str) -> None:
         """The other sets: fewer features of this model's, in its order; same genes."""

@@ -64,6 +64,8 @@ def store_from_estimator(
         l1_ratio=estimator._l1_ratio(),
         provenance=info,
         feature_set=feature_set,
+        # the training rows: what a new cell's out-of-distribution score is measured against
+        train_features=features.astype(float).copy(),
     )
 
 
@@ -71,7 +73,7 @@ def join_feature_sets(models: list[ModelStore]) -> ModelStore:
     """One store of several feature sets' models (same genes and rows), the first primary.
 
     The primary model must use every feature of the others (the full set); its provenance
-    is the store's.
+    and training rows (``train_features``: every set's rows are the same) are the store's.
     """
     primary = models[0]
     others = {m.feature_set: m for m in models[1:]}
@@ -79,7 +81,9 @@ def join_feature_sets(models: list[ModelStore]) -> ModelStore:
         names = [m.feature_set for m in models]
         raise InputError(f"model store: feature set names repeat: {names}")
     # the primary's provenance covers every set
-    others = {n: dataclasses.replace(m, provenance={}) for n, m in others.items()}
+    others = {
+        n: dataclasses.replace(m, provenance={}, train_features=None) for n, m in others.items()
+    }
     return dataclasses.replace(primary, other_sets=others)
 
 

@@ -12,10 +12,18 @@ import math
 from ephys2expr.errors import InputError
 
 # Schemas this code reads (store_format.SCHEMA_VERSION is the one it writes).
-READABLE_VERSIONS = (2, 3, 4)
+READABLE_VERSIONS = (2, 3, 4, 5)
 META_HASH = "meta_md5"
 META = "model.json"
-TABLES = ("coef.parquet", "genes.parquet")
+# the tables of a store of schema 5 (train_features: the training rows, for the OOD score)
+TRAIN_FEATURES = "train_features.parquet"
+TABLES = ("coef.parquet", "genes.parquet", TRAIN_FEATURES)
+
+
+def tables_of(version: int) -> tuple[str, ...]:
+    """The tables a store of schema ``version`` holds (before 5: no ``train_features``)."""
+    return TABLES if version >= 5 else TABLES[:2]
+
 
 # Size limits: far above any real store (ours: model.json 3.6 kB, 32,314 genes, 11
 # features, tables 4.9 MB), low enough that a damaged or hostile store cannot exhaust
@@ -85,8 +93,8 @@ def check_meta(meta, where: str) -> dict:
     if not isinstance(meta["provenance"], dict):
         raise InputError(f"{where}: provenance must be an object")
     files = meta["files"]
-    if not isinstance(files, dict) or sorted(files) != sorted(TABLES):
-        raise InputError(f"{where}: files must describe exactly {list(TABLES)}")
+    if not isinstance(files, dict) or sorted(files) != sorted(tables_of(version)):
+        raise InputError(f"{where}: files must describe exactly {list(tables_of(version))}")
     for name, entry in files.items():
         md5 = entry.get("md5") if isinstance(entry, dict) else None
         if not _is_md5(md5):

@@ -48,16 +48,18 @@ from ephys2expr.model.store_checks import (
     TABLES,
     check_meta,
     parse_json,
+    tables_of,
 )
 from ephys2expr.paths import MODELS
 
 log = logging.getLogger("ephys2expr")
 
+# 5: ``train_features.parquet``, the training rows (the out-of-distribution score).
 # 4: ``meta_md5``, the md5 of model.json's own values (an edited model.json is detected).
 # 3: one model per feature set (``feature_sets``; tables indexed by feature set and gene).
 # 2 (one set) and 3 are still read: their tables are verified, their model.json is not
 # (READABLE_VERSIONS, with the checks of model.json, in store_checks.py).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # index levels of both tables (schema 3)
 SET_INDEX = ["feature_set", "gene"]
@@ -116,7 +118,7 @@ def read_store(directory: str | os.PathLike) -> tuple[dict, dict[str, pd.DataFra
     meta, blobs = _snapshot(directory, where)
     mismatched = [
         name
-        for name in TABLES
+        for name in blobs
         if len(blobs[name]) != meta["files"][name]["bytes"]
         or hashlib.md5(blobs[name]).hexdigest() != meta["files"][name]["md5"]
     ]
@@ -172,7 +174,7 @@ def _read_files(fd: int, directory, where: str) -> tuple[dict, dict[str, bytes]]
     meta_where = os.path.join(where, META)
     meta = check_meta(parse_json(raw, meta_where), meta_where)
     blobs = {}
-    for name in TABLES:
+    for name in tables_of(meta["schema_version"]):
         blobs[name] = _read_at(fd, name, meta["files"][name]["bytes"], where)
         if blobs[name] is None:
             raise InputError(f"{where}: {name} is missing (retrain the store)")

@@ -5,11 +5,15 @@ The on-disk layout and its checks are in :mod:`ephys2expr.model.store_format`.
 
 from __future__ import annotations
 
+import logging
 import os
+
+import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import join_feature_sets
+from ephys2expr.model.store_checks import TRAIN_FEATURES
 from ephys2expr.model.store_format import (
     check_replaceable,
     join_set_tables,
@@ -18,6 +22,8 @@ from ephys2expr.model.store_format import (
     split_feature_sets,
     write_store,
 )
+
+log = logging.getLogger("ephys2expr")
 
 
 def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
@@ -53,7 +59,19 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
     }
     sets = store.feature_sets
     tables = join_set_tables({n: (m.coef, m.genes) for n, m in sets.items()}, store.features)
+    tables[TRAIN_FEATURES] = _train_rows_table(store)
     write_store(directory, meta, tables)
+
+
+def _train_rows_table(store: ModelStore) -> pd.DataFrame:
+    """The training rows as stored (index ``row``, str); no rows if the store has none."""
+    rows = store.train_features
+    if rows is None:
+        return pd.DataFrame({f: pd.Series(dtype=float) for f in store.features},
+                            index=pd.Index([], dtype=object, name="row"))  # fmt: skip
+    rows = rows.astype(float).copy()
+    rows.index = pd.Index([str(i) for i in rows.index], dtype=object, name="row")
+    return rows
 
 
 def check_store_destination(directory: str | os.PathLike) -> None:
@@ -94,10 +112,30 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
                 feature_set=entry["name"],
             ))  # fmt: skip
         store = join_feature_sets(models)
+        store = _with_train_rows(store, tables.get(TRAIN_FEATURES), where)
     except InputError as exc:  # name the folder, and say if the files do not belong together
         raise InputError(f"{where}: {str(exc).removeprefix('model store: ')}{note}") from None
     if mismatched:
         raise InputError(f"{where}: {mismatch_note(mismatched)}")
+    return store
+
+
+def _with_train_rows(store: ModelStore, rows: pd.DataFrame | None, where: str) -> ModelStore:
+    """The store holding its training rows (checked by ``validate``), or as it is with one
+    log line when its folder has none (schema 4 and older, or saved without them)."""
+    if rows is None or len(rows) == 0:
+        log.warning(
+            "%s: the model store holds no training feature rows (%s), so ood_score is NaN "
+            "for every cell; retrain it (dvc repro train) to get them", where, TRAIN_FEATURES,
+        )  # fmt: skip
+        return store
+    if sorted(map(str, rows.columns)) != sorted(store.features):
+        raise InputError(
+            f"model store: {TRAIN_FEATURES} columns {list(rows.columns)} are not the "
+            f"features {store.features}"
+        )
+    store.train_features = rows[store.features].astype(float)
+    store.validate()
     return store
 
 

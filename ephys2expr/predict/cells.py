@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.features import FEATURE_DESCRIPTIONS, PLAUSIBLE_RANGE
+from ephys2expr.model.ood import describe_shift, shift_summary
 from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
 from ephys2expr.readers.columns import MISSING_TEXT, check_header, id_strings
@@ -289,6 +290,8 @@ class CellInput:
     path: Path
     meta: pd.DataFrame  # all input cells: metadata columns
     screen: ScreenResult
+    # per feature, the predicted cells against the training rows (model.ood.shift_summary)
+    shift: dict = field(default_factory=dict)
 
     @property
     def kept_meta(self) -> pd.DataFrame:
@@ -307,8 +310,8 @@ class CellInput:
 
 
 def _log_summary(name: str, s: dict) -> None:
-    counts = "%d in, %d predicted, %d dropped, %d imputed, %d extrapolated"
-    keys = ("cells_in", "predicted", "dropped", "imputed", "extrapolated")
+    counts = "%d in, %d predicted, %d dropped, %d imputed, %d extrapolated, %d ood"
+    keys = ("cells_in", "predicted", "dropped", "imputed", "extrapolated", "ood")
     log.info("%s: " + counts, name, *(s[k] for k in keys))
     log.info("%s: cells per feature set: %s", name, s["by_feature_set"])
     for sp, c in s["per_species"].items():
@@ -349,8 +352,14 @@ def load_cells(
     store_species = str(store.provenance.get("species", "unknown"))
     meta["species_mismatch"] = species_mismatch(meta["species"], store_species)
     screened = screen.transform(features)
-    item = CellInput(name=name or path.stem, path=path, meta=meta, screen=screened)
+    shift = {}
+    if store.train_features is not None:
+        shift = shift_summary(store.train_features, features[screened.kept], list(usable))
+    item = CellInput(name=name or path.stem, path=path, meta=meta, screen=screened, shift=shift)
     _log_summary(item.name, item.summary())
+    if shift:
+        log.info("%s: features shifted most from the training rows (SMD): %s", item.name,
+                 describe_shift(shift))  # fmt: skip
     _warn_species(item.name, meta, screened.kept, store_species)
     return item
 

@@ -236,7 +236,8 @@ def predict_tables(
             own.plan(*(p for job in jobs for p in job.files().values()))
             return predict_tables(jobs, store, settings, executor_settings, id_column,
                                   species, where, own)  # fmt: skip
-    screen = CellScreen(settings.missing, settings.extrapolation_tolerance).fit(store)
+    screen = CellScreen(settings.missing, settings.extrapolation_tolerance,
+                        settings.ood_neighbors, settings.ood_percentile).fit(store)  # fmt: skip
     gene_idx = select_genes(store, settings.genes, where=where)
     log.info(
         "model store %s: %d genes x %d features; predicting %d genes (genes: %s)",
@@ -288,6 +289,8 @@ def predict_tables(
                 "feature_sets": sets,
                 "missing_policy": settings.missing,
                 "extrapolation_tolerance": settings.extrapolation_tolerance,
+                "ood_neighbors": settings.ood_neighbors,
+                "ood_percentile": settings.ood_percentile,
                 "genes": settings.genes,
                 "only_predictable": settings.only_predictable,
                 **constant,
@@ -316,6 +319,9 @@ def predict_tables(
             summary["extrapolated_by_feature"] = extrapolation_by_feature(
                 item.screen.flags, item.screen.kept, store.features
             )
+            # per feature: standardised mean difference and KS statistic against the
+            # training rows, largest |SMD| first (a list: the JSON's keys are sorted)
+            summary["shift"] = [{"feature": f, **v} for f, v in item.shift.items()]
             summary["files"] = {str(p): outputs.temp(p).stat().st_size for p in files.values()}
             markers = marker_predictions(store, item.screen.X, marker_idx, meta.index,
                                          item.screen.cell_sets)  # fmt: skip

@@ -1,9 +1,10 @@
-"""Screen cells against the model's training rows: feature sets, missing features and
-extrapolation.
+"""Screen cells against the model's training rows: feature sets, missing features,
+extrapolation and the out-of-distribution score.
 
 :class:`CellScreen` gives each cell the feature set it is predicted with (the best set of
 the store that its features allow: :func:`rank_feature_sets`), or drops or imputes cells
-with missing features, and flags values outside the training range;
+with missing features, flags values outside the training range and scores how far each
+cell is from the training rows (``ood_score``, ``ood``: :mod:`ephys2expr.model.ood`);
 :func:`screen_summary` and :func:`extrapolation_by_feature` count what it found (for the
 report and the log).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ephys2expr.model.ood import NeighborScore, standardise
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.settings import MISSING_POLICIES, PredictSettings
 
@@ -29,6 +31,8 @@ FLAG_COLUMNS: list[str] = [
     "n_extrapolated",
     "extrapolated_features",
     "max_range_excess",
+    "ood_score",
+    "ood",
 ]
 
 
@@ -103,6 +107,14 @@ class CellScreen:
         A value is *extrapolated* when it lies more than ``tolerance x (max - min)``
         outside the training range ``[min, max]`` of its feature. Imputed values never
         count as extrapolated.
+    ood_neighbors : int
+        ``k`` of the out-of-distribution score: a cell's ``ood_score`` is the percentile of
+        its mean distance to its ``k`` nearest training rows (the features of its feature
+        set, standardised by that set's scaler) among the training rows' own leave-one-out
+        distances (:class:`~ephys2expr.model.ood.NeighborScore`); NaN when the store holds
+        no training rows (schema 4 and older).
+    ood_percentile : float
+        ``ood`` = ``ood_score`` above it.
 
     The stage takes both from :class:`~ephys2expr.predict.settings.PredictSettings`,
     which checks them.
@@ -118,15 +130,21 @@ class CellScreen:
         Which features each set uses.
     preference_ : list of int
         Positions in ``set_names_``, best first (:func:`rank_feature_sets`).
+    scorers_ : list of NeighborScore or None
+        Per set (``set_names_`` order): the fitted score, None without training rows.
     """
 
     def __init__(
         self,
         missing: str = DEFAULTS.missing,
         tolerance: float = DEFAULTS.extrapolation_tolerance,
+        ood_neighbors: int = DEFAULTS.ood_neighbors,
+        ood_percentile: float = DEFAULTS.ood_percentile,
     ) -> None:
         self.missing = missing
         self.tolerance = tolerance
+        self.ood_neighbors = ood_neighbors
+        self.ood_percentile = ood_percentile
 
     def fit(self, store: ModelStore) -> CellScreen:
         """Take feature names, means and ranges from ``store``; returns self."""
@@ -142,7 +160,31 @@ class CellScreen:
         self.set_names_ = list(sets)
         self.set_masks_ = np.array([np.isin(self.features_, m.features) for m in sets.values()])
         self.preference_ = [self.set_names_.index(n) for n in rank_feature_sets(store)]
+        self.set_scalers_ = [(m.scaler_mean, m.scaler_scale) for m in sets.values()]
+        self.scorers_ = [self._scorer(store, m) for m in sets.values()]
         return self
+
+    def _scorer(self, store: ModelStore, model: ModelStore) -> NeighborScore | None:
+        """The fitted OOD score of one feature set (its features, its scaler)."""
+        if store.train_features is None:
+            return None
+        rows = store.train_features[model.features].to_numpy(dtype=float)
+        return NeighborScore(self.ood_neighbors).fit(
+            standardise(rows, model.scaler_mean, model.scaler_scale)
+        )
+
+    def ood_scores(self, filled: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """Per cell: its OOD score by its feature set (NaN for cells not predicted or when
+        the store holds no training rows)."""
+        out = np.full(len(filled), np.nan)
+        for s, scorer in enumerate(self.scorers_):
+            rows = chosen == s
+            if scorer is None or not rows.any():
+                continue
+            mask = self.set_masks_[s]
+            X = standardise(filled[rows][:, mask], *self.set_scalers_[s])
+            out[rows] = scorer.score(X)
+        return out
 
     def choose_sets(self, present: np.ndarray) -> np.ndarray:
         """Per cell (rows of the boolean ``present``, cells x features): the position of its
@@ -174,6 +216,7 @@ class CellScreen:
             excess = np.maximum(self.min_ - filled, filled - self.max_)
             excess = np.where(outside, excess / np.where(self.range_ > 0, self.range_, 1.0), 0.0)
         set_label = np.array(self.set_names_ + [""], dtype=object)[chosen]
+        score = self.ood_scores(filled, chosen)
         flags = pd.DataFrame(
             {
                 "feature_set": set_label,
@@ -188,6 +231,8 @@ class CellScreen:
                 "n_extrapolated": outside.sum(axis=1).astype(np.int64),
                 "extrapolated_features": [",".join(names[row]) for row in outside],
                 "max_range_excess": excess.max(axis=1, initial=0.0),
+                "ood_score": score,
+                "ood": np.nan_to_num(score, nan=-np.inf) > self.ood_percentile,
             },
             index=features.index,
         )
@@ -206,7 +251,8 @@ def _count_names(texts) -> dict[str, int]:
 
 def screen_summary(meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray,
                    set_names: list[str]) -> dict:  # fmt: skip
-    """Counts of cells in/predicted/dropped/imputed/extrapolated and predicted per feature set
+    """Counts of cells in/predicted/dropped/imputed/extrapolated/ood (``frac_ood`` None when
+    the store has no training rows) and predicted per feature set
     (every one of ``set_names``, in that order, zeros too), overall and per species."""
 
     def counts(mask: np.ndarray) -> dict:
@@ -214,6 +260,8 @@ def screen_summary(meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray
         k = kept[mask]
         n_pred = int(k.sum())
         n_extra = int((f["extrapolated"].to_numpy() & k).sum())
+        n_ood = int((f["ood"].to_numpy() & k).sum())
+        score = f.loc[k, "ood_score"].to_numpy(dtype=float)
         sets = f.loc[k, "feature_set"].value_counts()
         return {
             "cells_in": int(len(f)),
@@ -223,6 +271,11 @@ def screen_summary(meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray
             "imputed": int((f["imputed"].to_numpy() & k).sum()),
             "extrapolated": n_extra,
             "frac_extrapolated": round(n_extra / n_pred, 4) if n_pred else None,
+            "ood": n_ood,
+            "frac_ood": round(n_ood / n_pred, 4) if n_pred and not np.isnan(score).all() else None,
+            "ood_score_median": (
+                round(float(np.median(score)), 2) if n_pred and not np.isnan(score).any() else None
+            ),
             "cells_missing_feature": dict(sorted(_count_names(f["missing_features"]).items())),
         }
 

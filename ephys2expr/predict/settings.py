@@ -36,6 +36,16 @@ class PredictSettings(Settings):
     extrapolation_tolerance: float = setting(
         0.1, "fraction of the training range a feature may lie beyond min/max unflagged"
     )
+    ood_neighbors: int = setting(
+        5,
+        "k of the out-of-distribution score: mean distance to the k nearest training rows "
+        "(standardised; at most the root of the training rows' count: 4 for 20 types)",
+    )
+    ood_percentile: float = setting(
+        99.0,
+        "flag a cell 'ood' when its distance is above this percentile of the training "
+        "rows' own (leave-one-out) distances",
+    )
     genes: str = setting(
         "varying",
         "varying (genes whose model is not constant; a constant gene's prediction is its "
@@ -64,6 +74,13 @@ class PredictSettings(Settings):
             raise InputError(
                 f"{self.where('extrapolation_tolerance')}: {self.extrapolation_tolerance} "
                 "is not a number >= 0"
+            )
+        if self.ood_neighbors < 1:
+            raise InputError(f"{self.where('ood_neighbors')}: {self.ood_neighbors} is not >= 1")
+        if not (math.isfinite(self.ood_percentile) and 0 <= self.ood_percentile < 100):
+            raise InputError(
+                f"{self.where('ood_percentile')}: {self.ood_percentile} is not a number from "
+                "0 to below 100"
             )
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -181,6 +181,8 @@ class TrainResult:
         Headline numbers and the detailed summary (:mod:`ephys2expr.train.summary`).
     seconds : dict
         Worker time of each step, summed over chunks, and the wall time (logged only).
+    folds : list of (train, test) index arrays
+        The outer CV folds (rows of ``features``) the out-of-fold predictions came from.
     """
 
     per_gene: pd.DataFrame
@@ -189,6 +191,7 @@ class TrainResult:
     metrics: dict
     report: dict
     seconds: dict
+    folds: list = field(default_factory=list)
 
 
 def train_and_evaluate(
@@ -302,7 +305,7 @@ def _gather(
     if parts[0].oof is not None:
         oof_arr = np.concatenate([p.oof for p in parts], axis=1)
         oof = pd.DataFrame(oof_arr.T, index=genes.copy(), columns=features.index.copy())
-    return TrainResult(per_gene, oof, final, headline_metrics(report), report, secs)
+    return TrainResult(per_gene, oof, final, headline_metrics(report), report, secs, folds)
 
 
 __all__ = [

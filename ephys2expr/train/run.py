@@ -27,6 +27,7 @@ from ephys2expr.train.baselines import BASELINES, CEILINGS
 from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
 from ephys2expr.train.feature_sets import feature_set_table
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
+from ephys2expr.train.ood import cv_ood
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics
 
@@ -57,6 +58,9 @@ class TrainOutputs:
         The full set's final coefficients on the standardised scale, genes x features.
     feature_sets : DataFrame
         One row per feature set (:func:`~ephys2expr.train.feature_sets.feature_set_table`).
+    ood : DataFrame or None
+        Per training row: its OOD score against its outer training fold and its
+        out-of-fold error (:func:`~ephys2expr.train.ood.cv_ood`; the figure's table).
     """
 
     store: ModelStore
@@ -68,6 +72,7 @@ class TrainOutputs:
     types: pd.DataFrame
     coef_std: pd.DataFrame
     feature_sets: pd.DataFrame
+    ood: pd.DataFrame | None = None
 
     def plot_table(self) -> pd.DataFrame:
         """The per-gene scores ``dvc plots`` shows (``plots/train/per_gene.csv``)."""
@@ -79,10 +84,15 @@ class TrainOutputs:
 
     def figures(self) -> dict:
         """The train figures by file stem (:func:`ephys2expr.train.plots.train_figures`)."""
+        from ephys2expr.train.ood import ood_error_figure
         from ephys2expr.train.plots import train_figures
 
-        return train_figures(self.per_gene, self.oof, self.shown_targets, self.types,
-                             self.coef_std, self.feature_sets)  # fmt: skip
+        figures = train_figures(self.per_gene, self.oof, self.shown_targets, self.types,
+                                self.coef_std, self.feature_sets)  # fmt: skip
+        if self.ood is not None:
+            rows = "cells (grouped CV)" if "group" in self.types.columns else "types (LOO)"
+            figures["ood_vs_error"] = ood_error_figure(self.ood, rows)
+        return figures
 
 
 def train_from_prepared(
@@ -139,6 +149,13 @@ def train_from_prepared(
     table = feature_set_table(results, sets)
     # {set: {column: value}}; pandas writes NaN (a constant marker's r2) as null
     report = {**result.report, "feature_sets": json.loads(table.to_json(orient="index"))}
+    ood, report["ood_cv"] = cv_ood(features[sets[full]], oof, shown, result.folds)
+    log.info(
+        "OOD score in CV (k=%d): %.1f %% of held-out rows above 99; median |error| by score "
+        "bin %s; Spearman rho %s", report["ood_cv"]["k"], 100 * report["ood_cv"]["frac_ood"],
+        {b: v["median_abs_error"] for b, v in report["ood_cv"]["bins"].items()},
+        report["ood_cv"]["spearman_rho"],
+    )  # fmt: skip
     if source:
         report["source"] = source
     metrics = headline_metrics(report)
@@ -158,7 +175,7 @@ def train_from_prepared(
     if not np.all(final.converged_):
         log.warning("%d genes did not converge", int((~final.converged_).sum()))
     return TrainOutputs(store, result.per_gene, oof, metrics, report, shown, types, coef_std,
-                        table)  # fmt: skip
+                        table, ood)  # fmt: skip
 
 
 __all__ = ["TrainOutputs", "train_from_prepared"]

@@ -1,0 +1,177 @@
+"""How far a cell is from what the model knows: kNN distance percentiles and table shifts.
+
+:class:`NeighborScore` scores rows by their mean Euclidean distance to their ``k`` nearest
+training rows in standardised feature space (scikit-learn's ``NearestNeighbors``),
+expressed as a percentile among the training rows' own leave-one-out kNN distances (same
+``k``): a training row's own score is uniform on 0-100, so ``score > 99`` flags about 1 %
+of cells like the training rows and nearly every cell far from all of them.
+:func:`shift_summary` compares a whole table with the training rows, feature by feature
+(standardised mean difference and the Kolmogorov-Smirnov statistic).
+
+Used by predict (per cell, ``ood_score``/``ood``) and train (the same score for held-out
+rows against their training fold: what the flag costs in CV).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ks_2samp, spearmanr
+from sklearn.neighbors import NearestNeighbors
+
+
+def neighbors_k(k: int, n_train: int) -> int:
+    """The ``k`` used with ``n_train`` training rows: at most ``n_train - 1`` (leave-one-out
+    needs one row left) and at most ``floor(sqrt(n_train))``, so that a neighbourhood stays
+    a small part of the training rows (the usual ``k <= sqrt(n)`` rule of thumb). That only
+    binds below 36 rows: the 20-type store (19 in a leave-one-out fold) uses its 4 nearest
+    types (5 would be a quarter of all types); per-cell stores use ``k``. 0 when fewer
+    than 2 rows (no score)."""
+    if n_train < 2:
+        return 0
+    return max(1, min(int(k), n_train - 1, math.isqrt(n_train)))
+
+
+def standardise(X, mean, scale) -> np.ndarray:
+    """``(X - mean) / scale`` as float64 (the model's own scaler)."""
+    return (np.asarray(X, dtype=float) - np.asarray(mean, dtype=float)) / np.asarray(
+        scale, dtype=float
+    )
+
+
+class NeighborScore:
+    """kNN distance to the training rows, as a percentile of their leave-one-out distances.
+
+    Parameters
+    ----------
+    k : int
+        Neighbours (reduced by :func:`neighbors_k` for small training sets).
+
+    Attributes
+    ----------
+    k_ : int
+        The ``k`` used (0: fewer than 2 training rows, every score NaN).
+    reference_ : numpy.ndarray
+        The training rows' leave-one-out mean kNN distances, sorted.
+    """
+
+    def __init__(self, k: int = 5) -> None:
+        self.k = k
+
+    def fit(self, X_std: np.ndarray) -> NeighborScore:
+        """Index the standardised training rows ``X_std``; returns self."""
+        X_std = np.asarray(X_std, dtype=float)
+        self.k_ = neighbors_k(self.k, len(X_std))
+        self.reference_ = np.array([])
+        if self.k_ == 0:
+            return self
+        self.nn_ = NearestNeighbors(n_neighbors=self.k_).fit(X_std)
+        # without X, kneighbors leaves each training row out of its own neighbours
+        dist, _ = self.nn_.kneighbors()
+        self.loo_distance_ = dist.mean(axis=1)
+        self.reference_ = np.sort(self.loo_distance_)
+        return self
+
+    def distance(self, X_std: np.ndarray) -> np.ndarray:
+        """Mean Euclidean distance of each row to its ``k_`` nearest training rows."""
+        X_std = np.asarray(X_std, dtype=float)
+        if self.k_ == 0 or len(X_std) == 0:
+            return np.full(len(X_std), np.nan)
+        dist, _ = self.nn_.kneighbors(X_std)
+        return dist.mean(axis=1)
+
+    def percentile(self, distance: np.ndarray) -> np.ndarray:
+        """Percentile (0-100) of each distance among :attr:`reference_`: the mean of the
+        shares below and at-or-below it (``scipy.stats.percentileofscore(kind="mean")``,
+        vectorised); NaN stays NaN."""
+        distance = np.asarray(distance, dtype=float)
+        n = len(self.reference_)
+        if n == 0:
+            return np.full(distance.shape, np.nan)
+        below = np.searchsorted(self.reference_, distance, side="left")
+        at_or_below = np.searchsorted(self.reference_, distance, side="right")
+        return np.where(np.isnan(distance), np.nan, 100.0 * (below + at_or_below) / (2 * n))
+
+    def score(self, X_std: np.ndarray) -> np.ndarray:
+        """The OOD score (percentile) of rows new to the training set."""
+        return self.percentile(self.distance(X_std))
+
+    def training_scores(self) -> np.ndarray:
+        """The training rows' own scores (leave-one-out, training order)."""
+        if self.k_ == 0:
+            return np.array([])
+        return self.percentile(self.loo_distance_)
+
+
+def shift_summary(train: pd.DataFrame, table: pd.DataFrame, features: list[str]) -> dict:
+    """Per feature: how the table's values differ from the training rows'.
+
+    ``smd`` = (table mean - training mean) / pooled SD (root of the mean of both
+    variances); ``ks`` and ``ks_p`` = ``scipy.stats.ks_2samp``; ``n`` = the table's non-
+    missing values. Features the table lacks or has no value of are left out. Ordered by
+    ``|smd|``, largest first.
+    """
+    out = {}
+    for f in features:
+        if f not in table.columns or f not in train.columns:
+            continue
+        a = table[f].to_numpy(dtype=float)
+        a = a[~np.isnan(a)]
+        b = train[f].to_numpy(dtype=float)
+        if len(a) == 0 or len(b) < 2:
+            continue
+        pooled = math.sqrt((a.var(ddof=1) if len(a) > 1 else 0.0) / 2 + b.var(ddof=1) / 2)
+        smd = (a.mean() - b.mean()) / pooled if pooled > 0 else 0.0
+        ks = ks_2samp(a, b)
+        out[f] = {"smd": round(float(smd), 4), "ks": round(float(ks.statistic), 4),
+                  "ks_p": float(f"{ks.pvalue:.4g}"), "n": int(len(a))}  # fmt: skip
+    return dict(sorted(out.items(), key=lambda kv: -abs(kv[1]["smd"])))
+
+
+def describe_shift(shift: dict, n: int = 3) -> str:
+    """``"rin +1.20 (KS 0.45), ..."``: the ``n`` features that shift most (by |SMD|)."""
+    top = list(shift.items())[:n]
+    return ", ".join(f"{f} {s['smd']:+.2f} (KS {s['ks']:.2f})" for f, s in top) or "none"
+
+
+# OOD score bins of the train stage's what-the-flag-costs table and plot
+SCORE_BINS = (0.0, 50.0, 90.0, 99.0, 100.0)
+
+
+def score_bins(score: np.ndarray) -> np.ndarray:
+    """Bin label of each score: ``"0-50"``, ``"50-90"``, ``"90-99"``, ``">99"``
+    (a bin holds its upper edge's side: ``> 99`` is the ``ood`` flag)."""
+    labels = np.array(["0-50", "50-90", "90-99", ">99", ""], dtype=object)
+    idx = np.searchsorted(np.array(SCORE_BINS[1:-1]), score, side="left")
+    return np.where(np.isnan(score), "", labels[idx])
+
+
+def error_by_score(score: np.ndarray, error: np.ndarray) -> dict:
+    """Cells and median error per :func:`score_bins` bin, and Spearman's rho of score and
+    error."""
+    bins = score_bins(score)
+    out = {"bins": {}}
+    for label in ("0-50", "50-90", "90-99", ">99"):
+        sel = bins == label
+        out["bins"][label] = {
+            "n": int(sel.sum()),
+            "median_abs_error": round(float(np.median(error[sel])), 4) if sel.any() else None,
+        }
+    ok = ~np.isnan(score) & ~np.isnan(error)
+    rho = spearmanr(score[ok], error[ok]).statistic if ok.sum() > 2 else float("nan")
+    out["spearman_rho"] = round(float(rho), 4) if np.isfinite(rho) else None
+    return out
+
+
+__all__ = [
+    "NeighborScore",
+    "SCORE_BINS",
+    "describe_shift",
+    "error_by_score",
+    "neighbors_k",
+    "score_bins",
+    "shift_summary",
+    "standardise",
+]

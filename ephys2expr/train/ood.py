@@ -1,0 +1,115 @@
+"""What the out-of-distribution flag costs in cross-validation.
+
+Each held-out row (a cell of held-out animals, or a left-out cell type) is scored against
+its own outer training fold exactly as predict scores a new cell against the store's
+training rows (:class:`~ephys2expr.model.ood.NeighborScore`: features standardised by the
+fold's training rows, ``k`` nearest, percentile among the fold's leave-one-out distances),
+and its out-of-fold absolute error (median over genes) is set against that score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ephys2expr.model.ood import (
+    NeighborScore,
+    error_by_score,
+    neighbors_k,
+    score_bins,
+    standardise,
+)
+
+# k of the plot and the bins: the default of predict.ood_neighbors (the train stage does
+# not read predict's settings); the report also gives Spearman's rho for k = 1 .. 5.
+CV_NEIGHBORS = 5
+CV_PERCENTILE = 99.0  # the default of predict.ood_percentile: the ``>99`` bin
+
+
+def fold_scores(X: np.ndarray, folds, k: int) -> np.ndarray:
+    """OOD score of every row against its outer training fold (each row is held out once)."""
+    score = np.full(len(X), np.nan)
+    for tr, te in folds:
+        mean = X[tr].mean(axis=0)
+        scale = X[tr].std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)  # a constant feature adds no distance
+        scorer = NeighborScore(k).fit(standardise(X[tr], mean, scale))
+        score[te] = scorer.score(standardise(X[te], mean, scale))
+    return score
+
+
+def cv_ood(features: pd.DataFrame, oof: pd.DataFrame, targets: pd.DataFrame, folds):
+    """Per training row its CV OOD score and out-of-fold error, and the report section.
+
+    Parameters
+    ----------
+    features : DataFrame
+        Rows x features of the full set, original units.
+    oof, targets : DataFrame
+        Genes x rows: out-of-fold predictions and measured log2 expression (the genes of
+        ``oof``; all of them unless the targets were streamed).
+    folds : list of (train, test) index arrays
+        The outer CV folds the out-of-fold predictions came from.
+
+    Returns
+    -------
+    table : DataFrame
+        Indexed like ``features``: ``ood_score``, ``bin``, ``abs_error`` (median over genes).
+    report : dict
+        Cells and median error per score bin, Spearman's rho (score vs error) for ``k`` =
+        1 .. the ``k`` used, the share above :data:`CV_PERCENTILE`.
+    """
+    X = features.to_numpy(dtype=float)
+    measured = targets.loc[oof.index, list(features.index)].to_numpy(dtype=float)
+    error = np.median(np.abs(oof[list(features.index)].to_numpy(dtype=float) - measured), axis=0)
+    score = fold_scores(X, folds, CV_NEIGHBORS)
+    table = pd.DataFrame(
+        {"ood_score": score, "bin": score_bins(score), "abs_error": error}, index=features.index
+    )
+    used = neighbors_k(CV_NEIGHBORS, min(len(tr) for tr, _ in folds)) if folds else 0
+    # by the k used (a small training set caps it: neighbors_k)
+    rho_by_k = {
+        str(k): error_by_score(fold_scores(X, folds, k), error)["spearman_rho"]
+        for k in range(1, max(used, 1) + 1)
+    }
+    report = {
+        "what": (
+            "each held-out row scored against its outer training fold (predict's ood_score), "
+            "against its out-of-fold absolute error (median over genes, log2 units)"
+        ),
+        "n_genes": int(len(oof)),
+        "k": int(used),  # in the smallest training fold
+        "frac_ood": round(float(np.mean(score > CV_PERCENTILE)), 4),
+        **error_by_score(score, error),
+        "spearman_rho_by_k": rho_by_k,
+    }
+    return table, report
+
+
+def ood_error_figure(table: pd.DataFrame, rows: str = "cells"):
+    """Out-of-fold absolute error per row against its OOD score: points and a box per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["0-50", "50-90", "90-99", ">99"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    axes[0].scatter(table["ood_score"], table["abs_error"], s=8, alpha=0.5, color="tab:blue")
+    axes[0].axvline(CV_PERCENTILE, color="k", ls="--", lw=1, label="ood threshold (99)")
+    axes[0].set_xlabel("OOD score against the training fold (percentile)")
+    axes[0].set_ylabel("out-of-fold |error|, median over genes (log2)")
+    axes[0].legend(fontsize=8)
+    data = [table.loc[table["bin"] == b, "abs_error"].to_numpy() for b in labels]
+    shown = [i for i, d in enumerate(data) if len(d)]
+    axes[1].boxplot([data[i] for i in shown], positions=shown, widths=0.6)
+    ticks = [f"{b}\n(n={len(d)})" for b, d in zip(labels, data, strict=True)]
+    axes[1].set_xticks(range(len(labels)), ticks)
+    axes[1].set_xlabel("OOD score bin")
+    axes[1].set_title("error per score bin", fontsize=9)
+    fig.suptitle(f"What the OOD flag costs in CV: held-out {rows}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["CV_NEIGHBORS", "CV_PERCENTILE", "cv_ood", "fold_scores", "ood_error_figure"]
