@@ -179,9 +179,9 @@ def set_option(settings_cls, *more_cls) -> typer.models.OptionInfo:
     terminal); what each key means and its default are in ``params.yaml``, beside it.
     """
     section = settings_cls.SECTION
-    keys = f"{section} keys: {', '.join(settings_cls.key_names())}"
+    keys = f"{section} keys: {', '.join(settings_cls.keys())}"
     for cls in more_cls:
-        keys += f"; {cls.SECTION}.KEY: {', '.join(cls.key_names())}"
+        keys += f"; {cls.SECTION}.KEY: {', '.join(cls.keys())}"
     return typer.Option(
         [],
         "--set",
@@ -220,8 +220,9 @@ def run_stage(app) -> None:
     The stage dies with the process that started it: signalling only ``dvc repro`` would
     otherwise orphan the stage, which kept running and later overwrote newer outputs. On
     Linux the kernel sends SIGTERM when the parent exits (``PR_SET_PDEATHSIG``); SIGTERM
-    raises ``SystemExit(143)``, so the atomic writers remove their temporary files and
-    nothing half-written is left.
+    raises ``SystemExit(143)`` (:func:`~ephys2expr.temps.stop_on_sigterm`, installed here
+    for every stage), so the atomic writers remove their temporary files and nothing
+    half-written is left.
     """
     die_with_parent()
     stop_on_sigterm()

@@ -184,6 +184,7 @@ class Settings:
 
     @classmethod
     def keys(cls) -> list[str]:
+        """The keys of this section, in ``params.yaml`` order (also ``--set``'s help)."""
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
@@ -254,11 +255,6 @@ class Settings:
     def as_dict(self) -> dict:
         """The settings as plain values (what ``params.yaml`` would hold)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def key_names(cls) -> list[str]:
-        """The keys of this section, in ``params.yaml`` order (``--set``'s help)."""
-        return [f.name for f in dataclasses.fields(cls)]
 
 
 def build_settings(params, overrides, *classes: type[Settings], source: str = "") -> tuple:

@@ -38,7 +38,7 @@ from ephys2expr.cli import (
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import prune_folder, save_figure, write_json
 from ephys2expr.model.store_io import load_model_store
-from ephys2expr.predict.outputs import OutputSet, stop_on_sigterm
+from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import figure_names, prediction_figures
 from ephys2expr.predict.run import predict_tables, prediction_jobs
 from ephys2expr.predict.settings import PredictSettings
@@ -75,18 +75,18 @@ def main(
     ),
 ) -> None:
     """Predict log2 expression of every gene for every cell; write h5ad (and/or Parquet)."""
-    stop_on_sigterm()  # SIGTERM (kill, a scheduler's timeout) unwinds: temporary files go
     settings, executor = build_settings(params, overrides, PredictSettings, ExecutorSettings)
     jobs = prediction_jobs(settings, prepared_dir, out_dir, input, output)
     if model_dir is None:  # the params' type-mean store, as the pipeline writes it
-        source = PrepareSettings.from_params(params if params.is_file() else None).training_source
-        model_dir = paths.model_store(source)
+        model_dir = paths.model_store(PrepareSettings.from_params(params).training_source)
     store = load_model_store(model_dir)
     read = [job.source for job in jobs] + ([params] if params.is_file() else [])
+    files = [p for job in jobs for p in job.files().values()]
+    figures = [] if plots_dir is None else [
+        plots_dir / n for job in jobs for n in figure_names(job.name)
+    ]  # fmt: skip
     with OutputSet(read, [model_dir]) as outputs:
-        outputs.plan(*(p for job in jobs for p in job.files().values()), metrics, report)
-        if plots_dir is not None:
-            outputs.plan(*(plots_dir / n for job in jobs for n in figure_names(job.name)))
+        outputs.plan(*files, metrics, report, *figures)
         result = predict_tables(
             jobs, store, settings, executor, id_column=id_column, species=species,
             where=str(model_dir), outputs=outputs,
@@ -100,9 +100,9 @@ def main(
         if report is not None:
             write_json(result.report, outputs.temp(report))
     if not input:  # the pipeline's folders (persisted by DVC) hold this run's outputs only
-        prune_folder(out_dir, [p for job in jobs for p in job.files().values()])
+        prune_folder(out_dir, files)
         if plots_dir is not None:
-            prune_folder(plots_dir, [plots_dir / n for job in jobs for n in figure_names(job.name)])
+            prune_folder(plots_dir, figures)
 
 
 if __name__ == "__main__":

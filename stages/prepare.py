@@ -25,7 +25,6 @@ from ephys2expr.cli import (
 from ephys2expr.io import write_json, write_parquet
 from ephys2expr.prepare.run import prepare
 from ephys2expr.prepare.settings import PrepareSettings
-from ephys2expr.temps import stop_on_sigterm
 
 app = stage_app(__doc__)
 
@@ -47,7 +46,6 @@ def main(
     report: Path = report_option(paths.REPORTS / "prepare.json"),
 ) -> None:
     """Write tidy Parquet inputs for train and predict, the metrics and the report."""
-    stop_on_sigterm()  # SIGTERM unwinds: each output's temporary file is removed
     settings = PrepareSettings.from_params(params, overrides)
     prepared = prepare(raw_dir, settings, source or None)
     # Only now, with every input read and checked, is anything written.

@@ -26,7 +26,6 @@ from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
 from ephys2expr.model.store_io import check_store_destination, save_model_store
 from ephys2expr.settings import build_settings
-from ephys2expr.temps import stop_on_sigterm
 from ephys2expr.train.run import train_from_prepared
 from ephys2expr.train.settings import TrainSettings
 
@@ -60,7 +59,6 @@ def main(
     report: Path = report_option(paths.REPORTS / "train.json"),
 ) -> None:
     """Fit every gene, evaluate honestly, write the model store, tables, metrics and plots."""
-    stop_on_sigterm()  # SIGTERM unwinds: each output's temporary file is removed on the way
     settings, executor = build_settings(
         params, overrides, TrainSettings, ExecutorSettings, source=source
     )

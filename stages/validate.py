@@ -29,7 +29,6 @@ from ephys2expr.cli import (
 )
 from ephys2expr.errors import InputError
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
-from ephys2expr.temps import stop_on_sigterm
 from ephys2expr.validate.run import validate_predictions
 from ephys2expr.validate.settings import ValidateSettings
 
@@ -64,7 +63,6 @@ def main(
     report: Path = report_option(paths.REPORTS / "validate.json"),
 ) -> None:
     """Embeddings (PNG), type agreement, label transfer, mixing and Patch-seq agreement."""
-    stop_on_sigterm()  # SIGTERM unwinds: each output's temporary file is removed
     settings = ValidateSettings.from_params(params, overrides)
     paired = (paired_model_dir, paired_prepared_dir, paired_train_dir)
     if any(d is None for d in paired) and any(d is not None for d in paired):

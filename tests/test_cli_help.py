@@ -61,7 +61,7 @@ def test_set_help_names_every_key_and_where_they_are_explained(stage):
     text = " ".join(_help(stage).split())  # unwrapped
     first, *more = SECTIONS[stage]
     for cls in SECTIONS[stage]:
-        assert ", ".join(cls.key_names()) in text, cls.SECTION
+        assert ", ".join(cls.keys()) in text, cls.SECTION
     for cls in more:
         assert f"{cls.SECTION}.KEY:" in text
     assert "params.yaml" in text and f"ephys2expr/{first.SECTION}/settings.py" in text

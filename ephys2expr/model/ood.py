@@ -47,7 +47,8 @@ class NeighborScore:
     Parameters
     ----------
     k : int
-        Neighbours (reduced by :func:`neighbors_k` for small training sets).
+        Neighbours (reduced by :func:`neighbors_k` for small training sets); predict passes
+        ``predict.ood_neighbors``.
 
     Attributes
     ----------
@@ -57,7 +58,7 @@ class NeighborScore:
         The training rows' leave-one-out mean kNN distances, sorted.
     """
 
-    def __init__(self, k: int = 5) -> None:
+    def __init__(self, k: int) -> None:
         self.k = k
 
     def fit(self, X_std: np.ndarray) -> NeighborScore:

@@ -32,7 +32,6 @@ from ephys2expr.temps import (
     raise_if_stopped,
     remove_dead_temps,
     signals_deferred,
-    stop_on_sigterm,
 )
 
 log = logging.getLogger("ephys2expr.predict")
@@ -199,5 +198,4 @@ class OutputSet:
             raise InputError(f"{where}: cannot move output into place ({exc.strerror})") from None
 
 
-__all__ = ["OutputSet", "raise_if_stopped", "remove_stale_temps", "stop_on_sigterm"]
-# raise_if_stopped and stop_on_sigterm live in ephys2expr.temps (train uses them too)
+__all__ = ["OutputSet", "remove_stale_temps"]

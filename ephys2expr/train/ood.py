@@ -19,6 +19,7 @@ from ephys2expr.model.ood import (
     score_bins,
     standardise,
 )
+from ephys2expr.model.path import standardize_stats
 
 # k of the plot and the bins: the default of predict.ood_neighbors (the train stage does
 # not read predict's settings); the report also gives Spearman's rho for k = 1 .. 5.
@@ -30,9 +31,7 @@ def fold_scores(X: np.ndarray, folds, k: int) -> np.ndarray:
     """OOD score of every row against its outer training fold (each row is held out once)."""
     score = np.full(len(X), np.nan)
     for tr, te in folds:
-        mean = X[tr].mean(axis=0)
-        scale = X[tr].std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)  # a constant feature adds no distance
+        mean, scale = standardize_stats(X[tr])  # the fold's own scaler, as a store's
         scorer = NeighborScore(k).fit(standardise(X[tr], mean, scale))
         score[te] = scorer.score(standardise(X[te], mean, scale))
     return score
