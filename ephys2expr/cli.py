@@ -219,12 +219,15 @@ def run_stage(app) -> None:
 
     The stage dies with the process that started it: signalling only ``dvc repro`` would
     otherwise orphan the stage, which kept running and later overwrote newer outputs. On
-    Linux the kernel sends SIGTERM when the parent exits (``PR_SET_PDEATHSIG``); SIGTERM
-    raises ``SystemExit(143)`` (:func:`~ephys2expr.temps.stop_on_sigterm`, installed here
-    for every stage), so the atomic writers remove their temporary files and nothing
-    half-written is left.
+    Linux the kernel sends SIGTERM when the parent exits (``PR_SET_PDEATHSIG``); when the
+    parent is the ``sh -c`` that DVC runs the command in (a shell that does not ``exec``,
+    as Debian's dash), the shell outlives dvc, so the stage also watches the shell's parent
+    (:func:`watch_launcher`). SIGTERM raises ``SystemExit(143)``
+    (:func:`~ephys2expr.temps.stop_on_sigterm`, installed here for every stage), so the
+    atomic writers remove their temporary files and nothing half-written is left.
     """
     die_with_parent()
+    watch_launcher()
     stop_on_sigterm()
     app()
 
@@ -244,4 +247,56 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
         return False
     if os.getppid() != parent:  # the parent died before the request: do as it would
         raise SystemExit(128 + int(sig))
+    return True
+
+
+# Shells DVC runs a stage's command in (``$SHELL -c CMD``, else ``/bin/sh -c CMD``).
+SHELLS = frozenset({"sh", "dash", "bash", "zsh", "fish", "ksh", "mksh"})
+
+
+def launcher(pid: int | None = None):
+    """The process that launched this one: the parent, or the parent of a ``sh -c`` parent.
+
+    Returns a :class:`psutil.Process`, or None when there is none to watch (the parent is
+    PID 1 or gone).
+    """
+    import psutil  # dvc's own dependency; imported here so stages start fast
+
+    try:
+        parent = psutil.Process(pid or os.getpid()).parent()
+        if parent is not None and parent.name() in SHELLS and "-c" in parent.cmdline()[1:]:
+            parent = parent.parent()
+    except psutil.Error:
+        return None
+    if parent is None or parent.pid <= 1:
+        return None
+    return parent
+
+
+def watch_launcher(sig: int = signal.SIGTERM, every: float = 0.5) -> bool:
+    """Send ``sig`` to this process once its :func:`launcher` exits (a daemon thread).
+
+    Returns False when there is no launcher to watch.
+    """
+    import threading
+
+    import psutil
+
+    who = launcher()
+    if who is None:
+        return False
+
+    def watch() -> None:
+        while True:
+            try:
+                # is_running() is also False for a reused PID (it compares create times)
+                gone = not who.is_running() or who.status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                gone = True
+            if gone:
+                os.kill(os.getpid(), sig)
+                return
+            threading.Event().wait(every)
+
+    threading.Thread(target=watch, name="watch-launcher", daemon=True).start()
     return True

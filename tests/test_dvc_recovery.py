@@ -66,6 +66,45 @@ def _stage_processes(parent: int) -> list[psutil.Process]:
             pass
     return out
 
+STAGE = """
+import sys, time
+from pathlib import Path
+from ephys2expr.cli import run_stage
+def app():
+    try:
+        Path(sys.argv[1]).write_text("running")
+        time.sleep(120)
+    except SystemExit as stop:  # what the atomic writers unwind on
+        Path(sys.argv[1]).write_text(f"stopped {stop.code}")
+        raise
+run_stage(app)
+"""
+
+
+@pytest.mark.parametrize("prefix, suffix", [("exec ", ""), ("", "; true")], ids=["exec", "no-exec"])
+def test_a_stage_dies_with_the_dvc_that_ran_it_in_a_shell(tmp_path, prefix, suffix):
+    """A stand-in for dvc runs a stage as DVC does (`/bin/sh -c CMD`) and is killed. Whether
+    the shell execs the stage (its parent is dvc) or waits for it (its parent is the shell,
+    which outlives dvc) depends on the shell: both must stop the stage."""
+    mark = tmp_path / "mark"
+    cmd = f"{prefix}{sys.executable} -c '{STAGE}' {mark}{suffix}"
+    run = f"import subprocess; subprocess.run({['/bin/sh', '-c', cmd]!r})"
+    dvc = subprocess.Popen([sys.executable, "-c", run])
+    stage = None
+    for _ in range(600):
+        stage = next((p for p in psutil.Process(dvc.pid).children(recursive=True)
+                      if p.cmdline()[:2] == [sys.executable, "-c"]), None)  # fmt: skip
+        if stage is not None and mark.exists() and mark.read_text() == "running":
+            break
+        psutil.wait_procs([], timeout=0.05)
+    assert stage is not None and mark.read_text() == "running", "the stage did not start"
+    assert (stage.ppid() == dvc.pid) == (prefix == "exec ")
+    dvc.kill()
+    dvc.wait()
+    gone, alive = psutil.wait_procs([stage], timeout=30)
+    assert alive == [], "the stage outlived dvc"
+    assert mark.read_text() == "stopped 143"
+
 
 @pytest.fixture(scope="module")
 def repo(raw_dir, tmp_path_factory):
@@ -89,6 +128,10 @@ def repo(raw_dir, tmp_path_factory):
 def env():
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env["PYTHONSAFEPATH"] = "1"  # the installed package (numba's compile cache is reused)
+    # DVC runs a command in `$SHELL -c`, else `/bin/sh -c`. Debian's /bin/sh (dash) does not
+    # exec the command, so the stage's parent is a shell that outlives a killed dvc: the
+    # harder case, and what a machine without $SHELL (CI) gets.
+    env["SHELL"] = "/bin/sh"
     return env
 
 
