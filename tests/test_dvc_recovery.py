@@ -66,6 +66,7 @@ def _stage_processes(parent: int) -> list[psutil.Process]:
             pass
     return out
 
+
 STAGE = """
 import sys, time
 from pathlib import Path
