@@ -281,8 +281,8 @@ def predict_tables(
     }  # fmt: skip
     level = settings.interval_level if has_intervals(store) else None
     intervals_meta = {}
-    if level is None:
-        log.warning(
+    if level is None:  # info: stores built in code (tests, notebooks) have none either
+        log.info(
             "%s: the model store holds no prediction intervals (schema 5 or older, or built "
             "without training); no layers lower/upper: retrain it (dvc repro train)", where,
         )  # fmt: skip
