@@ -30,8 +30,8 @@ WIDTH = 120
 MAX_KEYS = 3  # per metrics file
 # What a key means is the same in every file that has it (docs/pipeline.md, "Metrics").
 VOCABULARY = {"genes", "cells", "type_top1"}
-# train's keys name their source (r2_rds, sig_scala2021, cov_rds, ...): a key of its own per model
-SOURCE_KEYS = re.compile(r"^(r2|sig|cov)_[A-Za-z0-9_.-]+$")
+# train's keys name their source (r2_rds, sig_scala2021, ...): a key of its own per model
+SOURCE_KEYS = re.compile(r"^(r2|sig)_[A-Za-z0-9_.-]+$")
 
 
 def _known(key: str) -> bool:
