@@ -96,7 +96,9 @@ def fit_scale(method: str, abs_res: np.ndarray, X: np.ndarray, distance, mean, s
         raise InputError(f"interval method {method!r} is not one of {list(METHODS)}")
     Z = (X - mean) / scale
     A = np.column_stack([np.ones(len(Z)), Z])
-    beta, *_ = np.linalg.lstsq(A, abs_res, rcond=None)  # (p + 1, g)
+    # least squares for every gene at once through the pseudo-inverse of the small design:
+    # lstsq with 32,314 right-hand sides took 0.84 s per fold, this 0.01 s
+    beta = np.linalg.pinv(A) @ abs_res  # (p + 1, g)
     fitted = A @ beta
     floor = SCALE_FLOOR * abs_res.mean(axis=0) + 1e-9
     coef = (beta[1:] / scale[:, None]).T
@@ -111,10 +113,14 @@ def fit_scale(method: str, abs_res: np.ndarray, X: np.ndarray, distance, mean, s
 
 def scale_values(params: dict, X: np.ndarray, distance=None) -> np.ndarray:
     """``sigma`` (cells x genes) of a difficulty model for features ``X`` (original units)."""
-    sigma = np.asarray(X, dtype=float) @ params["coef"].T + params["intercept"]
+    n = len(X)
+    if params["coef"].any():
+        sigma = np.asarray(X, dtype=float) @ params["coef"].T + params["intercept"]
+    else:  # plain and knn: no product (32,314 genes x 20 folds add up)
+        sigma = np.tile(params["intercept"], (n, 1))
     if distance is not None and np.any(params["knn"]):
         sigma += np.asarray(distance, dtype=float)[:, None] * params["knn"]
-    return np.clip(sigma, params["lo"], params["hi"])
+    return np.clip(sigma, params["lo"], params["hi"], out=sigma)
 
 
 @dataclass
