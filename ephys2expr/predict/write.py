@@ -252,7 +252,8 @@ def write_predictions(
     dict
         ``values_below_zero``: fraction of predicted values < 0 (log2(TPM + 1) cannot be
         negative: these are the linear models extrapolating past zero expression), and the
-        counts behind it, ``n_below_zero`` and ``n_values``.
+        counts behind it, ``n_below_zero`` and ``n_values``; with ``interval_level`` also
+        ``interval_width_mean``, the intervals' mean width.
     """
     all_genes = store.gene_names  # a property that builds a list: call it once
     genes = [all_genes[i] for i in gene_idx]
@@ -282,7 +283,7 @@ def write_predictions(
         for w in writers:  # an OS error (disk full) names the file it was writing
             stack.enter_context(writing(w.path))
             stack.enter_context(w)
-        n_negative = 0
+        n_negative, width_sum = 0, 0.0
         blocks = iter_predictions(store, X, gene_idx, chunk_cells, executor, cell_sets,
                                   interval_level)  # fmt: skip
         for sl, block, bounds in blocks:
@@ -292,12 +293,20 @@ def write_predictions(
                 with writing(w.path):
                     w.write(sl, block, bounds)
             n_negative += int(np.count_nonzero(block < 0))
+            if bounds is not None:
+                width_sum += float((bounds[1].astype(np.float64) - bounds[0]).sum())
             log.info("predicted %d / %d cells x %d genes", sl.stop, len(X), len(genes))
     total = len(X) * len(genes)
     return {
         "values_below_zero": round(n_negative / total, 4) if total else 0.0,
         "n_below_zero": n_negative,
         "n_values": total,
+        # mean width of the prediction intervals (log2 units) over cells and genes written
+        **(
+            {"interval_width_mean": round(width_sum / total, 4) if total else 0.0}
+            if interval_level is not None
+            else {}
+        ),
     }
 
 
