@@ -146,7 +146,12 @@ def gather_intervals(parts: list[dict], genes: pd.Index, features: list, y_sd, g
     fitted = GeneIntervals(chosen, table, list(features),
                            INTERVAL_NEIGHBORS if chosen == "knn" else 0)  # fmt: skip
     big = [i for i, n in enumerate(groups) if n >= MIN_GROUP_ROWS]
-    report = {"method": chosen, "level": SELECT_LEVEL, "methods": {}}
+    # type means (20 rows): no group has 30, so every group is shown, however small
+    min_rows = MIN_GROUP_ROWS if big else 1
+    big = big or list(range(len(groups)))
+    report = {"method": chosen, "level": SELECT_LEVEL, "group_min_rows": min_rows,
+              f"rows_by_{what}": {group_names[i]: int(groups[i]) for i in big},
+              "methods": {}}  # fmt: skip
     for method, s in summary.items():
         cov = s["coverage"]
         curve = {f"{lv:g}": round(float(cov[j, 0]), 4) for j, lv in enumerate(CV_LEVELS)}
@@ -196,11 +201,14 @@ def calibration_figure(report: dict, rows: str = "cells"):
         values = [entry[key][g] for g in groups]
         ax.bar([j + i * width for j in range(len(groups))], values, width, label=method)
     ax.axhline(SELECT_LEVEL, color="k", lw=0.8, ls="--")
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], groups, fontsize=8)
     ax.set_ylim(0.7, 1.0)
     ax.set_ylabel(f"coverage at {SELECT_LEVEL:g}")
     what = key.removeprefix("coverage_by_") if key else "group"
-    ax.set_title(f"by {what} (>= {MIN_GROUP_ROWS} rows)", fontsize=9)
+    rows_by = report.get(f"rows_by_{what}", {})
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))],
+                  [f"{g}\n({rows_by.get(g, '?')})" for g in groups], fontsize=8)  # fmt: skip
+    ax.set_title(f"by {what} (rows in parentheses; >= {report.get('group_min_rows', 1)})",
+                 fontsize=9)  # fmt: skip
     if groups:
         ax.legend(fontsize=8)
     fig.suptitle("Prediction intervals: coverage in cross-validation", fontsize=11)
