@@ -77,7 +77,7 @@ def run_benchmark(
 
     ours = np.empty((len(genes), len(X)), dtype=np.float32)
     t = time.perf_counter()
-    for sl, block in iter_predictions(store, X, gene_idx, chunk_cells):
+    for sl, block, _ in iter_predictions(store, X, gene_idx, chunk_cells):
         ours[:, sl] = block
     out["ours_predict_s"] = time.perf_counter() - t
 

@@ -168,8 +168,10 @@ def test_a_schema_4_store_still_predicts_with_nan_scores_and_one_line(
     target = tmp_path / "model"
     save_model_store(scala_store, target)
     meta = json.loads((target / "model.json").read_text())
-    (target / "train_features.parquet").unlink()
-    del meta["files"]["train_features.parquet"]
+    for name in ("train_features.parquet", "intervals.parquet"):
+        (target / name).unlink()
+        del meta["files"][name]
+    meta.pop("intervals")
     meta["schema_version"] = 4
     meta = {k: v for k, v in meta.items() if k != "meta_md5"}
     (target / "model.json").write_text(json.dumps({**meta, "meta_md5": json_md5(meta)}))
@@ -180,8 +182,10 @@ def test_a_schema_4_store_still_predicts_with_nan_scores_and_one_line(
         adata, report = _predict(tmp_path, target, cells)
     assert adata.obs["ood_score"].isna().all() and not adata.obs["ood"].any()
     assert "extrapolated" in adata.obs.columns and report["frac_ood"] is None
-    retrain = [r for r in caplog.records if "retrain" in r.getMessage()]
-    assert len(retrain) == 1 and "ood_score is NaN" in retrain[0].getMessage()
+    retrain = [r.getMessage() for r in caplog.records if "retrain" in r.getMessage()]
+    # one line each: no OOD score, no prediction intervals
+    assert len(retrain) == 2 and "ood_score is NaN" in retrain[0]
+    assert "no prediction intervals" in retrain[1]
 
 
 def test_the_training_rows_round_trip_and_an_edit_is_caught(tmp_path, scala_store):

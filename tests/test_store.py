@@ -20,6 +20,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import CORE_FEATURES
 from ephys2expr.io import stale_dir_temps
 from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.intervals import GeneIntervals
 from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.model.store_format import MAX_META_BYTES
@@ -40,8 +41,18 @@ def stores(raw_dir) -> dict[str, ModelStore]:
         est = MultiGeneElasticNet(penalty="lasso", alpha=alpha).fit(
             features.to_numpy(), targets.T.to_numpy()
         )
+        # intervals of the format's shape (training residuals stand in for out-of-fold ones)
+        X = features.to_numpy(dtype=float)
+        residuals = np.abs(targets.T.to_numpy() - est.predict(X))
+        intervals = GeneIntervals.calibrate("features", residuals, X, None, est.mean_,
+                                            est.scale_, targets.index.copy(),
+                                            list(features.columns))  # fmt: skip
         out[name] = store_from_estimator(
-            est, features, targets.index, provenance={"params": {"alpha": alpha}}
+            est,
+            features,
+            targets.index,
+            provenance={"params": {"alpha": alpha}},
+            intervals=intervals,
         )
     assert not np.allclose(out["old"].coef, out["new"].coef)
     return out
@@ -53,6 +64,12 @@ def _same(a: ModelStore, b: ModelStore) -> bool:
         and a.genes.equals(b.genes)
         and np.array_equal(a.scaler_mean, b.scaler_mean)
         and a.provenance == b.provenance
+        # a store of schema 5 or older has no intervals: the rest must be the same
+        and (
+            a.intervals is None
+            or b.intervals is None
+            or a.intervals.table.equals(b.intervals.table)
+        )
     )
 
 
@@ -127,19 +144,20 @@ def test_a_save_killed_at_any_file_boundary_leaves_old_or_new_never_a_mix(
         assert sorted(os.listdir(target)) == [
             "coef.parquet",
             "genes.parquet",
+            "intervals.parquet",
             "model.json",
             "train_features.parquet",
         ]
         assert _same(load_model_store(target), stores["new"])
     else:
         pytest.fail("the save never completed")
-    # four files, the swap (one exchange, or two renames), then the old folder removed
+    # five files, the swap (one exchange, or two renames), then the old folder removed
     swap = ["exchange"] if exchange else ["exchange", "rename", "rename"]
-    assert steps == ["replace"] * 4 + [*swap, "rmtree"]
+    assert steps == ["replace"] * 5 + [*swap, "rmtree"]
     if exchange:  # the old store until the exchange, the new one from then on
-        assert outcomes == ["old"] * 4 + ["new", "new"]
+        assert outcomes == ["old"] * 5 + ["new", "new"]
     else:  # between the two renames there is no store, and load says why
-        assert outcomes == ["old"] * 5 + ["error", "new", "new"]
+        assert outcomes == ["old"] * 6 + ["error", "new", "new"]
 
 
 @pytest.mark.parametrize("swap_deletes_old_files", [False, True])
@@ -198,6 +216,7 @@ def test_the_stale_temp_files_of_schema_1_stores_are_removed(stores, tmp_path):
     assert sorted(os.listdir(target)) == [
         "coef.parquet",
         "genes.parquet",
+        "intervals.parquet",
         "model.json",
         "train_features.parquet",
     ]
@@ -255,6 +274,7 @@ def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path
     assert again == first and sorted(first) == [
         "coef.parquet",
         "genes.parquet",
+        "intervals.parquet",
         "model.json",
         "train_features.parquet",
     ]
@@ -390,13 +410,13 @@ def test_a_broken_store_is_one_line_naming_it(stores, tmp_path, case):
 
 def test_load_reads_the_real_store_layout(stores, tmp_path):
     """Round trip; model.json records the tables' md5 and sizes (the training rows' too,
-    schema 5) and its own values' md5 (schema 4)."""
+    schema 5; the intervals', schema 6) and its own values' md5 (schema 4)."""
     from ephys2expr.io import json_md5
 
     target = _store_dir(tmp_path, stores["old"])
     meta = json.loads((target / "model.json").read_text())
-    tables = {"coef.parquet", "genes.parquet", "train_features.parquet"}
-    assert meta["schema_version"] == 5 and set(meta["files"]) == tables
+    tables = {"coef.parquet", "genes.parquet", "train_features.parquet", "intervals.parquet"}
+    assert meta["schema_version"] == 6 and set(meta["files"]) == tables
     assert meta["meta_md5"] == json_md5({k: v for k, v in meta.items() if k != "meta_md5"})
     assert meta["files"]["coef.parquet"]["bytes"] == (target / "coef.parquet").stat().st_size
     got = load_model_store(target)
@@ -513,11 +533,37 @@ def test_a_broken_feature_set_is_one_line_naming_the_store(multi, tmp_path, case
 def _without_train_rows(target: Path) -> dict:
     """``model.json`` of the store in ``target`` as schema 4 wrote it: its
     ``train_features.parquet`` deleted (the caller writes the returned meta back)."""
-    meta = json.loads((target / "model.json").read_text())
+    meta = _without_intervals(target)
     (target / "train_features.parquet").unlink()
     del meta["files"]["train_features.parquet"]
     meta["schema_version"] = 4
     return meta
+
+
+def _without_intervals(target: Path) -> dict:
+    """``model.json`` of the store in ``target`` as schema 5 wrote it: its
+    ``intervals.parquet`` deleted (the caller writes the returned meta back)."""
+    meta = json.loads((target / "model.json").read_text())
+    (target / "intervals.parquet").unlink()
+    del meta["files"]["intervals.parquet"]
+    meta.pop("intervals", None)
+    meta["schema_version"] = 5
+    return meta
+
+
+def test_a_schema_5_store_loads_without_intervals(stores, tmp_path):
+    """Stores written before the prediction intervals still load (predict then writes no
+    layers lower/upper, and says so)."""
+    from ephys2expr.io import json_md5
+
+    target = _store_dir(tmp_path, stores["old"])
+    meta = _without_intervals(target)
+    meta.pop("meta_md5")
+    meta["meta_md5"] = json_md5(meta)
+    (target / "model.json").write_text(json.dumps(meta))
+    got = load_model_store(target)
+    assert got.intervals is None and stores["old"].intervals is not None
+    assert _same(got, stores["old"])
 
 
 def test_a_schema_2_store_loads_as_its_one_set(stores, tmp_path):

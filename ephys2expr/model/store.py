@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
+from ephys2expr.model.intervals import GeneIntervals
 from ephys2expr.model.store_format import SCHEMA_VERSION
 
 
@@ -66,6 +67,9 @@ class ModelStore:
         ``train_features.parquet``): what the out-of-distribution score measures distances
         to (:mod:`ephys2expr.model.ood`). Held by the primary model only; None in the other
         sets and in stores of schema 4 and older.
+    intervals : GeneIntervals or None
+        This set's prediction intervals (schema 6, ``intervals.parquet``:
+        :mod:`ephys2expr.model.intervals`); None in stores of schema 5 and older.
     """
 
     features: list[str]
@@ -81,6 +85,7 @@ class ModelStore:
     feature_set: str = "full"
     other_sets: dict = field(default_factory=dict)
     train_features: pd.DataFrame | None = None
+    intervals: GeneIntervals | None = None
 
     def __post_init__(self) -> None:
         self.features = [str(f) for f in self.features]
@@ -158,6 +163,18 @@ class ModelStore:
             raise InputError(f"{where}: genes column 'alpha' has a negative value")
         self._validate_sets(where)
         self._validate_train_features(where)
+        self._validate_intervals(where)
+
+    def _validate_intervals(self, where: str) -> None:
+        """The intervals, if held: this model's genes and features, quantiles not NaN."""
+        if self.intervals is None:
+            return
+        table = self.intervals.table
+        if not table.index.equals(self.coef.index) or self.intervals.features != self.features:
+            raise InputError(f"{where}: intervals name other genes or features than the model")
+        values = table.to_numpy(dtype=float)
+        if np.isnan(values).any():
+            raise InputError(f"{where}: intervals table holds NaN (retrain the store)")
 
     def _validate_train_features(self, where: str) -> None:
         """The training rows, if held: this model's features as columns, finite numbers."""

@@ -13,7 +13,7 @@ from ephys2expr.model.store import ModelStore
 
 def store_from_estimator(
     estimator, features: pd.DataFrame, genes: pd.Index, per_gene: pd.DataFrame | None = None,
-    provenance: dict | None = None, feature_set: str = "full",
+    provenance: dict | None = None, feature_set: str = "full", intervals=None,
 ) -> ModelStore:  # fmt: skip
     """The model store of a fitted :class:`~ephys2expr.model.estimator.MultiGeneElasticNet`.
 
@@ -35,6 +35,8 @@ def store_from_estimator(
     feature_set : str
         Name of the feature set (the columns of ``features``); stores of several sets are
         joined by :func:`join_feature_sets`.
+    intervals : GeneIntervals, optional
+        The set's prediction intervals (:mod:`ephys2expr.train.intervals`).
     """
     from ephys2expr import __version__
 
@@ -66,6 +68,7 @@ def store_from_estimator(
         feature_set=feature_set,
         # the training rows: what a new cell's out-of-distribution score is measured against
         train_features=features.astype(float).copy(),
+        intervals=intervals,
     )
 
 

@@ -10,19 +10,23 @@ import json
 import math
 
 from ephys2expr.errors import InputError
+from ephys2expr.model.intervals import METHODS
 
 # Schemas this code reads (store_format.SCHEMA_VERSION is the one it writes).
-READABLE_VERSIONS = (2, 3, 4, 5)
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 META_HASH = "meta_md5"
 META = "model.json"
 # the tables of a store of schema 5 (train_features: the training rows, for the OOD score)
 TRAIN_FEATURES = "train_features.parquet"
-TABLES = ("coef.parquet", "genes.parquet", TRAIN_FEATURES)
+# schema 6: the prediction intervals' per-gene quantiles and difficulty models
+INTERVALS = "intervals.parquet"
+TABLES = ("coef.parquet", "genes.parquet", TRAIN_FEATURES, INTERVALS)
 
 
 def tables_of(version: int) -> tuple[str, ...]:
-    """The tables a store of schema ``version`` holds (before 5: no ``train_features``)."""
-    return TABLES if version >= 5 else TABLES[:2]
+    """The tables a store of schema ``version`` holds (before 5: no ``train_features``;
+    before 6: no ``intervals``)."""
+    return TABLES if version >= 6 else TABLES[:3] if version == 5 else TABLES[:2]
 
 
 # Size limits: far above any real store (ours: model.json 3.6 kB, 32,314 genes, 11
@@ -102,7 +106,21 @@ def check_meta(meta, where: str) -> dict:
         _check_count(entry.get("bytes"), MAX_TABLE_BYTES, f"{where}: files.{name}.bytes")
     if version >= 4 and not _is_md5(meta[META_HASH]):
         raise InputError(f"{where}: {META_HASH} is not an md5 hex digest")
+    if version >= 6:
+        _check_intervals(meta.get("intervals"), meta["feature_sets"], f"{where}: intervals")
     return meta
+
+
+def _check_intervals(entry, sets, what: str) -> None:
+    """``{set name: {method, k}}`` for every feature set, or ``{}`` (schema 6)."""
+    names = [s["name"] for s in sets]
+    if not isinstance(entry, dict) or (entry and sorted(entry) != sorted(names)):
+        raise InputError(f"{what} must name exactly the feature sets {names}")
+    for name, value in entry.items():
+        if not isinstance(value, dict) or value.get("method") not in METHODS:
+            raise InputError(f"{what}.{name}.method must be one of {list(METHODS)}")
+        if type(value.get("k")) is not int or value["k"] < 0:
+            raise InputError(f"{what}.{name}.k must be a non-negative integer")
 
 
 def _is_md5(value) -> bool:

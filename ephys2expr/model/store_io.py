@@ -11,9 +11,10 @@ import os
 import pandas as pd
 
 from ephys2expr.errors import InputError
+from ephys2expr.model.intervals import GeneIntervals
 from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import join_feature_sets
-from ephys2expr.model.store_checks import TRAIN_FEATURES
+from ephys2expr.model.store_checks import INTERVALS, TRAIN_FEATURES
 from ephys2expr.model.store_format import (
     check_replaceable,
     join_set_tables,
@@ -58,9 +59,30 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
         "provenance": store.provenance,
     }
     sets = store.feature_sets
+    # every set's intervals, or none (a store built without training's residuals)
+    held = all(m.intervals is not None for m in sets.values())
+    meta["intervals"] = {n: {"method": m.intervals.method, "k": int(m.intervals.k)}
+                         for n, m in sets.items()} if held else {}  # fmt: skip
     tables = join_set_tables({n: (m.coef, m.genes) for n, m in sets.items()}, store.features)
     tables[TRAIN_FEATURES] = _train_rows_table(store)
+    tables[INTERVALS] = _intervals_table(store)
     write_store(directory, meta, tables)
+
+
+def _intervals_table(store: ModelStore) -> pd.DataFrame:
+    """Every set's interval table, indexed by (feature set, gene); ``scale_<feature>``
+    columns over all the store's features (a set's left-out ones 0.0)."""
+    frames = {}
+    for name, m in store.feature_sets.items():
+        if m.intervals is None:
+            return pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []],
+                                names=["feature_set", "gene"]))  # fmt: skip
+        t = m.intervals.table
+        q = [c for c in t.columns if c.startswith("q_")]
+        scale = [f"scale_{f}" for f in store.features]
+        rest = ["scale_knn", "scale_lo", "scale_hi"]
+        frames[name] = t.reindex(columns=q + ["scale_intercept"] + scale + rest, fill_value=0.0)
+    return pd.concat(frames, names=["feature_set", "gene"]).astype(float)
 
 
 def _train_rows_table(store: ModelStore) -> pd.DataFrame:
@@ -111,6 +133,9 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
                 provenance=meta["provenance"],  # kept by the primary only (join_feature_sets)
                 feature_set=entry["name"],
             ))  # fmt: skip
+        if len(tables.get(INTERVALS, ())):
+            models = [_with_intervals(m, tables[INTERVALS], meta["intervals"][m.feature_set])
+                      for m in models]  # fmt: skip
         store = join_feature_sets(models)
         store = _with_train_rows(store, tables.get(TRAIN_FEATURES), where)
     except InputError as exc:  # name the folder, and say if the files do not belong together
@@ -118,6 +143,19 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
     if mismatched:
         raise InputError(f"{where}: {mismatch_note(mismatched)}")
     return store
+
+
+def _with_intervals(model: ModelStore, table: pd.DataFrame, entry: dict) -> ModelStore:
+    """``model`` holding its set's rows of the intervals table (checked by ``validate``)."""
+    name = model.feature_set
+    if list(table.index.names) != ["feature_set", "gene"] or name not in table.index.levels[0]:
+        raise InputError(f"model store: {INTERVALS} holds no rows of feature set {name!r}")
+    t = table.xs(name, level=0)
+    t = t.drop(columns=[c for c in t.columns if c.startswith("scale_") and c[6:] not in
+                        (*model.features, "intercept", "knn", "lo", "hi")])  # fmt: skip
+    model.intervals = GeneIntervals(entry["method"], t, list(model.features), entry["k"])
+    model.validate()
+    return model
 
 
 def _with_train_rows(store: ModelStore, rows: pd.DataFrame | None, where: str) -> ModelStore:

@@ -100,7 +100,18 @@ def _missing_gene_error(path: Path, gene: str) -> InputError:
     return InputError(f"{path}: no gene {gene}")
 
 
-def _read_h5ad(path: Path, genes: list[str] | None, cells: list[str] | None):
+LAYERS = ("X", "lower", "upper")
+SEP = "|"  # Parquet interval columns: <gene>|lower, <gene>|upper (predict.write)
+
+
+def _no_layer(path: Path, layer: str) -> InputError:
+    return InputError(
+        f"{path}: holds no prediction intervals ({layer!r}); predict with a model store of "
+        "schema 6 (retrain: dvc repro train), and for Parquet set predict.parquet_intervals"
+    )
+
+
+def _read_h5ad(path: Path, genes: list[str] | None, cells: list[str] | None, layer: str = "X"):
     import anndata as ad
 
     adata = ad.read_h5ad(path, backed="r")
@@ -111,7 +122,9 @@ def _read_h5ad(path: Path, genes: list[str] | None, cells: list[str] | None):
         ci = np.arange(len(obs)) if cells is None else obs.get_indexer(cells)
         if (ci < 0).any():
             raise InputError(f"{path}: no cell {cells[int(np.flatnonzero(ci < 0)[0])]}")
-        x = adata.file["X"]
+        if layer != "X" and f"layers/{layer}" not in adata.file:
+            raise _no_layer(path, layer)
+        x = adata.file["X" if layer == "X" else f"layers/{layer}"]
         # h5py reads increasing indices; a full axis is read as a slice
         rows = slice(None) if cells is None else np.sort(ci)
         found = gi[gi >= 0]
@@ -121,7 +134,7 @@ def _read_h5ad(path: Path, genes: list[str] | None, cells: list[str] | None):
         else:
             block = x[rows, cols]
         values = pd.DataFrame(
-            block,
+            block.astype(np.float32),  # float16 layers: float32 holds them exactly
             index=obs[rows] if cells is not None else obs,
             columns=var[cols] if genes is not None else var,
         )
@@ -138,16 +151,25 @@ def _read_h5ad(path: Path, genes: list[str] | None, cells: list[str] | None):
     return values, meta
 
 
-def _read_parquet(path: Path, genes: list[str] | None, cells: list[str] | None):
+def _read_parquet(path: Path, genes: list[str] | None, cells: list[str] | None, layer="X"):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
     # gene columns are float32; metadata and flags are strings, booleans, int64, float64
     meta_cols = [f.name for f in schema if f.type != pa.float32()]
-    names = set(schema.names)
-    columns = None if genes is None else meta_cols + [g for g in genes if g in names]
-    df = pd.read_parquet(path, columns=columns)
+    floats = [f.name for f in schema if f.type == pa.float32()]
+    suffixes = tuple(f"{SEP}{b}" for b in LAYERS[1:])
+    if layer == "X":
+        value_cols = [c for c in floats if not c.endswith(suffixes)]
+    else:
+        value_cols = [c for c in floats if c.endswith(f"{SEP}{layer}")]
+        if not value_cols:
+            raise _no_layer(path, layer)
+    names = {c.removesuffix(f"{SEP}{layer}"): c for c in value_cols}
+    wanted = list(names.values()) if genes is None else [names[g] for g in genes if g in names]
+    df = pd.read_parquet(path, columns=meta_cols + wanted)
+    df = df.rename(columns={c: g for g, c in names.items()})
     if ID_COLUMN in df.columns:
         df = df.set_index(ID_COLUMN)
     df.index = df.index.astype(str)
@@ -166,6 +188,7 @@ def read_predictions(
     genes: list[str] | None = None,
     cells: list[str] | None = None,
     store: ModelStore | str | os.PathLike | None = None,
+    layer: str = "X",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predicted log2 expression (cells x genes, float32) and the cells' metadata + flags.
 
@@ -180,6 +203,11 @@ def read_predictions(
         (``"data/models/rds"``): genes left out because their model is constant are filled
         in with its intercept (float32, as the writer computes it); without ``genes``, the
         columns are then every gene of the store, in its order.
+    layer : {"X", "lower", "upper"}
+        The predictions (``X``, default) or the bounds of their prediction intervals
+        (h5ad layers; Parquet columns ``<gene>|lower``/``<gene>|upper``), float16 in a
+        ``.h5ad``. Intervals exist only for the genes written: ``store`` fills in constant
+        genes for ``X`` only.
 
     Raises
     ------
@@ -190,9 +218,11 @@ def read_predictions(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(2, "No such file", str(path))
-    store = _resolve_store(path, store)
+    if layer not in LAYERS:
+        raise InputError(f"layer {layer!r} is not one of {list(LAYERS)}")
+    store = _resolve_store(path, store) if layer == "X" else None
     reader = _read_h5ad if path.suffix.lower() == ".h5ad" else _read_parquet
-    values, meta = reader(path, genes, cells)
+    values, meta = reader(path, genes, cells, layer)
     if store is None:
         missing = [] if genes is None else [g for g in genes if g not in values.columns]
         if missing:

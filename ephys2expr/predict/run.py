@@ -23,6 +23,7 @@ from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import write_parquet
 from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.cells import load_cells
+from ephys2expr.predict.intervals import has_intervals, interval_methods
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
 from ephys2expr.predict.read import constant_genes
@@ -278,6 +279,27 @@ def predict_tables(
         "settings": settings.as_dict(),
         "inputs": {},
     }  # fmt: skip
+    level = settings.interval_level if has_intervals(store) else None
+    intervals_meta = {}
+    if level is None:  # info: stores built in code (tests, notebooks) have none either
+        log.info(
+            "%s: the model store holds no prediction intervals (schema 5 or older, or built "
+            "without training); no layers lower/upper: retrain it (dvc repro train)", where,
+        )  # fmt: skip
+    else:
+        intervals_meta = {
+            "level": level,
+            "method": interval_methods(store),
+            "layers": ["lower", "upper"],
+            "dtype": "float16",
+            "what": (
+                "central prediction interval per cell and gene: split-conformal on the "
+                "training's out-of-fold residuals; a cell like the training cells has its "
+                "measured value inside with probability 'level' (per gene, on average over "
+                "cells); never below 0; rounded outward"
+            ),
+        }
+        report["model"]["intervals"] = {"level": level, "method": interval_methods(store)}
     plots = []
     with open_executor(executor_settings) as ex:
         for item, job in zip(items, jobs, strict=True):
@@ -299,12 +321,15 @@ def predict_tables(
                 # the folder as given (read_predictions' hint for the constant genes)
                 "model_store": where if Path(where).is_dir() else "",
             }
+            if intervals_meta:
+                file_meta["intervals"] = intervals_meta
             files = job.files()
             written = write_predictions(
                 files.get(".parquet"), store, item.screen.X, meta, gene_idx,
                 chunk_cells=settings.chunk_cells, file_metadata=file_meta,
                 h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
                 where=str(item.path), cell_sets=item.screen.cell_sets,
+                interval_level=level, parquet_intervals=settings.parquet_intervals,
             )  # fmt: skip
             write_parquet(genes_table, outputs.temp(files["genes"]))
             log.info(

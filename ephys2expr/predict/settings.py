@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ephys2expr.errors import InputError
+from ephys2expr.model.intervals import LEVELS
 from ephys2expr.settings import NAME, Settings, setting
 
 MISSING_POLICIES = ("feature_set", "drop", "impute")
@@ -46,6 +47,16 @@ class PredictSettings(Settings):
         "flag a cell 'ood' when its distance is above this percentile of the training "
         "rows' own (leave-one-out) distances",
     )
+    interval_level: float = setting(
+        0.9,
+        "level of the prediction intervals (layers lower/upper): the share of cells like the "
+        "training cells whose measured value falls inside; one of the stored levels "
+        "0.5, 0.8, 0.9, 0.95, 0.99",
+    )
+    parquet_intervals: bool = setting(
+        False,
+        "write_parquet: also columns <gene>|lower and <gene>|upper (triples the file)",
+    )
     genes: str = setting(
         "varying",
         "varying (genes whose model is not constant; a constant gene's prediction is its "
@@ -81,6 +92,11 @@ class PredictSettings(Settings):
             raise InputError(
                 f"{self.where('ood_percentile')}: {self.ood_percentile} is not a number from "
                 "0 to below 100"
+            )
+        if self.interval_level not in LEVELS:
+            raise InputError(
+                f"{self.where('interval_level')}: {self.interval_level} is not one of the "
+                f"levels a model store holds, {list(LEVELS)}"
             )
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")

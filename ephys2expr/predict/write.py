@@ -30,19 +30,26 @@ from ephys2expr.io import writing
 from ephys2expr.model.store import ModelStore, linear_predict
 from ephys2expr.predict.cells import ID_COLUMN
 from ephys2expr.predict.h5ad import H5adWriter
+from ephys2expr.predict.intervals import interval_bounds, interval_terms
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.temps import raise_if_stopped
 
 log = logging.getLogger("ephys2expr.predict")
 
 PREDICTION_DTYPE = np.float32
+# the interval layers (h5ad) and the Parquet columns <gene>|lower, <gene>|upper
+INTERVAL_LAYERS = ("lower", "upper")
+INTERVAL_SEP = "|"
 
 
 def iter_predictions(
     store: ModelStore, X: np.ndarray, gene_idx: np.ndarray, chunk_cells: int, executor=None,
-    cell_sets: np.ndarray | None = None,
-) -> Iterator[tuple[slice, np.ndarray]]:  # fmt: skip
-    """Yield ``(cell slice, genes x cells float32 block)`` for consecutive chunks of cells.
+    cell_sets: np.ndarray | None = None, interval_level: float | None = None,
+) -> Iterator[tuple[slice, np.ndarray, tuple | None]]:  # fmt: skip
+    """Yield ``(cell slice, genes x cells float32 block, bounds)`` for consecutive chunks.
+
+    ``bounds``: with ``interval_level``, the prediction intervals ``(lower, upper)``, genes
+    x cells float16 (:func:`~ephys2expr.predict.intervals.interval_bounds`); else None.
 
     Each block is :func:`~ephys2expr.model.store.linear_predict` of the store's float32
     prediction terms for ``gene_idx``: ``coef @ (X - centre).T + offset``, centred on the
@@ -64,17 +71,31 @@ def iter_predictions(
     if chunk_cells < 1:
         raise InputError(f"chunk size {chunk_cells}: expected >= 1")
     terms = set_terms(store, gene_idx, PREDICTION_DTYPE)
+    if interval_level is not None:
+        terms = (terms, interval_terms(store, gene_idx, interval_level))
     if cell_sets is None:
         cell_sets = np.zeros(len(X), dtype=np.int64)
     slices = chunk_slices(len(X), chunk_cells)
     if executor is None or executor.client is None:
         for sl in slices:
-            yield sl, predict_block(terms, X[sl], cell_sets[sl])
+            yield sl, *_block_and_bounds(terms, X[sl], cell_sets[sl])
         return
     shared = executor.share(terms)
     tasks = ((shared, X[sl], cell_sets[sl]) for sl in slices)
-    blocks = executor.map_ordered(predict_block, tasks, what="cell chunks", total=len(slices))
-    yield from zip(slices, blocks, strict=True)
+    blocks = executor.map_ordered(_block_and_bounds, tasks, what="cell chunks",
+                                  total=len(slices))  # fmt: skip
+    for sl, (block, bounds) in zip(slices, blocks, strict=True):
+        yield sl, block, bounds
+
+
+def _block_and_bounds(terms, X: np.ndarray, cell_sets: np.ndarray):
+    """``(block, bounds)`` of one chunk: ``terms`` is :func:`set_terms`' list, or a pair
+    of it and :func:`~ephys2expr.predict.intervals.interval_terms`' (then ``bounds`` is
+    ``(lower, upper)``, else None). Module level (Dask pickles it by reference)."""
+    if isinstance(terms, tuple):
+        block = predict_block(terms[0], X, cell_sets)
+        return block, interval_bounds(terms[1], X, cell_sets, block)
+    return predict_block(terms, X, cell_sets), None
 
 
 def set_terms(store: ModelStore, gene_idx: np.ndarray, dtype=PREDICTION_DTYPE) -> list:
@@ -143,9 +164,15 @@ def _meta_arrays(meta: pd.DataFrame, schema: pa.Schema) -> list[pa.Array]:
 class _ParquetWriter:
     """The wide Parquet file: ``cell_id``, metadata and flags, one float32 column per gene."""
 
-    def __init__(self, path: Path, meta: pd.DataFrame, genes: list[str], file_metadata: dict):
+    def __init__(self, path: Path, meta: pd.DataFrame, genes: list[str], file_metadata: dict,
+                 intervals: bool = False):  # fmt: skip
         self.meta_schema = _meta_schema(meta)
-        schema = pa.schema(list(self.meta_schema) + [pa.field(g, pa.float32()) for g in genes])
+        # with intervals: <gene>|lower for every gene, then <gene>|upper (float32)
+        bounds = [f"{g}{INTERVAL_SEP}{b}" for b in INTERVAL_LAYERS for g in genes]
+        bounds = bounds if intervals else []
+        self.intervals = intervals
+        schema = pa.schema(list(self.meta_schema) + [pa.field(g, pa.float32()) for g in genes]
+                           + [pa.field(c, pa.float32()) for c in bounds])  # fmt: skip
         self.schema = schema.with_metadata(
             {"ephys2expr": json.dumps(file_metadata, sort_keys=True, default=str)}
         )
@@ -162,8 +189,10 @@ class _ParquetWriter:
         )  # fmt: skip
         return self
 
-    def write(self, sl: slice, block: np.ndarray) -> None:
+    def write(self, sl: slice, block: np.ndarray, bounds=None) -> None:
         arrays = _meta_arrays(self.meta.iloc[sl], self.meta_schema) + list(block)
+        if self.intervals:
+            arrays += [row.astype(np.float32) for b in bounds for row in b]
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
 
     def __exit__(self, *exc) -> None:
@@ -195,6 +224,8 @@ def write_predictions(
     outputs: OutputSet | None = None,
     where: str = "predictions",
     cell_sets: np.ndarray | None = None,
+    interval_level: float | None = None,
+    parquet_intervals: bool = False,
 ) -> dict:
     """Predict and write cells x genes to ``.h5ad`` and/or Parquet, chunk by chunk.
 
@@ -212,14 +243,17 @@ def write_predictions(
     commits) or, without it, to their own set, renamed into place together at the end.
     ``executor`` (optional, :mod:`ephys2expr.executor`) computes the chunks on Dask workers;
     this process writes them in order, so the files are the same bytes. ``cell_sets``:
-    each cell's feature set (see :func:`iter_predictions`).
+    each cell's feature set (see :func:`iter_predictions`). ``interval_level``: the
+    ``.h5ad`` gets layers ``lower`` and ``upper`` (float16, rounded outward), the Parquet
+    file columns ``<gene>|lower`` and ``<gene>|upper`` too with ``parquet_intervals``.
 
     Returns
     -------
     dict
         ``values_below_zero``: fraction of predicted values < 0 (log2(TPM + 1) cannot be
         negative: these are the linear models extrapolating past zero expression), and the
-        counts behind it, ``n_below_zero`` and ``n_values``.
+        counts behind it, ``n_below_zero`` and ``n_values``; with ``interval_level`` also
+        ``interval_width_mean``, the intervals' mean width.
     """
     all_genes = store.gene_names  # a property that builds a list: call it once
     genes = [all_genes[i] for i in gene_idx]
@@ -239,27 +273,40 @@ def write_predictions(
             outputs.plan(path, h5ad_path)
         writers = []
         if path is not None:
-            writers.append(_ParquetWriter(outputs.temp(path), meta, genes, file_metadata))
+            with_bounds = parquet_intervals and interval_level is not None
+            writers.append(_ParquetWriter(outputs.temp(path), meta, genes, file_metadata,
+                                          with_bounds))  # fmt: skip
         if h5ad_path is not None:
             writers.append(H5adWriter(outputs.temp(h5ad_path), store, meta, gene_idx,
-                                      file_metadata, chunk_cells))  # fmt: skip
+                                      file_metadata, chunk_cells,
+                                      intervals=interval_level is not None))  # fmt: skip
         for w in writers:  # an OS error (disk full) names the file it was writing
             stack.enter_context(writing(w.path))
             stack.enter_context(w)
-        n_negative = 0
-        for sl, block in iter_predictions(store, X, gene_idx, chunk_cells, executor, cell_sets):
+        n_negative, width_sum = 0, 0.0
+        blocks = iter_predictions(store, X, gene_idx, chunk_cells, executor, cell_sets,
+                                  interval_level)  # fmt: skip
+        for sl, block, bounds in blocks:
             raise_if_stopped()
             _check_finite(block, sl, meta.index, genes, where)
             for w in writers:
                 with writing(w.path):
-                    w.write(sl, block)
+                    w.write(sl, block, bounds)
             n_negative += int(np.count_nonzero(block < 0))
+            if bounds is not None:
+                width_sum += float((bounds[1].astype(np.float64) - bounds[0]).sum())
             log.info("predicted %d / %d cells x %d genes", sl.stop, len(X), len(genes))
     total = len(X) * len(genes)
     return {
         "values_below_zero": round(n_negative / total, 4) if total else 0.0,
         "n_below_zero": n_negative,
         "n_values": total,
+        # mean width of the prediction intervals (log2 units) over cells and genes written
+        **(
+            {"interval_width_mean": round(width_sum / total, 4) if total else 0.0}
+            if interval_level is not None
+            else {}
+        ),
     }
 
 
@@ -270,6 +317,8 @@ def genes_path(dst: str | os.PathLike) -> Path:
 
 
 __all__ = [
+    "INTERVAL_LAYERS",
+    "INTERVAL_SEP",
     "PREDICTION_DTYPE",
     "genes_path",
     "iter_predictions",

@@ -22,6 +22,7 @@ from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.train.baselines import BASELINES, baseline_predictions
 from ephys2expr.train.cv import nested_cv
 from ephys2expr.train.folds import check_n_folds, outer_folds, pooled_scores, resolve_cv
+from ephys2expr.train.intervals import chunk_intervals, gather_intervals, oof_distances
 from ephys2expr.train.null import NullResult, bh_qvalues, permutation_null
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics, train_report
@@ -50,11 +51,13 @@ class GeneChunkResult:
     final: MultiGeneElasticNet
     null: NullResult | None
     seconds: dict
+    intervals: dict | None = None
 
 
 def train_gene_chunk(
     X, Y, folds, settings: TrainSettings, weights=None, classes=None, keep_oof: bool = True,
-    verbose: bool = True, families=None, groups=None,
+    verbose: bool = True, families=None, groups=None, distance=None, group_codes=None,
+    n_groups: int = 0,
 ) -> GeneChunkResult:  # fmt: skip
     """Nested CV, baselines, final refit and permutation null of one chunk of genes.
 
@@ -72,6 +75,10 @@ def train_gene_chunk(
         RNA family per cell (per-cell data): adds the ``family`` ceiling.
     groups : ndarray, shape (n_types,), optional
         Animal per cell with ``cv: group_kfold``: inner alpha searches keep animals whole.
+    distance, group_codes, n_groups : optional
+        Each row's kNN distance to its outer training fold and its group (family) code:
+        the prediction intervals' calibration and CV coverage
+        (:func:`~ephys2expr.train.intervals.chunk_intervals`; skipped without ``distance``).
     keep_oof : bool
         Return the out-of-fold predictions (n_types x genes: with per-cell rows that is the
         size of the input, so callers streaming many cells drop or write it per chunk).
@@ -114,14 +121,19 @@ def train_gene_chunk(
             X, Y, folds, cv.fold_alpha, linear_r2, settings, weights,
             stop_after=settings.null_stop_after, verbose=verbose,
         )  # fmt: skip
+    t4 = time.perf_counter()
+    intervals = None
+    if distance is not None:
+        intervals = chunk_intervals(X, Y, cv.oof, folds, distance, group_codes, n_groups)
     seconds = {
+        "intervals": time.perf_counter() - t4,
         "nested_cv": cv.seconds,
         "baselines": t2 - t1,
         "final_fit": t3 - t2,
         "permutation_null": null.seconds if null is not None else 0.0,
         "chunk": time.perf_counter() - t0,
     }
-    return GeneChunkResult(cols, cv.oof if keep_oof else None, final, null, seconds)
+    return GeneChunkResult(cols, cv.oof if keep_oof else None, final, null, seconds, intervals)
 
 
 def _train_chunk_task(X, Y, folds, settings, weights, classes, keep_oof, verbose, labels):
@@ -183,6 +195,9 @@ class TrainResult:
         Worker time of each step, summed over chunks, and the wall time (logged only).
     folds : list of (train, test) index arrays
         The outer CV folds (rows of ``features``) the out-of-fold predictions came from.
+    intervals : GeneIntervals
+        The prediction intervals (:mod:`ephys2expr.train.intervals`); their CV coverage is
+        ``report["intervals"]``.
     """
 
     per_gene: pd.DataFrame
@@ -192,6 +207,7 @@ class TrainResult:
     report: dict
     seconds: dict
     folds: list = field(default_factory=list)
+    intervals: object = None
 
 
 def train_and_evaluate(
@@ -243,9 +259,16 @@ def train_and_evaluate(
     check_n_folds(settings, n, cells)
     folds = outer_folds(n, settings.cv, settings.n_folds, classes, settings.seed, cells)
     # per-cell data: the family ceiling, and animals kept whole in the inner alpha search
+    families = rows["family"].astype(str).to_numpy() if "family" in rows.columns else None
+    # intervals: coverage per family (per-cell data) or broad type (type means)
+    group_names, group_codes = np.unique(families if families is not None else classes.astype(str),
+                                         return_inverse=True)  # fmt: skip
     labels = (
-        rows["family"].astype(str).to_numpy() if "family" in rows.columns else None,
+        families,
         cells if settings.cv == "group_kfold" else None,
+        oof_distances(X, folds),
+        group_codes,
+        len(group_names),
     )
     slices = chunk_slices(n_genes, gene_chunk)
     rows_are = "cells" if cells is not None else "cell types"
@@ -266,11 +289,13 @@ def train_and_evaluate(
         executor.map_ordered(_train_chunk_task, tasks, what="gene chunks", total=len(slices))
     )
     rows = "types" if cells is None else "cells"
-    return _gather(parts, features, genes, n, folds, settings, t0, rows)
+    groups = (np.bincount(group_codes, minlength=len(group_names)), list(group_names),
+              "family" if families is not None else "broad_type")  # fmt: skip
+    return _gather(parts, features, genes, n, folds, settings, t0, rows, groups)
 
 
 def _gather(
-    parts, features, genes, n, folds, settings: TrainSettings, t0, rows: str
+    parts, features, genes, n, folds, settings: TrainSettings, t0, rows: str, groups
 ) -> TrainResult:
     """Concatenate the chunks, then the gene-coupling steps: BH q-values and summaries."""
     per_gene = pd.DataFrame(index=genes)
@@ -301,11 +326,15 @@ def _gather(
         "permutation null %.1f s)", secs["total"], secs["nested_cv"], secs["baselines"],
         secs["final_fit"], secs["permutation_null"],
     )  # fmt: skip
+    intervals, report["intervals"] = gather_intervals(
+        [p.intervals for p in parts], genes, list(features.columns), per_gene["y_sd"], *groups
+    )
     oof = None
     if parts[0].oof is not None:
         oof_arr = np.concatenate([p.oof for p in parts], axis=1)
         oof = pd.DataFrame(oof_arr.T, index=genes.copy(), columns=features.index.copy())
-    return TrainResult(per_gene, oof, final, headline_metrics(report), report, secs, folds)
+    return TrainResult(per_gene, oof, final, headline_metrics(report), report, secs, folds,
+                       intervals)  # fmt: skip
 
 
 __all__ = [

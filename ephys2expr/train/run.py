@@ -84,14 +84,17 @@ class TrainOutputs:
 
     def figures(self) -> dict:
         """The train figures by file stem (:func:`ephys2expr.train.plots.train_figures`)."""
+        from ephys2expr.train.intervals import calibration_figure
         from ephys2expr.train.ood import ood_error_figure
         from ephys2expr.train.plots import train_figures
 
         figures = train_figures(self.per_gene, self.oof, self.shown_targets, self.types,
                                 self.coef_std, self.feature_sets)  # fmt: skip
+        rows = "cells (grouped CV)" if "group" in self.types.columns else "types (LOO)"
         if self.ood is not None:
-            rows = "cells (grouped CV)" if "group" in self.types.columns else "types (LOO)"
             figures["ood_vs_error"] = ood_error_figure(self.ood, rows)
+        if "intervals" in self.report:
+            figures["interval_calibration"] = calibration_figure(self.report["intervals"], rows)
         return figures
 
 
@@ -134,7 +137,7 @@ def train_from_prepared(
             )  # fmt: skip
             models.append(store_from_estimator(
                 results[name].final, features[cols], targets.index, results[name].per_gene,
-                provenance, feature_set=name,
+                provenance, feature_set=name, intervals=results[name].intervals,
             ))  # fmt: skip
             log.info("feature set %r trained in %.0f s", name, time.perf_counter() - t0)
     store = join_feature_sets(models)
@@ -149,6 +152,19 @@ def train_from_prepared(
     table = feature_set_table(results, sets)
     # {set: {column: value}}; pandas writes NaN (a constant marker's r2) as null
     report = {**result.report, "feature_sets": json.loads(table.to_json(orient="index"))}
+    # the full set's intervals are report["intervals"]; every set's chosen method and coverage
+    report["intervals"]["by_feature_set"] = {
+        n: {"method": r.intervals.method,
+            "coverage": r.report["intervals"]["methods"][r.intervals.method]["coverage"]}
+        for n, r in results.items()
+    }  # fmt: skip
+    chosen = report["intervals"]["methods"][report["intervals"]["method"]]
+    log.info(
+        "90 %% intervals in CV: method %r, coverage %.3f (plain %.3f), median width %.2f x the "
+        "gene's SD, %.2f x plain's", report["intervals"]["method"], chosen["coverage"],
+        report["intervals"]["methods"]["plain"]["coverage"], chosen["median_width_over_gene_sd"]
+        or float("nan"), report["intervals"]["median_width_ratio_to_plain"] or float("nan"),
+    )  # fmt: skip
     ood, report["ood_cv"] = cv_ood(features[sets[full]], oof, shown, result.folds)
     log.info(
         "OOD score in CV (k=%d): %.1f %% of held-out rows above 99; median |error| by score "

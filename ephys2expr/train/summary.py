@@ -128,12 +128,14 @@ def headline_metrics(report: dict) -> dict:
 
     ``r2_<name>``: the model's median out-of-fold r2 over the genes; ``sig_<name>`` (with
     the null only): genes with q below ``fdr_q`` that also beat every baseline, the set to
-    trust. ``<name>`` is the training source (``report["source"]``: ``r2_rds``,
-    ``r2_scala2021``, ``r2_template``) so that every model trained side by side has keys of
-    its own: ``dvc exp show`` prefixes a key two files share with the file's path, too wide
-    for a table. Without a source: the rows' kind (``types`` or ``cells``). Every other
-    number (the baselines, the ceilings, genes beating each baseline, the feature sets) is
-    in the report.
+    trust. The prediction intervals' coverage in CV is in the report only (``intervals``):
+    a third key per source would widen ``dvc metrics show`` past 120 columns (141 with
+    ``cov_rds`` and ``cov_scala2021``). ``<name>`` is the
+    training source (``report["source"]``: ``r2_rds``, ``r2_scala2021``, ``r2_template``)
+    so that every model trained side by side has keys of its own: ``dvc exp show``
+    prefixes a key two files share with the file's path, too wide for a table. Without a
+    source: the rows' kind (``types`` or ``cells``). Every other number (the baselines, the
+    ceilings, genes beating each baseline, the feature sets) is in the report.
     """
     name = report.get("source") or report.get("rows", "types")
     metrics = {f"r2_{name}": report["model"]["r2_median"]}
