@@ -131,14 +131,17 @@ def headline_metrics(report: dict) -> dict:
     trust. ``<name>`` is the training source (``report["source"]``: ``r2_rds``,
     ``r2_scala2021``, ``r2_template``) so that every model trained side by side has keys of
     its own: ``dvc exp show`` prefixes a key two files share with the file's path, too wide
-    for a table. Without a source: the rows' kind (``types`` or ``cells``). Every other
-    number (the baselines, the ceilings, genes beating each baseline, the feature sets) is
-    in the report.
+    for a table. ``fam_<name>`` (``model: mixture | best``): the identity classifier's
+    out-of-fold family accuracy. Without a source: the rows' kind (``types`` or
+    ``cells``). Every other number (the baselines, the ceilings, genes beating each
+    baseline, the feature sets, the identity scores) is in the report.
     """
     name = report.get("source") or report.get("rows", "types")
     metrics = {f"r2_{name}": report["model"]["r2_median"]}
     if "null" in report:
         metrics[f"sig_{name}"] = report["null"]["genes_significant_and_beating_all"]
+    if "identity" in report:  # per-cell sources with model mixture | best
+        metrics[f"fam_{name}"] = report["identity"]["family"]["accuracy"]
     return metrics
 
 
