@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_limits
 
 # Inverse L2 strengths searched for logreg (standardised features) and neighbour counts for
 # knn. The grid centre C = 1 is what every outer fold of Scala 2021 picked at both levels.
@@ -128,6 +129,12 @@ class IdentityClassifier:
         folds : list of (train, validation) index arrays
             The inner folds (grouped by animal: :func:`ephys2expr.model.path.inner_folds`).
         """
+        # BLAS on one thread: the products are small (about 10 features), and OpenBLAS
+        # threads spinning on them slowed the fit 5-30x on 2 shared cores (measured)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(X, y, folds)
+
+    def _fit(self, X, y, folds) -> IdentityClassifier:
         import warnings
 
         X = np.asarray(X, dtype=float)

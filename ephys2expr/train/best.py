@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from ephys2expr.model.store_identity import LevelClassifier, StoreIdentity
 from ephys2expr.train.baselines import BASELINES
 from ephys2expr.train.chunks import TrainResult
 from ephys2expr.train.folds import pooled_scores
@@ -126,4 +127,40 @@ def _apply_identity(result, features, targets, types, settings):
     return out, IdentityFit(levels, mix, model)
 
 
-__all__ = ["IdentityFit", "apply_identity", "identity_settings"]
+def store_identity(identity: dict, genes) -> StoreIdentity:
+    """The model store's identity part from each feature set's :class:`IdentityFit`: its
+    final classifiers and the class means on all rows (the same for every set).
+
+    The store holds linear softmax classifiers (``logreg``, ``majority``); were ``knn`` the
+    inner CV's choice for a final classifier, the store would hold that level's logreg
+    refit instead, with a warning (it never was on Scala 2021: knn's log-loss is twice
+    logreg's).
+    """
+    classifiers = {}
+    for name, fit in identity.items():
+        classifiers[name] = {}
+        for lv, res in fit.levels.items():
+            clf = res.final
+            kind = clf.kind_ if clf.kind_ != "knn" else "logreg"
+            if kind != clf.kind_:
+                log.warning(
+                    "feature set %r, %s: the inner CV chose knn; the store holds the "
+                    "logreg refit (C=%g)",
+                    name,
+                    lv,
+                    clf.best_by_kind_["logreg"],
+                )
+            model = clf.models_[kind]
+            param = clf.param_ if kind == clf.kind_ else clf.best_by_kind_["logreg"]
+            classifiers[name][lv] = LevelClassifier(
+                [str(c) for c in clf.classes_], model["coef"], model["intercept"], clf.mean_,
+                clf.scale_, kind, float(param),
+            )  # fmt: skip
+    fit = next(iter(identity.values()))
+    means = {lv: pd.DataFrame(fit.mixture.means[lv], index=[str(c) for c in res.classes],
+                              columns=[str(g) for g in genes])
+             for lv, res in fit.levels.items()}  # fmt: skip
+    return StoreIdentity(classifiers, means)
+
+
+__all__ = ["IdentityFit", "apply_identity", "identity_settings", "store_identity"]

@@ -22,9 +22,9 @@ import pandas as pd
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import file_checksum
 from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
+from ephys2expr.model.store_build import join_feature_sets, store_from_estimator, with_identity
 from ephys2expr.train.baselines import BASELINES, CEILINGS
-from ephys2expr.train.best import apply_identity, identity_settings
+from ephys2expr.train.best import apply_identity, identity_settings, store_identity
 from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
 from ephys2expr.train.feature_sets import feature_set_table
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
@@ -168,6 +168,8 @@ def train_from_prepared(
             ))  # fmt: skip
             log.info("feature set %r trained in %.0f s", name, time.perf_counter() - t0)
     store = join_feature_sets(models)
+    if identity:  # model mixture / best: the classifiers and class means go into the store
+        store = with_identity(store, store_identity(identity, targets.index))
     result = results[full]
     oof, shown = result.oof, targets
     if stream_targets:

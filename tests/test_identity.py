@@ -1,0 +1,138 @@
+"""Cell identity from ephys and expression through it, on the real Scala 2021 cells: the
+classifier beats the majority class in grouped CV, rare classes are handled explicitly, the
+mixture is the hand-computed sum, and ``best`` chooses by the inner CV only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ephys2expr.identity.classifier import IdentityClassifier
+from ephys2expr.identity.mixture import class_means, mixture_predict
+from ephys2expr.identity.scores import expected_calibration_error
+from ephys2expr.prepare.per_cell import paired_training_tables, read_paired_source
+from ephys2expr.prepare.settings import PrepareSettings
+from ephys2expr.train.chunks import train_and_evaluate
+from ephys2expr.train.folds import outer_folds
+from ephys2expr.train.identity import identity_levels
+from ephys2expr.train.mixture import KINDS, mixture_cv
+from tests.train_data import train_settings
+
+
+@pytest.fixture(scope="module")
+def scala(raw_dir):
+    """All Scala cells (features, types) and 40 of their most variable genes."""
+    settings = PrepareSettings()
+    f, t, types, _ = paired_training_tables(
+        read_paired_source("scala2021", settings, raw_dir), settings, "scala2021"
+    )
+    genes = t.var(axis=1).sort_values().index[-40:]
+    return f.astype(float), t.loc[genes].astype(float), types.loc[f.index]
+
+
+@pytest.fixture(scope="module")
+def folds(scala):
+    f, _, types = scala
+    groups = types["group"].astype(str).to_numpy()
+    return outer_folds(len(f), "group_kfold", 5, None, 0, groups), groups
+
+
+@pytest.fixture(scope="module")
+def levels(scala, folds):
+    """Family and type classifiers' nested grouped CV (they do not depend on expression)."""
+    f, _, types = scala
+    outer, groups = folds
+    return identity_levels(f.to_numpy(), types, outer, train_settings(), groups)
+
+
+def test_family_classifier_beats_the_majority_class_in_grouped_cv(scala, folds, levels):
+    f, _, types = scala
+    outer, _ = folds
+    res = levels["family"]
+    rep = res.report(outer)
+    majority = rep["by_kind"]["majority"]
+    assert rep["beats_majority"]
+    assert rep["accuracy"] > majority["accuracy"] + 0.5  # 0.84 against 0.24
+    assert rep["balanced_accuracy"] > 0.5 > majority["balanced_accuracy"]
+    assert rep["log_loss"] < majority["log_loss"] - 1.0
+    assert rep["ece"] <= 0.05
+    assert res.final.kind_ == "logreg"
+    # probabilities over the full class list, every row summing to 1
+    assert res.oof.shape == (len(f), types["family"].nunique())
+    np.testing.assert_allclose(res.oof.sum(axis=1), 1.0)
+
+
+def test_a_class_absent_from_training_gets_probability_zero_in_its_own_column(scala, folds):
+    f, _, types = scala
+    outer, groups = folds
+    X, fam = f.to_numpy(), types["family"].astype(str).to_numpy()
+    classes = np.unique(fam)
+    rare = "NP"  # 5 cells
+    keep = fam != rare
+    inner = outer_folds(int(keep.sum()), "group_kfold", 5, None, 0, groups[keep])
+    clf = IdentityClassifier(classes).fit(X[keep], fam[keep], inner)
+    proba = clf.predict_proba(X[~keep])
+    col = list(classes).index(rare)
+    assert proba.shape == (int((~keep).sum()), len(classes))
+    assert np.all(proba[:, col] == 0.0)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    for kind in ("logreg", "knn", "majority"):
+        assert np.all(clf.predict_proba(X[:20], kind)[:, col] == 0.0)
+    assert rare not in set(clf.predict(X))
+
+
+def test_mixture_is_the_hand_computed_sum_for_two_cells(scala):
+    f, t, types = scala
+    fam = types["family"].astype(str).to_numpy()
+    classes = np.unique(fam)
+    y = np.searchsorted(classes, fam)
+    Y = t.T.to_numpy()
+    means = class_means(Y[10:], y[10:], len(classes))
+    proba = np.random.default_rng(0).dirichlet(np.ones(len(classes)), size=2)
+    got = mixture_predict(proba, means)
+    for cell in range(2):
+        for g in (0, 17, 39):
+            by_hand = sum(
+                proba[cell, c] * Y[10:][y[10:] == c, g].mean()
+                for c in range(len(classes))
+                if (y[10:] == c).any()
+            )
+            assert got[cell, g] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_best_chooses_by_the_inner_cv_only(scala, folds, levels):
+    """Changing the held-out cells' expression of fold 0 changes fold 0's out-of-fold scores
+    but not which kind fold 0 chose for any gene."""
+    f, t, types = scala
+    outer, groups = folds
+    settings = train_settings(model="best", n_permutations=0)
+
+    def run(targets):
+        res = train_and_evaluate(f, targets, types, settings)
+        final = res.final
+        mse = final.cv_mse_[np.arange(len(final.alpha_index_)), final.alpha_index_]
+        Y = targets[list(f.index)].T.to_numpy()
+        return mixture_cv(Y, res.oof.to_numpy().T, res.inner_mse, mse, levels, outer,
+                          settings, groups)  # fmt: skip
+
+    a = run(t)
+    te = outer[0][1]
+    shuffled = t.copy()
+    cols = shuffled.columns[te]
+    shuffled[cols] = shuffled[cols].to_numpy()[:, np.random.default_rng(1).permutation(len(te))]
+    b = run(shuffled)
+    np.testing.assert_array_equal(a.fold_choice["best"][0], b.fold_choice["best"][0])
+    assert set(np.unique(a.fold_choice["best"])) <= set(range(len(KINDS)))
+    # the mixtures win genes on these cells (marker-like, variable genes)
+    assert (a.final_choice["best"] != 0).sum() > 0
+
+
+def test_ece_is_zero_for_calibrated_and_large_for_overconfident_probabilities():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.5, 1.0, 20000)
+    hit = rng.uniform(size=p.size) < p
+    proba = np.column_stack([p, 1 - p])
+    y = np.where(hit, 0, 1)
+    assert expected_calibration_error(proba, y) < 0.01
+    over = np.column_stack([np.full(p.size, 0.99), np.full(p.size, 0.01)])
+    assert expected_calibration_error(over, y) > 0.2
