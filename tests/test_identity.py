@@ -136,3 +136,67 @@ def test_ece_is_zero_for_calibrated_and_large_for_overconfident_probabilities():
     assert expected_calibration_error(proba, y) < 0.01
     over = np.column_stack([np.full(p.size, 0.99), np.full(p.size, 0.01)])
     assert expected_calibration_error(over, y) > 0.2
+
+
+@pytest.fixture(scope="module")
+def trained(scala, tmp_path_factory):
+    """The train stage's work on the real cells and 40 genes, two feature sets, saved."""
+    from ephys2expr.model.store_io import save_model_store
+    from ephys2expr.train.run import train_from_prepared
+
+    f, t, types = scala
+    folder = tmp_path_factory.mktemp("identity")
+    prepared = folder / "prepared"
+    prepared.mkdir()
+    f.to_parquet(prepared / "train_features.parquet")
+    t.to_parquet(prepared / "train_targets.parquet")
+    types.to_parquet(prepared / "train_types.parquet")
+    settings = train_settings(
+        model="best", n_permutations=20, feature_sets={"full": [], "no_tau_cap": ["tau", "cap"]}
+    )
+    out = train_from_prepared(prepared, settings, source="scala2021")
+    save_model_store(out.store, folder / "model")
+    return out, folder / "model"
+
+
+def test_the_store_round_trips_the_identity_part_without_pickle(scala, trained):
+    from ephys2expr.identity.classifier import proba_from_model
+    from ephys2expr.model.store_io import load_model_store
+
+    out, model_dir = trained
+    f, _, _ = scala
+    assert {"identity.parquet", "class_means.parquet"} <= {p.name for p in model_dir.iterdir()}
+    for path in model_dir.iterdir():  # Parquet and JSON only: no pickle protocol header
+        data = path.read_bytes()
+        assert path.suffix in (".parquet", ".json")
+        assert b"\x80\x04\x95" not in data and b"\x80\x05\x95" not in data, path.name
+    store = load_model_store(model_dir)
+    assert set(store.identity.classifiers) == {"full", "no_tau_cap"}
+    # each feature set has its own classifier, on its own features
+    assert store.identity.classifiers["no_tau_cap"]["family"].coef.shape[1] == 9
+    X = f.iloc[:50]
+    np.testing.assert_array_equal(store.predict(X), out.store.predict(X))
+    sub = store.model("no_tau_cap")
+    np.testing.assert_allclose(  # to rounding: the set's coefficients are re-ordered on load
+        sub.predict(X[sub.features]),
+        out.store.model("no_tau_cap").predict(X[sub.features]),
+        atol=1e-12,
+    )
+    probas = store.identity_probabilities(X)
+    clf = out.identity["full"].levels["family"].final
+    np.testing.assert_allclose(probas["family"].to_numpy(), clf.predict_proba(X.to_numpy()),
+                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        proba_from_model(clf.models_[clf.kind_], clf.mean_, clf.scale_, X.to_numpy()),
+        probas["family"].to_numpy(), atol=1e-12,
+    )  # fmt: skip
+    assert list(probas["type"].columns) == sorted(scala[2]["type"].astype(str).unique())
+    # best in X: a gene whose kind is a mixture is the class-mean sum, not the linear model
+    kinds = store.genes["model_kind"]
+    assert {"lasso"} < set(kinds)
+    g = int(np.flatnonzero(kinds.to_numpy() == "type")[0])
+    means = store.identity.means["type"].to_numpy()[:, g]
+    np.testing.assert_allclose(store.predict(X)[:, g], probas["type"].to_numpy() @ means)
+    report = out.report
+    assert report["identity"]["family"]["accuracy"] > 0.8
+    assert out.metrics["fam_scala2021"] == report["identity"]["family"]["accuracy"]
