@@ -200,3 +200,61 @@ def test_the_store_round_trips_the_identity_part_without_pickle(scala, trained):
     report = out.report
     assert report["identity"]["family"]["accuracy"] > 0.8
     assert out.metrics["fam_scala2021"] == report["identity"]["family"]["accuracy"]
+
+
+@pytest.fixture(scope="module")
+def allen_cells(raw_dir):
+    from ephys2expr.readers.allen import read_allen_cells
+
+    cells, _ = read_allen_cells(raw_dir / "aibs" / "aibs_aggregated_ephys_v6.csv")
+    return cells
+
+
+def test_a_user_table_predicted_through_the_cli_gets_the_identity_columns(
+    tmp_path, trained, allen_cells
+):
+    import anndata as ad
+    from typer.testing import CliRunner
+
+    from ephys2expr.model.store_io import load_model_store
+    from stages.predict import app
+
+    _, model_dir = trained
+    store = load_model_store(model_dir)
+    sub = store.model("no_tau_cap")
+    cells = allen_cells[allen_cells["cre_line"].str.startswith("Pvalb")]
+    cells = cells.dropna(subset=sub.features).iloc[:40]
+    cells = cells.drop(columns=["tau"])  # these cells get the no_tau_cap set's classifier
+    src, out = tmp_path / "cells.csv", tmp_path / "pred.h5ad"
+    cells.to_csv(src)
+    res = CliRunner().invoke(app, [str(a) for a in (
+        "--model-dir", model_dir, "--input", src, "--output", out,
+        "--metrics", tmp_path / "m.json", "--report", tmp_path / "r.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    adata = ad.read_h5ad(out)
+    obs = adata.obs
+    assert {"family", "family_probability", "type", "type_probability"} <= set(obs.columns)
+    assert set(adata.obsm) >= {"family_proba", "type_proba"}
+    fam = adata.obsm["family_proba"]
+    assert list(fam.columns) == store.identity.classifiers["full"]["family"].classes
+    np.testing.assert_allclose(fam.sum(axis=1), 1.0, rtol=1e-5)
+    assert (obs["family"].astype(str) == fam.idxmax(axis=1)).all()
+    np.testing.assert_allclose(obs["family_probability"], fam.max(axis=1), rtol=1e-6)
+    assert len(obs) == 40 and (obs["feature_set"].astype(str) == "no_tau_cap").all()
+    expected = sub.identity_probabilities(cells[sub.features])["family"]
+    np.testing.assert_allclose(fam.to_numpy(), expected.to_numpy(), rtol=1e-5, atol=1e-6)
+    # X holds the best expression: the store's own predictions of the set
+    got = adata[:, list(store.gene_names)[:5]].X
+    np.testing.assert_allclose(got, sub.predict(cells[sub.features])[:, :5], rtol=1e-4,
+                               atol=1e-4)  # fmt: skip
+
+
+def test_allen_pvalb_cells_are_predicted_pvalb(trained, allen_cells):
+    from ephys2expr.validate.identity import allen_families, family_agreement
+
+    out, _ = trained
+    fams = allen_families(out.store, allen_cells)
+    table, summary = family_agreement(fams)
+    assert summary["by_cre_group"]["Pvalb"] > 0.8
+    assert table.loc[("Pvalb-IRES-Cre", "aspiny"), "family_agreement"] > 0.8
+    assert 0 <= summary["class_agreement"] <= 1 and summary["n_cells"] == len(fams)
