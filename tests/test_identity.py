@@ -199,7 +199,7 @@ def test_the_store_round_trips_the_identity_part_without_pickle(scala, trained):
     np.testing.assert_allclose(store.predict(X)[:, g], probas["type"].to_numpy() @ means)
     report = out.report
     assert report["identity"]["family"]["accuracy"] > 0.8
-    assert out.metrics["fam_scala2021"] == report["identity"]["family"]["accuracy"]
+    assert set(out.metrics) == {"r2_scala2021", "sig_scala2021"}  # 120 columns: no third
 
 
 @pytest.fixture(scope="module")
