@@ -33,7 +33,7 @@ FLOORS: list[set[str]] = [
         "executor",
         "",
     },  # fmt: skip
-    {"readers", "model", "download"},
+    {"readers", "model", "identity", "download"},
     {"prepare", "train", "predict"},
     {"validate"},
     {"stages"},

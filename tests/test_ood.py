@@ -168,12 +168,17 @@ def test_a_schema_4_store_still_predicts_with_nan_scores_and_one_line(
     target = tmp_path / "model"
     save_model_store(scala_store, target)
     meta = json.loads((target / "model.json").read_text())
-    for name in ("train_features.parquet", "intervals.parquet"):
+    for name in (
+        "train_features.parquet",
+        "intervals.parquet",
+        "identity.parquet",
+        "class_means.parquet",
+    ):
         (target / name).unlink()
         del meta["files"][name]
     meta.pop("intervals")
     meta["schema_version"] = 4
-    meta = {k: v for k, v in meta.items() if k != "meta_md5"}
+    meta = {k: v for k, v in meta.items() if k not in ("meta_md5", "identity")}
     (target / "model.json").write_text(json.dumps({**meta, "meta_md5": json_md5(meta)}))
     assert load_model_store(target).train_features is None
     caplog.clear()

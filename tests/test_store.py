@@ -142,8 +142,10 @@ def test_a_save_killed_at_any_file_boundary_leaves_old_or_new_never_a_mix(
         save_model_store(stores["new"], target)
         assert stale_dir_temps(target) == [] and os.listdir(work) == ["model"]
         assert sorted(os.listdir(target)) == [
+            "class_means.parquet",
             "coef.parquet",
             "genes.parquet",
+            "identity.parquet",
             "intervals.parquet",
             "model.json",
             "train_features.parquet",
@@ -151,13 +153,13 @@ def test_a_save_killed_at_any_file_boundary_leaves_old_or_new_never_a_mix(
         assert _same(load_model_store(target), stores["new"])
     else:
         pytest.fail("the save never completed")
-    # five files, the swap (one exchange, or two renames), then the old folder removed
+    # seven files, the swap (one exchange, or two renames), then the old folder removed
     swap = ["exchange"] if exchange else ["exchange", "rename", "rename"]
-    assert steps == ["replace"] * 5 + [*swap, "rmtree"]
+    assert steps == ["replace"] * 7 + [*swap, "rmtree"]
     if exchange:  # the old store until the exchange, the new one from then on
-        assert outcomes == ["old"] * 5 + ["new", "new"]
+        assert outcomes == ["old"] * 7 + ["new", "new"]
     else:  # between the two renames there is no store, and load says why
-        assert outcomes == ["old"] * 6 + ["error", "new", "new"]
+        assert outcomes == ["old"] * 8 + ["error", "new", "new"]
 
 
 @pytest.mark.parametrize("swap_deletes_old_files", [False, True])
@@ -214,8 +216,10 @@ def test_the_stale_temp_files_of_schema_1_stores_are_removed(stores, tmp_path):
         load_model_store(target)
     save_model_store(stores["new"], target)
     assert sorted(os.listdir(target)) == [
+        "class_means.parquet",
         "coef.parquet",
         "genes.parquet",
+        "identity.parquet",
         "intervals.parquet",
         "model.json",
         "train_features.parquet",
@@ -272,8 +276,10 @@ def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path
     sh("dvc", "repro", "-f", "-q")
     again = {p.name: p.read_bytes() for p in (repo / "data" / "model").iterdir()}
     assert again == first and sorted(first) == [
+        "class_means.parquet",
         "coef.parquet",
         "genes.parquet",
+        "identity.parquet",
         "intervals.parquet",
         "model.json",
         "train_features.parquet",
@@ -408,15 +414,22 @@ def test_a_broken_store_is_one_line_naming_it(stores, tmp_path, case):
         assert expected in message, message
 
 
+def got_identity_none(target) -> bool:
+    return load_model_store(target).identity is None
+
+
 def test_load_reads_the_real_store_layout(stores, tmp_path):
     """Round trip; model.json records the tables' md5 and sizes (the training rows' too,
-    schema 5; the intervals', schema 6) and its own values' md5 (schema 4)."""
+    schema 5; the intervals' and the identity tables, empty for a store without them,
+    schema 6) and its own values' md5 (schema 4)."""
     from ephys2expr.io import json_md5
 
     target = _store_dir(tmp_path, stores["old"])
     meta = json.loads((target / "model.json").read_text())
-    tables = {"coef.parquet", "genes.parquet", "train_features.parquet", "intervals.parquet"}
+    tables = {"coef.parquet", "genes.parquet", "train_features.parquet", "intervals.parquet",
+              "identity.parquet", "class_means.parquet"}  # fmt: skip
     assert meta["schema_version"] == 6 and set(meta["files"]) == tables
+    assert meta["identity"] is None and got_identity_none(target)
     assert meta["meta_md5"] == json_md5({k: v for k, v in meta.items() if k != "meta_md5"})
     assert meta["files"]["coef.parquet"]["bytes"] == (target / "coef.parquet").stat().st_size
     got = load_model_store(target)
@@ -544,9 +557,11 @@ def _without_intervals(target: Path) -> dict:
     """``model.json`` of the store in ``target`` as schema 5 wrote it: its
     ``intervals.parquet`` deleted (the caller writes the returned meta back)."""
     meta = json.loads((target / "model.json").read_text())
-    (target / "intervals.parquet").unlink()
-    del meta["files"]["intervals.parquet"]
+    for name in ("intervals.parquet", "identity.parquet", "class_means.parquet"):
+        (target / name).unlink()
+        del meta["files"][name]
     meta.pop("intervals", None)
+    meta.pop("identity", None)
     meta["schema_version"] = 5
     return meta
 

@@ -119,8 +119,10 @@ def test_set_overrides_reach_the_settings_and_bad_ones_exit_2(prepared, tmp_path
     res = _run(prepared, tmp_path / "ok", "--set", "alpha=0.1", "--set", "executor.gene_chunk=30")
     assert res.exit_code == 0, res.output
     params = load_model_store(tmp_path / "ok" / "model").provenance["params"]
-    # cv "auto" is stored as what it resolved to: leave-one-out for cell-type means
-    overridden = {"alpha": 0.1, "n_alphas": 8, "n_permutations": 5, "cv": "loo"}
+    # cv "auto" is stored as what it resolved to: leave-one-out for cell-type means; model
+    # "best" too: cell-type means have no cells to classify, so lasso
+    overridden = {"alpha": 0.1, "n_alphas": 8, "n_permutations": 5, "cv": "loo",
+                  "model": "lasso"}  # fmt: skip
     assert params == {**yaml.safe_load(PARAMS.read_text())["train"], **overridden}
     for args, named in [(["--set", "executor.kind=slurm"], "executor.kind"),
                         (["--set", "lambda=1"], "train.lambda"),

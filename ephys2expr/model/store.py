@@ -35,6 +35,7 @@ import pandas as pd
 from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import GeneIntervals
 from ephys2expr.model.store_format import SCHEMA_VERSION
+from ephys2expr.model.store_identity import StoreIdentity, apply_mixture, mixture_terms
 
 
 @dataclass
@@ -70,6 +71,11 @@ class ModelStore:
     intervals : GeneIntervals or None
         This set's prediction intervals (schema 6, ``intervals.parquet``:
         :mod:`ephys2expr.model.intervals`); None in stores of schema 5 and older.
+    identity : StoreIdentity or None
+        Per-cell stores trained with ``train.model: mixture | best`` (schema 6): each
+        feature set's family and type classifiers and the class means
+        (:mod:`ephys2expr.model.store_identity`); the genes table's ``model_kind`` says which
+        kind predicts each gene. Held by the primary model only.
     """
 
     features: list[str]
@@ -86,6 +92,7 @@ class ModelStore:
     other_sets: dict = field(default_factory=dict)
     train_features: pd.DataFrame | None = None
     intervals: GeneIntervals | None = None
+    identity: StoreIdentity | None = None
 
     def __post_init__(self) -> None:
         self.features = [str(f) for f in self.features]
@@ -237,7 +244,27 @@ class ModelStore:
         if isinstance(X, pd.DataFrame):
             X = X[self.features].to_numpy(dtype=float)
         X = np.asarray(X, dtype=float)
-        return linear_predict(*self.prediction_terms(genes, dtype), X).T
+        out = linear_predict(*self.prediction_terms(genes, dtype), X).T
+        # model best / mixture: genes whose kind is not lasso come through identity
+        return apply_mixture(out, self.mixture_terms(genes), X)
+
+    def mixture_terms(self, genes=None):
+        """The identity terms of the genes ``genes`` (None: linear genes only, or no
+        identity part): :func:`~ephys2expr.model.store_identity.mixture_terms`."""
+        kinds = self.genes["model_kind"] if "model_kind" in self.genes.columns else None
+        return mixture_terms(self.identity, self.feature_set, kinds, genes)
+
+    def identity_probabilities(self, X) -> dict:
+        """Level -> cells x classes DataFrame of P(class | x) (features in ``self.features``
+        order, or a DataFrame holding them); empty without an identity part."""
+        if self.identity is None:
+            return {}
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        if isinstance(X, pd.DataFrame):
+            X = X[self.features].to_numpy(dtype=float)
+        probas = self.identity.probabilities(self.feature_set, np.asarray(X, dtype=float))
+        return {lv: pd.DataFrame(p, index=index, columns=self.identity.classifiers[
+            self.feature_set][lv].classes) for lv, p in probas.items()}  # fmt: skip
 
 
 # What a log2(x + 1) expression of a CPM or TPM can be: never below 0, and no gene has more

@@ -85,9 +85,21 @@ def join_feature_sets(models: list[ModelStore]) -> ModelStore:
         raise InputError(f"model store: feature set names repeat: {names}")
     # the primary's provenance covers every set
     others = {
-        n: dataclasses.replace(m, provenance={}, train_features=None) for n, m in others.items()
-    }
+        n: dataclasses.replace(m, provenance={}, train_features=None, identity=primary.identity)
+        for n, m in others.items()
+    }  # the identity part is the store's (saved once), each set reads its own classifier
     return dataclasses.replace(primary, other_sets=others)
 
 
-__all__ = ["join_feature_sets", "store_from_estimator"]
+def with_identity(store: ModelStore, identity) -> ModelStore:
+    """``store`` (joined) holding the identity part ``identity`` (a
+    :class:`~ephys2expr.model.store_identity.StoreIdentity`, one classifier per feature set
+    of the store), shared by every set's model."""
+    missing = [n for n in store.feature_sets if n not in identity.classifiers]
+    if missing:
+        raise InputError(f"model store: no identity classifier for feature set {missing[0]!r}")
+    others = {n: dataclasses.replace(m, identity=identity) for n, m in store.other_sets.items()}
+    return dataclasses.replace(store, identity=identity, other_sets=others)
+
+
+__all__ = ["join_feature_sets", "store_from_estimator", "with_identity"]

@@ -18,14 +18,17 @@ META_HASH = "meta_md5"
 META = "model.json"
 # the tables of a store of schema 5 (train_features: the training rows, for the OOD score)
 TRAIN_FEATURES = "train_features.parquet"
-# schema 6: the prediction intervals' per-gene quantiles and difficulty models
+# schema 6: the prediction intervals' per-gene quantiles and difficulty models, and the
+# identity classifiers and class means (empty for a store without them;
+# ephys2expr.model.store_identity)
 INTERVALS = "intervals.parquet"
-TABLES = ("coef.parquet", "genes.parquet", TRAIN_FEATURES, INTERVALS)
+TABLES = ("coef.parquet", "genes.parquet", TRAIN_FEATURES, INTERVALS, "identity.parquet",
+          "class_means.parquet")  # fmt: skip
 
 
 def tables_of(version: int) -> tuple[str, ...]:
     """The tables a store of schema ``version`` holds (before 5: no ``train_features``;
-    before 6: no ``intervals``)."""
+    before 6: no ``intervals`` and identity tables)."""
     return TABLES if version >= 6 else TABLES[:3] if version == 5 else TABLES[:2]
 
 

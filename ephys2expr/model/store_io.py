@@ -13,7 +13,7 @@ import pandas as pd
 from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import GeneIntervals
 from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import join_feature_sets
+from ephys2expr.model.store_build import join_feature_sets, with_identity
 from ephys2expr.model.store_checks import INTERVALS, TRAIN_FEATURES
 from ephys2expr.model.store_format import (
     check_replaceable,
@@ -22,6 +22,12 @@ from ephys2expr.model.store_format import (
     read_store,
     split_feature_sets,
     write_store,
+)
+from ephys2expr.model.store_identity import (
+    CLASS_MEANS,
+    IDENTITY,
+    identity_from_tables,
+    identity_tables,
 )
 
 log = logging.getLogger("ephys2expr")
@@ -66,6 +72,9 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
     tables = join_set_tables({n: (m.coef, m.genes) for n, m in sets.items()}, store.features)
     tables[TRAIN_FEATURES] = _train_rows_table(store)
     tables[INTERVALS] = _intervals_table(store)
+    meta["identity"], tables[IDENTITY], tables[CLASS_MEANS] = identity_tables(
+        store.identity, {n: m.features for n, m in sets.items()}, store.gene_names
+    )
     write_store(directory, meta, tables)
 
 
@@ -138,6 +147,13 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
                       for m in models]  # fmt: skip
         store = join_feature_sets(models)
         store = _with_train_rows(store, tables.get(TRAIN_FEATURES), where)
+        if IDENTITY in tables:  # schema 6
+            identity = identity_from_tables(
+                meta.get("identity"), tables[IDENTITY], tables[CLASS_MEANS],
+                {n: m.features for n, m in store.feature_sets.items()}, store.gene_names,
+            )  # fmt: skip
+            if identity is not None:
+                store = with_identity(store, identity)
     except InputError as exc:  # name the folder, and say if the files do not belong together
         raise InputError(f"{where}: {str(exc).removeprefix('model store: ')}{note}") from None
     if mismatched:

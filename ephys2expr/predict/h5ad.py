@@ -73,12 +73,14 @@ class H5adWriter:
         file_metadata: dict | None,
         chunk_cells: int = 1000,
         intervals: bool = False,
+        obsm: dict | None = None,
     ) -> None:
         self.path = Path(path)
         self.store, self.meta, self.gene_idx = store, meta, gene_idx
         self.file_metadata = file_metadata or {}
         self.chunk_cells = chunk_cells
         self.intervals = intervals
+        self.obsm = obsm or {}
 
     def __enter__(self) -> H5adWriter:
         import anndata as ad
@@ -93,7 +95,13 @@ class H5adWriter:
         var = self.store.genes.iloc[self.gene_idx].copy()
         var.index = pd.Index([str(g) for g in var.index], name="gene")
         uns = {"ephys2expr": uns_dict(self.file_metadata)}
-        adata = ad.AnnData(obs=obs, var=var, uns=uns)
+        obsm = {}
+        for key, table in self.obsm.items():  # DataFrames indexed like obs (str cell ids)
+            table = table.copy()
+            table.index = obs.index
+            table.columns = [str(c) for c in table.columns]
+            obsm[key] = table
+        adata = ad.AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
         adata.write_h5ad(self.path)
         self._file = h5py.File(self.path, "a")
         n, g = len(obs), len(var)

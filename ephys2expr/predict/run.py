@@ -23,6 +23,7 @@ from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import write_parquet
 from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.cells import load_cells
+from ephys2expr.predict.identity import identity_outputs
 from ephys2expr.predict.intervals import has_intervals, interval_methods
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
@@ -305,6 +306,11 @@ def predict_tables(
         for item, job in zip(items, jobs, strict=True):
             t0 = time.perf_counter()
             meta = item.kept_meta
+            # per-cell stores of model mixture / best: family, type and their probabilities
+            ident, obsm = identity_outputs(store, item.screen.X, item.screen.cell_sets,
+                                           meta.index)  # fmt: skip
+            if ident is not None:
+                meta = meta.join(ident)
             file_meta = {
                 "input": item.name,
                 "features": store.features,
@@ -328,7 +334,7 @@ def predict_tables(
                 files.get(".parquet"), store, item.screen.X, meta, gene_idx,
                 chunk_cells=settings.chunk_cells, file_metadata=file_meta,
                 h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
-                where=str(item.path), cell_sets=item.screen.cell_sets,
+                where=str(item.path), cell_sets=item.screen.cell_sets, obsm=obsm,
                 interval_level=level, parquet_intervals=settings.parquet_intervals,
             )  # fmt: skip
             write_parquet(genes_table, outputs.temp(files["genes"]))

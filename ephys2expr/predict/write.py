@@ -28,6 +28,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.executor import chunk_slices
 from ephys2expr.io import writing
 from ephys2expr.model.store import ModelStore, linear_predict
+from ephys2expr.model.store_identity import apply_mixture
 from ephys2expr.predict.cells import ID_COLUMN
 from ephys2expr.predict.h5ad import H5adWriter
 from ephys2expr.predict.intervals import interval_bounds, interval_terms
@@ -99,11 +100,14 @@ def _block_and_bounds(terms, X: np.ndarray, cell_sets: np.ndarray):
 
 
 def set_terms(store: ModelStore, gene_idx: np.ndarray, dtype=PREDICTION_DTYPE) -> list:
-    """Per feature set (store order): its prediction terms for ``gene_idx`` in ``dtype`` and
-    the positions of its features among the store's (what :func:`predict_block` takes)."""
+    """Per feature set (store order): its prediction terms for ``gene_idx`` in ``dtype``, the
+    positions of its features among the store's and its identity terms (None unless some
+    of these genes come through identity: ``train.model: mixture | best``), what
+    :func:`predict_block` takes."""
     return [
         (m.prediction_terms(gene_idx, dtype),
-         np.array([store.features.index(f) for f in m.features], dtype=np.int64))
+         np.array([store.features.index(f) for f in m.features], dtype=np.int64),
+         m.mixture_terms(gene_idx))
         for m in store.feature_sets.values()
     ]  # fmt: skip
 
@@ -111,14 +115,17 @@ def set_terms(store: ModelStore, gene_idx: np.ndarray, dtype=PREDICTION_DTYPE) -
 def predict_block(terms: list, X: np.ndarray, cell_sets: np.ndarray) -> np.ndarray:
     """Genes x cells of one chunk: each cell by its feature set's model.
 
-    ``terms[s]`` is ``(prediction terms, feature columns)`` of set ``s``. Module level, so
-    that it pickles by reference for a Dask worker.
+    ``terms[s]`` is ``(prediction terms, feature columns, identity terms)`` of set ``s``:
+    the linear model's values, with the genes whose kind is a mixture replaced by it
+    (:func:`~ephys2expr.model.store_identity.apply_mixture`, the store's own formula).
+    Module level, so that it pickles by reference for a Dask worker.
     """
     present = np.unique(cell_sets)
     out = None
     for s in present:
-        (coef, offset, centre), cols = terms[s]
+        (coef, offset, centre), cols, mix = terms[s]
         block = linear_predict(coef, offset, centre, X[:, cols])
+        apply_mixture(block.T, mix, X[:, cols])  # in place (a view), genes x cells
         if len(present) == 1:
             return block
         if out is None:
@@ -226,6 +233,7 @@ def write_predictions(
     cell_sets: np.ndarray | None = None,
     interval_level: float | None = None,
     parquet_intervals: bool = False,
+    obsm: dict | None = None,
 ) -> dict:
     """Predict and write cells x genes to ``.h5ad`` and/or Parquet, chunk by chunk.
 
@@ -246,6 +254,8 @@ def write_predictions(
     each cell's feature set (see :func:`iter_predictions`). ``interval_level``: the
     ``.h5ad`` gets layers ``lower`` and ``upper`` (float16, rounded outward), the Parquet
     file columns ``<gene>|lower`` and ``<gene>|upper`` too with ``parquet_intervals``.
+    ``obsm``: tables (cells x columns, rows in ``meta`` order) for the h5ad's obsm, e.g. the
+    identity probabilities (:mod:`ephys2expr.predict.identity`).
 
     Returns
     -------
@@ -279,7 +289,7 @@ def write_predictions(
         if h5ad_path is not None:
             writers.append(H5adWriter(outputs.temp(h5ad_path), store, meta, gene_idx,
                                       file_metadata, chunk_cells,
-                                      intervals=interval_level is not None))  # fmt: skip
+                                      intervals=interval_level is not None, obsm=obsm))  # fmt: skip
         for w in writers:  # an OS error (disk full) names the file it was writing
             stack.enter_context(writing(w.path))
             stack.enter_context(w)

@@ -52,6 +52,7 @@ class GeneChunkResult:
     null: NullResult | None
     seconds: dict
     intervals: dict | None = None
+    inner_mse: np.ndarray | None = None
 
 
 def train_gene_chunk(
@@ -87,14 +88,19 @@ def train_gene_chunk(
     """
     t0 = time.perf_counter()
     Y = np.ascontiguousarray(Y, dtype=float)
-    cv = nested_cv(X, Y, folds, settings, weights, verbose=verbose, groups=groups)
+    # model lasso/mixture/best: the kinds are compared per gene by inner-CV error
+    inner_score = settings.model != "lasso"
+    cv = nested_cv(X, Y, folds, settings, weights, verbose=verbose, groups=groups,
+                   inner_score=inner_score)  # fmt: skip
     r2, rmse = pooled_scores(Y, cv.oof)
     t1 = time.perf_counter()
     base = baseline_predictions(X, Y, folds, weights, classes, families)
     base_scores = {name: pooled_scores(Y, pred) for name, pred in base.items()}
     del base
     t2 = time.perf_counter()
-    final = settings.estimator(n_rows=X.shape[0]).fit(X, Y, weights, groups=groups)
+    final = settings.estimator(n_rows=X.shape[0], inner_score=inner_score).fit(
+        X, Y, weights, groups=groups
+    )
     train_r2, _ = pooled_scores(Y, final.predict(X))
     t3 = time.perf_counter()
     if verbose:
@@ -133,7 +139,8 @@ def train_gene_chunk(
         "permutation_null": null.seconds if null is not None else 0.0,
         "chunk": time.perf_counter() - t0,
     }
-    return GeneChunkResult(cols, cv.oof if keep_oof else None, final, null, seconds, intervals)
+    return GeneChunkResult(cols, cv.oof if keep_oof else None, final, null, seconds, intervals,
+                           cv.fold_inner_mse)  # fmt: skip
 
 
 def _train_chunk_task(X, Y, folds, settings, weights, classes, keep_oof, verbose, labels):
@@ -144,9 +151,18 @@ def _train_chunk_task(X, Y, folds, settings, weights, classes, keep_oof, verbose
 
 def resolved_settings(settings: TrainSettings, types: pd.DataFrame) -> TrainSettings:
     """``settings`` with ``cv: auto`` resolved for these training rows (a ``group`` column in
-    ``train_types`` = per-cell data -> ``group_kfold``; else ``loo``): what a store records."""
+    ``train_types`` = per-cell data -> ``group_kfold``; else ``loo``) and ``model`` resolved
+    (type-mean rows, without ``family`` and ``type`` per cell, have no cells to classify:
+    ``lasso``): what a store records."""
     cv = resolve_cv(settings.cv, "group" in types.columns)
-    return settings if cv == settings.cv else settings.replace(cv=cv)
+    per_cell = {"group", "family", "type"} <= set(types.columns)
+    model = settings.model if per_cell else "lasso"
+    if model != settings.model:
+        log.info("model %r needs cells with a family and type (per-cell sources); these rows "
+                 "are cell-type means: model 'lasso'", settings.model)  # fmt: skip
+    if (cv, model) == (settings.cv, settings.model):
+        return settings
+    return settings.replace(cv=cv, model=model)
 
 
 def _concat_final(parts: list[MultiGeneElasticNet]) -> MultiGeneElasticNet:
@@ -208,6 +224,10 @@ class TrainResult:
     seconds: dict
     folds: list = field(default_factory=list)
     intervals: object = None
+    inner_mse: np.ndarray | None = None
+    # what the intervals were calibrated on, to recalibrate them on another model's
+    # out-of-fold predictions (train.model mixture | best): (distance, group codes, groups)
+    interval_rows: tuple | None = None
 
 
 def train_and_evaluate(
@@ -291,11 +311,12 @@ def train_and_evaluate(
     rows = "types" if cells is None else "cells"
     groups = (np.bincount(group_codes, minlength=len(group_names)), list(group_names),
               "family" if families is not None else "broad_type")  # fmt: skip
-    return _gather(parts, features, genes, n, folds, settings, t0, rows, groups)
+    return _gather(parts, features, genes, n, folds, settings, t0, rows,
+                   (labels[2], group_codes, groups))  # fmt: skip
 
 
 def _gather(
-    parts, features, genes, n, folds, settings: TrainSettings, t0, rows: str, groups
+    parts, features, genes, n, folds, settings: TrainSettings, t0, rows: str, interval_rows
 ) -> TrainResult:
     """Concatenate the chunks, then the gene-coupling steps: BH q-values and summaries."""
     per_gene = pd.DataFrame(index=genes)
@@ -327,14 +348,21 @@ def _gather(
         secs["final_fit"], secs["permutation_null"],
     )  # fmt: skip
     intervals, report["intervals"] = gather_intervals(
-        [p.intervals for p in parts], genes, list(features.columns), per_gene["y_sd"], *groups
+        [p.intervals for p in parts],
+        genes,
+        list(features.columns),
+        per_gene["y_sd"],
+        *interval_rows[2],
     )
     oof = None
     if parts[0].oof is not None:
         oof_arr = np.concatenate([p.oof for p in parts], axis=1)
         oof = pd.DataFrame(oof_arr.T, index=genes.copy(), columns=features.index.copy())
+    inner = None
+    if parts[0].inner_mse is not None:
+        inner = np.concatenate([p.inner_mse for p in parts], axis=1)
     return TrainResult(per_gene, oof, final, headline_metrics(report), report, secs, folds,
-                       intervals)  # fmt: skip
+                       intervals, inner, interval_rows)  # fmt: skip
 
 
 __all__ = [

@@ -36,6 +36,9 @@ class CVResult:
         The alpha each fold used for each gene (chosen by the inner CV for ``auto``).
     fold_nonzero : ndarray, shape (n_folds, n_genes)
     seconds : float
+    fold_inner_mse : ndarray, shape (n_folds, n_genes) or None
+        With ``inner_score``: each fold's inner-CV error at the alpha it chose (what
+        ``model: best`` compares the kinds with, never the outer score).
     """
 
     oof: np.ndarray
@@ -43,6 +46,7 @@ class CVResult:
     fold_alpha: np.ndarray
     fold_nonzero: np.ndarray
     seconds: float
+    fold_inner_mse: np.ndarray | None = None
 
 
 def log_progress(what: str, done: int, total: int, start: float) -> None:
@@ -54,7 +58,7 @@ def log_progress(what: str, done: int, total: int, start: float) -> None:
 
 def nested_cv(
     X, Y, folds, settings: TrainSettings, weights=None, fold_alpha=None, verbose: bool = True,
-    groups=None,
+    groups=None, inner_score: bool = False,
 ) -> CVResult:  # fmt: skip
     """Out-of-fold predictions of the full procedure (scaling + alpha choice + fit) per fold.
 
@@ -72,24 +76,30 @@ def nested_cv(
         Log each outer fold (off inside gene chunks: the chunk loop logs instead).
     groups : ndarray, shape (n_types,), optional
         Group (animal) of each row: the inner alpha search keeps groups whole.
+    inner_score : bool
+        Keep each fold's inner-CV error per gene (``CVResult.fold_inner_mse``; a fixed alpha
+        is then fitted as a one-alpha path: :meth:`TrainSettings.estimator`).
     """
     start = time.perf_counter()
     n, n_genes = Y.shape
     oof_linear = np.empty((n, n_genes))
     alphas_used = np.empty((len(folds), n_genes))
     nonzero = np.empty((len(folds), n_genes), dtype=np.int64)
+    inner = np.empty((len(folds), n_genes)) if inner_score else None
     for k, (tr, te) in enumerate(folds):
         alpha = None if fold_alpha is None else fold_alpha[k]
-        est = settings.estimator(alpha, len(tr))
+        est = settings.estimator(alpha, len(tr), inner_score=inner_score)
         est.fit(X[tr], Y[tr], None if weights is None else weights[tr],
                 groups=None if groups is None else groups[tr])  # fmt: skip
         oof_linear[te] = est.predict(X[te], clip=False)
         alphas_used[k] = est.alpha_
         nonzero[k] = (est.coef_ != 0).sum(axis=1)
+        if inner is not None:
+            inner[k] = est.cv_mse_[np.arange(n_genes), est.alpha_index_]
         if fold_alpha is None and verbose:
             log_progress("nested CV: outer fold", k + 1, len(folds), start)
     oof = clip_expression(oof_linear.copy())
-    return CVResult(oof, oof_linear, alphas_used, nonzero, time.perf_counter() - start)
+    return CVResult(oof, oof_linear, alphas_used, nonzero, time.perf_counter() - start, inner)
 
 
 __all__ = ["CVResult", "log_progress", "nested_cv"]

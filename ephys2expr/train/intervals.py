@@ -237,3 +237,13 @@ __all__ = [
     "gather_intervals",
     "oof_distances",
 ]
+
+
+def recalibrate(X, Y, oof, folds, interval_rows: tuple, genes: pd.Index, features: list, y_sd):
+    """:func:`gather_intervals` of another model's out-of-fold predictions ``oof`` (rows x
+    genes) on the rows the linear model's intervals were calibrated on (``interval_rows``:
+    :attr:`~ephys2expr.train.chunks.TrainResult.interval_rows`): the intervals of the model
+    that predicts (``train.model: mixture | best``), not of the Lasso."""
+    distance, group_codes, groups = interval_rows
+    part = chunk_intervals(X, Y, oof, folds, distance, group_codes, len(groups[1]))
+    return gather_intervals([part], genes, features, y_sd, *groups)

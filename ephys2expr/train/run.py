@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,9 @@ import pandas as pd
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import file_checksum
 from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
+from ephys2expr.model.store_build import join_feature_sets, store_from_estimator, with_identity
 from ephys2expr.train.baselines import BASELINES, CEILINGS
+from ephys2expr.train.best import apply_identity, identity_settings, store_identity
 from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
 from ephys2expr.train.feature_sets import feature_set_table
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
@@ -61,6 +62,9 @@ class TrainOutputs:
     ood : DataFrame or None
         Per training row: its OOD score against its outer training fold and its
         out-of-fold error (:func:`~ephys2expr.train.ood.cv_ood`; the figure's table).
+    identity : dict
+        ``model: mixture | best`` (per-cell sources): feature set -> its
+        :class:`~ephys2expr.train.best.IdentityFit` (empty for ``lasso``).
     """
 
     store: ModelStore
@@ -73,6 +77,7 @@ class TrainOutputs:
     coef_std: pd.DataFrame
     feature_sets: pd.DataFrame
     ood: pd.DataFrame | None = None
+    identity: dict = field(default_factory=dict)
 
     def plot_table(self) -> pd.DataFrame:
         """The per-gene scores ``dvc plots`` shows (``plots/train/per_gene.csv``)."""
@@ -95,7 +100,23 @@ class TrainOutputs:
             figures["ood_vs_error"] = ood_error_figure(self.ood, rows)
         if "intervals" in self.report:
             figures["interval_calibration"] = calibration_figure(self.report["intervals"], rows)
+        figures.update(self.identity_figures())
         return figures
+
+    def identity_figures(self) -> dict:
+        """The full set's identity confusion matrices and reliability diagram; a placeholder
+        saying why for a source without them (type means, or ``model: lasso``)."""
+        from ephys2expr.identity.plots import absent_figure, confusion_figure, reliability_figure
+
+        if not self.identity:
+            why = ("no identity classifier: " + ("cell-type means have no cells to classify"
+                   if "group" not in self.types.columns else "train.model is 'lasso'"))  # fmt: skip
+            return {"identity_confusion": absent_figure(why),
+                    "identity_reliability": absent_figure(why)}  # fmt: skip
+        fit = next(iter(self.identity.values()))  # the full set's
+        levels = {lv: (r.oof, r.y, r.classes) for lv, r in fit.levels.items()}
+        return {"identity_confusion": confusion_figure(levels),
+                "identity_reliability": reliability_figure(levels)}  # fmt: skip
 
 
 def train_from_prepared(
@@ -117,6 +138,10 @@ def train_from_prepared(
     inputs = training_paths(Path(prepared_dir))
     features, targets, types = load_training_inputs(*inputs.values(), stream=stream_targets)
     settings = resolved_settings(settings, types)  # the store records what was run
+    if stream_targets and settings.model != "lasso":
+        log.warning("model %r needs the targets in memory: streamed targets train 'lasso'",
+                    settings.model)  # fmt: skip
+        settings = settings.replace(model="lasso")
     sets = settings.resolve_feature_sets(list(features.columns))
     full = next(iter(sets))
     provenance = {
@@ -124,23 +149,30 @@ def train_from_prepared(
         "species": training_species(types),
         "inputs_md5": {name: file_checksum(path)[0] for name, path in inputs.items()},
     }
-    results, models = {}, []
+    results, models, identity = {}, [], {}
     with open_executor(executor_settings) as ex:
         for i, (name, cols) in enumerate(sets.items()):
             log.info("feature set %d/%d %r: %d features (%s)", i + 1, len(sets), name,
                      len(cols), ", ".join(cols))  # fmt: skip
             t0 = time.perf_counter()
-            keep_oof = name == full and not stream_targets  # only the full set's is written
+            # only the full set's is written; mixture / best choose from every set's
+            keep_oof = (name == full or settings.model != "lasso") and not stream_targets
             results[name] = train_and_evaluate(
-                features[cols], targets, types, settings, executor=ex,
+                features[cols], targets, types, identity_settings(settings), executor=ex,
                 gene_chunk=executor_settings.gene_chunk, keep_oof=keep_oof,
             )  # fmt: skip
+            if settings.model != "lasso":
+                results[name], identity[name] = apply_identity(
+                    results[name], features[cols], targets, types, settings
+                )
             models.append(store_from_estimator(
                 results[name].final, features[cols], targets.index, results[name].per_gene,
                 provenance, feature_set=name, intervals=results[name].intervals,
             ))  # fmt: skip
             log.info("feature set %r trained in %.0f s", name, time.perf_counter() - t0)
     store = join_feature_sets(models)
+    if identity:  # model mixture / best: the classifiers and class means go into the store
+        store = with_identity(store, store_identity(identity, targets.index))
     result = results[full]
     oof, shown = result.oof, targets
     if stream_targets:
@@ -191,7 +223,7 @@ def train_from_prepared(
     if not np.all(final.converged_):
         log.warning("%d genes did not converge", int((~final.converged_).sum()))
     return TrainOutputs(store, result.per_gene, oof, metrics, report, shown, types, coef_std,
-                        table, ood)  # fmt: skip
+                        table, ood, identity)  # fmt: skip
 
 
 __all__ = ["TrainOutputs", "train_from_prepared"]

@@ -35,6 +35,7 @@ FEATURE_SETS = {
     "cadwell": ["rheo", "maxfreq", "cap", "adratio", "sag"],
 }
 WEIGHTINGS = ("none", "cells")
+MODELS = ("lasso", "mixture", "best")
 
 
 @dataclass
@@ -54,6 +55,13 @@ class TrainSettings(Settings):
     # Genes per solver block (bounds memory; results do not depend on it). Not a setting.
     CHUNK_SIZE: ClassVar[int] = 8192
 
+    model: str = setting(
+        "best",
+        "lasso (the penalised linear model) | mixture (expression through identity: sum over "
+        "classes of P(class | ephys) x class mean, family or type level or their blend, per "
+        "gene by inner CV) | best (per gene, whichever of those the inner CV prefers); "
+        "per-cell sources only: type-mean sources have no cells to classify and stay lasso",
+    )
     penalty: str = setting("lasso", "lasso | elasticnet | ridge")
     l1_ratio: float = setting(
         0.5, "elastic-net mixing (elasticnet only; in [0, 1] whatever the penalty)"
@@ -87,6 +95,8 @@ class TrainSettings(Settings):
     )
 
     def check(self) -> None:
+        if self.model not in MODELS:
+            raise InputError(f"{self.where('model')}: {self.model!r} is not one of {MODELS}")
         if self.penalty not in PENALTIES:
             raise InputError(f"{self.where('penalty')}: {self.penalty!r} is not one of {PENALTIES}")
         if isinstance(self.alpha, str):
@@ -195,7 +205,9 @@ class TrainSettings(Settings):
         """The alpha path searched by ``alpha: auto``."""
         return alpha_grid(self.alpha_max, self.alpha_min, self.n_alphas)
 
-    def estimator(self, alpha=None, n_rows: int | None = None) -> MultiGeneElasticNet:
+    def estimator(
+        self, alpha=None, n_rows: int | None = None, inner_score: bool = False
+    ) -> MultiGeneElasticNet:
         """A :class:`MultiGeneElasticNet` with these settings (``alpha`` overrides).
 
         ``n_rows`` (rows the estimator will be fitted on) shrinks its gene block when the
@@ -206,11 +218,15 @@ class TrainSettings(Settings):
         if n_rows:
             n_va = -(-n_rows // self.inner_folds)
             chunk = min(chunk, max(64, (1 << 24) // (self.n_alphas * n_va)))
+        alpha = self.alpha if alpha is None else alpha
+        alphas = self.alphas
+        if inner_score and not isinstance(alpha, str) and np.ndim(alpha) == 0:
+            alpha, alphas = "auto", np.array([float(alpha)])
         return MultiGeneElasticNet(
             penalty=self.penalty,
-            alpha=self.alpha if alpha is None else alpha,
+            alpha=alpha,
             l1_ratio=self.l1_ratio,
-            alphas=self.alphas,
+            alphas=alphas,
             inner_cv=self.inner_folds,
             random_state=self.seed,
             chunk_size=chunk,
@@ -225,4 +241,11 @@ def trained_settings(store) -> TrainSettings:
     return TrainSettings.from_dict(params, where="model.json provenance")
 
 
-__all__ = ["CV_SCHEMES", "FEATURE_SETS", "WEIGHTINGS", "TrainSettings", "trained_settings"]
+__all__ = [
+    "CV_SCHEMES",
+    "FEATURE_SETS",
+    "MODELS",
+    "WEIGHTINGS",
+    "TrainSettings",
+    "trained_settings",
+]

@@ -29,13 +29,18 @@ from ephys2expr.readers.tasic import MeasuredSet, read_tasic_geo, read_tasic_rda
 from ephys2expr.taxonomy import cre_group, exc_inh_truth
 from ephys2expr.train.inputs import load_training_inputs
 from ephys2expr.validate.agreement import type_agreement_all
-from ephys2expr.validate.crosssource import CrossSourceResult, validate_cross_source
+from ephys2expr.validate.crosssource import validate_cross_source
 from ephys2expr.validate.embedding import (
     EmbeddingRunner,
     joint_mixing,
     joint_space,
     subsample,
     zscore_columns,
+)
+from ephys2expr.validate.identity import (
+    allen_families,
+    family_agreement,
+    family_agreement_figure,
 )
 from ephys2expr.validate.patchseq import validate_patchseq
 from ephys2expr.validate.plots import cross_source_figure, validation_figures
@@ -128,8 +133,9 @@ def _measured(settings: ValidateSettings, raw_dir: Path, genes: list[str]) -> Me
 OOF_FILE = "oof_predictions.parquet"
 
 
-def _cross_source(paired_dirs, type_tables, type_store, ps, patchseq, s) -> CrossSourceResult:
-    """Read the per-cell model's store, tables and out-of-fold predictions and compare."""
+def _cross_source(paired_dirs, type_tables, type_store, ps, patchseq, s):
+    """Read the per-cell model's store, tables and out-of-fold predictions and compare;
+    ``(CrossSourceResult, the per-cell store)``."""
     model_dir, prepared_dir, train_dir = (Path(d) for d in paired_dirs)
     paired_store = load_model_store(model_dir)
     tables = (prepared_dir / f"train_{n}.parquet" for n in ("features", "targets", "types"))
@@ -140,7 +146,28 @@ def _cross_source(paired_dirs, type_tables, type_store, ps, patchseq, s) -> Cros
     return validate_cross_source(
         type_tables, type_store, ps, patchseq.predicted, paired, paired_store, oof,
         s.cross_r_threshold,
+    ), paired_store  # fmt: skip
+
+
+def _identity_agreement(paired_store, prepared_dir: Path, name: str):
+    """``(table, summary, figure)`` of the per-cell store's families of the Allen cells
+    (``cells_<name>.parquet`` of its prepared folder) against their Cre lines and dendrites;
+    a placeholder figure and no table for a store without identity classifiers."""
+    if paired_store.identity is None:
+        from ephys2expr.identity.plots import absent_figure
+
+        why = "no identity classifier in the per-cell store (train.model is 'lasso')"
+        return None, {"skipped": why}, absent_figure(why)
+    cells = pd.read_parquet(prepared_dir / f"cells_{name}.parquet")
+    cells.index = cells.index.astype(str)
+    table, summary = family_agreement(allen_families(paired_store, cells))
+    log.info(
+        "identity of the Allen cells (per-cell store): Exc/Inh agreement %.2f (%d cells), "
+        "interneuron-line family agreement %.2f (%d cells)", summary["class_agreement"],
+        summary["n_class_scored"], summary["interneuron_family_agreement"],
+        summary["n_interneuron_line_cells"],
     )  # fmt: skip
+    return table, summary, family_agreement_figure(table, summary)
 
 
 def validate_predictions(
@@ -211,9 +238,11 @@ def validate_predictions(
             numba.set_num_threads(1)
         cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
         patchseq = validate_patchseq(ps, tf, tt, cv_good, store, str(model_dir))
-        cross = None
+        cross = identity = None
         if paired_dirs is not None:
-            cross = _cross_source(paired_dirs, (tf, tt, types), store, ps, patchseq, s)
+            cross, paired_store = _cross_source(paired_dirs, (tf, tt, types), store, ps,
+                                                patchseq, s)  # fmt: skip
+            identity = _identity_agreement(paired_store, Path(paired_dirs[1]), s.predictions)
 
         # ---- embeddings (pictures) of seeded subsamples ------------------------------------
         sub_p = subsample(pred.index, s.max_cells, s.seed)
@@ -272,6 +301,10 @@ def validate_predictions(
         figures["cross_source"] = cross_source_figure(
             cross.table, cross.per_gene, s.cross_r_threshold
         )
+    if identity is not None:
+        table, report["identity_agreement"], figures["identity_agreement"] = identity
+        if table is not None:
+            tables["identity_agreement"] = table.reset_index()
     return ValidationResult(
         tables=tables,
         plot_tables={

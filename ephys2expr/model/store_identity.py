@@ -1,0 +1,181 @@
+"""The identity part of a model store (schema 6): classifiers and class means, as tables.
+
+A per-cell store trained with ``train.model: mixture | best`` holds, per feature set and
+level (``family``, ``type``), a softmax classifier - ``P(class | x) = softmax(((x - mean) /
+scale) @ coef.T + intercept)``, the formula of
+:func:`ephys2expr.identity.classifier.proba_from_model` (a test compares the two) - and, per
+level, every class's mean expression over all training cells. With the genes table's
+``model_kind`` (``lasso``, ``family``, ``type``, ``blend``) that is the ``best`` expression:
+each gene from its kind. On disk (no pickle, md5-verified like every store table):
+
+* ``identity.parquet`` - index (feature_set, level, class); ``intercept`` and one
+  coefficient column per store feature (standardised units; 0 for a set's left-out ones);
+* ``class_means.parquet`` - index (level, class); one column per gene;
+* ``model.json`` ``identity`` - per set and level: ``kind``, ``param``, ``scaler_mean``,
+  ``scaler_scale`` (the classifier's own standardisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ephys2expr.errors import InputError
+
+IDENTITY = "identity.parquet"
+CLASS_MEANS = "class_means.parquet"
+LEVELS = ("family", "type")
+MIXTURE_KINDS = ("family", "type", "blend")
+
+
+@dataclass
+class LevelClassifier:
+    """One level's stored classifier: classes, coefficients (classes x features of its
+    set, standardised units), intercepts and the standardisation."""
+
+    classes: list
+    coef: np.ndarray
+    intercept: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    kind: str = "logreg"
+    param: float = 0.0
+
+    def proba(self, X) -> np.ndarray:
+        """P(class | x), cells x classes (``X``: cells x the set's features)."""
+        z = ((np.asarray(X, dtype=float) - self.mean) / self.scale) @ self.coef.T + self.intercept
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class StoreIdentity:
+    """Classifiers by feature set and level, class means by level (classes x genes)."""
+
+    classifiers: dict
+    means: dict
+
+    def probabilities(self, feature_set: str, X) -> dict:
+        """Level -> cells x classes probabilities for features ``X`` of ``feature_set``."""
+        if feature_set not in self.classifiers:
+            raise InputError(f"model store: no identity classifier for feature set {feature_set!r}")
+        return {lv: c.proba(X) for lv, c in self.classifiers[feature_set].items()}
+
+    def mixtures(self, probas: dict, gene_idx) -> dict:
+        """Kind -> cells x genes mixture expression for the genes ``gene_idx``."""
+        out = {lv: probas[lv] @ self.means[lv].to_numpy()[:, gene_idx] for lv in LEVELS}
+        out["blend"] = 0.5 * (out["family"] + out["type"])
+        return out
+
+
+def mixture_terms(identity: StoreIdentity | None, feature_set: str, kinds, gene_idx=None):
+    """What :func:`apply_mixture` needs for the genes ``gene_idx`` of one feature set's model
+    (``kinds``: the genes table's ``model_kind``, all genes), or None when every one of them
+    is predicted by its linear model: plain arrays, so that they travel to a Dask worker."""
+    if identity is None or kinds is None:
+        return None
+    kinds = np.asarray(kinds, dtype=object)
+    if gene_idx is not None:
+        kinds = kinds[gene_idx]
+    cols = np.flatnonzero(kinds != "lasso")
+    if not cols.size:
+        return None
+    genes = cols if gene_idx is None else np.asarray(gene_idx)[cols]
+    means = {lv: identity.means[lv].to_numpy(dtype=float)[:, genes] for lv in LEVELS}
+    return identity.classifiers[feature_set], means, cols, kinds[cols]
+
+
+def apply_mixture(linear: np.ndarray, terms, X) -> np.ndarray:
+    """``linear`` (cells x genes) with each non-lasso gene replaced by its mixture kind's
+    expression for the cells ``X`` (features of the model's set; ``terms`` from
+    :func:`mixture_terms`, None = unchanged). In place; returned."""
+    if terms is None:
+        return linear
+    classifiers, means, cols, kinds = terms
+    mix = {lv: classifiers[lv].proba(X) @ means[lv] for lv in LEVELS}
+    mix["blend"] = 0.5 * (mix["family"] + mix["type"])
+    for kind in MIXTURE_KINDS:
+        sel = kinds == kind
+        if sel.any():
+            linear[:, cols[sel]] = mix[kind][:, sel]
+    return linear
+
+
+def identity_tables(identity: StoreIdentity | None, sets: dict, genes: list[str]):
+    """``(meta, identity table, class-means table)`` of a store (``sets``: set name -> its
+    features, store features first); empty tables when the store has no identity part."""
+    features = next(iter(sets.values()))
+    cols = ["intercept", *features]
+    if identity is None:
+        empty = pd.DataFrame({c: pd.Series(dtype=float) for c in cols},
+                             index=pd.MultiIndex.from_tuples([], names=["feature_set", "level",
+                                                                        "class"]))  # fmt: skip
+        means = pd.DataFrame(
+            {g: pd.Series(dtype=float) for g in genes},
+            index=pd.MultiIndex.from_tuples([], names=["level", "class"]),
+        )
+        return None, empty, means
+    meta, parts = {}, []
+    for name, levels in identity.classifiers.items():
+        meta[name] = {}
+        for lv, c in levels.items():
+            meta[name][lv] = {
+                "kind": c.kind,
+                "param": float(c.param),
+                "scaler_mean": c.mean.tolist(),
+                "scaler_scale": c.scale.tolist(),
+            }
+            block = pd.DataFrame(0.0, index=c.classes, columns=features)
+            block[sets[name]] = c.coef
+            block.insert(0, "intercept", c.intercept)
+            block.index = pd.MultiIndex.from_tuples(
+                [(name, lv, str(k)) for k in c.classes], names=["feature_set", "level", "class"]
+            )
+            parts.append(block)
+    means = pd.concat({lv: m.astype(float) for lv, m in identity.means.items()},
+                      names=["level", "class"])  # fmt: skip
+    means.columns = [str(g) for g in means.columns]
+    return meta, pd.concat(parts), means
+
+
+def identity_from_tables(meta, table: pd.DataFrame, means: pd.DataFrame, sets: dict, genes):
+    """The :class:`StoreIdentity` of a loaded store (None without one); mismatches are one
+    :class:`InputError` line."""
+    if meta is None or len(table) == 0:
+        return None
+    if list(means.columns) != [str(g) for g in genes]:
+        raise InputError(f"model store: {CLASS_MEANS} columns are not the store's genes")
+    if not np.all(np.isfinite(means.to_numpy(dtype=float))):
+        raise InputError(f"model store: {CLASS_MEANS} holds a non-finite value")
+    classifiers = {}
+    for name, levels in meta.items():
+        if name not in sets:
+            raise InputError(f"model store: identity of unknown feature set {name!r}")
+        classifiers[name] = {}
+        for lv, entry in levels.items():
+            try:
+                block = table.xs((name, lv), level=(0, 1))
+            except KeyError:
+                raise InputError(f"model store: {IDENTITY} has no rows for {name}/{lv}") from None
+            classes = [str(c) for c in block.index]
+            if list(means.xs(lv, level=0).index.astype(str)) != classes:
+                raise InputError(f"model store: {CLASS_MEANS} classes of {lv!r} differ from "
+                                 f"the classifier's")  # fmt: skip
+            coef = block[sets[name]].to_numpy(dtype=float)
+            if not np.all(np.isfinite(coef)):
+                raise InputError(f"model store: {IDENTITY} holds a non-finite coefficient")
+            classifiers[name][lv] = LevelClassifier(
+                classes, coef, block["intercept"].to_numpy(dtype=float),
+                np.asarray(entry["scaler_mean"], dtype=float),
+                np.asarray(entry["scaler_scale"], dtype=float), entry["kind"], entry["param"],
+            )  # fmt: skip
+    return StoreIdentity(classifiers, {lv: means.xs(lv, level=0) for lv in LEVELS})
+
+
+__all__ = [
+    "CLASS_MEANS", "IDENTITY", "LEVELS", "LevelClassifier", "MIXTURE_KINDS", "StoreIdentity",
+    "apply_mixture", "identity_from_tables", "identity_tables", "mixture_terms",
+]  # fmt: skip
