@@ -25,6 +25,7 @@ from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.cells import load_cells
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
+from ephys2expr.predict.quality import set_quality, sets_without_null
 from ephys2expr.predict.read import constant_genes
 from ephys2expr.predict.screen import (
     CellScreen,
@@ -237,7 +238,8 @@ def predict_tables(
             return predict_tables(jobs, store, settings, executor_settings, id_column,
                                   species, where, own)  # fmt: skip
     screen = CellScreen(settings.missing, settings.extrapolation_tolerance,
-                        settings.ood_neighbors, settings.ood_percentile).fit(store)  # fmt: skip
+                        settings.ood_neighbors, settings.ood_percentile,
+                        settings.min_features).fit(store)  # fmt: skip
     gene_idx = select_genes(store, settings.genes, where=where)
     log.info(
         "model store %s: %d genes x %d features; predicting %d genes (genes: %s)",
@@ -254,9 +256,12 @@ def predict_tables(
     for item in items:
         if not item.screen.kept.any():
             if settings.missing == "feature_set":
+                reasons = item.screen.flags["reason"].value_counts()
+                why = "; ".join(f"{n} {r}" for r, n in reasons.items())
                 raise InputError(
-                    f"{item.path}: no cell has the features of any feature set (all "
-                    f"{len(item.meta)} miss some); the store offers {describe_sets(store)}"
+                    f"{item.path}: no cell is predicted ({len(item.meta)} cells: {why}); "
+                    f"the store offers "
+                    f"{describe_sets(store)}"
                 )
             raise InputError(
                 f"{item.path}: no cell left to predict (all {len(item.meta)} have "
@@ -271,10 +276,17 @@ def predict_tables(
     marker_idx = gene_idx if settings.genes == "predictable" else np.arange(len(store.genes))
     r2 = store.genes["cv_r2"].to_dict() if "cv_r2" in store.genes.columns else None
     sets = {name: m.features for name, m in store.feature_sets.items()}
+    quality = set_quality(store, gene_idx)  # the h5ad's varm: each set's per-gene quality
+    no_null = sets_without_null(store)
+    if no_null:
+        log.info("feature sets without the permutation null (no q-values, nothing trusted): %s",
+                 ", ".join(no_null))  # fmt: skip
     report: dict = {
         "model": {"genes_in_model": len(store.genes), "genes_predicted": len(gene_idx),
                   "features": store.features, "feature_sets": sets,
-                  "feature_set_preference": rank_feature_sets(store), **constant},
+                  "feature_set_preference": rank_feature_sets(store), **constant,
+                  "trusted_genes_by_set": {k: int(v) for k, v in quality["trusted"].sum().items()},
+                  "sets_without_null": no_null},
         "settings": settings.as_dict(),
         "inputs": {},
     }  # fmt: skip
@@ -287,6 +299,10 @@ def predict_tables(
                 "input": item.name,
                 "features": store.features,
                 "feature_sets": sets,
+                "sets_without_null": no_null,
+                "quality": "varm[key][feature_set], genes x feature sets: cv_r2, beats_<baseline>, "
+                "q_value, trusted (beats every baseline and q < train.fdr_q); each cell's trusted "
+                "genes: varm['trusted'][obs['feature_set']].T (ephys2expr.predict.quality)",
                 "missing_policy": settings.missing,
                 "extrapolation_tolerance": settings.extrapolation_tolerance,
                 "ood_neighbors": settings.ood_neighbors,
@@ -304,7 +320,7 @@ def predict_tables(
                 files.get(".parquet"), store, item.screen.X, meta, gene_idx,
                 chunk_cells=settings.chunk_cells, file_metadata=file_meta,
                 h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
-                where=str(item.path), cell_sets=item.screen.cell_sets,
+                where=str(item.path), cell_sets=item.screen.cell_sets, varm=quality,
             )  # fmt: skip
             write_parquet(genes_table, outputs.temp(files["genes"]))
             log.info(

@@ -29,9 +29,12 @@ class PredictSettings(Settings):
     )
     missing: str = setting(
         "feature_set",
-        "feature_set (each cell by the best feature set of the store its features allow; "
-        "cells with no set's features are not predicted) | drop (full set only: cells missing "
-        "one of its features are not predicted) | impute (full set, training means filled in)",
+        "feature_set (each cell by the feature set of exactly the store's features it has; a "
+        "set the store lacks is fitted on demand) | drop (full set only: cells missing one of "
+        "its features are not predicted) | impute (full set, training means filled in)",
+    )
+    min_features: int = setting(
+        5, "a cell with fewer of the store's features is not predicted (feature_set only)"
     )
     extrapolation_tolerance: float = setting(
         0.1, "fraction of the training range a feature may lie beyond min/max unflagged"
@@ -82,6 +85,8 @@ class PredictSettings(Settings):
                 f"{self.where('ood_percentile')}: {self.ood_percentile} is not a number from "
                 "0 to below 100"
             )
+        if self.min_features < 1:
+            raise InputError(f"{self.where('min_features')}: {self.min_features} is not >= 1")
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")
         bad = [name for name in self.inputs if not NAME.match(name)]

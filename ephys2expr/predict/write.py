@@ -195,6 +195,7 @@ def write_predictions(
     outputs: OutputSet | None = None,
     where: str = "predictions",
     cell_sets: np.ndarray | None = None,
+    varm: dict | None = None,
 ) -> dict:
     """Predict and write cells x genes to ``.h5ad`` and/or Parquet, chunk by chunk.
 
@@ -212,7 +213,8 @@ def write_predictions(
     commits) or, without it, to their own set, renamed into place together at the end.
     ``executor`` (optional, :mod:`ephys2expr.executor`) computes the chunks on Dask workers;
     this process writes them in order, so the files are the same bytes. ``cell_sets``:
-    each cell's feature set (see :func:`iter_predictions`).
+    each cell's feature set (see :func:`iter_predictions`). ``varm``: the h5ad's per-set
+    quality tables (:func:`~ephys2expr.predict.quality.set_quality`).
 
     Returns
     -------
@@ -242,7 +244,7 @@ def write_predictions(
             writers.append(_ParquetWriter(outputs.temp(path), meta, genes, file_metadata))
         if h5ad_path is not None:
             writers.append(H5adWriter(outputs.temp(h5ad_path), store, meta, gene_idx,
-                                      file_metadata, chunk_cells))  # fmt: skip
+                                      file_metadata, chunk_cells, varm))  # fmt: skip
         for w in writers:  # an OS error (disk full) names the file it was writing
             stack.enter_context(writing(w.path))
             stack.enter_context(w)

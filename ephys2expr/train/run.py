@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import file_checksum
 from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.train.baselines import BASELINES, CEILINGS
 from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
-from ephys2expr.train.feature_sets import feature_set_table
+from ephys2expr.train.feature_sets import derive_feature_sets, feature_set_table, missing_patterns
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
 from ephys2expr.train.ood import cv_ood
 from ephys2expr.train.settings import TrainSettings
@@ -95,9 +96,28 @@ class TrainOutputs:
         return figures
 
 
+def derived_sets(
+    prepared_dir, features: list[str], inputs, settings: TrainSettings, min_features: int
+) -> tuple[dict[str, list[str]], pd.DataFrame]:
+    """The derived feature sets and the missing-pattern table they come from.
+
+    ``inputs`` names the per-cell tables ``cells_<name>.parquet`` of ``prepared_dir`` that
+    predict applies the store to (``predict.inputs``); none = the full set only.
+    """
+    tables = {}
+    for name in inputs:
+        path = Path(prepared_dir) / f"cells_{name}.parquet"
+        if not path.is_file():
+            raise InputError(f"{path}: no such file (predict.inputs names {name!r})")
+        table = pd.read_parquet(path)  # small: one row per cell
+        tables[name] = table[[f for f in features if f in table.columns]]
+    patterns = missing_patterns(tables, features)
+    return derive_feature_sets(features, patterns, settings.min_set_cells, min_features), patterns
+
+
 def train_from_prepared(
     prepared_dir, settings: TrainSettings, executor_settings: ExecutorSettings | None = None,
-    stream_targets: bool = False, source: str = "",
+    stream_targets: bool = False, source: str = "", cell_inputs=(), min_features: int = 1,
 ) -> TrainOutputs:  # fmt: skip
     """Train on prepare's tables in ``prepared_dir``: the whole train stage but the writing.
 
@@ -114,7 +134,9 @@ def train_from_prepared(
     inputs = training_paths(Path(prepared_dir))
     features, targets, types = load_training_inputs(*inputs.values(), stream=stream_targets)
     settings = resolved_settings(settings, types)  # the store records what was run
-    sets = settings.resolve_feature_sets(list(features.columns))
+    derived, patterns = derived_sets(prepared_dir, list(features.columns), cell_inputs, settings,
+                                     min_features)  # fmt: skip
+    sets = settings.resolve_feature_sets(list(features.columns), derived)
     full = next(iter(sets))
     provenance = {
         "params": settings.as_dict(),
@@ -156,6 +178,7 @@ def train_from_prepared(
         {b: v["median_abs_error"] for b, v in report["ood_cv"]["bins"].items()},
         report["ood_cv"]["spearman_rho"],
     )  # fmt: skip
+    report["missing_patterns"] = json.loads(patterns.to_json(orient="index"))
     if source:
         report["source"] = source
     metrics = headline_metrics(report)
@@ -178,4 +201,4 @@ def train_from_prepared(
                         table, ood)  # fmt: skip
 
 
-__all__ = ["TrainOutputs", "train_from_prepared"]
+__all__ = ["TrainOutputs", "derived_sets", "train_from_prepared"]
