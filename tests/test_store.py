@@ -129,17 +129,19 @@ def test_a_save_killed_at_any_file_boundary_leaves_old_or_new_never_a_mix(
             "genes.parquet",
             "model.json",
             "train_features.parquet",
+            "train_targets.parquet",
+            "train_types.parquet",
         ]
         assert _same(load_model_store(target), stores["new"])
     else:
         pytest.fail("the save never completed")
-    # four files, the swap (one exchange, or two renames), then the old folder removed
+    # six files, the swap (one exchange, or two renames), then the old folder removed
     swap = ["exchange"] if exchange else ["exchange", "rename", "rename"]
-    assert steps == ["replace"] * 4 + [*swap, "rmtree"]
+    assert steps == ["replace"] * 6 + [*swap, "rmtree"]
     if exchange:  # the old store until the exchange, the new one from then on
-        assert outcomes == ["old"] * 4 + ["new", "new"]
+        assert outcomes == ["old"] * 6 + ["new", "new"]
     else:  # between the two renames there is no store, and load says why
-        assert outcomes == ["old"] * 5 + ["error", "new", "new"]
+        assert outcomes == ["old"] * 7 + ["error", "new", "new"]
 
 
 @pytest.mark.parametrize("swap_deletes_old_files", [False, True])
@@ -200,6 +202,8 @@ def test_the_stale_temp_files_of_schema_1_stores_are_removed(stores, tmp_path):
         "genes.parquet",
         "model.json",
         "train_features.parquet",
+        "train_targets.parquet",
+        "train_types.parquet",
     ]
     assert _same(load_model_store(target), stores["new"])
 
@@ -257,6 +261,8 @@ def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path
         "genes.parquet",
         "model.json",
         "train_features.parquet",
+        "train_targets.parquet",
+        "train_types.parquet",
     ]
     assert sh("git", "status", "--porcelain") == ""
     assert [p.name for p in (repo / "data").iterdir() if p.name.startswith(".model")] == []
@@ -395,8 +401,9 @@ def test_load_reads_the_real_store_layout(stores, tmp_path):
 
     target = _store_dir(tmp_path, stores["old"])
     meta = json.loads((target / "model.json").read_text())
-    tables = {"coef.parquet", "genes.parquet", "train_features.parquet"}
-    assert meta["schema_version"] == 5 and set(meta["files"]) == tables
+    tables = {"coef.parquet", "genes.parquet", "train_features.parquet",
+              "train_targets.parquet", "train_types.parquet"}  # fmt: skip
+    assert meta["schema_version"] == 6 and set(meta["files"]) == tables
     assert meta["meta_md5"] == json_md5({k: v for k, v in meta.items() if k != "meta_md5"})
     assert meta["files"]["coef.parquet"]["bytes"] == (target / "coef.parquet").stat().st_size
     got = load_model_store(target)
@@ -512,10 +519,12 @@ def test_a_broken_feature_set_is_one_line_naming_the_store(multi, tmp_path, case
 
 def _without_train_rows(target: Path) -> dict:
     """``model.json`` of the store in ``target`` as schema 4 wrote it: its
-    ``train_features.parquet`` deleted (the caller writes the returned meta back)."""
+    ``train_features.parquet`` (and schema 6's training targets) deleted (the caller writes
+    the returned meta back)."""
     meta = json.loads((target / "model.json").read_text())
-    (target / "train_features.parquet").unlink()
-    del meta["files"]["train_features.parquet"]
+    for name in ("train_features.parquet", "train_targets.parquet", "train_types.parquet"):
+        (target / name).unlink()
+        del meta["files"][name]
     meta["schema_version"] = 4
     return meta
 

@@ -82,9 +82,20 @@ def join_feature_sets(models: list[ModelStore]) -> ModelStore:
         raise InputError(f"model store: feature set names repeat: {names}")
     # the primary's provenance covers every set
     others = {
-        n: dataclasses.replace(m, provenance={}, train_features=None) for n, m in others.items()
+        n: dataclasses.replace(
+            m, provenance={}, train_features=None, train_targets=None, train_types=None
+        )  # fmt: skip
+        for n, m in others.items()
     }
     return dataclasses.replace(primary, other_sets=others)
 
 
-__all__ = ["join_feature_sets", "store_from_estimator"]
+def add_feature_set(store: ModelStore, model: ModelStore) -> ModelStore:
+    """``store`` plus ``model`` (a single model over fewer of its features, e.g. fitted on
+    demand) as one more feature set: a new store, ``store`` is unchanged."""
+    model = dataclasses.replace(model, provenance={}, train_features=None, train_targets=None,
+                                train_types=None, other_sets={})  # fmt: skip
+    return dataclasses.replace(store, other_sets={**store.other_sets, model.feature_set: model})
+
+
+__all__ = ["add_feature_set", "join_feature_sets", "store_from_estimator"]

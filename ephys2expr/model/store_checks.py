@@ -12,17 +12,21 @@ import math
 from ephys2expr.errors import InputError
 
 # Schemas this code reads (store_format.SCHEMA_VERSION is the one it writes).
-READABLE_VERSIONS = (2, 3, 4, 5)
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 META_HASH = "meta_md5"
 META = "model.json"
 # the tables of a store of schema 5 (train_features: the training rows, for the OOD score)
 TRAIN_FEATURES = "train_features.parquet"
-TABLES = ("coef.parquet", "genes.parquet", TRAIN_FEATURES)
+# schema 6: the training targets and row metadata (a feature set fitted on demand, #21)
+TRAIN_TARGETS = "train_targets.parquet"
+TRAIN_TYPES = "train_types.parquet"
+TABLES = ("coef.parquet", "genes.parquet", TRAIN_FEATURES, TRAIN_TARGETS, TRAIN_TYPES)
 
 
 def tables_of(version: int) -> tuple[str, ...]:
-    """The tables a store of schema ``version`` holds (before 5: no ``train_features``)."""
-    return TABLES if version >= 5 else TABLES[:2]
+    """The tables a store of schema ``version`` holds (before 5: no ``train_features``;
+    before 6: no ``train_targets`` / ``train_types``)."""
+    return TABLES if version >= 6 else TABLES[:3] if version == 5 else TABLES[:2]
 
 
 # Size limits: far above any real store (ours: model.json 3.6 kB, 32,314 genes, 11

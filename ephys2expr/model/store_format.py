@@ -54,12 +54,14 @@ from ephys2expr.paths import MODELS
 
 log = logging.getLogger("ephys2expr")
 
+# 6: ``train_targets.parquet`` and ``train_types.parquet``, the training targets and row
+#    metadata (the store is self-contained: predict fits a missing feature set on demand).
 # 5: ``train_features.parquet``, the training rows (the out-of-distribution score).
 # 4: ``meta_md5``, the md5 of model.json's own values (an edited model.json is detected).
 # 3: one model per feature set (``feature_sets``; tables indexed by feature set and gene).
 # 2 (one set) and 3 are still read: their tables are verified, their model.json is not
 # (READABLE_VERSIONS, with the checks of model.json, in store_checks.py).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # index levels of both tables (schema 3)
 SET_INDEX = ["feature_set", "gene"]

@@ -23,6 +23,7 @@ from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import write_parquet
 from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.cells import load_cells
+from ephys2expr.predict.on_demand import add_missing_sets
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
 from ephys2expr.predict.quality import set_quality, sets_without_null
@@ -203,6 +204,7 @@ def predict_tables(
     species: str | None = None,
     where: str = "model store",
     outputs: OutputSet | None = None,
+    fit_set=None,
 ) -> PredictResult:
     """Predict the genes of ``settings.genes`` for the cells of each job and write them.
 
@@ -223,6 +225,13 @@ def predict_tables(
         The run's output set (files are written to its temporary paths; the caller commits
         it with the other outputs). Without it, this call's files are committed together
         when it returns.
+    fit_set : callable, optional
+        ``fit_set(store, features) -> (model, note)``: fits a feature set the store lacks
+        (:func:`ephys2expr.train.on_demand.fit_feature_set`, which the stage passes). With
+        ``missing: feature_set`` every missing pattern of the inputs that no set of the store
+        has exactly (cells with >= ``min_features`` features) gets its set this way, so
+        every such cell is predicted from all its features; without it those cells are not
+        predicted.
 
     Returns
     -------
@@ -236,7 +245,11 @@ def predict_tables(
         ) as own:  # fmt: skip
             own.plan(*(p for job in jobs for p in job.files().values()))
             return predict_tables(jobs, store, settings, executor_settings, id_column,
-                                  species, where, own)  # fmt: skip
+                                  species, where, own, fit_set)  # fmt: skip
+    on_demand: dict[str, dict] = {}
+    if fit_set is not None and settings.missing == "feature_set":
+        store, on_demand = add_missing_sets([job.source for job in jobs], store,
+                                            settings.min_features, fit_set, id_column)  # fmt: skip
     screen = CellScreen(settings.missing, settings.extrapolation_tolerance,
                         settings.ood_neighbors, settings.ood_percentile,
                         settings.min_features).fit(store)  # fmt: skip
@@ -286,6 +299,7 @@ def predict_tables(
                   "features": store.features, "feature_sets": sets,
                   "feature_set_preference": rank_feature_sets(store), **constant,
                   "trusted_genes_by_set": {k: int(v) for k, v in quality["trusted"].sum().items()},
+                  "on_demand_sets": on_demand,
                   "sets_without_null": no_null},
         "settings": settings.as_dict(),
         "inputs": {},

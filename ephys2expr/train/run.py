@@ -28,6 +28,7 @@ from ephys2expr.train.baselines import BASELINES, CEILINGS
 from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
 from ephys2expr.train.feature_sets import derive_feature_sets, feature_set_table, missing_patterns
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
+from ephys2expr.train.on_demand import stored_training_tables
 from ephys2expr.train.ood import cv_ood
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics
@@ -160,6 +161,12 @@ def train_from_prepared(
             ))  # fmt: skip
             log.info("feature set %r trained in %.0f s", name, time.perf_counter() - t0)
     store = join_feature_sets(models)
+    # self-contained: predict fits a feature set the store lacks from these (on_demand)
+    store.train_targets, store.train_types = stored_training_tables(
+        targets if not stream_targets else pd.read_parquet(inputs["train_targets"]),
+        types, features.index,
+    )  # fmt: skip
+    store.validate()
     result = results[full]
     oof, shown = result.oof, targets
     if stream_targets:
