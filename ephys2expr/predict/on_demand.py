@@ -49,8 +49,8 @@ def add_missing_sets(
     sources, store: ModelStore, min_features: int, fit_set, id_column: str | None = None
 ) -> tuple[ModelStore, dict[str, dict]]:
     """``store`` with a fitted set for every pattern of the tables ``sources`` that it lacks
-    (:func:`sets_to_fit`), and each new set's note (``fit_set``'s: features,
-    n_permutations, seconds, cached, cache folder) by name."""
+    (:func:`sets_to_fit`), and each new set's features and ``n_permutations`` by name (the
+    log says where it is cached and how long it took)."""
     notes: dict[str, dict] = {}
     for source in sources:
         for features in sets_to_fit(source, store, min_features, id_column):
@@ -63,7 +63,8 @@ def add_missing_sets(
                 continue
             model, note = fit_set(store, features)
             store = add_feature_set(store, model)
-            notes[model.feature_set] = note
+            # the report's part: what was fitted, not where or how fast (same inputs, same bytes)
+            notes[model.feature_set] = {k: note[k] for k in ("features", "n_permutations")}
     return store, notes
 
 
