@@ -16,10 +16,14 @@ files and renamed into place together at the end, so a failed or interrupted run
 (SIGTERM, Ctrl-C) leaves nothing, and temporary files of a killed run (SIGKILL) are
 removed by the next run. Settings: ``params.yaml`` sections ``predict`` and ``executor``,
 overridden with ``--set KEY=VALUE`` (``--set missing=impute``, ``--set executor.kind=local``).
+A table with a missing pattern the store has no feature set for gets that set fitted on
+demand from the store's training tables (:mod:`ephys2expr.train.on_demand`; cached in
+``predict.cache_dir``; ``--set n_permutations=0`` skips its null: no q-values).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -44,6 +48,7 @@ from ephys2expr.predict.run import predict_tables, prediction_jobs
 from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.settings import build_settings
+from ephys2expr.train.on_demand import fit_feature_set
 
 app = stage_app(__doc__)
 
@@ -89,7 +94,9 @@ def main(
         outputs.plan(*files, metrics, report, *figures)
         result = predict_tables(
             jobs, store, settings, executor, id_column=id_column, species=species,
-            where=str(model_dir), outputs=outputs,
+            where=str(model_dir), outputs=outputs, fit_set=partial(
+                fit_feature_set, n_permutations=settings.on_demand_permutations,
+                cache_dir=settings.cache_dir),
         )  # fmt: skip
         if plots_dir is not None:
             for plot in result.plots:

@@ -1,7 +1,8 @@
 """Stage train: per-gene penalised regression, nested CV, baselines, null, model store.
 
 Settings: ``params.yaml`` sections ``train`` and ``executor`` (override with
-``--set key=value`` for train, ``--set executor.key=value`` for the executor); with
+``--set key=value`` for train, ``--set executor.key=value`` for the executor), and
+``predict.inputs`` / ``predict.min_features`` (the derived feature sets); with
 ``--source NAME`` the keys of section ``train_NAME`` override ``train``'s for that source.
 """
 
@@ -25,6 +26,7 @@ from ephys2expr.cli import (
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
 from ephys2expr.model.store_io import check_store_destination, save_model_store
+from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.settings import build_settings
 from ephys2expr.train.run import train_from_prepared
 from ephys2expr.train.settings import TrainSettings
@@ -36,7 +38,7 @@ app = stage_app(__doc__)
 @friendly_errors
 def main(
     params: Path = params_option(),
-    overrides: list[str] = set_option(TrainSettings, ExecutorSettings),
+    overrides: list[str] = set_option(TrainSettings, ExecutorSettings, PredictSettings),
     source: str = typer.Option(
         "",
         "--source",
@@ -59,13 +61,15 @@ def main(
     report: Path = report_option(paths.REPORTS / "train.json"),
 ) -> None:
     """Fit every gene, evaluate honestly, write the model store, tables, metrics and plots."""
-    settings, executor = build_settings(
-        params, overrides, TrainSettings, ExecutorSettings, source=source
+    settings, executor, predict = build_settings(
+        params, overrides, TrainSettings, ExecutorSettings, PredictSettings, source=source
     )
     check_store_destination(model_dir)
+    # the feature sets follow the missing patterns of the tables predict applies the store to
     out = train_from_prepared(
-        prepared_dir, settings, executor, stream_targets=stream_targets, source=source
-    )
+        prepared_dir, settings, executor, stream_targets=stream_targets, source=source,
+        cell_inputs=predict.inputs, min_features=predict.min_features,
+    )  # fmt: skip
     save_model_store(out.store, model_dir)
     write_parquet(out.per_gene, out_dir / "per_gene.parquet")
     write_parquet(out.oof, out_dir / "oof_predictions.parquet")

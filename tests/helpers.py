@@ -25,3 +25,25 @@ def assert_one_line_exit_2(result, *expected: str) -> str:
     for text in expected:
         assert text in output, result.output
     return output
+
+
+# What schema 6 added to a model store: its tables, and model.json keys.
+SCHEMA_6_TABLES = ("intervals.parquet", "identity.parquet", "class_means.parquet",
+                   "train_targets.parquet", "train_types.parquet")  # fmt: skip
+
+
+def as_schema_5(folder) -> dict:
+    """The ``model.json`` of the store in ``folder`` as schema 5 wrote it, its schema-6
+    tables deleted (the caller edits the returned meta and writes it back with its md5)."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    meta = json.loads((folder / "model.json").read_text())
+    for name in SCHEMA_6_TABLES:
+        (folder / name).unlink()
+        del meta["files"][name]
+    meta.pop("intervals", None)
+    meta.pop("identity", None)
+    meta["schema_version"] = 5
+    return meta

@@ -1,5 +1,6 @@
-"""One model per feature set: the store holds them, predict gives each cell the best set its
-features allow and records it, and a table no set fits is one clear error."""
+"""One model per feature set: the store holds them, predict gives each cell the set of exactly
+the features it has (never fewer) and records it, and a table with too few features is one
+clear error."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.store import EXPRESSION_RANGE
 from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.model.store_io import save_model_store
-from ephys2expr.predict.screen import CellScreen, rank_feature_sets
+from ephys2expr.predict.quality import trusted_genes
+from ephys2expr.predict.screen import CellScreen
 from ephys2expr.train.settings import TrainSettings
 from stages.predict import app
 from tests.test_predict import _cells
@@ -43,7 +45,11 @@ def _store(raw_dir, beats: dict[str, float] | None = None):
         )
         n = len(targets)
         per_gene = pd.DataFrame(
-            {"cv_r2": np.linspace(-0.5, 0.9, n), "beats_mean": np.arange(n) < beats[name] * n},
+            {
+                "cv_r2": np.linspace(-0.5, 0.9, n),
+                "beats_mean": np.arange(n) < beats[name] * n,
+                "q_value": np.linspace(0, 0.2, n),
+            },
             index=targets.index,
         )
         models.append(store_from_estimator(est, features[cols], targets.index, per_gene,
@@ -61,28 +67,39 @@ def _patterned_cells() -> pd.DataFrame:
     cells = _cells(n_mouse=40, n_human=0, seed=3)
     cells.loc[cells.index[0:5], ["tau", "cap"]] = np.nan  # -> no_tau_cap
     cells.loc[cells.index[5:10], ["aphw", "maxfreq", "adratio"]] = np.nan  # -> no_aphw_...
-    cells.loc[cells.index[10:12], ["adratio"]] = np.nan  # -> no_aphw_... (a subset missing)
+    cells.loc[cells.index[10:12], ["adratio"]] = np.nan  # -> no set has exactly its features
     cells.loc[cells.index[12:15], ["tau", "cap", "adratio"]] = np.nan  # -> no set
+    cells.loc[cells.index[15], ["rin", "rmp", "apthr", "apamp", "aphw", "tau", "cap"]] = np.nan
     return cells
+
+
+STORE_FEATURES = ["rin", "rmp", "apthr", "apamp", "aphw", "tau", "ahpamp", "rheo", "maxfreq",
+                  "cap", "adratio"]  # fmt: skip
 
 
 def _expected_sets(cells) -> list[str]:
     out = []
     for _, row in cells.iterrows():
-        miss = set(row.index[row.isna()]) & {"tau", "cap", "aphw", "maxfreq", "adratio", "rin",
-                                             "rmp", "apthr", "apamp", "ahpamp", "rheo"}  # fmt: skip
-        fits = [n for n, drop in SETS.items() if miss <= set(drop)]
-        out.append(fits[0] if fits else "")  # SETS is in the store's quality order here
+        miss = set(row.index[row.isna()]) & set(STORE_FEATURES)
+        fits = [n for n, drop in SETS.items() if miss == set(drop)]
+        out.append(fits[0] if fits and len(miss) <= len(STORE_FEATURES) - 5 else "")
     return out
 
 
-def test_each_cell_gets_the_best_set_its_features_allow(store):
+def test_each_cell_gets_the_set_of_exactly_its_features(store):
     s, _, _ = store
     cells = _patterned_cells()
     screen = CellScreen("feature_set").fit(s).transform(cells)
     assert list(screen.flags["feature_set"]) == _expected_sets(cells)
-    # row 3 also lacks aphw (_cells), 12-14 adratio besides tau and cap: no set fits them
-    assert list(cells.index[~screen.kept]) == list(cells.index[[3, 12, 13, 14]])
+    # row 3 also lacks aphw (_cells), 10-11 only adratio, 12-14 adratio besides tau and cap:
+    # no set has exactly their features (never fewer); 15 has 4 of the 11 features
+    assert set(cells.index[[3, 10, 11, 12, 13, 14, 15]]) <= set(cells.index[~screen.kept])
+    reasons = screen.flags.loc[~screen.kept, "reason"]
+    few = "fewer than predict.min_features = 5 of the store's 11 features (has 4)"
+    assert reasons[cells.index[15]] == few
+    assert set(reasons.drop(cells.index[15])) == {
+        "no feature set of the store has exactly its features"}  # fmt: skip
+    assert (screen.flags.loc[screen.kept, "reason"] == "").all()
     assert not screen.flags["imputed"].any()
     # drop and impute keep to the full set
     drop = CellScreen("drop").fit(s).transform(cells)
@@ -91,17 +108,16 @@ def test_each_cell_gets_the_best_set_its_features_allow(store):
     assert imp.kept.all() and set(imp.flags["feature_set"]) == {"full"}
 
 
-def test_the_set_with_more_genes_beating_the_baselines_wins_a_tie_of_fit(raw_dir):
-    """Ranking by CV quality: a subset beating the baselines for more genes than the full
-    set predicts even the cells that have every feature; without that, the full set."""
-    s, _, _ = _store(raw_dir, {"full": 0.3, "no_tau_cap": 0.6, "no_aphw_maxfreq_adratio": 0.1})
-    assert rank_feature_sets(s) == ["no_tau_cap", "full", "no_aphw_maxfreq_adratio"]
+def test_a_cell_never_loses_a_feature_it_has(store):
+    """Every predicted cell's ``features_used`` are exactly the store features it has."""
+    s, _, _ = store
     cells = _patterned_cells()
-    flags = CellScreen("feature_set").fit(s).transform(cells).flags
-    complete = cells[[f for f in s.features]].notna().all(axis=1)
-    assert set(flags.loc[complete, "feature_set"]) == {"no_tau_cap"}
-    equal, _, _ = _store(raw_dir, {"full": 0.3, "no_tau_cap": 0.3, "no_aphw_maxfreq_adratio": 0.3})
-    assert rank_feature_sets(equal) == ["full", "no_tau_cap", "no_aphw_maxfreq_adratio"]
+    screen = CellScreen("feature_set").fit(s).transform(cells)
+    for cell, used in screen.flags.loc[screen.kept, "features_used"].items():
+        has = [f for f in STORE_FEATURES if pd.notna(cells.at[cell, f])]
+        assert used.split(",") == has
+    complete = cells[STORE_FEATURES].notna().all(axis=1).to_numpy()
+    assert set(screen.flags.loc[complete, "feature_set"]) == {"full"}
 
 
 def _invoke(tmp_path, s, table: pd.DataFrame, *extra) -> tuple:
@@ -146,6 +162,31 @@ def test_cli_records_the_set_per_cell_and_predicts_with_that_sets_model(tmp_path
             np.testing.assert_allclose(got, want, atol=2e-4)
 
 
+def test_h5ad_holds_every_sets_quality_and_each_cells_trusted_genes(tmp_path, store):
+    """varm tables (genes x sets) are each set's own per-gene quality; the documented one-liner
+    gives each cell the genes its own set trusts (beats every baseline, q < fdr_q)."""
+    s, _, _ = store
+    res, out = _invoke(tmp_path, s, _patterned_cells())
+    assert res.exit_code == 0, res.output
+    adata = ad.read_h5ad(out)
+    for name in SETS:
+        g = s.model(name).genes.loc[adata.var_names]
+        np.testing.assert_array_equal(adata.varm["cv_r2"][name], g["cv_r2"])
+        np.testing.assert_array_equal(adata.varm["beats_mean"][name], g["beats_mean"])
+        want = g["beats_mean"] & (g["q_value"] < 0.1)
+        assert 0 < want.sum() < len(want)
+        np.testing.assert_array_equal(adata.varm["trusted"][name], want)
+    # the one-liner of docs/predict-your-cells.md and ephys2expr.predict.quality
+    trusted = adata.varm["trusted"][adata.obs["feature_set"]].T.set_axis(adata.obs_names)
+    pd.testing.assert_frame_equal(trusted, trusted_genes(adata))
+    for cell in adata.obs_names:
+        g = s.model(adata.obs.at[cell, "feature_set"]).genes.loc[adata.var_names]
+        want = (g["beats_mean"] & (g["q_value"] < 0.1)).to_numpy()
+        np.testing.assert_array_equal(trusted.loc[cell].to_numpy(), want)
+    assert adata.uns["ephys2expr"]["sets_without_null"] is None or not len(
+        adata.uns["ephys2expr"]["sets_without_null"])  # fmt: skip
+
+
 def test_rerun_gives_the_same_bytes(tmp_path, store):
     """Same store and cells of several sets: the same h5ad bytes (h5py stamps no times)."""
     s, _, _ = store
@@ -169,15 +210,17 @@ def test_a_table_without_tau_and_cap_columns_uses_the_set_without_them(tmp_path,
     )
 
 
-def test_a_table_no_set_fits_is_one_line_listing_features_and_sets(tmp_path, store):
+def test_a_table_with_too_few_features_is_one_line_listing_features_and_sets(tmp_path, store):
     s, _, _ = store
-    cells = _patterned_cells().drop(columns=["tau", "cap", "adratio"])
+    cells = _patterned_cells()[["rin", "rmp", "tau", "cap", "cre_line"]]
     res, out = _invoke(tmp_path, s, cells)
-    assert res.exit_code != 0
+    assert res.exit_code == 2
     message = res.output.strip()
     assert "\n" not in message, message
-    assert "cells.csv: matches no feature set of the model store" in message
-    assert "['rin', 'rmp', 'apthr', 'apamp', 'aphw', 'ahpamp', 'rheo', 'maxfreq']" in message
+    assert (
+        "cells.csv: its columns hold 4 of the model's features (rin, rmp, tau, cap), "
+        "fewer than predict.min_features = 5" in message
+    )
     assert "no_tau_cap (rin, rmp, apthr, apamp, aphw, ahpamp, rheo, maxfreq, adratio)" in message
     assert not out.parent.exists() or not any(out.parent.iterdir())
     assert not (tmp_path / "m.json").exists()
@@ -188,12 +231,16 @@ def test_feature_sets_setting_is_checked():
     assert list(ok.feature_sets.items()) == [("full", []), ("a", ["tau"])]  # full set first
     assert ok.resolve_feature_sets(["rin", "tau", "cap"]) == {"full": ["rin", "tau", "cap"],
                                                                "a": ["rin", "cap"]}  # fmt: skip
+    derived = {"full": ["rin", "tau", "cap"], "no_tau_cap": ["rin"], "no_tau": ["rin", "cap"]}
+    assert ok.resolve_feature_sets(["rin", "tau", "cap"], derived) == {
+        "full": ["rin", "tau", "cap"], "no_tau_cap": ["rin"], "a": ["rin", "cap"]}  # fmt: skip
+    user_only = TrainSettings.from_params({"train": {"feature_sets": {"a": ["tau"]}}})
+    assert list(user_only.resolve_feature_sets(["rin", "tau"])) == ["full", "a"]
     for value, message in (
-        ({"a": ["tau"]}, "exactly one set must leave out nothing (the full model the others are"),
         ({"a": [], "full": []}, "found ['a', 'full']"),
         ({"full": [], "b": ["tua"]}, "feature_sets.b: unknown feature 'tua'"),
         ({"full": [], "b c": ["tau"]}, "set name 'b c'"),
-        ({}, "expected a mapping"),
+        ([], "expected a mapping"),
     ):
         with pytest.raises(InputError, match=re.escape(message)):
             TrainSettings.from_params({"train": {"feature_sets": value}})

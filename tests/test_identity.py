@@ -224,7 +224,7 @@ def test_a_user_table_predicted_through_the_cli_gets_the_identity_columns(
     sub = store.model("no_tau_cap")
     cells = allen_cells[allen_cells["cre_line"].str.startswith("Pvalb")]
     cells = cells.dropna(subset=sub.features).iloc[:40]
-    cells = cells.drop(columns=["tau"])  # these cells get the no_tau_cap set's classifier
+    cells = cells.drop(columns=["tau", "cap"])  # these cells get the no_tau_cap set's classifier
     src, out = tmp_path / "cells.csv", tmp_path / "pred.h5ad"
     cells.to_csv(src)
     res = CliRunner().invoke(app, [str(a) for a in (

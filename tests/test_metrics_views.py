@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ephys2expr.predict.run import headline_metrics as predict_headline
+from ephys2expr.predict.summary import headline_metrics as predict_headline
 from ephys2expr.train.summary import headline_metrics as train_headline
 from ephys2expr.validate.run import headline_metrics as validate_headline
 

@@ -331,9 +331,9 @@ def test_cli_on_plain_csv_with_own_id_column(tmp_path, fitted):
 
 # ------------------------------------------------------------------------- bad input
 def _break_missing_column(p: Path):
-    t = pd.read_parquet(p).drop(columns=["rheo", "adratio"])
+    t = pd.read_parquet(p).drop(columns=["apthr", "apamp", "aphw", "tau", "ahpamp", "rheo", "cap"])
     t.to_parquet(p)
-    return "matches no feature set of the model store: its columns hold ['rin', 'rmp', 'apthr',"
+    return "its columns hold 4 of the model's features (rin, rmp, maxfreq, adratio), fewer than"
 
 
 def _break_duplicate_id(p: Path):
@@ -385,9 +385,12 @@ def _break_no_store(p: Path):
 
 def _break_all_missing(p: Path):
     t = pd.read_parquet(p)
-    t["tau"] = np.nan
+    t[["rin", "rmp", "apthr", "apamp", "aphw", "tau", "ahpamp"]] = np.nan
     t.to_parquet(p)
-    return "no cell has the features of any feature set (all 50 miss some); the store offers"
+    return (
+        "no cell is predicted (50 cells: 28 fewer than predict.min_features = 5 of the "
+        "store's 11 features (has 4); 22 fewer than"
+    )
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.model.store_format import MAX_META_BYTES
 from ephys2expr.model.store_io import load_model_store, save_model_store
-from tests.helpers import raises_one_line
+from tests.helpers import as_schema_5, raises_one_line
 from tests.train_data import small_real_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,17 +149,19 @@ def test_a_save_killed_at_any_file_boundary_leaves_old_or_new_never_a_mix(
             "intervals.parquet",
             "model.json",
             "train_features.parquet",
+            "train_targets.parquet",
+            "train_types.parquet",
         ]
         assert _same(load_model_store(target), stores["new"])
     else:
         pytest.fail("the save never completed")
-    # seven files, the swap (one exchange, or two renames), then the old folder removed
+    # nine files, the swap (one exchange, or two renames), then the old folder removed
     swap = ["exchange"] if exchange else ["exchange", "rename", "rename"]
-    assert steps == ["replace"] * 7 + [*swap, "rmtree"]
+    assert steps == ["replace"] * 9 + [*swap, "rmtree"]
     if exchange:  # the old store until the exchange, the new one from then on
-        assert outcomes == ["old"] * 7 + ["new", "new"]
+        assert outcomes == ["old"] * 9 + ["new", "new"]
     else:  # between the two renames there is no store, and load says why
-        assert outcomes == ["old"] * 8 + ["error", "new", "new"]
+        assert outcomes == ["old"] * 10 + ["error", "new", "new"]
 
 
 @pytest.mark.parametrize("swap_deletes_old_files", [False, True])
@@ -223,6 +225,8 @@ def test_the_stale_temp_files_of_schema_1_stores_are_removed(stores, tmp_path):
         "intervals.parquet",
         "model.json",
         "train_features.parquet",
+        "train_targets.parquet",
+        "train_types.parquet",
     ]
     assert _same(load_model_store(target), stores["new"])
 
@@ -283,6 +287,8 @@ def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path
         "intervals.parquet",
         "model.json",
         "train_features.parquet",
+        "train_targets.parquet",
+        "train_types.parquet",
     ]
     assert sh("git", "status", "--porcelain") == ""
     assert [p.name for p in (repo / "data").iterdir() if p.name.startswith(".model")] == []
@@ -427,7 +433,8 @@ def test_load_reads_the_real_store_layout(stores, tmp_path):
     target = _store_dir(tmp_path, stores["old"])
     meta = json.loads((target / "model.json").read_text())
     tables = {"coef.parquet", "genes.parquet", "train_features.parquet", "intervals.parquet",
-              "identity.parquet", "class_means.parquet"}  # fmt: skip
+              "identity.parquet", "class_means.parquet", "train_targets.parquet",
+              "train_types.parquet"}  # fmt: skip
     assert meta["schema_version"] == 6 and set(meta["files"]) == tables
     assert meta["identity"] is None and got_identity_none(target)
     assert meta["meta_md5"] == json_md5({k: v for k, v in meta.items() if k != "meta_md5"})
@@ -554,16 +561,9 @@ def _without_train_rows(target: Path) -> dict:
 
 
 def _without_intervals(target: Path) -> dict:
-    """``model.json`` of the store in ``target`` as schema 5 wrote it: its
-    ``intervals.parquet`` deleted (the caller writes the returned meta back)."""
-    meta = json.loads((target / "model.json").read_text())
-    for name in ("intervals.parquet", "identity.parquet", "class_means.parquet"):
-        (target / name).unlink()
-        del meta["files"][name]
-    meta.pop("intervals", None)
-    meta.pop("identity", None)
-    meta["schema_version"] = 5
-    return meta
+    """``model.json`` of the store in ``target`` as schema 5 wrote it (the caller writes the
+    returned meta back)."""
+    return as_schema_5(target)
 
 
 def test_a_schema_5_store_loads_without_intervals(stores, tmp_path):

@@ -63,19 +63,24 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     for name in ("r2_hist", "rmse_hist", "model_vs_ols", "observed_vs_predicted",
                  "coef_heatmap", "feature_sets"):  # fmt: skip
         assert (tmp_path / "a" / "plots" / f"{name}.png").stat().st_size > 10_000
-    # one model per default feature set, each with its own CV: a set without tau and cap
-    # scores differently, and its coefficients use only its features
+    # one model per derived feature set (the full set and every missing pattern of the cells
+    # tables with >= min_set_cells cells: no_tau_cap, not adratio's 3) and per set of
+    # train.feature_sets, each with its own CV: a set without tau and cap scores
+    # differently, and its coefficients use only its features
     settings = TrainSettings.from_params(PARAMS)
-    assert list(store.feature_sets) == list(settings.feature_sets)
+    expected_sets = ["full", "no_tau_cap", *settings.feature_sets]
+    assert list(store.feature_sets) == expected_sets
     sub = store.model("no_tau_cap")
     assert sub.features == [f for f in features.columns if f not in ("tau", "cap")]
     assert not np.allclose(sub.genes["cv_r2"], store.genes["cv_r2"], equal_nan=True)
     table = pd.read_csv(tmp_path / "a" / "plots" / "feature_sets.csv", index_col=0)
-    assert list(table.index) == list(settings.feature_sets)
+    assert list(table.index) == expected_sets
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert table.loc["no_tau_cap", "genes_beating_all"] == (
         report["feature_sets"]["no_tau_cap"]["genes_beating_all"])  # fmt: skip
     assert table.loc["full", "genes_beating_all"] == report["genes_beating_all_baselines"]
+    assert report["missing_patterns"]["no_tau_cap"]["aibs_v10"] == 12
+    assert report["missing_patterns"]["no_adratio"]["cells"] == 3
     # headline metrics only: two numbers, no timings; the detail is in the report
     assert metrics == {
         "r2_types": report["model"]["r2_median"],
@@ -126,7 +131,7 @@ def test_set_overrides_reach_the_settings_and_bad_ones_exit_2(prepared, tmp_path
     assert params == {**yaml.safe_load(PARAMS.read_text())["train"], **overridden}
     for args, named in [(["--set", "executor.kind=slurm"], "executor.kind"),
                         (["--set", "lambda=1"], "train.lambda"),
-                        (["--set", "predict.genes=all"], "predict"),
+                        (["--set", "validate.seed=1"], "validate"),
                         (["--set", "alpha"], "KEY=VALUE")]:  # fmt: skip
         res = _run(prepared, tmp_path / "bad", *args)
         assert res.exit_code == 2 and named in (res.stderr or res.output), args
@@ -144,9 +149,11 @@ def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(n_alphas=8, n_permutations=5)
-    # train runs once per training source (foreach over prepare.*_source); rds only here
+    # train runs once per training source (foreach over prepare.*_source); rds only here;
+    # of predict it reads only the tables to derive feature sets from
+    params["predict"] = {k: params["predict"][k] for k in ("inputs", "min_features")}
     (repo / "params.yaml").write_text(
-        yaml.safe_dump({k: v for k, v in params.items() if k != "predict" and k != "validate"})
+        yaml.safe_dump({k: v for k, v in params.items() if k != "validate"})
     )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     # import the installed package (not the copies, which are there as DVC deps) so that

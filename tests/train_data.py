@@ -36,7 +36,9 @@ def small_real_inputs(raw_dir, n_variable: int = 150, n_flat: int = 50):
 
 def write_small_prepared(raw_dir, folder, n_variable: int = 60, n_flat: int = 20):
     """Prepare's three training tables of :func:`small_real_inputs` written into ``folder``
-    (as ``data/prepared/<source>`` holds them); returns the folder."""
+    (as ``data/prepared/<source>`` holds them), and per-cell tables ``cells_aibs_v6`` /
+    ``cells_aibs_v10`` (the types' features as cells; in v10 12 cells lack tau and cap, 3
+    adratio: the derived sets are the full set and ``no_tau_cap``); returns the folder."""
     from pathlib import Path
 
     folder = Path(folder)
@@ -45,4 +47,12 @@ def write_small_prepared(raw_dir, folder, n_variable: int = 60, n_flat: int = 20
     features.to_parquet(folder / "train_features.parquet")
     targets.to_parquet(folder / "train_targets.parquet")
     types.to_parquet(folder / "train_types.parquet")
+    cells = features.reset_index(drop=True)
+    cells.index = [f"c{i}" for i in range(len(cells))]
+    cells.index.name = "cell_id"
+    cells.iloc[:10].to_parquet(folder / "cells_aibs_v6.parquet")
+    v10 = cells.iloc[:15].copy()
+    v10.iloc[:12, [list(v10.columns).index(f) for f in ("tau", "cap")]] = float("nan")
+    v10.iloc[12:, list(v10.columns).index("adratio")] = float("nan")
+    v10.to_parquet(folder / "cells_aibs_v10.parquet")
     return folder

@@ -76,6 +76,15 @@ class ModelStore:
         feature set's family and type classifiers and the class means
         (:mod:`ephys2expr.model.store_identity`); the genes table's ``model_kind`` says which
         kind predicts each gene. Held by the primary model only.
+    train_targets : pandas.DataFrame or None
+        Genes x training rows (columns in ``train_features`` row order), the values the
+        models were fitted to (schema 6, ``train_targets.parquet``), and
+    train_types : pandas.DataFrame or None
+        the training rows' metadata the CV needs (``broad_type``, ``weight``; ``group`` and
+        ``family`` for per-cell sources; ``train_types.parquet``): with them a feature set
+        the store lacks is fitted on demand with the store's own settings
+        (:mod:`ephys2expr.train.on_demand`). Primary model only; None in stores of schema 5
+        and older.
     """
 
     features: list[str]
@@ -93,6 +102,8 @@ class ModelStore:
     train_features: pd.DataFrame | None = None
     intervals: GeneIntervals | None = None
     identity: StoreIdentity | None = None
+    train_targets: pd.DataFrame | None = None
+    train_types: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self.features = [str(f) for f in self.features]
@@ -171,6 +182,23 @@ class ModelStore:
         self._validate_sets(where)
         self._validate_train_features(where)
         self._validate_intervals(where)
+        self._validate_train_targets(where)
+
+    def _validate_train_targets(self, where: str) -> None:
+        """The training targets and row metadata, if held: the store's genes x its training
+        rows (finite numbers), and one metadata row per training row."""
+        if self.train_targets is None and self.train_types is None:
+            return
+        rows = self.train_features
+        if self.train_targets is None or self.train_types is None or rows is None:
+            raise InputError(f"{where}: train_targets, train_types and train_features go together")
+        y, types = self.train_targets, self.train_types
+        if not y.index.equals(self.coef.index) or list(y.columns) != list(rows.index):
+            raise InputError(f"{where}: train_targets are not the store's genes x training rows")
+        if list(types.index) != list(rows.index) or "broad_type" not in types.columns:
+            raise InputError(f"{where}: train_types are not the training rows with broad_type")
+        if not np.isfinite(y.to_numpy(dtype=float)).all():
+            raise InputError(f"{where}: train_targets hold a value that is not a finite number")
 
     def _validate_intervals(self, where: str) -> None:
         """The intervals, if held: this model's genes and features, quantiles not NaN."""

@@ -85,7 +85,14 @@ def join_feature_sets(models: list[ModelStore]) -> ModelStore:
         raise InputError(f"model store: feature set names repeat: {names}")
     # the primary's provenance covers every set
     others = {
-        n: dataclasses.replace(m, provenance={}, train_features=None, identity=primary.identity)
+        n: dataclasses.replace(
+            m,
+            provenance={},
+            train_features=None,
+            train_targets=None,
+            train_types=None,
+            identity=primary.identity,
+        )  # fmt: skip
         for n, m in others.items()
     }  # the identity part is the store's (saved once), each set reads its own classifier
     return dataclasses.replace(primary, other_sets=others)
@@ -102,4 +109,25 @@ def with_identity(store: ModelStore, identity) -> ModelStore:
     return dataclasses.replace(store, identity=identity, other_sets=others)
 
 
-__all__ = ["join_feature_sets", "store_from_estimator", "with_identity"]
+def add_feature_set(store: ModelStore, model: ModelStore) -> ModelStore:
+    """``store`` plus ``model`` (a single model over fewer of its features, e.g. fitted on
+    demand) as one more feature set: a new store, ``store`` is unchanged. A store with
+    identity classifiers (``train.model: mixture | best``) takes the new set's classifier
+    too: every set needs its own."""
+    identity = store.identity
+    if identity is not None:
+        own = model.identity.classifiers.get(model.feature_set) if model.identity else None
+        if own is None:
+            raise InputError(
+                f"model store: feature set {model.feature_set!r} has no identity classifier "
+                "and the store's other sets have one"
+            )
+        classifiers = {**identity.classifiers, model.feature_set: own}
+        identity = dataclasses.replace(identity, classifiers=classifiers)
+    model = dataclasses.replace(model, provenance={}, train_features=None, train_targets=None,
+                                train_types=None, other_sets={})  # fmt: skip
+    out = dataclasses.replace(store, other_sets={**store.other_sets, model.feature_set: model})
+    return with_identity(out, identity) if identity is not None else out
+
+
+__all__ = ["add_feature_set", "join_feature_sets", "store_from_estimator", "with_identity"]

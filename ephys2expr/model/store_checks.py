@@ -18,17 +18,20 @@ META_HASH = "meta_md5"
 META = "model.json"
 # the tables of a store of schema 5 (train_features: the training rows, for the OOD score)
 TRAIN_FEATURES = "train_features.parquet"
-# schema 6: the prediction intervals' per-gene quantiles and difficulty models, and the
+# schema 6: the prediction intervals' per-gene quantiles and difficulty models; the
 # identity classifiers and class means (empty for a store without them;
-# ephys2expr.model.store_identity)
+# ephys2expr.model.store_identity); the training targets and row metadata (a feature set
+# fitted on demand, #21)
 INTERVALS = "intervals.parquet"
+TRAIN_TARGETS = "train_targets.parquet"
+TRAIN_TYPES = "train_types.parquet"
 TABLES = ("coef.parquet", "genes.parquet", TRAIN_FEATURES, INTERVALS, "identity.parquet",
-          "class_means.parquet")  # fmt: skip
+          "class_means.parquet", TRAIN_TARGETS, TRAIN_TYPES)  # fmt: skip
 
 
 def tables_of(version: int) -> tuple[str, ...]:
     """The tables a store of schema ``version`` holds (before 5: no ``train_features``;
-    before 6: no ``intervals`` and identity tables)."""
+    before 6: no ``intervals``, identity tables, ``train_targets`` / ``train_types``)."""
     return TABLES if version >= 6 else TABLES[:3] if version == 5 else TABLES[:2]
 
 

@@ -56,7 +56,9 @@ log = logging.getLogger("ephys2expr")
 
 # 6: ``intervals.parquet`` and model.json ``intervals``: the prediction intervals;
 #    ``identity.parquet`` and ``class_means.parquet`` (the identity classifiers and class
-#    means of a per-cell store; empty otherwise) and model.json ``identity``.
+#    means of a per-cell store; empty otherwise) and model.json ``identity``;
+#    ``train_targets.parquet`` and ``train_types.parquet``, the training targets and row
+#    metadata (the store is self-contained: predict fits a missing feature set on demand).
 # 5: ``train_features.parquet``, the training rows (the out-of-distribution score).
 # 4: ``meta_md5``, the md5 of model.json's own values (an edited model.json is detected).
 # 3: one model per feature set (``feature_sets``; tables indexed by feature set and gene).

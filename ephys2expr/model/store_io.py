@@ -14,7 +14,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import GeneIntervals
 from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import join_feature_sets, with_identity
-from ephys2expr.model.store_checks import INTERVALS, TRAIN_FEATURES
+from ephys2expr.model.store_checks import INTERVALS, TRAIN_FEATURES, TRAIN_TARGETS, TRAIN_TYPES
 from ephys2expr.model.store_format import (
     check_replaceable,
     join_set_tables,
@@ -75,6 +75,7 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
     meta["identity"], tables[IDENTITY], tables[CLASS_MEANS] = identity_tables(
         store.identity, {n: m.features for n, m in sets.items()}, store.gene_names
     )
+    tables[TRAIN_TARGETS], tables[TRAIN_TYPES] = _train_targets_tables(store)
     write_store(directory, meta, tables)
 
 
@@ -92,6 +93,21 @@ def _intervals_table(store: ModelStore) -> pd.DataFrame:
         rest = ["scale_knn", "scale_lo", "scale_hi"]
         frames[name] = t.reindex(columns=q + ["scale_intercept"] + scale + rest, fill_value=0.0)
     return pd.concat(frames, names=["feature_set", "gene"]).astype(float)
+
+
+def _train_targets_tables(store: ModelStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training targets (index ``gene``, one column per row) and row metadata (index
+    ``row``) as stored; empty tables if the store has none."""
+    if store.train_targets is None:
+        empty = pd.Index([], dtype=object, name="row")
+        return (pd.DataFrame(index=pd.Index([], dtype=object, name="gene")),
+                pd.DataFrame({"broad_type": pd.Series(dtype=object)}, index=empty))  # fmt: skip
+    y = store.train_targets.astype(float).copy()
+    y.index = pd.Index([str(g) for g in y.index], dtype=object, name="gene")
+    y.columns = [str(c) for c in y.columns]
+    types = store.train_types.copy()
+    types.index = pd.Index([str(i) for i in types.index], dtype=object, name="row")
+    return y, types
 
 
 def _train_rows_table(store: ModelStore) -> pd.DataFrame:
@@ -154,6 +170,7 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
             )  # fmt: skip
             if identity is not None:
                 store = with_identity(store, identity)
+        store = _with_train_targets(store, tables.get(TRAIN_TARGETS), tables.get(TRAIN_TYPES))
     except InputError as exc:  # name the folder, and say if the files do not belong together
         raise InputError(f"{where}: {str(exc).removeprefix('model store: ')}{note}") from None
     if mismatched:
@@ -189,6 +206,23 @@ def _with_train_rows(store: ModelStore, rows: pd.DataFrame | None, where: str) -
             f"features {store.features}"
         )
     store.train_features = rows[store.features].astype(float)
+    store.validate()
+    return store
+
+
+def _with_train_targets(store: ModelStore, y: pd.DataFrame | None, types) -> ModelStore:
+    """The store holding its training targets and row metadata (schema 6), checked by
+    ``validate``; as it is when its folder has none (older schemas, or saved without)."""
+    if y is None or y.shape[1] == 0 or store.train_features is None:
+        return store
+    rows = [str(r) for r in store.train_features.index]
+    if list(y.index) != store.gene_names or list(y.columns) != rows:
+        raise InputError(f"model store: {TRAIN_TARGETS} is not the store's genes x training rows")
+    if types is None or list(types.index) != rows:
+        raise InputError(f"model store: {TRAIN_TYPES} does not hold the training rows")
+    store.train_targets = y.set_axis(store.coef.index, axis=0).set_axis(
+        store.train_features.index, axis=1)  # fmt: skip
+    store.train_types = types.set_axis(store.train_features.index, axis=0)
     store.validate()
     return store
 

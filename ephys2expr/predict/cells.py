@@ -198,22 +198,25 @@ def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) 
     return pd.DataFrame(out, index=cells.index)
 
 
-def usable_features(cells: pd.DataFrame, store: ModelStore, missing: str, where: str) -> list[str]:
+def usable_features(
+    cells: pd.DataFrame, store: ModelStore, missing: str, where: str, min_features: int
+) -> list[str]:
     """The store's features the table has as columns, if they are enough for ``missing``.
 
-    ``feature_set``: the columns must hold the features of at least one feature set of the
-    store (a cell is predicted by a set whose features it has); otherwise the error lists
-    the features present and the sets offered. ``drop``/``impute`` use the full set: every
-    feature of it must be a column (:func:`check_feature_columns` says which are not).
+    ``feature_set``: the columns must hold at least ``min_features`` of the store's features
+    (each cell is then predicted by the set of exactly the features it has); otherwise the
+    error lists the features present and the sets offered. ``drop``/``impute`` use the full
+    set: every feature of it must be a column (:func:`check_feature_columns` says which are
+    not).
     """
     if missing != "feature_set":
         return list(store.features)
     present = [f for f in store.features if f in cells.columns]
-    if not any(set(m.features) <= set(present) for m in store.feature_sets.values()):
+    if len(present) < min_features:
         raise InputError(
-            f"{where}: matches no feature set of the model store: its columns hold "
-            f"{present or 'none'} of the model's features; the store offers "
-            f"{describe_sets(store)}"
+            f"{where}: its columns hold {len(present)} of the model's features "
+            f"({', '.join(present) or 'none'}), fewer than predict.min_features = "
+            f"{min_features}; the store offers {describe_sets(store)}"
         )
     return present
 
@@ -314,6 +317,8 @@ def _log_summary(name: str, s: dict) -> None:
     keys = ("cells_in", "predicted", "dropped", "imputed", "extrapolated", "ood")
     log.info("%s: " + counts, name, *(s[k] for k in keys))
     log.info("%s: cells per feature set: %s", name, s["by_feature_set"])
+    for reason, n in s["dropped_by_reason"].items():
+        log.info("%s: %d cells not predicted: %s", name, n, reason)
     for sp, c in s["per_species"].items():
         log.info(
             "%s: %s: " + counts + " (missing: %s)",
@@ -346,7 +351,7 @@ def load_cells(
     """
     path = Path(path)
     cells = read_cell_table(path, id_column=id_column)
-    usable = usable_features(cells, store, screen.missing, str(path))
+    usable = usable_features(cells, store, screen.missing, str(path), screen.min_features)
     features = check_feature_columns(cells, usable, str(path))
     meta = cell_metadata(cells, species=species, where=str(path))
     store_species = str(store.provenance.get("species", "unknown"))

@@ -61,8 +61,10 @@ def uns_dict(metadata: dict) -> dict:
 
 class H5adWriter:
     """Write an AnnData ``.h5ad`` with obs = ``meta``, var = the store's genes table rows
-    ``gene_idx``, uns[``ephys2expr``] = ``file_metadata`` (a dict), ``X`` filled by
-    :meth:`write` block by block (genes x cells blocks, as predicted)."""
+    ``gene_idx`` (the full set's), varm = ``varm`` (genes x feature sets tables:
+    :func:`~ephys2expr.predict.quality.set_quality`), uns[``ephys2expr``] = ``file_metadata``
+    (a dict), ``X`` filled by :meth:`write` block by block (genes x cells blocks, as
+    predicted)."""
 
     def __init__(
         self,
@@ -74,7 +76,9 @@ class H5adWriter:
         chunk_cells: int = 1000,
         intervals: bool = False,
         obsm: dict | None = None,
+        varm: dict | None = None,
     ) -> None:
+        self.varm = varm or {}
         self.path = Path(path)
         self.store, self.meta, self.gene_idx = store, meta, gene_idx
         self.file_metadata = file_metadata or {}
@@ -102,6 +106,8 @@ class H5adWriter:
             table.columns = [str(c) for c in table.columns]
             obsm[key] = table
         adata = ad.AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
+        for key, table in self.varm.items():  # genes x feature sets (predict.quality)
+            adata.varm[key] = table.set_axis(var.index)
         adata.write_h5ad(self.path)
         self._file = h5py.File(self.path, "a")
         n, g = len(obs), len(var)

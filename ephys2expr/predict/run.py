@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, open_executor
@@ -25,8 +24,10 @@ from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.cells import load_cells
 from ephys2expr.predict.identity import identity_outputs
 from ephys2expr.predict.intervals import has_intervals, interval_methods
+from ephys2expr.predict.on_demand import add_missing_sets
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
+from ephys2expr.predict.quality import set_quality, sets_without_null
 from ephys2expr.predict.read import constant_genes
 from ephys2expr.predict.screen import (
     CellScreen,
@@ -35,6 +36,7 @@ from ephys2expr.predict.screen import (
     rank_feature_sets,
 )
 from ephys2expr.predict.settings import PredictSettings
+from ephys2expr.predict.summary import constant_genes_note, headline_metrics, marker_medians
 from ephys2expr.predict.write import PREDICTION_DTYPE, genes_path, write_predictions
 
 log = logging.getLogger("ephys2expr.predict")
@@ -157,44 +159,6 @@ def select_genes(store: ModelStore, genes: str | bool, where: str = "model store
     return np.flatnonzero(store.genes[cols].all(axis=1).to_numpy())
 
 
-def marker_medians(markers: pd.DataFrame, meta: pd.DataFrame) -> dict:
-    """Median predicted log2 expression of each marker gene per species and dendrite type
-    (with the cell count): how the markers separate cell classes, e.g. for human cells."""
-    out: dict = {}
-    dendrite = meta.get("dendrite_type", pd.Series("unknown", index=meta.index)).fillna("unknown")
-    for (species, dtype), rows in markers.groupby([meta["species"], dendrite]):
-        entry = {"n_cells": int(len(rows)), **rows.median().round(3).to_dict()}
-        out.setdefault(str(species), {})[str(dtype)] = entry
-    return out
-
-
-def headline_metrics(report: dict) -> dict:
-    """What ``dvc metrics show`` prints for a predict run: ``genes`` and ``cells`` predicted
-    (cells summed over the input tables). Per input, per species, per feature set, the share
-    extrapolated and below zero: the report."""
-    return {
-        "genes": report["model"]["genes_predicted"],
-        "cells": sum(s["predicted"] for s in report["inputs"].values()),
-    }
-
-
-def _constant_genes_note(store: ModelStore, gene_idx: np.ndarray, where: str) -> dict:
-    """What the files say about genes left out because their model is constant."""
-    const = constant_genes(store)
-    omitted = np.setdiff1d(const, gene_idx)
-    folder = repr(where) if Path(where).is_dir() else "'<model store folder>'"
-    return {
-        "constant_genes": int(len(const)),
-        "constant_genes_omitted": int(len(omitted)),
-        "constant_genes_value": (
-            "genes of the model store whose coefficients are all zero predict their "
-            f"'intercept' ({where}/genes.parquet) for every cell; those not in this file "
-            "(constant_genes_omitted) are that constant: "
-            f"ephys2expr.predict.read.read_predictions(path, store={folder}) fills them in"
-        ),
-    }
-
-
 def predict_tables(
     jobs: list[Job],
     store: ModelStore,
@@ -204,6 +168,7 @@ def predict_tables(
     species: str | None = None,
     where: str = "model store",
     outputs: OutputSet | None = None,
+    fit_set=None,
 ) -> PredictResult:
     """Predict the genes of ``settings.genes`` for the cells of each job and write them.
 
@@ -224,6 +189,13 @@ def predict_tables(
         The run's output set (files are written to its temporary paths; the caller commits
         it with the other outputs). Without it, this call's files are committed together
         when it returns.
+    fit_set : callable, optional
+        ``fit_set(store, features) -> (model, note)``: fits a feature set the store lacks
+        (:func:`ephys2expr.train.on_demand.fit_feature_set`, which the stage passes). With
+        ``missing: feature_set`` every missing pattern of the inputs that no set of the store
+        has exactly (cells with >= ``min_features`` features) gets its set this way, so
+        every such cell is predicted from all its features; without it those cells are not
+        predicted.
 
     Returns
     -------
@@ -237,9 +209,14 @@ def predict_tables(
         ) as own:  # fmt: skip
             own.plan(*(p for job in jobs for p in job.files().values()))
             return predict_tables(jobs, store, settings, executor_settings, id_column,
-                                  species, where, own)  # fmt: skip
+                                  species, where, own, fit_set)  # fmt: skip
+    on_demand: dict[str, dict] = {}
+    if fit_set is not None and settings.missing == "feature_set":
+        store, on_demand = add_missing_sets([job.source for job in jobs], store,
+                                            settings.min_features, fit_set, id_column)  # fmt: skip
     screen = CellScreen(settings.missing, settings.extrapolation_tolerance,
-                        settings.ood_neighbors, settings.ood_percentile).fit(store)  # fmt: skip
+                        settings.ood_neighbors, settings.ood_percentile,
+                        settings.min_features).fit(store)  # fmt: skip
     gene_idx = select_genes(store, settings.genes, where=where)
     log.info(
         "model store %s: %d genes x %d features; predicting %d genes (genes: %s)",
@@ -256,9 +233,12 @@ def predict_tables(
     for item in items:
         if not item.screen.kept.any():
             if settings.missing == "feature_set":
+                reasons = item.screen.flags["reason"].value_counts()
+                why = "; ".join(f"{n} {r}" for r, n in reasons.items())
                 raise InputError(
-                    f"{item.path}: no cell has the features of any feature set (all "
-                    f"{len(item.meta)} miss some); the store offers {describe_sets(store)}"
+                    f"{item.path}: no cell is predicted ({len(item.meta)} cells: {why}); "
+                    f"the store offers "
+                    f"{describe_sets(store)}"
                 )
             raise InputError(
                 f"{item.path}: no cell left to predict (all {len(item.meta)} have "
@@ -266,17 +246,25 @@ def predict_tables(
             )
 
     genes_table = store.genes.iloc[gene_idx]
-    constant = _constant_genes_note(store, gene_idx, where)
+    constant = constant_genes_note(store, gene_idx, where)
     omitted = np.setdiff1d(constant_genes(store), gene_idx) if settings.genes == "varying" else []
     n_omitted_negative = int((store.intercept[omitted] < 0).sum()) if len(omitted) else 0
     # the plots show the markers as every cell's prediction is defined: constant genes too
     marker_idx = gene_idx if settings.genes == "predictable" else np.arange(len(store.genes))
     r2 = store.genes["cv_r2"].to_dict() if "cv_r2" in store.genes.columns else None
     sets = {name: m.features for name, m in store.feature_sets.items()}
+    quality = set_quality(store, gene_idx)  # the h5ad's varm: each set's per-gene quality
+    no_null = sets_without_null(store)
+    if no_null:
+        log.info("feature sets without the permutation null (no q-values, nothing trusted): %s",
+                 ", ".join(no_null))  # fmt: skip
     report: dict = {
         "model": {"genes_in_model": len(store.genes), "genes_predicted": len(gene_idx),
                   "features": store.features, "feature_sets": sets,
-                  "feature_set_preference": rank_feature_sets(store), **constant},
+                  "feature_set_preference": rank_feature_sets(store), **constant,
+                  "trusted_genes_by_set": {k: int(v) for k, v in quality["trusted"].sum().items()},
+                  "on_demand_sets": on_demand,
+                  "sets_without_null": no_null},
         "settings": settings.as_dict(),
         "inputs": {},
     }  # fmt: skip
@@ -315,6 +303,10 @@ def predict_tables(
                 "input": item.name,
                 "features": store.features,
                 "feature_sets": sets,
+                "sets_without_null": no_null,
+                "quality": "varm[key][feature_set], genes x feature sets: cv_r2, beats_<baseline>, "
+                "q_value, trusted (beats every baseline and q < train.fdr_q); each cell's trusted "
+                "genes: varm['trusted'][obs['feature_set']].T (ephys2expr.predict.quality)",
                 "missing_policy": settings.missing,
                 "extrapolation_tolerance": settings.extrapolation_tolerance,
                 "ood_neighbors": settings.ood_neighbors,
@@ -336,6 +328,7 @@ def predict_tables(
                 h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
                 where=str(item.path), cell_sets=item.screen.cell_sets, obsm=obsm,
                 interval_level=level, parquet_intervals=settings.parquet_intervals,
+                varm=quality,
             )  # fmt: skip
             write_parquet(genes_table, outputs.temp(files["genes"]))
             log.info(

@@ -25,6 +25,7 @@ DEFAULTS = PredictSettings()  # constructor defaults: the settings' (defined onc
 # Per-cell flags added by the screen, written beside the metadata.
 FLAG_COLUMNS: list[str] = [
     "feature_set",
+    "features_used",
     "imputed",
     "imputed_features",
     "extrapolated",
@@ -49,7 +50,8 @@ class ScreenResult:
         Per input cell: predicted (True) or dropped for missing features (False).
     flags : pandas.DataFrame
         Per input cell: ``n_missing``, ``missing_features``, then :data:`FLAG_COLUMNS`
-        (``feature_set`` is ``""`` for a dropped cell).
+        (``feature_set`` is ``""`` for a dropped cell) and ``reason`` (why a cell is not
+        predicted, ``""`` for a predicted one).
     cell_sets : numpy.ndarray of int
         Per kept cell: its feature set, as a position in ``set_names``.
     set_names : list of str
@@ -97,12 +99,14 @@ class CellScreen:
     Parameters
     ----------
     missing : {"feature_set", "drop", "impute"}
-        ``feature_set``: each cell is predicted by the best feature set of the store that
-        its features allow (:func:`rank_feature_sets`); a cell that has no set's features
-        is not predicted. ``drop``: cells with any missing feature of the full set are not
-        predicted (the original project's behaviour). ``impute``: missing values are set to
-        the training mean of that feature (the scaler mean of the final fit) and the cell is
-        flagged. ``drop`` and ``impute`` use the full set only.
+        ``feature_set``: each cell is predicted by the feature set of exactly the store's
+        features it has (never fewer: a reduced-feature model); a cell with fewer than
+        ``min_features`` of them, or whose set the store lacks (see
+        :func:`~ephys2expr.predict.on_demand.add_missing_sets`), is not predicted.
+        ``drop``: cells with any missing feature of the full set are not predicted (the
+        original project's behaviour). ``impute``: missing values are set to the training
+        mean of that feature (the scaler mean of the final fit) and the cell is flagged.
+        ``drop`` and ``impute`` use the full set only.
     tolerance : float
         A value is *extrapolated* when it lies more than ``tolerance x (max - min)``
         outside the training range ``[min, max]`` of its feature. Imputed values never
@@ -115,6 +119,8 @@ class CellScreen:
         no training rows (schema 4 and older).
     ood_percentile : float
         ``ood`` = ``ood_score`` above it.
+    min_features : int
+        ``feature_set`` only: cells with fewer of the store's features are not predicted.
 
     The stage takes both from :class:`~ephys2expr.predict.settings.PredictSettings`,
     which checks them.
@@ -140,7 +146,9 @@ class CellScreen:
         tolerance: float = DEFAULTS.extrapolation_tolerance,
         ood_neighbors: int = DEFAULTS.ood_neighbors,
         ood_percentile: float = DEFAULTS.ood_percentile,
+        min_features: int = DEFAULTS.min_features,
     ) -> None:
+        self.min_features = min_features
         self.missing = missing
         self.tolerance = tolerance
         self.ood_neighbors = ood_neighbors
@@ -187,15 +195,35 @@ class CellScreen:
         return out
 
     def choose_sets(self, present: np.ndarray) -> np.ndarray:
-        """Per cell (rows of the boolean ``present``, cells x features): the position of its
-        feature set in ``set_names_``, or -1 if it has no set's features."""
+        """Per cell (rows of the boolean ``present``, cells x features): the position in
+        ``set_names_`` of the set of exactly its features, or -1 (none, or fewer than
+        ``min_features``)."""
         if self.missing != "feature_set":  # the full set, for cells that have (or get) it all
             return np.where(present.all(axis=1) | (self.missing == "impute"), 0, -1)
         chosen = np.full(len(present), -1, dtype=np.int64)
-        for s in reversed(self.preference_):  # the best set that fits is written last
-            fits = (present | ~self.set_masks_[s]).all(axis=1)
-            chosen[fits] = s
+        for s in reversed(self.preference_):  # equal masks: the best-ranked set wins
+            chosen[(present == self.set_masks_[s]).all(axis=1)] = s
+        chosen[present.sum(axis=1) < self.min_features] = -1
         return chosen
+
+    def reasons(self, present: np.ndarray, chosen: np.ndarray) -> list[str]:
+        """Per cell: one line saying why it is not predicted (``""`` if it is)."""
+        n_all = len(self.features_)
+        out = []
+        for row, s in zip(present, chosen, strict=True):
+            n = int(row.sum())
+            if s >= 0:
+                out.append("")
+            elif self.missing == "drop":
+                out.append(
+                    f"missing {n_all - n} of the full set's {n_all} features (missing: drop)"
+                )
+            elif n < self.min_features:
+                out.append(f"fewer than predict.min_features = {self.min_features} of the "
+                           f"store's {n_all} features (has {n})")  # fmt: skip
+            else:
+                out.append("no feature set of the store has exactly its features")
+        return out
 
     def transform(self, features: pd.DataFrame) -> ScreenResult:
         """Screen cells (rows of ``features``, columns at least ``features_``)."""
@@ -216,10 +244,14 @@ class CellScreen:
             excess = np.maximum(self.min_ - filled, filled - self.max_)
             excess = np.where(outside, excess / np.where(self.range_ > 0, self.range_, 1.0), 0.0)
         set_label = np.array(self.set_names_ + [""], dtype=object)[chosen]
+        used_label = np.array([",".join(names[m]) for m in self.set_masks_] + [""],
+                              dtype=object)[chosen]  # fmt: skip
         score = self.ood_scores(filled, chosen)
         flags = pd.DataFrame(
             {
                 "feature_set": set_label,
+                "features_used": used_label,
+                "reason": self.reasons(~nan, chosen),
                 "n_missing": n_missing.astype(np.int64),
                 "missing_features": [",".join(names[row]) for row in nan],
                 "imputed": (n_missing > 0) & kept & (self.missing == "impute"),
@@ -236,7 +268,7 @@ class CellScreen:
             },
             index=features.index,
         )
-        flags = flags[["n_missing", "missing_features", *FLAG_COLUMNS]]
+        flags = flags[["n_missing", "missing_features", "reason", *FLAG_COLUMNS]]
         return ScreenResult(filled[kept], kept, flags, chosen[kept], list(self.set_names_))
 
 
@@ -268,6 +300,9 @@ def screen_summary(meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray
             "predicted": n_pred,
             "by_feature_set": {s: int(sets.get(s, 0)) for s in set_names},
             "dropped": int((~k).sum()),
+            "dropped_by_reason": {
+                str(r): int(n) for r, n in f.loc[~k, "reason"].value_counts().sort_index().items()
+            },
             "imputed": int((f["imputed"].to_numpy() & k).sum()),
             "extrapolated": n_extra,
             "frac_extrapolated": round(n_extra / n_pred, 4) if n_pred else None,

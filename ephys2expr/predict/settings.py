@@ -30,9 +30,22 @@ class PredictSettings(Settings):
     )
     missing: str = setting(
         "feature_set",
-        "feature_set (each cell by the best feature set of the store its features allow; "
-        "cells with no set's features are not predicted) | drop (full set only: cells missing "
-        "one of its features are not predicted) | impute (full set, training means filled in)",
+        "feature_set (each cell by the feature set of exactly the store's features it has; a "
+        "set the store lacks is fitted on demand) | drop (full set only: cells missing one of "
+        "its features are not predicted) | impute (full set, training means filled in)",
+    )
+    min_features: int = setting(
+        5, "a cell with fewer of the store's features is not predicted (feature_set only)"
+    )
+    n_permutations: int | str = setting(
+        "train",
+        "permutation null of a feature set fitted on demand: 'train' = as the store was "
+        "trained (train.n_permutations), or a number (0 = off: no q-values, nothing trusted)",
+    )
+    cache_dir: str = setting(
+        "",
+        "where feature sets fitted on demand are cached ('' = $XDG_CACHE_HOME/ephys2expr, "
+        "default ~/.cache/ephys2expr); outside the DVC outputs",
     )
     extrapolation_tolerance: float = setting(
         0.1, "fraction of the training range a feature may lie beyond min/max unflagged"
@@ -98,6 +111,17 @@ class PredictSettings(Settings):
                 f"{self.where('interval_level')}: {self.interval_level} is not one of the "
                 f"levels a model store holds, {list(LEVELS)}"
             )
+        if self.min_features < 1:
+            raise InputError(f"{self.where('min_features')}: {self.min_features} is not >= 1")
+        if isinstance(self.n_permutations, str):
+            if self.n_permutations.strip().lower() != "train":
+                raise InputError(
+                    f"{self.where('n_permutations')}: {self.n_permutations!r} is not a number "
+                    "or 'train'"
+                )
+            self.n_permutations = "train"
+        elif self.n_permutations < 0:
+            raise InputError(f"{self.where('n_permutations')}: {self.n_permutations} is negative")
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")
         bad = [name for name in self.inputs if not NAME.match(name)]
@@ -115,6 +139,11 @@ class PredictSettings(Settings):
             s for s, flag in ((".h5ad", self.write_h5ad), (".parquet", self.write_parquet)) if flag
         ]
         return [primary] + [s for s in on if s != primary] if primary else on
+
+    @property
+    def on_demand_permutations(self) -> int | None:
+        """The null size of a set fitted on demand (None = the store's own)."""
+        return None if self.n_permutations == "train" else int(self.n_permutations)
 
     @property
     def only_predictable(self) -> bool:

@@ -234,6 +234,7 @@ def write_predictions(
     interval_level: float | None = None,
     parquet_intervals: bool = False,
     obsm: dict | None = None,
+    varm: dict | None = None,
 ) -> dict:
     """Predict and write cells x genes to ``.h5ad`` and/or Parquet, chunk by chunk.
 
@@ -255,7 +256,8 @@ def write_predictions(
     ``.h5ad`` gets layers ``lower`` and ``upper`` (float16, rounded outward), the Parquet
     file columns ``<gene>|lower`` and ``<gene>|upper`` too with ``parquet_intervals``.
     ``obsm``: tables (cells x columns, rows in ``meta`` order) for the h5ad's obsm, e.g. the
-    identity probabilities (:mod:`ephys2expr.predict.identity`).
+    identity probabilities (:mod:`ephys2expr.predict.identity`). ``varm``: the h5ad's per-set
+    quality tables (:func:`~ephys2expr.predict.quality.set_quality`).
 
     Returns
     -------
@@ -289,7 +291,8 @@ def write_predictions(
         if h5ad_path is not None:
             writers.append(H5adWriter(outputs.temp(h5ad_path), store, meta, gene_idx,
                                       file_metadata, chunk_cells,
-                                      intervals=interval_level is not None, obsm=obsm))  # fmt: skip
+                                      intervals=interval_level is not None, obsm=obsm,
+                                      varm=varm))  # fmt: skip
         for w in writers:  # an OS error (disk full) names the file it was writing
             stack.enter_context(writing(w.path))
             stack.enter_context(w)

@@ -1,4 +1,11 @@
-"""What each feature set achieves: the per-set comparison table (in the train report).
+"""Which feature sets the train stage fits, and what each achieves (the train report).
+
+:func:`derive_feature_sets` finds the sets in the data: the full set plus every missing
+pattern of the per-cell tables that predict applies the store to (``predict.inputs``) with
+at least ``train.min_set_cells`` cells and ``predict.min_features`` features, so that every
+such cell is predicted from exactly the features it has (reduced-feature models,
+Saar-Tsechansky & Provost 2007, JMLR 8: 1623-1657). :func:`set_name` names a set by what it
+leaves out (``no_tau_cap``).
 
 The train stage fits one model per feature set (``train.feature_sets``, resolved for the
 source by :meth:`~ephys2expr.train.settings.TrainSettings.resolve_feature_sets`), each with
@@ -9,9 +16,62 @@ feature_sets.csv``, the report and :func:`~ephys2expr.train.plots.feature_set_fi
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ephys2expr.taxonomy import MARKER_GENES
+
+FULL = "full"  # the name of the set that leaves out nothing
+
+
+def set_name(features: list[str], kept: list[str]) -> str:
+    """``full``, or ``no_`` + the left-out features joined by ``_`` (in ``features`` order)."""
+    out = [f for f in features if f not in kept]
+    return FULL if not out else "no_" + "_".join(out)
+
+
+def missing_patterns(tables: dict[str, pd.DataFrame], features: list[str]) -> pd.DataFrame:
+    """Cells per missing pattern (over ``features``) in each table.
+
+    A feature a table has no column for is missing in every cell of it.
+
+    Returns
+    -------
+    DataFrame
+        One row per pattern, most cells first (then name): index ``feature_set`` (the
+        :func:`set_name` of the features present), ``n_features``, ``features``
+        (comma-joined, present ones), one count column per table and ``cells`` (their sum).
+    """
+    counts: dict[tuple, dict[str, int]] = {}
+    for name, table in tables.items():
+        present = table.reindex(columns=features).notna().to_numpy()
+        rows, n = np.unique(present, axis=0, return_counts=True)
+        for row, k in zip(rows, n, strict=True):
+            counts.setdefault(tuple(bool(v) for v in row), {})[name] = int(k)
+    records = []
+    for row, per_table in counts.items():
+        kept = [f for f, has in zip(features, row, strict=True) if has]
+        per = {t: per_table.get(t, 0) for t in tables}
+        records.append({"feature_set": set_name(features, kept), "n_features": len(kept),
+                        "features": ",".join(kept), **per, "cells": sum(per.values())})  # fmt: skip
+    cols = ["feature_set", "n_features", "features", *tables, "cells"]
+    out = pd.DataFrame.from_records(records, columns=cols)
+    out = out.sort_values(["cells", "feature_set"], ascending=[False, True], kind="stable")
+    return out.set_index("feature_set")
+
+
+def derive_feature_sets(
+    features: list[str], patterns: pd.DataFrame, min_cells: int, min_features: int
+) -> dict[str, list[str]]:
+    """The full set, then every pattern of ``patterns`` (:func:`missing_patterns`) with at
+    least ``min_cells`` cells and ``min_features`` features, most cells first: name ->
+    the features it keeps (``features`` order)."""
+    out = {FULL: list(features)}
+    for name, row in patterns.iterrows():
+        kept = [f for f in row["features"].split(",") if f]
+        if row["cells"] >= min_cells and len(kept) >= min_features and name not in out:
+            out[str(name)] = kept
+    return out
 
 
 def feature_set_table(results: dict, features: dict[str, list[str]]) -> pd.DataFrame:
@@ -56,4 +116,4 @@ def feature_set_table(results: dict, features: dict[str, list[str]]) -> pd.DataF
     return out.round(6)
 
 
-__all__ = ["feature_set_table"]
+__all__ = ["FULL", "derive_feature_sets", "feature_set_table", "missing_patterns", "set_name"]

@@ -19,15 +19,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import file_checksum
 from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import join_feature_sets, store_from_estimator, with_identity
+from ephys2expr.model.store_build import join_feature_sets, with_identity
 from ephys2expr.train.baselines import BASELINES, CEILINGS
-from ephys2expr.train.best import apply_identity, identity_settings, store_identity
+from ephys2expr.train.best import store_identity
 from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
-from ephys2expr.train.feature_sets import feature_set_table
+from ephys2expr.train.feature_sets import derive_feature_sets, feature_set_table, missing_patterns
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
+from ephys2expr.train.on_demand import stored_training_tables
+from ephys2expr.train.one_set import fit_set
 from ephys2expr.train.ood import cv_ood
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics
@@ -119,9 +122,28 @@ class TrainOutputs:
                 "identity_reliability": reliability_figure(levels)}  # fmt: skip
 
 
+def derived_sets(
+    prepared_dir, features: list[str], inputs, settings: TrainSettings, min_features: int
+) -> tuple[dict[str, list[str]], pd.DataFrame]:
+    """The derived feature sets and the missing-pattern table they come from.
+
+    ``inputs`` names the per-cell tables ``cells_<name>.parquet`` of ``prepared_dir`` that
+    predict applies the store to (``predict.inputs``); none = the full set only.
+    """
+    tables = {}
+    for name in inputs:
+        path = Path(prepared_dir) / f"cells_{name}.parquet"
+        if not path.is_file():
+            raise InputError(f"{path}: no such file (predict.inputs names {name!r})")
+        table = pd.read_parquet(path)  # small: one row per cell
+        tables[name] = table[[f for f in features if f in table.columns]]
+    patterns = missing_patterns(tables, features)
+    return derive_feature_sets(features, patterns, settings.min_set_cells, min_features), patterns
+
+
 def train_from_prepared(
     prepared_dir, settings: TrainSettings, executor_settings: ExecutorSettings | None = None,
-    stream_targets: bool = False, source: str = "",
+    stream_targets: bool = False, source: str = "", cell_inputs=(), min_features: int = 1,
 ) -> TrainOutputs:  # fmt: skip
     """Train on prepare's tables in ``prepared_dir``: the whole train stage but the writing.
 
@@ -142,7 +164,9 @@ def train_from_prepared(
         log.warning("model %r needs the targets in memory: streamed targets train 'lasso'",
                     settings.model)  # fmt: skip
         settings = settings.replace(model="lasso")
-    sets = settings.resolve_feature_sets(list(features.columns))
+    derived, patterns = derived_sets(prepared_dir, list(features.columns), cell_inputs, settings,
+                                     min_features)  # fmt: skip
+    sets = settings.resolve_feature_sets(list(features.columns), derived)
     full = next(iter(sets))
     provenance = {
         "params": settings.as_dict(),
@@ -155,24 +179,24 @@ def train_from_prepared(
             log.info("feature set %d/%d %r: %d features (%s)", i + 1, len(sets), name,
                      len(cols), ", ".join(cols))  # fmt: skip
             t0 = time.perf_counter()
-            # only the full set's is written; mixture / best choose from every set's
-            keep_oof = (name == full or settings.model != "lasso") and not stream_targets
-            results[name] = train_and_evaluate(
-                features[cols], targets, types, identity_settings(settings), executor=ex,
+            keep_oof = name == full and not stream_targets  # only the full set's is written
+            results[name], model, fit = fit_set(
+                features[cols], targets, types, settings, name, provenance, executor=ex,
                 gene_chunk=executor_settings.gene_chunk, keep_oof=keep_oof,
             )  # fmt: skip
-            if settings.model != "lasso":
-                results[name], identity[name] = apply_identity(
-                    results[name], features[cols], targets, types, settings
-                )
-            models.append(store_from_estimator(
-                results[name].final, features[cols], targets.index, results[name].per_gene,
-                provenance, feature_set=name, intervals=results[name].intervals,
-            ))  # fmt: skip
+            models.append(model)
+            if fit is not None:
+                identity[name] = fit
             log.info("feature set %r trained in %.0f s", name, time.perf_counter() - t0)
     store = join_feature_sets(models)
     if identity:  # model mixture / best: the classifiers and class means go into the store
         store = with_identity(store, store_identity(identity, targets.index))
+    # self-contained: predict fits a feature set the store lacks from these (on_demand)
+    store.train_targets, store.train_types = stored_training_tables(
+        targets if not stream_targets else pd.read_parquet(inputs["train_targets"]),
+        types, features.index,
+    )  # fmt: skip
+    store.validate()
     result = results[full]
     oof, shown = result.oof, targets
     if stream_targets:
@@ -204,6 +228,7 @@ def train_from_prepared(
         {b: v["median_abs_error"] for b, v in report["ood_cv"]["bins"].items()},
         report["ood_cv"]["spearman_rho"],
     )  # fmt: skip
+    report["missing_patterns"] = json.loads(patterns.to_json(orient="index"))
     if source:
         report["source"] = source
     metrics = headline_metrics(report)
@@ -226,4 +251,4 @@ def train_from_prepared(
                         table, ood, identity)  # fmt: skip
 
 
-__all__ = ["TrainOutputs", "train_from_prepared"]
+__all__ = ["TrainOutputs", "derived_sets", "train_from_prepared"]

@@ -14,23 +14,21 @@ from ephys2expr.features import ALL_FEATURES, CADWELL_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.path import PENALTIES, alpha_grid
 from ephys2expr.settings import NAME, Settings, coerce, setting
+from ephys2expr.train.feature_sets import FULL
 
 log = logging.getLogger("ephys2expr")
 
 CV_SCHEMES = ("auto", "loo", "kfold", "group", "group_kfold")
-# The default feature sets, as the features each leaves out of the source's list (names the
-# source lacks are ignored). Chosen from what the Allen per-cell tables miss
-# (docs/pipeline.md, "Feature sets"): tau and cap (1,269 of 2,333 v10 cells, all 413 human
-# ones), and aphw, maxfreq and adratio together (149 of 1,058 v6 cells; 28 of v10);
-# "no_adratio" is the type-mean model on the features the Scala cells have (validate's
-# cross-source comparison; the same as "full" for a source without adratio, so not trained
-# twice); "cadwell" keeps Cadwell et al. 2016's seven features (features.CADWELL_FEATURES,
-# checked), which validate uses for its Patch-seq comparison. Validation only predicts with
-# stored sets.
+# Feature sets a user wants besides the derived ones (train.feature_sets), as the features
+# each leaves out of the source's list (names the source lacks are ignored). The train stage
+# derives the rest from the data (ephys2expr.train.feature_sets.derive_feature_sets): the
+# full set plus every missing pattern of the tables predict.inputs names with at least
+# train.min_set_cells cells. "no_adratio" is the type-mean model on the features the Scala
+# cells have (validate's cross-source comparison; the same as "full" for a source without
+# adratio, so not trained twice); "cadwell" keeps Cadwell et al. 2016's seven features
+# (features.CADWELL_FEATURES, checked), which validate uses for its Patch-seq comparison.
+# Validation only predicts with stored sets.
 FEATURE_SETS = {
-    "full": [],
-    "no_tau_cap": ["tau", "cap"],
-    "no_aphw_maxfreq_adratio": ["aphw", "maxfreq", "adratio"],
     "no_adratio": ["adratio"],
     "cadwell": ["rheo", "maxfreq", "cap", "adratio", "sag"],
 }
@@ -89,9 +87,15 @@ class TrainSettings(Settings):
     fdr_q: float = setting(0.1, "Benjamini-Hochberg level")
     feature_sets: dict[str, list[str]] = setting(
         FEATURE_SETS,
-        "one model per feature set, all in the one model store: name -> the features the set "
-        "leaves out of the source's list (names the source lacks are ignored); exactly one "
-        "set leaves out nothing (the full model, listed first in the store)",
+        "feature sets besides the derived ones (the full set and every missing pattern of "
+        "predict.inputs with >= min_set_cells cells): name -> the features the set leaves out "
+        "of the source's list (names the source lacks are ignored); a set that leaves out "
+        "nothing names the full set",
+    )
+    min_set_cells: int = setting(
+        10,
+        "derive a feature set from every missing pattern of the predict.inputs tables with at "
+        "least this many cells (rarer patterns are fitted on demand at predict time)",
     )
 
     def check(self) -> None:
@@ -134,6 +138,8 @@ class TrainSettings(Settings):
             raise InputError(
                 f"{self.where('sample_weight')}: {self.sample_weight!r} is not one of {WEIGHTINGS}"
             )
+        if self.min_set_cells < 1:
+            raise InputError(f"{self.where('min_set_cells')}: {self.min_set_cells} is not >= 1")
         for key in ("n_permutations", "null_stop_after"):
             if getattr(self, key) < 0:
                 raise InputError(f"{self.where(key)}: {getattr(self, key)} is negative")
@@ -149,7 +155,9 @@ class TrainSettings(Settings):
                 sets = yaml.safe_load(sets)
             except yaml.YAMLError:
                 raise InputError(f"{where}: {self.feature_sets!r} is not a YAML mapping") from None
-        if not isinstance(sets, dict) or not sets:
+        if sets is None:
+            sets = {}
+        if not isinstance(sets, dict):
             raise InputError(f"{where}: expected a mapping of set name -> features left out")
         out = {}
         for name, drop in sets.items():
@@ -166,22 +174,35 @@ class TrainSettings(Settings):
         # the full set (leaves out nothing) comes first, wherever it is listed: YAML mappings
         # get re-sorted by tools (yaml.safe_dump, some editors)
         full = [name for name, drop in out.items() if not drop]
-        if len(full) != 1:
+        if len(full) > 1:
             raise InputError(
-                f"{where}: exactly one set must leave out nothing (the full model the others "
-                f"are compared with); found {full or 'none'}"
+                f"{where}: at most one set may leave out nothing (it names the full model); "
+                f"found {full}"
             )
-        self.feature_sets = {full[0]: [], **{n: d for n, d in out.items() if d}}
+        self.feature_sets = {**{n: [] for n in full}, **{n: d for n, d in out.items() if d}}
 
-    def resolve_feature_sets(self, features: list[str]) -> dict[str, list[str]]:
+    def resolve_feature_sets(
+        self, features: list[str], derived: dict[str, list[str]] | None = None
+    ) -> dict[str, list[str]]:
         """Each set's features (in ``features`` order) for a source with ``features``.
 
-        A set that leaves out every feature is an error; a set with the same features as an
-        earlier one (it leaves out only names the source lacks) is skipped, with a log line.
+        The full set comes first, then the ``derived`` sets (name -> features kept, from
+        :func:`~ephys2expr.train.feature_sets.derive_feature_sets`), then this setting's
+        sets. A derived set with the features of one of this setting's sets takes that
+        set's name (validate finds its sets by their features). A set that leaves out
+        every feature is an error; a set with the same features as an earlier one (it
+        leaves out only names the source lacks) is skipped, with a log line.
         """
+        user = {n: [f for f in features if f not in d] for n, d in self.feature_sets.items()}
+        full = next((n for n, d in self.feature_sets.items() if not d), FULL)
+        named = {tuple(k): n for n, k in reversed(user.items())}
+        order = [(full, list(features))]
+        for name, kept in (derived or {}).items():
+            kept = [f for f in features if f in kept]
+            order.append((named.get(tuple(kept), name), kept))
+        order += [(n, k) for n, k in user.items() if n != full]
         out: dict[str, list[str]] = {}
-        for name, drop in self.feature_sets.items():
-            kept = [f for f in features if f not in drop]
+        for name, kept in order:
             cadwell = [f for f in features if f in CADWELL_FEATURES]
             if name == "cadwell" and kept != cadwell:
                 raise InputError(
@@ -192,7 +213,14 @@ class TrainSettings(Settings):
                 raise InputError(
                     f"{self.where('feature_sets')}.{name}: leaves out every feature of {features}"
                 )
+            if name in out and out[name] != kept:
+                raise InputError(
+                    f"{self.where('feature_sets')}.{name}: the name of a derived set with other "
+                    f"features ({out[name]}); choose another name"
+                )
             same = [other for other, cols in out.items() if cols == kept]
+            if same and same[0] == name:
+                continue
             if same:
                 log.info("feature set %r has the same features as %r here: not trained again",
                          name, same[0])  # fmt: skip

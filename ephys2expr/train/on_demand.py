@@ -1,0 +1,137 @@
+"""A feature set the model store lacks, fitted when a table needs it (issue #21).
+
+A cell is predicted by a model over exactly the features it has. The train stage fits the
+sets the pipeline's tables need (:func:`~ephys2expr.train.feature_sets.derive_feature_sets`);
+a table with another missing pattern gets its set here, from the training tables the store
+carries (schema 6: ``train_targets`` and ``train_types`` beside ``train_features``), with the
+settings the store was trained with (its provenance: the same nested CV, folds, baselines and
+permutation null as the pipeline's sets, so the result equals the same set trained by the
+pipeline). Fitted sets are cached outside the DVC outputs (``predict.cache_dir``, default
+``$XDG_CACHE_HOME/ephys2expr`` or ``~/.cache/ephys2expr``), keyed by the training tables, the
+settings and the features, and written as a model store (md5-verified, never pickled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ephys2expr.errors import InputError
+from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store_build import with_identity
+from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.train.best import store_identity
+from ephys2expr.train.feature_sets import set_name
+from ephys2expr.train.one_set import fit_set
+from ephys2expr.train.settings import trained_settings
+
+log = logging.getLogger("ephys2expr")
+
+# The training rows' metadata the CV reads (train.chunks.train_and_evaluate): classes for
+# the class-mean baseline and leave-one-group-out, weights, animals and families; and the
+# transcriptomic type the identity classifiers learn (train.best, model mixture | best).
+TYPE_COLUMNS = ("broad_type", "weight", "group", "family", "type")
+
+
+def stored_training_tables(
+    targets: pd.DataFrame, types: pd.DataFrame, rows: pd.Index
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What a store keeps to fit a set on demand: genes x ``rows`` targets and the rows'
+    :data:`TYPE_COLUMNS` (those present)."""
+    cols = [c for c in TYPE_COLUMNS if c in types.columns]
+    return targets[list(rows)].astype(float), types.loc[list(rows), cols].copy()
+
+
+def cache_root(cache_dir: str | os.PathLike = "") -> Path:
+    """``cache_dir``, or ``$XDG_CACHE_HOME/ephys2expr`` (default ``~/.cache/ephys2expr``)."""
+    if str(cache_dir):
+        return Path(cache_dir).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ephys2expr"
+
+
+def cache_key(store: ModelStore, features: list[str], params: dict) -> str:
+    """md5 of the training tables (values and labels), the settings and the features."""
+    h = hashlib.md5()
+    h.update(json.dumps({"features": features, "params": params}, sort_keys=True).encode())
+    for table in (store.train_features, store.train_targets, store.train_types):
+        h.update(json.dumps([list(map(str, table.index)), list(map(str, table.columns))]).encode())
+        h.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def fit_feature_set(
+    store: ModelStore, features: list[str], n_permutations: int | None = None,
+    cache_dir: str | os.PathLike = "",
+) -> tuple[ModelStore, dict]:  # fmt: skip
+    """The model of the feature set ``features`` (a subset of the store's), fitted on the
+    store's training tables with its settings (``n_permutations`` overrides the null's size;
+    0 = no null, so no q-values), or read from the cache.
+
+    Returns
+    -------
+    (ModelStore, dict)
+        The set's single model (named by :func:`~ephys2expr.train.feature_sets.set_name`)
+        and a note: features, n_permutations, seconds, cached (bool), cache folder.
+    """
+    features = [f for f in store.features if f in features]
+    name = set_name(store.features, features)
+    if store.train_targets is None or store.train_types is None:
+        raise InputError(
+            f"model store: no feature set of exactly {features}, and the store holds no "
+            "training targets to fit one on demand (a store of schema 5 or older: retrain it "
+            "with dvc repro train)"
+        )
+    settings = trained_settings(store)
+    if n_permutations is not None:
+        settings = settings.replace(n_permutations=int(n_permutations))
+    params = settings.as_dict()
+    folder = cache_root(cache_dir) / cache_key(store, features, params)
+    note = {"features": features, "n_permutations": settings.n_permutations,
+            "cache": str(folder)}  # fmt: skip
+    t0 = time.perf_counter()
+    if (folder / "model.json").is_file():
+        try:
+            model = load_model_store(folder)
+            if model.features == features:
+                note.update(cached=True, seconds=round(time.perf_counter() - t0, 2))
+                log.info("feature set %r (%s) read from the on-demand cache %s", name,
+                         ", ".join(features), folder)  # fmt: skip
+                return _as_set(model, name), note
+        except InputError as exc:
+            log.warning("on-demand cache %s unusable (%s): fitting again", folder, exc)
+    X = store.train_features[features]
+    _, model, fit = fit_set(X, store.train_targets, store.train_types, settings, name,
+                            {"params": params, "on_demand": True}, keep_oof=False)  # fmt: skip
+    if fit is not None:  # model mixture / best: the set's own classifiers
+        model = with_identity(model, store_identity({name: fit}, store.train_targets.index))
+    save_model_store(model, folder)
+    seconds = time.perf_counter() - t0
+    note.update(cached=False, seconds=round(seconds, 2))
+    log.info(
+        "feature set %r (%d features: %s) fitted on demand from the store's training tables in "
+        "%.0f s (n_permutations=%d), cached in %s", name, len(features), ", ".join(features),
+        seconds, settings.n_permutations, folder,
+    )  # fmt: skip
+    return _as_set(model, name), note
+
+
+def _as_set(model: ModelStore, name: str) -> ModelStore:
+    """A fitted single model as one of a store's other sets (no provenance or rows)."""
+    return dataclasses.replace(model, feature_set=name, provenance={}, train_features=None)
+
+
+__all__ = [
+    "TYPE_COLUMNS",
+    "cache_key",
+    "cache_root",
+    "fit_feature_set",
+    "stored_training_tables",
+]
