@@ -258,3 +258,18 @@ def test_allen_pvalb_cells_are_predicted_pvalb(trained, allen_cells):
     assert summary["by_cre_group"]["Pvalb"] > 0.8
     assert table.loc[("Pvalb-IRES-Cre", "aspiny"), "family_agreement"] > 0.8
     assert 0 <= summary["class_agreement"] <= 1 and summary["n_cells"] == len(fams)
+
+
+def test_a_training_part_of_one_class_predicts_that_class(scala):
+    """Tiny sources (the template: 3 animals) can leave one class in a fold's training part:
+    every kind then gives it probability 1, none fails."""
+    f, _, types = scala
+    fam = types["family"].astype(str).to_numpy()
+    classes = np.unique(fam)
+    pv = np.flatnonzero(fam == "Pvalb")[:30]
+    X = f.to_numpy()[pv]
+    folds = [(np.arange(15), np.arange(15, 30)), (np.arange(15, 30), np.arange(15))]
+    clf = IdentityClassifier(classes).fit(X, fam[pv], folds)
+    col = list(classes).index("Pvalb")
+    for kind in ("logreg", "knn", "majority"):
+        np.testing.assert_allclose(clf.predict_proba(f.to_numpy()[:5], kind)[:, col], 1.0)

@@ -49,7 +49,11 @@ def log_loss(proba: np.ndarray, y_index: np.ndarray) -> float:
 
 
 def _logreg_path(Xtr, ytr, Xva, n_classes, Cs=CS):
-    """Probabilities on ``Xva`` for each C (warm-started along increasing C)."""
+    """Probabilities on ``Xva`` for each C (warm-started along increasing C); a training
+    part of a single class (tiny sources: a fold of one animal) gives that class
+    probability 1 whatever C, as scikit-learn cannot fit it."""
+    if np.unique(ytr).size < 2:
+        return [_prior(ytr, len(Xva), n_classes)] * len(Cs)
     clf = LogisticRegression(warm_start=True, max_iter=1000, tol=TOL)
     out = []
     for C in Cs:
@@ -179,7 +183,7 @@ class IdentityClassifier:
         if kind == "knn":
             return {"X": Xs.copy(), "y": yi.copy(), "k": int(min(param, len(yi))),
                     "n_classes": n_classes}  # fmt: skip
-        if kind == "majority":
+        if kind == "majority" or np.unique(yi).size < 2:  # one class: logreg is constant
             freq = np.bincount(yi, minlength=n_classes) / len(yi)
             seen = freq > 0
             intercept[seen] = np.log(freq[seen])
