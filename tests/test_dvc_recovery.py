@@ -119,7 +119,7 @@ def repo(raw_dir, tmp_path_factory):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(n_alphas=8, n_permutations=20)
     (repo / "params.yaml").write_text(
-        yaml.safe_dump({k: v for k, v in params.items() if k != "predict" and k != "validate"})
+        yaml.safe_dump({k: v for k, v in params.items() if k != "validate"})
     )
     shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
     return repo
