@@ -168,8 +168,9 @@ def test_a_schema_4_store_still_predicts_with_nan_scores_and_one_line(
     target = tmp_path / "model"
     save_model_store(scala_store, target)
     meta = json.loads((target / "model.json").read_text())
-    (target / "train_features.parquet").unlink()
-    del meta["files"]["train_features.parquet"]
+    for name in ("train_features.parquet", "train_targets.parquet", "train_types.parquet"):
+        (target / name).unlink()  # schema 4 had none of them
+        del meta["files"][name]
     meta["schema_version"] = 4
     meta = {k: v for k, v in meta.items() if k != "meta_md5"}
     (target / "model.json").write_text(json.dumps({**meta, "meta_md5": json_md5(meta)}))
