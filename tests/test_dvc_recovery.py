@@ -118,6 +118,8 @@ def repo(raw_dir, tmp_path_factory):
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(n_alphas=8, n_permutations=20)
+    # of predict, train reads only the tables its feature sets are derived from
+    params["predict"] = {k: params["predict"][k] for k in ("inputs", "min_features")}
     (repo / "params.yaml").write_text(
         yaml.safe_dump({k: v for k, v in params.items() if k != "validate"})
     )

@@ -270,3 +270,33 @@ def test_human_cells_are_predicted_by_a_set_without_tau_and_reported_by_dendrite
         rows = human & (adata.obs["dendrite_type"] == dtype)
         gene = next(g for g in ("Pvalb", "Sst", "Gad1") if g in adata.var_names)
         assert entry[gene] == pytest.approx(float(np.median(adata[rows, gene].X)), abs=1e-3)
+
+
+def test_every_real_allen_cell_with_5_features_gets_a_set_of_exactly_its_features(raw_dir):
+    """The real v6 and v10 tables: the sets derived from their missing patterns (every
+    pattern, min_set_cells=1) predict every cell with >= 5 of the 11 features, each with
+    exactly the features it has; nothing is dropped for a missing pattern."""
+    from ephys2expr.prepare.run import read_cell_inputs
+    from ephys2expr.train.feature_sets import derive_feature_sets, missing_patterns
+
+    tables, _ = read_cell_inputs(raw_dir)  # what prepare writes as cells_aibs_v6 / _v10
+    features, targets, _ = small_real_inputs(raw_dir, n_variable=5, n_flat=1)
+    feats = list(features.columns)
+    sets = derive_feature_sets(feats, missing_patterns(tables, feats), 1, 5)
+    assert {"full", "no_tau_cap", "no_aphw_maxfreq_adratio", "no_aphw"} <= set(sets)
+    models = []
+    for name, cols in sets.items():
+        est = MultiGeneElasticNet(penalty="lasso", alpha=0.05).fit(
+            features[cols].to_numpy(), targets.T.to_numpy()
+        )
+        models.append(store_from_estimator(est, features[cols], targets.index, None,
+                                           {"params": {}}, feature_set=name))  # fmt: skip
+    screen = CellScreen("feature_set").fit(join_feature_sets(models))
+    for cells in tables.values():
+        flags = screen.transform(cells).flags
+        has = cells.reindex(columns=feats).notna()
+        enough = (has.sum(axis=1) >= 5).to_numpy()
+        kept = (flags["feature_set"] != "").to_numpy()
+        assert (kept == enough).all() and enough.sum() > 1000
+        for cell, used in flags.loc[kept, "features_used"].items():
+            assert used.split(",") == [f for f in feats if has.at[cell, f]]

@@ -110,3 +110,19 @@ def test_cli_predicts_a_table_whose_pattern_the_store_lacks(trained, tmp_path):
     note = report["model"]["on_demand_sets"]["no_tau_cap_adratio"]
     assert note == {"features": list(cells.columns), "n_permutations": 0}
     assert (tmp_path / "cache").is_dir()
+
+
+def test_the_cache_key_follows_data_settings_features_and_code(trained, monkeypatch):
+    """A cached set is reused only for the same training tables, settings, features and
+    fitting code (after a code change DVC reruns predict, which must then refit)."""
+    from ephys2expr.train import on_demand
+
+    store, _ = trained
+    key = on_demand.cache_key(store, store.features[:6], {"seed": 0})
+    assert key == on_demand.cache_key(store, store.features[:6], {"seed": 0})
+    assert key != on_demand.cache_key(store, store.features[:7], {"seed": 0})
+    assert key != on_demand.cache_key(store, store.features[:6], {"seed": 1})
+    other = dataclasses.replace(store, train_targets=store.train_targets + 1.0)
+    assert key != on_demand.cache_key(other, store.features[:6], {"seed": 0})
+    monkeypatch.setattr(on_demand, "code_md5", lambda: "other code")
+    assert key != on_demand.cache_key(store, store.features[:6], {"seed": 0})

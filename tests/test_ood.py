@@ -22,6 +22,7 @@ from ephys2expr.prepare.per_cell import read_paired_source
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.allen import read_allen_cells
 from stages.predict import app
+from tests.helpers import as_schema_5
 from tests.train_data import small_real_inputs
 
 runner = CliRunner()
@@ -167,16 +168,9 @@ def test_a_schema_4_store_still_predicts_with_nan_scores_and_one_line(
 
     target = tmp_path / "model"
     save_model_store(scala_store, target)
-    meta = json.loads((target / "model.json").read_text())
-    for name in (
-        "train_features.parquet",
-        "intervals.parquet",
-        "identity.parquet",
-        "class_means.parquet",
-    ):
-        (target / name).unlink()
-        del meta["files"][name]
-    meta.pop("intervals")
+    meta = as_schema_5(target)  # and schema 4 had no training rows either
+    (target / "train_features.parquet").unlink()
+    del meta["files"]["train_features.parquet"]
     meta["schema_version"] = 4
     meta = {k: v for k, v in meta.items() if k not in ("meta_md5", "identity")}
     (target / "model.json").write_text(json.dumps({**meta, "meta_md5": json_md5(meta)}))

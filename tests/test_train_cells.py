@@ -169,6 +169,8 @@ def test_train_stage_on_cells(small_cells, tmp_path):
     features.to_parquet(prepared / "train_features.parquet")
     targets.to_parquet(prepared / "train_targets.parquet")
     types.to_parquet(prepared / "train_types.parquet")
+    for name in ("aibs_v6", "aibs_v10"):  # the tables the feature sets are derived from
+        features.to_parquet(prepared / f"cells_{name}.parquet")
     out = tmp_path / "out"
     args = ["--params", str(ROOT / "params.yaml"), "--prepared-dir", str(prepared),
             "--model-dir", str(out / "model"), "--out-dir", str(out / "train"),

@@ -44,10 +44,11 @@ def set_quality(store: ModelStore, gene_idx: np.ndarray) -> dict[str, pd.DataFra
     trusted = {}
     for name, model in store.feature_sets.items():
         g = model.genes.iloc[gene_idx]
-        tables["cv_r2"][name] = g["cv_r2"].to_numpy(dtype=float)
+        nan = np.full(len(g), np.nan)  # a store without CV columns (hand-built) has no quality
+        tables["cv_r2"][name] = g["cv_r2"].to_numpy(dtype=float) if "cv_r2" in g else nan
         for b in beats:
             tables[b][name] = g[b].to_numpy(dtype=bool) if b in g else np.zeros(len(g), bool)
-        q = g["q_value"].to_numpy(dtype=float) if "q_value" in g else np.full(len(g), np.nan)
+        q = g["q_value"].to_numpy(dtype=float) if "q_value" in g else nan
         tables["q_value"][name] = q
         beats_all = np.logical_and.reduce([tables[b][name] for b in beats]) if beats else False
         trusted[name] = np.nan_to_num(q, nan=np.inf) < fdr_q

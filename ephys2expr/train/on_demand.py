@@ -8,7 +8,8 @@ settings the store was trained with (its provenance: the same nested CV, folds, 
 permutation null as the pipeline's sets, so the result equals the same set trained by the
 pipeline). Fitted sets are cached outside the DVC outputs (``predict.cache_dir``, default
 ``$XDG_CACHE_HOME/ephys2expr`` or ``~/.cache/ephys2expr``), keyed by the training tables, the
-settings and the features, and written as a model store (md5-verified, never pickled).
+settings, the features and the fitting code, and written as a model store (md5-verified,
+never pickled).
 """
 
 from __future__ import annotations
@@ -57,9 +58,23 @@ def cache_root(cache_dir: str | os.PathLike = "") -> Path:
     return Path(base) / "ephys2expr"
 
 
-def cache_key(store: ModelStore, features: list[str], params: dict) -> str:
-    """md5 of the training tables (values and labels), the settings and the features."""
+def code_md5() -> str:
+    """md5 of the code that fits a set (every module of ``train/``, ``model/`` and
+    ``identity/``): a cached
+    set fitted by other code is never reused (DVC reruns predict on a code change, and the
+    cache must not hand it the old result)."""
     h = hashlib.md5()
+    package = Path(__file__).resolve().parent.parent
+    folders = ("train", "model", "identity")
+    for path in sorted(p for folder in folders for p in (package / folder).glob("*.py")):
+        h.update(f"{path.parent.name}/{path.name}".encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(store: ModelStore, features: list[str], params: dict) -> str:
+    """md5 of the training tables (values and labels), the settings, the features and the
+    code (:func:`code_md5`)."""
+    h = hashlib.md5(code_md5().encode())
     h.update(json.dumps({"features": features, "params": params}, sort_keys=True).encode())
     for table in (store.train_features, store.train_targets, store.train_types):
         h.update(json.dumps([list(map(str, table.index)), list(map(str, table.columns))]).encode())
@@ -132,6 +147,7 @@ __all__ = [
     "TYPE_COLUMNS",
     "cache_key",
     "cache_root",
+    "code_md5",
     "fit_feature_set",
     "stored_training_tables",
 ]
