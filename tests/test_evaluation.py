@@ -191,9 +191,9 @@ def test_settings_from_params_yaml_and_overrides(tmp_path):
     assert (settings.alpha, settings.cv, settings.n_folds) == (0.05, "kfold", 4)
     assert settings.penalty == "lasso" and settings.n_permutations == 1000  # the defaults
     assert (executor.kind, executor.gene_chunk) == ("local", 100)
-    # the provenance stored in model.json: the 16 keys of params.yaml's train section
+    # the provenance stored in model.json: the 17 keys of params.yaml's train section
     assert list(settings.as_dict()) == [
-        "penalty", "l1_ratio", "alpha", "n_alphas", "alpha_min", "alpha_max", "inner_folds",
+        "model", "penalty", "l1_ratio", "alpha", "n_alphas", "alpha_min", "alpha_max", "inner_folds",
         "cv", "n_folds", "seed", "sample_weight", "n_permutations", "null_stop_after", "fdr_q",
         "feature_sets", "min_set_cells",
     ]  # fmt: skip
