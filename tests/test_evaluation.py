@@ -193,9 +193,9 @@ def test_settings_from_params_yaml_and_overrides(tmp_path):
     assert (executor.kind, executor.gene_chunk) == ("local", 100)
     # the provenance stored in model.json: the 17 keys of params.yaml's train section
     assert list(settings.as_dict()) == [
-        "model", "penalty", "l1_ratio", "alpha", "n_alphas", "alpha_min", "alpha_max", "inner_folds",
-        "cv", "n_folds", "seed", "sample_weight", "n_permutations", "null_stop_after", "fdr_q",
-        "feature_sets", "min_set_cells",
+        "model", "penalty", "l1_ratio", "alpha", "n_alphas", "alpha_min", "alpha_max",
+        "inner_folds", "cv", "n_folds", "seed", "sample_weight", "n_permutations",
+        "null_stop_after", "fdr_q", "feature_sets", "min_set_cells",
     ]  # fmt: skip
     assert set(settings.as_dict()) == set(yaml.safe_load(PARAMS.read_text())["train"])
     with pytest.raises(InputError, match="params.yaml train.penalty"):

@@ -105,6 +105,36 @@ def test_intervals_cover_held_out_animals_at_their_level(trained):
     assert all(abs(curve[k] - float(k)) < 0.02 for k in curve)
 
 
+def test_coverage_per_row_is_held_out_and_binned_by_ood_score(trained):
+    """Each cell's coverage (share of its genes inside the chosen 90 % interval, calibrated
+    without its fold) averages to the reported coverage, and cv_ood sets it against the OOD
+    score per bin (the ood_vs_error figure's red line)."""
+    from ephys2expr.train.ood import cv_ood
+
+    features, targets, _, result = trained
+    cov = result.row_coverage
+    assert cov.shape == (len(features),) and np.all((cov >= 0) & (cov <= 1))
+    report = result.report["intervals"]
+    assert cov.mean() == pytest.approx(report["methods"][report["method"]]["coverage"], abs=1e-4)
+    # recomputed by hand for the held-out cells of one fold
+    X, Y, oof = _residuals(trained)
+    distance = oof_distances(X, result.folds)
+    tr, te = result.folds[0]
+    m, s = standardize_stats(X[tr])
+    iv = GeneIntervals.calibrate(report["method"], np.abs(Y[tr] - oof[tr]), X[tr], distance[tr],
+                                 m, s, pd.RangeIndex(Y.shape[1]), list(features.columns),
+                                 INTERVAL_NEIGHBORS)  # fmt: skip
+    half = iv.half_width(X[te], 0.9, distance[te])
+    by_hand = (np.abs(Y[te] - oof[te]) <= half + 1e-12).mean(axis=1)
+    np.testing.assert_allclose(cov[te], by_hand, atol=2 / Y.shape[1])  # clipping at 0 aside
+    table, ood = cv_ood(features, result.oof, targets, result.folds, cov)
+    bins = ood["bins"]
+    n = sum(b["n"] for b in bins.values())
+    pooled = sum(b["n"] * b["interval_coverage"] for b in bins.values() if b["n"])
+    assert n == len(features) and pooled / n == pytest.approx(cov.mean(), abs=1e-3)
+    np.testing.assert_array_equal(table["interval_coverage"].to_numpy(), cov)
+
+
 @pytest.fixture(scope="module")
 def store_dir(trained, tmp_path_factory):
     """The trained full and no_tau_cap sets in one saved store (knn intervals for the

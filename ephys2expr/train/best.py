@@ -116,9 +116,9 @@ def _apply_identity(result, features, targets, types, settings):
     report["model_kinds"] = kind_report(Y, mix)
     if B > 0:
         report["null"]["scheme"] = "held-out permutation within outer folds (train/mixture.py)"
-    intervals = result.intervals
+    intervals, row_coverage = result.intervals, result.row_coverage
     if result.interval_rows is not None:  # the chosen model's residuals, not the Lasso's
-        intervals, report["intervals"] = recalibrate(
+        intervals, report["intervals"], row_coverage = recalibrate(
             X, Y, pred, result.folds, result.interval_rows, per_gene.index,
             list(features.columns), per_gene["y_sd"],
         )  # fmt: skip
@@ -130,7 +130,7 @@ def _apply_identity(result, features, targets, types, settings):
         report["model_kinds"]["genes_won"][model]["final"], time.perf_counter() - t0,
     )  # fmt: skip
     out = replace(result, per_gene=per_gene, oof=oof, metrics=headline_metrics(report),
-                  report=report, intervals=intervals)  # fmt: skip
+                  report=report, intervals=intervals, row_coverage=row_coverage)  # fmt: skip
     return out, IdentityFit(levels, mix, model)
 
 

@@ -228,6 +228,9 @@ class TrainResult:
     # what the intervals were calibrated on, to recalibrate them on another model's
     # out-of-fold predictions (train.model mixture | best): (distance, group codes, groups)
     interval_rows: tuple | None = None
+    # each row's held-out coverage under the chosen intervals (train/ood.py sets it against
+    # the OOD score)
+    row_coverage: np.ndarray | None = None
 
 
 def train_and_evaluate(
@@ -347,7 +350,7 @@ def _gather(
         "permutation null %.1f s)", secs["total"], secs["nested_cv"], secs["baselines"],
         secs["final_fit"], secs["permutation_null"],
     )  # fmt: skip
-    intervals, report["intervals"] = gather_intervals(
+    intervals, report["intervals"], row_coverage = gather_intervals(
         [p.intervals for p in parts],
         genes,
         list(features.columns),
@@ -362,7 +365,7 @@ def _gather(
     if parts[0].inner_mse is not None:
         inner = np.concatenate([p.inner_mse for p in parts], axis=1)
     return TrainResult(per_gene, oof, final, headline_metrics(report), report, secs, folds,
-                       intervals, inner, interval_rows)  # fmt: skip
+                       intervals, inner, interval_rows, row_coverage)  # fmt: skip
 
 
 __all__ = [

@@ -71,9 +71,11 @@ def chunk_intervals(X, Y, oof, folds, distance, group_codes, n_groups: int) -> d
     Returns
     -------
     dict of method -> dict
-        ``covered`` (len(CV_LEVELS), n_groups) counts of covered values, ``width`` (n_genes,)
-        median width of the held-out rows at SELECT_LEVEL, ``width_sum`` (float) their sum,
-        ``table`` the store's interval table (genes by position).
+        ``covered`` (len(CV_LEVELS), n_groups) counts of covered values, ``row_covered``
+        (n_rows,) each held-out row's covered genes at SELECT_LEVEL (coverage against the
+        OOD score: :func:`~ephys2expr.train.ood.cv_ood`), ``width`` (n_genes,) median width
+        of the held-out rows at SELECT_LEVEL, ``width_sum`` (float) their sum, ``table`` the
+        store's interval table (genes by position).
     """
     abs_res = np.abs(Y - oof)
     mean, scale = standardize_stats(X)
@@ -81,6 +83,7 @@ def chunk_intervals(X, Y, oof, folds, distance, group_codes, n_groups: int) -> d
     out = {}
     for method in METHODS:
         covered = np.zeros((len(CV_LEVELS), n_groups))
+        row_covered = np.zeros(len(Y))
         widths = np.empty_like(Y)
         for tr, te in folds:
             m, s = standardize_stats(X[tr])
@@ -94,12 +97,14 @@ def chunk_intervals(X, Y, oof, folds, distance, group_codes, n_groups: int) -> d
                 covered[i] += np.bincount(group_codes[te], ok.sum(axis=1), minlength=n_groups)
                 if i == sel:
                     widths[te] = upper - lower
+                    row_covered[te] = ok.sum(axis=1)
         fitted = GeneIntervals.calibrate(
             method, abs_res, X, distance, mean, scale, pd.RangeIndex(Y.shape[1]),
             [str(j) for j in range(X.shape[1])], INTERVAL_NEIGHBORS,
         )  # fmt: skip
         out[method] = {
             "covered": covered,
+            "row_covered": row_covered,
             "width": np.median(widths, axis=0),
             "width_sum": float(widths.sum()),
             "table": fitted.table,
@@ -113,12 +118,17 @@ def _coverage(covered: np.ndarray, n_values: np.ndarray) -> np.ndarray:
     return np.column_stack([total, covered / np.maximum(n_values, 1)])
 
 
-def gather_intervals(parts: list[dict], genes: pd.Index, features: list, y_sd, groups,
-                     group_names: list, what: str) -> tuple[GeneIntervals, dict]:  # fmt: skip
-    """The chosen method's :class:`GeneIntervals` for a feature set, and its report.
+def gather_intervals(
+    parts: list[dict], genes: pd.Index, features: list, y_sd, groups, group_names: list,
+    what: str,
+) -> tuple[GeneIntervals, dict, np.ndarray]:  # fmt: skip
+    """The chosen method's :class:`GeneIntervals` for a feature set, its report, and each
+    row's CV coverage under it.
 
     ``parts``: :func:`chunk_intervals` of consecutive gene chunks; ``groups``: rows per
     group (counts, in code order) with names ``group_names``; ``what``: what a group is.
+    The coverage per row (n_rows,) is the share of its genes whose held-out value fell inside
+    the chosen method's interval at :data:`SELECT_LEVEL` (calibrated without the row's fold).
     """
     n_genes = len(genes)
     n_values = np.asarray(groups, dtype=float) * n_genes
@@ -170,7 +180,8 @@ def gather_intervals(parts: list[dict], genes: pd.Index, features: list, y_sd, g
     report["median_width_ratio_to_plain"] = _round(
         float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else None
     )
-    return fitted, report
+    row_coverage = sum(p[chosen]["row_covered"] for p in parts) / max(n_genes, 1)
+    return fitted, report, row_coverage
 
 
 def calibration_figure(report: dict, rows: str = "cells"):

@@ -4,7 +4,9 @@ Each held-out row (a cell of held-out animals, or a left-out cell type) is score
 its own outer training fold exactly as predict scores a new cell against the store's
 training rows (:class:`~ephys2expr.model.ood.NeighborScore`: features standardised by the
 fold's training rows, ``k`` nearest, percentile among the fold's leave-one-out distances),
-and its out-of-fold absolute error (median over genes) is set against that score.
+and its out-of-fold absolute error (median over genes) and its prediction intervals' coverage
+(share of its genes inside the interval at 0.9, calibrated without its fold) are set against
+that score: what the flag costs.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def fold_scores(X: np.ndarray, folds, k: int) -> np.ndarray:
     return score
 
 
-def cv_ood(features: pd.DataFrame, oof: pd.DataFrame, targets: pd.DataFrame, folds):
+def cv_ood(features: pd.DataFrame, oof: pd.DataFrame, targets: pd.DataFrame, folds,
+           coverage=None):  # fmt: skip
     """Per training row its CV OOD score and out-of-fold error, and the report section.
 
     Parameters
@@ -49,14 +52,19 @@ def cv_ood(features: pd.DataFrame, oof: pd.DataFrame, targets: pd.DataFrame, fol
         ``oof``; all of them unless the targets were streamed).
     folds : list of (train, test) index arrays
         The outer CV folds the out-of-fold predictions came from.
+    coverage : ndarray, shape (n_rows,), optional
+        Each row's CV interval coverage
+        (:attr:`~ephys2expr.train.chunks.TrainResult.row_coverage`).
 
     Returns
     -------
     table : DataFrame
-        Indexed like ``features``: ``ood_score``, ``bin``, ``abs_error`` (median over genes).
+        Indexed like ``features``: ``ood_score``, ``bin``, ``abs_error`` (median over genes)
+        and, given ``coverage``, ``interval_coverage``.
     report : dict
-        Cells and median error per score bin, Spearman's rho (score vs error) for ``k`` =
-        1 .. the ``k`` used, the share above :data:`CV_PERCENTILE`.
+        Cells, median error and (given ``coverage``) interval coverage per score bin,
+        Spearman's rho (score vs error) for ``k`` = 1 .. the ``k`` used, the share above
+        :data:`CV_PERCENTILE`.
     """
     X = features.to_numpy(dtype=float)
     measured = targets.loc[oof.index, list(features.index)].to_numpy(dtype=float)
@@ -82,11 +90,19 @@ def cv_ood(features: pd.DataFrame, oof: pd.DataFrame, targets: pd.DataFrame, fol
         **error_by_score(score, error),
         "spearman_rho_by_k": rho_by_k,
     }
+    if coverage is not None:
+        table["interval_coverage"] = np.asarray(coverage, dtype=float)
+        for label, entry in report["bins"].items():
+            sel = (table["bin"] == label).to_numpy()
+            cov = table.loc[sel, "interval_coverage"]
+            # rows weigh equally (each has every gene): the mean of their shares
+            entry["interval_coverage"] = round(float(cov.mean()), 4) if sel.any() else None
     return table, report
 
 
 def ood_error_figure(table: pd.DataFrame, rows: str = "cells"):
-    """Out-of-fold absolute error per row against its OOD score: points and a box per bin."""
+    """Out-of-fold absolute error per row against its OOD score: points and a box per bin,
+    with the intervals' CV coverage per bin (given ``interval_coverage`` in ``table``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,6 +122,17 @@ def ood_error_figure(table: pd.DataFrame, rows: str = "cells"):
     axes[1].set_xticks(range(len(labels)), ticks)
     axes[1].set_xlabel("OOD score bin")
     axes[1].set_title("error per score bin", fontsize=9)
+    if "interval_coverage" in table.columns:
+        cov = [table.loc[table["bin"] == b, "interval_coverage"].mean() for b in labels]
+        twin = axes[1].twinx()
+        twin.plot(shown, [cov[i] for i in shown], color="tab:red", marker="o",
+                  label="90 % interval coverage")  # fmt: skip
+        twin.axhline(0.9, color="tab:red", ls=":", lw=1)
+        twin.set_ylim(min(0.5, *(cov[i] - 0.05 for i in shown)), 1.0)
+        twin.set_ylabel("interval coverage (CV)", color="tab:red")
+        twin.tick_params(axis="y", colors="tab:red")
+        twin.legend(fontsize=8, loc="lower left")
+        axes[1].set_title("error and 90 % interval coverage per score bin", fontsize=9)
     fig.suptitle(f"What the OOD flag costs in CV: held-out {rows}", fontsize=11)
     fig.tight_layout()
     return fig

@@ -221,11 +221,14 @@ def train_from_prepared(
         report["intervals"]["methods"]["plain"]["coverage"], chosen["median_width_over_gene_sd"]
         or float("nan"), report["intervals"]["median_width_ratio_to_plain"] or float("nan"),
     )  # fmt: skip
-    ood, report["ood_cv"] = cv_ood(features[sets[full]], oof, shown, result.folds)
+    ood, report["ood_cv"] = cv_ood(features[sets[full]], oof, shown, result.folds,
+                                   result.row_coverage)  # fmt: skip
     log.info(
-        "OOD score in CV (k=%d): %.1f %% of held-out rows above 99; median |error| by score "
-        "bin %s; Spearman rho %s", report["ood_cv"]["k"], 100 * report["ood_cv"]["frac_ood"],
+        "OOD score in CV (k=%d): %.1f %% of held-out rows above 99; by score bin median "
+        "|error| %s, 90 %% interval coverage %s; Spearman rho %s", report["ood_cv"]["k"],
+        100 * report["ood_cv"]["frac_ood"],
         {b: v["median_abs_error"] for b, v in report["ood_cv"]["bins"].items()},
+        {b: v.get("interval_coverage") for b, v in report["ood_cv"]["bins"].items()},
         report["ood_cv"]["spearman_rho"],
     )  # fmt: skip
     report["missing_patterns"] = json.loads(patterns.to_json(orient="index"))
