@@ -249,6 +249,37 @@ def test_a_user_table_predicted_through_the_cli_gets_the_identity_columns(
                                atol=1e-4)  # fmt: skip
 
 
+def test_a_table_without_tau_cap_and_sag_is_predicted_whole_by_the_per_cell_store(
+    tmp_path, trained, allen_cells
+):
+    """Issue #21: a CSV lacking tau, cap and sag through the CLI - the per-cell store has no
+    such set, so it is fitted on demand (with its own identity classifier) and every cell is
+    predicted from its 8 features, with identity columns."""
+    import anndata as ad
+    from typer.testing import CliRunner
+
+    from stages.predict import app
+
+    _, model_dir = trained
+    kept = ["rin", "rmp", "apthr", "apamp", "aphw", "ahpamp", "rheo", "maxfreq"]
+    cells = allen_cells.dropna(subset=kept).iloc[:30][kept]
+    src, out = tmp_path / "cells.csv", tmp_path / "pred.h5ad"
+    cells.to_csv(src)
+    res = CliRunner().invoke(app, [str(a) for a in (
+        "--model-dir", model_dir, "--input", src, "--output", out, "--report",
+        tmp_path / "r.json", "--set", "n_permutations=0", "--set",
+        f"cache_dir={tmp_path / 'cache'}")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    adata = ad.read_h5ad(out)
+    assert list(adata.obs_names) == [str(i) for i in cells.index]
+    assert set(adata.obs["feature_set"].astype(str)) == {"no_tau_cap_sag"}
+    assert set(adata.obs["features_used"].astype(str)) == {",".join(kept)}
+    assert np.isfinite(adata.X).all()
+    fam = adata.obsm["family_proba"]
+    np.testing.assert_allclose(fam.sum(axis=1), 1.0, rtol=1e-5)
+    assert (adata.obs["family"].astype(str) == fam.idxmax(axis=1)).all()
+
+
 def test_allen_pvalb_cells_are_predicted_pvalb(trained, allen_cells):
     from ephys2expr.validate.identity import allen_families, family_agreement
 
