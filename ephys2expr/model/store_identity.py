@@ -10,7 +10,9 @@ each gene from its kind. On disk (no pickle, md5-verified like every store table
 
 * ``identity.parquet`` - index (feature_set, level, class); ``intercept`` and one
   coefficient column per store feature (standardised units; 0 for a set's left-out ones);
-* ``class_means.parquet`` - index (level, class); one column per gene;
+* ``class_means.parquet`` - one row per gene (index ``gene``, the store's order), one column
+  per (level, class) (two-level column index); genes as rows because a type-mean store has
+  32,314 genes and no classes: a column per gene made writing and reading it take ~20 s;
 * ``model.json`` ``identity`` - per set and level: ``kind``, ``param``, ``scaler_mean``,
   ``scaler_scale`` (the classifier's own standardisation).
 """
@@ -109,14 +111,15 @@ def identity_tables(identity: StoreIdentity | None, sets: dict, genes: list[str]
     features, store features first); empty tables when the store has no identity part."""
     features = next(iter(sets.values()))
     cols = ["intercept", *features]
+    gene_index = pd.Index([str(g) for g in genes], name="gene")
     if identity is None:
         empty = pd.DataFrame({c: pd.Series(dtype=float) for c in cols},
                              index=pd.MultiIndex.from_tuples([], names=["feature_set", "level",
                                                                         "class"]))  # fmt: skip
         means = pd.DataFrame(
-            {g: pd.Series(dtype=float) for g in genes},
-            index=pd.MultiIndex.from_tuples([], names=["level", "class"]),
-        )
+            np.empty((len(genes), 0)), index=gene_index,
+            columns=pd.MultiIndex.from_tuples([], names=["level", "class"]),
+        )  # fmt: skip
         return None, empty, means
     meta, parts = {}, []
     for name, levels in identity.classifiers.items():
@@ -137,7 +140,8 @@ def identity_tables(identity: StoreIdentity | None, sets: dict, genes: list[str]
             parts.append(block)
     means = pd.concat({lv: m.astype(float) for lv, m in identity.means.items()},
                       names=["level", "class"])  # fmt: skip
-    means.columns = [str(g) for g in means.columns]
+    means.index = means.index.set_levels(means.index.levels[1].astype(str), level=1)
+    means = means.T.set_axis(gene_index)  # genes as rows (see the module docstring)
     return meta, pd.concat(parts), means
 
 
@@ -146,8 +150,14 @@ def identity_from_tables(meta, table: pd.DataFrame, means: pd.DataFrame, sets: d
     :class:`InputError` line."""
     if meta is None or len(table) == 0:
         return None
-    if list(means.columns) != [str(g) for g in genes]:
-        raise InputError(f"model store: {CLASS_MEANS} columns are not the store's genes")
+    if isinstance(means.index, pd.MultiIndex) or list(means.index.astype(str)) != [
+        str(g) for g in genes
+    ]:
+        raise InputError(f"model store: {CLASS_MEANS} rows are not the store's genes")
+    # (level, class) x genes, as StoreIdentity holds them; C order, as when trained, so that
+    # the mixture's matrix products round the same way
+    means = pd.DataFrame(np.ascontiguousarray(means.to_numpy(dtype=float).T),
+                         index=means.columns, columns=[str(g) for g in genes])  # fmt: skip
     if not np.all(np.isfinite(means.to_numpy(dtype=float))):
         raise InputError(f"model store: {CLASS_MEANS} holds a non-finite value")
     classifiers = {}
