@@ -45,16 +45,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path.parent, [path.name])
-    temp = Temp.create(path.parent, path.name)
-    try:
+    temp = None
+    try:  # created inside: a signal right after creation still removes it
+        temp = Temp.create(path.parent, path.name)
         yield temp.path
         with signals_deferred():
             temp.replace(path)
     except BaseException:
-        temp.discard()
+        if temp is not None:
+            temp.discard()
         raise
     finally:
-        temp.release()
+        if temp is not None:
+            temp.release()
 
 
 @contextlib.contextmanager
@@ -97,9 +100,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path.parent, [path.name])
-    temp = Temp.create(path.parent, path.name, directory=True)
-    new = temp.path
-    try:
+    temp = None
+    try:  # created inside: a signal right after creation still removes it
+        temp = Temp.create(path.parent, path.name, directory=True)
+        new = temp.path
         yield new
         with signals_deferred():
             if not path.exists():
@@ -113,10 +117,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                 os.rename(new, path)
                 shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        temp.discard()
+        if temp is not None:
+            temp.discard()
         raise
     finally:
-        temp.release()
+        if temp is not None:
+            temp.release()
 
 
 def _exchange(a: Path, b: Path) -> bool:

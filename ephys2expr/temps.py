@@ -127,7 +127,20 @@ class Temp:
         Race-free against a concurrent :func:`remove_dead_temps`: if a cleaner took the
         lock between creation and locking, it is removing the file; a new one is made.
         """
-        folder = os.fspath(folder)
+        # signals wait until the temporary exists as a Temp (or not at all): a SIGTERM
+        # between mkdtemp and the Temp would leave an unowned folder behind
+        temp = None
+        try:
+            with signals_deferred():
+                temp = cls._create(os.fspath(folder), name, directory)
+        except BaseException:
+            if temp is not None:  # a signal held back, raised as the block ended
+                temp.discard()
+            raise
+        return temp
+
+    @classmethod
+    def _create(cls, folder: str, name: str, directory: bool) -> Temp:
         for _ in range(_ATTEMPTS):
             if directory:
                 path = tempfile.mkdtemp(prefix=DIR_TEMP[0].format(name), dir=folder)
@@ -143,6 +156,10 @@ class Temp:
                     return cls(Path(path), fd, directory)
             except BaseException:
                 os.close(fd)
+                if directory:
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
                 raise
             os.close(fd)  # a cleaner has it (and removes it): make another
         raise OSError(errno.EAGAIN, "cannot create a locked temporary file", folder)
