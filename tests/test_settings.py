@@ -23,6 +23,7 @@ SETTINGS = {
     "executor": ("ephys2expr.executor", "ExecutorSettings"),
     "predict": ("ephys2expr.predict.settings", "PredictSettings"),
     "validate": ("ephys2expr.validate.settings", "ValidateSettings"),
+    "features": ("ephys2expr.recordings.settings", "FeaturesSettings"),
 }
 
 
@@ -153,6 +154,7 @@ SYNONYMS = {
 FOLDER_SECTIONS = {
     "model": ["train"], "train": ["train", "executor"], "predict": ["predict", "executor"],
     "prepare": ["prepare"], "validate": ["validate"], "executor": ["executor"],
+    "recordings": ["features"],
 }  # fmt: skip
 # Same name, another meaning: joint_space(reference=...) is which side a space is built
 # from, not validate.reference (which measured data set is read).

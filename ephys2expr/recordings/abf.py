@@ -33,8 +33,10 @@ def _open(path: Path):
     except (struct.error, NotImplementedError, ValueError, IndexError, EOFError,
             UnicodeDecodeError, KeyError, OverflowError, MemoryError) as exc:  # fmt: skip
         raise InputError(
-            one_line(f"{path}: not a readable ABF file, truncated or corrupt "
-                     f"({type(exc).__name__}: {exc})")  # fmt: skip
+            one_line(
+                f"{path}: not a readable ABF file, truncated or corrupt "
+                f"({type(exc).__name__}: {exc})"
+            )  # fmt: skip
         ) from None
 
 

@@ -76,7 +76,9 @@ def analyse(recording: Recording, settings: FeaturesSettings) -> Analysis:
             continue
         spikes = find_spikes(v, sfs, step.onset, step.offset, settings)
         base = step.baseline
-        before = find_spikes(v, sfs, base.start, base.stop, settings) if base.stop > base.start else []
+        before = (
+            find_spikes(v, sfs, base.start, base.stop, settings) if base.stop > base.start else []
+        )
         out.sweeps.append(StepSweep(step, spikes, len(before), len(spikes) > 0))
     _classify(out)
     return out

@@ -152,7 +152,7 @@ def tau(a: Analysis) -> Value:
     ok = np.isfinite(taus)
     if not ok.any():
         return _nan("the exponential fit failed on every passive sweep")
-    used = tuple(s.number for s, good in zip(chosen, ok) if good)
+    used = tuple(s.number for s, good in zip(chosen, ok, strict=True) if good)
     return Value(float(np.mean(taus[ok])), used, note)
 
 

@@ -45,9 +45,7 @@ def to_pa(values, unit: str, where: str) -> np.ndarray:
     """``values`` in ``unit`` as pA (float64); a non-current unit is an :class:`InputError`."""
     key = str(unit).strip().lower()
     if key not in CURRENT_UNITS:
-        raise InputError(
-            f"{where}: the stimulus is in {unit!r}, not a current unit (pA, nA, A)"
-        )
+        raise InputError(f"{where}: the stimulus is in {unit!r}, not a current unit (pA, nA, A)")
     return np.asarray(values, dtype=np.float64) * CURRENT_UNITS[key]
 
 

@@ -72,7 +72,12 @@ def _steps_text(a) -> str:
 def features_of(path: str | os.PathLike, settings: FeaturesSettings) -> dict:
     """One output row: ``cell_id``, the features, each one's ``_sweep`` and ``_qc``, and
     the file columns (:data:`FILE_COLUMNS`)."""
-    rec = read_recording(path)
+    return row_of(read_recording(path), settings)
+
+
+def row_of(rec: Recording, settings: FeaturesSettings) -> dict:
+    """The output row of a recording already read (see :func:`features_of`)."""
+    path = rec.path
     a = analyse(rec, settings)
     row: dict = {"cell_id": rec.cell_id}
     values = extract(a)
@@ -114,10 +119,11 @@ def extract_features(
         with ProcessPoolExecutor(max_workers=n) as pool:
             rows = list(tqdm(pool.map(_one, jobs), **bar))
     table = pd.DataFrame(rows).set_index("cell_id")
-    log.info("features of %d recording(s): %d value(s) of %d measured", len(files),
-             int(np.isfinite(table[EXTRACTED].to_numpy()).sum()), table[EXTRACTED].size)  # fmt: skip
+    measured = int(np.isfinite(table[EXTRACTED].to_numpy()).sum())
+    log.info("features of %d recording(s): %d of %d values measured", len(files), measured,
+             table[EXTRACTED].size)  # fmt: skip
     return table
 
 
 __all__ = ["FILE_COLUMNS", "extract_features", "features_of", "list_recordings",
-           "read_recording"]  # fmt: skip
+           "read_recording", "row_of"]  # fmt: skip

@@ -103,7 +103,9 @@ def find_spikes(
     # transient also crosses 20 mV/ms, but keeps rising for longer and never comes down)
     fast_n = int(round(settings.fast_trough_ms * fs / 1000.0))
     bounds = np.minimum(np.append(ups[1:], min(end - lo, len(vv))), ups + fast_n)
-    peaks = np.array([u + int(np.argmax(vv[u:max(b, u + 1)])) for u, b in zip(ups, bounds)])
+    peaks = np.array(
+        [u + int(np.argmax(vv[u : max(b, u + 1)])) for u, b in zip(ups, bounds, strict=True)]
+    )
     after = np.array([vv[p : p + fast_n + 1].min() for p in peaks])
     ok = (
         (vv[peaks] - vv[ups] >= settings.min_height)
@@ -112,21 +114,32 @@ def find_spikes(
         & (vv[peaks] - after >= settings.min_height)  # and it comes down again
     )
     ups, peaks = ups[ok], peaks[ok]
+    if ups.size == 0:
+        return Spikes(empty, empty, empty, empty, np.array([]), fs)
     thresholds = []
     previous = 0
-    for u, p in zip(ups, peaks):
+    for u, p in zip(ups, peaks, strict=True):
         stroke = u + int(np.argmax(dv[u : p + 1]))
-        below = np.flatnonzero(dv[previous : stroke + 1] <= settings.threshold_fraction * dv[stroke])
+        below = np.flatnonzero(
+            dv[previous : stroke + 1] <= settings.threshold_fraction * dv[stroke]
+        )
         thresholds.append(previous + below[-1] if below.size else u)
         previous = p
     thresholds = np.array(thresholds, dtype=int)
-    nxt = np.append(thresholds[1:], len(vv) - 1)
-    troughs = np.array([p + int(np.argmin(vv[p : max(n, p + 1)])) for p, n in zip(peaks, nxt)])
+    # the last spike's trough lies before the window's end (ipfx: the step's end), not in
+    # the decay after the step
+    nxt = np.append(thresholds[1:], max(min(end - lo, len(vv) - 1), peaks[-1] + 1))
+    troughs = np.array(
+        [p + int(np.argmin(vv[p : max(n, p + 1)])) for p, n in zip(peaks, nxt, strict=True)]
+    )
     fast = np.array(
-        [p + int(np.argmin(vv[p : max(min(n, p + fast_n), p + 1)])) for p, n in zip(peaks, nxt)]
+        [
+            p + int(np.argmin(vv[p : max(min(n, p + fast_n), p + 1)]))
+            for p, n in zip(peaks, nxt, strict=True)
+        ]
     )
     widths = np.array(
-        [_half_width(vv, a, b, c, fs) for a, b, c in zip(thresholds, peaks, troughs)]
+        [_half_width(vv, a, b, c, fs) for a, b, c in zip(thresholds, peaks, troughs, strict=True)]
     )
     return Spikes(thresholds + lo, peaks + lo, troughs + lo, fast + lo, widths, fs)
 

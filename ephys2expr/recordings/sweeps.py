@@ -49,7 +49,10 @@ def runs(i: np.ndarray) -> list[tuple[int, int, float]]:
         return []
     edges = np.flatnonzero(np.abs(np.diff(i)) > _tolerance(i)) + 1
     bounds = np.concatenate([[0], edges, [i.size]])
-    return [(int(a), int(b), float(np.median(i[a:b]))) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [
+        (int(a), int(b), float(np.median(i[a:b])))
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
 def _candidates(sweep: Sweep, min_n: int) -> list[tuple[int, int]]:
