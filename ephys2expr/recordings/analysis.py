@@ -51,7 +51,7 @@ class Analysis:
     def ordered(self, sign: int) -> list[StepSweep]:
         """Depolarising (``sign`` 1, ascending) or hyperpolarising (-1, descending to the
         most negative) step sweeps."""
-        chosen = [s for s in self.sweeps if np.sign(round(s.step.amplitude, 6)) == sign]
+        chosen = [s for s in self.sweeps if np.sign(s.step.amplitude) == sign]
         return sorted(chosen, key=lambda s: (sign * s.step.amplitude, s.number))
 
 
@@ -105,14 +105,14 @@ def _classify(a: Analysis) -> None:
 
 def in_block(s: StepSweep, settings: FeaturesSettings) -> bool:
     """Spiking stops ``block_fraction`` of the step before its end while the membrane stays
-    above the sweep's first threshold: depolarisation block."""
+    above the sweep's median spike threshold: depolarisation block."""
     step, spikes = s.step, s.spikes
     last = spikes.peak[-1]
     gap = (step.offset - last) / step.sweep.fs
     if gap < settings.block_fraction * step.duration:
         return False
     tail = step.sweep.v[spikes.trough[-1] : step.offset]
-    return bool(tail.size and np.mean(tail) > step.sweep.v[spikes.threshold[0]])
+    return bool(tail.size and np.mean(tail) > np.median(step.sweep.v[spikes.threshold]))
 
 
 __all__ = ["Analysis", "StepSweep", "analyse", "in_block"]

@@ -62,7 +62,7 @@ class FeaturesSettings(Settings):
     block_fraction: float = setting(
         0.3,
         "depolarisation block: spiking stops this fraction of the step before its end while "
-        "the membrane stays above the first spike's threshold",
+        "the membrane stays above the sweep's median spike threshold",
     )
     junction_potential_mv: float = setting(
         0.0,

@@ -117,7 +117,7 @@ def find_spikes(
     if ups.size == 0:
         return Spikes(empty, empty, empty, empty, np.array([]), fs)
     thresholds = []
-    previous = 0
+    previous = start - lo  # as ipfx: the search back stops at the window's start
     for u, p in zip(ups, peaks, strict=True):
         stroke = u + int(np.argmax(dv[u : p + 1]))
         below = np.flatnonzero(

@@ -90,7 +90,8 @@ def find_steps(recording: Recording, settings: FeaturesSettings) -> tuple[list[S
     for s in sweeps:
         if offset > len(s.i):
             continue
-        steps.append(Step(s, onset, offset, float(np.median(s.i[onset:offset]) - s.i[0]),
+        amplitude = round(float(np.median(s.i[onset:offset]) - s.i[0]), 2)  # 0.01 pA: 0 is 0
+        steps.append(Step(s, onset, offset, amplitude,
                           _baseline(s, onset, settings)))  # fmt: skip
     return steps, ""
 
