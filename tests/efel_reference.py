@@ -22,7 +22,7 @@ from ephys2expr.recordings.settings import FeaturesSettings
 PER_SWEEP = [
     "voltage_base", "steady_state_voltage_stimend", "minimum_voltage", "time_constant",
     "sag_ratio1", "AP_begin_voltage", "AP_amplitude", "spike_half_width", "min_AHP_values",
-    "Spikecount_stimint", "peak_time", "time_to_first_spike",
+    "spike_count_stimint", "peak_time", "time_to_first_spike",
 ]  # fmt: skip
 
 
@@ -86,7 +86,7 @@ def efel_features(rec: Recording, row: dict, settings: FeaturesSettings) -> dict
     out["aphw"] = mean("aphw", "spike_half_width")
     out["ahpamp"] = out["apthr"] - mean("ahpamp", "min_AHP_values")
     out["latency"] = mean("latency", "time_to_first_spike") / 1000.0
-    counts = {n: _first(v, "Spikecount_stimint") for n, (_, _, v) in per.items()}
+    counts = {n: _first(v, "spike_count_stimint") for n, (_, _, v) in per.items()}
     depolarising = sorted((amp, n) for n, (amp, _, _) in per.items() if amp > 0)
     firing = [amp for amp, n in depolarising if counts[n] > 0]
     out["rheo"] = firing[0] if firing and np.isfinite(row["rheo"]) else np.nan
