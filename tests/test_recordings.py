@@ -277,3 +277,13 @@ def test_inputs_that_are_not_recordings(tmp_path):
 def test_settings_are_checked():
     with pytest.raises(InputError, match="rin_min_pa"):
         dataclasses.replace(SETTINGS, rin_min_pa=10.0)
+
+
+def test_prepare_recordings_names_folders():
+    from ephys2expr.prepare.settings import PrepareSettings
+
+    assert PrepareSettings().recordings == {"examples": "data/raw/recordings"}
+    raises_one_line("prepare.recordings.a b: not a usable name", PrepareSettings.from_params,
+                    {"prepare": {"recordings": {"a b": "x"}}})  # fmt: skip
+    raises_one_line("prepare.recordings.x: expected a folder", PrepareSettings.from_params,
+                    {"prepare": {"recordings": {"x": ""}}})  # fmt: skip

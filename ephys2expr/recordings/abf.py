@@ -30,8 +30,8 @@ def _open(path: Path):
 
     try:
         return pyabf.ABF(str(path))
-    except (struct.error, NotImplementedError, ValueError, IndexError, EOFError,
-            UnicodeDecodeError, KeyError, OverflowError, MemoryError) as exc:  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - pyABF raises anything on a damaged header
+        # (struct.error, NotImplementedError, ValueError, IndexError, OSError on a short read)
         raise InputError(
             one_line(
                 f"{path}: not a readable ABF file, truncated or corrupt "
@@ -62,7 +62,7 @@ def read_abf(path: str | Path) -> Recording:
             v = to_mv(abf.sweepY, y_unit, where)
             i = None if rec.gap_free else _command(abf.sweepC, c_unit, where)
             rec.sweeps.append(Sweep(int(n), v, i, fs))
-    except (struct.error, ValueError, IndexError) as exc:
+    except (struct.error, ValueError, IndexError, EOFError, KeyError) as exc:
         raise InputError(one_line(f"{path}: truncated or corrupt sweep data ({exc})")) from None
     if rec.sweeps:
         check_voltage_scale(np.concatenate([s.v for s in rec.sweeps]), where)
