@@ -67,9 +67,9 @@ def read_nwb(path: str | Path) -> Recording:
     try:
         with h5py.File(path, "r") as fh:
             return _read(fh, path)
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        if isinstance(exc, InputError):
-            raise
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py and a damaged layout raise many types
         raise InputError(
             one_line(f"{where}: not a readable NWB (HDF5) file, truncated or corrupt ({exc})")
         ) from None
