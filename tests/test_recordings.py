@@ -174,9 +174,32 @@ def test_gap_free_file_gets_its_resting_potential(tmp_path):
     s = passive_sweep(0, 0, 20_000, rest=-66.0)
     write_nwb(path, [Sweep(0, s.v, None, s.fs)], stimulus=False)
     row = row_of(read_recording(path), SETTINGS)
-    assert row["rmp"] == pytest.approx(-66.0, abs=1e-3) and _qc(row, "rmp").startswith("note:")
+    assert row["rmp"] == pytest.approx(-66.0, abs=1e-3)
+    assert (
+        _qc(row, "rmp") == "note: gap-free recording: no current steps: median membrane potential"
+    )
     assert np.isnan(row["rin"]) and _qc(row, "rin") == "gap-free recording: no current steps"
     assert np.isnan(row["rheo"]) and _qc(row, "rheo") == "gap-free recording: no current steps"
+
+
+def test_abf_in_voltage_clamp_or_without_a_stimulus(tmp_path):
+    """ABF files written by pyABF's own writer: a channel in pA is voltage clamp; a
+    current-clamp file without a command channel still gets its resting potential."""
+    from pyabf.abfWriter import writeABF1
+
+    data = np.random.default_rng(0).normal(-64.0, 0.5, (3, 4000)).astype(np.float32)
+    writeABF1(data, str(tmp_path / "vc.abf"), 20000, units="pA")
+    row = row_of(read_recording(tmp_path / "vc.abf"), SETTINGS)
+    assert all(np.isnan(row[f]) for f in EXTRACTED)
+    assert "voltage clamp (channel 0 in pA)" in row["qc"]
+    writeABF1(data, str(tmp_path / "cc.abf"), 20000, units="mV")
+    row = row_of(read_recording(tmp_path / "cc.abf"), SETTINGS)
+    assert row["rmp"] == pytest.approx(-64.0, abs=0.05) and row["rmp_sweep"] == "0 1 2"
+    assert (
+        _qc(row, "rmp")
+        == "note: no stimulus (command current) in the file: median membrane potential"
+    )
+    assert np.isnan(row["rin"]) and _qc(row, "rin") == "no stimulus (command current) in the file"
 
 
 def test_no_hyperpolarising_sweep():

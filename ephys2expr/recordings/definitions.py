@@ -86,12 +86,15 @@ def _block_note(a: Analysis) -> str:
 
 def rmp(a: Analysis) -> Value:
     """Resting potential: mean baseline (``baseline_ms`` before the step) over the sweeps
-    with no spike in their baseline (Allen ``vrest``); gap-free: the median potential."""
+    with no spike in their baseline (Allen ``vrest``); without any current injected
+    (gap-free, no command channel): the median potential."""
     ljp = a.settings.junction_potential_mv
-    if a.recording.gap_free and a.recording.sweeps and a.recording.clamp == "current":
-        v = np.concatenate([s.v for s in a.recording.sweeps])
-        return Value(float(np.median(v)) - ljp, (a.recording.sweeps[0].number,),
-                     "note: gap-free recording: median membrane potential")  # fmt: skip
+    rec = a.recording
+    if rec.clamp == "current" and rec.sweeps and all(s.i is None for s in rec.sweeps):
+        # no current injected at all (gap-free, or no command channel): the median potential
+        v = np.concatenate([s.v for s in rec.sweeps])
+        return Value(float(np.median(v)) - ljp, tuple(s.number for s in rec.sweeps),
+                     f"note: {a.reason}: median membrane potential")  # fmt: skip
     if a.reason:
         return _nan(a.reason)
     quiet = [s for s in a.sweeps if s.baseline_spikes == 0]
