@@ -310,3 +310,15 @@ def test_prepare_recordings_names_folders():
                     {"prepare": {"recordings": {"a b": "x"}}})  # fmt: skip
     raises_one_line("prepare.recordings.x: expected a folder", PrepareSettings.from_params,
                     {"prepare": {"recordings": {"x": ""}}})  # fmt: skip
+
+
+def test_the_filter_follows_the_sampling_rate():
+    """ipfx's fixed 10 kHz Bessel cannot be designed at 20 kHz sampling (Nyquist 10 kHz) nor
+    at 10 kHz; ours is 0.4 x the rate there and 10 kHz from 25 kHz up."""
+    from scipy import signal
+
+    with pytest.raises(ValueError):
+        signal.bessel(4, 10_000 / (20_000 / 2), btype="low")
+    assert [SETTINGS.cutoff_hz(fs) for fs in (1e3, 1e4, 2e4, 2.5e4, 5e4)] == [
+        400.0, 4_000.0, 8_000.0, 10_000.0, 10_000.0,
+    ]  # fmt: skip
