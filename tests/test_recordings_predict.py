@@ -25,8 +25,8 @@ def store_dir(raw_dir, tmp_path_factory):
     """A type-mean store trained by the train stage's function on the real 20 types (a few
     dozen genes, a short alpha path, no null: what is tested is the path, not the genes)."""
     prepared = write_small_prepared(raw_dir, tmp_path_factory.mktemp("prepared"), 30, 10)
-    out = train_from_prepared(prepared, train_settings(n_alphas=6, n_permutations=0),
-                              cell_inputs=["aibs_v6", "aibs_v10"], min_features=5)  # fmt: skip
+    settings = train_settings(n_alphas=6, n_permutations=0, feature_sets={})
+    out = train_from_prepared(prepared, settings, cell_inputs=[], min_features=5)  # full set
     folder = tmp_path_factory.mktemp("store") / "model"
     save_model_store(out.store, folder)
     return folder
