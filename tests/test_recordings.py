@@ -135,6 +135,10 @@ def test_the_real_recordings(real_table):
     assert table["rheo_qc"].str.startswith("spontaneously active").sum() == 2
     # the NWB file has no step in [-100, 0) pA: its smallest hyperpolarising one, noted
     assert table.loc["99111002", "rin_qc"].startswith("note: no step in [-100, 0) pA")
+    # its rheobase sweep starts with an 8.5 mV onset transient that passes the Allen criteria:
+    # kept (the definition), flagged (the QC)
+    flagged = table["apthr_qc"].str.contains("(a transient?)", regex=False)
+    assert list(table.index[flagged]) == ["99111002"]
     assert table.loc["171116sh_0018", "sag"] == pytest.approx(0.232, abs=0.002)
     assert table.loc["171116sh_0018", "rin"] == pytest.approx(137.3, abs=0.2)
 

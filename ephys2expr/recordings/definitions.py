@@ -201,13 +201,25 @@ def rheo(a: Analysis) -> Value:
     return Value(s.step.amplitude, (s.number,))
 
 
+# A first spike lower than this share of the sweep's other spikes' median height is flagged
+# (a step-onset transient passes the Allen criteria too; the value is kept, the QC says so)
+LOW_FIRST_SPIKE = 0.5
+
+
 def _first_spike(a: Analysis, measure) -> Value:
     s, note = rheobase_sweep(a)
     if s is None:
         return _nan(note)
     value = float(measure(s.step.sweep.v, s.spikes, s.step))
-    reason = note if np.isfinite(value) else "the first spike's shape could not be measured"
-    return Value(value, (s.number,), reason)
+    if not np.isfinite(value):
+        return Value(value, (s.number,), "the first spike's shape could not be measured")
+    v, sp = s.step.sweep.v, s.spikes
+    heights = v[sp.peak] - v[sp.threshold]
+    if len(heights) > 1 and heights[0] < LOW_FIRST_SPIKE * np.median(heights[1:]):
+        low = (f"note: the first spike is {heights[0]:.1f} mV high, the others "
+               f"{np.median(heights[1:]):.1f} mV (a transient?)")  # fmt: skip
+        note = f"{note}; {low}" if note else low
+    return Value(value, (s.number,), note)
 
 
 def apthr(a: Analysis) -> Value:
