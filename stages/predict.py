@@ -40,7 +40,7 @@ from ephys2expr.cli import (
     stage_app,
 )
 from ephys2expr.executor import ExecutorSettings
-from ephys2expr.io import prune_folder, save_figure, write_json
+from ephys2expr.io import save_figure, write_json
 from ephys2expr.model.store_io import load_model_store
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import figure_names, prediction_figures
@@ -92,6 +92,10 @@ def main(
     ]  # fmt: skip
     with OutputSet(read, [model_dir]) as outputs:
         outputs.plan(*files, metrics, report, *figures)
+        if not input:  # the pipeline's folders (persisted by DVC) hold this run's outputs only
+            outputs.own_folder(out_dir, files)
+            if plots_dir is not None:
+                outputs.own_folder(plots_dir, figures)
         result = predict_tables(
             jobs, store, settings, executor, id_column=id_column, species=species,
             where=str(model_dir), outputs=outputs, fit_set=partial(
@@ -106,10 +110,6 @@ def main(
             write_json(result.metrics, outputs.temp(metrics))
         if report is not None:
             write_json(result.report, outputs.temp(report))
-    if not input:  # the pipeline's folders (persisted by DVC) hold this run's outputs only
-        prune_folder(out_dir, files)
-        if plots_dir is not None:
-            prune_folder(plots_dir, figures)
 
 
 if __name__ == "__main__":
