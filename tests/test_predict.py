@@ -577,7 +577,7 @@ def test_the_persisted_prediction_folders_hold_this_runs_outputs_only(workdir):
     res = _run(_dvc_mode(workdir, *one, plots=True))
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (workdir / "out").iterdir()) == [
-        "aibs_v6.genes.parquet", "aibs_v6.h5ad",
+        ".ephys2expr-outputs.json", "aibs_v6.genes.parquet", "aibs_v6.h5ad",
     ]  # fmt: skip
     assert not [p for p in (workdir / "plots").iterdir() if "aibs_v10" in p.name]
     # predicting your own tables (--input) never touches other files of the folder
