@@ -31,6 +31,7 @@ FLOORS: list[set[str]] = [
         "taxonomy",
         "cli",
         "executor",
+        "cell_inputs",
         "",
     },  # fmt: skip
     {"readers", "model", "identity", "download"},
