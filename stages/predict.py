@@ -52,6 +52,7 @@ from ephys2expr.predict.plots import figure_names, prediction_figures
 from ephys2expr.predict.run import predict_tables, prediction_jobs
 from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.prepare.settings import PrepareSettings
+from ephys2expr.rounding import for_people
 from ephys2expr.settings import build_settings
 
 app = stage_app(__doc__)
@@ -123,7 +124,7 @@ def main(
         if metrics is not None:
             write_json(result.metrics, outputs.temp(metrics))
         if report is not None:
-            write_json(result.report, outputs.temp(report))
+            write_json(for_people(result.report), outputs.temp(report))  # rounded for people
     if not input:  # the pipeline's folders (persisted by DVC) hold this run's outputs only
         prune_folder(out_dir, files)
         if plots_dir is not None:

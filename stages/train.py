@@ -28,9 +28,11 @@ from ephys2expr.cli import (
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
 from ephys2expr.model.store_io import check_store_destination, save_model_store
+from ephys2expr.rounding import for_people, round_table
 from ephys2expr.settings import build_settings
 from ephys2expr.train.run import train_from_prepared
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.summary import headline_metrics
 
 app = stage_app(__doc__)
 
@@ -74,12 +76,14 @@ def main(
     save_model_store(out.store, model_dir)
     write_parquet(out.per_gene, out_dir / "per_gene.parquet")
     write_parquet(out.oof, out_dir / "oof_predictions.parquet")
-    write_csv(out.plot_table(), plots_dir / "per_gene.csv")
-    write_csv(out.feature_sets, plots_dir / "feature_sets.csv")
+    write_csv(round_table(out.plot_table()), plots_dir / "per_gene.csv")
+    write_csv(round_table(out.feature_sets), plots_dir / "feature_sets.csv")
     for name, figure in out.figures().items():
         save_figure(figure, plots_dir / f"{name}.png")
-    write_json(out.metrics, metrics)
-    write_json(out.report, report)
+    # for people: rounded (the same on every machine); the metrics are the written report's
+    written = for_people(out.report)
+    write_json(headline_metrics(written), metrics)
+    write_json(written, report)
 
 
 if __name__ == "__main__":

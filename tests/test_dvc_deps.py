@@ -32,6 +32,7 @@ FLOORS: list[set[str]] = [
         "cli",
         "executor",
         "cell_inputs",
+        "rounding",
         "",
     },  # fmt: skip
     {"readers", "model", "identity", "download"},

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from ephys2expr.model.store_io import load_model_store
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.summary import HEADLINE_KEYS, headline_metrics
 from stages.train import app
 from tests.train_data import write_small_prepared
 
@@ -59,7 +60,7 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     assert store.provenance["species"] == "unknown"  # these tables have no species column
     assert len(store.provenance["inputs_md5"]) == 3
     metrics = json.loads((tmp_path / "a" / "train.json").read_text())
-    assert set(metrics) == {"r2_types", "sig_types"}
+    assert set(metrics) == set(HEADLINE_KEYS)
     for name in ("r2_hist", "rmse_hist", "model_vs_ols", "observed_vs_predicted",
                  "coef_heatmap", "feature_sets"):  # fmt: skip
         assert (tmp_path / "a" / "plots" / f"{name}.png").stat().st_size > 10_000
@@ -82,10 +83,10 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     assert report["missing_patterns"]["no_tau_cap"]["aibs_v10"] == 12
     assert report["missing_patterns"]["no_adratio"]["cells"] == 3
     # headline metrics only: two numbers, no timings; the detail is in the report
-    assert metrics == {
-        "r2_types": report["model"]["r2_median"],
-        "sig_types": report["null"]["genes_significant_and_beating_all"],
-    }
+    assert metrics == headline_metrics(report)
+    assert metrics["r2_50"] == round(report["model"]["r2_median"], 4)
+    assert metrics["sig"] == report["null"]["genes_significant_and_beating_all"]
+    assert metrics["fam_acc"] is None  # type means: no identity classifier
     assert "seconds" not in report and report["null"]["n_permutations"] == 5
     # same inputs + params -> identical bytes (no timings anywhere, so metrics too)
     assert _run(prepared, tmp_path / "b").exit_code == 0

@@ -156,7 +156,7 @@ def train_from_prepared(
     (``executor.gene_chunk``) and out-of-fold predictions are kept only for the plotted
     genes: genes are independent, so refitting just those genes (without the null) gives
     exactly their out-of-fold predictions from the full run. ``source`` (the training
-    source's name, ``--source``) names the headline metrics (``r2_<source>``).
+    source's name, ``--source``) is recorded in the report.
     """
     from ephys2expr.train.plots import plotted_genes
 
