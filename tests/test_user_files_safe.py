@@ -59,8 +59,7 @@ def user_files(folder: Path) -> dict[str, str]:
 
 def params_file(folder: Path, **predict) -> Path:
     path = folder / "my_params.yaml"
-    values = {"inputs": ["aibs_v6"], **predict}
-    path.write_text(yaml.safe_dump({"predict": values}))
+    path.write_text(yaml.safe_dump({"cells": {"inputs": ["aibs_v6"]}, "predict": predict}))
     return path
 
 
