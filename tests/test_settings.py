@@ -23,6 +23,7 @@ SETTINGS = {
     "executor": ("ephys2expr.executor", "ExecutorSettings"),
     "predict": ("ephys2expr.predict.settings", "PredictSettings"),
     "validate": ("ephys2expr.validate.settings", "ValidateSettings"),
+    "cells": ("ephys2expr.cell_inputs", "CellSettings"),
     "features": ("ephys2expr.recordings.settings", "FeaturesSettings"),
 }
 
