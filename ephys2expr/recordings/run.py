@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -113,11 +114,19 @@ def extract_features(
     jobs = [(p, settings) for p in files]
     n = min(settings.n_jobs, len(files))
     bar = dict(total=len(files), desc="recordings", unit="file", disable=not progress)
-    if n <= 1:
-        rows = [_one(job) for job in tqdm(jobs, **bar)]
-    else:
-        with ProcessPoolExecutor(max_workers=n) as pool:
-            rows = list(tqdm(pool.map(_one, jobs), **bar))
+    rows = []
+    with ProcessPoolExecutor(max_workers=n) if n > 1 else nullcontext() as pool:
+        done = pool.map(_one, jobs) if n > 1 else map(_one, jobs)
+        for row in tqdm(done, **bar):
+            rows.append(row)
+            if not progress:  # a log line per file instead of the bar (DVC's log)
+                log.info(
+                    "%s: %d of %d features (%s)",
+                    row["file"],
+                    sum(np.isfinite(row[f]) for f in EXTRACTED),
+                    len(EXTRACTED),
+                    row["qc"] or "ok",
+                )
     table = pd.DataFrame(rows).set_index("cell_id")
     measured = int(np.isfinite(table[EXTRACTED].to_numpy()).sum())
     log.info("features of %d recording(s): %d of %d values measured", len(files), measured,
