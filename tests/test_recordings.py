@@ -326,3 +326,13 @@ def test_the_filter_follows_the_sampling_rate():
     assert [SETTINGS.cutoff_hz(fs) for fs in (1e3, 1e4, 2e4, 2.5e4, 5e4)] == [
         400.0, 4_000.0, 8_000.0, 10_000.0, 10_000.0,
     ]  # fmt: skip
+
+
+def test_the_junction_potential_shifts_absolute_voltages_only():
+    rec = synthetic_cell(20_000)
+    plain = row_of(rec, SETTINGS)
+    shifted = row_of(rec, dataclasses.replace(SETTINGS, junction_potential_mv=12.0))
+    assert shifted["rmp"] == pytest.approx(plain["rmp"] - 12.0)
+    assert shifted["apthr"] == pytest.approx(plain["apthr"] - 12.0)
+    for f in ("apamp", "ahpamp", "rin", "tau", "aphw", "sag"):
+        assert shifted[f] == pytest.approx(plain[f])
