@@ -24,10 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ephys2expr.errors import WriteError
-from ephys2expr.temps import DIR_TEMP, Temp, remove_dead_temps, signals_deferred
+from ephys2expr.temps import (
+    DIR_TEMP,
+    Temp,
+    raise_if_stopped,
+    remove_dead_temps,
+    signals_deferred,
+)
 
 
 @contextlib.contextmanager
@@ -105,6 +110,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         temp = Temp.create(path.parent, path.name, directory=True)
         new = temp.path
         yield new
+        raise_if_stopped()  # a SIGTERM swallowed while writing: never swap in
         with signals_deferred():
             if not path.exists():
                 os.rename(new, path)
@@ -207,9 +213,11 @@ def file_checksum(path: str | os.PathLike) -> tuple[str, int]:
 
 
 def read_params(path: str | os.PathLike = "params.yaml") -> dict:
-    """Read ``params.yaml`` (used by tools outside DVC, e.g. the benchmark)."""
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    """Read ``params.yaml`` (used by tools outside DVC, e.g. the benchmark), strictly:
+    :func:`ephys2expr.settings.read_params`."""
+    from ephys2expr.settings import read_params as strict
+
+    return strict(path)
 
 
 def prune_folder(folder: str | os.PathLike, keep: Iterable[str | os.PathLike]) -> list[Path]:

@@ -39,18 +39,34 @@ _SIGNALS: list[int] = []  # termination signals received (see stop_on_sigterm)
 
 
 # ---------------------------------------------------------------------- signals
+def _collecting(phase: str, info: dict) -> None:
+    """``gc.callbacks`` hook: whether the garbage collector is running (see the handler)."""
+    _IN_GC[0] = phase == "start"
+
+
+_IN_GC = [False]
+
+
 def stop_on_sigterm() -> None:
     """Make SIGTERM unwind like Ctrl-C, so that every temporary file is removed.
 
-    The handler raises ``SystemExit(143)``; in case a library swallows that exception (an
-    exception raised inside C callbacks can be), the signal is also remembered and
-    :func:`raise_if_stopped` raises it again, so an interrupted run never commits.
+    The handler raises ``SystemExit(143)``. An exception raised while the garbage collector
+    runs a finalizer (a ``WeakValueDictionary`` callback, a ``__del__``) is swallowed by
+    Python (``Exception ignored in ...``), as is one raised inside some C callbacks, so the
+    signal is always remembered first: during a collection the handler only remembers it,
+    and :func:`raise_if_stopped` raises it at the next safe point. Every temporary checks
+    it before it is renamed into place (:meth:`Temp.replace`), and so does every new
+    temporary (:meth:`Temp.create`): an interrupted run never commits anything.
     """
+    import gc
 
     def handler(signum, frame):
         _SIGNALS.append(signum)
-        raise SystemExit(128 + signum)
+        if not _IN_GC[0]:
+            raise SystemExit(128 + signum)
 
+    if _collecting not in gc.callbacks:
+        gc.callbacks.append(_collecting)
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -129,6 +145,7 @@ class Temp:
         """
         # signals wait until the temporary exists as a Temp (or not at all): a SIGTERM
         # between mkdtemp and the Temp would leave an unowned folder behind
+        raise_if_stopped()  # a signal swallowed earlier: make nothing new
         temp = None
         try:
             with signals_deferred():
@@ -170,6 +187,7 @@ class Temp:
 
     def replace(self, destination: str | os.PathLike) -> None:
         """Rename the file into place (``os.replace``), then drop the lock."""
+        raise_if_stopped()  # a signal swallowed earlier (see stop_on_sigterm): no commit
         if not self.owned():
             raise OSError(errno.ENOENT, "temporary file removed by another process", self.path)
         os.replace(self.path, destination)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import FEATURE_DESCRIPTIONS, PLAUSIBLE_RANGE
 from ephys2expr.model.ood import describe_shift, shift_summary
 from ephys2expr.model.store import ModelStore, describe_sets
+from ephys2expr.paths import file_kind
+from ephys2expr.predict.mistakes import TRAILING_DELIMITER, report_mistakes
 from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
 from ephys2expr.readers.columns import MISSING_TEXT, check_header, id_strings
 
@@ -44,8 +47,10 @@ def _preview(values, n: int = 5) -> str:
 
 
 def _read_any(path: Path, id_column: str) -> pd.DataFrame:
-    """The table as read, by suffix (ids kept as text so leading zeros survive), after
-    :func:`~ephys2expr.readers.columns.check_header` (no repeated column, no short row)."""
+    """The table as read, by suffix (ids kept as text exactly as written, so leading zeros
+    survive and a cell named ``NA`` or ``None`` keeps its name), after
+    :func:`~ephys2expr.readers.columns.check_header` (no repeated column, no short row;
+    rows that all end in a delimiter are read without it, with one warning)."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         check_header(path)
@@ -56,8 +61,28 @@ def _read_any(path: Path, id_column: str) -> pd.DataFrame:
     seps = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
     if suffix not in seps:
         raise InputError(f"{path}: unknown table format '{suffix}' (use .csv, .tsv or .parquet)")
-    check_header(path, seps[suffix])
-    return pd.read_csv(path, sep=seps[suffix], dtype={id_column: str})
+    # converters, not dtype: pandas turns 'NA', 'None', 'null' ... into NaN before a dtype
+    # applies (a blank id is still caught by the caller)
+    kwargs = {"sep": seps[suffix], "converters": {id_column: str}}
+    trailing = check_header(path, seps[suffix])
+    if trailing:  # said once by predict.mistakes (an error with predict.strict)
+        kwargs["index_col"] = False
+    table = pd.read_csv(path, **kwargs)
+    table.attrs[TRAILING_DELIMITER] = trailing
+    return table
+
+
+def _check_input_file(path: Path) -> None:
+    """One line if ``path`` is not a readable regular file: absent, a folder, a FIFO ...
+    (a FIFO would block the read; both were reported as "no such file")."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: is {file_kind(mode)}, expected a table file (CSV/TSV/Parquet)")
 
 
 def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd.DataFrame:
@@ -82,8 +107,7 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
     """
     path = Path(path)
     id_column = id_column or ID_COLUMN
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    _check_input_file(path)
     try:
         table = _read_any(path, id_column)
     except InputError:
@@ -111,8 +135,10 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
         raise InputError(
             f"{path}: column '{id_column}' has duplicate ids, e.g. {_preview(pd.unique(dup))}"
         )
+    attrs = dict(table.attrs)
     table = table.drop(columns=[id_column])
     table.index = pd.Index(ids.to_numpy(), name=ID_COLUMN)
+    table.attrs.update(attrs)
     return table
 
 
@@ -157,7 +183,9 @@ def _column_values(col: pd.Series, name: str, where: str) -> pd.Series:
     return values.astype(float)
 
 
-def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) -> pd.DataFrame:
+def check_feature_columns(
+    cells: pd.DataFrame, features: list[str], where: str, implausible: str = "error"
+) -> pd.DataFrame:
     """Return the model's feature columns as float64, or raise naming what is wrong.
 
     Missing values (empty cells, NaN) are allowed here; the missing policy handles them.
@@ -165,7 +193,9 @@ def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) 
     (see :func:`_column_values`), an infinite value, or a value outside the feature's
     physically possible range :data:`ephys2expr.features.PLAUSIBLE_RANGE` (features without
     a documented range only need to be finite). Values that large never reach the model,
-    so no prediction can overflow.
+    so no prediction can overflow. With ``implausible="drop_value"`` (``predict.implausible``)
+    such a value is a missing value instead (one warning line per column), so that one bad
+    value does not stop a whole table.
     """
     missing = [f for f in features if f not in cells.columns]
     if missing:
@@ -186,13 +216,22 @@ def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) 
         limits = PLAUSIBLE_RANGE.get(name)
         if limits is not None:
             outside = ~limits.contains(values.to_numpy())
-            if outside.any():
+            if outside.any() and implausible == "drop_value":
+                i = int(np.flatnonzero(outside)[0])
+                log.warning(
+                    "%s: column '%s': %d value(s) outside the plausible range %s of %s set "
+                    "missing (predict.implausible: drop_value), e.g. cell %s: %g", where, name,
+                    int(outside.sum()), limits, FEATURE_DESCRIPTIONS[name], values.index[i],
+                    values.iat[i],
+                )  # fmt: skip
+                values = values.mask(outside)
+            elif outside.any():
                 i = int(np.flatnonzero(outside)[0])
                 raise InputError(
                     f"{where}: column '{name}', cell {values.index[i]}: {values.iat[i]:g} is "
                     f"outside the plausible range {limits} of {FEATURE_DESCRIPTIONS[name]} "
                     f"({int(outside.sum())} cell(s); fix the value or leave it empty for "
-                    "predict.missing)"
+                    "predict.missing, or --set implausible=drop_value)"
                 )
         out[name] = values
     return pd.DataFrame(out, index=cells.index)
@@ -333,6 +372,8 @@ def load_cells(
     name: str | None = None,
     id_column: str | None = None,
     species: str | None = None,
+    strict: bool = False,
+    implausible: str = "error",
 ) -> CellInput:
     """Read and check one table and screen its cells against the store's training rows.
 
@@ -348,11 +389,19 @@ def load_cells(
         Name of the input in logs, metrics and plots (default: the file's stem).
     id_column, species : str, optional
         See :func:`read_cell_table` and :func:`cell_metadata`.
+    strict : bool
+        ``predict.strict``: a likely mistake (:mod:`ephys2expr.predict.mistakes`) is an
+        error, not a warning.
+    implausible : str
+        ``predict.implausible``: ``error`` or ``drop_value`` (see
+        :func:`check_feature_columns`).
     """
     path = Path(path)
     cells = read_cell_table(path, id_column=id_column)
     usable = usable_features(cells, store, screen.missing, str(path), screen.min_features)
-    features = check_feature_columns(cells, usable, str(path))
+    features = check_feature_columns(cells, usable, str(path), implausible)
+    report_mistakes(str(path), cells, features, list(store.features), store.train_features,
+                    METADATA_COLUMNS, strict)  # fmt: skip
     meta = cell_metadata(cells, species=species, where=str(path))
     store_species = str(store.provenance.get("species", "unknown"))
     meta["species_mismatch"] = species_mismatch(meta["species"], store_species)

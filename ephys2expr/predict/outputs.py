@@ -196,6 +196,9 @@ class OutputSet:
             self.abort()
             where = self.destination(exc.filename) if exc.filename else "output"
             raise InputError(f"{where}: cannot move output into place ({exc.strerror})") from None
+        except BaseException:  # a SIGTERM swallowed earlier, raised by commit: abort too
+            self.abort()
+            raise
 
 
 __all__ = ["OutputSet", "remove_stale_temps"]
