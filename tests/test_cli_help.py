@@ -28,6 +28,7 @@ SECTIONS = {
     "predict": [PredictSettings, ExecutorSettings],
     "validate": [ValidateSettings],
     "download": [],
+    "show": [],
 }
 COLUMNS = 100
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore
 
 # Values per HDF5 tile of X (float32: 256 KiB), a size HDF5 reads efficiently.
@@ -126,6 +127,21 @@ def reserve_space(path: Path, extra: int) -> None:
         os.close(fd)
 
 
+# A '/' in an obsm column name is an HDF5 path separator: anndata warns (FutureWarning, one
+# per name: 8 per Scala-store predict, types such as 'L2/3 IT_2') and will refuse it. The
+# written names have it replaced; obs 'type' keeps the class names as they are.
+OBSM_SLASH = "-"
+
+
+def obsm_columns(names: list[str], key: str = "obsm") -> list[str]:
+    """``names`` as written in an obsm table: ``'/'`` -> :data:`OBSM_SLASH`
+    (``'L2/3 IT_2'`` -> ``'L2-3 IT_2'``); a name that would then clash is an error."""
+    out = [n.replace("/", OBSM_SLASH) for n in names]
+    if len(set(out)) != len(out):
+        raise InputError(f"{key}: class names {names} clash once '/' is replaced")
+    return out
+
+
 class H5adWriter:
     """Write an AnnData ``.h5ad`` with obs = ``meta``, var = the store's genes table rows
     ``gene_idx`` (the full set's), varm = ``varm`` (genes x feature sets tables:
@@ -170,7 +186,7 @@ class H5adWriter:
         for key, table in self.obsm.items():  # DataFrames indexed like obs (str cell ids)
             table = table.copy()
             table.index = obs.index
-            table.columns = [str(c) for c in table.columns]
+            table.columns = obsm_columns([str(c) for c in table.columns], key)
             obsm[key] = table
         adata = ad.AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
         for key, table in self.varm.items():  # genes x feature sets (predict.quality)
@@ -221,8 +237,10 @@ class H5adWriter:
 
 __all__ = [
     "H5adWriter",
+    "OBSM_SLASH",
     "check_space",
     "h5ad_bytes_bound",
+    "obsm_columns",
     "reserve_space",
     "uns_dict",
     "x_chunk_shape",
