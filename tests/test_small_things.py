@@ -94,3 +94,13 @@ def test_obsm_columns_with_a_slash_are_written_without_a_future_warning(tmp_path
 
     written = ad.read_h5ad(path).obsm["type_proba"]
     assert list(written.columns) == ["L2-3 IT_2", "L5-6 NP CT", "Pvalb"]
+
+
+def test_compare_outputs_has_a_help_and_names_an_unknown_commit():
+    """``scripts/compare_outputs.py --help`` crashed (it took '--help' for a commit)."""
+    script = [sys.executable, "scripts/compare_outputs.py"]
+    res = subprocess.run([*script, "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("usage: compare_outputs.py")
+    res = subprocess.run([*script, "no-such-commit"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: no-such-commit: no such commit or file with a dvc.lock")
