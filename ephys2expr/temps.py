@@ -20,6 +20,7 @@ import shutil
 import signal
 import stat
 import struct
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -39,34 +40,44 @@ _SIGNALS: list[int] = []  # termination signals received (see stop_on_sigterm)
 
 
 # ---------------------------------------------------------------------- signals
-def _collecting(phase: str, info: dict) -> None:
-    """``gc.callbacks`` hook: whether the garbage collector is running (see the handler)."""
-    _IN_GC[0] = phase == "start"
+def _redeliver(args) -> None:
+    """``sys.unraisablehook``: our SIGTERM's ``SystemExit`` swallowed by a finalizer (a
+    ``__del__`` or a ``WeakValueDictionary`` callback the garbage collector ran, a
+    ``__dealloc__`` of a C extension) is not printed but sent again, from a thread, so that
+    it lands in the main program a moment later and unwinds it."""
+    exc = args.exc_value
+    if isinstance(exc, SystemExit) and _SIGNALS and exc.code == 128 + _SIGNALS[-1]:
+        import threading
+
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), _SIGNALS[-1]))
+        timer.daemon = True
+        timer.start()
+        return
+    _HOOK[0](args)
 
 
-_IN_GC = [False]
+_HOOK = [sys.unraisablehook]
 
 
 def stop_on_sigterm() -> None:
     """Make SIGTERM unwind like Ctrl-C, so that every temporary file is removed.
 
-    The handler raises ``SystemExit(143)``. An exception raised while the garbage collector
-    runs a finalizer (a ``WeakValueDictionary`` callback, a ``__del__``) is swallowed by
-    Python (``Exception ignored in ...``), as is one raised inside some C callbacks, so the
-    signal is always remembered first: during a collection the handler only remembers it,
-    and :func:`raise_if_stopped` raises it at the next safe point. Every temporary checks
-    it before it is renamed into place (:meth:`Temp.replace`), and so does every new
-    temporary (:meth:`Temp.create`): an interrupted run never commits anything.
+    The handler raises ``SystemExit(143)``. Python swallows an exception raised while a
+    finalizer runs (``Exception ignored in ... SystemExit: 143``: the garbage collector
+    runs ``__del__`` methods and weakref callbacks in the middle of any code), so the signal
+    is always remembered first and, when swallowed, sent again a moment later
+    (:func:`_redeliver`). Until it lands, nothing is committed: every temporary checks it
+    before it is created or renamed into place (:meth:`Temp.create`, :meth:`Temp.replace`,
+    :func:`raise_if_stopped`).
     """
-    import gc
 
     def handler(signum, frame):
         _SIGNALS.append(signum)
-        if not _IN_GC[0]:
-            raise SystemExit(128 + signum)
+        raise SystemExit(128 + signum)
 
-    if _collecting not in gc.callbacks:
-        gc.callbacks.append(_collecting)
+    if sys.unraisablehook is not _redeliver:
+        _HOOK[0] = sys.unraisablehook
+        sys.unraisablehook = _redeliver
     signal.signal(signal.SIGTERM, handler)
 
 

@@ -146,6 +146,25 @@ def test_a_sigterm_during_garbage_collection_still_aborts_the_output_set(tmp_pat
     assert os.listdir(out) == []  # no output, no temporary
 
 
+def test_a_swallowed_sigterm_is_sent_again_and_stops_the_run():
+    """A run that writes nothing for a while after the swallowed signal (training) stops
+    at once, not at its next write."""
+    code = SWALLOWED.split("with OutputSet()")[0] + (
+        "import time\n"
+        "c = Cycle()\n"
+        "c.self = c\n"
+        "del c\n"
+        "gc.collect()\n"
+        "for _ in range(100):  # 10 s of work that writes nothing\n"
+        "    time.sleep(0.1)\n"
+        "print('finished', flush=True)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, "."], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    assert "finished" not in res.stdout and "Exception ignored" not in res.stderr
+
+
 def test_a_swallowed_sigterm_never_commits_an_atomic_write(tmp_path):
     """The atomic writers check the remembered signal before renaming into place."""
     code = (
