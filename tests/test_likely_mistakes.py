@@ -179,3 +179,21 @@ def test_implausible_drop_value_predicts_the_rest_of_the_table(real, tmp_path, c
     _, _, _, before = _run(real, _v6(real), tmp_path / "before", caplog)
     expected = pd.read_parquet(before).set_index("cell_id").drop(index=first)
     pd.testing.assert_frame_equal(pred, expected)
+
+
+def test_the_paired_layout_reads_rows_ending_in_a_delimiter_unshifted(raw_dir, tmp_path, caplog):
+    """The real Scala 2021 feature table with a ',' at the end of every data row."""
+    from ephys2expr.readers.columns import read_table
+
+    lines = (raw_dir / "scala2021" / "m1_patchseq_ephys_features.csv").read_text().splitlines()
+    (tmp_path / "plain.csv").write_text("\n".join(lines[:40]) + "\n")
+    path = tmp_path / "trailing.csv"
+    path.write_text("\n".join([lines[0]] + [ln + "," for ln in lines[1:40]]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="ephys2expr"):
+        table = read_table(path)
+    pd.testing.assert_frame_equal(table, read_table(tmp_path / "plain.csv"))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"{path}: every data row ends in an extra ',' (one more field than the header); read "
+        "without it, columns as the header names them. Remove the trailing delimiter to "
+        "silence this"
+    ]
