@@ -63,7 +63,7 @@ def test_show_prints_one_cells_top_genes_and_ood_score(predicted):
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[0] == f"cell {cell} ({predicted})"
-    assert f"ood_score {adata.obs.loc[cell, 'ood_score']}" in lines[2]
+    assert f"ood_score {adata.obs.loc[cell, 'ood_score']:.1f}" in lines[2]
     # the 4 highest predictions of that cell, in order, with their values
     row = pd.Series(np.asarray(adata[cell].X).ravel(), index=adata.var_names)
     expected = row.sort_values(ascending=False).head(4)

@@ -278,6 +278,13 @@ def _h5ad_extras(path: Path, cell: str) -> tuple[dict[str, pd.Series], pd.DataFr
     return obsm, trusted
 
 
+def _value(v) -> str:
+    """An obs value as shown: floats to one decimal (``ood_score 76.4``), empty as ``-``."""
+    if isinstance(v, float | np.floating):
+        return f"{v:.1f}"
+    return str(v) if v not in (None, "") else "-"
+
+
 def _bounds(path: Path, cell: str) -> pd.DataFrame | None:
     try:
         lower, _ = read_predictions(path, cells=[cell], layer="lower")
@@ -305,7 +312,7 @@ def describe_cell(path: str | os.PathLike, cell: str, top: int = 15) -> str:
     obsm, trusted = _h5ad_extras(path, str(cell)) if path.suffix == ".h5ad" else ({}, None)
     lines = [f"cell {cell} ({path})"]
     lines.append("  " + ", ".join(f"{k} {obs[k]}" for k in _HEADER if k in obs.index))
-    lines.append("  " + ", ".join(f"{k} {obs[k]}" for k in _FLAGS if k in obs.index))
+    lines.append("  " + ", ".join(f"{k} {_value(obs[k])}" for k in _FLAGS if k in obs.index))
     for level in ("family", "type"):
         proba = obsm.get(f"{level}_proba")
         if level in obs.index and proba is not None:
