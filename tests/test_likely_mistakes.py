@@ -142,9 +142,11 @@ def test_a_feature_no_cell_has_is_a_warning(real, tmp_path, caplog):
     cells = _v6(real)
     cells["ahpamp"] = float("nan")
     _, warnings, path, _ = _run(real, cells.drop(columns=["maxfreq"]), tmp_path, caplog)
-    assert f"{path}: the model's feature 'ahpamp' (AHP amplitude, threshold - fast trough (mV)) " \
-        "has no value in any cell: no cell is predicted with it; add it, or ignore this if it " \
+    assert (
+        f"{path}: the model's feature 'ahpamp' (AHP amplitude, threshold - fast trough (mV)) "
+        "has no value in any cell: no cell is predicted with it; add it, or ignore this if it "
         "was not measured" in warnings
+    )
     assert any(w.startswith(f"{path}: the model's feature 'maxfreq'") and "is not a column" in w
                for w in warnings)  # fmt: skip
 
