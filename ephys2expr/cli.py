@@ -225,11 +225,31 @@ def run_stage(app) -> None:
     (:func:`watch_launcher`). SIGTERM raises ``SystemExit(143)``
     (:func:`~ephys2expr.temps.stop_on_sigterm`, installed here for every stage), so the
     atomic writers remove their temporary files and nothing half-written is left.
+    ``--version`` prints :func:`version_line` and exits.
     """
     die_with_parent()
     watch_launcher()
     stop_on_sigterm()
+    if "--version" in sys.argv[1:]:  # every stage; before Typer, which has no global option
+        typer.echo(version_line())
+        raise SystemExit(0)
     app()
+
+
+def version_line() -> str:
+    """``ephys2expr <version> (<git commit>)``: what ``--version`` prints (the commit when
+    the package runs from a git checkout, as in the pipeline)."""
+    import subprocess
+
+    from ephys2expr import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        git = ["git", "-C", str(root), "describe", "--always", "--dirty"]
+        commit = subprocess.run(git, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"ephys2expr {__version__}" + (f" ({commit})" if commit else "")
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> bool:

@@ -32,12 +32,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ephys2expr.errors import InputError
+from ephys2expr.errors import InputError, one_line
 from ephys2expr.settings import Settings, setting
 
 log = logging.getLogger("ephys2expr")
 
 EXECUTOR_KINDS = ("inprocess", "local", "address")
+# Address schemes of a Dask scheduler (distributed's comm backends reachable by address).
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss")
 
 
 @dataclass
@@ -64,11 +66,39 @@ class ExecutorSettings(Settings):
             raise InputError(f"{self.where('kind')}: {self.kind!r} is not one of {EXECUTOR_KINDS}")
         if self.kind == "address" and not self.address.strip():
             raise InputError(f"{self.where('address')}: kind 'address' needs a scheduler address")
+        if self.kind == "address":
+            self._check_address()
         for key in ("n_workers", "threads_per_worker"):
             if getattr(self, key) < 1:
                 raise InputError(f"{self.where(key)}: {getattr(self, key)} must be >= 1")
         if self.gene_chunk < 0:
             raise InputError(f"{self.where('gene_chunk')}: {self.gene_chunk} is negative")
+
+    def _check_address(self) -> None:
+        """A Dask scheduler address: ``[tcp|tls|ws|wss://]host:port`` (not a file or URL)."""
+        from urllib.parse import urlsplit
+
+        address = self.address.strip()
+        where = self.where("address")
+        scheme, sep, rest = address.partition("://")
+        if not sep:
+            scheme, rest = "tcp", address
+        if scheme.lower() not in SCHEDULER_SCHEMES:
+            raise InputError(
+                f"{where}: {address!r} is not a Dask scheduler address (scheme {scheme!r}; "
+                f"use one of {list(SCHEDULER_SCHEMES)}, e.g. tcp://host:8786)"
+            )
+        try:
+            parts = urlsplit(f"{scheme}://{rest}")
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or not parts.hostname or parts.path not in ("", "/"):
+            raise InputError(
+                f"{where}: {address!r} is not a Dask scheduler address (expected host:port, "
+                "e.g. tcp://host:8786)"
+            )
+        self.address = address
 
 
 def _limited_call(fn: Callable, threads: int, args: tuple):
@@ -180,9 +210,13 @@ def open_executor(settings: ExecutorSettings | None = None) -> Iterator[Executor
     log.info("connecting to the Dask scheduler at %s", settings.address)
     try:
         client = Client(settings.address, timeout="30s")
-    except OSError as err:
+    except (OSError, TimeoutError, ValueError, MemoryError) as err:
+        # MemoryError: a server that is not a Dask scheduler answered the handshake with
+        # bytes read as a huge frame length
+        why = one_line(str(err))[:200] or type(err).__name__
         raise InputError(
-            f"params.yaml executor.address: cannot reach {settings.address!r} ({err})"
+            f"params.yaml executor.address: cannot reach a Dask scheduler at "
+            f"{settings.address!r} ({type(err).__name__}: {why})"
         ) from None
     with client:
         yield Executor(settings, client)

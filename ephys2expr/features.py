@@ -52,6 +52,36 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
 }
 
 
+# Each feature's unit as (SI prefix exponent, unit symbol): rin is in 10**6 Ohm (MOhm).
+# predict names the unit a table's values are likely in when its median is about 1000x
+# off the training's (tau in s: 10**-3 x; rheobase in nA: 10**3 x fewer; cap in F).
+# Ratios and composite units (Hz/pA) have none.
+FEATURE_UNITS: dict[str, tuple[int, str]] = {
+    "rin": (6, "Ohm"), "rmp": (-3, "V"), "apthr": (-3, "V"), "apamp": (-3, "V"),
+    "aphw": (-3, "s"), "tau": (-3, "s"), "ahpamp": (-3, "V"), "rheo": (-12, "A"),
+    "maxfreq": (0, "Hz"), "cap": (-12, "F"), "avg_isi": (-3, "s"), "latency": (0, "s"),
+}  # fmt: skip
+
+# Other names of the features in tables (lower case, no spaces or separators: matched after
+# normalising a column's name the same way): the Allen Cell Types / ipfx names where they
+# are the same quantity, and spelled-out names. predict warns when a table has one of them
+# and not the feature itself.
+FEATURE_ALIASES: dict[str, str] = {
+    "inputresistance": "rin", "ri": "rin", "rinput": "rin",
+    "restingpotential": "rmp", "restingmembranepotential": "rmp", "vrest": "rmp",
+    "vbaseline": "rmp", "vmrest": "rmp",
+    "apthreshold": "apthr", "thresholdvlongsquare": "apthr",
+    "apamplitude": "apamp", "spikeamplitude": "apamp",
+    "aphalfwidth": "aphw", "halfwidth": "aphw", "apwidth": "aphw", "spikehalfwidth": "aphw",
+    "membranetimeconstant": "tau", "timeconstant": "tau", "taum": "tau",
+    "ahpamplitude": "ahpamp", "ahp": "ahpamp",
+    "rheobase": "rheo", "rheobasei": "rheo", "thresholdilongsquare": "rheo",
+    "maxfiringrate": "maxfreq", "maxrate": "maxfreq", "maxfrequency": "maxfreq",
+    "capacitance": "cap", "membranecapacitance": "cap", "cm": "cap",
+    "adaptation": "adratio", "adaptationratio": "adratio", "adaptratio": "adratio",
+}  # fmt: skip
+
+
 class PlausibleRange(NamedTuple):
     """The values a feature can physically take, in this project's units.
 

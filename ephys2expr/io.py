@@ -25,10 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ephys2expr.errors import InputError, WriteError
-from ephys2expr.temps import DIR_TEMP, Temp, remove_dead_temps, signals_deferred
+from ephys2expr.temps import (
+    DIR_TEMP,
+    Temp,
+    raise_if_stopped,
+    remove_dead_temps,
+    signals_deferred,
+)
 
 
 @contextlib.contextmanager
@@ -141,6 +146,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         temp = Temp.create(path.parent, path.name, directory=True)
         new = temp.path
         yield new
+        raise_if_stopped()  # a SIGTERM swallowed while writing: never swap in
         with signals_deferred():
             if not path.exists():
                 os.rename(new, path)
@@ -243,9 +249,11 @@ def file_checksum(path: str | os.PathLike) -> tuple[str, int]:
 
 
 def read_params(path: str | os.PathLike = "params.yaml") -> dict:
-    """Read ``params.yaml`` (used by tools outside DVC, e.g. the benchmark)."""
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    """Read ``params.yaml`` (used by tools outside DVC, e.g. the benchmark), strictly:
+    :func:`ephys2expr.settings.read_params`."""
+    from ephys2expr.settings import read_params as strict
+
+    return strict(path)
 
 
 #: the hidden file in which a stage that owns a whole output folder lists what it wrote

@@ -1,5 +1,6 @@
 """Every path the pipeline reads or writes, in one place (relative to the project root)."""
 
+import stat
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,3 +41,12 @@ def model_store(source: str) -> Path:
 def in_raw_dir(raw_dir: Path | str, raw_path: Path) -> Path:
     """``raw_path`` (one of the constants above) rebased onto another raw folder."""
     return Path(raw_dir) / raw_path.relative_to(RAW)
+
+
+def file_kind(mode: int) -> str:
+    """What a path whose ``st_mode`` is ``mode`` is, for messages: ``a folder``, ``a named
+    pipe``, ``a socket``, ``a character device``, ``a block device``, ``a file``."""
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISREG, "a file")]  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a file")

@@ -48,16 +48,89 @@ def setting(default, help: str):  # noqa: A002 - "help" is what typer and argpar
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+# Deepest nesting a params file or a --set value may have (ours: 3). Deeper YAML is a
+# mistake or an attack: PyYAML's composer recurses once per level and runs out of stack.
+MAX_YAML_DEPTH = 32
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses what a settings file never needs and a typo or an
+    attack produces: anchors and aliases (``&a``/``*a``: a few lines of them expand to
+    gigabytes, the "billion laughs"), a key given twice in one mapping (PyYAML keeps the
+    last one silently) and nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed in settings",
+                event.start_mark,
+            )  # fmt: skip
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                continue  # unhashable: the base class reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (which value is "
+                    "meant is ambiguous; remove one)", key_node.start_mark,
+                )  # fmt: skip
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text, where: str):
+    """Parse settings YAML (a string or a file object) strictly (:class:`_StrictLoader`);
+    any problem is one :class:`InputError` line naming ``where``."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        raise InputError(f"{where}: not valid YAML ({exc.problem}{at})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise InputError(f"{where}: not valid YAML (nested too deeply)") from None
+
+
+def short_repr(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, safe for huge or deeply nested values."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlevel = 3
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def read_params(path: str | os.PathLike = "params.yaml") -> dict:
-    """Read a params file (``{}`` for an empty one); unreadable YAML is an InputError."""
+    """Read a params file (``{}`` for an empty one); unreadable YAML is an InputError,
+    and so are anchors/aliases, a key given twice and very deep nesting (:func:`load_yaml`)."""
     path = Path(path)
+    if not path.is_file():
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, expected a params file")
+        if path.exists():
+            raise InputError(f"{path}: not a regular file, expected a params file")
     try:
         with open(path) as fh:
-            params = yaml.safe_load(fh)
+            params = load_yaml(fh, str(path))
     except FileNotFoundError:
         raise InputError(f"{path}: no such params file") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if params is None:
         return {}
     if not isinstance(params, dict):
@@ -82,7 +155,9 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 raise
             except InputError as exc:
                 errors.append(str(exc))
-        raise InputError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not valid")
+        if len(errors) == 1:
+            raise InputError(errors[0])
+        raise InputError(f"{where}: {short_repr(value)} is not valid")
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -91,26 +166,26 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
             return True
         if text in ("false", "no", "0"):
             return False
-        raise InputError(f"{where}: {value!r} is not true or false")
+        raise InputError(f"{where}: {short_repr(value)} is not true or false")
     if annotation is int:
         if isinstance(value, bool):
-            raise InputError(f"{where}: {value!r} is not a whole number")
+            raise InputError(f"{where}: {short_repr(value)} is not a whole number")
         if isinstance(value, int):
             return value
         try:
             as_float = float(str(value).strip())
         except ValueError:
-            raise InputError(f"{where}: {value!r} is not a whole number") from None
+            raise InputError(f"{where}: {short_repr(value)} is not a whole number") from None
         if not as_float.is_integer():
-            raise InputError(f"{where}: {value!r} is not a whole number")
+            raise InputError(f"{where}: {short_repr(value)} is not a whole number")
         return int(as_float)
     if annotation is float:
         if isinstance(value, bool):
-            raise InputError(f"{where}: {value!r} is not a number")
+            raise InputError(f"{where}: {short_repr(value)} is not a number")
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise InputError(f"{where}: {value!r} is not a number") from None
+            raise InputError(f"{where}: {short_repr(value)} is not a number") from None
         if not math.isfinite(number):  # YAML .nan/.inf, --set x=nan: never a valid setting
             raise NonFinite(f"{where}: {number} is not a finite number")
         return number
@@ -118,14 +193,14 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, float) and not math.isfinite(value):  # float | str settings
             raise NonFinite(f"{where}: {value} is not a finite number")
         if isinstance(value, dict | list):
-            raise InputError(f"{where}: {value!r} is not a single value")
+            raise InputError(f"{where}: {short_repr(value)} is not a single value")
         return "" if value is None else str(value)
     if origin is list:
         (item,) = typing.get_args(annotation) or (str,)
         if isinstance(value, str):
             value = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
         if not isinstance(value, list | tuple):
-            raise InputError(f"{where}: {value!r} is not a list")
+            raise InputError(f"{where}: {short_repr(value)} is not a list")
         return [coerce(v, item, where) for v in value]
     return value
 
@@ -255,8 +330,8 @@ class Settings:
                 if key.startswith(prefix):
                     key = key[len(prefix) :]
             if not sep or not key:
-                raise InputError(f"--set {item!r}: expected KEY=VALUE")
-            values[key] = yaml.safe_load(value) if value.strip() else ""
+                raise InputError(f"--set {short_repr(item)}: expected KEY=VALUE")
+            values[key] = load_yaml(value, f"--set {key}") if value.strip() else ""
             origins.pop(key, None)
         return cls.from_dict(values, source=source, origins=origins)
 
@@ -281,7 +356,7 @@ def build_settings(params, overrides, *classes: type[Settings], source: str = ""
         section = aliases.get(section, section)
         if section not in by_section:
             raise InputError(
-                f"--set {item!r}: section '{section}' is not one of {sorted(by_section)}"
+                f"--set {short_repr(item)}: section '{section}' is not one of {sorted(by_section)}"
             )
         by_section[section].append(item)
     if params is not None and not isinstance(params, dict):
@@ -292,4 +367,13 @@ def build_settings(params, overrides, *classes: type[Settings], source: str = ""
     return tuple(c.from_params(params, by_section[c.SECTION], source) for c in classes)
 
 
-__all__ = ["NAME", "Settings", "build_settings", "coerce", "read_params", "setting"]
+__all__ = [
+    "NAME",
+    "Settings",
+    "build_settings",
+    "coerce",
+    "load_yaml",
+    "read_params",
+    "setting",
+    "short_repr",
+]

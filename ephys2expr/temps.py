@@ -20,6 +20,7 @@ import shutil
 import signal
 import stat
 import struct
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -39,18 +40,44 @@ _SIGNALS: list[int] = []  # termination signals received (see stop_on_sigterm)
 
 
 # ---------------------------------------------------------------------- signals
+def _redeliver(args) -> None:
+    """``sys.unraisablehook``: our SIGTERM's ``SystemExit`` swallowed by a finalizer (a
+    ``__del__`` or a ``WeakValueDictionary`` callback the garbage collector ran, a
+    ``__dealloc__`` of a C extension) is not printed but sent again, from a thread, so that
+    it lands in the main program a moment later and unwinds it."""
+    exc = args.exc_value
+    if isinstance(exc, SystemExit) and _SIGNALS and exc.code == 128 + _SIGNALS[-1]:
+        import threading
+
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), _SIGNALS[-1]))
+        timer.daemon = True
+        timer.start()
+        return
+    _HOOK[0](args)
+
+
+_HOOK = [sys.unraisablehook]
+
+
 def stop_on_sigterm() -> None:
     """Make SIGTERM unwind like Ctrl-C, so that every temporary file is removed.
 
-    The handler raises ``SystemExit(143)``; in case a library swallows that exception (an
-    exception raised inside C callbacks can be), the signal is also remembered and
-    :func:`raise_if_stopped` raises it again, so an interrupted run never commits.
+    The handler raises ``SystemExit(143)``. Python swallows an exception raised while a
+    finalizer runs (``Exception ignored in ... SystemExit: 143``: the garbage collector
+    runs ``__del__`` methods and weakref callbacks in the middle of any code), so the signal
+    is always remembered first and, when swallowed, sent again a moment later
+    (:func:`_redeliver`). Until it lands, nothing is committed: every temporary checks it
+    before it is created or renamed into place (:meth:`Temp.create`, :meth:`Temp.replace`,
+    :func:`raise_if_stopped`).
     """
 
     def handler(signum, frame):
         _SIGNALS.append(signum)
         raise SystemExit(128 + signum)
 
+    if sys.unraisablehook is not _redeliver:
+        _HOOK[0] = sys.unraisablehook
+        sys.unraisablehook = _redeliver
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -129,6 +156,7 @@ class Temp:
         """
         # signals wait until the temporary exists as a Temp (or not at all): a SIGTERM
         # between mkdtemp and the Temp would leave an unowned folder behind
+        raise_if_stopped()  # a signal swallowed earlier: make nothing new
         temp = None
         try:
             with signals_deferred():
@@ -170,6 +198,7 @@ class Temp:
 
     def replace(self, destination: str | os.PathLike) -> None:
         """Rename the file into place (``os.replace``), then drop the lock."""
+        raise_if_stopped()  # a signal swallowed earlier (see stop_on_sigterm): no commit
         if not self.owned():
             raise OSError(errno.ENOENT, "temporary file removed by another process", self.path)
         os.replace(self.path, destination)

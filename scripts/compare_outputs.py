@@ -37,9 +37,13 @@ def main(rev: str) -> int:
         with open(rev) as fh:
             old = lock_outputs(fh.read())
     else:
-        old = lock_outputs(subprocess.run(
-            ["git", "show", f"{rev}:dvc.lock"], check=True, capture_output=True, text=True
-        ).stdout)  # fmt: skip
+        shown = subprocess.run(["git", "show", f"{rev}:dvc.lock"], capture_output=True, text=True)
+        if shown.returncode != 0:
+            print(f"error: {rev}: no such commit or file with a dvc.lock "
+                  f"({shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else 'git'})",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        old = lock_outputs(shown.stdout)
     with open("dvc.lock") as fh:
         new = lock_outputs(fh.read())
     metrics = {p for p in old if p.startswith("metrics/")}
@@ -59,4 +63,12 @@ def main(rev: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "HEAD"))
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Compare this checkout's pipeline outputs (dvc.lock) with another commit's "
+        "or a saved dvc.lock; exit code 1 if a non-metrics output differs."
+    )
+    parser.add_argument("rev", nargs="?", default="HEAD",
+                        help="a commit (default HEAD) or the path of a saved dvc.lock")  # fmt: skip
+    sys.exit(main(parser.parse_args().rev))

@@ -30,6 +30,7 @@ SECTIONS = {
     "validate": [ValidateSettings],
     "download": [],
     "features": [FeaturesSettings],
+    "show": [],
 }
 COLUMNS = 100
 ROOT = Path(__file__).resolve().parent.parent

@@ -48,6 +48,19 @@ _VECTORS = ("scaler_mean", "scaler_scale", "feature_min", "feature_max")
 _REQUIRED = ("features", "n_genes", "penalty", "l1_ratio", *_VECTORS, "provenance", "files")
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object with a key given twice (``json`` keeps the last one silently)."""
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def parse_json(raw: bytes, where: str):
     """JSON of ``raw`` (UTF-8), errors as one line. NaN/Infinity parse; the checks of the
     numbers then name the key that holds them."""
@@ -56,7 +69,12 @@ def parse_json(raw: bytes, where: str):
     except UnicodeDecodeError as exc:
         raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise InputError(
+            f"{where}: key {exc.args[0]!r} appears twice in one object (which value is meant "
+            "is ambiguous; retrain the store or remove one)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: unreadable JSON ({exc.msg}, line {exc.lineno})") from None
     except RecursionError:

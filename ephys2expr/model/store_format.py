@@ -50,7 +50,7 @@ from ephys2expr.model.store_checks import (
     parse_json,
     tables_of,
 )
-from ephys2expr.paths import MODELS
+from ephys2expr.paths import MODELS, file_kind
 
 log = logging.getLogger("ephys2expr")
 
@@ -241,7 +241,11 @@ def existing_stores(*folders) -> list[str]:
         except OSError:
             continue
         for entry in entries:
-            if entry.is_dir() and os.path.isfile(os.path.join(entry.path, META)):
+            try:  # a sibling that is a broken link or a link loop is no store, not an error
+                is_store = entry.is_dir() and os.path.isfile(os.path.join(entry.path, META))
+            except OSError:
+                is_store = False
+            if is_store:
                 rel = os.path.relpath(entry.path)
                 path = entry.path if rel.startswith("..") else rel
                 if path not in found:
@@ -257,7 +261,7 @@ def _read_at(dir_fd: int, name: str, limit: int, where: str) -> bytes | None:
     try:
         mode = os.stat(name, dir_fd=dir_fd).st_mode
         if not stat.S_ISREG(mode):
-            raise InputError(f"{where}: {name} is not a regular file ({_kind(mode)})")
+            raise InputError(f"{where}: {name} is not a regular file ({file_kind(mode)})")
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0), dir_fd=dir_fd)
     except FileNotFoundError:
         return None
@@ -266,7 +270,7 @@ def _read_at(dir_fd: int, name: str, limit: int, where: str) -> bytes | None:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise InputError(f"{where}: {name} is not a regular file ({_kind(mode)})")
+        raise InputError(f"{where}: {name} is not a regular file ({file_kind(mode)})")
     if hasattr(os, "set_blocking"):
         os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as fh:
@@ -274,13 +278,6 @@ def _read_at(dir_fd: int, name: str, limit: int, where: str) -> bytes | None:
     if len(data) > limit:
         raise InputError(f"{where}: {name} is larger than the {limit:,} bytes expected")
     return data
-
-
-def _kind(mode: int) -> str:
-    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
-             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device")]  # fmt: skip
-    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def join_set_tables(sets: dict, features: list[str]) -> dict[str, pd.DataFrame]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,20 +22,21 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import FEATURE_DESCRIPTIONS, PLAUSIBLE_RANGE
 from ephys2expr.model.ood import describe_shift, shift_summary
 from ephys2expr.model.store import ModelStore, describe_sets
+from ephys2expr.paths import file_kind
+from ephys2expr.predict.metadata import (
+    METADATA_COLUMNS,
+    cell_metadata,
+    normalise_species,
+    species_mismatch,
+    warn_species,
+)
+from ephys2expr.predict.mistakes import TRAILING_DELIMITER, report_mistakes
 from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
 from ephys2expr.readers.columns import MISSING_TEXT, check_header, id_strings
 
 log = logging.getLogger("ephys2expr.predict")
 
 ID_COLUMN = "cell_id"
-# Per-cell metadata carried from the input to the output when present (CONTRIBUTING.md).
-METADATA_COLUMNS: list[str] = ["cre_line", "layer", "dendrite_type", "species", "brain_region"]
-_SPECIES_ALIASES = {
-    "mus musculus": "mouse",
-    "mouse": "mouse",
-    "homo sapiens": "human",
-    "human": "human",
-}
 
 
 def _preview(values, n: int = 5) -> str:
@@ -44,8 +46,10 @@ def _preview(values, n: int = 5) -> str:
 
 
 def _read_any(path: Path, id_column: str) -> pd.DataFrame:
-    """The table as read, by suffix (ids kept as text so leading zeros survive), after
-    :func:`~ephys2expr.readers.columns.check_header` (no repeated column, no short row)."""
+    """The table as read, by suffix (ids kept as text exactly as written, so leading zeros
+    survive and a cell named ``NA`` or ``None`` keeps its name), after
+    :func:`~ephys2expr.readers.columns.check_header` (no repeated column, no short row;
+    rows that all end in a delimiter are read without it, with one warning)."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         check_header(path)
@@ -56,8 +60,28 @@ def _read_any(path: Path, id_column: str) -> pd.DataFrame:
     seps = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
     if suffix not in seps:
         raise InputError(f"{path}: unknown table format '{suffix}' (use .csv, .tsv or .parquet)")
-    check_header(path, seps[suffix])
-    return pd.read_csv(path, sep=seps[suffix], dtype={id_column: str})
+    # converters, not dtype: pandas turns 'NA', 'None', 'null' ... into NaN before a dtype
+    # applies (a blank id is still caught by the caller)
+    kwargs = {"sep": seps[suffix], "converters": {id_column: str}}
+    trailing = check_header(path, seps[suffix])
+    if trailing:  # said once by predict.mistakes (an error with predict.strict)
+        kwargs["index_col"] = False
+    table = pd.read_csv(path, **kwargs)
+    table.attrs[TRAILING_DELIMITER] = trailing
+    return table
+
+
+def _check_input_file(path: Path) -> None:
+    """One line if ``path`` is not a readable regular file: absent, a folder, a FIFO ...
+    (a FIFO would block the read; both were reported as "no such file")."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: is {file_kind(mode)}, expected a table file (CSV/TSV/Parquet)")
 
 
 def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd.DataFrame:
@@ -82,8 +106,7 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
     """
     path = Path(path)
     id_column = id_column or ID_COLUMN
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    _check_input_file(path)
     try:
         table = _read_any(path, id_column)
     except InputError:
@@ -111,8 +134,10 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
         raise InputError(
             f"{path}: column '{id_column}' has duplicate ids, e.g. {_preview(pd.unique(dup))}"
         )
+    attrs = dict(table.attrs)
     table = table.drop(columns=[id_column])
     table.index = pd.Index(ids.to_numpy(), name=ID_COLUMN)
+    table.attrs.update(attrs)
     return table
 
 
@@ -157,7 +182,9 @@ def _column_values(col: pd.Series, name: str, where: str) -> pd.Series:
     return values.astype(float)
 
 
-def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) -> pd.DataFrame:
+def check_feature_columns(
+    cells: pd.DataFrame, features: list[str], where: str, implausible: str = "error"
+) -> pd.DataFrame:
     """Return the model's feature columns as float64, or raise naming what is wrong.
 
     Missing values (empty cells, NaN) are allowed here; the missing policy handles them.
@@ -165,7 +192,9 @@ def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) 
     (see :func:`_column_values`), an infinite value, or a value outside the feature's
     physically possible range :data:`ephys2expr.features.PLAUSIBLE_RANGE` (features without
     a documented range only need to be finite). Values that large never reach the model,
-    so no prediction can overflow.
+    so no prediction can overflow. With ``implausible="drop_value"`` (``predict.implausible``)
+    such a value is a missing value instead (one warning line per column), so that one bad
+    value does not stop a whole table.
     """
     missing = [f for f in features if f not in cells.columns]
     if missing:
@@ -186,13 +215,22 @@ def check_feature_columns(cells: pd.DataFrame, features: list[str], where: str) 
         limits = PLAUSIBLE_RANGE.get(name)
         if limits is not None:
             outside = ~limits.contains(values.to_numpy())
-            if outside.any():
+            if outside.any() and implausible == "drop_value":
+                i = int(np.flatnonzero(outside)[0])
+                log.warning(
+                    "%s: column '%s': %d value(s) outside the plausible range %s of %s set "
+                    "missing (predict.implausible: drop_value), e.g. cell %s: %g", where, name,
+                    int(outside.sum()), limits, FEATURE_DESCRIPTIONS[name], values.index[i],
+                    values.iat[i],
+                )  # fmt: skip
+                values = values.mask(outside)
+            elif outside.any():
                 i = int(np.flatnonzero(outside)[0])
                 raise InputError(
                     f"{where}: column '{name}', cell {values.index[i]}: {values.iat[i]:g} is "
                     f"outside the plausible range {limits} of {FEATURE_DESCRIPTIONS[name]} "
                     f"({int(outside.sum())} cell(s); fix the value or leave it empty for "
-                    "predict.missing)"
+                    "predict.missing, or --set implausible=drop_value)"
                 )
         out[name] = values
     return pd.DataFrame(out, index=cells.index)
@@ -219,70 +257,6 @@ def usable_features(
             f"{min_features}; the store offers {describe_sets(store)}"
         )
     return present
-
-
-def normalise_species(name: str) -> str:
-    """``mouse``/``human`` for the ways tables spell them (Allen: ``Mus musculus``, ``Homo
-    Sapiens``), any other name lower case."""
-    name = str(name).strip().lower()
-    return _SPECIES_ALIASES.get(name, name)
-
-
-def cell_metadata(
-    cells: pd.DataFrame, species: str | None = None, where: str = "cells"
-) -> pd.DataFrame:
-    """The metadata columns present in ``cells`` (strings, ``None`` where unknown).
-
-    ``species`` is normalised (:func:`normalise_species`), the column's values and the
-    ``species`` argument (the ``--species`` option) alike. The option gives the species of
-    cells whose column is empty, or of every cell when there is no column; an option that
-    contradicts a cell's own species is an error naming ``where`` (not silently ignored).
-    Cells of no known species are ``"unknown"``.
-    """
-    meta = pd.DataFrame(index=cells.index)
-    for col in METADATA_COLUMNS:
-        if col in cells.columns:
-            values = cells[col].astype("string").str.strip()
-            meta[col] = values.mask(values == "").astype(object).where(values.notna(), None)
-    given = normalise_species(species) if species is not None and str(species).strip() else None
-    if "species" in meta.columns:
-        own = [normalise_species(s) if s is not None else None for s in meta["species"]]
-        other = sorted({s for s in own if s is not None and given is not None and s != given})
-        if other:
-            n = sum(s in other for s in own)
-            raise InputError(
-                f"{where}: --species {given} contradicts its 'species' column ({n} cell(s) say "
-                f"{'/'.join(other)}); --species only fills cells without one"
-            )
-        meta["species"] = [s if s is not None else (given or "unknown") for s in own]
-    else:
-        meta["species"] = given or "unknown"
-    return meta
-
-
-def species_mismatch(species: pd.Series, store_species: str) -> np.ndarray:
-    """Per cell: its species is known and not one the store was trained on.
-
-    ``store_species`` is the store's ``provenance["species"]`` (``mouse``; several joined by
-    ``,``); a store that does not know its species (``unknown``, stores of older versions)
-    flags nothing, and neither do cells of unknown species."""
-    trained = {s for s in str(store_species).split(",") if s and s != "unknown"}
-    if not trained:
-        return np.zeros(len(species), dtype=bool)
-    known = species.astype(str).to_numpy()
-    return (known != "unknown") & ~np.isin(known, sorted(trained))
-
-
-def _warn_species(name: str, meta: pd.DataFrame, kept: np.ndarray, store_species: str) -> None:
-    """ONE warning line when predicted cells are of another species than the store's."""
-    flagged = meta["species_mismatch"].to_numpy() & kept
-    if flagged.any():
-        other = sorted(set(meta.loc[flagged, "species"]))
-        log.warning(
-            "%s: %d of %d predicted cells are %s but the model store was trained on %s "
-            "cells; their predictions cross species (obs 'species_mismatch')",
-            name, int(flagged.sum()), int(kept.sum()), "/".join(other), store_species,
-        )  # fmt: skip
 
 
 @dataclass
@@ -333,6 +307,8 @@ def load_cells(
     name: str | None = None,
     id_column: str | None = None,
     species: str | None = None,
+    strict: bool = False,
+    implausible: str = "error",
 ) -> CellInput:
     """Read and check one table and screen its cells against the store's training rows.
 
@@ -348,11 +324,19 @@ def load_cells(
         Name of the input in logs, metrics and plots (default: the file's stem).
     id_column, species : str, optional
         See :func:`read_cell_table` and :func:`cell_metadata`.
+    strict : bool
+        ``predict.strict``: a likely mistake (:mod:`ephys2expr.predict.mistakes`) is an
+        error, not a warning.
+    implausible : str
+        ``predict.implausible``: ``error`` or ``drop_value`` (see
+        :func:`check_feature_columns`).
     """
     path = Path(path)
     cells = read_cell_table(path, id_column=id_column)
     usable = usable_features(cells, store, screen.missing, str(path), screen.min_features)
-    features = check_feature_columns(cells, usable, str(path))
+    features = check_feature_columns(cells, usable, str(path), implausible)
+    report_mistakes(str(path), cells, features, list(store.features), store.train_features,
+                    METADATA_COLUMNS, strict)  # fmt: skip
     meta = cell_metadata(cells, species=species, where=str(path))
     store_species = str(store.provenance.get("species", "unknown"))
     meta["species_mismatch"] = species_mismatch(meta["species"], store_species)
@@ -365,7 +349,7 @@ def load_cells(
     if shift:
         log.info("%s: features shifted most from the training rows (SMD): %s", item.name,
                  describe_shift(shift))  # fmt: skip
-    _warn_species(item.name, meta, screened.kept, store_species)
+    warn_species(item.name, meta, screened.kept, store_species)
     return item
 
 
@@ -376,6 +360,7 @@ __all__ = [
     "cell_metadata",
     "check_feature_columns",
     "load_cells",
+    "normalise_species",
     "read_cell_table",
     "species_mismatch",
     "usable_features",

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore
 
 # Values per HDF5 tile of X (float32: 256 KiB), a size HDF5 reads efficiently.
@@ -57,6 +58,88 @@ def uns_dict(metadata: dict) -> dict:
     it back into a list), keys sorted. Anything else (numpy scalars, paths) goes through JSON
     first, as in the Parquet metadata."""
     return json.loads(json.dumps(metadata, sort_keys=True, default=str))
+
+
+def h5ad_bytes_bound(n_cells: int, n_genes: int, chunk_cells: int, intervals: bool) -> int:
+    """At most how many bytes ``X`` (and the interval layers) add to the ``.h5ad``: whole
+    tiles of float32 (HDF5 stores a partial tile at full size), float16 layers counted
+    uncompressed plus 1 % (gzip of incompressible data grows slightly), and 1 MiB for HDF5's
+    own structures (its chunk index: about 100 bytes per tile)."""
+    tiles = x_chunk_shape(n_cells, n_genes, chunk_cells)
+    if tiles is None:
+        return 1 << 20
+    rows, cols = tiles
+    values = -(-n_cells // rows) * rows * (-(-n_genes // cols) * cols)
+    per_value = 4 + (4 * 1.01 if intervals else 0)
+    n_tiles = -(-n_cells // rows) * -(-n_genes // cols) * (3 if intervals else 1)
+    return int(values * per_value) + 128 * n_tiles + (1 << 20)
+
+
+def _table_bytes(*tables: pd.DataFrame) -> int:
+    """A generous bound of what anndata writes for these tables (obs, var, obsm, varm)."""
+    return 2 * sum(int(t.memory_usage(deep=True).sum()) for t in tables) + (1 << 20)
+
+
+def _no_room(path, errno_: int, needed: int) -> OSError:
+    import os
+
+    return OSError(errno_, f"{os.strerror(errno_)}; the predictions need up to "
+                   f"{needed / 1e6:,.1f} MB", os.fspath(path))  # fmt: skip
+
+
+def check_space(path: Path, needed: int) -> None:
+    """Raise ``OSError`` (``ENOSPC``, ``EFBIG``) now if ``needed`` bytes cannot be written to
+    ``path``: the free space of its file system, and the file-size limit (``ulimit -f``)."""
+    import errno
+    import os
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < needed:
+        raise _no_room(path, errno.EFBIG, needed)
+    free = os.statvfs(path)
+    if free.f_bavail * free.f_frsize < needed:
+        raise _no_room(path, errno.ENOSPC, needed)
+
+
+def reserve_space(path: Path, extra: int) -> None:
+    """Allocate ``extra`` bytes beyond the end of ``path`` before HDF5 writes into it.
+
+    libhdf5 handles a full disk or a file-size limit (``ulimit -f``) badly: the failed
+    write is reported, but the file cannot be closed and the process crashes at exit
+    (SIGSEGV, exit 139). Reserving the space first turns either into a plain ``OSError``
+    (``ENOSPC``, ``EFBIG``) that the caller reports as one line. HDF5 then writes inside
+    the reserved space and cuts the file to what it used when it closes it. Where the file
+    system cannot reserve (``EOPNOTSUPP``), the free space is compared instead.
+    """
+    import errno
+    import os
+
+    size = os.stat(path).st_size
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, size, extra)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise _no_room(path, exc.errno, extra) from None
+        check_space(path, extra)  # cannot reserve here: at least compare the free space
+    finally:
+        os.close(fd)
+
+
+# A '/' in an obsm column name is an HDF5 path separator: anndata warns (FutureWarning, one
+# per name: 8 per Scala-store predict, types such as 'L2/3 IT_2') and will refuse it. The
+# written names have it replaced; obs 'type' keeps the class names as they are.
+OBSM_SLASH = "-"
+
+
+def obsm_columns(names: list[str], key: str = "obsm") -> list[str]:
+    """``names`` as written in an obsm table: ``'/'`` -> :data:`OBSM_SLASH`
+    (``'L2/3 IT_2'`` -> ``'L2-3 IT_2'``); a name that would then clash is an error."""
+    out = [n.replace("/", OBSM_SLASH) for n in names]
+    if len(set(out)) != len(out):
+        raise InputError(f"{key}: class names {names} clash once '/' is replaced")
+    return out
 
 
 class H5adWriter:
@@ -103,14 +186,20 @@ class H5adWriter:
         for key, table in self.obsm.items():  # DataFrames indexed like obs (str cell ids)
             table = table.copy()
             table.index = obs.index
-            table.columns = [str(c) for c in table.columns]
+            table.columns = obsm_columns([str(c) for c in table.columns], key)
             obsm[key] = table
         adata = ad.AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
         for key, table in self.varm.items():  # genes x feature sets (predict.quality)
             adata.varm[key] = table.set_axis(var.index)
-        adata.write_h5ad(self.path)
-        self._file = h5py.File(self.path, "a")
         n, g = len(obs), len(var)
+        x_bytes = h5ad_bytes_bound(n, g, self.chunk_cells, self.intervals)
+        # libhdf5 cannot be trusted with a full disk (see reserve_space): check the room for
+        # the whole file first, then reserve X's before writing it
+        tables = _table_bytes(obs, var, *obsm.values(), *self.varm.values())
+        check_space(self.path, x_bytes + tables)
+        adata.write_h5ad(self.path)
+        reserve_space(self.path, x_bytes)
+        self._file = h5py.File(self.path, "a")
         self._x = self._file.create_dataset(
             "X", shape=(n, g), dtype="float32", chunks=x_chunk_shape(n, g, self.chunk_cells)
         )
@@ -140,7 +229,19 @@ class H5adWriter:
             layer[sl, :] = values.T
 
     def __exit__(self, *exc) -> None:
+        # drop the datasets before the file: a file left open by a failed close made
+        # libhdf5 crash at exit (exit 139)
+        self._x, self._layers = None, []
         self._file.close()
 
 
-__all__ = ["H5adWriter", "uns_dict", "x_chunk_shape"]
+__all__ = [
+    "H5adWriter",
+    "OBSM_SLASH",
+    "check_space",
+    "h5ad_bytes_bound",
+    "obsm_columns",
+    "reserve_space",
+    "uns_dict",
+    "x_chunk_shape",
+]

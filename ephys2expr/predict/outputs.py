@@ -229,7 +229,7 @@ class OutputSet:
             self.abort()
             where = self.destination(exc.filename) if exc.filename else "output"
             raise InputError(f"{where}: cannot move output into place ({exc.strerror})") from None
-        except BaseException:  # a signal or a failed manifest write: never leave temporaries
+        except BaseException:  # a signal (also one swallowed earlier) or a failed manifest write
             self.abort()
             raise
 

@@ -247,4 +247,97 @@ def read_predictions(
     return values[order], meta
 
 
-__all__ = ["constant_genes", "file_metadata", "read_predictions"]
+# ---------------------------------------------------------------- one cell, as text (stages.show)
+# obs columns shown in the header lines, when present
+_HEADER = ("species", "cre_line", "layer", "dendrite_type", "feature_set", "features_used")
+_FLAGS = ("ood_score", "ood", "extrapolated", "extrapolated_features", "imputed_features")
+
+
+def _h5ad_extras(path: Path, cell: str) -> tuple[dict[str, pd.Series], pd.DataFrame | None]:
+    """``({obsm key: this cell's row}, varm['trusted'])`` of a ``.h5ad`` (empty/None if
+    absent)."""
+    import anndata as ad
+    from anndata.io import read_elem
+
+    adata = ad.read_h5ad(path, backed="r")
+    try:
+        row = int(pd.Index(adata.obs_names).get_loc(cell))
+        f = adata.file._file
+        obsm = {}
+        for key in f.get("obsm", {}):
+            table = read_elem(f[f"obsm/{key}"])
+            if isinstance(table, pd.DataFrame):
+                obsm[key] = table.iloc[row]
+        trusted = read_elem(f["varm/trusted"]) if "varm/trusted" in f else None
+        if trusted is not None and not isinstance(trusted, pd.DataFrame):
+            trusted = None
+        if trusted is not None:
+            trusted.index = pd.Index(adata.var_names)
+    finally:
+        adata.file.close()
+    return obsm, trusted
+
+
+def _value(v) -> str:
+    """An obs value as shown: floats to one decimal (``ood_score 76.4``), empty as ``-``."""
+    if isinstance(v, float | np.floating):
+        return f"{v:.1f}"
+    return str(v) if v not in (None, "") else "-"
+
+
+def _bounds(path: Path, cell: str) -> pd.DataFrame | None:
+    try:
+        lower, _ = read_predictions(path, cells=[cell], layer="lower")
+        upper, _ = read_predictions(path, cells=[cell], layer="upper")
+    except InputError:  # no interval layers (old store, Parquet without them)
+        return None
+    return pd.DataFrame({"lower": lower.iloc[0], "upper": upper.iloc[0]})
+
+
+def describe_cell(path: str | os.PathLike, cell: str, top: int = 15) -> str:
+    """The lines :mod:`stages.show` prints for ``cell`` of the predictions file ``path``.
+
+    Identity (obs ``family``/``type`` with the three most probable classes of obsm
+    ``<level>_proba``), the ``top`` genes by predicted log2(x + 1) with their interval and
+    whether the gene is trusted for the cell's feature set, and the ``ood_score``.
+
+    Raises
+    ------
+    InputError
+        No such cell (one line naming the file).
+    """
+    path = Path(path)
+    values, meta = read_predictions(path, cells=[str(cell)])
+    obs = meta.iloc[0]
+    obsm, trusted = _h5ad_extras(path, str(cell)) if path.suffix == ".h5ad" else ({}, None)
+    lines = [f"cell {cell} ({path})"]
+    lines.append("  " + ", ".join(f"{k} {obs[k]}" for k in _HEADER if k in obs.index))
+    lines.append("  " + ", ".join(f"{k} {_value(obs[k])}" for k in _FLAGS if k in obs.index))
+    for level in ("family", "type"):
+        proba = obsm.get(f"{level}_proba")
+        if level in obs.index and proba is not None:
+            best = proba.astype(float).sort_values(ascending=False).head(3)
+            others = ", ".join(f"{name} {p:.2f}" for name, p in best.items())
+            lines.append(f"  {level}: {obs[level]} (most probable: {others})")
+    row = values.iloc[0].astype(float).sort_values(ascending=False).head(top)
+    bounds = _bounds(path, str(cell))
+    feature_set = obs.get("feature_set")
+    ok = None
+    if trusted is not None and feature_set in trusted.columns:
+        ok = trusted[feature_set].astype(bool)
+    head = "interval [lower, upper]" if bounds is not None else "no intervals in this file"
+    star = ", * = trusted for its feature set" if ok is not None else ""
+    lines.append(f"  top {len(row)} genes by predicted log2(x + 1), {head}{star}:")
+    width = max(len(str(g)) for g in row.index)
+    for gene, value in row.items():
+        text = f"    {str(gene):<{width}}  {value:6.2f}"
+        if bounds is not None:
+            lo, hi = bounds.loc[gene, "lower"], bounds.loc[gene, "upper"]
+            text += f"  [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else "  [-]"
+        if ok is not None and bool(ok.get(gene, False)):
+            text += "  *"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+__all__ = ["constant_genes", "describe_cell", "file_metadata", "read_predictions"]

@@ -237,7 +237,16 @@ def predict_tables(
 
     # Read and check every input before writing anything.
     items = [
-        load_cells(job.source, store, screen, name=job.name, id_column=id_column, species=species)
+        load_cells(
+            job.source,
+            store,
+            screen,
+            name=job.name,
+            id_column=id_column,
+            species=species,
+            strict=settings.strict,
+            implausible=settings.implausible,
+        )  # fmt: skip
         for job in jobs
     ]
     for item in items:

@@ -12,6 +12,7 @@ from ephys2expr.settings import Settings, setting
 
 MISSING_POLICIES = ("feature_set", "drop", "impute")
 GENE_SETS = ("varying", "all", "predictable")
+IMPLAUSIBLE_POLICIES = ("error", "drop_value")
 
 
 @dataclass
@@ -80,6 +81,17 @@ class PredictSettings(Settings):
         False, "write <name>.parquet (wide: cells x genes + metadata; up to ~10,000 cells)"
     )
     chunk_cells: int = setting(1000, "cells per chunk / Parquet row group (bounds memory)")
+    strict: bool = setting(
+        False,
+        "likely mistakes in an input table (a feature ~1000x off the training's, a column "
+        "that almost names a feature, a trailing delimiter, a feature no cell has) are "
+        "errors, not warnings",
+    )
+    implausible: str = setting(
+        "error",
+        "a feature value outside its plausible range: error (stop, naming it) | drop_value "
+        "(treat it as missing, one warning per column)",
+    )
 
     def check(self) -> None:
         self.missing = self.missing.strip().lower()
@@ -87,6 +99,12 @@ class PredictSettings(Settings):
         if self.missing not in MISSING_POLICIES:
             raise InputError(
                 f"{self.where('missing')}: {self.missing!r} is not one of {list(MISSING_POLICIES)}"
+            )
+        self.implausible = self.implausible.strip().lower()
+        if self.implausible not in IMPLAUSIBLE_POLICIES:
+            raise InputError(
+                f"{self.where('implausible')}: {self.implausible!r} is not one of "
+                f"{list(IMPLAUSIBLE_POLICIES)}"
             )
         if self.genes not in GENE_SETS:
             raise InputError(
@@ -139,4 +157,4 @@ class PredictSettings(Settings):
         return self.genes == "predictable"
 
 
-__all__ = ["GENE_SETS", "MISSING_POLICIES", "PredictSettings"]
+__all__ = ["GENE_SETS", "IMPLAUSIBLE_POLICIES", "MISSING_POLICIES", "PredictSettings"]

@@ -116,7 +116,7 @@ def _duplicate_names(names, path) -> None:
             seen.add(name)
 
 
-def check_header(path: str | os.PathLike, sep: str | None = None) -> None:
+def check_header(path: str | os.PathLike, sep: str | None = None) -> bool:
     """Check a table file before pandas reads it: unique column names; in a CSV/TSV also
     every row as many fields as the header (a file cut off mid-write ends in a short row).
 
@@ -124,10 +124,23 @@ def check_header(path: str | os.PathLike, sep: str | None = None) -> None:
     levels, from the pandas metadata where present). CSV/TSV (``sep``): the header line
     itself, not pandas' renamed ``rin.1``. Blank lines are skipped, as pandas does.
 
+    Rows with more fields than the header: pandas would take the first column as the row
+    labels and shift every column by one (the ids become the first feature's values). When
+    every data row has extra fields that are all empty (a delimiter at the end of each
+    row, as some spreadsheets write), the table is fine without them: returns True, and
+    the caller reads it with ``index_col=False`` (pandas then drops them). Extra fields
+    with values are an error naming the line.
+
+    Returns
+    -------
+    bool
+        True if every data row ends in empty extra fields (a trailing delimiter).
+
     Raises
     ------
     InputError
-        Naming the file and the repeated column, or the file and the short line.
+        Naming the file and the repeated column, or the file and the short or long line,
+        or a field the ``csv`` module refuses (a stray quote runs a field on).
     """
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -136,25 +149,60 @@ def check_header(path: str | os.PathLike, sep: str | None = None) -> None:
         try:
             schema = pq.read_schema(path)
         except Exception:  # noqa: BLE001 - the reader reports an unreadable file itself
-            return
+            return False
         _duplicate_names(schema.names, path)
         meta = schema.pandas_metadata  # index levels under their pandas names
         if meta:
             _duplicate_names([c.get("name") for c in meta.get("columns", [])], path)
-        return
+        return False
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         reader = csv.reader(fh, delimiter=sep or ",")
-        header = next(reader, None)
-        if header is None:
-            return
-        _duplicate_names(header, path)
-        for record in reader:
-            if record and len(record) < len(header):
+        try:
+            return _check_rows(reader, path)
+        except csv.Error as exc:
+            raise InputError(
+                f"{path}: line {reader.line_num}: unreadable ({exc}; a stray quote '\"' "
+                "makes the rest of the file one field: check the quotes)"
+            ) from None
+
+
+def _check_rows(reader, path: Path) -> bool:
+    """The row checks of :func:`check_header`; True if every data row has a trailing
+    delimiter (only empty extra fields)."""
+    header = next(reader, None)
+    if header is None:
+        return False
+    _duplicate_names(header, path)
+    n_rows, trailing = 0, 0
+    for record in reader:
+        if not record:
+            continue
+        n_rows += 1
+        if len(record) < len(header):
+            why = (
+                "a stray quote '\"' runs a field on over the next lines: check the quotes"
+                if any("\n" in field for field in record)
+                else "a truncated or damaged row; the file may have been cut off while it "
+                "was written"
+            )
+            raise InputError(
+                f"{path}: line {reader.line_num} has {len(record)} field(s), the header "
+                f"{len(header)} ({why})"
+            )
+        if len(record) > len(header):
+            if any(field.strip() for field in record[len(header) :]):
                 raise InputError(
                     f"{path}: line {reader.line_num} has {len(record)} field(s), the header "
-                    f"{len(header)} (a truncated or damaged row; the file may have been "
-                    "cut off while it was written)"
+                    f"{len(header)} (a missing column name or a stray delimiter; pandas "
+                    "would shift every column by one)"
                 )
+            trailing += 1
+    if trailing and trailing != n_rows:
+        raise InputError(
+            f"{path}: {trailing} of {n_rows} rows end in an extra delimiter, the others not "
+            "(a damaged table; pandas would misread it)"
+        )
+    return trailing > 0
 
 
 def read_csv_table(path, **kwargs) -> pd.DataFrame:
@@ -185,5 +233,20 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         table = pd.read_parquet(path)
         return table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
     sep = csv_separator(path)
-    check_header(path, sep)
+    if check_header(path, sep):
+        warn_trailing_delimiter(path, sep)
+        return read_csv_table(path, sep=sep, low_memory=False, index_col=False)
     return read_csv_table(path, sep=sep, low_memory=False)
+
+
+def warn_trailing_delimiter(path, sep: str) -> None:
+    """The one warning line of a table whose rows all end in a delimiter (read without the
+    empty last field, not shifted: :func:`check_header`)."""
+    import logging
+
+    name = "tab" if sep == "\t" else repr(sep)
+    logging.getLogger("ephys2expr").warning(
+        "%s: every data row ends in an extra %s (one more field than the header); read "
+        "without it, columns as the header names them. Remove the trailing delimiter to "
+        "silence this", path, name,
+    )  # fmt: skip

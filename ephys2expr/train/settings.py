@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import yaml
 
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES, CADWELL_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.path import PENALTIES, alpha_grid
-from ephys2expr.settings import NAME, Settings, coerce, setting
+from ephys2expr.settings import NAME, Settings, coerce, load_yaml, setting
 from ephys2expr.train.feature_sets import FULL
 
 log = logging.getLogger("ephys2expr")
@@ -141,6 +140,10 @@ class TrainSettings(Settings):
             )
         if self.min_set_cells < 1:
             raise InputError(f"{self.where('min_set_cells')}: {self.min_set_cells} is not >= 1")
+        if not 0 <= self.seed < 2**32:  # what numpy's and scikit-learn's generators take
+            raise InputError(
+                f"{self.where('seed')}: {self.seed} is not a whole number from 0 to 2**32 - 1"
+            )
         for key in ("n_permutations", "null_stop_after"):
             if getattr(self, key) < 0:
                 raise InputError(f"{self.where(key)}: {getattr(self, key)} is negative")
@@ -152,10 +155,7 @@ class TrainSettings(Settings):
         where = self.where("feature_sets")
         sets = self.feature_sets
         if isinstance(sets, str):  # --set feature_sets="{full: [], no_tau: [tau]}"
-            try:
-                sets = yaml.safe_load(sets)
-            except yaml.YAMLError:
-                raise InputError(f"{where}: {self.feature_sets!r} is not a YAML mapping") from None
+            sets = load_yaml(sets, where)
         if sets is None:
             sets = {}
         if not isinstance(sets, dict):

@@ -60,6 +60,8 @@ class ValidateSettings(Settings):
                          ("seed", 0)):  # fmt: skip
             if getattr(self, key) < low:
                 raise InputError(f"{self.where(key)}: {getattr(self, key)} is below {low}")
+        if self.seed >= 2**32:  # what numpy's generators take
+            raise InputError(f"{self.where('seed')}: {self.seed} is above 2**32 - 1")
 
 
 __all__ = ["REFERENCES", "ValidateSettings"]
