@@ -35,6 +35,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ephys2expr.errors import InputError
+from ephys2expr.taxonomy import type_group
+
+# families of excitatory neurons (the rest of a per-cell store's families are GABAergic)
+EXC_FAMILIES = ("IT", "ET", "CT", "NP", "L6b", "L6 IT", "L5 ET", "L6 CT", "L5/6 NP")
+_EXC_WORDS = ("exc", "excitatory", "glutamatergic", "spiny", "pyramidal")
+_INH_WORDS = ("inh", "inhibitory", "gabaergic", "aspiny", "interneuron")
+# families compatible with an interneuron Cre line's group (taxonomy.type_group)
+CRE_FAMILIES = {"Pvalb": ("Pvalb",), "Sst": ("Sst",), "Vip": ("Vip", "Sncg"),
+                "Ndnf": ("Lamp5", "Vip", "Sncg")}  # fmt: skip
+
 # features log1p-transformed before the Gaussians (right-skewed, positive)
 LOG_FEATURES = ("rin", "tau", "cap", "rheo", "maxfreq", "avg_isi", "f_i_curve_slope")
 METHODS = ("none", "auto", "zscore", "em_shift", "em_scale", "em_mixed")
@@ -238,7 +249,7 @@ def em_align(S: np.ndarray, model: ClassGaussians, allowed=None, fit_scale: bool
         priors = np.where(allowed.any(axis=0), priors, 0.0) + 1e-12
         priors /= priors.sum()
     converged, it = False, 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         U = (S - shift) / scale
         resp, _ = _responsibilities(U, model, prec, priors, allowed)
         counts = resp.sum(axis=0) + PRIOR_COUNT * (allowed.any(axis=0) if allowed is not None
@@ -264,6 +275,37 @@ def em_align(S: np.ndarray, model: ClassGaussians, allowed=None, fit_scale: bool
     resp, loglik = _responsibilities(U, model, prec, priors, allowed)
     objective = loglik - np.log(scale).sum() - 0.5 * ridge * float(((shift / scale)**2).sum()) / n
     return shift, scale, priors, resp, it, converged, objective
+
+
+def allowed_families(value: str, classes, where: str = "known_class") -> np.ndarray:
+    """Which of the families ``classes`` a known class ``value`` allows (bool per class).
+
+    ``value``: ``""`` (anything), ``Exc``/``Inh`` (also excitatory, spiny, GABAergic,
+    aspiny, interneuron), a family name, or a Cre line or type name that
+    :func:`ephys2expr.taxonomy.type_group` maps (``Pvalb-IRES-Cre`` -> Pvalb, ``Vip...`` ->
+    Vip or Sncg, ``Htr3a``/``Ndnf`` -> the CGE families). Anything else is an
+    :class:`~ephys2expr.errors.InputError` naming ``where`` and the value.
+    """
+    classes = [str(c) for c in classes]
+    v = str(value).strip()
+    exc = np.array([c in EXC_FAMILIES for c in classes])
+    if not v:
+        return np.ones(len(classes), bool)
+    low = v.lower()
+    if low in _EXC_WORDS:
+        return exc
+    if low in _INH_WORDS:
+        return ~exc
+    for c in classes:
+        if c.lower() == low:
+            return np.array([k == c for k in classes])
+    group = type_group(v)
+    if group in CRE_FAMILIES:
+        return np.isin(classes, CRE_FAMILIES[group])
+    if group.startswith("Exc"):
+        return exc
+    raise InputError(f"{where}: known class {v!r} is not Exc, Inh, one of the families "
+                     f"{classes} or a Cre line of a known group")  # fmt: skip
 
 
 def auto_method(known: bool) -> str:
@@ -332,5 +374,6 @@ def starts(S: np.ndarray, model: ClassGaussians, allowed=None) -> list[np.ndarra
     return out
 
 
-__all__ = ["AUTO", "Alignment", "auto_method", "ClassGaussians", "LOG_FEATURES", "METHODS", "em_align",
+__all__ = ["AUTO", "CRE_FAMILIES", "EXC_FAMILIES", "Alignment", "ClassGaussians",
+           "LOG_FEATURES", "METHODS", "allowed_families", "auto_method", "em_align",
            "fit_alignment", "inverse_transform", "transform"]  # fmt: skip

@@ -23,12 +23,14 @@ from ephys2expr.model.ood import describe_shift, shift_summary
 from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
 from ephys2expr.readers.columns import MISSING_TEXT, check_header, id_strings
+from ephys2expr.readers.ipfx import ipfx_cells, is_ipfx_table
 
 log = logging.getLogger("ephys2expr.predict")
 
 ID_COLUMN = "cell_id"
 # Per-cell metadata carried from the input to the output when present (CONTRIBUTING.md).
-METADATA_COLUMNS: list[str] = ["cre_line", "layer", "dendrite_type", "species", "brain_region"]
+METADATA_COLUMNS: list[str] = ["cre_line", "layer", "dendrite_type", "species", "brain_region",
+                                "batch", "known_class"]  # fmt: skip
 _SPECIES_ALIASES = {
     "mus musculus": "mouse",
     "mouse": "mouse",
@@ -86,6 +88,12 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
         raise InputError(f"{path}: no such file")
     try:
         table = _read_any(path, id_column)
+        if is_ipfx_table(table.columns):
+            table, rep = ipfx_cells(table, str(path), id_column)
+            log.info("%s: an ipfx feature table (ids from '%s'); features derived from its "
+                     "columns, not derivable: %s; zeros read as missing: %s", path,
+                     rep["id_column"], ", ".join(rep["not_derived"]) or "none",
+                     rep["zero_as_missing"] or "none")  # fmt: skip
     except InputError:
         raise
     except (OSError, ValueError, pd.errors.ParserError) as exc:

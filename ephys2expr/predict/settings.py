@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ephys2expr.errors import InputError
+from ephys2expr.identity.align import METHODS as ALIGN_METHODS
 from ephys2expr.model.intervals import LEVELS
 from ephys2expr.settings import NAME, Settings, setting
 
@@ -82,6 +83,20 @@ class PredictSettings(Settings):
         False, "write <name>.parquet (wide: cells x genes + metadata; up to ~10,000 cells)"
     )
     chunk_cells: int = setting(1000, "cells per chunk / Parquet row group (bounds memory)")
+    align: str = setting(
+        "auto",
+        "batch alignment onto the training cells (docs/transfer.md), per value of an input's "
+        "'batch' column (none = one batch): auto (em_shift for cells with a known class, "
+        "none otherwise) | none | em_shift | em_scale | em_mixed | zscore",
+    )
+    align_min_cells: int = setting(
+        20, "a batch with fewer cells (with the aligned features) is not aligned"
+    )
+    known_class: str = setting(
+        "",
+        "what is known of every cell without a 'known_class' value: Exc, Inh, a family or "
+        "a Cre line ('' = nothing); restricts alignment and identity to compatible families",
+    )
 
     def check(self) -> None:
         self.missing = self.missing.strip().lower()
@@ -122,6 +137,13 @@ class PredictSettings(Settings):
             self.n_permutations = "train"
         elif self.n_permutations < 0:
             raise InputError(f"{self.where('n_permutations')}: {self.n_permutations} is negative")
+        self.align = self.align.strip().lower()
+        if self.align not in ALIGN_METHODS:
+            raise InputError(f"{self.where('align')}: {self.align!r} is not one of "
+                             f"{list(ALIGN_METHODS)}")  # fmt: skip
+        if self.align_min_cells < 2:
+            raise InputError(f"{self.where('align_min_cells')}: {self.align_min_cells} is not "
+                             ">= 2")  # fmt: skip
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")
         bad = [name for name in self.inputs if not NAME.match(name)]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.features import ALL_FEATURES
+from ephys2expr.features import ALL_FEATURES, PLAUSIBLE_RANGE
 from ephys2expr.readers.columns import numeric_column
 
 # feature -> candidate sources, first whose columns are all present wins: (kind, columns)
@@ -80,7 +80,8 @@ def read_ipfx_features(table: pd.DataFrame, where: str) -> tuple[pd.DataFrame, d
     (features, report)
         ``features``: columns :data:`~ephys2expr.features.ALL_FEATURES` (float64, NaN where
         not derivable), same index. ``report``: ``sources`` (feature -> the ipfx columns
-        used), ``not_derived`` (features no column gave).
+        used), ``not_derived`` (features no column gave), ``zero_as_missing`` (feature ->
+        cells whose 0 of a feature that must be > 0 became missing).
     """
     out, sources = {}, {}
     for feature, options in IPFX_SOURCES.items():
@@ -97,24 +98,33 @@ def read_ipfx_features(table: pd.DataFrame, where: str) -> tuple[pd.DataFrame, d
         raise InputError(f"{where}: no ipfx feature column found (e.g. {list(SIGNATURE)})")
     feats = pd.DataFrame(out, index=table.index).reindex(columns=ALL_FEATURES).astype(float)
     not_derived = [f for f in ALL_FEATURES if f not in out]
-    return feats, {"sources": sources, "not_derived": not_derived}
+    # ipfx writes 0 for a width or time constant it could not measure (a Tamas-lab cell has
+    # width_rheo 0): for a feature that must be > 0 that is a missing value, counted
+    zeros = {}
+    for f in feats.columns:
+        if PLAUSIBLE_RANGE[f].low_open and PLAUSIBLE_RANGE[f].low == 0:
+            hit = feats[f] == 0
+            if hit.any():
+                zeros[f] = int(hit.sum())
+                feats.loc[hit, f] = np.nan
+    return feats, {"sources": sources, "not_derived": not_derived, "zero_as_missing": zeros}
 
 
-def ipfx_cells(table: pd.DataFrame, where: str) -> tuple[pd.DataFrame, dict]:
-    """An ipfx table as a per-cell feature table: the 15 features plus the table's other
-    non-ipfx columns (metadata), indexed by its id column (first of :data:`ID_CANDIDATES`
-    present, or the index as it is)."""
-    for c in ID_CANDIDATES:
-        if c in table.columns:
-            table = table.set_index(table[c].astype(str).str.strip()).drop(columns=[c])
-            break
+def ipfx_cells(table: pd.DataFrame, where: str, id_column: str = "cell_id") -> tuple:
+    """An ipfx table as a per-cell feature table: column ``id_column`` (the table's own, or
+    the first of :data:`ID_CANDIDATES` present), the 15 features, and the table's other
+    text columns (metadata). Returns ``(table, report)`` (:func:`read_ipfx_features`)."""
+    ids = next((c for c in (id_column, *ID_CANDIDATES) if c in table.columns), None)
+    if ids is None:
+        raise InputError(f"{where}: an ipfx table without an id column (one of "
+                         f"{[id_column, *ID_CANDIDATES]})")  # fmt: skip
     feats, report = read_ipfx_features(table, where)
-    used = {c for cols in report["sources"].values() for c in cols}
-    meta = [c for c in table.columns if c not in used and not pd.api.types.is_numeric_dtype(
-        table[c])]  # fmt: skip
-    cells = pd.concat([feats, table[meta]], axis=1)
-    cells.index.name = "cell_id"
-    return cells, report
+    used = {c for cols in report["sources"].values() for c in cols} | {ids}
+    meta = [c for c in table.columns if c not in used and c not in feats.columns
+            and not pd.api.types.is_numeric_dtype(table[c])]  # fmt: skip
+    cells = pd.concat([table[[ids]].set_axis([id_column], axis=1), feats, table[meta]], axis=1)
+    report["id_column"] = ids
+    return cells.reset_index(drop=True), report
 
 
 __all__ = ["ID_CANDIDATES", "IPFX_SOURCES", "SIGNATURE", "ipfx_cells", "is_ipfx_table",
