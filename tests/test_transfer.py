@@ -139,7 +139,8 @@ def test_an_ipfx_table_maps_names_and_units(raw_dir):
 
 @pytest.fixture(scope="module")
 def store_dir(scala, tmp_path_factory):
-    """A per-cell store (model best, 30 genes, full set) trained on all Scala cells."""
+    """A per-cell store (model best, 30 genes, the full and Cadwell's 7-feature sets)
+    trained on all Scala cells."""
     from ephys2expr.model.store_io import save_model_store
     from ephys2expr.train.run import train_from_prepared
 
@@ -151,7 +152,8 @@ def store_dir(scala, tmp_path_factory):
     f.to_parquet(prepared / "train_features.parquet")
     t.loc[genes].astype(float).to_parquet(prepared / "train_targets.parquet")
     types.to_parquet(prepared / "train_types.parquet")
-    settings = train_settings(model="best", n_permutations=0, feature_sets={})
+    cadwell = ["rheo", "maxfreq", "cap", "sag"]  # Berg's tables have no maximum rate
+    settings = train_settings(model="best", n_permutations=0, feature_sets={"cadwell": cadwell})
     out = train_from_prepared(prepared, settings, source="scala2021")
     save_model_store(out.store, folder / "model")
     return folder / "model"
@@ -183,10 +185,11 @@ def test_an_ipfx_table_is_predicted_end_to_end_with_its_known_class(
 
     caplog.set_level(logging.INFO, logger="ephys2expr")
     src = raw_dir / L1_CLEAN
-    adata, report, _ = _predict(store_dir, tmp_path, src, "predict.known_class=Inh")
+    adata, report, _ = _predict(store_dir, tmp_path, src, "predict.known_class=Inh",
+                                "predict.missing=drop")  # fmt: skip
     assert "an ipfx feature table" in caplog.text and "not derivable: adratio" in caplog.text
     cells, _ = ipfx_cells(pd.read_csv(src), str(src))
-    assert adata.n_obs == int((cells[["rin", "rmp", "aphw", "rheo"]].notna().all(axis=1)).sum())
+    assert adata.n_obs == int(cells[["rin", "tau", "aphw", "rheo"]].notna().all(axis=1).sum())
     al = report["inputs"]["mansvelder_features_E"]["alignment"]["all"]
     assert al["fitted"] and al["method"] == "em_shift" and al["converged"]
     assert set(al["shift_sd"]) >= {"rmp", "rin", "aphw", "tau"}
@@ -210,8 +213,36 @@ def test_without_a_known_class_auto_leaves_the_cells_as_they_are(
 
     caplog.set_level(logging.INFO, logger="ephys2expr")
     src = raw_dir / L1_CLEAN
-    plain, report, _ = _predict(store_dir, tmp_path, src, "predict.align=none")
-    auto, report_auto, _ = _predict(store_dir, tmp_path, src)
+    plain, report, _ = _predict(store_dir, tmp_path, src, "predict.align=none",
+                                "predict.missing=drop")  # fmt: skip
+    auto, report_auto, _ = _predict(store_dir, tmp_path, src, "predict.missing=drop")
     assert not report_auto["inputs"]["mansvelder_features_E"]["alignment"]["all"]["fitted"]
     assert "not aligned (no known class)" in caplog.text
     np.testing.assert_array_equal(plain.X, auto.X)
+
+
+def test_the_transfer_table_of_validate_on_two_foreign_sets(raw_dir, store_dir, tmp_path):
+    """validate's transfer section on Berg's mouse L2/3 cells (all excitatory) and the Tamas
+    lab's human L1 cells (all GABAergic): auto without a known class changes nothing, with it
+    every cell is of its class, and alignment by EM does not lose a one-class set's calls."""
+    from ephys2expr.model.store_io import load_model_store
+    from ephys2expr.validate.transfer import transfer_sets, transfer_summary, transfer_table
+
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    store = load_model_store(store_dir)
+    allen = pd.DataFrame({f: [np.nan] for f in store.features}, index=["x"]).assign(
+        cre_line="Sst-IRES-Cre", layer="5", dendrite_type="aspiny")  # fmt: skip
+    for v in ("v6", "v10"):
+        allen.to_parquet(prepared / f"cells_aibs_{v}.parquet")
+    sets = transfer_sets(raw_dir, prepared)
+    assert len(sets["berg_mouse"].cells) == 131 and len(sets["l1_tamas"].cells) == 67
+    table = transfer_table(store, {k: sets[k] for k in ("berg_mouse", "l1_tamas")})
+    t = table.set_index(["set", "method", "known_class"])["exc_inh_agreement"]
+    for name in ("berg_mouse", "l1_tamas"):
+        assert t[(name, "auto", False)] == t[(name, "none", False)]
+        assert t[(name, "auto", True)] == 1.0
+    assert t[("berg_mouse", "em_shift", False)] >= t[("berg_mouse", "none", False)] - 0.02
+    summary = transfer_summary(table)
+    assert summary["one_class_worst_loss_auto"] == 0.0
+    assert summary["one_class_min_share_known"] == 1.0

@@ -55,6 +55,7 @@ SHRINK = 0.1  # within-class covariance shrunk this far towards its diagonal
 POOL_COUNT = 30.0  # a class's covariance is shrunk towards the pooled one as if by this many cells
 PRIOR_COUNT = 1.0  # Dirichlet pseudo-count per allowed class in the prior update
 MAX_ITER = 200
+MAX_FIT_CELLS = 2000  # larger batches are fitted on a seeded subsample of this many cells
 TOL = 1e-5  # stop when the shift moves less than this (SD units)
 SCALE_BOUNDS = (0.5, 2.0)
 
@@ -201,9 +202,12 @@ class Alignment:
 def _log_gauss(R: np.ndarray, means: np.ndarray, prec: np.ndarray) -> np.ndarray:
     """Cells x classes log-density (up to a constant) of ``R`` under each class Gaussian
     (``prec``: K x p x p precisions)."""
-    diff = R[:, None, :] - means[None, :, :]
-    logdet = np.linalg.slogdet(prec)[1]
-    return -0.5 * np.einsum("nkp,kpq,nkq->nk", diff, prec, diff) + 0.5 * logdet[None, :]
+    out = np.empty((len(R), len(means)))
+    for k in range(len(means)):  # per class a matrix product: ~10x faster than one einsum
+        L = np.linalg.cholesky(prec[k])
+        z = (R - means[k]) @ L
+        out[:, k] = -0.5 * (z * z).sum(axis=1) + np.log(np.diag(L)).sum()
+    return out
 
 
 def _responsibilities(R, model, prec, priors, allowed) -> tuple[np.ndarray, float]:
@@ -345,6 +349,9 @@ def fit_alignment(X, features, model: ClassGaussians, method: str = AUTO, allowe
     if rows.sum() < min_cells or not use:
         return Alignment(method, n, False, f"{int(rows.sum())} complete cells < {min_cells}")
     sub = model.subset([model.features.index(f) for f in use])
+    rows = np.flatnonzero(rows)
+    if len(rows) > MAX_FIT_CELLS:  # the shift is a mean: 2,000 cells pin it to ~0.02 SD
+        rows = np.sort(np.random.default_rng(0).choice(rows, MAX_FIT_CELLS, replace=False))
     S = sub.standardise(X[np.ix_(rows, cols)])
     if method == "zscore":
         sd = S.std(axis=0)

@@ -132,6 +132,9 @@ def score_set(store: ModelStore, model, s: TransferSet, method: str, known: bool
     al = fit_alignment(X.to_numpy(), feats, model, method, allowed, min_cells)
     Xa = pd.DataFrame(al.apply(X.to_numpy(), feats, model), index=X.index, columns=feats)
     proba = _family_proba(store, Xa)
+    if proba.empty:  # no cell has the features of a stored set
+        return {"n_cells": int(len(X)), "n_classified": 0, "aligned": al.fitted,
+                "converged": al.converged}  # fmt: skip
     pos = X.index.get_indexer(proba.index)
     if known:
         tables = {"family": proba}
