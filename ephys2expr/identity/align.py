@@ -55,6 +55,7 @@ SHRINK = 0.1  # within-class covariance shrunk this far towards its diagonal
 POOL_COUNT = 30.0  # a class's covariance is shrunk towards the pooled one as if by this many cells
 PRIOR_COUNT = 1.0  # Dirichlet pseudo-count per allowed class in the prior update
 MAX_ITER = 200
+MIN_CELLS = 20  # a smaller batch is not aligned: its mean alone is off by ~0.2 SD
 MAX_FIT_CELLS = 2000  # larger batches are fitted on a seeded subsample of this many cells
 TOL = 1e-5  # stop when the shift moves less than this (SD units)
 SCALE_BOUNDS = (0.5, 2.0)
@@ -318,7 +319,7 @@ def auto_method(known: bool) -> str:
 
 
 def fit_alignment(X, features, model: ClassGaussians, method: str = AUTO, allowed=None,
-                  min_cells: int = 20) -> Alignment:
+                  min_cells: int = MIN_CELLS) -> Alignment:
     """Fit one batch's alignment onto ``model``.
 
     Parameters
@@ -381,6 +382,6 @@ def starts(S: np.ndarray, model: ClassGaussians, allowed=None) -> list[np.ndarra
     return out
 
 
-__all__ = ["AUTO", "CRE_FAMILIES", "EXC_FAMILIES", "Alignment", "ClassGaussians",
+__all__ = ["AUTO", "CRE_FAMILIES", "EXC_FAMILIES", "MIN_CELLS", "Alignment", "ClassGaussians",
            "LOG_FEATURES", "METHODS", "allowed_families", "auto_method", "em_align",
            "fit_alignment", "inverse_transform", "transform"]  # fmt: skip

@@ -17,7 +17,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ephys2expr.identity.align import ClassGaussians, allowed_families, fit_alignment
+from ephys2expr.identity.align import (
+    MIN_CELLS,
+    ClassGaussians,
+    allowed_families,
+    fit_alignment,
+)
 from ephys2expr.model.store import ModelStore
 
 log = logging.getLogger("ephys2expr.predict")
@@ -60,7 +65,7 @@ def _cells_features(store: ModelStore, X: np.ndarray, cell_sets) -> np.ndarray:
 
 
 def align_cells(store: ModelStore, X: np.ndarray, cell_sets, meta: pd.DataFrame, method: str,
-                known_default: str, min_cells: int, name: str) -> tuple:
+                known_default: str, name: str, min_cells: int = MIN_CELLS) -> tuple:
     """Align each batch of the predicted cells; returns ``(X, allowed, report)``.
 
     ``X``: the cells' features aligned (unchanged where nothing was aligned); ``allowed``:
@@ -70,6 +75,9 @@ def align_cells(store: ModelStore, X: np.ndarray, cell_sets, meta: pd.DataFrame,
     """
     model = family_gaussians(store)
     if model is None:
+        if method not in ("none", "auto") or known_default or KNOWN_COLUMN in meta.columns:
+            log.info("%s: not aligned and no known class applied: the model store has no "
+                     "identity classifiers (a type-mean store)", name)  # fmt: skip
         return X, None, {}
     known = known_values(meta, known_default)
     allowed = None

@@ -299,7 +299,7 @@ def predict_tables(
             # of the features as given
             X, allowed, alignment = align_cells(
                 store, item.screen.X, item.screen.cell_sets, meta, settings.align,
-                settings.known_class, settings.align_min_cells, item.name,
+                settings.known_class, item.name,
             )  # fmt: skip
             # per-cell stores of model mixture / best: family, type and their probabilities
             ident, obsm = identity_outputs(store, X, item.screen.cell_sets, meta.index,

@@ -86,11 +86,9 @@ class PredictSettings(Settings):
     align: str = setting(
         "auto",
         "batch alignment onto the training cells (docs/transfer.md), per value of an input's "
-        "'batch' column (none = one batch): auto (em_shift for cells with a known class, "
-        "none otherwise) | none | em_shift | em_scale | em_mixed | zscore",
-    )
-    align_min_cells: int = setting(
-        20, "a batch with fewer cells (with the aligned features) is not aligned"
+        "'batch' column (none = one batch; < 20 cells: not aligned): auto (em_shift for "
+        "cells with a known class, none otherwise) | none | em_shift | em_scale | em_mixed | "
+        "zscore",
     )
     known_class: str = setting(
         "",
@@ -141,9 +139,6 @@ class PredictSettings(Settings):
         if self.align not in ALIGN_METHODS:
             raise InputError(f"{self.where('align')}: {self.align!r} is not one of "
                              f"{list(ALIGN_METHODS)}")  # fmt: skip
-        if self.align_min_cells < 2:
-            raise InputError(f"{self.where('align_min_cells')}: {self.align_min_cells} is not "
-                             ">= 2")  # fmt: skip
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")
         bad = [name for name in self.inputs if not NAME.match(name)]
