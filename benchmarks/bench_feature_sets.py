@@ -7,7 +7,8 @@ table (``data/prepared/rds``) twice, with the settings of ``params.yaml``:
 1. the full feature set only (no derived sets, ``train.feature_sets: {}``) - the obvious
    alternative, what the stage cost before feature sets;
 2. every set the stage trains: the full set, the sets derived from the missing patterns of
-   ``predict.inputs`` (``train.min_set_cells``, ``predict.min_features``) and
+   ``cells.inputs`` (``cells.min_features``; ``train.min_set_cells``: rarer patterns without
+   their own null) and
    ``train.feature_sets``;
 
 then fits one set on demand from the second run's store (the 3 v6 cells without ``aphw``:
@@ -45,7 +46,7 @@ def main() -> None:
 
     import tempfile
 
-    from ephys2expr.predict.settings import PredictSettings
+    from ephys2expr.cell_inputs import CellSettings
     from ephys2expr.train.on_demand import fit_feature_set
     from ephys2expr.train.run import train_from_prepared
     from ephys2expr.train.settings import TrainSettings
@@ -54,15 +55,15 @@ def main() -> None:
     logging.getLogger("ephys2expr").addHandler(handler)
     logging.getLogger("ephys2expr").setLevel(logging.INFO)
     settings = TrainSettings.from_params(args.params)
-    predict = PredictSettings.from_params(args.params)
+    cells = CellSettings.from_params(args.params)
     one = TrainSettings.from_params(args.params, ["feature_sets={}"])
     wall = {}
-    runs = (("full set only", one, ()), ("every set", settings, predict.inputs))
+    runs = (("full set only", one, ()), ("every set", settings, cells.inputs))
     for label, s, inputs in runs:
         handler.times.clear()
         t0 = time.perf_counter()
         out = train_from_prepared(args.prepared_dir, s, cell_inputs=inputs,
-                                  min_features=predict.min_features)  # fmt: skip
+                                  min_features=cells.min_features)  # fmt: skip
         wall[label] = time.perf_counter() - t0
         per_set = ", ".join(f"{n} {t:.0f} s" for n, t in handler.times.items())
         print(f"{label:>14}: {wall[label]:6.1f} s  ({len(handler.times)} sets: {per_set}; "

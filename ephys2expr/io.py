@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ephys2expr.errors import WriteError
+from ephys2expr.errors import InputError, WriteError
 from ephys2expr.temps import DIR_TEMP, Temp, remove_dead_temps, signals_deferred
 
 
@@ -43,6 +44,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if Temp.is_live(path):  # already a temporary of this process (an OutputSet's): in place
         yield path
         return
+    check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path.parent, [path.name])
     temp = None
@@ -58,6 +60,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if temp is not None:
             temp.release()
+
+
+_KINDS = {
+    stat.S_IFDIR: "folder", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
+    stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket",
+}
+
+
+def check_output_file(path: str | os.PathLike) -> None:
+    """Raise :class:`InputError` unless a new regular file may be renamed onto ``path``.
+
+    ``path`` may be absent, a regular file, or a symbolic link (the link itself is replaced,
+    its target never written) to a regular file or to nothing. A folder, a device, a FIFO or
+    a socket - or a link to one (``/dev/stdout``) - is refused: an output never replaces
+    them (as root, ``--report /dev/null`` would otherwise replace ``/dev/null``).
+    """
+    try:
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            mode = os.stat(path).st_mode
+    except OSError:  # absent, or a dangling link: nothing to protect
+        return
+    if stat.S_ISREG(mode):
+        return
+    kind = _KINDS.get(stat.S_IFMT(mode), "special file")
+    if kind == "folder":
+        raise InputError(f"{path}: is a directory, expected a file path")
+    raise InputError(
+        f"{path}: is a {kind}, not a regular file; outputs never replace devices, FIFOs or "
+        "sockets: name a file"
+    )
 
 
 @contextlib.contextmanager
@@ -96,8 +129,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     On any exception the new folder is removed and ``path`` is untouched.
     """
     path = Path(os.path.abspath(path))
-    if path.is_symlink():  # replace the folder the link points to, keep the link
-        path = path.resolve()
+    if path.is_symlink():  # a planted link must never redirect a store into its target
+        raise InputError(
+            f"{path}: is a symbolic link (to {os.path.realpath(path)}); a folder is never "
+            "written through a link: name the real folder, or remove the link"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path.parent, [path.name])
     temp = None
@@ -212,21 +248,49 @@ def read_params(path: str | os.PathLike = "params.yaml") -> dict:
         return yaml.safe_load(fh)
 
 
-def prune_folder(folder: str | os.PathLike, keep: Iterable[str | os.PathLike]) -> list[Path]:
-    """Remove the files of ``folder`` (not below it, not hidden) that are not in ``keep``.
+#: the hidden file in which a stage that owns a whole output folder lists what it wrote
+OUTPUT_MANIFEST = ".ephys2expr-outputs.json"
 
-    A stage whose DVC output is a whole folder and persists (``persist: true``, so that a
-    failed run keeps the last good outputs) calls this after a successful run, so that the
-    folder holds this run's outputs only, never those of an earlier setting (a Parquet file
-    after ``write_parquet`` was turned off). Hidden files (live temporary files) are left.
+
+def output_manifest(folder: str | os.PathLike) -> list[str]:
+    """The file names the previous run listed in ``folder``'s :data:`OUTPUT_MANIFEST`
+    (empty if there is none, or it is not a list of plain names)."""
+    path = Path(folder) / OUTPUT_MANIFEST
+    try:
+        names = json.loads(path.read_text()) if path.is_file() else []
+    except (OSError, ValueError):
+        return []
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n and n == os.path.basename(n)]
+
+
+def write_manifest(names: Iterable[str | os.PathLike], path: str | os.PathLike) -> None:
+    """Write the sorted file names of ``names`` as a manifest (see :func:`prune_folder`)."""
+    write_json(sorted({Path(n).name for n in names}), path)
+
+
+def prune_folder(
+    folder: str | os.PathLike, keep: Iterable[str | os.PathLike], previous: Iterable[str]
+) -> list[Path]:
+    """Remove the files an earlier run listed in its manifest (``previous``, read with
+    :func:`output_manifest` before this run replaced it) that this run did not write again.
+
+    A stage whose DVC output is a whole folder that persists calls this after a successful
+    run, so that the folder holds this run's outputs only, never those of an earlier setting
+    (a Parquet file after ``write_parquet`` was turned off). Only names the stage itself
+    wrote are ever removed, and only regular files (not links, folders or anything else):
+    a folder the user names (``--out-dir .``) keeps every file of theirs.
     """
     folder = Path(folder)
-    kept = {Path(p).resolve() for p in keep}
+    kept = {Path(p).name for p in keep}
     removed = []
-    if folder.is_dir():
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith(".") or not path.is_file() or path.resolve() in kept:
-                continue
-            path.unlink()
-            removed.append(path)
+    for name in sorted(set(previous) - kept):
+        path = folder / name
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
     return removed

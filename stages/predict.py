@@ -2,9 +2,10 @@
 
 Two ways to name the inputs:
 
-* ``params.yaml`` ``predict.inputs`` (the DVC stage): ``<prepared-dir>/cells_<name>.parquet``
+* ``params.yaml`` ``cells.inputs`` (the DVC stage): ``<prepared-dir>/cells_<name>.parquet``
   -> ``<out-dir>/<name>.h5ad`` (+ ``.parquet`` with ``write_parquet``), with metrics,
-  report and plots.
+  report and plots. The store holds a feature set for every missing pattern of these
+  tables (train derives them from the same ``cells:`` section), so this trains nothing.
 * ``--input FILE --output FILE.h5ad|.parquet`` (repeatable; outside DVC): any CSV/TSV/Parquet
   table with the model's feature columns and an id column (``--id-column``, default
   ``cell_id``).
@@ -15,20 +16,24 @@ all outputs (predictions, genes tables, plots, metrics, report) are written to t
 files and renamed into place together at the end, so a failed or interrupted run
 (SIGTERM, Ctrl-C) leaves nothing, and temporary files of a killed run (SIGKILL) are
 removed by the next run. Settings: ``params.yaml`` sections ``predict`` and ``executor``,
-overridden with ``--set KEY=VALUE`` (``--set missing=impute``, ``--set executor.kind=local``).
-A table with a missing pattern the store has no feature set for gets that set fitted on
-demand from the store's training tables (:mod:`ephys2expr.train.on_demand`; cached in
-``predict.cache_dir``; ``--set n_permutations=0`` skips its null: no q-values).
+``cells`` and ``executor``, overridden with ``--set KEY=VALUE`` (``--set missing=impute``,
+``--set cells.min_features=4``, ``--set executor.kind=local``). An ``--input`` table with a
+missing pattern the store has no feature set for gets that set fitted on demand from the
+store's training tables (:mod:`ephys2expr.train.on_demand`; cached in ``predict.cache_dir``;
+``--set n_permutations=0`` skips its null: no q-values). That module is imported by name for
+``--input`` runs only, so predict's DVC deps (the pipeline run) hold no training code.
 """
 
 from __future__ import annotations
 
+import importlib
 from functools import partial
 from pathlib import Path
 
 import typer
 
 from ephys2expr import paths
+from ephys2expr.cell_inputs import CellSettings
 from ephys2expr.cli import (
     dir_option,
     friendly_errors,
@@ -40,24 +45,37 @@ from ephys2expr.cli import (
     stage_app,
 )
 from ephys2expr.executor import ExecutorSettings
-from ephys2expr.io import prune_folder, save_figure, write_json
+from ephys2expr.io import save_figure, write_json
 from ephys2expr.model.store_io import load_model_store
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import figure_names, prediction_figures
 from ephys2expr.predict.run import predict_tables, prediction_jobs
 from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.prepare.settings import PrepareSettings
+from ephys2expr.rounding import for_people
 from ephys2expr.settings import build_settings
-from ephys2expr.train.on_demand import fit_feature_set
 
 app = stage_app(__doc__)
+
+# Fits a set the store lacks: user tables (--input) only. Imported by name when needed, so the
+# pipeline's run (which never fits: train made every set of cells.inputs) imports no train/
+# code and its dvc.yaml deps list none (tests/test_dvc_deps.py, tests/test_predict.py).
+ON_DEMAND = "ephys2expr.train.on_demand"
+
+
+def on_demand_fit(settings: PredictSettings):
+    """``fit_set`` for :func:`~ephys2expr.predict.run.predict_tables`: the store's training
+    tables and settings, the null of ``predict.n_permutations``, cached in ``cache_dir``."""
+    fit = importlib.import_module(ON_DEMAND).fit_feature_set
+    return partial(fit, n_permutations=settings.on_demand_permutations,
+                   cache_dir=settings.cache_dir)  # fmt: skip
 
 
 @app.command()
 @friendly_errors
 def main(
     params: Path = params_option(),
-    overrides: list[str] = set_option(PredictSettings, ExecutorSettings),
+    overrides: list[str] = set_option(PredictSettings, ExecutorSettings, CellSettings),
     model_dir: Path | None = dir_option(
         "model-dir", None, "model store [default: data/models/<prepare.training_source>]"
     ),
@@ -80,8 +98,10 @@ def main(
     ),
 ) -> None:
     """Predict log2 expression of every gene for every cell; write h5ad (and/or Parquet)."""
-    settings, executor = build_settings(params, overrides, PredictSettings, ExecutorSettings)
-    jobs = prediction_jobs(settings, prepared_dir, out_dir, input, output)
+    settings, executor, cells = build_settings(
+        params, overrides, PredictSettings, ExecutorSettings, CellSettings
+    )
+    jobs = prediction_jobs(settings, prepared_dir, out_dir, input, output, cells)
     if model_dir is None:  # the params' type-mean store, as the pipeline writes it
         model_dir = paths.model_store(PrepareSettings.from_params(params).training_source)
     store = load_model_store(model_dir)
@@ -92,11 +112,14 @@ def main(
     ]  # fmt: skip
     with OutputSet(read, [model_dir]) as outputs:
         outputs.plan(*files, metrics, report, *figures)
+        if not input:  # the pipeline's folders (persisted by DVC) hold this run's outputs only
+            outputs.own_folder(out_dir, files)
+            if plots_dir is not None:
+                outputs.own_folder(plots_dir, figures)
         result = predict_tables(
             jobs, store, settings, executor, id_column=id_column, species=species,
-            where=str(model_dir), outputs=outputs, fit_set=partial(
-                fit_feature_set, n_permutations=settings.on_demand_permutations,
-                cache_dir=settings.cache_dir),
+            where=str(model_dir), outputs=outputs, cells=cells,
+            fit_set=on_demand_fit(settings) if input else None,
         )  # fmt: skip
         if plots_dir is not None:
             for plot in result.plots:
@@ -105,11 +128,7 @@ def main(
         if metrics is not None:
             write_json(result.metrics, outputs.temp(metrics))
         if report is not None:
-            write_json(result.report, outputs.temp(report))
-    if not input:  # the pipeline's folders (persisted by DVC) hold this run's outputs only
-        prune_folder(out_dir, files)
-        if plots_dir is not None:
-            prune_folder(plots_dir, figures)
+            write_json(for_people(result.report), outputs.temp(report))  # rounded for people
 
 
 if __name__ == "__main__":

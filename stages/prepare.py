@@ -25,6 +25,7 @@ from ephys2expr.cli import (
 from ephys2expr.io import write_json, write_parquet
 from ephys2expr.prepare.run import prepare
 from ephys2expr.prepare.settings import PrepareSettings
+from ephys2expr.rounding import for_people
 
 app = stage_app(__doc__)
 
@@ -52,7 +53,7 @@ def main(
     for name, table in prepared.tables().items():
         write_parquet(table, out_dir / name)
     write_json(prepared.metrics, metrics)
-    write_json(prepared.report, report)
+    write_json(for_people(prepared.report), report)  # for people: rounded
 
 
 if __name__ == "__main__":

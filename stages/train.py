@@ -1,9 +1,10 @@
 """Stage train: per-gene penalised regression, nested CV, baselines, null, model store.
 
 Settings: ``params.yaml`` sections ``train`` and ``executor`` (override with
-``--set key=value`` for train, ``--set executor.key=value`` for the executor), and
-``predict.inputs`` / ``predict.min_features`` (the derived feature sets); with
-``--source NAME`` the keys of section ``train_NAME`` override ``train``'s for that source.
+``--set key=value`` for train, ``--set executor.key=value`` for the executor), and ``cells``
+(``inputs``, ``min_features``: the tables whose missing patterns the feature sets follow,
+which predict applies the store to; predict's own settings are not read); with ``--source
+NAME`` the keys of section ``train_NAME`` override ``train``'s for that source.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import typer
 
 from ephys2expr import paths
+from ephys2expr.cell_inputs import CellSettings
 from ephys2expr.cli import (
     dir_option,
     friendly_errors,
@@ -26,10 +28,11 @@ from ephys2expr.cli import (
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
 from ephys2expr.model.store_io import check_store_destination, save_model_store
-from ephys2expr.predict.settings import PredictSettings
+from ephys2expr.rounding import for_people, round_table
 from ephys2expr.settings import build_settings
 from ephys2expr.train.run import train_from_prepared
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.summary import headline_metrics
 
 app = stage_app(__doc__)
 
@@ -38,7 +41,7 @@ app = stage_app(__doc__)
 @friendly_errors
 def main(
     params: Path = params_option(),
-    overrides: list[str] = set_option(TrainSettings, ExecutorSettings, PredictSettings),
+    overrides: list[str] = set_option(TrainSettings, ExecutorSettings, CellSettings),
     source: str = typer.Option(
         "",
         "--source",
@@ -61,24 +64,26 @@ def main(
     report: Path = report_option(paths.REPORTS / "train.json"),
 ) -> None:
     """Fit every gene, evaluate honestly, write the model store, tables, metrics and plots."""
-    settings, executor, predict = build_settings(
-        params, overrides, TrainSettings, ExecutorSettings, PredictSettings, source=source
+    settings, executor, cells = build_settings(
+        params, overrides, TrainSettings, ExecutorSettings, CellSettings, source=source
     )
     check_store_destination(model_dir)
     # the feature sets follow the missing patterns of the tables predict applies the store to
     out = train_from_prepared(
         prepared_dir, settings, executor, stream_targets=stream_targets, source=source,
-        cell_inputs=predict.inputs, min_features=predict.min_features,
+        cell_inputs=cells.inputs, min_features=cells.min_features,
     )  # fmt: skip
     save_model_store(out.store, model_dir)
     write_parquet(out.per_gene, out_dir / "per_gene.parquet")
     write_parquet(out.oof, out_dir / "oof_predictions.parquet")
-    write_csv(out.plot_table(), plots_dir / "per_gene.csv")
-    write_csv(out.feature_sets, plots_dir / "feature_sets.csv")
+    write_csv(round_table(out.plot_table()), plots_dir / "per_gene.csv")
+    write_csv(round_table(out.feature_sets), plots_dir / "feature_sets.csv")
     for name, figure in out.figures().items():
         save_figure(figure, plots_dir / f"{name}.png")
-    write_json(out.metrics, metrics)
-    write_json(out.report, report)
+    # for people: rounded (the same on every machine); the metrics are the written report's
+    written = for_people(out.report)
+    write_json(headline_metrics(written), metrics)
+    write_json(written, report)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from ephys2expr.cli import (
 )
 from ephys2expr.errors import InputError
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
+from ephys2expr.rounding import for_people, round_table
 from ephys2expr.validate.run import validate_predictions
 from ephys2expr.validate.settings import ValidateSettings
 
@@ -75,11 +76,11 @@ def main(
     )  # fmt: skip
     for name, table in result.tables.items():
         write_parquet(table, out_dir / f"{name}.parquet")
-    for name, table in result.plot_tables.items():
-        write_csv(table, plots_dir / f"{name}.csv", index=False)
+    for name, table in result.plot_tables.items():  # for people: rounded, as the report
+        write_csv(round_table(table), plots_dir / f"{name}.csv", index=False)
     for name, fig in result.figures.items():
         save_figure(fig, plots_dir / f"{name}.png")
-    write_json(result.report, report)
+    write_json(for_people(result.report), report)
     write_json(result.metrics, metrics)
 
 

@@ -19,6 +19,7 @@ import pytest
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.prepare.settings import PrepareSettings
+from ephys2expr.recordings.settings import FeaturesSettings
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.validate.settings import ValidateSettings
 
@@ -28,6 +29,7 @@ SECTIONS = {
     "predict": [PredictSettings, ExecutorSettings],
     "validate": [ValidateSettings],
     "download": [],
+    "features": [FeaturesSettings],
 }
 COLUMNS = 100
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +66,6 @@ def test_set_help_names_every_key_and_where_they_are_explained(stage):
         assert ", ".join(cls.keys()) in text, cls.SECTION
     for cls in more:
         assert f"{cls.SECTION}.KEY:" in text
-    assert "params.yaml" in text and f"ephys2expr/{first.SECTION}/settings.py" in text
+    assert "params.yaml" in text and f"{first.__module__.replace('.', '/')}.py" in text
     # the keys only: no defaults or meanings (they made the help 143 lines long)
     assert "(default " not in text

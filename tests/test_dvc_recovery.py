@@ -118,10 +118,9 @@ def repo(raw_dir, tmp_path_factory):
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(n_alphas=8, n_permutations=20)
-    # of predict, train reads only the tables its feature sets are derived from
-    params["predict"] = {k: params["predict"][k] for k in ("inputs", "min_features")}
+    # train reads no predict setting: the tables its sets follow are the cells section's
     (repo / "params.yaml").write_text(
-        yaml.safe_dump({k: v for k, v in params.items() if k != "validate"})
+        yaml.safe_dump({k: v for k, v in params.items() if k not in ("validate", "predict")})
     )
     shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
     return repo

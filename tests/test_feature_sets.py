@@ -274,7 +274,7 @@ def test_human_cells_are_predicted_by_a_set_without_tau_and_reported_by_dendrite
 
 def test_every_real_allen_cell_with_5_features_gets_a_set_of_exactly_its_features(raw_dir):
     """The real v6 and v10 tables: the sets derived from their missing patterns (every
-    pattern, min_set_cells=1) predict every cell with >= 5 of the 11 features, each with
+    pattern with >= 5 features) predict every cell with >= 5 of the 11 features, each with
     exactly the features it has; nothing is dropped for a missing pattern."""
     from ephys2expr.prepare.run import read_cell_inputs
     from ephys2expr.train.feature_sets import derive_feature_sets, missing_patterns
@@ -282,7 +282,7 @@ def test_every_real_allen_cell_with_5_features_gets_a_set_of_exactly_its_feature
     tables, _ = read_cell_inputs(raw_dir)  # what prepare writes as cells_aibs_v6 / _v10
     features, targets, _ = small_real_inputs(raw_dir, n_variable=5, n_flat=1)
     feats = list(features.columns)
-    sets = derive_feature_sets(feats, missing_patterns(tables, feats), 1, 5)
+    sets = derive_feature_sets(feats, missing_patterns(tables, feats), 5)
     assert {"full", "no_tau_cap", "no_aphw_maxfreq_adratio", "no_aphw"} <= set(sets)
     models = []
     for name, cols in sets.items():

@@ -1,8 +1,11 @@
 """DVC's own views of the metrics fit a 120-column terminal.
 
 ``dvc metrics show`` prints one table: a row per metrics file, a column per key (the union
-over every file). So the metrics files hold a few flat keys, shared between stages where
-they mean the same thing (``genes``, ``cells``); everything else is in ``reports/``. The
+over every file). Every ``metrics/train_<source>.json`` holds the same keys (the r2 and RMSE
+distributions, ``train.summary.HEADLINE_KEYS``), so ``dvc metrics show metrics/train_*.json``
+prints one row per source; the other stages' files hold a few flat keys, shared between
+stages where they mean the same thing (``genes``, ``cells``); everything else is in
+``reports/``. The
 ``dvc exp show`` invocation documented in docs/pipeline.md and ``dvc metrics diff --all``
 are checked the same way, by running DVC in a temporary git repository holding a copy of
 ``dvc.yaml``, ``params.yaml`` and ``metrics/``.
@@ -22,20 +25,19 @@ import pytest
 import yaml
 
 from ephys2expr.predict.summary import headline_metrics as predict_headline
+from ephys2expr.train.summary import HEADLINE_KEYS
 from ephys2expr.train.summary import headline_metrics as train_headline
 from ephys2expr.validate.run import headline_metrics as validate_headline
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTH = 120
-MAX_KEYS = 3  # per metrics file
+MAX_KEYS = 3  # per metrics file of prepare, predict and validate
 # What a key means is the same in every file that has it (docs/pipeline.md, "Metrics").
-VOCABULARY = {"genes", "cells", "type_top1"}
-# train's keys name their source (r2_rds, sig_scala2021, ...): a key of its own per model
-SOURCE_KEYS = re.compile(r"^(r2|sig)_[A-Za-z0-9_.-]+$")
+VOCABULARY = {"genes", "cells", "type_top1", *HEADLINE_KEYS}
 
 
 def _known(key: str) -> bool:
-    return key in VOCABULARY or bool(SOURCE_KEYS.match(key))
+    return key in VOCABULARY
 
 
 needs_dvc = pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed")
@@ -50,10 +52,15 @@ def _metrics_files() -> list[Path]:
 def test_metrics_files_hold_a_few_flat_keys_of_the_vocabulary():
     for path in _metrics_files():
         metrics = json.loads(path.read_text())
-        assert 1 <= len(metrics) <= MAX_KEYS, (path.name, sorted(metrics))
+        if path.name.startswith("train_"):  # the same keys for every source
+            assert sorted(metrics) == sorted(HEADLINE_KEYS), path.name
+        else:
+            assert 1 <= len(metrics) <= MAX_KEYS, (path.name, sorted(metrics))
         unknown = sorted(k for k in metrics if not _known(k))
         assert not unknown, (path.name, unknown)
-        assert all(isinstance(v, int | float) for v in metrics.values()), path.name
+        assert all(isinstance(v, int | float | None) for v in metrics.values()), path.name
+        # rounded for people, the same on every machine (train.summary.HEADLINE_DIGITS)
+        assert all(v == round(v, 4) for v in metrics.values() if isinstance(v, float)), path
 
 
 def test_committed_metrics_are_the_headline_of_the_committed_reports():
@@ -72,14 +79,21 @@ def test_committed_metrics_are_the_headline_of_the_committed_reports():
         assert json.loads(path.read_text()) == expected, path.name
 
 
-def test_train_headline_names_the_model_kind():
-    report = {"model": {"r2_median": 0.25}, "null": {"genes_significant_and_beating_all": 7}}
-    assert train_headline({**report, "rows": "cells"}) == {"r2_cells": 0.25, "sig_cells": 7}
-    named = {**report, "rows": "cells", "source": "scala2021"}
-    assert train_headline(named) == {"r2_scala2021": 0.25, "sig_scala2021": 7}
-    assert train_headline({**report, "rows": "types"}) == {"r2_types": 0.25, "sig_types": 7}
-    del report["null"]  # n_permutations: 0
-    assert train_headline({**report, "rows": "types"}) == {"r2_types": 0.25}
+def test_train_headline_has_the_same_keys_for_every_source():
+    """The distributions' keys for every source, null where a number does not apply (no
+    null, no identity classifier, intervals of another level), floats to 4 decimals."""
+    model = {"r2_q10": -0.41234567, "r2_median": 0.25, "r2_q90": 0.5, "rmse_median": 1.0,
+             "rmse_q90": 2.123456, "frac_r2_gt_0.1": 0.3}  # fmt: skip
+    intervals = {"level": 0.9, "method": "plain", "methods": {"plain": {"coverage": 0.901}}}
+    report = {"model": model, "null": {"genes_significant_and_beating_all": 7},
+              "identity": {"family": {"accuracy": 0.84}}, "intervals": intervals}  # fmt: skip
+    assert train_headline({**report, "source": "scala2021"}) == {
+        "r2_10": -0.4123, "r2_50": 0.25, "r2_90": 0.5, "rmse_50": 1.0, "rmse_90": 2.1235,
+        "sig": 7, "r2_gt01": 0.3, "fam_acc": 0.84, "cov90": 0.901,
+    }  # fmt: skip
+    bare = train_headline({"model": {**model, "r2_q90": float("nan")}})
+    assert tuple(bare) == HEADLINE_KEYS
+    assert bare["sig"] is bare["fam_acc"] is bare["cov90"] is bare["r2_90"] is None
 
 
 def _dvc(repo: Path, *args: str) -> str:
@@ -115,11 +129,16 @@ def _width(text: str) -> int:
 
 
 @needs_dvc
-def test_dvc_metrics_show_fits_120_columns(repo):
-    out = _dvc(repo, "metrics", "show")
+def test_dvc_metrics_show_of_the_train_files_is_one_row_per_source_in_120_columns(repo):
+    train = sorted(str(p.relative_to(ROOT)) for p in _metrics_files() if "train_" in p.name)
+    out = _dvc(repo, "metrics", "show", *train)
     assert _width(out) <= WIDTH, out
     lines = out.splitlines()
-    assert len(lines) == 1 + len(_metrics_files())  # a header and one row per file
+    assert len(lines) == 1 + len(train)  # a header and one row per source
+    assert {"r2_10", "r2_50", "r2_90", "rmse_50", "sig"} <= set(lines[0].split()), lines[0]
+    # every file: one table, a header and a row per file (wider than 120 columns: docs)
+    lines = _dvc(repo, "metrics", "show").splitlines()
+    assert len(lines) == 1 + len(_metrics_files())
     assert all(_known(key) for key in lines[0].split()[1:]), lines[0]
 
 
@@ -127,7 +146,9 @@ def test_dvc_metrics_show_fits_120_columns(repo):
 def test_dvc_metrics_diff_all_prints_unchanged_numbers(repo):
     assert _dvc(repo, "metrics", "diff") == ""  # DVC's default: silence when nothing changed
     out = _dvc(repo, "metrics", "diff", "--all")
-    n_values = sum(len(json.loads(p.read_text())) for p in _metrics_files())
+    # DVC lists every number; a null (a key that does not apply to a source) is no number
+    n_values = sum(v is not None for p in _metrics_files()
+                   for v in json.loads(p.read_text()).values())  # fmt: skip
     assert len(out.splitlines()) == 1 + n_values and _width(out) <= WIDTH, out
 
 
@@ -141,29 +162,28 @@ def _documented_exp_show() -> list[str]:
 
 @needs_dvc
 def test_documented_dvc_exp_show_fits_120_columns(repo):
-    """After an experiment that changes train.alpha (and so the metrics), the documented
-    invocation shows the headline numbers and the changed parameter, nothing cut ("…"),
-    even with a 30-character experiment name."""
+    """After an experiment that changes train.alpha (and so the metrics) and adds a source
+    of one's own (the template's paired params: 1,562 columns before they were dropped),
+    the documented invocation shows the headline numbers and the changed parameter, nothing
+    cut ("…"), even with a 30-character experiment name."""
     _git(repo, "checkout", "-q", "-b", "exp-alpha-0.05-with-a-long-name")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["alpha"] = 0.05
+    params["prepare"]["sources"].append("template")
+    files = {k: f"examples/patchseq_template/{k}.csv" for k in ("features", "counts", "metadata")}
+    params["prepare"]["paired"] = {"template": {**files, "columns": {
+        "library": "total_reads", "group": "mouse", "type": "t_type", "family": "family"}}}
+    params["train_template"] = {"n_folds": 3, "n_permutations": 20}
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(repo / "metrics" / "train_scala2021.json", repo / "metrics" / "train_template.json")
     for path in (repo / "metrics").glob("*.json"):
         metrics = json.loads(path.read_text())
-        changed = {
-            k: v + 1 if isinstance(v, int) else round(v + 0.01, 4) for k, v in metrics.items()
-        }
+        changed = {k: v + 1 if isinstance(v, int) else None if v is None else round(v + 0.01, 4)
+                   for k, v in metrics.items()}  # fmt: skip
         path.write_text(json.dumps(changed))
     _git(repo, "commit", "-qam", "alpha 0.05")
     out = _dvc(repo, *_documented_exp_show(), "--no-pager", "-n", "2")
     assert _width(out) <= WIDTH, out
     assert "…" not in out, out
     header = next(line for line in out.splitlines() if "Experiment" in line).split()
-    assert {
-        "r2_rds",
-        "r2_scala2021",
-        "sig_rds",
-        "sig_scala2021",
-        "type_top1",
-        "train.alpha",
-    } <= set(header), header
+    assert {"type_top1", "train.alpha"} <= set(header), header

@@ -21,6 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
+from ephys2expr.cell_inputs import CellSettings
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
@@ -137,7 +138,7 @@ def _run(args: list[str]):
 
 def _dvc_mode(w: Path, *extra, plots: bool = False) -> list:
     args = [
-        "--params", w / "params.yaml", "--set", "inputs=aibs_v6,aibs_v10", "--model-dir",
+        "--params", w / "params.yaml", "--set", "cells.inputs=aibs_v6,aibs_v10", "--model-dir",
         w / "model", "--prepared-dir", w / "prepared", "--out-dir", w / "out",
         "--metrics", w / "metrics.json", "--report", w / "report.json", *extra,
     ]  # fmt: skip
@@ -388,7 +389,7 @@ def _break_all_missing(p: Path):
     t[["rin", "rmp", "apthr", "apamp", "aphw", "tau", "ahpamp"]] = np.nan
     t.to_parquet(p)
     return (
-        "no cell is predicted (50 cells: 28 fewer than predict.min_features = 5 of the "
+        "no cell is predicted (50 cells: 28 fewer than cells.min_features = 5 of the "
         "store's 11 features (has 4); 22 fewer than"
     )
 
@@ -462,22 +463,51 @@ def test_cli_argument_errors(workdir):
         ({"chunk_cells": 0}, "predict.chunk_cells: 0 is not >= 1"),
         ({"chunk_cells": 2.5}, "predict.chunk_cells: 2.5 is not a whole number"),
         ({"write_h5ad": "maybe"}, "predict.write_h5ad: 'maybe' is not true or false"),
-        ({"inputs": "aibs_v6,aibs_v6"}, "predict.inputs: a name is repeated"),
-        ({"inputs": ["../x"]}, "predict.inputs: '../x' is not a prepared input name"),
-        ({"chunk": 5}, "predict.chunk: unknown setting (known: inputs, missing"),
+        ({"inputs": ["a"]}, "predict.inputs: moved to cells.inputs (set it there)"),
+        ({"min_features": 4}, "predict.min_features: moved to cells.min_features"),
+        ({"chunk": 5}, "predict.chunk: unknown setting (known: missing"),
     ],
 )
 def test_predict_settings_errors(values, expected):
     with pytest.raises(InputError) as err:
         PredictSettings.from_params({"predict": values})
     assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"inputs": "aibs_v6,aibs_v6"}, "cells.inputs: a name is repeated"),
+        ({"inputs": ["../x"]}, "cells.inputs: '../x' is not a prepared input name"),
+        ({"min_features": 0}, "cells.min_features: 0 is not >= 1"),
+    ],
+)
+def test_cell_settings_errors(values, expected):
+    with pytest.raises(InputError, match=expected):
+        CellSettings.from_params({"cells": values})
+
+
+def test_predict_stage_imports_no_training_code():
+    """The pipeline's predict run trains nothing: importing the stage loads no train/ module
+    (its dvc.yaml deps list none); the on-demand fit is imported by name for --input only."""
+    code = ("import sys, stages.predict; print(sorted(m for m in sys.modules "
+            "if m.startswith('ephys2expr.train')))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    import stages.predict as stage
+
+    assert stage.ON_DEMAND == "ephys2expr.train.on_demand"
 
 
 def test_predict_settings_defaults_and_comma_list():
-    s = PredictSettings.from_params({}, ["inputs=aibs_v6, aibs_v10", "write_h5ad=false"])
-    assert s.inputs == ["aibs_v6", "aibs_v10"] and s.write_h5ad is False
-    assert s == PredictSettings.from_params({"predict": {"inputs": ["aibs_v6", "aibs_v10"]}},
-                                            ["predict.write_h5ad=no"])  # fmt: skip
+    s = PredictSettings.from_params({}, ["write_h5ad=false"])
+    assert s.write_h5ad is False
+    assert s == PredictSettings.from_params({"predict": {}}, ["predict.write_h5ad=no"])
+    c = CellSettings.from_params({}, ["inputs=aibs_v6, aibs_v10"])
+    assert c.inputs == ["aibs_v6", "aibs_v10"]
+    assert c == CellSettings.from_params({"cells": {"inputs": ["aibs_v6", "aibs_v10"]}})
     assert PredictSettings() == PredictSettings.from_params(None)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert (
@@ -487,11 +517,11 @@ def test_predict_settings_defaults_and_comma_list():
 
 def test_set_overrides_params_and_reaches_both_sections(workdir):
     (workdir / "params.yaml").write_text(
-        "predict:\n  inputs: aibs_v6\n  write_h5ad: false\n  write_parquet: true\n"
+        "cells:\n  inputs: aibs_v6\npredict:\n  write_h5ad: false\n  write_parquet: true\n"
         "  genes: predictable\n"
         "executor:\n  kind: inprocess\n"
     )
-    base = [a for a in _dvc_mode(workdir) if a not in ("--set", "inputs=aibs_v6,aibs_v10")]
+    base = [a for a in _dvc_mode(workdir) if a not in ("--set", "cells.inputs=aibs_v6,aibs_v10")]
     res = _run([*base, "--set", "predict.genes=all", "-S", "chunk_cells=9"])
     assert res.exit_code == 0, res.output
     out = workdir / "out"
@@ -573,11 +603,12 @@ def test_the_persisted_prediction_folders_hold_this_runs_outputs_only(workdir):
     assert (workdir / "out" / "aibs_v10.parquet").is_file()
     v10_plots = sorted(p.name for p in (workdir / "plots").iterdir() if "aibs_v10" in p.name)
     assert v10_plots
-    one = ("--set", "write_h5ad=true", "--set", "write_parquet=false", "--set", "inputs=aibs_v6")
+    one = ("--set", "write_h5ad=true", "--set", "write_parquet=false",
+           "--set", "cells.inputs=aibs_v6")  # fmt: skip
     res = _run(_dvc_mode(workdir, *one, plots=True))
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (workdir / "out").iterdir()) == [
-        "aibs_v6.genes.parquet", "aibs_v6.h5ad",
+        ".ephys2expr-outputs.json", "aibs_v6.genes.parquet", "aibs_v6.h5ad",
     ]  # fmt: skip
     assert not [p for p in (workdir / "plots").iterdir() if "aibs_v10" in p.name]
     # predicting your own tables (--input) never touches other files of the folder

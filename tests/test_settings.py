@@ -23,6 +23,8 @@ SETTINGS = {
     "executor": ("ephys2expr.executor", "ExecutorSettings"),
     "predict": ("ephys2expr.predict.settings", "PredictSettings"),
     "validate": ("ephys2expr.validate.settings", "ValidateSettings"),
+    "cells": ("ephys2expr.cell_inputs", "CellSettings"),
+    "features": ("ephys2expr.recordings.settings", "FeaturesSettings"),
 }
 
 
@@ -153,6 +155,7 @@ SYNONYMS = {
 FOLDER_SECTIONS = {
     "model": ["train"], "train": ["train", "executor"], "predict": ["predict", "executor"],
     "prepare": ["prepare"], "validate": ["validate"], "executor": ["executor"],
+    "recordings": ["features"],
 }  # fmt: skip
 # Same name, another meaning: joint_space(reference=...) is which side a space is built
 # from, not validate.reference (which measured data set is read).

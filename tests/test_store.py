@@ -243,12 +243,17 @@ def test_save_refuses_to_replace_a_folder_that_is_not_a_store(stores, tmp_path):
         save_model_store(stores["new"], tmp_path / "file")
 
 
-def test_a_symlinked_store_folder_keeps_its_link(stores, tmp_path):
+def test_a_symlinked_store_folder_is_refused_and_its_target_untouched(stores, tmp_path):
+    """A link where a store goes (planted, or a user's) never redirects the write into its
+    target: one line, and the target folder keeps every byte (#32)."""
     real = _store_dir(tmp_path, stores["old"], "real")
+    before = {p.name: p.read_bytes() for p in real.iterdir()}
     (tmp_path / "link").symlink_to(real)
-    save_model_store(stores["new"], tmp_path / "link")
+    with pytest.raises(InputError, match="link: is a symbolic link .* never written through"):
+        save_model_store(stores["new"], tmp_path / "link")
     assert (tmp_path / "link").is_symlink()
-    assert _same(load_model_store(real), stores["new"])
+    assert {p.name: p.read_bytes() for p in real.iterdir()} == before
+    assert _same(load_model_store(real), stores["old"])
 
 
 def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path):

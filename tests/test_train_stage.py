@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from ephys2expr.model.store_io import load_model_store
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.summary import HEADLINE_KEYS, headline_metrics
 from stages.train import app
 from tests.train_data import write_small_prepared
 
@@ -59,7 +60,7 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     assert store.provenance["species"] == "unknown"  # these tables have no species column
     assert len(store.provenance["inputs_md5"]) == 3
     metrics = json.loads((tmp_path / "a" / "train.json").read_text())
-    assert set(metrics) == {"r2_types", "sig_types"}
+    assert set(metrics) == set(HEADLINE_KEYS)
     for name in ("r2_hist", "rmse_hist", "model_vs_ols", "observed_vs_predicted",
                  "coef_heatmap", "feature_sets"):  # fmt: skip
         assert (tmp_path / "a" / "plots" / f"{name}.png").stat().st_size > 10_000
@@ -82,10 +83,10 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     assert report["missing_patterns"]["no_tau_cap"]["aibs_v10"] == 12
     assert report["missing_patterns"]["no_adratio"]["cells"] == 3
     # headline metrics only: two numbers, no timings; the detail is in the report
-    assert metrics == {
-        "r2_types": report["model"]["r2_median"],
-        "sig_types": report["null"]["genes_significant_and_beating_all"],
-    }
+    assert metrics == headline_metrics(report)
+    assert metrics["r2_50"] == round(report["model"]["r2_median"], 4)
+    assert metrics["sig"] == report["null"]["genes_significant_and_beating_all"]
+    assert metrics["fam_acc"] is None  # type means: no identity classifier
     assert "seconds" not in report and report["null"]["n_permutations"] == 5
     # same inputs + params -> identical bytes (no timings anywhere, so metrics too)
     assert _run(prepared, tmp_path / "b").exit_code == 0
@@ -93,6 +94,30 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
                 "train/per_gene.parquet", "plots/per_gene.csv", "plots/feature_sets.csv",
                 "train.json", "report.json"):  # fmt: skip
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_a_pattern_of_few_cells_is_trained_without_its_own_null_and_flagged(prepared, tmp_path):
+    """Every pattern of the cells tables with >= cells.min_features features gets its set in
+    train (predict fits nothing): adratio's 3 cells too, below train.min_set_cells, so that
+    set skips its own permutation null - its q-values are NaN, the report and the feature-set
+    table say so - while the sets of many cells keep theirs."""
+    res = _run(prepared, tmp_path, "--set", "feature_sets={}", "--set", "alpha=0.05")
+    assert res.exit_code == 0, res.output
+    store = load_model_store(tmp_path / "model")
+    assert list(store.feature_sets) == ["full", "no_tau_cap", "no_adratio"]
+    assert store.model("no_adratio").genes["q_value"].isna().all()
+    assert store.model("no_tau_cap").genes["q_value"].notna().all()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["sets_without_null"] == ["no_adratio"]
+    assert report["missing_patterns"]["no_adratio"]["cells"] == 3
+    table = pd.read_csv(tmp_path / "plots" / "feature_sets.csv", index_col=0)
+    assert table["own_null"].to_dict() == {"full": True, "no_tau_cap": True, "no_adratio": False}
+    # with min_set_cells 3 it has its own null like the others
+    res = _run(prepared, tmp_path / "b", "--set", "feature_sets={}", "--set", "alpha=0.05",
+               "--set", "min_set_cells=3")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert load_model_store(tmp_path / "b" / "model").model("no_adratio").genes[
+        "q_value"].notna().all()  # fmt: skip
 
 
 def test_fixed_alpha_and_other_cv(prepared, tmp_path):
@@ -150,10 +175,9 @@ def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(n_alphas=8, n_permutations=5)
     # train runs once per training source (foreach over prepare.*_source); rds only here;
-    # of predict it reads only the tables to derive feature sets from
-    params["predict"] = {k: params["predict"][k] for k in ("inputs", "min_features")}
+    # train reads no predict setting: the tables its sets follow are the cells section's
     (repo / "params.yaml").write_text(
-        yaml.safe_dump({k: v for k, v in params.items() if k != "validate"})
+        yaml.safe_dump({k: v for k, v in params.items() if k not in ("validate", "predict")})
     )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     # import the installed package (not the copies, which are there as DVC deps) so that

@@ -95,6 +95,11 @@ def check_replaceable(directory: str | os.PathLike) -> None:
     """Raise :class:`InputError` unless :func:`write_store` may write ``directory``: absent,
     or a folder holding only store files (call it before hours of training)."""
     directory = Path(directory)
+    if directory.is_symlink():  # checked again by atomic_dir; here before any training
+        raise InputError(
+            f"{directory}: is a symbolic link (to {os.path.realpath(directory)}); a model store "
+            "is never written through a link: name the real folder, or remove the link"
+        )
     if not directory.exists():
         return
     if not directory.is_dir():

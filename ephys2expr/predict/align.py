@@ -24,6 +24,7 @@ from ephys2expr.identity.align import (
     fit_alignment,
 )
 from ephys2expr.model.store import ModelStore
+from ephys2expr.predict.identity import identity_outputs
 
 log = logging.getLogger("ephys2expr.predict")
 
@@ -106,4 +107,18 @@ def align_cells(store: ModelStore, X: np.ndarray, cell_sets, meta: pd.DataFrame,
     return out, allowed, report
 
 
-__all__ = ["BATCH_COLUMN", "KNOWN_COLUMN", "align_cells", "family_gaussians", "known_values"]
+def aligned_identity(store: ModelStore, item, settings):
+    """``(X, meta, obsm, alignment)`` of one input's predicted cells (``item``: its
+    :class:`~ephys2expr.predict.cells.CellInput`): the features aligned by batch
+    (:func:`align_cells`, ``settings.align`` and ``settings.known_class``), its ``kept_meta``
+    with the identity obs joined (per-cell stores of model mixture / best: family, type
+    and their probabilities, restricted to the known classes) and the obsm tables."""
+    screen, meta = item.screen, item.kept_meta
+    X, allowed, alignment = align_cells(store, screen.X, screen.cell_sets, meta, settings.align,
+                                        settings.known_class, item.name)  # fmt: skip
+    ident, obsm = identity_outputs(store, X, screen.cell_sets, meta.index, allowed)
+    return X, meta if ident is None else meta.join(ident), obsm, alignment
+
+
+__all__ = ["BATCH_COLUMN", "KNOWN_COLUMN", "align_cells", "aligned_identity",
+           "family_gaussians", "known_values"]  # fmt: skip

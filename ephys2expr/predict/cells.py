@@ -223,7 +223,7 @@ def usable_features(
     if len(present) < min_features:
         raise InputError(
             f"{where}: its columns hold {len(present)} of the model's features "
-            f"({', '.join(present) or 'none'}), fewer than predict.min_features = "
+            f"({', '.join(present) or 'none'}), fewer than cells.min_features = "
             f"{min_features}; the store offers {describe_sets(store)}"
         )
     return present

@@ -2,7 +2,7 @@
 
 Every cell is predicted by a model over exactly the store's features it has: a missing pattern
 of an input that no set of the store has exactly (among cells with at least
-``predict.min_features`` features) gets its set fitted by ``fit_set`` - the stage passes
+``cells.min_features`` features) gets its set fitted by ``fit_set`` - the stage passes
 :func:`ephys2expr.train.on_demand.fit_feature_set`, which fits it from the store's own
 training tables with the store's settings and caches it outside the DVC outputs.
 """

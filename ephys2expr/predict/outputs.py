@@ -4,7 +4,8 @@
 
 * :meth:`OutputSet.plan` checks every output path before anything is written - not a
   directory, its folder creatable and writable (proved by creating the temporary file it
-  will be written to), not an input file, not inside the model store, no path twice - and
+  will be written to), not a device, FIFO or socket, not an input file, not inside the
+  model store, no path twice - and
   raises one :class:`~ephys2expr.errors.InputError` line naming the path otherwise.
 * Writers write to :meth:`OutputSet.temp` paths (hidden files beside the destination).
 * Leaving the ``with`` block normally renames every temporary file into place; any
@@ -27,6 +28,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ephys2expr.errors import InputError, WriteError
+from ephys2expr.io import (
+    OUTPUT_MANIFEST,
+    check_output_file,
+    output_manifest,
+    prune_folder,
+    write_manifest,
+)
 from ephys2expr.temps import (
     Temp,
     raise_if_stopped,
@@ -46,7 +54,10 @@ def remove_stale_temps(folder: Path, names: Iterable[str] = ()) -> list[Path]:
 
 
 def _resolved(path: str | os.PathLike) -> Path:
-    return Path(os.path.realpath(os.path.abspath(path)))
+    """``path`` with its folder resolved but not its last part: an output that is a symbolic
+    link replaces the link itself, never writes through it."""
+    path = Path(os.path.abspath(path))
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
 class OutputSet:
@@ -70,14 +81,14 @@ class OutputSet:
         self._temps: dict[Path, Temp] = {}  # resolved destination -> temporary file
         self._created_dirs: list[Path] = []
         self._claimed: set[Path] = set()  # asked for with temp(): committed at the end
+        self._owned: list[tuple[Path, list[str], list[str]]] = []  # see own_folder
 
     # ------------------------------------------------------------------ checks
     def _check(self, path: Path) -> Path:
         real = _resolved(path)
         if real in self._temps:
             raise InputError(f"{path}: this output path is given twice")
-        if path.is_dir():
-            raise InputError(f"{path}: is a directory, expected a file path")
+        check_output_file(path)  # no folder, device, FIFO or socket (nor a link to one)
         for src in self.inputs:
             same = _resolved(src) == real
             if not same and path.exists() and src.exists():
@@ -147,10 +158,26 @@ class OutputSet:
         """The planned destination paths (resolved), in plan order."""
         return list(self._temps)
 
+    def own_folder(self, folder: str | os.PathLike, names: Iterable[str | os.PathLike]) -> None:
+        """Declare ``folder`` a folder this run owns (a DVC folder output) with the files
+        ``names``: at commit its manifest (:data:`~ephys2expr.io.OUTPUT_MANIFEST`) lists them,
+        and the files an earlier run listed there that this run did not write are removed.
+        Nothing else in the folder is ever touched (``--out-dir .`` keeps README.md)."""
+        folder = Path(folder)
+        names = [Path(n).name for n in names]
+        for owned, listed, _ in self._owned:
+            if _resolved(owned) == _resolved(folder):  # --out-dir = --plots-dir: one manifest
+                listed.extend(names)
+                return
+        self._owned.append((folder, names, output_manifest(folder)))
+        self.plan(folder / OUTPUT_MANIFEST)
+
     # ------------------------------------------------------------------ commit / abort
     def commit(self) -> None:
         """Rename every temporary file into place (all were written: nothing can fail half-way
-        but the renames, which stay in their own folders)."""
+        but the renames, which stay in their own folders), then prune the owned folders."""
+        for folder, names, _ in self._owned:
+            write_manifest(names, self.temp(folder / OUTPUT_MANIFEST))
         raise_if_stopped()
         with signals_deferred():  # a SIGTERM now waits: never half a set renamed
             for dst, tmp in list(self._temps.items()):
@@ -160,6 +187,12 @@ class OutputSet:
                     tmp.discard()
                 del self._temps[dst]
         self._created_dirs.clear()
+        for folder, names, previous in self._owned:
+            removed = prune_folder(folder, names, previous)
+            if removed:
+                log.info("removed %d output(s) of an earlier run from %s: %s", len(removed),
+                         folder, ", ".join(p.name for p in removed))  # fmt: skip
+        self._owned.clear()
 
     def abort(self) -> None:
         """Remove every temporary file and every folder this set created (if left empty)."""
@@ -196,6 +229,9 @@ class OutputSet:
             self.abort()
             where = self.destination(exc.filename) if exc.filename else "output"
             raise InputError(f"{where}: cannot move output into place ({exc.strerror})") from None
+        except BaseException:  # a signal or a failed manifest write: never leave temporaries
+            self.abort()
+            raise
 
 
 __all__ = ["OutputSet", "remove_stale_temps"]

@@ -17,15 +17,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ephys2expr.cell_inputs import CellSettings
 from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import write_parquet
 from ephys2expr.model.store import ModelStore, describe_sets
-from ephys2expr.predict.align import align_cells
+from ephys2expr.predict.align import aligned_identity
 from ephys2expr.predict.cells import load_cells
-from ephys2expr.predict.identity import identity_outputs
 from ephys2expr.predict.intervals import has_intervals, interval_methods
-from ephys2expr.predict.on_demand import add_missing_sets
+from ephys2expr.predict.on_demand import add_missing_sets, sets_to_fit
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
 from ephys2expr.predict.quality import set_quality, sets_without_null
@@ -89,10 +89,11 @@ def prediction_jobs(
     out_dir: str | os.PathLike,
     inputs: list[Path] | None = None,
     outputs: list[Path] | None = None,
+    cells: CellSettings | None = None,
 ) -> list[Job]:
-    """The tables to predict: user files (``--input``/``--output``) or ``settings.inputs``.
+    """The tables to predict: user files (``--input``/``--output``) or ``cells.inputs``.
 
-    Without ``inputs`` each name of ``settings.inputs`` maps
+    Without ``inputs`` each name of ``cells.inputs`` (the ``cells:`` section) maps
     ``<prepared_dir>/cells_<name>.parquet`` to ``<out_dir>/<name>.h5ad`` (``write_h5ad``)
     and/or ``<out_dir>/<name>.parquet`` (``write_parquet``). With them, each ``inputs[i]``
     goes to ``outputs[i]`` (a ``.h5ad`` or ``.parquet`` path, always written; the other
@@ -100,12 +101,13 @@ def prediction_jobs(
     (``input1``, ``input2``, ... if two stems are the same).
     """
     inputs, outputs = list(inputs or []), list(outputs or [])
+    cells = cells or CellSettings()
     if not inputs:
         if outputs:
             raise InputError(f"{len(outputs)} --output but no --input: give one per --output")
-        if not settings.inputs:
+        if not cells.inputs:
             raise InputError(
-                "nothing to predict: set params.yaml predict.inputs or give "
+                "nothing to predict: set params.yaml cells.inputs or give "
                 "--input FILE --output FILE"
             )
         formats = tuple(settings.formats())
@@ -117,7 +119,7 @@ def prediction_jobs(
         prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
         return [
             Job(n, prepared_dir / f"cells_{n}.parquet", out_dir / f"{n}{formats[0]}", formats)
-            for n in settings.inputs
+            for n in cells.inputs
         ]
     if len(outputs) != len(inputs):
         raise InputError(
@@ -170,6 +172,7 @@ def predict_tables(
     where: str = "model store",
     outputs: OutputSet | None = None,
     fit_set=None,
+    cells: CellSettings | None = None,
 ) -> PredictResult:
     """Predict the genes of ``settings.genes`` for the cells of each job and write them.
 
@@ -195,8 +198,11 @@ def predict_tables(
         (:func:`ephys2expr.train.on_demand.fit_feature_set`, which the stage passes). With
         ``missing: feature_set`` every missing pattern of the inputs that no set of the store
         has exactly (cells with >= ``min_features`` features) gets its set this way, so
-        every such cell is predicted from all its features; without it those cells are not
-        predicted.
+        every such cell is predicted from all its features; without it (the pipeline: train
+        fits every set of the ``cells.inputs`` tables) those cells are not predicted, with a
+        warning.
+    cells : CellSettings, optional
+        The ``cells:`` section: ``min_features`` (default: its default).
 
     Returns
     -------
@@ -210,14 +216,17 @@ def predict_tables(
         ) as own:  # fmt: skip
             own.plan(*(p for job in jobs for p in job.files().values()))
             return predict_tables(jobs, store, settings, executor_settings, id_column,
-                                  species, where, own, fit_set)  # fmt: skip
+                                  species, where, own, fit_set, cells)  # fmt: skip
+    min_features = (cells or CellSettings()).min_features
     on_demand: dict[str, dict] = {}
     if fit_set is not None and settings.missing == "feature_set":
         store, on_demand = add_missing_sets([job.source for job in jobs], store,
-                                            settings.min_features, fit_set, id_column)  # fmt: skip
+                                            min_features, fit_set, id_column)  # fmt: skip
+    elif settings.missing == "feature_set":
+        _warn_missing_sets(jobs, store, min_features, id_column, where)
     screen = CellScreen(settings.missing, settings.extrapolation_tolerance,
                         settings.ood_neighbors, settings.ood_percentile,
-                        settings.min_features).fit(store)  # fmt: skip
+                        min_features).fit(store)  # fmt: skip
     gene_idx = select_genes(store, settings.genes, where=where)
     log.info(
         "model store %s: %d genes x %d features; predicting %d genes (genes: %s)",
@@ -294,18 +303,8 @@ def predict_tables(
     with open_executor(executor_settings) as ex:
         for item, job in zip(items, jobs, strict=True):
             t0 = time.perf_counter()
-            meta = item.kept_meta
-            # batch alignment and known classes (docs/transfer.md); the OOD flags stay those
-            # of the features as given
-            X, allowed, alignment = align_cells(
-                store, item.screen.X, item.screen.cell_sets, meta, settings.align,
-                settings.known_class, item.name,
-            )  # fmt: skip
-            # per-cell stores of model mixture / best: family, type and their probabilities
-            ident, obsm = identity_outputs(store, X, item.screen.cell_sets, meta.index,
-                                           allowed)  # fmt: skip
-            if ident is not None:
-                meta = meta.join(ident)
+            # features aligned by batch, identity obs/obsm (docs/transfer.md)
+            X, meta, obsm, alignment = aligned_identity(store, item, settings)
             file_meta = {
                 "input": item.name,
                 "features": store.features,
@@ -373,6 +372,19 @@ def predict_tables(
                 )
             )
     return PredictResult(metrics=headline_metrics(report), report=report, plots=plots)
+
+
+def _warn_missing_sets(jobs, store: ModelStore, min_features: int, id_column, where) -> None:
+    """Warn about each missing pattern of the inputs that the store has no set for (its cells
+    are not predicted): train fits one for every pattern of the ``cells.inputs`` tables, so a
+    store of other inputs or settings was given."""
+    for job in jobs:
+        for features in sets_to_fit(job.source, store, min_features, id_column):
+            log.warning(
+                "%s: cells with exactly %s are not predicted: %s has no such feature set "
+                "(train fits one per missing pattern of the cells.inputs tables: retrain with "
+                "these inputs, dvc repro train)", job.source, ", ".join(features), where,
+            )  # fmt: skip
 
 
 __all__ = [

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ephys2expr.cell_inputs import CellSettings
 from ephys2expr.model.ood import NeighborScore, standardise
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.settings import MISSING_POLICIES, PredictSettings
 
 DEFAULTS = PredictSettings()  # constructor defaults: the settings' (defined once there)
+CELL_DEFAULTS = CellSettings()
 
 # Per-cell flags added by the screen, written beside the metadata.
 FLAG_COLUMNS: list[str] = [
@@ -146,7 +148,7 @@ class CellScreen:
         tolerance: float = DEFAULTS.extrapolation_tolerance,
         ood_neighbors: int = DEFAULTS.ood_neighbors,
         ood_percentile: float = DEFAULTS.ood_percentile,
-        min_features: int = DEFAULTS.min_features,
+        min_features: int = CELL_DEFAULTS.min_features,
     ) -> None:
         self.min_features = min_features
         self.missing = missing
@@ -219,7 +221,7 @@ class CellScreen:
                     f"missing {n_all - n} of the full set's {n_all} features (missing: drop)"
                 )
             elif n < self.min_features:
-                out.append(f"fewer than predict.min_features = {self.min_features} of the "
+                out.append(f"fewer than cells.min_features = {self.min_features} of the "
                            f"store's {n_all} features (has {n})")  # fmt: skip
             else:
                 out.append("no feature set of the store has exactly its features")

@@ -9,7 +9,7 @@ from typing import ClassVar
 from ephys2expr.errors import InputError
 from ephys2expr.identity.align import METHODS as ALIGN_METHODS
 from ephys2expr.model.intervals import LEVELS
-from ephys2expr.settings import NAME, Settings, setting
+from ephys2expr.settings import Settings, setting
 
 MISSING_POLICIES = ("feature_set", "drop", "impute")
 GENE_SETS = ("varying", "all", "predictable")
@@ -20,23 +20,21 @@ class PredictSettings(Settings):
     """How the predict stage applies the model store to per-cell feature tables.
 
     Build it with ``PredictSettings.from_params("params.yaml", overrides)`` (or
-    :func:`ephys2expr.settings.build_settings` together with the executor section).
+    :func:`ephys2expr.settings.build_settings` together with the executor section). Which
+    tables the pipeline predicts and the fewest features a cell needs are the ``cells:``
+    section's (:class:`~ephys2expr.cell_inputs.CellSettings`), which train reads too.
     """
 
     SECTION: ClassVar[str] = "predict"
+    MOVED: ClassVar[dict[str, str]] = {"inputs": "cells.inputs",
+                                       "min_features": "cells.min_features"}  # fmt: skip
 
-    inputs: list[str] = setting(
-        ["aibs_v6", "aibs_v10"],
-        "prepared input names (data/prepared/cells_<name>.parquet), a list or comma-separated",
-    )
     missing: str = setting(
         "feature_set",
         "feature_set (each cell by the feature set of exactly the store's features it has; a "
-        "set the store lacks is fitted on demand) | drop (full set only: cells missing one of "
-        "its features are not predicted) | impute (full set, training means filled in)",
-    )
-    min_features: int = setting(
-        5, "a cell with fewer of the store's features is not predicted (feature_set only)"
+        "set the store lacks is fitted on demand for --input tables) | drop (full set only: "
+        "cells missing one of its features are not predicted) | impute (full set, training "
+        "means filled in)",
     )
     n_permutations: int | str = setting(
         "train",
@@ -124,8 +122,6 @@ class PredictSettings(Settings):
                 f"{self.where('interval_level')}: {self.interval_level} is not one of the "
                 f"levels a model store holds, {list(LEVELS)}"
             )
-        if self.min_features < 1:
-            raise InputError(f"{self.where('min_features')}: {self.min_features} is not >= 1")
         if isinstance(self.n_permutations, str):
             if self.n_permutations.strip().lower() != "train":
                 raise InputError(
@@ -141,14 +137,6 @@ class PredictSettings(Settings):
                              f"{list(ALIGN_METHODS)}")  # fmt: skip
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")
-        bad = [name for name in self.inputs if not NAME.match(name)]
-        if bad:
-            raise InputError(
-                f"{self.where('inputs')}: {bad[0]!r} is not a prepared input name "
-                "(letters, digits, '_', '-', '.')"
-            )
-        if len(set(self.inputs)) != len(self.inputs):
-            raise InputError(f"{self.where('inputs')}: a name is repeated in {self.inputs}")
 
     def formats(self, primary: str | None = None) -> list[str]:
         """File suffixes to write: ``primary`` (the ``--output`` file's) and those switched on."""

@@ -86,8 +86,16 @@ class PrepareSettings(Settings):
         "(docs/train-your-patchseq.md)",
     )
 
+    recordings: dict[str, str] = setting(
+        {"examples": "data/raw/recordings"},
+        "raw recordings to extract features from (dvc.yaml features@<name>, "
+        "stages/features.py): name -> a folder (searched recursively) or file of .abf / .nwb "
+        "recordings; the table goes to data/features/<name>.csv, which predict takes as is",
+    )
+
     def check(self) -> None:
         self._check_paired()
+        self._check_recordings()
         where = self.where("sources")
         if not self.sources:
             raise InputError(f"{where}: the list is empty")
@@ -180,6 +188,18 @@ class PrepareSettings(Settings):
             layer = "" if entry.get("layer") is None else str(entry["layer"])
             out[str(name)] = {**files, "columns": columns, "layer": layer}
         self.paired = out
+
+    def _check_recordings(self) -> None:
+        where = self.where("recordings")
+        if not isinstance(self.recordings, dict):
+            raise InputError(f"{where}: expected a mapping name -> folder or file")
+        for name, folder in self.recordings.items():
+            if not NAME.match(str(name)):
+                raise InputError(
+                    f"{where}.{name}: not a usable name (letters, digits, '_', '-', '.')"
+                )
+            if not isinstance(folder, str) or not folder.strip():
+                raise InputError(f"{where}.{name}: expected a folder or file, got {folder!r}")
 
     def _check_features(self, key: str) -> None:
         names, where = getattr(self, key), self.where(key)

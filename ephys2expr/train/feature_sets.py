@@ -1,11 +1,13 @@
 """Which feature sets the train stage fits, and what each achieves (the train report).
 
 :func:`derive_feature_sets` finds the sets in the data: the full set plus every missing
-pattern of the per-cell tables that predict applies the store to (``predict.inputs``) with
-at least ``train.min_set_cells`` cells and ``predict.min_features`` features, so that every
-such cell is predicted from exactly the features it has (reduced-feature models,
-Saar-Tsechansky & Provost 2007, JMLR 8: 1623-1657). :func:`set_name` names a set by what it
-leaves out (``no_tau_cap``).
+pattern of the per-cell tables that predict applies the store to (``cells.inputs``) with
+at least ``cells.min_features`` features, so that every such cell is predicted from exactly
+the features it has (reduced-feature models, Saar-Tsechansky & Provost 2007, JMLR 8:
+1623-1657) and predict fits nothing. :func:`few_cell_sets` names the patterns of fewer than
+``train.min_set_cells`` cells, which train without their own permutation null (cheaper; the
+store and the report say so). :func:`set_name` names a set by what it leaves out
+(``no_tau_cap``).
 
 The train stage fits one model per feature set (``train.feature_sets``, resolved for the
 source by :meth:`~ephys2expr.train.settings.TrainSettings.resolve_feature_sets`), each with
@@ -61,17 +63,31 @@ def missing_patterns(tables: dict[str, pd.DataFrame], features: list[str]) -> pd
 
 
 def derive_feature_sets(
-    features: list[str], patterns: pd.DataFrame, min_cells: int, min_features: int
+    features: list[str], patterns: pd.DataFrame, min_features: int
 ) -> dict[str, list[str]]:
     """The full set, then every pattern of ``patterns`` (:func:`missing_patterns`) with at
-    least ``min_cells`` cells and ``min_features`` features, most cells first: name ->
-    the features it keeps (``features`` order)."""
+    least ``min_features`` features, most cells first: name -> the features it keeps
+    (``features`` order)."""
     out = {FULL: list(features)}
     for name, row in patterns.iterrows():
         kept = [f for f in row["features"].split(",") if f]
-        if row["cells"] >= min_cells and len(kept) >= min_features and name not in out:
+        if len(kept) >= min_features and name not in out:
             out[str(name)] = kept
     return out
+
+
+def few_cell_sets(
+    sets: dict[str, list[str]], patterns: pd.DataFrame, min_cells: int, requested=()
+) -> list[str]:
+    """The sets of ``sets`` (name -> features kept) that only a pattern of fewer than
+    ``min_cells`` cells needs: not the first (full) set, and none of the names
+    ``requested`` (``train.feature_sets``: asked for in full). They are trained without
+    their own permutation null."""
+    cells = {tuple(k for k in row["features"].split(",") if k): int(row["cells"])
+             for _, row in patterns.iterrows()}  # fmt: skip
+    derived = set(patterns.index) - set(requested)
+    return [n for i, (n, kept) in enumerate(sets.items())
+            if i and n in derived and cells.get(tuple(kept), min_cells) < min_cells]  # fmt: skip
 
 
 def feature_set_table(results: dict, features: dict[str, list[str]]) -> pd.DataFrame:
@@ -91,8 +107,8 @@ def feature_set_table(results: dict, features: dict[str, list[str]]) -> pd.DataF
     DataFrame
         Indexed by ``feature_set``: ``n_features``, ``left_out`` (features of the first set
         this one lacks), ``genes_beating_all`` (every baseline), ``r2_median``,
-        ``frac_r2_gt_0.1``, ``genes_q_below_fdr`` (with the null), then ``r2_<marker>`` per
-        marker gene.
+        ``frac_r2_gt_0.1``, ``own_null`` (trained with its own permutation null),
+        ``genes_q_below_fdr`` (with the null), then ``r2_<marker>`` per marker gene.
     """
     full = next(iter(features.values()))
     rows = {}
@@ -104,6 +120,7 @@ def feature_set_table(results: dict, features: dict[str, list[str]]) -> pd.DataF
             "genes_beating_all": report["genes_beating_all_baselines"],
             "r2_median": report["model"]["r2_median"],
             "frac_r2_gt_0.1": report["model"]["frac_r2_gt_0.1"],
+            "own_null": "null" in report,
         }
         if "null" in report:
             row["genes_q_below_fdr"] = report["null"]["genes_q_below_fdr"]
@@ -116,4 +133,11 @@ def feature_set_table(results: dict, features: dict[str, list[str]]) -> pd.DataF
     return out.round(6)
 
 
-__all__ = ["FULL", "derive_feature_sets", "feature_set_table", "missing_patterns", "set_name"]
+__all__ = [
+    "FULL",
+    "derive_feature_sets",
+    "feature_set_table",
+    "few_cell_sets",
+    "missing_patterns",
+    "set_name",
+]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ephys2expr import paths
 from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import with_identity
@@ -51,11 +52,33 @@ def stored_training_tables(
 
 
 def cache_root(cache_dir: str | os.PathLike = "") -> Path:
-    """``cache_dir``, or ``$XDG_CACHE_HOME/ephys2expr`` (default ``~/.cache/ephys2expr``)."""
+    """``cache_dir``, or ``$XDG_CACHE_HOME/ephys2expr`` (default ``~/.cache/ephys2expr``).
+
+    Raises
+    ------
+    InputError
+        If the folder lies inside a model store (a folder with a ``model.json``) or inside
+        the project's ``data/`` folder: a cache entry is never written among DVC's outputs.
+    """
     if str(cache_dir):
-        return Path(cache_dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ephys2expr"
+        root = Path(cache_dir).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(base) / "ephys2expr"
+    real = Path(os.path.realpath(root))
+    data = Path(os.path.realpath(paths.DATA))
+    for folder in (real, *real.parents):
+        if (folder / "model.json").is_file():
+            raise InputError(
+                f"predict.cache_dir {root}: lies inside the model store {folder}; choose a "
+                "folder outside every model store and data folder (default ~/.cache/ephys2expr)"
+            )
+    if real == data or data in real.parents:
+        raise InputError(
+            f"predict.cache_dir {root}: lies inside the data folder {data}; choose a folder "
+            "outside every model store and data folder (default ~/.cache/ephys2expr)"
+        )
+    return root
 
 
 def code_md5() -> str:
@@ -71,15 +94,53 @@ def code_md5() -> str:
     return h.hexdigest()
 
 
-def cache_key(store: ModelStore, features: list[str], params: dict) -> str:
-    """md5 of the training tables (values and labels), the settings, the features and the
-    code (:func:`code_md5`)."""
-    h = hashlib.md5(code_md5().encode())
-    h.update(json.dumps({"features": features, "params": params}, sort_keys=True).encode())
+def cache_inputs(store: ModelStore, features: list[str], params: dict) -> dict:
+    """What a cached set was fitted from: the features, the settings, the fitting code's md5
+    (:func:`code_md5`) and the md5 of the training tables (values and labels). An entry is
+    used only when every one of them is equal (recorded in its provenance as ``cache``)."""
+    h = hashlib.md5()
     for table in (store.train_features, store.train_targets, store.train_types):
         h.update(json.dumps([list(map(str, table.index)), list(map(str, table.columns))]).encode())
         h.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
-    return h.hexdigest()
+    inputs = {"features": list(features), "params": params, "code_md5": code_md5(),
+              "data_md5": h.hexdigest()}  # fmt: skip
+    return json.loads(json.dumps(inputs))  # as model.json gives it back (lists, not tuples)
+
+
+def cache_key(store: ModelStore, features: list[str], params: dict) -> str:
+    """md5 of :func:`cache_inputs` (the training tables, the settings, the features, the
+    code): the name of the set's cache folder."""
+    return _digest(cache_inputs(store, features, params))
+
+
+def _digest(inputs: dict) -> str:
+    return hashlib.md5(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _cached_set(root: Path, key: str, inputs: dict) -> tuple[ModelStore | None, Path]:
+    """The cached set of ``key`` fitted from exactly ``inputs``, and where to save a new one.
+
+    Entries are ``<root>/<key>``, ``<key>-1``, ...: one whose recorded inputs differ (an
+    entry of other settings placed under this key), that is a link or not a folder, or that
+    does not load is passed over with one log line, and the set is refitted beside it.
+    """
+    for n in range(100):
+        folder = root / (key if n == 0 else f"{key}-{n}")
+        if not os.path.lexists(folder):
+            return None, folder
+        if folder.is_symlink() or not folder.is_dir():
+            log.warning("on-demand cache %s is not a folder (a link?): passed over", folder)
+            continue
+        try:
+            model = load_model_store(folder)
+        except Exception as exc:  # noqa: BLE001 - any broken entry is passed over, never fatal
+            log.warning("on-demand cache %s unusable (%s): passed over", folder, exc)
+            continue
+        if model.provenance.get("cache") == inputs:
+            return model, folder
+        log.warning("on-demand cache %s was fitted from other inputs (settings, data or "
+                    "code): passed over, the set is fitted again beside it", folder)  # fmt: skip
+    return None, root / f"{key}-{os.getpid()}"
 
 
 def fit_feature_set(
@@ -108,32 +169,34 @@ def fit_feature_set(
     if n_permutations is not None:
         settings = settings.replace(n_permutations=int(n_permutations))
     params = settings.as_dict()
-    folder = cache_root(cache_dir) / cache_key(store, features, params)
+    inputs = cache_inputs(store, features, params)
+    root = cache_root(cache_dir)
+    t0 = time.perf_counter()
+    cached, folder = _cached_set(root, _digest(inputs), inputs)
     note = {"features": features, "n_permutations": settings.n_permutations,
             "cache": str(folder)}  # fmt: skip
-    t0 = time.perf_counter()
-    if (folder / "model.json").is_file():
-        try:
-            model = load_model_store(folder)
-            if model.features == features:
-                note.update(cached=True, seconds=round(time.perf_counter() - t0, 2))
-                log.info("feature set %r (%s) read from the on-demand cache %s", name,
-                         ", ".join(features), folder)  # fmt: skip
-                return _as_set(model, name), note
-        except InputError as exc:
-            log.warning("on-demand cache %s unusable (%s): fitting again", folder, exc)
+    if cached is not None:
+        note.update(cached=True, seconds=round(time.perf_counter() - t0, 2))
+        log.info("feature set %r (%s) read from the on-demand cache %s", name,
+                 ", ".join(features), folder)  # fmt: skip
+        return _as_set(cached, name), note
     X = store.train_features[features]
+    provenance = {"params": params, "on_demand": True, "cache": inputs}
     _, model, fit = fit_set(X, store.train_targets, store.train_types, settings, name,
-                            {"params": params, "on_demand": True}, keep_oof=False)  # fmt: skip
+                            provenance, keep_oof=False)  # fmt: skip
     if fit is not None:  # model mixture / best: the set's own classifiers
         model = with_identity(model, store_identity({name: fit}, store.train_targets.index))
-    save_model_store(model, folder)
+    try:
+        save_model_store(model, folder)
+    except (InputError, OSError) as exc:  # read-only, full or odd cache: use the set uncached
+        log.warning("on-demand cache %s not written (%s): the set is used uncached", folder, exc)
+        note["cache"] = None
     seconds = time.perf_counter() - t0
     note.update(cached=False, seconds=round(seconds, 2))
     log.info(
         "feature set %r (%d features: %s) fitted on demand from the store's training tables in "
-        "%.0f s (n_permutations=%d), cached in %s", name, len(features), ", ".join(features),
-        seconds, settings.n_permutations, folder,
+        "%.0f s (n_permutations=%d), %s", name, len(features), ", ".join(features), seconds,
+        settings.n_permutations, f"cached in {folder}" if note["cache"] else "not cached",
     )  # fmt: skip
     return _as_set(model, name), note
 
@@ -145,6 +208,7 @@ def _as_set(model: ModelStore, name: str) -> ModelStore:
 
 __all__ = [
     "TYPE_COLUMNS",
+    "cache_inputs",
     "cache_key",
     "cache_root",
     "code_md5",

@@ -27,7 +27,12 @@ from ephys2expr.model.store_build import join_feature_sets, with_identity
 from ephys2expr.train.baselines import BASELINES, CEILINGS
 from ephys2expr.train.best import store_identity
 from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
-from ephys2expr.train.feature_sets import derive_feature_sets, feature_set_table, missing_patterns
+from ephys2expr.train.feature_sets import (
+    derive_feature_sets,
+    feature_set_table,
+    few_cell_sets,
+    missing_patterns,
+)
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
 from ephys2expr.train.on_demand import stored_training_tables
 from ephys2expr.train.one_set import fit_set
@@ -128,17 +133,17 @@ def derived_sets(
     """The derived feature sets and the missing-pattern table they come from.
 
     ``inputs`` names the per-cell tables ``cells_<name>.parquet`` of ``prepared_dir`` that
-    predict applies the store to (``predict.inputs``); none = the full set only.
+    predict applies the store to (``cells.inputs``); none = the full set only.
     """
     tables = {}
     for name in inputs:
         path = Path(prepared_dir) / f"cells_{name}.parquet"
         if not path.is_file():
-            raise InputError(f"{path}: no such file (predict.inputs names {name!r})")
+            raise InputError(f"{path}: no such file (cells.inputs names {name!r})")
         table = pd.read_parquet(path)  # small: one row per cell
         tables[name] = table[[f for f in features if f in table.columns]]
     patterns = missing_patterns(tables, features)
-    return derive_feature_sets(features, patterns, settings.min_set_cells, min_features), patterns
+    return derive_feature_sets(features, patterns, min_features), patterns
 
 
 def train_from_prepared(
@@ -151,7 +156,7 @@ def train_from_prepared(
     (``executor.gene_chunk``) and out-of-fold predictions are kept only for the plotted
     genes: genes are independent, so refitting just those genes (without the null) gives
     exactly their out-of-fold predictions from the full run. ``source`` (the training
-    source's name, ``--source``) names the headline metrics (``r2_<source>``).
+    source's name, ``--source``) is recorded in the report.
     """
     from ephys2expr.train.plots import plotted_genes
 
@@ -167,6 +172,7 @@ def train_from_prepared(
     derived, patterns = derived_sets(prepared_dir, list(features.columns), cell_inputs, settings,
                                      min_features)  # fmt: skip
     sets = settings.resolve_feature_sets(list(features.columns), derived)
+    few = few_cell_sets(sets, patterns, settings.min_set_cells, settings.feature_sets)
     full = next(iter(sets))
     provenance = {
         "params": settings.as_dict(),
@@ -176,12 +182,14 @@ def train_from_prepared(
     results, models, identity = {}, [], {}
     with open_executor(executor_settings) as ex:
         for i, (name, cols) in enumerate(sets.items()):
-            log.info("feature set %d/%d %r: %d features (%s)", i + 1, len(sets), name,
-                     len(cols), ", ".join(cols))  # fmt: skip
+            log.info("feature set %d/%d %r: %d features (%s)%s", i + 1, len(sets), name,
+                     len(cols), ", ".join(cols), " - fewer than train.min_set_cells cells "
+                     "need it: no permutation null of its own" if name in few else "")  # fmt: skip
             t0 = time.perf_counter()
             keep_oof = name == full and not stream_targets  # only the full set's is written
+            own = settings.replace(n_permutations=0) if name in few else settings
             results[name], model, fit = fit_set(
-                features[cols], targets, types, settings, name, provenance, executor=ex,
+                features[cols], targets, types, own, name, provenance, executor=ex,
                 gene_chunk=executor_settings.gene_chunk, keep_oof=keep_oof,
             )  # fmt: skip
             models.append(model)
@@ -232,6 +240,7 @@ def train_from_prepared(
         report["ood_cv"]["spearman_rho"],
     )  # fmt: skip
     report["missing_patterns"] = json.loads(patterns.to_json(orient="index"))
+    report["sets_without_null"] = few
     if source:
         report["source"] = source
     metrics = headline_metrics(report)

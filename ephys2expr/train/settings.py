@@ -22,8 +22,8 @@ CV_SCHEMES = ("auto", "loo", "kfold", "group", "group_kfold")
 # Feature sets a user wants besides the derived ones (train.feature_sets), as the features
 # each leaves out of the source's list (names the source lacks are ignored). The train stage
 # derives the rest from the data (ephys2expr.train.feature_sets.derive_feature_sets): the
-# full set plus every missing pattern of the tables predict.inputs names with at least
-# train.min_set_cells cells. "no_adratio" is the type-mean model on the features the Scala
+# full set plus every missing pattern of the tables cells.inputs names with at least
+# cells.min_features features. "no_adratio" is the type-mean model on the features the Scala
 # cells have (validate's cross-source comparison; the same as "full" for a source without
 # adratio, so not trained twice); "cadwell" keeps Cadwell et al. 2016's seven features
 # (features.CADWELL_FEATURES, checked), which validate uses for its Patch-seq comparison.
@@ -88,14 +88,15 @@ class TrainSettings(Settings):
     feature_sets: dict[str, list[str]] = setting(
         FEATURE_SETS,
         "feature sets besides the derived ones (the full set and every missing pattern of "
-        "predict.inputs with >= min_set_cells cells): name -> the features the set leaves out "
-        "of the source's list (names the source lacks are ignored); a set that leaves out "
-        "nothing names the full set",
+        "cells.inputs with >= cells.min_features features): name -> the features the set "
+        "leaves out of the source's list (names the source lacks are ignored); a set that "
+        "leaves out nothing names the full set",
     )
     min_set_cells: int = setting(
         10,
-        "derive a feature set from every missing pattern of the predict.inputs tables with at "
-        "least this many cells (rarer patterns are fitted on demand at predict time)",
+        "a derived feature set that only a missing pattern of fewer cells of the cells.inputs "
+        "tables needs is trained without its own permutation null (its q-values are NaN, "
+        "nothing of it is trusted; the report's sets_without_null names it)",
     )
 
     def check(self) -> None:

@@ -30,6 +30,7 @@ def score_summary(r2: np.ndarray, rmse: np.ndarray) -> dict:
         "frac_r2_gt_0.5": float((ok > 0.5).mean()) if ok.size else 0.0,
         "rmse_median": float(np.median(rmse)),
         "rmse_mean": float(rmse.mean()),
+        "rmse_q90": float(np.quantile(rmse, 0.9)),
     }
 
 
@@ -120,30 +121,60 @@ def _ceilings(per_gene: pd.DataFrame, r2: np.ndarray) -> dict:
     return {"ceilings": out}
 
 
+# The keys of every metrics/train_<source>.json, the same for every source, so that
+# `dvc metrics show metrics/train_*.json` prints one row per source (in 120 columns) and
+# `dvc metrics diff` shows a shift of either distribution: out-of-fold r2 quantiles (10th,
+# median, 90th), the per-gene RMSE median and 90th percentile, the genes to trust, the share
+# of genes with r2 > 0.1, the identity classifier's family accuracy (per-cell sources with
+# train.model mixture | best; null otherwise) and the 90 % intervals' coverage in CV.
+HEADLINE_KEYS = ("r2_10", "r2_50", "r2_90", "rmse_50", "rmse_90", "sig", "r2_gt01",
+                 "fam_acc", "cov90")  # fmt: skip
+HEADLINE_DIGITS = 4  # decimals: metrics are read by people, and the same on every machine
+
+
 def headline_metrics(report: dict) -> dict:
-    """The headline numbers of a :func:`train_report` (``metrics/train_<source>.json``): what
-    ``dvc metrics show`` and ``dvc exp show`` print, kept to two keys so that every stage's
-    metrics fit one 120-column table (``tests/test_metrics_views.py``; docs/pipeline.md,
-    "Metrics and experiments").
+    """The headline numbers of a :func:`train_report` (``metrics/train_<source>.json``).
 
-    ``r2_<name>``: the model's median out-of-fold r2 over the genes; ``sig_<name>`` (with
-    the null only): genes with q below ``fdr_q`` that also beat every baseline, the set to
-    trust. The prediction intervals' coverage in CV is in the report only (``intervals``):
-    a third key per source would widen ``dvc metrics show`` past 120 columns (141 with
-    ``cov_rds`` and ``cov_scala2021``). ``<name>`` is the
-    training source (``report["source"]``: ``r2_rds``, ``r2_scala2021``, ``r2_template``)
-    so that every model trained side by side has keys of its own: ``dvc exp show``
-    prefixes a key two files share with the file's path, too wide for a table. Without a
-    source: the rows' kind (``types`` or ``cells``). Every other number (the baselines, the
-    ceilings, genes beating each baseline, the feature sets) is in the report.
+    The keys are :data:`HEADLINE_KEYS`, the same for every source (null where a number does
+    not apply: ``sig`` without the permutation null, ``fam_acc`` without an identity
+    classifier, ``cov90`` without intervals), floats rounded to :data:`HEADLINE_DIGITS`
+    decimals. ``sig``: genes with q below ``fdr_q`` that also beat every baseline, the set
+    to trust. Every other number (the baselines, the ceilings, the feature sets) is in the
+    report (docs/pipeline.md, "What DVC shows").
     """
-    name = report.get("source") or report.get("rows", "types")
-    metrics = {f"r2_{name}": report["model"]["r2_median"]}
-    if "null" in report:
-        metrics[f"sig_{name}"] = report["null"]["genes_significant_and_beating_all"]
-    # Not the identity classifier's family accuracy (report["identity"]): a third column
-    # makes `dvc metrics show` 137 columns wide (tests/test_metrics_views.py: 120)
-    return metrics
+    model = report["model"]
+    intervals = report.get("intervals") or {}
+    chosen = intervals.get("methods", {}).get(intervals.get("method"), {})
+    values = {
+        "r2_10": model["r2_q10"],
+        "r2_50": model["r2_median"],
+        "r2_90": model["r2_q90"],
+        "rmse_50": model["rmse_median"],
+        "rmse_90": model.get("rmse_q90"),
+        "sig": report.get("null", {}).get("genes_significant_and_beating_all"),
+        "r2_gt01": model["frac_r2_gt_0.1"],
+        "fam_acc": (report.get("identity") or {}).get("family", {}).get("accuracy"),
+        "cov90": chosen.get("coverage") if intervals.get("level") == 0.9 else None,
+    }
+    return {k: _headline_value(values[k]) for k in HEADLINE_KEYS}
 
 
-__all__ = ["headline_metrics", "rounded", "score_summary", "train_report"]
+def _headline_value(value):
+    """A metric as written: None for a missing or non-finite number (JSON null), an int as
+    is, a float rounded to :data:`HEADLINE_DIGITS` decimals."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    value = float(value)
+    return round(value, HEADLINE_DIGITS) + 0.0 if np.isfinite(value) else None
+
+
+__all__ = [
+    "HEADLINE_DIGITS",
+    "HEADLINE_KEYS",
+    "headline_metrics",
+    "rounded",
+    "score_summary",
+    "train_report",
+]
