@@ -198,7 +198,7 @@ def test_an_ipfx_table_is_predicted_end_to_end_with_its_known_class(
     assert {k for k, v in al["composition"].items() if v > 0.01} <= {
         "Lamp5", "Pvalb", "Sncg", "Sst", "Vip"}  # fmt: skip
     uns = adata.uns["ephys2expr"]["alignment"]["all"]
-    assert uns["shift_sd"]["rmp"] == pytest.approx(al["shift_sd"]["rmp"])
+    assert uns["shift_sd"]["rmp"] == pytest.approx(al["shift_sd"]["rmp"], abs=1e-3)  # 4 digits
     assert "largest shifts in training SD" in caplog.text
     fam = adata.obsm["family_proba"]
     np.testing.assert_allclose(fam[["CT", "ET", "IT", "NP"]].to_numpy(), 0.0)
