@@ -33,6 +33,7 @@ from ephys2expr.predict.metadata import (
 from ephys2expr.predict.mistakes import TRAILING_DELIMITER, report_mistakes
 from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
 from ephys2expr.readers.columns import MISSING_TEXT, check_header, id_strings
+from ephys2expr.readers.ipfx import ipfx_cells, is_ipfx_table
 
 log = logging.getLogger("ephys2expr.predict")
 
@@ -109,6 +110,12 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
     _check_input_file(path)
     try:
         table = _read_any(path, id_column)
+        if is_ipfx_table(table.columns):
+            table, rep = ipfx_cells(table, str(path), id_column)
+            log.info("%s: an ipfx feature table (ids from '%s'); features derived from its "
+                     "columns, not derivable: %s; zeros read as missing: %s", path,
+                     rep["id_column"], ", ".join(rep["not_derived"]) or "none",
+                     rep["zero_as_missing"] or "none")  # fmt: skip
     except InputError:
         raise
     except (OSError, ValueError, pd.errors.ParserError) as exc:

@@ -17,7 +17,8 @@ from ephys2expr.errors import InputError
 log = logging.getLogger("ephys2expr.predict")
 
 # Per-cell metadata carried from the input to the output when present (CONTRIBUTING.md).
-METADATA_COLUMNS: list[str] = ["cre_line", "layer", "dendrite_type", "species", "brain_region"]
+METADATA_COLUMNS: list[str] = ["cre_line", "layer", "dendrite_type", "species", "brain_region",
+                                "batch", "known_class"]  # fmt: skip
 _SPECIES_ALIASES = {
     "mus musculus": "mouse",
     "mouse": "mouse",

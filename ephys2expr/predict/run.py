@@ -22,8 +22,8 @@ from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import write_parquet
 from ephys2expr.model.store import ModelStore, describe_sets
+from ephys2expr.predict.align import aligned_identity
 from ephys2expr.predict.cells import load_cells
-from ephys2expr.predict.identity import identity_outputs
 from ephys2expr.predict.intervals import has_intervals, interval_methods
 from ephys2expr.predict.on_demand import add_missing_sets, sets_to_fit
 from ephys2expr.predict.outputs import OutputSet
@@ -312,12 +312,8 @@ def predict_tables(
     with open_executor(executor_settings) as ex:
         for item, job in zip(items, jobs, strict=True):
             t0 = time.perf_counter()
-            meta = item.kept_meta
-            # per-cell stores of model mixture / best: family, type and their probabilities
-            ident, obsm = identity_outputs(store, item.screen.X, item.screen.cell_sets,
-                                           meta.index)  # fmt: skip
-            if ident is not None:
-                meta = meta.join(ident)
+            # features aligned by batch, identity obs/obsm (docs/transfer.md)
+            X, meta, obsm, alignment = aligned_identity(store, item, settings)
             file_meta = {
                 "input": item.name,
                 "features": store.features,
@@ -340,9 +336,11 @@ def predict_tables(
             }
             if intervals_meta:
                 file_meta["intervals"] = intervals_meta
+            if alignment:
+                file_meta["alignment"] = alignment
             files = job.files()
             written = write_predictions(
-                files.get(".parquet"), store, item.screen.X, meta, gene_idx,
+                files.get(".parquet"), store, X, meta, gene_idx,
                 chunk_cells=settings.chunk_cells, file_metadata=file_meta,
                 h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
                 where=str(item.path), cell_sets=item.screen.cell_sets, obsm=obsm,
@@ -366,7 +364,8 @@ def predict_tables(
             # training rows, largest |SMD| first (a list: the JSON's keys are sorted)
             summary["shift"] = [{"feature": f, **v} for f, v in item.shift.items()]
             summary["files"] = {str(p): outputs.temp(p).stat().st_size for p in files.values()}
-            markers = marker_predictions(store, item.screen.X, marker_idx, meta.index,
+            summary["alignment"] = alignment
+            markers = marker_predictions(store, X, marker_idx, meta.index,
                                          item.screen.cell_sets)  # fmt: skip
             summary["markers_by_species_and_dendrite_type"] = marker_medians(markers, meta)
             report["inputs"][item.name] = summary

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ephys2expr.errors import InputError
+from ephys2expr.identity.align import METHODS as ALIGN_METHODS
 from ephys2expr.model.intervals import LEVELS
 from ephys2expr.settings import Settings, setting
 
@@ -92,6 +93,18 @@ class PredictSettings(Settings):
         "a feature value outside its plausible range: error (stop, naming it) | drop_value "
         "(treat it as missing, one warning per column)",
     )
+    align: str = setting(
+        "auto",
+        "batch alignment onto the training cells (docs/transfer.md), per value of an input's "
+        "'batch' column (none = one batch; < 20 cells: not aligned): auto (em_shift for "
+        "cells with a known class, none otherwise) | none | em_shift | em_scale | em_mixed | "
+        "zscore",
+    )
+    known_class: str = setting(
+        "",
+        "what is known of every cell without a 'known_class' value: Exc, Inh, a family or "
+        "a Cre line ('' = nothing); restricts alignment and identity to compatible families",
+    )
 
     def check(self) -> None:
         self.missing = self.missing.strip().lower()
@@ -136,6 +149,10 @@ class PredictSettings(Settings):
             self.n_permutations = "train"
         elif self.n_permutations < 0:
             raise InputError(f"{self.where('n_permutations')}: {self.n_permutations} is negative")
+        self.align = self.align.strip().lower()
+        if self.align not in ALIGN_METHODS:
+            raise InputError(f"{self.where('align')}: {self.align!r} is not one of "
+                             f"{list(ALIGN_METHODS)}")  # fmt: skip
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")
 

@@ -8,6 +8,7 @@ stage writes (:class:`ValidationResult`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -45,6 +46,12 @@ from ephys2expr.validate.identity import (
 from ephys2expr.validate.patchseq import validate_patchseq
 from ephys2expr.validate.plots import cross_source_figure, validation_figures
 from ephys2expr.validate.settings import ValidateSettings
+from ephys2expr.validate.transfer import (
+    transfer_figure,
+    transfer_sets,
+    transfer_summary,
+    transfer_table,
+)
 
 log = logging.getLogger("ephys2expr.validate")
 
@@ -170,6 +177,20 @@ def _identity_agreement(paired_store, prepared_dir: Path, name: str):
     return table, summary, family_agreement_figure(table, summary)
 
 
+def _transfer(paired_store, raw_dir: Path, prepared_dir: Path, cadwell):
+    """``(summary and table as records, table, figure)`` of the per-cell store on the labelled
+    foreign sets (:mod:`~ephys2expr.validate.transfer`); None without identity classifiers."""
+    if paired_store.identity is None or paired_store.train_types is None:
+        return None
+    sets = transfer_sets(raw_dir, prepared_dir, cadwell)
+    table = transfer_table(paired_store, sets)
+    summary = transfer_summary(table)
+    log.info("transfer: %s", summary)
+    rows = table.assign(largest_shifts=table["largest_shifts"].map(str))
+    records = json.loads(rows.round(4).to_json(orient="records"))
+    return {**summary, "table": records}, rows, transfer_figure(table)
+
+
 def validate_predictions(
     settings: ValidateSettings,
     model_dir: str | os.PathLike,
@@ -238,11 +259,12 @@ def validate_predictions(
             numba.set_num_threads(1)
         cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
         patchseq = validate_patchseq(ps, tf, tt, cv_good, store, str(model_dir))
-        cross = identity = None
+        cross = identity = transfer = None
         if paired_dirs is not None:
             cross, paired_store = _cross_source(paired_dirs, (tf, tt, types), store, ps,
                                                 patchseq, s)  # fmt: skip
             identity = _identity_agreement(paired_store, Path(paired_dirs[1]), s.predictions)
+            transfer = _transfer(paired_store, raw_dir, Path(paired_dirs[1]), ps)
 
         # ---- embeddings (pictures) of seeded subsamples ------------------------------------
         sub_p = subsample(pred.index, s.max_cells, s.seed)
@@ -305,6 +327,8 @@ def validate_predictions(
         table, report["identity_agreement"], figures["identity_agreement"] = identity
         if table is not None:
             tables["identity_agreement"] = table.reset_index()
+    if transfer is not None:
+        report["transfer"], tables["transfer"], figures["transfer"] = transfer
     return ValidationResult(
         tables=tables,
         plot_tables={
@@ -322,7 +346,12 @@ def headline_metrics(report: dict) -> dict:
     the share of Cre-line groups whose mean predicted profile is closest to their own
     transcriptomic type. Every other number (matched and unmatched r, label transfer,
     mixing, Patch-seq, the cross-source comparison) is in the report."""
-    return {"type_top1": report["type_agreement"]["top1"]}
+    out = {"type_top1": report["type_agreement"]["top1"]}
+    transfer = report.get("transfer", {})
+    for key in ("allen_exc_inh_auto", "one_class_worst_loss_auto", "allen_family_ece_known"):
+        if key in transfer:
+            out[f"transfer_{key}"] = transfer[key]
+    return out
 
 
 __all__ = [
