@@ -24,21 +24,22 @@ from ephys2expr.io import write_parquet
 from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.align import aligned_identity
 from ephys2expr.predict.cells import load_cells
-from ephys2expr.predict.intervals import has_intervals, interval_methods
+from ephys2expr.predict.intervals import has_intervals
 from ephys2expr.predict.on_demand import add_missing_sets, sets_to_fit
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import PlotInput, marker_predictions
 from ephys2expr.predict.quality import set_quality, sets_without_null
 from ephys2expr.predict.read import constant_genes
-from ephys2expr.predict.screen import (
-    CellScreen,
-    extrapolation_by_feature,
-    predictable_columns,
-    rank_feature_sets,
-)
+from ephys2expr.predict.screen import CellScreen, extrapolation_by_feature, predictable_columns
 from ephys2expr.predict.settings import PredictSettings
-from ephys2expr.predict.summary import constant_genes_note, headline_metrics, marker_medians
-from ephys2expr.predict.write import PREDICTION_DTYPE, genes_path, write_predictions
+from ephys2expr.predict.summary import (
+    constant_genes_note,
+    file_metadata,
+    headline_metrics,
+    marker_medians,
+    model_report,
+)
+from ephys2expr.predict.write import genes_path, write_predictions
 
 log = logging.getLogger("ephys2expr.predict")
 
@@ -234,153 +235,122 @@ def predict_tables(
     )  # fmt: skip
     if len(gene_idx) == 0:
         raise InputError(f"{where}: no gene passes genes: {settings.genes}; nothing to predict")
-
-    # Read and check every input before writing anything.
-    items = [
-        load_cells(
-            job.source,
-            store,
-            screen,
-            name=job.name,
-            id_column=id_column,
-            species=species,
-            strict=settings.strict,
-            implausible=settings.implausible,
-        )  # fmt: skip
-        for job in jobs
-    ]
-    for item in items:
-        if not item.screen.kept.any():
-            if settings.missing == "feature_set":
-                reasons = item.screen.flags["reason"].value_counts()
-                why = "; ".join(f"{n} {r}" for r, n in reasons.items())
-                raise InputError(
-                    f"{item.path}: no cell is predicted ({len(item.meta)} cells: {why}); "
-                    f"the store offers "
-                    f"{describe_sets(store)}"
-                )
-            raise InputError(
-                f"{item.path}: no cell left to predict (all {len(item.meta)} have "
-                f"a missing feature; try --set missing=feature_set or missing=impute)"
-            )
-
-    genes_table = store.genes.iloc[gene_idx]
-    constant = constant_genes_note(store, gene_idx, where)
-    omitted = np.setdiff1d(constant_genes(store), gene_idx) if settings.genes == "varying" else []
-    n_omitted_negative = int((store.intercept[omitted] < 0).sum()) if len(omitted) else 0
-    # the plots show the markers as every cell's prediction is defined: constant genes too
-    marker_idx = gene_idx if settings.genes == "predictable" else np.arange(len(store.genes))
-    r2 = store.genes["cv_r2"].to_dict() if "cv_r2" in store.genes.columns else None
-    sets = {name: m.features for name, m in store.feature_sets.items()}
-    quality = set_quality(store, gene_idx)  # the h5ad's varm: each set's per-gene quality
-    no_null = sets_without_null(store)
-    if no_null:
-        log.info("feature sets without the permutation null (no q-values, nothing trusted): %s",
-                 ", ".join(no_null))  # fmt: skip
-    report: dict = {
-        "model": {"genes_in_model": len(store.genes), "genes_predicted": len(gene_idx),
-                  "features": store.features, "feature_sets": sets,
-                  "feature_set_preference": rank_feature_sets(store), **constant,
-                  "trusted_genes_by_set": {k: int(v) for k, v in quality["trusted"].sum().items()},
-                  "on_demand_sets": on_demand,
-                  "sets_without_null": no_null},
-        "settings": settings.as_dict(),
-        "inputs": {},
-    }  # fmt: skip
-    level = settings.interval_level if has_intervals(store) else None
-    intervals_meta = {}
-    if level is None:  # info: stores built in code (tests, notebooks) have none either
-        log.info(
-            "%s: the model store holds no prediction intervals (schema 5 or older, or built "
-            "without training); no layers lower/upper: retrain it (dvc repro train)", where,
-        )  # fmt: skip
-    else:
-        intervals_meta = {
-            "level": level,
-            "method": interval_methods(store),
-            "layers": ["lower", "upper"],
-            "dtype": "float16",
-            "what": (
-                "central prediction interval per cell and gene: split-conformal on the "
-                "training's out-of-fold residuals; a cell like the training cells has its "
-                "measured value inside with probability 'level' (per gene, on average over "
-                "cells); never below 0; rounded outward"
-            ),
-        }
-        report["model"]["intervals"] = {"level": level, "method": interval_methods(store)}
+    items = _read_inputs(jobs, store, screen, settings, id_column, species)
+    run = _Run(store, settings, gene_idx, where, outputs)
+    run.report["model"]["on_demand_sets"] = on_demand
     plots = []
     with open_executor(executor_settings) as ex:
         for item, job in zip(items, jobs, strict=True):
-            t0 = time.perf_counter()
-            # features aligned by batch, identity obs/obsm (docs/transfer.md)
-            X, meta, obsm, alignment = aligned_identity(store, item, settings)
-            file_meta = {
-                "input": item.name,
-                "features": store.features,
-                "feature_sets": sets,
-                "sets_without_null": no_null,
-                "quality": "varm[key][feature_set], genes x feature sets: cv_r2, beats_<baseline>, "
-                "q_value, trusted (beats every baseline and q < train.fdr_q); each cell's trusted "
-                "genes: varm['trusted'][obs['feature_set']].T (ephys2expr.predict.quality)",
-                "missing_policy": settings.missing,
-                "extrapolation_tolerance": settings.extrapolation_tolerance,
-                "ood_neighbors": settings.ood_neighbors,
-                "ood_percentile": settings.ood_percentile,
-                "genes": settings.genes,
-                "only_predictable": settings.only_predictable,
-                **constant,
-                "dtype": np.dtype(PREDICTION_DTYPE).name,
-                "model_provenance": store.provenance,
-                # the folder as given (read_predictions' hint for the constant genes)
-                "model_store": where if Path(where).is_dir() else "",
-            }
-            if intervals_meta:
-                file_meta["intervals"] = intervals_meta
-            if alignment:
-                file_meta["alignment"] = alignment
-            files = job.files()
-            written = write_predictions(
-                files.get(".parquet"), store, X, meta, gene_idx,
-                chunk_cells=settings.chunk_cells, file_metadata=file_meta,
-                h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
-                where=str(item.path), cell_sets=item.screen.cell_sets, obsm=obsm,
-                interval_level=level, parquet_intervals=settings.parquet_intervals,
-                varm=quality,
-            )  # fmt: skip
-            write_parquet(genes_table, outputs.temp(files["genes"]))
+            plots.append(run.predict_one(item, job, ex))
+    return PredictResult(metrics=headline_metrics(run.report), report=run.report, plots=plots)
+
+
+def _read_inputs(jobs, store, screen, settings, id_column, species) -> list:
+    """Read and check every input before anything is written (a bad second input leaves no
+    half-finished first one); an input with no cell to predict is one error line."""
+    items = [
+        load_cells(job.source, store, screen, name=job.name, id_column=id_column,
+                   species=species, strict=settings.strict, implausible=settings.implausible)
+        for job in jobs
+    ]  # fmt: skip
+    for item in items:
+        if item.screen.kept.any():
+            continue
+        if settings.missing == "feature_set":
+            reasons = item.screen.flags["reason"].value_counts()
+            why = "; ".join(f"{n} {r}" for r, n in reasons.items())
+            raise InputError(
+                f"{item.path}: no cell is predicted ({len(item.meta)} cells: {why}); "
+                f"the store offers {describe_sets(store)}"
+            )
+        raise InputError(
+            f"{item.path}: no cell left to predict (all {len(item.meta)} have "
+            f"a missing feature; try --set missing=feature_set or missing=impute)"
+        )
+    return items
+
+
+class _Run:
+    """What every input of one predict run shares: the genes, the per-set quality, the
+    report's model section and the files' metadata; :meth:`predict_one` does one input."""
+
+    def __init__(self, store, settings, gene_idx, where, outputs) -> None:
+        self.store, self.settings, self.gene_idx = store, settings, gene_idx
+        self.where, self.outputs = where, outputs
+        self.genes_table = store.genes.iloc[gene_idx]
+        self.constant = constant_genes_note(store, gene_idx, where)
+        omitted = (np.setdiff1d(constant_genes(store), gene_idx)
+                   if settings.genes == "varying" else [])  # fmt: skip
+        self.n_omitted = len(omitted)
+        self.n_omitted_negative = int((store.intercept[omitted] < 0).sum()) if len(omitted) else 0
+        # the plots show the markers as every cell's prediction is defined: constant genes too
+        self.marker_idx = (gene_idx if settings.genes == "predictable"
+                           else np.arange(len(store.genes)))  # fmt: skip
+        self.r2 = store.genes["cv_r2"].to_dict() if "cv_r2" in store.genes.columns else None
+        self.quality = set_quality(store, gene_idx)  # the h5ad's varm: per-set gene quality
+        no_null = sets_without_null(store)
+        if no_null:
+            log.info("feature sets without the permutation null (no q-values, nothing "
+                     "trusted): %s", ", ".join(no_null))  # fmt: skip
+        self.level = settings.interval_level if has_intervals(store) else None
+        if self.level is None:  # info: stores built in code (tests, notebooks) have none either
             log.info(
-                "%s: wrote %s (%d cells x %d genes) in %.1f s",
-                item.name, job.output, len(meta), len(gene_idx), time.perf_counter() - t0,
+                "%s: the model store holds no prediction intervals (schema 5 or older, or "
+                "built without training); no layers lower/upper: retrain it (dvc repro train)",
+                where,
             )  # fmt: skip
-            # below zero among every cell's predictions, constant genes included
-            below = written.pop("n_below_zero") + n_omitted_negative * len(meta)
-            total = written.pop("n_values") + len(omitted) * len(meta)
-            written["values_below_zero"] = round(below / total, 4) if total else 0.0
-            summary = {**item.summary(), **written}
-            summary["extrapolated_by_feature"] = extrapolation_by_feature(
-                item.screen.flags, item.screen.kept, store.features
-            )
-            # per feature: standardised mean difference and KS statistic against the
-            # training rows, largest |SMD| first (a list: the JSON's keys are sorted)
-            summary["shift"] = [{"feature": f, **v} for f, v in item.shift.items()]
-            summary["files"] = {str(p): outputs.temp(p).stat().st_size for p in files.values()}
-            summary["alignment"] = alignment
-            markers = marker_predictions(store, X, marker_idx, meta.index,
-                                         item.screen.cell_sets)  # fmt: skip
-            summary["markers_by_species_and_dendrite_type"] = marker_medians(markers, meta)
-            report["inputs"][item.name] = summary
-            plots.append(
-                PlotInput(
-                    name=item.name,
-                    meta=meta,
-                    markers=markers,
-                    flags=item.screen.flags.loc[item.screen.kept],
-                    features=store.features,
-                    tolerance=settings.extrapolation_tolerance,
-                    r2=r2,
-                )
-            )
-    return PredictResult(metrics=headline_metrics(report), report=report, plots=plots)
+        self.report = {
+            "model": model_report(store, gene_idx, self.constant, self.quality, no_null,
+                                  self.level),
+            "settings": settings.as_dict(),
+            "inputs": {},
+        }  # fmt: skip
+        self.file_meta = file_metadata(store, settings, self.constant, no_null, self.level,
+                                       where)  # fmt: skip
+
+    def predict_one(self, item, job: Job, ex) -> PlotInput:
+        """Predict and write one input; its summary goes into the report."""
+        store, settings, outputs = self.store, self.settings, self.outputs
+        t0 = time.perf_counter()
+        # features aligned by batch, identity obs/obsm (docs/transfer.md)
+        X, meta, obsm, alignment = aligned_identity(store, item, settings)
+        file_meta = {"input": item.name, **self.file_meta}
+        if alignment:
+            file_meta["alignment"] = alignment
+        files = job.files()
+        written = write_predictions(
+            files.get(".parquet"), store, X, meta, self.gene_idx,
+            chunk_cells=settings.chunk_cells, file_metadata=file_meta,
+            h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
+            where=str(item.path), cell_sets=item.screen.cell_sets, obsm=obsm,
+            interval_level=self.level, parquet_intervals=settings.parquet_intervals,
+            varm=self.quality,
+        )  # fmt: skip
+        write_parquet(self.genes_table, outputs.temp(files["genes"]))
+        log.info(
+            "%s: wrote %s (%d cells x %d genes) in %.1f s",
+            item.name, job.output, len(meta), len(self.gene_idx), time.perf_counter() - t0,
+        )  # fmt: skip
+        # below zero among every cell's predictions, constant genes included
+        below = written.pop("n_below_zero") + self.n_omitted_negative * len(meta)
+        total = written.pop("n_values") + self.n_omitted * len(meta)
+        written["values_below_zero"] = round(below / total, 4) if total else 0.0
+        summary = {**item.summary(), **written}
+        summary["extrapolated_by_feature"] = extrapolation_by_feature(
+            item.screen.flags, item.screen.kept, store.features
+        )
+        # per feature: standardised mean difference and KS statistic against the
+        # training rows, largest |SMD| first (a list: the JSON's keys are sorted)
+        summary["shift"] = [{"feature": f, **v} for f, v in item.shift.items()]
+        summary["files"] = {str(p): outputs.temp(p).stat().st_size for p in files.values()}
+        summary["alignment"] = alignment
+        markers = marker_predictions(store, X, self.marker_idx, meta.index,
+                                     item.screen.cell_sets)  # fmt: skip
+        summary["markers_by_species_and_dendrite_type"] = marker_medians(markers, meta)
+        self.report["inputs"][item.name] = summary
+        return PlotInput(name=item.name, meta=meta, markers=markers,
+                         flags=item.screen.flags.loc[item.screen.kept], features=store.features,
+                         tolerance=settings.extrapolation_tolerance, r2=self.r2)  # fmt: skip
 
 
 def _warn_missing_sets(jobs, store: ModelStore, min_features: int, id_column, where) -> None:

@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.model.store import ModelStore
+from ephys2expr.predict.intervals import interval_methods
 from ephys2expr.predict.read import constant_genes
+from ephys2expr.predict.screen import rank_feature_sets
+from ephys2expr.predict.write import PREDICTION_DTYPE
 
 
 def marker_medians(markers: pd.DataFrame, meta: pd.DataFrame) -> dict:
@@ -50,3 +53,58 @@ def constant_genes_note(store: ModelStore, gene_idx: np.ndarray, where: str) -> 
 
 
 __all__ = ["constant_genes_note", "headline_metrics", "marker_medians"]
+
+
+def model_report(store: ModelStore, gene_idx, constant: dict, quality: dict, no_null: list,
+                 level: float | None) -> dict:  # fmt: skip
+    """The report's ``model`` section: genes, features, sets, trusted genes per set,
+    intervals (``on_demand_sets`` is added by the caller)."""
+    report = {
+        "genes_in_model": len(store.genes), "genes_predicted": len(gene_idx),
+        "features": store.features,
+        "feature_sets": {name: m.features for name, m in store.feature_sets.items()},
+        "feature_set_preference": rank_feature_sets(store), **constant,
+        "trusted_genes_by_set": {k: int(v) for k, v in quality["trusted"].sum().items()},
+        "sets_without_null": no_null,
+    }  # fmt: skip
+    if level is not None:
+        report["intervals"] = {"level": level, "method": interval_methods(store)}
+    return report
+
+
+def file_metadata(store: ModelStore, settings, constant: dict, no_null: list,
+                  level: float | None, where: str) -> dict:  # fmt: skip
+    """What every predictions file of a run records in its metadata (uns ``ephys2expr``)."""
+    meta = {
+        "features": store.features,
+        "feature_sets": {name: m.features for name, m in store.feature_sets.items()},
+        "sets_without_null": no_null,
+        "quality": "varm[key][feature_set], genes x feature sets: cv_r2, beats_<baseline>, "
+        "q_value, trusted (beats every baseline and q < train.fdr_q); each cell's trusted "
+        "genes: varm['trusted'][obs['feature_set']].T (ephys2expr.predict.quality)",
+        "missing_policy": settings.missing,
+        "extrapolation_tolerance": settings.extrapolation_tolerance,
+        "ood_neighbors": settings.ood_neighbors,
+        "ood_percentile": settings.ood_percentile,
+        "genes": settings.genes,
+        "only_predictable": settings.only_predictable,
+        **constant,
+        "dtype": np.dtype(PREDICTION_DTYPE).name,
+        "model_provenance": store.provenance,
+        # the folder as given (read_predictions' hint for the constant genes)
+        "model_store": where if Path(where).is_dir() else "",
+    }
+    if level is not None:
+        meta["intervals"] = {
+            "level": level,
+            "method": interval_methods(store),
+            "layers": ["lower", "upper"],
+            "dtype": "float16",
+            "what": (
+                "central prediction interval per cell and gene: split-conformal on the "
+                "training's out-of-fold residuals; a cell like the training cells has its "
+                "measured value inside with probability 'level' (per gene, on average over "
+                "cells); never below 0; rounded outward"
+            ),
+        }
+    return meta
