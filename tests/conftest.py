@@ -1,7 +1,8 @@
-"""Shared fixtures: the real raw data, and small raw trees built from it."""
+"""Shared fixtures: the real raw data, and small raw trees built from it; a private cache."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -12,12 +13,48 @@ ROOT = Path(__file__).resolve().parent.parent
 RAW = ROOT / "data" / "raw"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Path:
+    """Point ``$XDG_CACHE_HOME`` (the on-demand cache of predict, numba leaves its own alone)
+    at a folder of this session: the suite is hermetic, a second run does not find the first
+    run's fitted sets in ``~/.cache``, and nothing of a test is left in the user's home.
+    Subprocesses (``dvc repro``, the stages) inherit it."""
+    folder = tmp_path_factory.mktemp("xdg_cache")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def raw_dir() -> Path:
     """The real raw data (``dvc pull`` puts it there)."""
     if not (RAW / "training" / "aibs_cre_expr_ephys.rda").is_file():
         pytest.fail("data/raw is missing: run `dvc pull` first (the README's test command does)")
     return RAW
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(raw_dir, tmp_path_factory) -> Path:
+    """prepare, train and predict of the project's dvc.yaml, run once by ``dvc repro`` in a
+    temporary git + DVC repo on the real raw data with small settings (one feature set,
+    ``model: lasso``: tests/dvc_repo.py), and committed. Shared by the tests of DVC's
+    mechanics; a test that changes it works on a copy (``tests.dvc_repo.copy_repo``)."""
+    from tests.dvc_repo import dvc_env, project_copy, ran, sh
+
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    repo.mkdir()
+    project_copy(repo, raw_dir)
+    env = dvc_env()
+    out = sh(env, repo, "dvc", "repro")
+    assert ran(out) == [f"{s}@{src}" for s in ("predict", "prepare", "train")
+                        for src in ("rds", "scala2021")], out  # fmt: skip
+    sh(env, repo, "git", "add", "-A")
+    sh(env, repo, "git", "commit", "-qm", "run")
+    return repo
 
 
 @pytest.fixture(scope="session")

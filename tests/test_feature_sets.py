@@ -95,7 +95,7 @@ def test_each_cell_gets_the_set_of_exactly_its_features(store):
     # no set has exactly their features (never fewer); 15 has 4 of the 11 features
     assert set(cells.index[[3, 10, 11, 12, 13, 14, 15]]) <= set(cells.index[~screen.kept])
     reasons = screen.flags.loc[~screen.kept, "reason"]
-    few = "fewer than predict.min_features = 5 of the store's 11 features (has 4)"
+    few = "fewer than cells.min_features = 5 of the store's 11 features (has 4)"
     assert reasons[cells.index[15]] == few
     assert set(reasons.drop(cells.index[15])) == {
         "no feature set of the store has exactly its features"}  # fmt: skip
@@ -219,7 +219,7 @@ def test_a_table_with_too_few_features_is_one_line_listing_features_and_sets(tmp
     assert "\n" not in message, message
     assert (
         "cells.csv: its columns hold 4 of the model's features (rin, rmp, tau, cap), "
-        "fewer than predict.min_features = 5" in message
+        "fewer than cells.min_features = 5" in message
     )
     assert "no_tau_cap (rin, rmp, apthr, apamp, aphw, ahpamp, rheo, maxfreq, adratio)" in message
     assert not out.parent.exists() or not any(out.parent.iterdir())

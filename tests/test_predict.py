@@ -559,7 +559,7 @@ def test_dvc_repro_predict_in_a_fresh_repo(tmp_path, fitted):
     stage = yaml.safe_load(yaml.safe_dump(stage).replace("${item}", source))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"predict": stage}}))
-    sections = ("predict", "executor")
+    sections = ("predict", "executor", "cells")
     (repo / "params.yaml").write_text(yaml.safe_dump({k: params[k] for k in sections}))
     args = stage["cmd"].split()
     model_dir = repo / args[args.index("--model-dir") + 1]

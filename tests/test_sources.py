@@ -1,19 +1,17 @@
 """Sources side by side, with real DVC in a copy of the project (its dvc.yaml as written, the
-real raw data, small settings): a change to one source's training section reruns that
-source's train stage only, and adding a source retrains none of the others."""
+real raw data, small settings: the session's ``pipeline_repo``): a change to one source's
+training section reruns that source's train stage only, and adding a source retrains none
+of the others."""
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import yaml
 
-from tests.test_dvc_sharing import FAST, _project_copy, _sh, _tree_md5, env  # noqa: F401
+from tests.dvc_repo import FAST, copy_repo, dvc_env, ran, sh, tree_md5
 
-ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("prepare", "train")  # predict and validate only read what these write
 TEMPLATE = (
     "+prepare.paired.template={features: examples/patchseq_template/features.csv, "
     "counts: examples/patchseq_template/counts.csv, metadata: examples/patchseq_template/"
@@ -21,38 +19,19 @@ TEMPLATE = (
 )
 
 
-def _ran(out: str) -> list[str]:
-    return sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running"))
-
-
 def _status(environ, repo) -> dict:
-    return yaml.safe_load(_sh(environ, repo, "dvc", "status", "--json") or "{}")
+    return yaml.safe_load(sh(environ, repo, "dvc", "status", "--json") or "{}")
 
 
 def _lock(repo: Path) -> dict:
     return yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
 
 
-def test_one_sources_train_setting_reruns_only_that_source(raw_dir, tmp_path, env):  # noqa: F811
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _project_copy(repo, raw_dir)
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {s: stages[s] for s in STAGES}}))
+def test_one_sources_train_setting_reruns_only_that_source(pipeline_repo, tmp_path):
+    repo, env = copy_repo(pipeline_repo, tmp_path / "repo"), dvc_env()
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["prepare"]["min_detected"] = 0.5  # fewer Scala genes: faster, same logic
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
     assert params["train"]["n_permutations"] == FAST["train"]["n_permutations"]
-    shutil.copytree(ROOT / "examples", repo / "examples")
-    for cmd in (("git", "init", "-q"), ("git", "config", "user.name", "t"),
-                ("git", "config", "user.email", "t@t"), ("dvc", "init", "-q"),
-                ("dvc", "config", "core.analytics", "false")):  # fmt: skip
-        _sh(env, repo, *cmd)
-    out = _sh(env, repo, "dvc", "repro")
-    assert _ran(out) == ["prepare@rds", "prepare@scala2021", "train@rds", "train@scala2021"]
-    _sh(env, repo, "git", "add", "-A")
-    _sh(env, repo, "git", "commit", "-qm", "run")
-    rds_model, lock = _tree_md5(repo / "data" / "models" / "rds"), _lock(repo)
+    rds_model, lock = tree_md5(repo / "data" / "models" / "rds"), _lock(repo)
 
     # dvc status sees a source's section as that source's train stage's param only ...
     edited = yaml.safe_load((repo / "params.yaml").read_text())
@@ -63,27 +42,37 @@ def test_one_sources_train_setting_reruns_only_that_source(raw_dir, tmp_path, en
     edited["train_rds"], edited["train"]["n_alphas"] = {}, 5
     (repo / "params.yaml").write_text(yaml.safe_dump(edited))
     assert sorted(_status(env, repo)) == ["train@rds", "train@scala2021"]
-    _sh(env, repo, "git", "checkout", "--", "params.yaml")
+    # a predict setting reruns no train stage (train reads only the cells section of it)
+    edited["train"]["n_alphas"] = params["train"]["n_alphas"]
+    edited["predict"]["ood_neighbors"] = 4
+    (repo / "params.yaml").write_text(yaml.safe_dump(edited))
+    assert sorted(_status(env, repo)) == ["predict@rds", "predict@scala2021"]
+    edited["predict"]["ood_neighbors"], edited["cells"]["min_features"] = 5, 10
+    (repo / "params.yaml").write_text(yaml.safe_dump(edited))
+    assert sorted(_status(env, repo)) == [f"{s}@{src}" for s in ("predict", "train")
+                                         for src in ("rds", "scala2021")]  # fmt: skip
+    sh(env, repo, "git", "checkout", "--", "params.yaml")
 
-    # the experiment a user runs: only train@scala2021 reruns, with 3 folds
-    out = _sh(env, repo, "dvc", "exp", "run", "-S", "+train_scala2021.n_folds=3")
-    assert _ran(out) == ["train@scala2021"], out
+    # the experiment a user runs: only train@scala2021 (and what reads it) reruns, 3 folds
+    out = sh(env, repo, "dvc", "exp", "run", "-S", "+train_scala2021.n_folds=3")
+    assert ran(out) == ["predict@scala2021", "train@scala2021"], out
     assert yaml.safe_load((repo / "params.yaml").read_text())["train_scala2021"] == {"n_folds": 3}
     store = (repo / "data" / "models" / "scala2021" / "model.json").read_text()
     assert '"n_folds": 3' in store
-    assert _tree_md5(repo / "data" / "models" / "rds") == rds_model
+    assert tree_md5(repo / "data" / "models" / "rds") == rds_model
     assert _lock(repo)["train@rds"] == lock["train@rds"]
     assert _lock(repo)["train@scala2021"]["params"]["params.yaml"]["train_scala2021"] == {
         "n_folds": 3
     }
-    assert "up to date" in _sh(env, repo, "dvc", "status")
+    assert "up to date" in sh(env, repo, "dvc", "status")
 
     # adding a Patch-seq source beside the others: its stages run; the other prepare stages
     # rerun (prepare.paired is theirs too) but write the same tables, so nothing retrains
-    out = _sh(env, repo, "dvc", "exp", "run", "-S", "prepare.sources=[rds,scala2021,template]",
-              "-S", TEMPLATE, "-S", "+train_template={n_folds: 3}")  # fmt: skip
-    assert _ran(out) == ["prepare@rds", "prepare@scala2021", "prepare@template", "train@template"]
-    assert _tree_md5(repo / "data" / "models" / "rds") == rds_model
+    out = sh(env, repo, "dvc", "exp", "run", "-S", "prepare.sources=[rds,scala2021,template]",
+             "-S", TEMPLATE, "-S", "+train_template={n_folds: 3}")  # fmt: skip
+    assert ran(out) == ["predict@template", "prepare@rds", "prepare@scala2021",
+                        "prepare@template", "train@template"], out  # fmt: skip
+    assert tree_md5(repo / "data" / "models" / "rds") == rds_model
     for stage in ("prepare@rds", "train@rds"):
         assert _lock(repo)[stage]["outs"] == lock[stage]["outs"], stage
     report = (repo / "reports" / "prepare_rds.json").read_bytes()

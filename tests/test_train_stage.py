@@ -106,6 +106,8 @@ def test_a_pattern_of_few_cells_is_trained_without_its_own_null_and_flagged(prep
     store = load_model_store(tmp_path / "model")
     assert list(store.feature_sets) == ["full", "no_tau_cap", "no_adratio"]
     assert store.model("no_adratio").genes["q_value"].isna().all()
+    # read back, each set has its own dtypes (predict writes the full set's table to h5ad)
+    assert store.genes["significant"].dtype == bool
     assert store.model("no_tau_cap").genes["q_value"].notna().all()
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["sets_without_null"] == ["no_adratio"]

@@ -320,4 +320,7 @@ def split_feature_sets(meta: dict, coef: pd.DataFrame, genes: pd.DataFrame):
                 f"model store: feature set {entry['name']!r} leaves out "
                 f"{left_out[int(used.argmax())]!r} but has non-zero coefficients for it"
             )
-        yield entry, c.drop(columns=left_out), genes.xs(entry["name"], level=0)
+        # a column only some sets have (the null's q_value, significant: a set trained without
+        # it) is NaN for the others on disk, so the sets' rows share an object column; each
+        # set gets its own dtypes back (bool for a set with the null, float NaN without)
+        yield entry, c.drop(columns=left_out), genes.xs(entry["name"], level=0).infer_objects()
