@@ -41,6 +41,19 @@ def standardise(X, mean, scale) -> np.ndarray:
     )
 
 
+def range_excess(X, lo, hi) -> np.ndarray:
+    """Cells x features: how far each value lies beyond the training range ``[lo, hi]`` of
+    its feature, in units of that range (0 inside it; a constant feature's range counts as
+    1). The screen's ``max_range_excess`` and the widening of a far cell's interval
+    (:mod:`ephys2expr.predict.intervals`) both measure distance so."""
+    X = np.asarray(X, dtype=float)
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    with np.errstate(invalid="ignore"):  # NaN (a missing value) counts as inside
+        out = np.maximum(np.maximum(lo - X, X - hi), 0.0) / span
+    return np.nan_to_num(out, nan=0.0)
+
+
 class NeighborScore:
     """kNN distance to the training rows, as a percentile of their leave-one-out distances.
 
@@ -172,6 +185,7 @@ __all__ = [
     "describe_shift",
     "error_by_score",
     "neighbors_k",
+    "range_excess",
     "score_bins",
     "shift_summary",
     "standardise",
