@@ -4,7 +4,9 @@ probabilities (obs) and the full probability tables (obsm), from the store's cla
 Only stores trained with ``train.model: mixture | best`` on per-cell data hold classifiers
 (:mod:`ephys2expr.model.store_identity`); for any other store there are no identity
 outputs. Each cell is classified by the classifier of its own feature set (``cell_sets``,
-as its expression is predicted).
+as its expression is predicted). A cell's type is always inside its family: the type
+probabilities are nested in the family classifier's
+(:func:`~ephys2expr.model.store_identity.nest_types`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store_identity import nest_types
 
 
 def identity_outputs(
@@ -38,12 +41,31 @@ def identity_outputs(
         probas = store.identity.probabilities(model.feature_set, X[np.ix_(rows, cols)])
         for lv, p in probas.items():
             tables[lv].iloc[np.flatnonzero(rows)] = p
+    chosen = {lv: table.to_numpy().argmax(axis=1) for lv, table in tables.items()}
+    type_family = store_type_families(store, tables)
+    if type_family is not None:  # the type inside the family (docs/identity.md)
+        nested, chosen["type"] = nest_types(tables["family"].to_numpy(),
+                                            tables["type"].to_numpy(), type_family)  # fmt: skip
+        tables["type"] = pd.DataFrame(nested, index=index, columns=tables["type"].columns)
     obs = pd.DataFrame(index=index)
     for lv, table in tables.items():
         values = table.to_numpy()
-        obs[lv] = np.asarray(table.columns, dtype=object)[values.argmax(axis=1)]
-        obs[f"{lv}_probability"] = values.max(axis=1).astype(np.float32)
+        obs[lv] = np.asarray(table.columns, dtype=object)[chosen[lv]]
+        obs[f"{lv}_probability"] = values[np.arange(len(values)), chosen[lv]].astype(np.float32)
     return obs, {f"{lv}_proba": table.astype(np.float32) for lv, table in tables.items()}
+
+
+def store_type_families(store: ModelStore, tables: dict) -> np.ndarray | None:
+    """Each type's family (a column of ``tables["family"]``), from the store's training rows'
+    labels; None when the store has not both levels or not the labels (no nesting)."""
+    types = store.train_types
+    if {"family", "type"} - set(tables) or types is None or {"family", "type"} - set(types):
+        return None
+    lookup = types.groupby("type")["family"].first()
+    families = list(tables["family"].columns)
+    if not set(tables["type"].columns) <= set(lookup.index) or not set(lookup) <= set(families):
+        return None
+    return np.array([families.index(lookup[t]) for t in tables["type"].columns])
 
 
 __all__ = ["identity_outputs"]
