@@ -34,6 +34,7 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import GeneIntervals
+from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store_format import SCHEMA_VERSION
 from ephys2expr.model.store_identity import StoreIdentity, apply_mixture, mixture_terms
 
@@ -315,34 +316,6 @@ ORACLE_BASELINES: tuple[str, ...] = ("class",)
 EXPRESSION_RANGE: tuple[float, float] = (0.0, float(np.log2(1e6 + 1)))
 
 
-def bound_features(X: np.ndarray, centre: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """``X`` (cells x features, original units) with each cell beyond the training range
-    ``[lo, hi]`` moved toward the training mean ``centre`` until it is inside: ``centre +
-    t (x - centre)`` with the largest ``t <= 1`` that keeps every feature in its range
-    (cells inside are returned unchanged, bit for bit). What a linear model of new cells
-    is given.
-
-    A linear model extrapolated from the 20 training rows of the type-mean store sent
-    foreign cells to the expression ceiling or to 0 (Gad1 0 for all 80 cells of another
-    lab's Patch-seq set: an Exc/Inh AUC through Gad1 of 0.50, 0.91 before the clip), and
-    clipping each feature to its range alone loses the features in which a whole batch is
-    shifted. Shrinking along the line to the mean keeps each cell's direction: on the
-    1,070 Scala cells (99.6 % outside the 20 types' range) a type-mean model's Gad1 ranks
-    Exc/Inh with AUC 0.89 (0.85 extrapolated, 0.74 once clipped at 0, 0.72 with each
-    feature clipped; tests/test_honest_outputs.py). How far a cell was moved widens its
-    interval (:mod:`ephys2expr.predict.intervals`). The out-of-fold predictions of CV are
-    the unshrunk model's (what the r2 and the interval quantiles measure).
-    """
-    X = np.asarray(X, dtype=float)
-    d = X - centre
-    with np.errstate(divide="ignore", invalid="ignore"):
-        up = np.where(d > 0, (hi - centre) / d, np.inf)
-        down = np.where(d < 0, (lo - centre) / d, np.inf)
-    t = np.minimum(1.0, np.minimum(up, down).min(axis=1, initial=np.inf))
-    inside = t >= 1.0
-    return np.where(inside[:, None], X, centre + t[:, None] * d)
-
-
 def clip_expression(values: np.ndarray) -> np.ndarray:
     """``values`` clipped in place to :data:`EXPRESSION_RANGE` (and returned). Non-finite
     values stay as they are: an overflow is an error the writers report, not a maximum."""
@@ -401,7 +374,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "EXPRESSION_RANGE",
     "ORACLE_BASELINES",
-    "bound_features",
     "centred_terms",
     "clip_expression",
     "describe_sets",

@@ -8,7 +8,7 @@ is refitted here: the kNN difficulty (method ``knn``) measures distances to the 
 training rows.
 
 **Cells beyond the training range.** Their linear models see the cell moved into the
-training range (:func:`~ephys2expr.model.store.bound_features`), and their intervals say
+training range (:func:`~ephys2expr.model.ood.bound_features`), and their intervals say
 that this is a guess: the half-width is at least the gene's widest training half-width
 (``q`` times the difficulty's upper clip ``scale_hi``: the widest interval a training-like
 cell can get; methods ``plain`` and ``features``; ``knn`` grows with distance by itself),

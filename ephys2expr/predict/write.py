@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 from ephys2expr.errors import InputError
 from ephys2expr.executor import chunk_slices
 from ephys2expr.io import writing
-from ephys2expr.model.store import ModelStore, bound_features, linear_predict
+from ephys2expr.model.ood import bound_features
+from ephys2expr.model.store import ModelStore, linear_predict
 from ephys2expr.model.store_identity import apply_mixture
 from ephys2expr.predict.cells import ID_COLUMN
 from ephys2expr.predict.h5ad import H5adWriter
@@ -124,7 +125,7 @@ def predict_block(terms: list, X: np.ndarray, cell_sets: np.ndarray,
 
     ``terms[s]`` is ``(prediction terms, feature columns, identity terms, training range)``
     of set ``s``: the linear model's values for the cell moved into the training range
-    (:func:`~ephys2expr.model.store.bound_features`; ``bound=False``: the extrapolated
+    (:func:`~ephys2expr.model.ood.bound_features`; ``bound=False``: the extrapolated
     linear model, which only the intervals use), with the genes whose kind is a mixture
     replaced by it (:func:`~ephys2expr.model.store_identity.apply_mixture`, the store's own
     formula). Module level, so that it pickles by reference for a Dask worker.
