@@ -18,6 +18,7 @@ import pytest
 from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, chunk_slices, open_executor
 from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store import EXPRESSION_RANGE, ModelStore
 from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.predict.write import write_predictions
@@ -128,7 +129,8 @@ def test_prediction_on_local_cluster_is_the_same_bytes(real, reference, cluster,
         out[name] = (pq_path, h5_path)
     assert _md5(out["inprocess"][0]) == _md5(out["dask"][0])
     got = pd.read_parquet(out["dask"][0]).set_index("cell_id")
-    expected = Xc @ store.coef.to_numpy().T + store.genes["intercept"].to_numpy()
+    moved = bound_features(Xc, store.scaler_mean, store.feature_min, store.feature_max)
+    expected = moved @ store.coef.to_numpy().T + store.genes["intercept"].to_numpy()
     expected = np.clip(expected, *EXPRESSION_RANGE)  # what a log2(x + 1) value can be
     np.testing.assert_allclose(got[list(store.genes.index)].to_numpy(), expected, atol=1e-4)
     import anndata as ad

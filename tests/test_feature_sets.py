@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store import EXPRESSION_RANGE
 from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.model.store_io import save_model_store
@@ -154,7 +155,11 @@ def test_cli_records_the_set_per_cell_and_predicts_with_that_sets_model(tmp_path
             ref = Lasso(alpha=0.05, tol=1e-12, max_iter=100_000).fit(
                 scaler.transform(features[cols]), targets.loc[gene, features.index]
             )
-            want = np.clip(ref.predict(scaler.transform(cells.loc[rows, cols])), *EXPRESSION_RANGE)
+            m = s.model(name)  # a cell beyond the range is moved into it first
+            moved = bound_features(cells.loc[rows, cols].to_numpy(float), m.scaler_mean,
+                                   m.feature_min, m.feature_max)  # fmt: skip
+            moved = pd.DataFrame(moved, columns=cols)
+            want = np.clip(ref.predict(scaler.transform(moved)), *EXPRESSION_RANGE)
             got = adata[rows, gene].X.ravel() if gene in adata.var_names else None
             if got is None:  # constant in every set: left out of the file (genes: varying)
                 assert np.allclose(want, want[0])

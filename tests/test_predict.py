@@ -25,6 +25,7 @@ from ephys2expr.cell_inputs import CellSettings
 from ephys2expr.errors import InputError
 from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
+from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store import EXPRESSION_RANGE
 from ephys2expr.model.store_build import store_from_estimator
 from ephys2expr.model.store_io import save_model_store
@@ -155,6 +156,8 @@ def test_predictions_match_per_gene_sklearn_models(workdir, fitted):
     complete = cells[CORE_FEATURES].notna().all(axis=1)
     assert list(pred.index) == list(cells.index[complete])  # input order, NaN rows dropped
     X = cells.loc[complete, CORE_FEATURES].to_numpy()
+    # a cell beyond the training range is moved into it first (bound_features)
+    X = bound_features(X, store.scaler_mean, store.feature_min, store.feature_max)
     ref = np.column_stack([m.predict(X) for m in models])  # the original: one model per gene
     got = pred[store.gene_names].to_numpy()
     assert got.dtype == np.float32
@@ -325,7 +328,8 @@ def test_cli_on_plain_csv_with_own_id_column(tmp_path, fitted):
     assert list(pred.index) == cells["specimen_id"].astype(str).tolist()
     assert (pred["species"] == "mouse").all() and "layer" in pred and "cre_line" not in pred
     X = cells[CORE_FEATURES].fillna(pd.Series(store.scaler_mean, index=CORE_FEATURES))
-    want = np.clip(models[0].predict(X.to_numpy()), *EXPRESSION_RANGE)
+    X = bound_features(X.to_numpy(), store.scaler_mean, store.feature_min, store.feature_max)
+    want = np.clip(models[0].predict(X), *EXPRESSION_RANGE)
     np.testing.assert_allclose(pred["Pvalb"], want, rtol=1e-5, atol=1e-4)
     assert ad.read_h5ad(out.with_suffix(".h5ad")).shape == (25, 40)
 

@@ -609,6 +609,7 @@ def test_every_prediction_is_a_possible_log2_expression(stores):
     """Clipped where it is made: never below 0 on the log2(x + 1) scale, never above 10^6
     per million; an overflow stays non-finite (the writers refuse it)."""
     from ephys2expr.features import PLAUSIBLE_RANGE
+    from ephys2expr.model.ood import bound_features
     from ephys2expr.model.store import EXPRESSION_RANGE, linear_predict
 
     store = stores["new"]
@@ -618,10 +619,16 @@ def test_every_prediction_is_a_possible_log2_expression(stores):
     linear = linear_predict(*store.prediction_terms(), edges.to_numpy(float), clip=False)
     assert linear.min() < 0 and linear.max() > EXPRESSION_RANGE[1]  # what a line would say
     for dtype in (np.float64, np.float32):
-        got = store.predict(edges, dtype=dtype)
+        got = linear_predict(*store.prediction_terms(dtype=dtype), edges.to_numpy(float)).T
         assert got.min() == 0.0 and got.max() == dtype(EXPRESSION_RANGE[1])
         inside = (linear.T > 0) & (linear.T < EXPRESSION_RANGE[1])
         np.testing.assert_allclose(got[inside], linear.T[inside], rtol=1e-5)
+        # a store's prediction first moves a cell beyond the training range into it
+        moved = bound_features(edges.to_numpy(float), store.scaler_mean, store.feature_min,
+                               store.feature_max)  # fmt: skip
+        want = linear_predict(*store.prediction_terms(dtype=dtype), moved).T
+        np.testing.assert_allclose(store.predict(edges, dtype=dtype), want, rtol=1e-6)
+        assert (want > 0).any() and (want < EXPRESSION_RANGE[1]).all()
     block = np.array([[-1.0, np.inf, np.nan, 25.0]])
     clipped = linear_predict(np.eye(1), np.zeros((1, 1)), np.zeros(1), block.T)
     np.testing.assert_array_equal(clipped.ravel(), [0.0, np.inf, np.nan, EXPRESSION_RANGE[1]])

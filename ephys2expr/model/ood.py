@@ -6,7 +6,9 @@ expressed as a percentile among the training rows' own leave-one-out kNN distanc
 ``k``): a training row's own score is uniform on 0-100, so ``score > 99`` flags about 1 %
 of cells like the training rows and nearly every cell far from all of them.
 :func:`shift_summary` compares a whole table with the training rows, feature by feature
-(standardised mean difference and the Kolmogorov-Smirnov statistic).
+(standardised mean difference and the Kolmogorov-Smirnov statistic). :func:`range_excess`
+measures how far a cell lies beyond the training range, :func:`bound_features` moves it
+into the range before a linear model predicts it.
 
 Used by predict (per cell, ``ood_score``/``ood``) and train (the same score for held-out
 rows against their training fold: what the flag costs in CV).
@@ -39,6 +41,47 @@ def standardise(X, mean, scale) -> np.ndarray:
     return (np.asarray(X, dtype=float) - np.asarray(mean, dtype=float)) / np.asarray(
         scale, dtype=float
     )
+
+
+def range_excess(X, lo, hi) -> np.ndarray:
+    """Cells x features: how far each value lies beyond the training range ``[lo, hi]`` of
+    its feature, in units of that range (0 inside it; a constant feature's range counts as
+    1). The screen's ``max_range_excess`` and the widening of a far cell's interval
+    (:mod:`ephys2expr.predict.intervals`) both measure distance so."""
+    X = np.asarray(X, dtype=float)
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    with np.errstate(invalid="ignore"):  # NaN (a missing value) counts as inside
+        out = np.maximum(np.maximum(lo - X, X - hi), 0.0) / span
+    return np.nan_to_num(out, nan=0.0)
+
+
+def bound_features(X: np.ndarray, centre: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """``X`` (cells x features, original units) with each cell beyond the training range
+    ``[lo, hi]`` moved toward the training mean ``centre`` until it is inside: ``centre +
+    t (x - centre)`` with the largest ``t <= 1`` that keeps every feature in its range
+    (cells inside are returned unchanged, bit for bit). What a linear model of new cells
+    is given.
+
+    A linear model extrapolated from the 20 training rows of the type-mean store sent
+    foreign cells to the expression ceiling or to 0 (Gad1 0 for all 80 cells of another
+    lab's Patch-seq set: an Exc/Inh AUC through Gad1 of 0.50, 0.91 before the clip), and
+    clipping each feature to its range alone loses the features in which a whole batch is
+    shifted. Shrinking along the line to the mean keeps each cell's direction: on the
+    1,070 Scala cells (99.6 % outside the 20 types' range) a type-mean model's Gad1 ranks
+    Exc/Inh with AUC 0.89 (0.85 extrapolated, 0.74 once clipped at 0, 0.72 with each
+    feature clipped; tests/test_honest_outputs.py). How far a cell was moved widens its
+    interval (:mod:`ephys2expr.predict.intervals`). The out-of-fold predictions of CV are
+    the unshrunk model's (what the r2 and the interval quantiles measure).
+    """
+    X = np.asarray(X, dtype=float)
+    d = X - centre
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(d > 0, (hi - centre) / d, np.inf)
+        down = np.where(d < 0, (lo - centre) / d, np.inf)
+    t = np.minimum(1.0, np.minimum(up, down).min(axis=1, initial=np.inf))
+    inside = t >= 1.0
+    return np.where(inside[:, None], X, centre + t[:, None] * d)
 
 
 class NeighborScore:
@@ -168,10 +211,12 @@ def error_by_score(score: np.ndarray, error: np.ndarray) -> dict:
 
 __all__ = [
     "NeighborScore",
+    "bound_features",
     "SCORE_BINS",
     "describe_shift",
     "error_by_score",
     "neighbors_k",
+    "range_excess",
     "score_bins",
     "shift_summary",
     "standardise",

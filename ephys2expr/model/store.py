@@ -34,6 +34,7 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import GeneIntervals
+from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store_format import SCHEMA_VERSION
 from ephys2expr.model.store_identity import StoreIdentity, apply_mixture, mixture_terms
 
@@ -268,12 +269,17 @@ class ModelStore:
             Row indices of the genes to predict (default: all).
         dtype : numpy dtype
             float64 (default) or float32 (what the predictions files store).
+
+        The linear model sees a cell beyond the training range moved into it
+        (:func:`bound_features`), as the predict stage does.
         """
         if isinstance(X, pd.DataFrame):
             X = X[self.features].to_numpy(dtype=float)
         X = np.asarray(X, dtype=float)
-        out = linear_predict(*self.prediction_terms(genes, dtype), X).T
-        # model best / mixture: genes whose kind is not lasso come through identity
+        bounded = bound_features(X, self.scaler_mean, self.feature_min, self.feature_max)
+        out = linear_predict(*self.prediction_terms(genes, dtype), bounded).T
+        # model best / mixture: genes whose kind is not lasso come through identity (its
+        # probabilities saturate by themselves: the cell's own features)
         return apply_mixture(out, self.mixture_terms(genes), X)
 
     def mixture_terms(self, genes=None):
@@ -293,6 +299,13 @@ class ModelStore:
         probas = self.identity.probabilities(self.feature_set, np.asarray(X, dtype=float))
         return {lv: pd.DataFrame(p, index=index, columns=self.identity.classifiers[
             self.feature_set][lv].classes) for lv, p in probas.items()}  # fmt: skip
+
+
+# Baselines whose ``beats_<name>`` column of a genes table compares with an oracle: the
+# ``class`` baseline predicts each held-out row from its TRUE Exc/Inh class, which no user
+# has, so beating it is no condition for trusting a gene (ephys2expr.predict.quality; the
+# training's baselines: ephys2expr.train.baselines).
+ORACLE_BASELINES: tuple[str, ...] = ("class",)
 
 
 # What a log2(x + 1) expression of a CPM or TPM can be: never below 0, and no gene has more
@@ -360,6 +373,7 @@ __all__ = [
     "ModelStore",
     "SCHEMA_VERSION",
     "EXPRESSION_RANGE",
+    "ORACLE_BASELINES",
     "centred_terms",
     "clip_expression",
     "describe_sets",

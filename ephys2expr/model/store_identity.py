@@ -35,7 +35,9 @@ MIXTURE_KINDS = ("family", "type", "blend")
 @dataclass
 class LevelClassifier:
     """One level's stored classifier: classes, coefficients (classes x features of its
-    set, standardised units), intercepts and the standardisation."""
+    set, standardised units), intercepts and the standardisation; for ``kind`` ``knn``
+    instead its standardised training ``rows`` and their class indices ``labels`` (``k`` =
+    ``param``; coefficients and intercepts all 0)."""
 
     classes: list
     coef: np.ndarray
@@ -44,13 +46,35 @@ class LevelClassifier:
     scale: np.ndarray
     kind: str = "logreg"
     param: float = 0.0
+    rows: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
     def proba(self, X) -> np.ndarray:
         """P(class | x), cells x classes (``X``: cells x the set's features)."""
+        if self.kind == "knn":
+            return knn_vote_shares(
+                self.rows,
+                self.labels,
+                len(self.classes),
+                int(self.param),
+                (np.asarray(X, dtype=float) - self.mean) / self.scale,
+            )
         z = ((np.asarray(X, dtype=float) - self.mean) / self.scale) @ self.coef.T + self.intercept
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+
+def knn_vote_shares(rows, labels, n_classes: int, k: int, Xs) -> np.ndarray:
+    """Cells x classes: the share of each class among the ``k`` nearest ``rows``
+    (standardised units, Euclidean; uniform votes) of each row of ``Xs`` - the kNN of
+    :class:`~ephys2expr.identity.classifier.IdentityClassifier` (a test compares the two)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(int(k), len(rows))
+    idx = NearestNeighbors(n_neighbors=k).fit(rows).kneighbors(Xs, return_distance=False)
+    votes = np.eye(n_classes)[np.asarray(labels, dtype=np.int64)[idx]].sum(axis=1)
+    return votes / k
 
 
 @dataclass
@@ -71,6 +95,42 @@ class StoreIdentity:
         out = {lv: probas[lv] @ self.means[lv].to_numpy()[:, gene_idx] for lv in LEVELS}
         out["blend"] = 0.5 * (out["family"] + out["type"])
         return out
+
+
+def nest_types(family_proba: np.ndarray, type_proba: np.ndarray, type_family: np.ndarray):
+    """Type probabilities that agree with the family classifier, and each cell's type inside
+    its most probable family: ``(nested type probabilities, chosen type index)``.
+
+    The family and type classifiers are fitted apart, so their most probable classes
+    contradicted each other for 26-38 % of cells. Here each family's probability (the
+    family classifier's, which CV scores) is shared among its types in the proportions the
+    type classifier gives them, ``P(t) = P(f(t)) * P_type(t) / sum_{t' in f(t)} P_type(t')``
+    (evenly where the type classifier gives the whole family 0), so that a family's
+    probability is the sum of its types'; the chosen type is the most probable type of the
+    chosen family (first on ties). Family predictions are unchanged.
+
+    Parameters
+    ----------
+    family_proba : ndarray, shape (n_cells, n_families)
+    type_proba : ndarray, shape (n_cells, n_types)
+    type_family : ndarray of int, shape (n_types,)
+        Each type's family, as a column of ``family_proba``.
+    """
+    type_family = np.asarray(type_family, dtype=np.int64)
+    n_fam = family_proba.shape[1]
+    member = np.eye(n_fam)[type_family]  # types x families
+    share = type_proba @ member  # cells x families: type probability per family
+    size = member.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        within = np.where(share[:, type_family] > 0,
+                          type_proba / share[:, type_family], 1.0 / size[type_family])  # fmt: skip
+    nested = family_proba[:, type_family] * within
+    chosen_family = family_proba.argmax(axis=1)
+    masked = np.where(type_family[None, :] == chosen_family[:, None], nested, -np.inf)
+    chosen = masked.argmax(axis=1)
+    alone = ~np.isfinite(masked).any(axis=1)  # a family without types: the likeliest type
+    chosen[alone] = nested[alone].argmax(axis=1)
+    return nested, chosen
 
 
 def mixture_terms(identity: StoreIdentity | None, feature_set: str, kinds, gene_idx=None):
@@ -145,9 +205,12 @@ def identity_tables(identity: StoreIdentity | None, sets: dict, genes: list[str]
     return meta, pd.concat(parts), means
 
 
-def identity_from_tables(meta, table: pd.DataFrame, means: pd.DataFrame, sets: dict, genes):
+def identity_from_tables(meta, table: pd.DataFrame, means: pd.DataFrame, sets: dict, genes,
+                         train_features=None, train_types=None):  # fmt: skip
     """The :class:`StoreIdentity` of a loaded store (None without one); mismatches are one
-    :class:`InputError` line."""
+    :class:`InputError` line. A ``knn`` classifier takes its rows from the store's
+    ``train_features`` (standardised by its own scaler) and its labels from the level's
+    column of ``train_types``: nothing is pickled, nothing stored twice."""
     if meta is None or len(table) == 0:
         return None
     if isinstance(means.index, pd.MultiIndex) or list(means.index.astype(str)) != [
@@ -177,15 +240,34 @@ def identity_from_tables(meta, table: pd.DataFrame, means: pd.DataFrame, sets: d
             coef = block[sets[name]].to_numpy(dtype=float)
             if not np.all(np.isfinite(coef)):
                 raise InputError(f"model store: {IDENTITY} holds a non-finite coefficient")
-            classifiers[name][lv] = LevelClassifier(
+            clf = LevelClassifier(
                 classes, coef, block["intercept"].to_numpy(dtype=float),
                 np.asarray(entry["scaler_mean"], dtype=float),
                 np.asarray(entry["scaler_scale"], dtype=float), entry["kind"], entry["param"],
             )  # fmt: skip
+            if clf.kind == "knn":
+                clf.rows, clf.labels = _knn_rows(clf, lv, sets[name], train_features,
+                                                 train_types)  # fmt: skip
+            classifiers[name][lv] = clf
     return StoreIdentity(classifiers, {lv: means.xs(lv, level=0) for lv in LEVELS})
+
+
+def _knn_rows(clf: LevelClassifier, level: str, features: list, train_features, train_types):
+    """``(standardised rows, class indices)`` of a stored ``knn`` classifier."""
+    if train_features is None or train_types is None or level not in train_types.columns:
+        raise InputError(f"model store: a knn {level} classifier needs train_features and "
+                         f"train_types with column {level!r}")  # fmt: skip
+    lookup = {c: i for i, c in enumerate(clf.classes)}
+    labels = [lookup.get(str(v), -1) for v in train_types[level]]
+    if min(labels, default=-1) < 0 or not 1 <= clf.param <= len(labels):
+        raise InputError(f"model store: the knn {level} classifier's labels or k do not match "
+                         "its training rows")  # fmt: skip
+    rows = (train_features[features].to_numpy(dtype=float) - clf.mean) / clf.scale
+    return rows, np.asarray(labels, dtype=np.int64)
 
 
 __all__ = [
     "CLASS_MEANS", "IDENTITY", "LEVELS", "LevelClassifier", "MIXTURE_KINDS", "StoreIdentity",
-    "apply_mixture", "identity_from_tables", "identity_tables", "mixture_terms",
+    "apply_mixture", "identity_from_tables", "identity_tables", "knn_vote_shares",
+    "mixture_terms", "nest_types",
 ]  # fmt: skip

@@ -163,14 +163,15 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
                       for m in models]  # fmt: skip
         store = join_feature_sets(models)
         store = _with_train_rows(store, tables.get(TRAIN_FEATURES), where)
-        if IDENTITY in tables:  # schema 6
+        store = _with_train_targets(store, tables.get(TRAIN_TARGETS), tables.get(TRAIN_TYPES))
+        if IDENTITY in tables:  # schema 6; a knn classifier's rows are the training rows
             identity = identity_from_tables(
                 meta.get("identity"), tables[IDENTITY], tables[CLASS_MEANS],
                 {n: m.features for n, m in store.feature_sets.items()}, store.gene_names,
+                store.train_features, store.train_types,
             )  # fmt: skip
             if identity is not None:
                 store = with_identity(store, identity)
-        store = _with_train_targets(store, tables.get(TRAIN_TARGETS), tables.get(TRAIN_TYPES))
     except InputError as exc:  # name the folder, and say if the files do not belong together
         raise InputError(f"{where}: {str(exc).removeprefix('model store: ')}{note}") from None
     if mismatched:

@@ -4,7 +4,9 @@ probabilities (obs) and the full probability tables (obsm), from the store's cla
 Only stores trained with ``train.model: mixture | best`` on per-cell data hold classifiers
 (:mod:`ephys2expr.model.store_identity`); for any other store there are no identity
 outputs. Each cell is classified by the classifier of its own feature set (``cell_sets``,
-as its expression is predicted).
+as its expression is predicted). A cell's type is always inside its family: the type
+probabilities are nested in the family classifier's
+(:func:`~ephys2expr.model.store_identity.nest_types`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store_identity import nest_types
 
 
 def identity_outputs(
@@ -43,25 +46,27 @@ def identity_outputs(
             tables[lv].iloc[np.flatnonzero(rows)] = p
     if allowed is not None:
         restrict(store, tables, np.asarray(allowed, bool))
+    chosen = {lv: table.to_numpy().argmax(axis=1) for lv, table in tables.items()}
+    type_family = store_type_families(store, tables)
+    if type_family is not None:  # the type inside the family (docs/identity.md)
+        nested, chosen["type"] = nest_types(tables["family"].to_numpy(),
+                                            tables["type"].to_numpy(), type_family)  # fmt: skip
+        tables["type"] = pd.DataFrame(nested, index=index, columns=tables["type"].columns)
     obs = pd.DataFrame(index=index)
     for lv, table in tables.items():
         values = table.to_numpy()
-        obs[lv] = np.asarray(table.columns, dtype=object)[values.argmax(axis=1)]
-        obs[f"{lv}_probability"] = values.max(axis=1).astype(np.float32)
+        obs[lv] = np.asarray(table.columns, dtype=object)[chosen[lv]]
+        obs[f"{lv}_probability"] = values[np.arange(len(values)), chosen[lv]].astype(np.float32)
     return obs, {f"{lv}_proba": table.astype(np.float32) for lv, table in tables.items()}
 
 
 def restrict(store: ModelStore, tables: dict, allowed: np.ndarray) -> None:
     """Zero the probabilities of families (and their types) ``allowed`` excludes, then
     renormalise; a cell whose allowed classes all have probability 0 keeps them uniform."""
-    fam = tables["family"]
     masks = {"family": allowed}
-    if "type" in tables and store.train_types is not None:
-        of = store.train_types.groupby("type", observed=True)["family"].first().astype(str)
-        pos = {c: i for i, c in enumerate(fam.columns)}
-        cols = [pos.get(of.get(t, ""), -1) for t in tables["type"].columns]
-        masks["type"] = np.column_stack([allowed[:, j] if j >= 0 else np.zeros(len(fam), bool)
-                                         for j in cols])  # fmt: skip
+    type_family = store_type_families(store, tables)
+    if type_family is not None:
+        masks["type"] = allowed[:, type_family]
     for lv, mask in masks.items():
         p = np.where(mask, tables[lv].to_numpy(), 0.0)
         tot = p.sum(axis=1, keepdims=True)
@@ -70,4 +75,19 @@ def restrict(store: ModelStore, tables: dict, allowed: np.ndarray) -> None:
         tables[lv] = pd.DataFrame(p, index=tables[lv].index, columns=tables[lv].columns)
 
 
-__all__ = ["identity_outputs", "restrict"]
+
+
+def store_type_families(store: ModelStore, tables: dict) -> np.ndarray | None:
+    """Each type's family (a column of ``tables["family"]``), from the store's training rows'
+    labels; None when the store has not both levels or not the labels (no nesting)."""
+    types = store.train_types
+    if {"family", "type"} - set(tables) or types is None or {"family", "type"} - set(types):
+        return None
+    lookup = types.groupby("type")["family"].first()
+    families = list(tables["family"].columns)
+    if not set(tables["type"].columns) <= set(lookup.index) or not set(lookup) <= set(families):
+        return None
+    return np.array([families.index(lookup[t]) for t in tables["type"].columns])
+
+
+__all__ = ["identity_outputs", "restrict", "store_type_families"]

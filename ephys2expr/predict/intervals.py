@@ -7,6 +7,19 @@ out-of-fold residuals), clipped to the possible log2 expressions (never below 0)
 is refitted here: the kNN difficulty (method ``knn``) measures distances to the store's own
 training rows.
 
+**Cells beyond the training range.** Their linear models see the cell moved into the
+training range (:func:`~ephys2expr.model.ood.bound_features`), and their intervals say
+that this is a guess: the half-width is at least the gene's widest training half-width
+(``q`` times the difficulty's upper clip ``scale_hi``: the widest interval a training-like
+cell can get; methods ``plain`` and ``features``; ``knn`` grows with distance by itself),
+times ``1 + e`` where ``e`` is the cell's largest distance beyond the range in units of the
+range (:func:`~ephys2expr.model.ood.range_excess`); the interval spans both the prediction
+and the linear model's extrapolation, and where the clip to possible expressions (0 and
+the ceiling) cuts it, it is extended on the other side to keep its width. So it widens
+with the distance and is never narrower than the widest interval a cell in range can get.
+Before, the type-mean store gave a foreign cell Lamp5 19.93 [14.87, 19.94] at
+``ood_score`` 100, and its far cells' median width (1.06) was that of the others (1.08).
+
 The bounds are stored as float16, rounded outward (the lower bound down, the upper one up
 to the next float16), so that the rounding never narrows an interval: float16 steps are
 0.0039 to 0.0156 log2 units between 2 and 20, far below the intervals' widths (median ~2.4
@@ -18,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ephys2expr.model.intervals import q_column, scale_values
-from ephys2expr.model.ood import NeighborScore, standardise
+from ephys2expr.model.ood import NeighborScore, range_excess, standardise
 from ephys2expr.model.store import EXPRESSION_RANGE, ModelStore
 
 BOUND_DTYPE = np.float16
@@ -36,10 +49,11 @@ def interval_methods(store: ModelStore) -> dict:
 
 
 def interval_terms(store: ModelStore, gene_idx: np.ndarray, level: float) -> list:
-    """Per feature set (store order): ``(difficulty arrays, q, feature columns, scorer)`` for
-    the genes ``gene_idx`` at ``level`` (what :func:`interval_bounds` takes). ``scorer`` is a
-    :class:`~ephys2expr.model.ood.NeighborScore` on the set's standardised training rows
-    (method ``knn`` only, else None)."""
+    """Per feature set (store order): ``(difficulty arrays, q, feature columns, scorer,
+    training range)`` for the genes ``gene_idx`` at ``level`` (what :func:`interval_bounds`
+    takes). ``scorer`` is a :class:`~ephys2expr.model.ood.NeighborScore` on the set's
+    standardised training rows (method ``knn`` only, else None); the training range is the
+    set's ``(feature_min, feature_max)``."""
     terms = []
     for model in store.feature_sets.values():
         iv = model.intervals
@@ -53,7 +67,8 @@ def interval_terms(store: ModelStore, gene_idx: np.ndarray, level: float) -> lis
             )
         q = iv.table[q_column(level)].to_numpy(dtype=float)[gene_idx]
         cols = np.array([store.features.index(f) for f in model.features], dtype=np.int64)
-        terms.append((iv.params(gene_idx), q, cols, scorer))
+        terms.append((iv.params(gene_idx), q, cols, scorer,
+                      (model.feature_min, model.feature_max)))  # fmt: skip
     return terms
 
 
@@ -66,12 +81,29 @@ def outward(values: np.ndarray, direction: float) -> np.ndarray:
     return out
 
 
-def interval_bounds(terms: list, X: np.ndarray, cell_sets: np.ndarray, block: np.ndarray):
+def far_half_width(hw: np.ndarray, params: dict, q: np.ndarray, excess: np.ndarray):
+    """Half-widths (cells x genes) of cells beyond the training range: at least the gene's
+    widest training half-width (``q * scale_hi`` where that is finite), times ``1 +
+    excess`` (``excess``: per cell, its largest :func:`~ephys2expr.model.ood.range_excess`)."""
+    hi = params["hi"]
+    with np.errstate(invalid="ignore"):  # inf * 0: a constant gene at a high level
+        edge = np.where(np.isfinite(hi), hi, 0.0) * q
+    edge = np.where(np.isnan(edge), np.inf, edge)
+    return np.maximum(hw, edge) * (1.0 + excess[:, None])
+
+
+def interval_bounds(terms: list, X: np.ndarray, cell_sets: np.ndarray, block: np.ndarray,
+                    extrapolated=None):  # fmt: skip
     """``(lower, upper)``, genes x cells float16, of one chunk predicted as ``block`` (genes
-    x cells): each cell by its feature set's interval model."""
+    x cells): each cell by its feature set's interval model.
+
+    A cell beyond its set's training range gets :func:`far_half_width`; with
+    ``extrapolated`` (a function of a boolean cell mask giving those cells' unbounded
+    predictions, genes x cells) its interval also spans that extrapolation."""
     half = np.empty(block.shape, dtype=float)
+    beyond = np.zeros(len(X), dtype=bool)
     for s in np.unique(cell_sets):
-        params, q, cols, scorer = terms[s]
+        params, q, cols, scorer, (fmin, fmax) = terms[s]
         mask = cell_sets == s
         Xs = X[mask][:, cols]
         distance = None
@@ -80,16 +112,32 @@ def interval_bounds(terms: list, X: np.ndarray, cell_sets: np.ndarray, block: np
             distance = nn.distance(standardise(Xs, mean, scale))
         with np.errstate(invalid="ignore"):  # inf * 0: a constant gene at a high level
             hw = scale_values(params, Xs, distance) * q
-        half[:, mask] = np.where(np.isnan(hw), np.inf, hw).T
+        hw = np.where(np.isnan(hw), np.inf, hw)
+        excess = range_excess(Xs, fmin, fmax).max(axis=1, initial=0.0)
+        far = excess > 0
+        if far.any():
+            hw[far] = far_half_width(hw[far], params, q, excess[far])
+            beyond[np.flatnonzero(mask)[far]] = True
+        half[:, mask] = hw.T
     lo, hi = EXPRESSION_RANGE
     pred = block.astype(float)
-    lower = np.clip(pred - half, lo, hi)
-    upper = np.clip(pred + half, lo, hi)
+    low, high = pred.copy(), pred.copy()
+    if extrapolated is not None and beyond.any():
+        raw = np.asarray(extrapolated(beyond), dtype=float)
+        low[:, beyond] = np.minimum(low[:, beyond], raw)
+        high[:, beyond] = np.maximum(high[:, beyond], raw)
+    lower = np.clip(low - half, lo, hi)
+    upper = np.clip(high + half, lo, hi)
+    if beyond.any():  # a far cell's interval cut at 0 (or the ceiling) keeps its width
+        width = (high - low + 2 * half)[:, beyond]
+        lower[:, beyond] = np.maximum(np.minimum(lower[:, beyond], upper[:, beyond] - width), lo)
+        upper[:, beyond] = np.minimum(np.maximum(upper[:, beyond], lower[:, beyond] + width), hi)
     return outward(lower, -np.inf), outward(upper, np.inf)
 
 
 __all__ = [
     "BOUND_DTYPE",
+    "far_half_width",
     "has_intervals",
     "interval_bounds",
     "interval_methods",

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.cell_inputs import CellSettings
-from ephys2expr.model.ood import NeighborScore, standardise
+from ephys2expr.model.ood import NeighborScore, range_excess, standardise
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.settings import MISSING_POLICIES, PredictSettings
 
@@ -242,9 +242,7 @@ class CellScreen:
         above = (filled > self.upper_) & ~nan & used
         outside = below | above
         # How far beyond the training range, in units of that range (0 inside it).
-        with np.errstate(divide="ignore", invalid="ignore"):
-            excess = np.maximum(self.min_ - filled, filled - self.max_)
-            excess = np.where(outside, excess / np.where(self.range_ > 0, self.range_, 1.0), 0.0)
+        excess = np.where(outside, range_excess(filled, self.min_, self.max_), 0.0)
         set_label = np.array(self.set_names_ + [""], dtype=object)[chosen]
         used_label = np.array([",".join(names[m]) for m in self.set_masks_] + [""],
                               dtype=object)[chosen]  # fmt: skip

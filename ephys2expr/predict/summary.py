@@ -80,7 +80,8 @@ def file_metadata(store: ModelStore, settings, constant: dict, no_null: list,
         "feature_sets": {name: m.features for name, m in store.feature_sets.items()},
         "sets_without_null": no_null,
         "quality": "varm[key][feature_set], genes x feature sets: cv_r2, beats_<baseline>, "
-        "q_value, trusted (beats every baseline and q < train.fdr_q); each cell's trusted "
+        "q_value, trusted (beats mean and OLS and q < train.fdr_q; beats_class_oracle "
+        "apart: the class baseline uses the true class); each cell's trusted "
         "genes: varm['trusted'][obs['feature_set']].T (ephys2expr.predict.quality)",
         "missing_policy": settings.missing,
         "extrapolation_tolerance": settings.extrapolation_tolerance,

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from ephys2expr.errors import InputError
 from ephys2expr.executor import chunk_slices
 from ephys2expr.io import writing
+from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store import ModelStore, linear_predict
 from ephys2expr.model.store_identity import apply_mixture
 from ephys2expr.predict.cells import ID_COLUMN
@@ -95,36 +96,46 @@ def _block_and_bounds(terms, X: np.ndarray, cell_sets: np.ndarray):
     ``(lower, upper)``, else None). Module level (Dask pickles it by reference)."""
     if isinstance(terms, tuple):
         block = predict_block(terms[0], X, cell_sets)
-        return block, interval_bounds(terms[1], X, cell_sets, block)
+        return block, interval_bounds(
+            terms[1],
+            X,
+            cell_sets,
+            block,
+            lambda rows: predict_block(terms[0], X[rows], cell_sets[rows], bound=False),
+        )
     return predict_block(terms, X, cell_sets), None
 
 
 def set_terms(store: ModelStore, gene_idx: np.ndarray, dtype=PREDICTION_DTYPE) -> list:
     """Per feature set (store order): its prediction terms for ``gene_idx`` in ``dtype``, the
-    positions of its features among the store's and its identity terms (None unless some
-    of these genes come through identity: ``train.model: mixture | best``), what
-    :func:`predict_block` takes."""
+    positions of its features among the store's, its identity terms (None unless some
+    of these genes come through identity: ``train.model: mixture | best``) and its training
+    range ``(min, max)``, what :func:`predict_block` takes."""
     return [
         (m.prediction_terms(gene_idx, dtype),
          np.array([store.features.index(f) for f in m.features], dtype=np.int64),
-         m.mixture_terms(gene_idx))
+         m.mixture_terms(gene_idx), (m.feature_min, m.feature_max))
         for m in store.feature_sets.values()
     ]  # fmt: skip
 
 
-def predict_block(terms: list, X: np.ndarray, cell_sets: np.ndarray) -> np.ndarray:
+def predict_block(terms: list, X: np.ndarray, cell_sets: np.ndarray,
+                  bound: bool = True) -> np.ndarray:  # fmt: skip
     """Genes x cells of one chunk: each cell by its feature set's model.
 
-    ``terms[s]`` is ``(prediction terms, feature columns, identity terms)`` of set ``s``:
-    the linear model's values, with the genes whose kind is a mixture replaced by it
-    (:func:`~ephys2expr.model.store_identity.apply_mixture`, the store's own formula).
-    Module level, so that it pickles by reference for a Dask worker.
+    ``terms[s]`` is ``(prediction terms, feature columns, identity terms, training range)``
+    of set ``s``: the linear model's values for the cell moved into the training range
+    (:func:`~ephys2expr.model.ood.bound_features`; ``bound=False``: the extrapolated
+    linear model, which only the intervals use), with the genes whose kind is a mixture
+    replaced by it (:func:`~ephys2expr.model.store_identity.apply_mixture`, the store's own
+    formula). Module level, so that it pickles by reference for a Dask worker.
     """
     present = np.unique(cell_sets)
     out = None
     for s in present:
-        (coef, offset, centre), cols, mix = terms[s]
-        block = linear_predict(coef, offset, centre, X[:, cols])
+        (coef, offset, centre), cols, mix, (lo, hi) = terms[s]
+        Xs = bound_features(X[:, cols], centre, lo, hi) if bound else X[:, cols]
+        block = linear_predict(coef, offset, centre, Xs)
         apply_mixture(block.T, mix, X[:, cols])  # in place (a view), genes x cells
         if len(present) == 1:
             return block

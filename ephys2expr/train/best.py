@@ -24,7 +24,7 @@ from ephys2expr.model.store_identity import LevelClassifier, StoreIdentity
 from ephys2expr.train.baselines import BASELINES
 from ephys2expr.train.chunks import TrainResult
 from ephys2expr.train.folds import pooled_scores
-from ephys2expr.train.identity import LevelCV, identity_levels
+from ephys2expr.train.identity import LevelCV, identity_levels, nesting_report
 from ephys2expr.train.intervals import recalibrate
 from ephys2expr.train.mixture import KINDS, MixtureCV, held_out_null, kind_report, mixture_cv
 from ephys2expr.train.null import bh_qvalues
@@ -113,6 +113,9 @@ def _apply_identity(result, features, targets, types, settings):
                           B * len(per_gene), "cells")  # fmt: skip
     report["model_kind"] = model
     report["identity"] = {lv: res.report(result.folds) for lv, res in levels.items()}
+    nesting = nesting_report(levels, rows)
+    if nesting is not None:  # the type inside the family, as predict reports it
+        report["identity"]["type_in_family"] = nesting
     report["model_kinds"] = kind_report(Y, mix)
     if B > 0:
         report["null"]["scheme"] = "held-out permutation within outer folds (train/mixture.py)"
@@ -134,35 +137,31 @@ def _apply_identity(result, features, targets, types, settings):
     return out, IdentityFit(levels, mix, model)
 
 
+def stored_classifier(clf) -> LevelClassifier:
+    """What the store keeps of a fitted
+    :class:`~ephys2expr.identity.classifier.IdentityClassifier`: the kind its inner CV chose
+    (see :func:`store_identity`)."""
+    model = clf.models_[clf.kind_]
+    classes = [str(c) for c in clf.classes_]
+    if clf.kind_ == "knn":
+        zeros = np.zeros((len(classes), len(clf.mean_)))
+        return LevelClassifier(classes, zeros, np.zeros(len(classes)), clf.mean_, clf.scale_,
+                               "knn", float(model["k"]), model["X"], model["y"])  # fmt: skip
+    return LevelClassifier(classes, model["coef"], model["intercept"], clf.mean_, clf.scale_,
+                           clf.kind_, float(clf.param_))  # fmt: skip
+
+
 def store_identity(identity: dict, genes) -> StoreIdentity:
     """The model store's identity part from each feature set's :class:`IdentityFit`: its
     final classifiers and the class means on all rows (the same for every set).
 
-    The store holds linear softmax classifiers (``logreg``, ``majority``); were ``knn`` the
-    inner CV's choice for a final classifier, the store would hold that level's logreg
-    refit instead, with a warning (it never was on Scala 2021: knn's log-loss is twice
-    logreg's).
+    The store ships the kind the inner CV chose, the one the outer CV scored: a softmax
+    (``logreg``, ``majority``) as coefficients, a ``knn`` as its standardised training rows
+    and their labels (rebuilt on load from the store's ``train_features`` and
+    ``train_types``, no pickle). Before, a knn choice was replaced by the logreg refit.
     """
-    classifiers = {}
-    for name, fit in identity.items():
-        classifiers[name] = {}
-        for lv, res in fit.levels.items():
-            clf = res.final
-            kind = clf.kind_ if clf.kind_ != "knn" else "logreg"
-            if kind != clf.kind_:
-                log.warning(
-                    "feature set %r, %s: the inner CV chose knn; the store holds the "
-                    "logreg refit (C=%g)",
-                    name,
-                    lv,
-                    clf.best_by_kind_["logreg"],
-                )
-            model = clf.models_[kind]
-            param = clf.param_ if kind == clf.kind_ else clf.best_by_kind_["logreg"]
-            classifiers[name][lv] = LevelClassifier(
-                [str(c) for c in clf.classes_], model["coef"], model["intercept"], clf.mean_,
-                clf.scale_, kind, float(param),
-            )  # fmt: skip
+    classifiers = {name: {lv: stored_classifier(res.final) for lv, res in fit.levels.items()}
+                   for name, fit in identity.items()}  # fmt: skip
     fit = next(iter(identity.values()))
     means = {lv: pd.DataFrame(fit.mixture.means[lv], index=[str(c) for c in res.classes],
                               columns=[str(g) for g in genes])
@@ -170,4 +169,10 @@ def store_identity(identity: dict, genes) -> StoreIdentity:
     return StoreIdentity(classifiers, means)
 
 
-__all__ = ["IdentityFit", "apply_identity", "identity_settings", "store_identity"]
+__all__ = [
+    "IdentityFit",
+    "apply_identity",
+    "identity_settings",
+    "store_identity",
+    "stored_classifier",
+]

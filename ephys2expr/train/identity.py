@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ephys2expr.identity.classifier import KINDS, IdentityClassifier
+from ephys2expr.identity.classifier import KINDS, IdentityClassifier, log_loss
 from ephys2expr.identity.scores import confusion, identity_scores
 from ephys2expr.model.path import inner_folds
+from ephys2expr.model.store_identity import nest_types
 from ephys2expr.train.settings import TrainSettings
 
 log = logging.getLogger("ephys2expr")
@@ -125,6 +126,32 @@ def identity_cv(X, labels, folds, settings: TrainSettings, groups=None) -> Level
     return LevelCV("", classes, y, oof, by_kind, fits, final)
 
 
+def nesting_report(levels: dict, types: pd.DataFrame) -> dict | None:
+    """How often the out-of-fold family and type contradict each other (the type's family
+    is not the most probable family), and the scores once the type is chosen inside the
+    family (:func:`~ephys2expr.model.store_identity.nest_types`, what predict reports);
+    None without both levels. Family predictions are the family classifier's either way."""
+    if set(LEVELS) - set(levels):
+        return None
+    fam, typ = levels["family"], levels["type"]
+    lookup = types.groupby("type")["family"].first()
+    type_family = np.searchsorted(fam.classes, lookup.loc[typ.classes].astype(str).to_numpy())
+    nested, chosen = nest_types(fam.oof, typ.oof, type_family)
+    family = fam.oof.argmax(axis=1)
+    before = typ.oof.argmax(axis=1)
+    return {
+        "frac_type_outside_family": round(float((type_family[before] != family).mean()), 4),
+        "frac_type_outside_family_nested": round(
+            float((type_family[chosen] != family).mean()), 4
+        ),  # fmt: skip
+        "family_accuracy": round(float((family == fam.y).mean()), 4),
+        "type_accuracy": round(float((before == typ.y).mean()), 4),
+        "type_accuracy_nested": round(float((chosen == typ.y).mean()), 4),
+        "type_log_loss": round(log_loss(typ.oof, typ.y), 4),
+        "type_log_loss_nested": round(log_loss(nested, typ.y), 4),
+    }
+
+
 def identity_levels(X, types: pd.DataFrame, folds, settings: TrainSettings, groups=None):
     """:func:`identity_cv` for each level of :data:`LEVELS` (``types`` columns), by name."""
     out = {}
@@ -141,4 +168,11 @@ def identity_levels(X, types: pd.DataFrame, folds, settings: TrainSettings, grou
     return out
 
 
-__all__ = ["LEVELS", "LevelCV", "identity_cv", "identity_levels", "level_inner_folds"]
+__all__ = [
+    "LEVELS",
+    "LevelCV",
+    "identity_cv",
+    "identity_levels",
+    "level_inner_folds",
+    "nesting_report",
+]

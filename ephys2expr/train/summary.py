@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ephys2expr.train.baselines import BASELINES, CEILINGS
+from ephys2expr.train.baselines import BASELINES, CEILINGS, USER_BASELINES
 from ephys2expr.train.settings import TrainSettings
 
 
@@ -62,6 +62,7 @@ def train_report(
     """
     r2 = per_gene["cv_r2"].to_numpy()
     beats_all = per_gene[[f"beats_{b}" for b in BASELINES]].all(axis=1)
+    beats_user = per_gene[[f"beats_{b}" for b in USER_BASELINES]].all(axis=1)
     baselines = {
         name: score_summary(
             per_gene[f"{name}_cv_r2"].to_numpy(), per_gene[f"{name}_cv_rmse"].to_numpy()
@@ -79,6 +80,7 @@ def train_report(
         **_ceilings(per_gene, r2),
         "genes_beating": {name: int(per_gene[f"beats_{name}"].sum()) for name in BASELINES},
         "genes_beating_all_baselines": int(beats_all.sum()),
+        "genes_beating_user_baselines": int(beats_user.sum()),
         "model_median_r2_beats": {
             name: bool(np.nanmedian(r2) > np.nanmedian(per_gene[f"{name}_cv_r2"]))
             for name in BASELINES
@@ -101,6 +103,8 @@ def train_report(
             "genes_q_below_fdr": int((per_gene["q_value"].to_numpy() < settings.fdr_q).sum()),
             "genes_p_below_0.05": int((per_gene["p_value"] < 0.05).sum()),
             "genes_significant_and_beating_all": int((per_gene["significant"] & beats_all).sum()),
+            # what predict marks trusted: significant and beating mean and OLS
+            "genes_trusted": int((per_gene["significant"] & beats_user).sum()),
         }
     return rounded(report)
 
