@@ -216,10 +216,26 @@ def proba_from_model(model: dict, mean, scale, X) -> np.ndarray:
     if "k" in model:
         ks = (int(model["k"]),)
         return _knn_path(model["X"], model["y"], Xs, int(model["n_classes"]), Ks=ks)[0]
-    z = Xs @ np.asarray(model["coef"]).T + np.asarray(model["intercept"])
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)  # exp(-inf) = 0: unseen classes
+    return softmax(Xs @ np.asarray(model["coef"]).T + np.asarray(model["intercept"]))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of the scores ``z`` (rows x classes): the one formula of a logistic
+    classifier's probabilities, fitted (:class:`IdentityClassifier`) or stored
+    (:class:`~ephys2expr.model.store_identity.StoreClassifier`). A class scored ``-inf``
+    (unseen in training) gets probability 0."""
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
 
 
-__all__ = ["CS", "KINDS", "KS", "IdentityClassifier", "log_loss", "proba_from_model", "standardize"]
+__all__ = [
+    "CS",
+    "KINDS",
+    "KS",
+    "IdentityClassifier",
+    "log_loss",
+    "proba_from_model",
+    "softmax",
+    "standardize",
+]

@@ -42,10 +42,10 @@ def inner_mixture_predictions(
     return out
 
 
-def choose_kind(inner_mse: dict[str, np.ndarray]) -> np.ndarray:
-    """Per gene, the index (in ``inner_mse`` order) of the kind with the smallest inner MSE
-    (the first listed on ties)."""
-    return np.argmin(np.vstack(list(inner_mse.values())), axis=0)
+def blend(family: np.ndarray, type_: np.ndarray) -> np.ndarray:
+    """The ``blend`` kind: the mean of the family-level and type-level mixtures (the one
+    place its weight, 0.5, is written)."""
+    return 0.5 * (family + type_)
 
 
-__all__ = ["choose_kind", "class_means", "inner_mixture_predictions", "mixture_predict"]
+__all__ = ["blend", "class_means", "inner_mixture_predictions", "mixture_predict"]

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
+from ephys2expr.identity.classifier import softmax
+from ephys2expr.identity.mixture import blend
 
 IDENTITY = "identity.parquet"
 CLASS_MEANS = "class_means.parquet"
@@ -59,10 +61,8 @@ class LevelClassifier:
                 int(self.param),
                 (np.asarray(X, dtype=float) - self.mean) / self.scale,
             )
-        z = ((np.asarray(X, dtype=float) - self.mean) / self.scale) @ self.coef.T + self.intercept
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(((np.asarray(X, dtype=float) - self.mean) / self.scale) @ self.coef.T
+                       + self.intercept)  # fmt: skip
 
 
 def knn_vote_shares(rows, labels, n_classes: int, k: int, Xs) -> np.ndarray:
@@ -89,12 +89,6 @@ class StoreIdentity:
         if feature_set not in self.classifiers:
             raise InputError(f"model store: no identity classifier for feature set {feature_set!r}")
         return {lv: c.proba(X) for lv, c in self.classifiers[feature_set].items()}
-
-    def mixtures(self, probas: dict, gene_idx) -> dict:
-        """Kind -> cells x genes mixture expression for the genes ``gene_idx``."""
-        out = {lv: probas[lv] @ self.means[lv].to_numpy()[:, gene_idx] for lv in LEVELS}
-        out["blend"] = 0.5 * (out["family"] + out["type"])
-        return out
 
 
 def nest_types(family_proba: np.ndarray, type_proba: np.ndarray, type_family: np.ndarray):
@@ -158,7 +152,7 @@ def apply_mixture(linear: np.ndarray, terms, X) -> np.ndarray:
         return linear
     classifiers, means, cols, kinds = terms
     mix = {lv: classifiers[lv].proba(X) @ means[lv] for lv in LEVELS}
-    mix["blend"] = 0.5 * (mix["family"] + mix["type"])
+    mix["blend"] = blend(mix["family"], mix["type"])
     for kind in MIXTURE_KINDS:
         sel = kinds == kind
         if sel.any():

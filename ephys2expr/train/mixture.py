@@ -30,7 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ephys2expr.identity.mixture import class_means, inner_mixture_predictions, mixture_predict
+from ephys2expr.identity.mixture import (
+    blend,
+    class_means,
+    inner_mixture_predictions,
+    mixture_predict,
+)
 from ephys2expr.model.store import clip_expression
 from ephys2expr.train.folds import pooled_scores
 from ephys2expr.train.identity import LevelCV, level_inner_folds
@@ -45,7 +50,7 @@ MIXTURE_KINDS = KINDS[1:]
 def _mixtures(level_probas: dict, means: dict) -> dict:
     """Each mixture kind's predictions from per-level probabilities and class means."""
     out = {lv: mixture_predict(level_probas[lv], means[lv]) for lv in ("family", "type")}
-    out["blend"] = 0.5 * (out["family"] + out["type"])
+    out["blend"] = blend(out["family"], out["type"])
     return out
 
 
@@ -68,7 +73,7 @@ def fold_inner_mse(Y, tr, levels: dict[str, LevelCV], fit_index, settings, group
         fit = res.final if fit_index is None else res.fold_fits[fit_index]
         preds[lv] = inner_mixture_predictions(fit.inner_proba_, Y[tr], res.y[tr], folds,
                                               len(res.classes))  # fmt: skip
-    preds["blend"] = 0.5 * (preds["family"] + preds["type"])
+    preds["blend"] = blend(preds["family"], preds["type"])
     return {k: ((Y[tr] - p) ** 2).mean(axis=0) for k, p in preds.items()}
 
 
