@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -17,20 +18,30 @@ from ephys2expr.settings import Settings, build_settings, read_params
 from tests.helpers import assert_one_line_exit_2, raises_one_line
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = {
-    "prepare": ("ephys2expr.prepare.settings", "PrepareSettings"),
-    "train": ("ephys2expr.train.settings", "TrainSettings"),
-    "executor": ("ephys2expr.executor", "ExecutorSettings"),
-    "predict": ("ephys2expr.predict.settings", "PredictSettings"),
-    "validate": ("ephys2expr.validate.settings", "ValidateSettings"),
-    "cells": ("ephys2expr.cell_inputs", "CellSettings"),
-    "features": ("ephys2expr.recordings.settings", "FeaturesSettings"),
-}
+
+def _reference_script():
+    """scripts/settings_reference.py: the registry of settings objects and the generated
+    reference page (docs/settings.md)."""
+    spec = importlib.util.spec_from_file_location(
+        "settings_reference", ROOT / "scripts" / "settings_reference.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def settings_class(section: str):
-    module, name = SETTINGS[section]
-    return getattr(importlib.import_module(module), name)
+REFERENCE = _reference_script()
+SETTINGS = REFERENCE.SETTINGS
+settings_class = REFERENCE.settings_class
+
+
+def test_the_settings_reference_page_is_current():
+    """docs/settings.md is what the settings objects' help texts give (regenerate it with
+    python scripts/settings_reference.py), and params.yaml keeps one line per key."""
+    assert (ROOT / "docs" / "settings.md").read_text() == REFERENCE.reference()
+    lines = (ROOT / "params.yaml").read_text().splitlines()
+    n_keys = sum(len(dataclasses.fields(settings_class(s))) for s in SETTINGS)
+    assert len(lines) <= n_keys + 4 * len(SETTINGS) + 8, "params.yaml: one line per key"
 
 
 def per_source_sections(params: dict) -> list[str]:
