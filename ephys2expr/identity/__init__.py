@@ -8,9 +8,12 @@ through them.
 * :mod:`~ephys2expr.identity.scores` - accuracy, balanced accuracy, log-loss, expected
   calibration error, confusion matrix, reliability bins.
 * :mod:`~ephys2expr.identity.mixture` - expression as a probability-weighted sum of class
-  means, and the per-gene choice between model kinds by inner-CV error.
+  means, and the blend of the family and type mixtures (the one place of each formula).
+* :mod:`~ephys2expr.identity.align` - batch alignment of another lab's cells onto the
+  training cells' class-conditional Gaussians (docs/transfer.md).
 * :mod:`~ephys2expr.identity.plots` - confusion-matrix and reliability-diagram figures.
 
-Used by :mod:`ephys2expr.train` (nested CV, mixture and ``best`` models) the way the linear
-model of :mod:`ephys2expr.model` is.
+A floor below :mod:`ephys2expr.model`, whose stored classifiers predict with these formulas
+(the softmax in ``classifier``, the blend in ``mixture``); used by :mod:`ephys2expr.train`
+(nested CV, mixture and ``best`` models) and :mod:`ephys2expr.predict` (alignment).
 """
