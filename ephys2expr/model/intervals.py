@@ -35,6 +35,8 @@ from ephys2expr.errors import InputError
 METHODS = ("plain", "features", "knn")
 # the levels whose quantiles a store holds (predict.interval_level is one of them)
 LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
+# the level predict writes by default (predict.interval_level) and train selects methods at
+LEVEL = 0.9
 # floor of the ``features`` scale, as a fraction of the gene's mean absolute residual
 SCALE_FLOOR = 0.1
 

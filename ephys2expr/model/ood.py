@@ -84,6 +84,12 @@ def bound_features(X: np.ndarray, centre: np.ndarray, lo: np.ndarray, hi: np.nda
     return np.where(inside[:, None], X, centre + t[:, None] * d)
 
 
+# k of the OOD score and the percentile above which a cell is flagged: predict's defaults
+# (predict.ood_neighbors, predict.ood_percentile) and what train's CV of the flag measures
+NEIGHBORS = 5
+PERCENTILE = 99.0
+
+
 class NeighborScore:
     """kNN distance to the training rows, as a percentile of their leave-one-out distances.
 

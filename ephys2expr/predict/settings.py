@@ -8,7 +8,8 @@ from typing import ClassVar
 
 from ephys2expr.errors import InputError
 from ephys2expr.identity.align import METHODS as ALIGN_METHODS
-from ephys2expr.model.intervals import LEVELS
+from ephys2expr.model.intervals import LEVEL, LEVELS
+from ephys2expr.model.ood import NEIGHBORS, PERCENTILE
 from ephys2expr.settings import Settings, setting
 
 MISSING_POLICIES = ("feature_set", "drop", "impute")
@@ -51,17 +52,17 @@ class PredictSettings(Settings):
         0.1, "fraction of the training range a feature may lie beyond min/max unflagged"
     )
     ood_neighbors: int = setting(
-        5,
+        NEIGHBORS,
         "k of the out-of-distribution score: mean distance to the k nearest training rows "
         "(standardised; at most the root of the training rows' count: 4 for 20 types)",
     )
     ood_percentile: float = setting(
-        99.0,
+        PERCENTILE,
         "flag a cell 'ood' when its distance is above this percentile of the training "
         "rows' own (leave-one-out) distances",
     )
     interval_level: float = setting(
-        0.9,
+        LEVEL,
         "level of the prediction intervals (layers lower/upper): the share of cells like the "
         "training cells whose measured value falls inside; one of the stored levels "
         "0.5, 0.8, 0.9, 0.95, 0.99",

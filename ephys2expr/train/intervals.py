@@ -22,31 +22,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ephys2expr.model.intervals import METHODS, GeneIntervals, fit_scale, scale_values
+from ephys2expr.model.intervals import LEVEL, METHODS, GeneIntervals, fit_scale, scale_values
 from ephys2expr.model.intervals import conformal_quantile as cq
-from ephys2expr.model.ood import NeighborScore, standardise
+from ephys2expr.model.ood import NEIGHBORS
 from ephys2expr.model.path import standardize_stats
 from ephys2expr.model.store import EXPRESSION_RANGE
+from ephys2expr.train.ood import oof_neighbors
 
 CV_LEVELS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5 .. 0.95
-SELECT_LEVEL = 0.9  # the default of predict.interval_level (train does not read predict's)
+SELECT_LEVEL = LEVEL  # predict's default level (model.intervals.LEVEL)
 SELECT_TOLERANCE = 0.01
-INTERVAL_NEIGHBORS = 5  # k of the knn difficulty (predict.ood_neighbors' default)
+INTERVAL_NEIGHBORS = NEIGHBORS  # k of the knn difficulty: the OOD score's (model.ood)
 MIN_GROUP_ROWS = 30  # groups (families) with fewer rows are not reported on their own
 
 
 def oof_distances(X: np.ndarray, folds, k: int = INTERVAL_NEIGHBORS) -> np.ndarray:
     """Each row's mean distance to its ``k`` nearest rows of its outer training fold (the
     fold's own standardisation): how far it was from what its out-of-fold model knew."""
-    d = np.full(len(X), np.nan)
-    for tr, te in folds:
-        mean, scale = standardize_stats(X[tr])
-        d[te] = (
-            NeighborScore(k)
-            .fit(standardise(X[tr], mean, scale))
-            .distance(standardise(X[te], mean, scale))
-        )
-    return d
+    return oof_neighbors(X, folds, k, "distance")
 
 
 def _bounds(pred, half):

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.model.ood import (
+    NEIGHBORS,
+    PERCENTILE,
     NeighborScore,
     error_by_score,
     neighbors_k,
@@ -23,20 +25,26 @@ from ephys2expr.model.ood import (
 )
 from ephys2expr.model.path import standardize_stats
 
-# k of the plot and the bins: the default of predict.ood_neighbors (the train stage does
-# not read predict's settings); the report also gives Spearman's rho for k = 1 .. 5.
-CV_NEIGHBORS = 5
-CV_PERCENTILE = 99.0  # the default of predict.ood_percentile: the ``>99`` bin
+# k of the plot and the bins, and the ``>99`` bin: predict's defaults, from their owner
+CV_NEIGHBORS = NEIGHBORS
+CV_PERCENTILE = PERCENTILE
+
+
+def oof_neighbors(X: np.ndarray, folds, k: int, what: str = "score") -> np.ndarray:
+    """Each row's kNN ``score`` (OOD percentile) or mean ``distance`` against its outer
+    training fold, standardised by that fold's own scaler as a store's: the one fold loop of
+    the OOD score in CV (:func:`cv_ood`) and of the intervals' knn difficulty."""
+    out = np.full(len(X), np.nan)
+    for tr, te in folds:
+        mean, scale = standardize_stats(X[tr])  # the fold's own scaler, as a store's
+        scorer = NeighborScore(k).fit(standardise(X[tr], mean, scale))
+        out[te] = getattr(scorer, what)(standardise(X[te], mean, scale))
+    return out
 
 
 def fold_scores(X: np.ndarray, folds, k: int) -> np.ndarray:
     """OOD score of every row against its outer training fold (each row is held out once)."""
-    score = np.full(len(X), np.nan)
-    for tr, te in folds:
-        mean, scale = standardize_stats(X[tr])  # the fold's own scaler, as a store's
-        scorer = NeighborScore(k).fit(standardise(X[tr], mean, scale))
-        score[te] = scorer.score(standardise(X[te], mean, scale))
-    return score
+    return oof_neighbors(X, folds, k, "score")
 
 
 def cv_ood(features: pd.DataFrame, oof: pd.DataFrame, targets: pd.DataFrame, folds,
@@ -138,4 +146,11 @@ def ood_error_figure(table: pd.DataFrame, rows: str = "cells"):
     return fig
 
 
-__all__ = ["CV_NEIGHBORS", "CV_PERCENTILE", "cv_ood", "fold_scores", "ood_error_figure"]
+__all__ = [
+    "CV_NEIGHBORS",
+    "CV_PERCENTILE",
+    "cv_ood",
+    "fold_scores",
+    "ood_error_figure",
+    "oof_neighbors",
+]
