@@ -144,7 +144,7 @@ def _served_path(root: Path, relpath: str) -> Path:
 def test_manifest_is_the_tree_dvc_recorded():
     """The manifest hashes to the directory md5, size and file count in data/raw.dvc."""
     out = yaml.safe_load(RAW_DVC.read_text())["outs"][0]
-    assert dvc_dir_md5(SOURCES) == out["md5"] == "12d4ff452364802f4af821264e7abfcd.dir"
+    assert dvc_dir_md5(SOURCES) == out["md5"] == "e7960551f6422d39bb54bab1a60318c7.dir"
     assert sum(s.size for s in SOURCES) == out["size"]
     assert len(SOURCES) == out["nfiles"] == len({s.relpath for s in SOURCES})
 
@@ -171,6 +171,10 @@ def test_urls_use_pinned_commits():
         "berenslab/mini-atlas": "3bf98a52",
         "daifengwanglab/scMNC": "ae9e39b5",
         "berenslab/sBNN": "4ff8ba81",
+        "AllenInstitute/patchseq_human_L1": "7777857c",
+        "AllenInstitute/patchseq_human_L23": "3daf9f08",
+        "swharden/pyABF": "3ad9cd6f",
+        "BlueBrain/BluePyEfe": "11a1e0c5",
     }
     s = next(s for s in SOURCES if s.relpath == "cadwell2016/IntPhysiologyFinal.mat")
     assert s.url() == (
@@ -328,7 +332,7 @@ def test_two_failures_are_both_named(served, tmp_path):
     result = _run("--raw-dir", str(tmp_path / "raw"), "--base-url", base)
     assert result.exit_code == 2
     line = result.stderr.strip()
-    assert line.startswith("error: 2 of 19 files failed")
+    assert line.startswith(f"error: 2 of {len(SOURCES)} files failed")
     assert "genes/entrenz_symbol_s.csv" in line and "cadwell2016/cadwell_meta.rda" in line
 
 

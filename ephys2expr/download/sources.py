@@ -28,6 +28,10 @@ _TASIC = ("AllenInstitute/tasic2016data", "8024b0f9")
 _MINI_ATLAS = ("berenslab/mini-atlas", "3bf98a52")
 _SCMNC = ("daifengwanglab/scMNC", "ae9e39b5")
 _SBNN = ("berenslab/sBNN", "4ff8ba81")
+_HUMAN_L1 = ("AllenInstitute/patchseq_human_L1", "7777857c")
+_HUMAN_L23 = ("AllenInstitute/patchseq_human_L23", "3daf9f08")
+_PYABF = ("swharden/pyABF", "3ad9cd6f")
+_BLUEPYEFE = ("BlueBrain/BluePyEfe", "11a1e0c5")
 
 
 class DownloadError(InputError):
@@ -142,6 +146,48 @@ SOURCES: tuple[Source, ...] = (
         **_gh(_QC, "data/cadwell_meta.rda"),
     ),
     Source(
+        "crosslab/berg2021/human_IVSCC_excitatory_L23_consolidated_0131.csv",
+        "42ccb60ebc30466b078984ab0d3550ef",
+        91644,
+        **_gh(_HUMAN_L23, "data/human_IVSCC_excitatory_L23_consolidated_0131.csv"),
+    ),
+    Source(
+        "crosslab/berg2021/human_mouse_ephys_all_0127.csv",
+        "178e22a9e70273c739c1325ae3015903",
+        130028,
+        **_gh(_HUMAN_L23, "data/human_mouse_ephys_all_0127.csv"),
+    ),
+    Source(
+        "crosslab/berg2021/mouse_IVSCC_excitatory_L23_consolidated_0129.csv",
+        "72cfbc8f24e43b7683aa239c00c601a0",
+        27884,
+        **_gh(_HUMAN_L23, "data/mouse_IVSCC_excitatory_L23_consolidated_0129.csv"),
+    ),
+    Source(
+        "crosslab/human_l1/aibs_features_E.csv",
+        "3b4885d4b542a26b285618b029048113",
+        444484,
+        **_gh(_HUMAN_L1, "data/aibs_features_E.csv"),
+    ),
+    Source(
+        "crosslab/human_l1/human_l1_dataset_2023_02_06.csv",
+        "84896d128fd03ec6e096324be2e88042",
+        950956,
+        **_gh(_HUMAN_L1, "data/human_l1_dataset_2023_02_06.csv"),
+    ),
+    Source(
+        "crosslab/human_l1/mansvelder_features_E.csv",
+        "8c53d4df3b02daa66d675dc403c5b416",
+        225040,
+        **_gh(_HUMAN_L1, "data/mansvelder_features_E.csv"),
+    ),
+    Source(
+        "crosslab/human_l1/tamas_features_E.csv",
+        "98f0482177c8d65dd9b916af34ae3ccd",
+        99309,
+        **_gh(_HUMAN_L1, "data/tamas_features_E.csv"),
+    ),
+    Source(
         "genes/entrenz_symbol_s.csv",
         "042c1534763c35e7591da45dbb6c3f97",
         176371,
@@ -152,6 +198,36 @@ SOURCES: tuple[Source, ...] = (
         "6054cafb4252f5b26fea8be2d51f8070",
         184566,
         **_gh(_QC_MANUSCRIPT, "data/tasic_gene_names.rda"),
+    ),
+    Source(
+        "recordings/bluepyefe/99111002.nwb",
+        "f52423dab8041c9de2aeefba97c2253a",
+        530771,
+        **_gh(_BLUEPYEFE, "tests/exp_data/hippocampus-portal/99111002.nwb"),
+    ),
+    Source(
+        "recordings/pyabf/171116sh_0018.abf",
+        "2704765004d7432d4847b144e8e3d9fe",
+        2047488,
+        **_gh(_PYABF, "data/abfs/171116sh_0018.abf"),
+    ),
+    Source(
+        "recordings/pyabf/190619B_0003.abf",
+        "2a5d85f2a35a2976b549bc6a66486506",
+        1234432,
+        **_gh(_PYABF, "data/abfs/190619B_0003.abf"),
+    ),
+    Source(
+        "recordings/pyabf/2019_07_24_0055_fsi.abf",
+        "834cbf1d372e3d19225e31e718bcd04d",
+        2047488,
+        **_gh(_PYABF, "data/abfs/2019_07_24_0055_fsi.abf"),
+    ),
+    Source(
+        "recordings/pyabf/File_axon_5.abf",
+        "6872d840fc4b3eca0ce23678c0bc806b",
+        366592,
+        **_gh(_PYABF, "data/abfs/File_axon_5.abf"),
     ),
     Source(
         "scala2021/gene_counts_hvg1000.csv",
