@@ -101,9 +101,14 @@ def run_train(args) -> dict:
     with open_executor(_executor_settings(kind)) as ex:
         t = time.perf_counter()
         res = train_and_evaluate(
-            feats, source, types, settings, executor=ex, gene_chunk=args.gene_chunk,
+            feats,
+            source,
+            types,
+            settings,
+            executor=ex,
+            gene_chunk=args.gene_chunk,
             keep_oof=False,
-        )  # fmt: skip
+        )
         wall = time.perf_counter() - t
         workers = _worker_peaks(ex)
     sec = res.seconds
@@ -113,7 +118,7 @@ def run_train(args) -> dict:
         "worker_peak_mb": workers,
         "worker_seconds": {
             k: sec[k] for k in ("nested_cv", "baselines", "final_fit", "permutation_null")
-        },  # fmt: skip
+        },
         "gene_permutations_run": res.report["null"]["gene_permutations_run"],
         "genes_with_all_permutations": res.report["null"]["genes_with_all_permutations"],
         "cv_r2_median": res.metrics["model"]["r2_median"],
@@ -146,9 +151,14 @@ def run_predict(args) -> dict:
     with open_executor(_executor_settings(kind)) as ex:
         t = time.perf_counter()
         write_predictions(
-            out, store, X, meta, np.arange(g), chunk_cells=args.chunk_cells,
+            out,
+            store,
+            X,
+            meta,
+            np.arange(g),
+            chunk_cells=args.chunk_cells,
             executor=None if kind == "inprocess" else ex,
-        )  # fmt: skip
+        )
         wall = time.perf_counter() - t
         workers = _worker_peaks(ex)
     import hashlib
@@ -166,11 +176,28 @@ def run_predict(args) -> dict:
 
 
 def child(case: str, executor: str, args, data: Path) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.bench_dask", "--child", case, "--executor",
-           executor, "--data", str(data)] + [
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_dask",
+        "--child",
+        case,
+        "--executor",
+        executor,
+        "--data",
+        str(data),
+    ] + [
         f"--{k.replace('_', '-')}={getattr(args, k)}"
-        for k in ("genes", "cells", "perms", "gene_chunk", "pred_cells", "pred_genes",
-                  "chunk_cells")]  # fmt: skip
+        for k in (
+            "genes",
+            "cells",
+            "perms",
+            "gene_chunk",
+            "pred_cells",
+            "pred_genes",
+            "chunk_cells",
+        )
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -62,13 +62,16 @@ def main() -> None:
     for label, s, inputs in runs:
         handler.times.clear()
         t0 = time.perf_counter()
-        out = train_from_prepared(args.prepared_dir, s, cell_inputs=inputs,
-                                  min_features=cells.min_features)  # fmt: skip
+        out = train_from_prepared(
+            args.prepared_dir, s, cell_inputs=inputs, min_features=cells.min_features
+        )
         wall[label] = time.perf_counter() - t0
         per_set = ", ".join(f"{n} {t:.0f} s" for n, t in handler.times.items())
-        print(f"{label:>14}: {wall[label]:6.1f} s  ({len(handler.times)} sets: {per_set}; "
-              f"genes beating every baseline {dict(out.feature_sets['genes_beating_all'])})",
-              flush=True)  # fmt: skip
+        print(
+            f"{label:>14}: {wall[label]:6.1f} s  ({len(handler.times)} sets: {per_set}; "
+            f"genes beating every baseline {dict(out.feature_sets['genes_beating_all'])})",
+            flush=True,
+        )
     a, b = wall.values()
     print(f"ratio: {b / a:.2f}x the full set alone (issue #21: all sets within 124-146 s)")
     features = [f for f in out.store.features if f != "aphw"]
@@ -77,8 +80,11 @@ def main() -> None:
             t0 = time.perf_counter()
             fit_feature_set(out.store, features, n_permutations=n_perm, cache_dir=cache)
             label = "null off" if n_perm == 0 else "null on"
-            print(f"on-demand set no_aphw, {label}: {time.perf_counter() - t0:.1f} s "
-                  "(issue #21: null off < 30 s)", flush=True)  # fmt: skip
+            print(
+                f"on-demand set no_aphw, {label}: {time.perf_counter() - t0:.1f} s "
+                "(issue #21: null off < 30 s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -56,9 +56,14 @@ def efel_direct(files, settings) -> int:
         traces = []
         for step in steps:
             fs = step.sweep.fs
-            traces.append({"T": np.arange(step.sweep.v.size) * 1000.0 / fs, "V": step.sweep.v,
-                           "stim_start": [step.onset * 1000.0 / fs],
-                           "stim_end": [step.offset * 1000.0 / fs]})  # fmt: skip
+            traces.append(
+                {
+                    "T": np.arange(step.sweep.v.size) * 1000.0 / fs,
+                    "V": step.sweep.v,
+                    "stim_start": [step.onset * 1000.0 / fs],
+                    "stim_end": [step.offset * 1000.0 / fs],
+                }
+            )
         efel.get_feature_values(traces, PER_SWEEP, raise_warnings=False)
         n += len(traces)
     return n

@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _run(cmd, cwd, env) -> str:
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{res.stdout[-2000:]}\n"
-                         f"{res.stderr[-2000:]}")  # fmt: skip
+        raise SystemExit(
+            f"{' '.join(cmd)} failed in {cwd}:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+        )
     return res.stdout + res.stderr
 
 
@@ -67,14 +68,21 @@ def main() -> None:
                 if not args.cold:  # compiles numba's kernels into the worktree's cache
                     _repro(dest, args.stages)
                 times[label] = _repro(dest, args.stages)
-                print(f"{label} ({ref}): dvc repro -f {' '.join(args.stages)} "
-                      f"{times[label]:.1f} s", flush=True)  # fmt: skip
+                print(
+                    f"{label} ({ref}): dvc repro -f {' '.join(args.stages)} {times[label]:.1f} s",
+                    flush=True,
+                )
         finally:
             for label in ("base", "head"):
-                subprocess.run(["git", "worktree", "remove", "--force", str(Path(tmp) / label)],
-                               cwd=ROOT, capture_output=True)  # fmt: skip
-    print(f"ratio head / base: {times['head'] / times['base']:.2f} "
-          "(issue #29: <= 0.65, or <= 210 s on a quiet 2-core machine)")
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(Path(tmp) / label)],
+                    cwd=ROOT,
+                    capture_output=True,
+                )
+    print(
+        f"ratio head / base: {times['head'] / times['base']:.2f} "
+        "(issue #29: <= 0.65, or <= 210 s on a quiet 2-core machine)"
+    )
 
 
 if __name__ == "__main__":

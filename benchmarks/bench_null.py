@@ -36,9 +36,16 @@ from ephys2expr.train.settings import TrainSettings
 
 
 def reference_permutation_null(
-    X, Y, folds, fold_alpha, observed_r2, settings: TrainSettings, weights=None, stop_after=10,
+    X,
+    Y,
+    folds,
+    fold_alpha,
+    observed_r2,
+    settings: TrainSettings,
+    weights=None,
+    stop_after=10,
     verbose: bool = False,
-) -> NullResult:  # fmt: skip
+) -> NullResult:
     """The permutation null before the batched kernel (same arguments and meaning as
     :func:`~ephys2expr.train.null.permutation_null`): one permutation per loop iteration, each
     a full :func:`nested_cv` with the real-data fold alphas over the genes still active."""
@@ -73,9 +80,11 @@ def real_inputs(prepared="data/prepared/rds"):
     """Features, targets (types x genes) and types of the real training table."""
     from ephys2expr.train.inputs import load_training_inputs
 
-    f, t, ty = load_training_inputs(f"{prepared}/train_features.parquet",
-                                    f"{prepared}/train_targets.parquet",
-                                    f"{prepared}/train_types.parquet")  # fmt: skip
+    f, t, ty = load_training_inputs(
+        f"{prepared}/train_features.parquet",
+        f"{prepared}/train_targets.parquet",
+        f"{prepared}/train_types.parquet",
+    )
     return f.to_numpy(float), np.ascontiguousarray(t.to_numpy(float).T), ty.loc[f.index]
 
 
@@ -95,8 +104,9 @@ def main(argv=None) -> None:
         keep = np.sort(np.random.default_rng(0).choice(Y.shape[1], args.genes, replace=False))
         Y = np.ascontiguousarray(Y[:, keep])
     cells = types["group"].astype(str).to_numpy() if "group" in types.columns else None
-    folds = outer_folds(len(X), settings.cv, settings.n_folds, types["broad_type"].to_numpy(),
-                        settings.seed, cells)  # fmt: skip
+    folds = outer_folds(
+        len(X), settings.cv, settings.n_folds, types["broad_type"].to_numpy(), settings.seed, cells
+    )
     groups = cells if settings.cv == "group_kfold" else None
     weights = types["weight"].to_numpy(float) if settings.sample_weight == "cells" else None
     print(
@@ -110,13 +120,24 @@ def main(argv=None) -> None:
         r2, _ = pooled_scores(Y, cv.oof_linear)  # the statistic the null tests
         args_null = (X, Y, folds, cv.fold_alpha, r2, settings, weights)
         small = np.flatnonzero(np.isfinite(r2))[:20]  # compile / load the numba cache
-        permutation_null(X, Y[:, small], folds, cv.fold_alpha[:, small], r2[small], settings,
-                         weights, settings.null_stop_after, verbose=False)  # fmt: skip
+        permutation_null(
+            X,
+            Y[:, small],
+            folds,
+            cv.fold_alpha[:, small],
+            r2[small],
+            settings,
+            weights,
+            settings.null_stop_after,
+            verbose=False,
+        )
         cpu = time.process_time()
         new = permutation_null(*args_null, settings.null_stop_after, verbose=False)
         new_cpu = time.process_time() - cpu
-        print(f"batched null:   {new.seconds:7.1f} s wall, {new_cpu:7.1f} s CPU "
-              f"({new.n_fits:,} gene x permutation CVs)")  # fmt: skip
+        print(
+            f"batched null:   {new.seconds:7.1f} s wall, {new_cpu:7.1f} s CPU "
+            f"({new.n_fits:,} gene x permutation CVs)"
+        )
         if null_module.fold_sums_apply(folds, *X.shape):  # time the per-row path too
             null_module.FOLD_SUMS = False
             cpu = time.process_time()
@@ -124,18 +145,24 @@ def main(argv=None) -> None:
             rows_cpu = time.process_time() - cpu
             null_module.FOLD_SUMS = True
             same = np.array_equal(rows.p_value, new.p_value)
-            print(f"  per-row path: {rows.seconds:7.1f} s wall, {rows_cpu:7.1f} s CPU; fold sums "
-                  f"{rows.seconds / new.seconds:.1f}x faster wall, {rows_cpu / new_cpu:.1f}x "
-                  f"CPU; p-values identical: {same}")  # fmt: skip
+            print(
+                f"  per-row path: {rows.seconds:7.1f} s wall, {rows_cpu:7.1f} s CPU; fold sums "
+                f"{rows.seconds / new.seconds:.1f}x faster wall, {rows_cpu / new_cpu:.1f}x "
+                f"CPU; p-values identical: {same}"
+            )
         if args.new_only:
             return
         cpu = time.process_time()
         old = reference_permutation_null(*args_null, settings.null_stop_after)
         old_cpu = time.process_time() - cpu
-    print(f"reference null: {old.seconds:7.1f} s wall, {old_cpu:7.1f} s CPU "
-          f"({old.n_fits:,} gene x permutation CVs)")  # fmt: skip
-    print(f"ratio (reference / batched): {old.seconds / new.seconds:.1f}x wall, "
-          f"{old_cpu / new_cpu:.1f}x CPU time (all threads)")  # fmt: skip
+    print(
+        f"reference null: {old.seconds:7.1f} s wall, {old_cpu:7.1f} s CPU "
+        f"({old.n_fits:,} gene x permutation CVs)"
+    )
+    print(
+        f"ratio (reference / batched): {old.seconds / new.seconds:.1f}x wall, "
+        f"{old_cpu / new_cpu:.1f}x CPU time (all threads)"
+    )
     same_p = np.array_equal(old.p_value, new.p_value)
     same_n = np.array_equal(old.n_permutations, new.n_permutations)
     print(f"p-values identical: {same_p}; permutation counts identical: {same_n}")

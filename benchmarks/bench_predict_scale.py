@@ -156,8 +156,10 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
         half = run_case("parquet_all", n_small // 2, args.model_dir, folder)
-        small = {c: run_case(c, n_small, args.model_dir, folder)
-                 for c in ("parquet_all", "h5ad_all", "h5ad_varying")}  # fmt: skip
+        small = {
+            c: run_case(c, n_small, args.model_dir, folder)
+            for c in ("parquet_all", "h5ad_all", "h5ad_varying")
+        }
         big = run_case("h5ad_varying", n_big, args.model_dir, folder)
     old = small["parquet_all"]
 
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wide Parquet extrapolated": {
             k: extrapolated(k)
             for k in ("write_s", "peak_rss_mb", "file_mb", "read_gene_s", "read_cell_s")
-        },  # fmt: skip
+        },
         f"h5ad varying peak RSS, {n_big} / {n_small} cells (1 = bounded by the chunk)": (
             big["peak_rss_mb"] / small["h5ad_varying"]["peak_rss_mb"]
         ),

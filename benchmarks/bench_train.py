@@ -36,9 +36,11 @@ warnings.filterwarnings("ignore")
 def real_table():
     from ephys2expr.train.inputs import load_training_inputs
 
-    f, t, ty = load_training_inputs("data/prepared/rds/train_features.parquet",
-                                    "data/prepared/rds/train_targets.parquet",
-                                    "data/prepared/rds/train_types.parquet")  # fmt: skip
+    f, t, ty = load_training_inputs(
+        "data/prepared/rds/train_features.parquet",
+        "data/prepared/rds/train_targets.parquet",
+        "data/prepared/rds/train_types.parquet",
+    )
     return f.to_numpy(), np.ascontiguousarray(t.to_numpy().T)
 
 
@@ -86,9 +88,12 @@ def sk_loop(X, Y, cv, alpha, genes):
     for g in genes:
         pipe = make_pipeline(StandardScaler(), Lasso(alpha=alpha if alpha != "auto" else 1.0))
         if alpha == "auto":
-            pipe = GridSearchCV(pipe, {"lasso__alpha": alpha_grid(10, 1e-3, 30)},
-                                cv=KFold(5, shuffle=True, random_state=0),
-                                scoring="neg_mean_squared_error")  # fmt: skip
+            pipe = GridSearchCV(
+                pipe,
+                {"lasso__alpha": alpha_grid(10, 1e-3, 30)},
+                cv=KFold(5, shuffle=True, random_state=0),
+                scoring="neg_mean_squared_error",
+            )
         out[g] = cross_val_predict(pipe, X, Y[:, g], cv=outer)
     return (time.perf_counter() - t) * Y.shape[1] / len(genes), out
 
@@ -101,8 +106,12 @@ def sk_multi(X, Y, alpha, n_sub):
 
     sub = Y[:, :n_sub]
     t = time.perf_counter()
-    cross_val_predict(make_pipeline(StandardScaler(), Lasso(alpha=alpha)), X, sub,
-                      cv=KFold(4, shuffle=True, random_state=0))  # fmt: skip
+    cross_val_predict(
+        make_pipeline(StandardScaler(), Lasso(alpha=alpha)),
+        X,
+        sub,
+        cv=KFold(4, shuffle=True, random_state=0),
+    )
     return (time.perf_counter() - t) * Y.shape[1] / n_sub
 
 
@@ -114,8 +123,12 @@ def child(which, cv, alpha):
 
 def measure_ours(which, cv, alpha):
     """Our run in a child process: wall time and peak resident memory."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_train", "--child", which, cv,
-                          str(alpha)], capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_train", "--child", which, cv, str(alpha)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return json.loads(out.stdout.strip().splitlines()[-1])["seconds"], peak_mb
 

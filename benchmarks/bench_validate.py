@@ -116,9 +116,19 @@ def main() -> None:
     if args.stage:
         # the stage as DVC runs it (settings from params.yaml), outputs to temp folders
         tmp = Path(tempfile.mkdtemp())
-        cmd = [sys.executable, "-m", "stages.validate", "--out-dir", str(tmp / "data"),
-               "--plots-dir", str(tmp / "plots"), "--metrics", str(tmp / "metrics.json"),
-               "--report", str(tmp / "report.json")]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "stages.validate",
+            "--out-dir",
+            str(tmp / "data"),
+            "--plots-dir",
+            str(tmp / "plots"),
+            "--metrics",
+            str(tmp / "metrics.json"),
+            "--report",
+            str(tmp / "report.json"),
+        ]
         t = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         print(f"validate stage (real data): {time.perf_counter() - t:.1f} s wall")

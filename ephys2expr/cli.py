@@ -60,7 +60,7 @@ _USER_ERRNOS = frozenset(
         "EMFILE",
         "ENFILE",
         "EIO",
-    )  # fmt: skip
+    )
     if hasattr(errno, name)
 )
 
@@ -72,8 +72,14 @@ def _data_errors() -> tuple[type[BaseException], ...]:
     import pandas as pd
     import yaml
 
-    found = [UnicodeDecodeError, json.JSONDecodeError, pd.errors.ParserError,
-             pd.errors.EmptyDataError, yaml.YAMLError, zipfile.BadZipFile]  # fmt: skip
+    found = [
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        yaml.YAMLError,
+        zipfile.BadZipFile,
+    ]
     try:
         import pyarrow
 

@@ -135,9 +135,14 @@ class Executor:
         return self.client.scatter(obj, broadcast=True, hash=False)
 
     def map_ordered(
-        self, fn: Callable, chunks: Iterable[tuple], *, what: str = "chunk", total=None,
+        self,
+        fn: Callable,
+        chunks: Iterable[tuple],
+        *,
+        what: str = "chunk",
+        total=None,
         max_in_flight: int | None = None,
-    ) -> Iterator:  # fmt: skip
+    ) -> Iterator:
         """Yield ``fn(*args)`` for each ``args`` of ``chunks``, in order.
 
         ``chunks`` is consumed lazily: at most ``max_in_flight`` chunks (default twice the
@@ -194,8 +199,9 @@ def open_executor(settings: ExecutorSettings | None = None) -> Iterator[Executor
     if settings.kind == "local":
         log.info(
             "starting a Dask LocalCluster: %d worker processes x %d thread(s)",
-            settings.n_workers, settings.threads_per_worker,
-        )  # fmt: skip
+            settings.n_workers,
+            settings.threads_per_worker,
+        )
         with (
             LocalCluster(
                 n_workers=settings.n_workers,

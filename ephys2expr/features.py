@@ -57,29 +57,59 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
 # off the training's (tau in s: 10**-3 x; rheobase in nA: 10**3 x fewer; cap in F).
 # Ratios and composite units (Hz/pA) have none.
 FEATURE_UNITS: dict[str, tuple[int, str]] = {
-    "rin": (6, "Ohm"), "rmp": (-3, "V"), "apthr": (-3, "V"), "apamp": (-3, "V"),
-    "aphw": (-3, "s"), "tau": (-3, "s"), "ahpamp": (-3, "V"), "rheo": (-12, "A"),
-    "maxfreq": (0, "Hz"), "cap": (-12, "F"), "avg_isi": (-3, "s"), "latency": (0, "s"),
-}  # fmt: skip
+    "rin": (6, "Ohm"),
+    "rmp": (-3, "V"),
+    "apthr": (-3, "V"),
+    "apamp": (-3, "V"),
+    "aphw": (-3, "s"),
+    "tau": (-3, "s"),
+    "ahpamp": (-3, "V"),
+    "rheo": (-12, "A"),
+    "maxfreq": (0, "Hz"),
+    "cap": (-12, "F"),
+    "avg_isi": (-3, "s"),
+    "latency": (0, "s"),
+}
 
 # Other names of the features in tables (lower case, no spaces or separators: matched after
 # normalising a column's name the same way): the Allen Cell Types / ipfx names where they
 # are the same quantity, and spelled-out names. predict warns when a table has one of them
 # and not the feature itself.
 FEATURE_ALIASES: dict[str, str] = {
-    "inputresistance": "rin", "ri": "rin", "rinput": "rin",
-    "restingpotential": "rmp", "restingmembranepotential": "rmp", "vrest": "rmp",
-    "vbaseline": "rmp", "vmrest": "rmp",
-    "apthreshold": "apthr", "thresholdvlongsquare": "apthr",
-    "apamplitude": "apamp", "spikeamplitude": "apamp",
-    "aphalfwidth": "aphw", "halfwidth": "aphw", "apwidth": "aphw", "spikehalfwidth": "aphw",
-    "membranetimeconstant": "tau", "timeconstant": "tau", "taum": "tau",
-    "ahpamplitude": "ahpamp", "ahp": "ahpamp",
-    "rheobase": "rheo", "rheobasei": "rheo", "thresholdilongsquare": "rheo",
-    "maxfiringrate": "maxfreq", "maxrate": "maxfreq", "maxfrequency": "maxfreq",
-    "capacitance": "cap", "membranecapacitance": "cap", "cm": "cap",
-    "adaptation": "adratio", "adaptationratio": "adratio", "adaptratio": "adratio",
-}  # fmt: skip
+    "inputresistance": "rin",
+    "ri": "rin",
+    "rinput": "rin",
+    "restingpotential": "rmp",
+    "restingmembranepotential": "rmp",
+    "vrest": "rmp",
+    "vbaseline": "rmp",
+    "vmrest": "rmp",
+    "apthreshold": "apthr",
+    "thresholdvlongsquare": "apthr",
+    "apamplitude": "apamp",
+    "spikeamplitude": "apamp",
+    "aphalfwidth": "aphw",
+    "halfwidth": "aphw",
+    "apwidth": "aphw",
+    "spikehalfwidth": "aphw",
+    "membranetimeconstant": "tau",
+    "timeconstant": "tau",
+    "taum": "tau",
+    "ahpamplitude": "ahpamp",
+    "ahp": "ahpamp",
+    "rheobase": "rheo",
+    "rheobasei": "rheo",
+    "thresholdilongsquare": "rheo",
+    "maxfiringrate": "maxfreq",
+    "maxrate": "maxfreq",
+    "maxfrequency": "maxfreq",
+    "capacitance": "cap",
+    "membranecapacitance": "cap",
+    "cm": "cap",
+    "adaptation": "adratio",
+    "adaptationratio": "adratio",
+    "adaptratio": "adratio",
+}
 
 
 class PlausibleRange(NamedTuple):

@@ -68,8 +68,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 _KINDS = {
-    stat.S_IFDIR: "folder", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
-    stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket",
+    stat.S_IFDIR: "folder",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
 }
 
 
@@ -231,8 +234,9 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
 
     try:
         with atomic_path(path) as tmp, writing(path):
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
-                        metadata={"Software": None})  # fmt: skip
+            fig.savefig(
+                tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None}
+            )
     finally:
         plt.close(fig)
 

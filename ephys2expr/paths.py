@@ -46,7 +46,12 @@ def in_raw_dir(raw_dir: Path | str, raw_path: Path) -> Path:
 def file_kind(mode: int) -> str:
     """What a path whose ``st_mode`` is ``mode`` is, for messages: ``a folder``, ``a named
     pipe``, ``a socket``, ``a character device``, ``a block device``, ``a file``."""
-    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
-             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISREG, "a file")]  # fmt: skip
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISREG, "a file"),
+    ]
     return next((name for test, name in kinds if test(mode)), "not a file")

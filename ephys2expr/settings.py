@@ -43,8 +43,9 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 def setting(default, help: str):  # noqa: A002 - "help" is what typer and argparse call it
     """A settings field with its one default and its one description."""
     if isinstance(default, list | dict):
-        return dataclasses.field(default_factory=lambda: type(default)(default),
-                                 metadata={"help": help})  # fmt: skip
+        return dataclasses.field(
+            default_factory=lambda: type(default)(default), metadata={"help": help}
+        )
     return dataclasses.field(default=default, metadata={"help": help})
 
 
@@ -63,9 +64,11 @@ class _StrictLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise yaml.composer.ComposerError(
-                None, None, "anchors and aliases (&name, *name) are not allowed in settings",
+                None,
+                None,
+                "anchors and aliases (&name, *name) are not allowed in settings",
                 event.start_mark,
-            )  # fmt: skip
+            )
         self._depth = getattr(self, "_depth", 0) + 1
         try:
             if self._depth > MAX_YAML_DEPTH:
@@ -84,9 +87,12 @@ class _StrictLoader(yaml.SafeLoader):
                 continue  # unhashable: the base class reports it
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping (which value is "
-                    "meant is ambiguous; remove one)", key_node.start_mark,
-                )  # fmt: skip
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (which value is "
+                    "meant is ambiguous; remove one)",
+                    key_node.start_mark,
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -266,9 +272,12 @@ class Settings:
 
     @classmethod
     def from_dict(
-        cls, values: dict | None, where: str = "params.yaml", source: str = "",
+        cls,
+        values: dict | None,
+        where: str = "params.yaml",
+        source: str = "",
         origins: dict[str, str] | None = None,
-    ) -> Self:  # fmt: skip
+    ) -> Self:
         """Build from a mapping of this section's keys (unknown keys are an error).
 
         ``origins`` (key -> section) names the section each value came from in messages.
@@ -300,9 +309,11 @@ class Settings:
 
     @classmethod
     def from_params(
-        cls, params: str | os.PathLike | dict | None = "params.yaml", overrides=(),
+        cls,
+        params: str | os.PathLike | dict | None = "params.yaml",
+        overrides=(),
         source: str = "",
-    ) -> Self:  # fmt: skip
+    ) -> Self:
         """Build from a params file (or its parsed mapping) plus ``KEY=VALUE`` overrides.
 
         ``params=None`` (or a default ``params.yaml`` that does not exist, e.g. when a user

@@ -16,8 +16,17 @@ import re
 CLASS_MARKERS: list[str] = ["Pvalb", "Sst", "Vip", "Gad1", "Slc17a7"]
 # All marker genes shown by the plots, as mouse symbols (matched case-sensitively): the
 # class markers plus Lamp5/Ndnf (layer-1 interneurons) and Rorb/Fezf2 (layer 4 / layer 5).
-MARKER_GENES: list[str] = ["Pvalb", "Sst", "Vip", "Lamp5", "Ndnf", "Gad1", "Slc17a7", "Rorb",
-                           "Fezf2"]  # fmt: skip
+MARKER_GENES: list[str] = [
+    "Pvalb",
+    "Sst",
+    "Vip",
+    "Lamp5",
+    "Ndnf",
+    "Gad1",
+    "Slc17a7",
+    "Rorb",
+    "Fezf2",
+]
 
 
 def type_group(label: str) -> str:

@@ -39,9 +39,11 @@ def main(rev: str) -> int:
     else:
         shown = subprocess.run(["git", "show", f"{rev}:dvc.lock"], capture_output=True, text=True)
         if shown.returncode != 0:
-            print(f"error: {rev}: no such commit or file with a dvc.lock "
-                  f"({shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else 'git'})",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"error: {rev}: no such commit or file with a dvc.lock "
+                f"({shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else 'git'})",
+                file=sys.stderr,
+            )
             return 2
         old = lock_outputs(shown.stdout)
     with open("dvc.lock") as fh:
@@ -69,6 +71,10 @@ if __name__ == "__main__":
         description="Compare this checkout's pipeline outputs (dvc.lock) with another commit's "
         "or a saved dvc.lock; exit code 1 if a non-metrics output differs."
     )
-    parser.add_argument("rev", nargs="?", default="HEAD",
-                        help="a commit (default HEAD) or the path of a saved dvc.lock")  # fmt: skip
+    parser.add_argument(
+        "rev",
+        nargs="?",
+        default="HEAD",
+        help="a commit (default HEAD) or the path of a saved dvc.lock",
+    )
     sys.exit(main(parser.parse_args().rev))

@@ -67,8 +67,9 @@ def on_demand_fit(settings: PredictSettings):
     """``fit_set`` for :func:`~ephys2expr.predict.run.predict_tables`: the store's training
     tables and settings, the null of ``predict.n_permutations``, cached in ``cache_dir``."""
     fit = importlib.import_module(ON_DEMAND).fit_feature_set
-    return partial(fit, n_permutations=settings.on_demand_permutations,
-                   cache_dir=settings.cache_dir)  # fmt: skip
+    return partial(
+        fit, n_permutations=settings.on_demand_permutations, cache_dir=settings.cache_dir
+    )
 
 
 @app.command()
@@ -107,9 +108,9 @@ def main(
     store = load_model_store(model_dir)
     read = [job.source for job in jobs] + ([params] if params.is_file() else [])
     files = [p for job in jobs for p in job.files().values()]
-    figures = [] if plots_dir is None else [
-        plots_dir / n for job in jobs for n in figure_names(job.name)
-    ]  # fmt: skip
+    figures = (
+        [] if plots_dir is None else [plots_dir / n for job in jobs for n in figure_names(job.name)]
+    )
     with OutputSet(read, [model_dir]) as outputs:
         outputs.plan(*files, metrics, report, *figures)
         if not input:  # the pipeline's folders (persisted by DVC) hold this run's outputs only
@@ -117,10 +118,17 @@ def main(
             if plots_dir is not None:
                 outputs.own_folder(plots_dir, figures)
         result = predict_tables(
-            jobs, store, settings, executor, id_column=id_column, species=species,
-            where=str(model_dir), outputs=outputs, cells=cells,
+            jobs,
+            store,
+            settings,
+            executor,
+            id_column=id_column,
+            species=species,
+            where=str(model_dir),
+            outputs=outputs,
+            cells=cells,
             fit_set=on_demand_fit(settings) if input else None,
-        )  # fmt: skip
+        )
         if plots_dir is not None:
             for plot in result.plots:
                 for name, fig in prediction_figures(plot):

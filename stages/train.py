@@ -70,9 +70,14 @@ def main(
     check_store_destination(model_dir)
     # the feature sets follow the missing patterns of the tables predict applies the store to
     out = train_from_prepared(
-        prepared_dir, settings, executor, stream_targets=stream_targets, source=source,
-        cell_inputs=cells.inputs, min_features=cells.min_features,
-    )  # fmt: skip
+        prepared_dir,
+        settings,
+        executor,
+        stream_targets=stream_targets,
+        source=source,
+        cell_inputs=cells.inputs,
+        min_features=cells.min_features,
+    )
     save_model_store(out.store, model_dir)
     write_parquet(out.per_gene, out_dir / "per_gene.parquet")
     write_parquet(out.oof, out_dir / "oof_predictions.parquet")

@@ -71,9 +71,13 @@ def main(
             "--paired-model-dir, --paired-prepared-dir and --paired-train-dir go together"
         )
     result = validate_predictions(
-        settings, model_dir, prepared_dir, predictions_dir, raw_dir,
+        settings,
+        model_dir,
+        prepared_dir,
+        predictions_dir,
+        raw_dir,
         paired if paired_model_dir is not None else None,
-    )  # fmt: skip
+    )
     for name, table in result.tables.items():
         write_parquet(table, out_dir / f"{name}.parquet")
     for name, table in result.plot_tables.items():  # for people: rounded, as the report

@@ -50,8 +50,9 @@ def pipeline_repo(raw_dir, tmp_path_factory) -> Path:
     project_copy(repo, raw_dir)
     env = dvc_env()
     out = sh(env, repo, "dvc", "repro")
-    assert ran(out) == [f"{s}@{src}" for s in ("predict", "prepare", "train")
-                        for src in ("rds", "scala2021")], out  # fmt: skip
+    assert ran(out) == [
+        f"{s}@{src}" for s in ("predict", "prepare", "train") for src in ("rds", "scala2021")
+    ], out
     sh(env, repo, "git", "add", "-A")
     sh(env, repo, "git", "commit", "-qm", "run")
     return repo

@@ -69,9 +69,13 @@ def project_copy(repo: Path, raw_dir: Path, stages=STAGES) -> None:
     shutil.copy(ROOT / "data" / ".gitignore", repo / "data" / ".gitignore")
     shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
     env = dvc_env()
-    for cmd in (("git", "init", "-q"), ("git", "config", "user.name", "t"),
-                ("git", "config", "user.email", "t@t"), ("dvc", "init", "-q"),
-                ("dvc", "config", "core.analytics", "false")):  # fmt: skip
+    for cmd in (
+        ("git", "init", "-q"),
+        ("git", "config", "user.name", "t"),
+        ("git", "config", "user.email", "t@t"),
+        ("dvc", "init", "-q"),
+        ("dvc", "config", "core.analytics", "false"),
+    ):
         sh(env, repo, *cmd)
 
 

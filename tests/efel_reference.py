@@ -20,10 +20,19 @@ from ephys2expr.recordings.recording import Recording
 from ephys2expr.recordings.settings import FeaturesSettings
 
 PER_SWEEP = [
-    "voltage_base", "steady_state_voltage_stimend", "minimum_voltage", "time_constant",
-    "sag_ratio1", "AP_begin_voltage", "AP_amplitude", "spike_half_width", "min_AHP_values",
-    "spike_count_stimint", "peak_time", "time_to_first_spike",
-]  # fmt: skip
+    "voltage_base",
+    "steady_state_voltage_stimend",
+    "minimum_voltage",
+    "time_constant",
+    "sag_ratio1",
+    "AP_begin_voltage",
+    "AP_amplitude",
+    "spike_half_width",
+    "min_AHP_values",
+    "spike_count_stimint",
+    "peak_time",
+    "time_to_first_spike",
+]
 
 
 def _first(values, key):
@@ -42,8 +51,14 @@ def efel_sweeps(rec: Recording, settings: FeaturesSettings, threshold_mv: float)
     for s in a.sweeps:
         fs, step = s.step.sweep.fs, s.step
         t_ms = np.arange(len(step.sweep.v)) * 1000.0 / fs
-        traces.append({"T": t_ms, "V": step.sweep.v, "stim_start": [step.onset * 1000.0 / fs],
-                       "stim_end": [step.offset * 1000.0 / fs]})  # fmt: skip
+        traces.append(
+            {
+                "T": t_ms,
+                "V": step.sweep.v,
+                "stim_start": [step.onset * 1000.0 / fs],
+                "stim_end": [step.offset * 1000.0 / fs],
+            }
+        )
         meta.append((s.number, step.amplitude, step.duration))
     values = efel.get_feature_values(traces, PER_SWEEP, raise_warnings=False)
     for trace, v in zip(traces, values, strict=True):  # ISIs of the step's spikes only
@@ -96,8 +111,11 @@ def efel_features(rec: Recording, row: dict, settings: FeaturesSettings) -> dict
     isi = per[fmax[0]][2]["isi"] if fmax else []
     out["adratio"] = float(isi[0] / np.mean(isi)) if len(isi) >= 2 else np.nan
     fi = sweeps("f_i_curve_slope")
-    out["f_i_curve_slope"] = (float(np.polyfit([per[n][0] for n in fi], [rates[n] for n in fi],
-                                               1)[0]) if len(fi) >= 2 else np.nan)  # fmt: skip
+    out["f_i_curve_slope"] = (
+        float(np.polyfit([per[n][0] for n in fi], [rates[n] for n in fi], 1)[0])
+        if len(fi) >= 2
+        else np.nan
+    )
     ratios = []
     for n in sweeps("isi_adapt"):
         isi = per[n][2]["isi"]

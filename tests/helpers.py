@@ -28,8 +28,13 @@ def assert_one_line_exit_2(result, *expected: str) -> str:
 
 
 # What schema 6 added to a model store: its tables, and model.json keys.
-SCHEMA_6_TABLES = ("intervals.parquet", "identity.parquet", "class_means.parquet",
-                   "train_targets.parquet", "train_types.parquet")  # fmt: skip
+SCHEMA_6_TABLES = (
+    "intervals.parquet",
+    "identity.parquet",
+    "class_means.parquet",
+    "train_targets.parquet",
+    "train_types.parquet",
+)
 
 
 def as_schema_5(folder) -> dict:

@@ -9,8 +9,9 @@ from ephys2expr.recordings.recording import Recording, Sweep
 ONSET, DURATION, LENGTH = 0.2, 1.0, 1.5  # s: step onset, step length, sweep length
 
 
-def passive_sweep(number, amp_pa, fs, r_mohm=150.0, tau_ms=20.0, rest=-70.0, noise=0.0,
-                  seed=0) -> Sweep:  # fmt: skip
+def passive_sweep(
+    number, amp_pa, fs, r_mohm=150.0, tau_ms=20.0, rest=-70.0, noise=0.0, seed=0
+) -> Sweep:
     """An RC cell's response to a step of ``amp_pa``: V = rest + I R (1 - exp(-t / tau))."""
     t = np.arange(int(LENGTH * fs)) / fs
     i = np.where((t >= ONSET) & (t < ONSET + DURATION), amp_pa, 0.0)
@@ -67,8 +68,15 @@ def recording(sweeps, name="synthetic", **kw) -> Recording:
     return Recording(f"{name}.abf", name, list(sweeps), **kw)
 
 
-def write_nwb(path, sweeps, series="CurrentClampSeries", v_unit="volts", v_conv=1e-3,
-              stimulus=True, i_unit="amperes") -> None:  # fmt: skip
+def write_nwb(
+    path,
+    sweeps,
+    series="CurrentClampSeries",
+    v_unit="volts",
+    v_conv=1e-3,
+    stimulus=True,
+    i_unit="amperes",
+) -> None:
     """A minimal NWB 2 file (the layout of the BluePyEfe test file): one acquisition series
     per sweep (values in mV x ``v_conv`` = ``v_unit``), its stimulus in pA x 1e-12 A."""
     import h5py

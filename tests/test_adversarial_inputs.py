@@ -148,8 +148,9 @@ def test_the_paired_layout_ids_follow_the_same_rule(allen_ids):
     table = pd.DataFrame({"cell_id": allen_ids[:5].astype("float64"), "rin": 100.0})
     assert list(indexed(table, "cell_id", "f.parquet").index) == [str(i) for i in allen_ids[:5]]
     table32 = table.assign(cell_id=table["cell_id"].astype("float32"))
-    raises_one_line("f.parquet: id column 'cell_id' is float32", indexed, table32, "cell_id",
-                    "f.parquet")  # fmt: skip
+    raises_one_line(
+        "f.parquet: id column 'cell_id' is float32", indexed, table32, "cell_id", "f.parquet"
+    )
     mixed = pd.Series(["a1", 3.0, 7], dtype=object)
     assert list(id_strings(mixed, "id", "x")) == ["a1", "3", "7"]
 

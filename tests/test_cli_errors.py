@@ -45,27 +45,47 @@ def _raise(exc):
 
 
 _OS_ERRORS = {
-    "permission": (PermissionError(errno.EACCES, "Permission denied", "/ro/pred.parquet"),
-                   "error: /ro/pred.parquet: Permission denied"),
-    "is a directory": (IsADirectoryError(errno.EISDIR, "Is a directory", "out/pred.parquet"),
-                       "error: out/pred.parquet: Is a directory"),
-    "not a directory": (NotADirectoryError(errno.ENOTDIR, "Not a directory", "f.csv/x"),
-                        "error: f.csv/x: Not a directory"),
-    "exists": (FileExistsError(errno.EEXIST, "File exists", "data/model"),
-               "error: data/model: File exists"),
-    "missing": (FileNotFoundError(errno.ENOENT, "No such file or directory", "in.csv"),
-                "error: in.csv: No such file or directory"),
-    "disk full": (OSError(errno.ENOSPC, "No space left on device", "big.parquet"),
-                  "error: big.parquet: No space left on device"),
-    "read-only fs": (OSError(errno.EROFS, "Read-only file system", "/mnt/out"),
-                     "error: /mnt/out: Read-only file system"),
-    "disk full, no path": (OSError(errno.ENOSPC, "No space left on device"),
-                           "error: No space left on device ([Errno 28] No space left on device)"),
-    "rename across devices": (OSError(errno.EXDEV, "Invalid cross-device link", "a", None, "b"),
-                              "error: a -> b: Invalid cross-device link"),
-    "multi-line input error": (InputError("store.json: bad\n  second line\n"),
-                               "error: store.json: bad | second line"),
-}  # fmt: skip
+    "permission": (
+        PermissionError(errno.EACCES, "Permission denied", "/ro/pred.parquet"),
+        "error: /ro/pred.parquet: Permission denied",
+    ),
+    "is a directory": (
+        IsADirectoryError(errno.EISDIR, "Is a directory", "out/pred.parquet"),
+        "error: out/pred.parquet: Is a directory",
+    ),
+    "not a directory": (
+        NotADirectoryError(errno.ENOTDIR, "Not a directory", "f.csv/x"),
+        "error: f.csv/x: Not a directory",
+    ),
+    "exists": (
+        FileExistsError(errno.EEXIST, "File exists", "data/model"),
+        "error: data/model: File exists",
+    ),
+    "missing": (
+        FileNotFoundError(errno.ENOENT, "No such file or directory", "in.csv"),
+        "error: in.csv: No such file or directory",
+    ),
+    "disk full": (
+        OSError(errno.ENOSPC, "No space left on device", "big.parquet"),
+        "error: big.parquet: No space left on device",
+    ),
+    "read-only fs": (
+        OSError(errno.EROFS, "Read-only file system", "/mnt/out"),
+        "error: /mnt/out: Read-only file system",
+    ),
+    "disk full, no path": (
+        OSError(errno.ENOSPC, "No space left on device"),
+        "error: No space left on device ([Errno 28] No space left on device)",
+    ),
+    "rename across devices": (
+        OSError(errno.EXDEV, "Invalid cross-device link", "a", None, "b"),
+        "error: a -> b: Invalid cross-device link",
+    ),
+    "multi-line input error": (
+        InputError("store.json: bad\n  second line\n"),
+        "error: store.json: bad | second line",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(_OS_ERRORS))
@@ -143,8 +163,11 @@ def _predict(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "stages.predict", *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _nan_scaler(store: Path):
@@ -178,8 +201,9 @@ def test_predict_with_a_broken_store_is_one_line_exit_2(real, tmp_path, breaker)
     shutil.copytree(real / "model", store)
     expected = breaker(store)
     out = tmp_path / "pred.parquet"
-    res = _predict("--model-dir", store, "--input", real / "cells.csv", "--output", out,
-                   cwd=tmp_path)  # fmt: skip
+    res = _predict(
+        "--model-dir", store, "--input", real / "cells.csv", "--output", out, cwd=tmp_path
+    )
     assert res.returncode == 2, res.stderr
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
@@ -190,8 +214,9 @@ def test_predict_with_a_broken_store_is_one_line_exit_2(real, tmp_path, breaker)
 def test_predict_into_a_directory_is_one_line_exit_2(real, tmp_path):
     out = tmp_path / "pred.parquet"
     out.mkdir()
-    res = _predict("--model-dir", real / "model", "--input", real / "cells.csv", "--output", out,
-                   cwd=tmp_path)  # fmt: skip
+    res = _predict(
+        "--model-dir", real / "model", "--input", real / "cells.csv", "--output", out, cwd=tmp_path
+    )
     assert res.returncode == 2, res.stderr
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in res.stderr and str(out) in errors[0]
@@ -203,8 +228,15 @@ def test_predict_into_a_read_only_folder_is_one_line_exit_2(real, tmp_path):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        res = _predict("--model-dir", real / "model", "--input", real / "cells.csv",
-                       "--output", ro / "pred.parquet", cwd=tmp_path)  # fmt: skip
+        res = _predict(
+            "--model-dir",
+            real / "model",
+            "--input",
+            real / "cells.csv",
+            "--output",
+            ro / "pred.parquet",
+            cwd=tmp_path,
+        )
     finally:
         ro.chmod(0o755)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
@@ -215,8 +247,9 @@ def test_train_refuses_a_model_dir_that_is_not_a_store_before_training(tmp_path)
     from stages.train import app
 
     (tmp_path / "model").write_text("not a folder")
-    res = CliRunner().invoke(app, ["--model-dir", str(tmp_path / "model"),
-                                   "--prepared-dir", str(tmp_path / "none")])  # fmt: skip
+    res = CliRunner().invoke(
+        app, ["--model-dir", str(tmp_path / "model"), "--prepared-dir", str(tmp_path / "none")]
+    )
     assert res.exit_code == 2
     assert res.output.splitlines()[-1] == (
         f"error: {tmp_path / 'model'}: exists and is not a folder; cannot write a model store"
@@ -241,11 +274,23 @@ def test_online_table3_with_a_duplicated_type_column_names_it(raw_dir, tmp_path)
         f"prepare:\n  sources: [online_table3, scala2021]\n  training_source: online_table3\n"
         f"  online_table3: {csv}\n"
     )
-    res = CliRunner().invoke(app, [
-        "--params", str(tmp_path / "params.yaml"), "--set", f"features={','.join(CORE_FEATURES)}",
-        "--raw-dir", str(raw), "--out-dir", str(tmp_path / "prepared"),
-        "--metrics", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.json"),
-    ])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--set",
+            f"features={','.join(CORE_FEATURES)}",
+            "--raw-dir",
+            str(raw),
+            "--out-dir",
+            str(tmp_path / "prepared"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--report",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert res.exit_code == 2, res.output
     assert res.output.splitlines()[-1] == f"error: {csv}: duplicate cell type column {dup!r}"
     assert "Inh.1" not in res.output and not (tmp_path / "prepared").exists()

@@ -40,8 +40,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def _help(stage: str) -> str:
     """``python -m stages.<stage> --help`` as a user runs it, in a 100-column terminal."""
     env = {**os.environ, "COLUMNS": str(COLUMNS)}
-    res = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--help"], cwd=ROOT, env=env,
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout
 

@@ -53,8 +53,14 @@ def cadwell(raw_dir):
 
 
 def test_label_markers_come_from_the_taxonomy_lists():
-    assert cs.LABEL_MARKERS == {"Inh": "Gad1", "Exc": "Slc17a7", "Pvalb": "Pvalb",
-                                "Sst": "Sst", "Vip": "Vip", "Lamp5": "Lamp5"}  # fmt: skip
+    assert cs.LABEL_MARKERS == {
+        "Inh": "Gad1",
+        "Exc": "Slc17a7",
+        "Pvalb": "Pvalb",
+        "Sst": "Sst",
+        "Vip": "Vip",
+        "Lamp5": "Lamp5",
+    }
     assert cs.CADWELL_MARKER == "Lamp5"
 
 
@@ -63,9 +69,10 @@ def test_measured_markers_separate_scala_labels_and_compare_models_scores(scala)
     measured = targets.T
     labels = cs.scala_labels(types)
     assert labels.sum().to_dict() == {
-        "Inh": (types["broad_type"] == "Inh").sum(), "Exc": (types["broad_type"] == "Exc").sum(),
+        "Inh": (types["broad_type"] == "Inh").sum(),
+        "Exc": (types["broad_type"] == "Exc").sum(),
         **{f: (types["family"] == f).sum() for f in ("Pvalb", "Sst", "Vip", "Lamp5")},
-    }  # fmt: skip
+    }
     auc = cs.marker_auc(measured, labels, cs.LABEL_MARKERS)
     assert auc["Pvalb"] == roc_auc_score(labels["Pvalb"], measured["Pvalb"])
     # the measured markers are what the labels were called from: near-perfect
@@ -79,8 +86,11 @@ def test_measured_markers_separate_scala_labels_and_compare_models_scores(scala)
     constant = pd.DataFrame(1.0, index=measured.index, columns=genes)
     per_gene, summary = cs.compare_models(
         {"perfect": measured[genes], "shuffled": shuffled, "constant": constant},
-        measured, labels, cs.LABEL_MARKERS, r_threshold=0.3,
-    )  # fmt: skip
+        measured,
+        labels,
+        cs.LABEL_MARKERS,
+        r_threshold=0.3,
+    )
     assert list(summary.index) == ["perfect", "shuffled", "constant", cs.MEASURED]
     assert summary.loc["perfect", "median_r"] == pytest.approx(1.0)
     assert summary.loc["perfect", "frac_r_above"] == 1.0
@@ -120,12 +130,18 @@ def test_cross_source_on_real_subsets(scala, type_mean, cadwell):
     tf, tt, _ = type_mean
     shared = [f for f in tf.columns if f in pf.columns]
     prov = {"params": settings.as_dict()}
-    type_store = _store({"full": list(tf.columns), "no_adratio": shared,
-                         "cadwell": CADWELL_FEATURES}, tf, tt, settings, prov)  # fmt: skip
+    type_store = _store(
+        {"full": list(tf.columns), "no_adratio": shared, "cadwell": CADWELL_FEATURES},
+        tf,
+        tt,
+        settings,
+        prov,
+    )
     cad_tm = type_store.model("cadwell").predict(cadwell.features.loc[ps_cells])
     cad_tm = pd.DataFrame(cad_tm, index=ps_cells, columns=tt.index)
-    paired_store = _store({"full": list(pf.columns), "cadwell": CADWELL_FEATURES}, pf, pt,
-                          settings, prov)  # fmt: skip
+    paired_store = _store(
+        {"full": list(pf.columns), "cadwell": CADWELL_FEATURES}, pf, pt, settings, prov
+    )
     res = cs.validate_cross_source(
         type_mean, type_store, cadwell, cad_tm, scala, paired_store, oof, 0.3
     )
@@ -135,12 +151,19 @@ def test_cross_source_on_real_subsets(scala, type_mean, cadwell):
     # a store without the set a comparison needs is a one-line error naming the setting
     with pytest.raises(InputError, match=r"no feature set of exactly .*train.feature_sets"):
         cs.validate_cross_source(
-            type_mean, _store({"full": list(tf.columns)}, tf, tt, settings, prov), cadwell,
-            cad_tm, scala, paired_store, oof, 0.3,
-        )  # fmt: skip
+            type_mean,
+            _store({"full": list(tf.columns)}, tf, tt, settings, prov),
+            cadwell,
+            cad_tm,
+            scala,
+            paired_store,
+            oof,
+            0.3,
+        )
     t = res.table.set_index(["cell_set", "model"])
-    assert set(t.index) == {(c, m) for c in ("scala2021", "cadwell2016")
-                            for m in ("type_mean", "per_cell", "measured")}  # fmt: skip
+    assert set(t.index) == {
+        (c, m) for c in ("scala2021", "cadwell2016") for m in ("type_mean", "per_cell", "measured")
+    }
     assert t.loc[("scala2021", "per_cell"), "n_cells"] == held.sum()  # held-out cells only
     assert t.loc[("cadwell2016", "per_cell"), "n_cells"] == 45
     assert res.summary["notes"]["scala_type_mean_features"] == shared
@@ -160,11 +183,14 @@ def _store(sets: dict, features, targets, settings, provenance):
     sets = {name: [f for f in features.columns if f in cols] for name, cols in sets.items()}
     models = [
         store_from_estimator(
-            _fit(features, targets, cols, settings), features[cols],
-            targets.index, provenance=provenance, feature_set=name,
+            _fit(features, targets, cols, settings),
+            features[cols],
+            targets.index,
+            provenance=provenance,
+            feature_set=name,
         )
         for name, cols in sets.items()
-    ]  # fmt: skip
+    ]
     return join_feature_sets(models)
 
 

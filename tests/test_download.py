@@ -64,12 +64,16 @@ def notebook_printing(palette: dict[str, str]) -> bytes:
     cells = [
         {"cell_type": "markdown", "metadata": {}, "source": ["# Validating predictions"]},
         {
-            "cell_type": "code", "execution_count": 193, "metadata": {},
+            "cell_type": "code",
+            "execution_count": 193,
+            "metadata": {},
             "source": ["tsne_results = tsne.fit_transform(x_ephys)"],
             "outputs": [{"name": "stdout", "output_type": "stream", "text": ["[t-SNE] done\n"]}],
         },
         {
-            "cell_type": "code", "execution_count": 195, "metadata": {},
+            "cell_type": "code",
+            "execution_count": 195,
+            "metadata": {},
             "source": [
                 "cre = pd.read_csv('./data/driver_lines_anno.csv')\n",
                 "cre_line_palette = {}\n",
@@ -77,18 +81,29 @@ def notebook_printing(palette: dict[str, str]) -> bytes:
                 "    \n",
                 "cre_line_palette",
             ],
-            "outputs": [{
-                "data": {"text/plain": printed}, "execution_count": 195, "metadata": {},
-                "output_type": "execute_result",
-            }],
+            "outputs": [
+                {
+                    "data": {"text/plain": printed},
+                    "execution_count": 195,
+                    "metadata": {},
+                    "output_type": "execute_result",
+                }
+            ],
         },
         {
-            "cell_type": "code", "execution_count": 196, "metadata": {},
+            "cell_type": "code",
+            "execution_count": 196,
+            "metadata": {},
             "source": ["sns.scatterplot(x='x_tsne', y='y_tsne', palette=cre_line_palette)"],
-            "outputs": [{"data": {"image/png": "iVBORw0KGgo=", "text/plain": ["<Figure>"]},
-                         "metadata": {}, "output_type": "display_data"}],
+            "outputs": [
+                {
+                    "data": {"image/png": "iVBORw0KGgo=", "text/plain": ["<Figure>"]},
+                    "metadata": {},
+                    "output_type": "display_data",
+                }
+            ],
         },
-    ]  # fmt: skip
+    ]
     nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 2}
     return json.dumps(nb, indent=1).encode()
 
@@ -249,8 +264,15 @@ def test_stale_file_is_replaced_and_dvc_only_file_present_is_accepted(served, tm
     shutil.copyfile(RAW / table3, dest / table3)
 
     result = _run(
-        "--raw-dir", str(dest), "--base-url", base, "--only", "aibs_ephys.rda", "--only", table3,
-    )  # fmt: skip
+        "--raw-dir",
+        str(dest),
+        "--base-url",
+        base,
+        "--only",
+        "aibs_ephys.rda",
+        "--only",
+        table3,
+    )
     assert result.exit_code == 0, result.output
     assert stale.read_bytes() == (RAW / "aibs" / "aibs_ephys.rda").read_bytes()
     assert _files_under(dest) == {"aibs/aibs_ephys.rda", table3}
@@ -400,9 +422,15 @@ def test_unreachable_host_is_a_clear_error(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     result = _run(
-        "--raw-dir", str(tmp_path / "raw"), "--base-url", f"http://127.0.0.1:{port}",
-        "--only", "aibs_ephys.rda", "--timeout", "5",
-    )  # fmt: skip
+        "--raw-dir",
+        str(tmp_path / "raw"),
+        "--base-url",
+        f"http://127.0.0.1:{port}",
+        "--only",
+        "aibs_ephys.rda",
+        "--timeout",
+        "5",
+    )
     assert result.exit_code == 2
     assert result.stderr.startswith("error: aibs/aibs_ephys.rda: cannot reach http://127.0.0.1:")
     assert not (tmp_path / "raw" / "aibs").exists()
@@ -415,9 +443,15 @@ def test_stalled_server_times_out(tmp_path):
         sock.listen(1)  # the kernel completes the handshake; nobody ever replies
         port = sock.getsockname()[1]
         result = _run(
-            "--raw-dir", str(tmp_path / "raw"), "--base-url", f"http://127.0.0.1:{port}",
-            "--only", "cadwell_meta.rda", "--timeout", "0.3",
-        )  # fmt: skip
+            "--raw-dir",
+            str(tmp_path / "raw"),
+            "--base-url",
+            f"http://127.0.0.1:{port}",
+            "--only",
+            "cadwell_meta.rda",
+            "--timeout",
+            "0.3",
+        )
     assert result.exit_code == 2
     assert "cadwell2016/cadwell_meta.rda: timed out after 0.3 s" in result.stderr
     assert not (tmp_path / "raw" / "cadwell2016").exists()

@@ -34,7 +34,7 @@ FLOORS: list[set[str]] = [
         "cell_inputs",
         "rounding",
         "",
-    },  # fmt: skip
+    },
     {"readers", "identity", "download", "recordings"},
     {"model"},  # the store's classifiers predict with identity's formulas (softmax, blend)
     {"prepare", "train", "predict"},
@@ -119,13 +119,20 @@ def dep_problems(module: str, deps: list[str]) -> list[str]:
         return any(rel == d or rel.startswith(d + "/") for d in code_deps)
 
     problems = [
-        f"{p.relative_to(ROOT)} is imported but not a dep" for p in sorted(closure)
+        f"{p.relative_to(ROOT)} is imported but not a dep"
+        for p in sorted(closure)
         if not covered(p)
-    ]  # fmt: skip
+    ]
     for dep in code_deps:
-        files = [p for p in code_files() if covered(p) and (
-            p.relative_to(ROOT).as_posix() == dep
-            or p.relative_to(ROOT).as_posix().startswith(dep + "/"))]  # fmt: skip
+        files = [
+            p
+            for p in code_files()
+            if covered(p)
+            and (
+                p.relative_to(ROOT).as_posix() == dep
+                or p.relative_to(ROOT).as_posix().startswith(dep + "/")
+            )
+        ]
         unused = [p for p in files if p not in closure]
         if not files:
             problems.append(f"{dep} is a dep but no such code file")

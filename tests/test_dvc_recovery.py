@@ -93,8 +93,14 @@ def test_a_stage_dies_with_the_dvc_that_ran_it_in_a_shell(tmp_path, prefix, suff
     dvc = subprocess.Popen([sys.executable, "-c", run])
     stage = None
     for _ in range(600):
-        stage = next((p for p in psutil.Process(dvc.pid).children(recursive=True)
-                      if p.cmdline()[:2] == [sys.executable, "-c"]), None)  # fmt: skip
+        stage = next(
+            (
+                p
+                for p in psutil.Process(dvc.pid).children(recursive=True)
+                if p.cmdline()[:2] == [sys.executable, "-c"]
+            ),
+            None,
+        )
         if stage is not None and mark.exists() and mark.read_text() == "running":
             break
         psutil.wait_procs([], timeout=0.05)
@@ -146,9 +152,10 @@ def _sh(env, repo, *cmd, check=True):
 
 def _temps(repo: Path) -> list[str]:
     return sorted(
-        str(p.relative_to(repo)) for p in repo.rglob("*")
+        str(p.relative_to(repo))
+        for p in repo.rglob("*")
         if ".tmp" in p.name and ".git" not in p.parts and ".dvc" not in p.parts
-    )  # fmt: skip
+    )
 
 
 def test_failed_or_killed_repro_keeps_the_last_good_outputs(repo, env):
@@ -177,9 +184,13 @@ def test_failed_or_killed_repro_keeps_the_last_good_outputs(repo, env):
     slow["train"].update(alpha=0.05, n_permutations=3000, null_stop_after=0)
     (repo / "params.yaml").write_text(yaml.safe_dump(slow))
     dvc = subprocess.Popen(
-        ["dvc", "repro", "train@rds"], cwd=repo, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        ["dvc", "repro", "train@rds"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in dvc.stderr:  # the stage's log: kill once it is training
         if "nested CV" in line:
             break

@@ -168,10 +168,19 @@ def test_settings_reject_bad_params():
 
 
 def test_settings_name_the_params_key_of_a_bad_value():
-    for key, bad in [("l1_ratio", 0), ("n_alphas", 0), ("alpha_max", -1), ("inner_folds", 1),
-                     ("n_folds", 1), ("cv", "bootstrap"), ("sample_weight", "genes"),
-                     ("n_permutations", -1), ("null_stop_after", -2), ("fdr_q", 1.5),
-                     ("seed", "x")]:  # fmt: skip
+    for key, bad in [
+        ("l1_ratio", 0),
+        ("n_alphas", 0),
+        ("alpha_max", -1),
+        ("inner_folds", 1),
+        ("n_folds", 1),
+        ("cv", "bootstrap"),
+        ("sample_weight", "genes"),
+        ("n_permutations", -1),
+        ("null_stop_after", -2),
+        ("fdr_q", 1.5),
+        ("seed", "x"),
+    ]:
         values = {"penalty": "elasticnet"} if key == "l1_ratio" else {}
         with pytest.raises(InputError, match=f"params.yaml train.{key}"):
             train_settings(**values, **{key: bad})
@@ -193,10 +202,24 @@ def test_settings_from_params_yaml_and_overrides(tmp_path):
     assert (executor.kind, executor.gene_chunk) == ("local", 100)
     # the provenance stored in model.json: the 17 keys of params.yaml's train section
     assert list(settings.as_dict()) == [
-        "model", "penalty", "l1_ratio", "alpha", "n_alphas", "alpha_min", "alpha_max",
-        "inner_folds", "cv", "n_folds", "seed", "sample_weight", "n_permutations",
-        "null_stop_after", "fdr_q", "feature_sets", "min_set_cells",
-    ]  # fmt: skip
+        "model",
+        "penalty",
+        "l1_ratio",
+        "alpha",
+        "n_alphas",
+        "alpha_min",
+        "alpha_max",
+        "inner_folds",
+        "cv",
+        "n_folds",
+        "seed",
+        "sample_weight",
+        "n_permutations",
+        "null_stop_after",
+        "fdr_q",
+        "feature_sets",
+        "min_set_cells",
+    ]
     assert set(settings.as_dict()) == set(yaml.safe_load(PARAMS.read_text())["train"])
     with pytest.raises(InputError, match="params.yaml train.penalty"):
         TrainSettings.from_params(params, ["penalty=lars"])

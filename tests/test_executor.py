@@ -139,8 +139,9 @@ def test_prediction_on_local_cluster_is_the_same_bytes(real, reference, cluster,
     np.testing.assert_array_equal(a.X, b.X)
 
 
-def test_several_feature_sets_on_local_cluster_are_the_same_bytes(real, reference, cluster,
-                                                                   tmp_path):  # fmt: skip
+def test_several_feature_sets_on_local_cluster_are_the_same_bytes(
+    real, reference, cluster, tmp_path
+):
     """Each cell by its own set's model, whichever process computes its chunk: the same
     bytes, and each cell's values those of its set's model alone."""
     features, targets, _ = real
@@ -148,10 +149,12 @@ def test_several_feature_sets_on_local_cluster_are_the_same_bytes(real, referenc
     sub = MultiGeneElasticNet("lasso", alpha=0.05).fit(
         features[cols].to_numpy(), targets.T.to_numpy()
     )
-    store = join_feature_sets([
-        _store_from(reference, features),
-        store_from_estimator(sub, features[cols], targets.index, feature_set="no_tau_cap"),
-    ])  # fmt: skip
+    store = join_feature_sets(
+        [
+            _store_from(reference, features),
+            store_from_estimator(sub, features[cols], targets.index, feature_set="no_tau_cap"),
+        ]
+    )
     rng = np.random.default_rng(1)
     X = features.to_numpy()[rng.integers(0, len(features), 2000)]
     sets = rng.integers(0, 2, len(X))  # chunks of 300 cells mix both sets
@@ -160,8 +163,9 @@ def test_several_feature_sets_on_local_cluster_are_the_same_bytes(real, referenc
     paths = {}
     for name, ex in (("inprocess", None), ("dask", cluster)):
         paths[name] = tmp_path / f"{name}.parquet"
-        write_predictions(paths[name], store, X, meta, gene_idx, chunk_cells=300, executor=ex,
-                          cell_sets=sets)  # fmt: skip
+        write_predictions(
+            paths[name], store, X, meta, gene_idx, chunk_cells=300, executor=ex, cell_sets=sets
+        )
     assert _md5(paths["inprocess"]) == _md5(paths["dask"])
     got = pd.read_parquet(paths["dask"]).set_index("cell_id")[list(store.genes.index)]
     for s, model in enumerate(store.feature_sets.values()):

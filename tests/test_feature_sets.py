@@ -29,8 +29,11 @@ from tests.test_predict import _cells
 from tests.train_data import small_real_inputs
 
 runner = CliRunner()
-SETS = {"full": [], "no_tau_cap": ["tau", "cap"], "no_aphw_maxfreq_adratio":
-        ["aphw", "maxfreq", "adratio"]}  # fmt: skip
+SETS = {
+    "full": [],
+    "no_tau_cap": ["tau", "cap"],
+    "no_aphw_maxfreq_adratio": ["aphw", "maxfreq", "adratio"],
+}
 
 
 def _store(raw_dir, beats: dict[str, float] | None = None):
@@ -53,8 +56,11 @@ def _store(raw_dir, beats: dict[str, float] | None = None):
             },
             index=targets.index,
         )
-        models.append(store_from_estimator(est, features[cols], targets.index, per_gene,
-                                           {"params": {}}, feature_set=name))  # fmt: skip
+        models.append(
+            store_from_estimator(
+                est, features[cols], targets.index, per_gene, {"params": {}}, feature_set=name
+            )
+        )
     return join_feature_sets(models), features, targets
 
 
@@ -74,8 +80,19 @@ def _patterned_cells() -> pd.DataFrame:
     return cells
 
 
-STORE_FEATURES = ["rin", "rmp", "apthr", "apamp", "aphw", "tau", "ahpamp", "rheo", "maxfreq",
-                  "cap", "adratio"]  # fmt: skip
+STORE_FEATURES = [
+    "rin",
+    "rmp",
+    "apthr",
+    "apamp",
+    "aphw",
+    "tau",
+    "ahpamp",
+    "rheo",
+    "maxfreq",
+    "cap",
+    "adratio",
+]
 
 
 def _expected_sets(cells) -> list[str]:
@@ -99,7 +116,8 @@ def test_each_cell_gets_the_set_of_exactly_its_features(store):
     few = "fewer than cells.min_features = 5 of the store's 11 features (has 4)"
     assert reasons[cells.index[15]] == few
     assert set(reasons.drop(cells.index[15])) == {
-        "no feature set of the store has exactly its features"}  # fmt: skip
+        "no feature set of the store has exactly its features"
+    }
     assert (screen.flags.loc[screen.kept, "reason"] == "").all()
     assert not screen.flags["imputed"].any()
     # drop and impute keep to the full set
@@ -127,9 +145,25 @@ def _invoke(tmp_path, s, table: pd.DataFrame, *extra) -> tuple:
     src = tmp_path / "cells.csv"
     table.to_csv(src)
     out = tmp_path / "out" / "pred.h5ad"
-    res = runner.invoke(app, [str(a) for a in (
-        "--model-dir", tmp_path / "model", "--input", src, "--output", out,
-        "--metrics", tmp_path / "m.json", "--report", tmp_path / "r.json", *extra)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            str(a)
+            for a in (
+                "--model-dir",
+                tmp_path / "model",
+                "--input",
+                src,
+                "--output",
+                out,
+                "--metrics",
+                tmp_path / "m.json",
+                "--report",
+                tmp_path / "r.json",
+                *extra,
+            )
+        ],
+    )
     return res, out
 
 
@@ -156,8 +190,9 @@ def test_cli_records_the_set_per_cell_and_predicts_with_that_sets_model(tmp_path
                 scaler.transform(features[cols]), targets.loc[gene, features.index]
             )
             m = s.model(name)  # a cell beyond the range is moved into it first
-            moved = bound_features(cells.loc[rows, cols].to_numpy(float), m.scaler_mean,
-                                   m.feature_min, m.feature_max)  # fmt: skip
+            moved = bound_features(
+                cells.loc[rows, cols].to_numpy(float), m.scaler_mean, m.feature_min, m.feature_max
+            )
             moved = pd.DataFrame(moved, columns=cols)
             want = np.clip(ref.predict(scaler.transform(moved)), *EXPRESSION_RANGE)
             got = adata[rows, gene].X.ravel() if gene in adata.var_names else None
@@ -189,7 +224,8 @@ def test_h5ad_holds_every_sets_quality_and_each_cells_trusted_genes(tmp_path, st
         want = (g["beats_mean"] & (g["q_value"] < 0.1)).to_numpy()
         np.testing.assert_array_equal(trusted.loc[cell].to_numpy(), want)
     assert adata.uns["ephys2expr"]["sets_without_null"] is None or not len(
-        adata.uns["ephys2expr"]["sets_without_null"])  # fmt: skip
+        adata.uns["ephys2expr"]["sets_without_null"]
+    )
 
 
 def test_rerun_gives_the_same_bytes(tmp_path, store):
@@ -234,11 +270,16 @@ def test_a_table_with_too_few_features_is_one_line_listing_features_and_sets(tmp
 def test_feature_sets_setting_is_checked():
     ok = TrainSettings.from_params({"train": {"feature_sets": "{a: [tau], full: []}"}})
     assert list(ok.feature_sets.items()) == [("full", []), ("a", ["tau"])]  # full set first
-    assert ok.resolve_feature_sets(["rin", "tau", "cap"]) == {"full": ["rin", "tau", "cap"],
-                                                               "a": ["rin", "cap"]}  # fmt: skip
+    assert ok.resolve_feature_sets(["rin", "tau", "cap"]) == {
+        "full": ["rin", "tau", "cap"],
+        "a": ["rin", "cap"],
+    }
     derived = {"full": ["rin", "tau", "cap"], "no_tau_cap": ["rin"], "no_tau": ["rin", "cap"]}
     assert ok.resolve_feature_sets(["rin", "tau", "cap"], derived) == {
-        "full": ["rin", "tau", "cap"], "no_tau_cap": ["rin"], "a": ["rin", "cap"]}  # fmt: skip
+        "full": ["rin", "tau", "cap"],
+        "no_tau_cap": ["rin"],
+        "a": ["rin", "cap"],
+    }
     user_only = TrainSettings.from_params({"train": {"feature_sets": {"a": ["tau"]}}})
     assert list(user_only.resolve_feature_sets(["rin", "tau"])) == ["full", "a"]
     for value, message in (
@@ -252,8 +293,9 @@ def test_feature_sets_setting_is_checked():
     only = TrainSettings.from_params({"train": {"feature_sets": {"full": [], "x": ["sag"]}}})
     assert list(only.resolve_feature_sets(["rin", "tau"])) == ["full"]  # same features: skipped
     with pytest.raises(InputError, match="leaves out every feature"):
-        TrainSettings.from_params({"train": {"feature_sets": {"full": [], "x": ["rin"]}}}
-                                  ).resolve_feature_sets(["rin"])  # fmt: skip
+        TrainSettings.from_params(
+            {"train": {"feature_sets": {"full": [], "x": ["rin"]}}}
+        ).resolve_feature_sets(["rin"])
 
 
 def test_human_cells_are_predicted_by_a_set_without_tau_and_reported_by_dendrite_type(
@@ -294,8 +336,11 @@ def test_every_real_allen_cell_with_5_features_gets_a_set_of_exactly_its_feature
         est = MultiGeneElasticNet(penalty="lasso", alpha=0.05).fit(
             features[cols].to_numpy(), targets.T.to_numpy()
         )
-        models.append(store_from_estimator(est, features[cols], targets.index, None,
-                                           {"params": {}}, feature_set=name))  # fmt: skip
+        models.append(
+            store_from_estimator(
+                est, features[cols], targets.index, None, {"params": {}}, feature_set=name
+            )
+        )
     screen = CellScreen("feature_set").fit(join_feature_sets(models))
     for cells in tables.values():
         flags = screen.transform(cells).flags

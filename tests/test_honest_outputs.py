@@ -52,8 +52,14 @@ def type_mean(raw_dir):
     cols = [c for c in features.columns if c != "adratio"]
     settings = TrainSettings.from_params({"train": {"n_alphas": 8, "n_permutations": 0}})
     res = train_and_evaluate(features[cols], targets, types, settings)
-    store = store_from_estimator(res.final, features[cols], targets.index, res.per_gene,
-                                 {"params": {}}, intervals=res.intervals)  # fmt: skip
+    store = store_from_estimator(
+        res.final,
+        features[cols],
+        targets.index,
+        res.per_gene,
+        {"params": {}},
+        intervals=res.intervals,
+    )
     return store, res
 
 
@@ -86,8 +92,12 @@ def test_far_cells_keep_their_ranking(type_mean, scala):
 
 def test_far_cells_get_intervals_that_widen_with_distance(type_mean, scala):
     store, _ = type_mean
-    X = np.vstack([store.train_features.to_numpy(dtype=float),  # in range
-                   scala[0][store.features].to_numpy(dtype=float)])  # fmt: skip
+    X = np.vstack(
+        [
+            store.train_features.to_numpy(dtype=float),  # in range
+            scala[0][store.features].to_numpy(dtype=float),
+        ]
+    )
     gi = np.arange(len(store.gene_names))
     terms = (set_terms(store, gi, np.float64), interval_terms(store, gi, 0.9))
     _, (lower, upper) = _block_and_bounds(terms, X, np.zeros(len(X), dtype=np.int64))
@@ -163,8 +173,10 @@ def test_a_knn_classifier_is_stored_and_loaded_without_pickle(scala):
     stored = stored_classifier(clf)
     assert stored.kind == "knn" and stored.coef.shape == (len(clf.classes_), X.shape[1])
     sets = {"full": list(features.columns)}
-    means = {"family": pd.DataFrame(0.0, index=stored.classes, columns=["g"]),
-             "type": pd.DataFrame(0.0, index=["t"], columns=["g"])}  # fmt: skip
+    means = {
+        "family": pd.DataFrame(0.0, index=stored.classes, columns=["g"]),
+        "type": pd.DataFrame(0.0, index=["t"], columns=["g"]),
+    }
     meta, table, class_means = identity_tables(
         StoreIdentity({"full": {"family": stored}}, means), sets, ["g"]
     )

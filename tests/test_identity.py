@@ -112,8 +112,9 @@ def test_best_chooses_by_the_inner_cv_only(scala, folds, levels):
         final = res.final
         mse = final.cv_mse_[np.arange(len(final.alpha_index_)), final.alpha_index_]
         Y = targets[list(f.index)].T.to_numpy()
-        return mixture_cv(Y, res.oof.to_numpy().T, res.inner_mse, mse, levels, outer,
-                          settings, groups)  # fmt: skip
+        return mixture_cv(
+            Y, res.oof.to_numpy().T, res.inner_mse, mse, levels, outer, settings, groups
+        )
 
     a = run(t)
     te = outer[0][1]
@@ -186,12 +187,14 @@ def test_the_store_round_trips_the_identity_part_without_pickle(scala, trained):
     )
     probas = store.identity_probabilities(X)
     clf = out.identity["full"].levels["family"].final
-    np.testing.assert_allclose(probas["family"].to_numpy(), clf.predict_proba(X.to_numpy()),
-                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        probas["family"].to_numpy(), clf.predict_proba(X.to_numpy()), atol=1e-12
+    )
     np.testing.assert_allclose(
         proba_from_model(clf.models_[clf.kind_], clf.mean_, clf.scale_, X.to_numpy()),
-        probas["family"].to_numpy(), atol=1e-12,
-    )  # fmt: skip
+        probas["family"].to_numpy(),
+        atol=1e-12,
+    )
     assert list(probas["type"].columns) == sorted(scala[2]["type"].astype(str).unique())
     # best in X: a gene whose kind is a mixture is the class-mean sum, not the linear model
     kinds = store.genes["model_kind"]
@@ -230,9 +233,24 @@ def test_a_user_table_predicted_through_the_cli_gets_the_identity_columns(
     cells = cells.drop(columns=["tau", "cap"])  # these cells get the no_tau_cap set's classifier
     src, out = tmp_path / "cells.csv", tmp_path / "pred.h5ad"
     cells.to_csv(src)
-    res = CliRunner().invoke(app, [str(a) for a in (
-        "--model-dir", model_dir, "--input", src, "--output", out,
-        "--metrics", tmp_path / "m.json", "--report", tmp_path / "r.json")])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            str(a)
+            for a in (
+                "--model-dir",
+                model_dir,
+                "--input",
+                src,
+                "--output",
+                out,
+                "--metrics",
+                tmp_path / "m.json",
+                "--report",
+                tmp_path / "r.json",
+            )
+        ],
+    )
     assert res.exit_code == 0, res.output
     adata = ad.read_h5ad(out)
     obs = adata.obs
@@ -248,8 +266,7 @@ def test_a_user_table_predicted_through_the_cli_gets_the_identity_columns(
     np.testing.assert_allclose(fam.to_numpy(), expected.to_numpy(), rtol=1e-5, atol=1e-6)
     # X holds the best expression: the store's own predictions of the set
     got = adata[:, list(store.gene_names)[:5]].X
-    np.testing.assert_allclose(got, sub.predict(cells[sub.features])[:, :5], rtol=1e-4,
-                               atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(got, sub.predict(cells[sub.features])[:, :5], rtol=1e-4, atol=1e-4)
 
 
 def test_a_table_without_tau_cap_and_sag_is_predicted_whole_by_the_per_cell_store(
@@ -268,10 +285,26 @@ def test_a_table_without_tau_cap_and_sag_is_predicted_whole_by_the_per_cell_stor
     cells = allen_cells.dropna(subset=kept).iloc[:30][kept]
     src, out = tmp_path / "cells.csv", tmp_path / "pred.h5ad"
     cells.to_csv(src)
-    res = CliRunner().invoke(app, [str(a) for a in (
-        "--model-dir", model_dir, "--input", src, "--output", out, "--report",
-        tmp_path / "r.json", "--set", "n_permutations=0", "--set",
-        f"cache_dir={tmp_path / 'cache'}")])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            str(a)
+            for a in (
+                "--model-dir",
+                model_dir,
+                "--input",
+                src,
+                "--output",
+                out,
+                "--report",
+                tmp_path / "r.json",
+                "--set",
+                "n_permutations=0",
+                "--set",
+                f"cache_dir={tmp_path / 'cache'}",
+            )
+        ],
+    )
     assert res.exit_code == 0, res.output
     adata = ad.read_h5ad(out)
     assert list(adata.obs_names) == [str(i) for i in cells.index]

@@ -62,8 +62,12 @@ def test_numpy_quantiles_give_crepes_intervals_on_real_residuals(trained):
             ref = plain.predict_int(oof[n_cal:, g], confidence=level)
             np.testing.assert_allclose(ref[:, 1] - oof[n_cal:, g], q_plain[i, g], rtol=1e-12)
             ref = norm.predict_int(oof[n_cal:, g], sigmas=sigma[n_cal:, g], confidence=level)
-            ours = np.column_stack([oof[n_cal:, g] - q_norm[i, g] * sigma[n_cal:, g],
-                                    oof[n_cal:, g] + q_norm[i, g] * sigma[n_cal:, g]])  # fmt: skip
+            ours = np.column_stack(
+                [
+                    oof[n_cal:, g] - q_norm[i, g] * sigma[n_cal:, g],
+                    oof[n_cal:, g] + q_norm[i, g] * sigma[n_cal:, g],
+                ]
+            )
             np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
     # where (1 - level)(n + 1) is an integer crepes' float product drops a rank: with 19
     # leave-one-out residuals at 0.9 it takes the largest, the conformal rule the 2nd
@@ -86,9 +90,17 @@ def test_intervals_cover_held_out_animals_at_their_level(trained):
         for tr, te in result.folds:
             assert not set(groups[tr]) & set(groups[te])
             m, s = standardize_stats(X[tr])
-            iv = GeneIntervals.calibrate(method, np.abs(Y[tr] - oof[tr]), X[tr], distance[tr], m,
-                                         s, pd.RangeIndex(Y.shape[1]), list(features.columns),
-                                         INTERVAL_NEIGHBORS)  # fmt: skip
+            iv = GeneIntervals.calibrate(
+                method,
+                np.abs(Y[tr] - oof[tr]),
+                X[tr],
+                distance[tr],
+                m,
+                s,
+                pd.RangeIndex(Y.shape[1]),
+                list(features.columns),
+                INTERVAL_NEIGHBORS,
+            )
             half = iv.half_width(X[te], 0.9, distance[te])
             covered.append(np.abs(Y[te] - oof[te]) <= half)
             widths.append(2 * half)
@@ -121,9 +133,17 @@ def test_coverage_per_row_is_held_out_and_binned_by_ood_score(trained):
     distance = oof_distances(X, result.folds)
     tr, te = result.folds[0]
     m, s = standardize_stats(X[tr])
-    iv = GeneIntervals.calibrate(report["method"], np.abs(Y[tr] - oof[tr]), X[tr], distance[tr],
-                                 m, s, pd.RangeIndex(Y.shape[1]), list(features.columns),
-                                 INTERVAL_NEIGHBORS)  # fmt: skip
+    iv = GeneIntervals.calibrate(
+        report["method"],
+        np.abs(Y[tr] - oof[tr]),
+        X[tr],
+        distance[tr],
+        m,
+        s,
+        pd.RangeIndex(Y.shape[1]),
+        list(features.columns),
+        INTERVAL_NEIGHBORS,
+    )
     half = iv.half_width(X[te], 0.9, distance[te])
     by_hand = (np.abs(Y[te] - oof[te]) <= half + 1e-12).mean(axis=1)
     np.testing.assert_allclose(cov[te], by_hand, atol=2 / Y.shape[1])  # clipping at 0 aside
@@ -141,18 +161,39 @@ def store_dir(trained, tmp_path_factory):
     second, so that predict's kNN distances are exercised too)."""
     features, targets, _, result = trained
     X, Y, oof = _residuals(trained)
-    full = store_from_estimator(result.final, features, targets.index, result.per_gene,
-                                {"params": {}}, intervals=result.intervals)  # fmt: skip
+    full = store_from_estimator(
+        result.final,
+        features,
+        targets.index,
+        result.per_gene,
+        {"params": {}},
+        intervals=result.intervals,
+    )
     cols = [c for c in features.columns if c not in ("tau", "cap")]
     fast = TrainSettings.from_params({"train": {"n_alphas": 8, "n_permutations": 0}})
     sub = train_and_evaluate(features[cols], targets, trained[2], fast)
     Xs = features[cols].to_numpy(dtype=float)
     m, s = standardize_stats(Xs)
     oof_s = sub.oof[list(features.index)].to_numpy(dtype=float).T
-    knn = GeneIntervals.calibrate("knn", np.abs(Y - oof_s), Xs, oof_distances(Xs, sub.folds), m,
-                                  s, targets.index, cols, INTERVAL_NEIGHBORS)  # fmt: skip
-    other = store_from_estimator(sub.final, features[cols], targets.index, sub.per_gene,
-                                 feature_set="no_tau_cap", intervals=knn)  # fmt: skip
+    knn = GeneIntervals.calibrate(
+        "knn",
+        np.abs(Y - oof_s),
+        Xs,
+        oof_distances(Xs, sub.folds),
+        m,
+        s,
+        targets.index,
+        cols,
+        INTERVAL_NEIGHBORS,
+    )
+    other = store_from_estimator(
+        sub.final,
+        features[cols],
+        targets.index,
+        sub.per_gene,
+        feature_set="no_tau_cap",
+        intervals=knn,
+    )
     folder = tmp_path_factory.mktemp("store") / "scala"
     save_model_store(join_feature_sets([full, other]), folder)
     return folder
@@ -163,8 +204,9 @@ def test_store_round_trip_keeps_the_intervals(store_dir, trained):
     assert store.intervals.method == "features"
     assert store.model("no_tau_cap").intervals.method == "knn"
     assert store.model("no_tau_cap").intervals.k == INTERVAL_NEIGHBORS
-    pd.testing.assert_frame_equal(store.intervals.table, trained[3].intervals.table,
-                                  check_names=False)  # fmt: skip
+    pd.testing.assert_frame_equal(
+        store.intervals.table, trained[3].intervals.table, check_names=False
+    )
 
 
 def _predict(store, X, tmp_path, cell_sets, **kw):
@@ -174,9 +216,18 @@ def _predict(store, X, tmp_path, cell_sets, **kw):
     meta.index.name = "cell_id"
     gene_idx = np.arange(len(store.genes))
     paths = {"h5ad_path": tmp_path / "p.h5ad", "path": tmp_path / "p.parquet"}
-    write_predictions(paths["path"], store, X, meta, gene_idx, chunk_cells=150,
-                      file_metadata={"intervals": {"level": 0.9}}, h5ad_path=paths["h5ad_path"],
-                      cell_sets=cell_sets, **kw)  # fmt: skip
+    write_predictions(
+        paths["path"],
+        store,
+        X,
+        meta,
+        gene_idx,
+        chunk_cells=150,
+        file_metadata={"intervals": {"level": 0.9}},
+        h5ad_path=paths["h5ad_path"],
+        cell_sets=cell_sets,
+        **kw,
+    )
     return paths
 
 
@@ -238,8 +289,10 @@ def test_predict_needs_no_refit(store_dir, trained, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise AssertionError("predict refitted something")
 
-    fitting = {mi: ("fit_scale", "conformal_quantile"),
-               ti: ("chunk_intervals", "gather_intervals", "oof_distances")}  # fmt: skip
+    fitting = {
+        mi: ("fit_scale", "conformal_quantile"),
+        ti: ("chunk_intervals", "gather_intervals", "oof_distances"),
+    }
     for module, names in fitting.items():
         for name in names:
             monkeypatch.setattr(module, name, broken)

@@ -48,8 +48,17 @@ def _run(real: Path, table: pd.DataFrame | str, tmp_path: Path, caplog, *more: s
     else:
         table.to_csv(path)
     out = tmp_path / "p.parquet"
-    args = ["--model-dir", str(real / "model"), "--input", str(path), "--output", str(out),
-            "--set", "write_h5ad=false", *more]  # fmt: skip
+    args = [
+        "--model-dir",
+        str(real / "model"),
+        "--input",
+        str(path),
+        "--output",
+        str(out),
+        "--set",
+        "write_h5ad=false",
+        *more,
+    ]
     with caplog.at_level(logging.INFO, logger="ephys2expr"):
         res = runner.invoke(predict_app, args)
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -94,8 +103,9 @@ def test_tau_in_seconds_is_a_warning_naming_seconds(real, tmp_path, caplog):
 def test_a_feature_in_another_unit_is_named_with_it(real, feature, factor, unit):
     cells = _v6(real)
     train = pd.read_parquet(real / "model" / "train_features.parquet")
-    message = scale_mistake(feature, float(cells[feature].median() * factor),
-                            float(train[feature].median()))  # fmt: skip
+    message = scale_mistake(
+        feature, float(cells[feature].median() * factor), float(train[feature].median())
+    )
     assert message is not None and message.endswith(unit), message
 
 
@@ -134,8 +144,9 @@ def test_extra_fields_with_values_are_an_error(real, tmp_path, caplog):
     lines = _v6(real).head(20).to_csv().splitlines()
     text = "\n".join([lines[0]] + [ln + ",7" for ln in lines[1:]]) + "\n"
     res, _, path, _ = _run(real, text, tmp_path, caplog)
-    assert_one_line_exit_2(res, f"{path}: line 2 has 22 field(s), the header 21",
-                           "would shift every column")  # fmt: skip
+    assert_one_line_exit_2(
+        res, f"{path}: line 2 has 22 field(s), the header 21", "would shift every column"
+    )
 
 
 def test_a_feature_no_cell_has_is_a_warning(real, tmp_path, caplog):
@@ -147,8 +158,10 @@ def test_a_feature_no_cell_has_is_a_warning(real, tmp_path, caplog):
         "has no value in any cell: no cell is predicted with it; add it, or ignore this if it "
         "was not measured" in warnings
     )
-    assert any(w.startswith(f"{path}: the model's feature 'maxfreq'") and "is not a column" in w
-               for w in warnings)  # fmt: skip
+    assert any(
+        w.startswith(f"{path}: the model's feature 'maxfreq'") and "is not a column" in w
+        for w in warnings
+    )
 
 
 def test_unused_columns_are_listed_once(real, tmp_path, caplog):
@@ -168,12 +181,14 @@ def test_implausible_drop_value_predicts_the_rest_of_the_table(real, tmp_path, c
     first = cells.index[0]
     cells.loc[first, "rin"] = 50_000.0  # ohm for MOhm in one cell: outside (0, 10000]
     res, _, path, out = _run(real, cells, tmp_path, caplog)
-    assert_one_line_exit_2(res, f"{path}: column 'rin', cell {first}: 50000 is outside",
-                           "--set implausible=drop_value")  # fmt: skip
+    assert_one_line_exit_2(
+        res, f"{path}: column 'rin', cell {first}: 50000 is outside", "--set implausible=drop_value"
+    )
     res, warnings, _, out = _run(real, cells, tmp_path, caplog, "--set", "implausible=drop_value")
     assert res.exit_code == 0, res.output
-    assert any("column 'rin': 1 value(s) outside the plausible range" in w and first in w
-               for w in warnings)  # fmt: skip
+    assert any(
+        "column 'rin': 1 value(s) outside the plausible range" in w and first in w for w in warnings
+    )
     # the cell is handled as one without rin (this store has no set for it: not predicted),
     # every other cell as before
     pred = pd.read_parquet(out).set_index("cell_id")

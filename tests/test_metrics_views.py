@@ -82,15 +82,32 @@ def test_committed_metrics_are_the_headline_of_the_committed_reports():
 def test_train_headline_has_the_same_keys_for_every_source():
     """The distributions' keys for every source, null where a number does not apply (no
     null, no identity classifier, intervals of another level), floats to 4 decimals."""
-    model = {"r2_q10": -0.41234567, "r2_median": 0.25, "r2_q90": 0.5, "rmse_median": 1.0,
-             "rmse_q90": 2.123456, "frac_r2_gt_0.1": 0.3}  # fmt: skip
+    model = {
+        "r2_q10": -0.41234567,
+        "r2_median": 0.25,
+        "r2_q90": 0.5,
+        "rmse_median": 1.0,
+        "rmse_q90": 2.123456,
+        "frac_r2_gt_0.1": 0.3,
+    }
     intervals = {"level": 0.9, "method": "plain", "methods": {"plain": {"coverage": 0.901}}}
-    report = {"model": model, "null": {"genes_significant_and_beating_all": 7},
-              "identity": {"family": {"accuracy": 0.84}}, "intervals": intervals}  # fmt: skip
+    report = {
+        "model": model,
+        "null": {"genes_significant_and_beating_all": 7},
+        "identity": {"family": {"accuracy": 0.84}},
+        "intervals": intervals,
+    }
     assert train_headline({**report, "source": "scala2021"}) == {
-        "r2_10": -0.4123, "r2_50": 0.25, "r2_90": 0.5, "rmse_50": 1.0, "rmse_90": 2.1235,
-        "sig": 7, "r2_gt01": 0.3, "fam_acc": 0.84, "cov90": 0.901,
-    }  # fmt: skip
+        "r2_10": -0.4123,
+        "r2_50": 0.25,
+        "r2_90": 0.5,
+        "rmse_50": 1.0,
+        "rmse_90": 2.1235,
+        "sig": 7,
+        "r2_gt01": 0.3,
+        "fam_acc": 0.84,
+        "cov90": 0.901,
+    }
     bare = train_headline({"model": {**model, "r2_q90": float("nan")}})
     assert tuple(bare) == HEADLINE_KEYS
     assert bare["sig"] is bare["fam_acc"] is bare["cov90"] is bare["r2_90"] is None
@@ -106,8 +123,10 @@ def _dvc(repo: Path, *args: str) -> str:
 def _git(repo: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=repo, check=True, capture_output=True,
-    )  # fmt: skip
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture
@@ -147,8 +166,9 @@ def test_dvc_metrics_diff_all_prints_unchanged_numbers(repo):
     assert _dvc(repo, "metrics", "diff") == ""  # DVC's default: silence when nothing changed
     out = _dvc(repo, "metrics", "diff", "--all")
     # DVC lists every number; a null (a key that does not apply to a source) is no number
-    n_values = sum(v is not None for p in _metrics_files()
-                   for v in json.loads(p.read_text()).values())  # fmt: skip
+    n_values = sum(
+        v is not None for p in _metrics_files() for v in json.loads(p.read_text()).values()
+    )
     assert len(out.splitlines()) == 1 + n_values and _width(out) <= WIDTH, out
 
 
@@ -171,15 +191,26 @@ def test_documented_dvc_exp_show_fits_120_columns(repo):
     params["train"]["alpha"] = 0.05
     params["prepare"]["sources"].append("template")
     files = {k: f"examples/patchseq_template/{k}.csv" for k in ("features", "counts", "metadata")}
-    params["prepare"]["paired"] = {"template": {**files, "columns": {
-        "library": "total_reads", "group": "mouse", "type": "t_type", "family": "family"}}}
+    params["prepare"]["paired"] = {
+        "template": {
+            **files,
+            "columns": {
+                "library": "total_reads",
+                "group": "mouse",
+                "type": "t_type",
+                "family": "family",
+            },
+        }
+    }
     params["train_template"] = {"n_folds": 3, "n_permutations": 20}
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copy(repo / "metrics" / "train_scala2021.json", repo / "metrics" / "train_template.json")
     for path in (repo / "metrics").glob("*.json"):
         metrics = json.loads(path.read_text())
-        changed = {k: v + 1 if isinstance(v, int) else None if v is None else round(v + 0.01, 4)
-                   for k, v in metrics.items()}  # fmt: skip
+        changed = {
+            k: v + 1 if isinstance(v, int) else None if v is None else round(v + 0.01, 4)
+            for k, v in metrics.items()
+        }
         path.write_text(json.dumps(changed))
     _git(repo, "commit", "-qam", "alpha 0.05")
     out = _dvc(repo, *_documented_exp_show(), "--no-pager", "-n", "2")

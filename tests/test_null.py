@@ -71,7 +71,7 @@ def test_null_does_not_depend_on_batching_or_other_genes(real, monkeypatch):
     parts = [
         permutation_null(
             X, Y[:, sl], folds, fold_alpha[:, sl], r2[sl], settings, None, 3, verbose=False
-        )  # fmt: skip
+        )
         for sl in (slice(0, half), slice(half, None))
     ]
     for res in (small, *parts):

@@ -27,8 +27,9 @@ def trained(raw_dir, tmp_path_factory):
     """A store trained by the train stage's function on small real inputs (its derived sets
     full and no_tau_cap, plus no_adratio and cadwell), saved and loaded back."""
     prepared = write_small_prepared(raw_dir, tmp_path_factory.mktemp("prepared"))
-    out = train_from_prepared(prepared, train_settings(**FAST),
-                              cell_inputs=["aibs_v6", "aibs_v10"], min_features=5)  # fmt: skip
+    out = train_from_prepared(
+        prepared, train_settings(**FAST), cell_inputs=["aibs_v6", "aibs_v10"], min_features=5
+    )
     folder = tmp_path_factory.mktemp("store") / "model"
     save_model_store(out.store, folder)
     return load_model_store(folder), folder
@@ -94,10 +95,23 @@ def test_cli_predicts_a_table_whose_pattern_the_store_lacks(trained, tmp_path):
     src = tmp_path / "cells.csv"
     cells.to_csv(src)
     out = tmp_path / "pred.h5ad"
-    res = CliRunner().invoke(app, [
-        "--model-dir", str(folder), "--input", str(src), "--output", str(out),
-        "--report", str(tmp_path / "r.json"), "--set", "n_permutations=0",
-        "--set", f"cache_dir={tmp_path / 'cache'}"])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "--model-dir",
+            str(folder),
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--report",
+            str(tmp_path / "r.json"),
+            "--set",
+            "n_permutations=0",
+            "--set",
+            f"cache_dir={tmp_path / 'cache'}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     adata = ad.read_h5ad(out)
     assert list(adata.obs_names) == list(cells.index)

@@ -52,8 +52,17 @@ def work(tmp_path_factory) -> Path:
 
 
 def _predict_cmd(work: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "stages.predict", "--model-dir", str(work / "model"),
-            "--input", str(work / "cells.parquet"), "--output", str(out)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "stages.predict",
+        "--model-dir",
+        str(work / "model"),
+        "--input",
+        str(work / "cells.parquet"),
+        "--output",
+        str(out),
+    ]
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -68,8 +77,9 @@ def test_a_file_size_limit_during_the_h5ad_write_is_one_line(work, tmp_path):
     def limit():  # 2 MB: room for the genes table, not for the predictions
         resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
 
-    res = subprocess.run(_predict_cmd(work, out), cwd=ROOT, capture_output=True, text=True,
-                         preexec_fn=limit)  # fmt: skip
+    res = subprocess.run(
+        _predict_cmd(work, out), cwd=ROOT, capture_output=True, text=True, preexec_fn=limit
+    )
     assert res.returncode == 2, res.stderr[-2000:]
     assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr
     [line] = _error_lines(res.stderr)
@@ -95,8 +105,9 @@ def test_a_full_disk_during_the_h5ad_write_is_one_line(work, tmp_path, size):
     out = mnt / "pred.h5ad"
     cmd = " ".join(_predict_cmd(work, out))
     script = f"mount -t tmpfs -o size={size} tmpfs {mnt} && {cmd}; echo rc=$? >&2; ls -A {mnt}"
-    res = subprocess.run(["unshare", "--mount", "sh", "-c", script], cwd=ROOT,
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True
+    )
     assert "rc=2" in res.stderr, res.stderr[-2000:]
     [line] = _error_lines(res.stderr)
     assert line.startswith(f"error: {out}: writing failed (No space left on device")
@@ -139,8 +150,9 @@ def test_a_sigterm_during_garbage_collection_still_aborts_the_output_set(tmp_pat
     temporaries left)."""
     out = tmp_path / "out"
     out.mkdir()
-    res = subprocess.run([sys.executable, "-c", SWALLOWED, str(out)], cwd=ROOT,
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", SWALLOWED, str(out)], cwd=ROOT, capture_output=True, text=True
+    )
     assert res.returncode == 128 + signal.SIGTERM, res.stderr
     assert "finished" not in res.stdout and "Exception ignored" not in res.stderr
     assert os.listdir(out) == []  # no output, no temporary
@@ -159,8 +171,9 @@ def test_a_swallowed_sigterm_is_sent_again_and_stops_the_run():
         "    time.sleep(0.1)\n"
         "print('finished', flush=True)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code, "."], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code, "."], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 128 + signal.SIGTERM, res.stderr
     assert "finished" not in res.stdout and "Exception ignored" not in res.stderr
 
@@ -175,8 +188,12 @@ def test_a_swallowed_sigterm_never_commits_an_atomic_write(tmp_path):
         "temps._SIGNALS.append(signal.SIGTERM)  # as a finalizer that swallowed it leaves it\n"
         "write_json({'a': 1}, sys.argv[1])\n"
     )
-    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.json")], cwd=ROOT,
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "a.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 143, res.stderr
     assert os.listdir(tmp_path) == []
 
@@ -194,20 +211,41 @@ def test_a_swallowed_sigterm_never_commits_an_atomic_write(tmp_path):
 def test_a_csv_the_csv_module_refuses_is_one_line(work, tmp_path, text, expected):
     path = tmp_path / "cells.csv"
     path.write_text(text)
-    res = runner.invoke(predict_app, ["--model-dir", str(work / "model"), "--input", str(path),
-                                      "--output", str(tmp_path / "p.h5ad")])  # fmt: skip
+    res = runner.invoke(
+        predict_app,
+        [
+            "--model-dir",
+            str(work / "model"),
+            "--input",
+            str(path),
+            "--output",
+            str(tmp_path / "p.h5ad"),
+        ],
+    )
     line = assert_one_line_exit_2(res, f"{path}: line ", expected)
     assert "stray quote" in line
 
 
 @pytest.mark.parametrize("seed", ["-1", "1e30", "4294967296"])
 def test_a_seed_numpy_refuses_is_one_line(seed):
-    raises_one_line(r"params.yaml train.seed: .* is not a whole number from 0 to 2\*\*32 - 1",
-                    TrainSettings.from_params, None, [f"seed={seed}"])  # fmt: skip
+    raises_one_line(
+        r"params.yaml train.seed: .* is not a whole number from 0 to 2\*\*32 - 1",
+        TrainSettings.from_params,
+        None,
+        [f"seed={seed}"],
+    )
 
 
-@pytest.mark.parametrize("address", ["file:///etc/passwd", "http://localhost:80", "tcp://",
-                                     "tcp://host:port", "tcp://host:8786/path"])  # fmt: skip
+@pytest.mark.parametrize(
+    "address",
+    [
+        "file:///etc/passwd",
+        "http://localhost:80",
+        "tcp://",
+        "tcp://host:port",
+        "tcp://host:8786/path",
+    ],
+)
 def test_an_executor_address_that_is_not_a_scheduler_is_one_line(address):
     raises_one_line(
         r"params.yaml executor.address: .* is not a Dask scheduler address",
@@ -275,17 +313,26 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
     """Nine lines expanding to 9**9 strings: every stage hung (3.9 GB at 40 s)."""
     params = tmp_path / "params.yaml"
     params.write_text(BOMB + "train:\n  alpha: 0.05\n")
-    res = runner.invoke(train_app, ["--params", str(params), "--prepared-dir", str(tmp_path),
-                                    "--model-dir", str(tmp_path / "m")])  # fmt: skip
-    assert_one_line_exit_2(res, f"{params}: not valid YAML (anchors and aliases",
-                           "line 1 column 4")  # fmt: skip
+    res = runner.invoke(
+        train_app,
+        [
+            "--params",
+            str(params),
+            "--prepared-dir",
+            str(tmp_path),
+            "--model-dir",
+            str(tmp_path / "m"),
+        ],
+    )
+    assert_one_line_exit_2(res, f"{params}: not valid YAML (anchors and aliases", "line 1 column 4")
 
 
 def test_a_key_twice_in_params_yaml_is_refused(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  alpha: 0.05\n  n_folds: 5\n  alpha: 0.1\n")
-    raises_one_line(f"{params}: not valid YAML \\(key 'alpha' appears twice .* line 4",
-                    read_params, params)  # fmt: skip
+    raises_one_line(
+        f"{params}: not valid YAML \\(key 'alpha' appears twice .* line 4", read_params, params
+    )
     params.write_text("train:\n  alpha: 0.05\ntrain:\n  alpha: 0.1\n")
     raises_one_line("key 'train' appears twice", read_params, params)
 
@@ -299,8 +346,11 @@ def test_a_key_twice_in_model_json_is_refused(work, tmp_path):
     twice = text.replace('"penalty":', f'"penalty": {json.dumps(meta["penalty"])}, "penalty":', 1)
     assert json.loads(twice) == meta
     (store / "model.json").write_text(twice)
-    raises_one_line(f"{store / 'model.json'}: key 'penalty' appears twice in one object",
-                    load_model_store, store)  # fmt: skip
+    raises_one_line(
+        f"{store / 'model.json'}: key 'penalty' appears twice in one object",
+        load_model_store,
+        store,
+    )
 
 
 # ------------------------------------------------------------------ misleading messages
@@ -325,8 +375,17 @@ def test_a_folder_or_fifo_as_input_is_named_for_what_it_is(work, tmp_path, kind)
     else:
         os.mkfifo(path)
         expected = "is a named pipe, expected a table file"
-    res = runner.invoke(predict_app, ["--model-dir", str(work / "model"), "--input", str(path),
-                                      "--output", str(tmp_path / "p.h5ad")])  # fmt: skip
+    res = runner.invoke(
+        predict_app,
+        [
+            "--model-dir",
+            str(work / "model"),
+            "--input",
+            str(path),
+            "--output",
+            str(tmp_path / "p.h5ad"),
+        ],
+    )
     line = assert_one_line_exit_2(res, f"{path}: {expected}")
     assert "no such file" not in line
 
@@ -363,6 +422,15 @@ def test_a_blank_id_is_still_an_error(work, tmp_path):
     cells.insert(0, "cell_id", [" "] + [f"c{i}" for i in range(1, len(cells))])
     path = tmp_path / "cells.csv"
     cells.to_csv(path, index=False)
-    res = runner.invoke(predict_app, ["--model-dir", str(work / "model"), "--input", str(path),
-                                      "--output", str(tmp_path / "p.h5ad")])  # fmt: skip
+    res = runner.invoke(
+        predict_app,
+        [
+            "--model-dir",
+            str(work / "model"),
+            "--input",
+            str(path),
+            "--output",
+            str(tmp_path / "p.h5ad"),
+        ],
+    )
     assert_one_line_exit_2(res, f"{path}: column 'cell_id' has 1 empty id(s), first at row 1")

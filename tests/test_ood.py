@@ -120,15 +120,32 @@ def _predict(tmp_path, model_dir, cells: pd.DataFrame, *extra):
     src = tmp_path / "cells.csv"
     cells.to_csv(src)
     out = tmp_path / "out" / "pred.h5ad"
-    res = runner.invoke(app, [str(a) for a in (
-        "--model-dir", model_dir, "--input", src, "--output", out,
-        "--metrics", tmp_path / "m.json", "--report", tmp_path / "r.json", *extra)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            str(a)
+            for a in (
+                "--model-dir",
+                model_dir,
+                "--input",
+                src,
+                "--output",
+                out,
+                "--metrics",
+                tmp_path / "m.json",
+                "--report",
+                tmp_path / "r.json",
+                *extra,
+            )
+        ],
+    )
     assert res.exit_code == 0, res.output
     return ad.read_h5ad(out), json.loads((tmp_path / "r.json").read_text())["inputs"]["cells"]
 
 
-def test_predict_needs_no_refit_and_reports_the_shift(tmp_path, scala_store, allen_cells,
-                                                       monkeypatch, caplog):  # fmt: skip
+def test_predict_needs_no_refit_and_reports_the_shift(
+    tmp_path, scala_store, allen_cells, monkeypatch, caplog
+):
     """The saved store alone gives the scores (no estimator is fitted): each cell's score is
     the percentile of its mean distance to its 5 nearest stored training rows among the
     rows' leave-one-out distances, computed here with scikit-learn directly."""
@@ -145,8 +162,7 @@ def test_predict_needs_no_refit_and_reports_the_shift(tmp_path, scala_store, all
     rows = pd.read_parquet(tmp_path / "model" / "train_features.parquet")
     Z = standardise(rows, scala_store.scaler_mean, scala_store.scaler_scale)
     loo = np.sort(NearestNeighbors(n_neighbors=6).fit(Z).kneighbors(Z)[0][:, 1:].mean(axis=1))
-    Zc = standardise(cells[scala_store.features], scala_store.scaler_mean,
-                     scala_store.scaler_scale)  # fmt: skip
+    Zc = standardise(cells[scala_store.features], scala_store.scaler_mean, scala_store.scaler_scale)
     d = NearestNeighbors(n_neighbors=5).fit(Z).kneighbors(Zc)[0].mean(axis=1)
     expected = [
         (np.sum(loo < x) + np.sum(loo <= x)) / (2 * len(loo)) * 100 for x in d
@@ -192,10 +208,12 @@ def test_the_training_rows_round_trip_and_an_edit_is_caught(tmp_path, scala_stor
 
     save_model_store(scala_store, tmp_path / "model")
     got = load_model_store(tmp_path / "model")
-    np.testing.assert_array_equal(got.train_features.to_numpy(),
-                                  scala_store.train_features.to_numpy())  # fmt: skip
+    np.testing.assert_array_equal(
+        got.train_features.to_numpy(), scala_store.train_features.to_numpy()
+    )
     rows = pd.read_parquet(tmp_path / "model" / "train_features.parquet")
     rows.iloc[0, 0] += 1.0
     rows.to_parquet(tmp_path / "model" / "train_features.parquet")
-    raises_one_line("train_features.parquet does not match the md5", load_model_store,
-                    tmp_path / "model")  # fmt: skip
+    raises_one_line(
+        "train_features.parquet does not match the md5", load_model_store, tmp_path / "model"
+    )

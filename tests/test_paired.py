@@ -433,8 +433,12 @@ def test_bad_h5ad_layer(tmp_path, small):
     )
     adata.layers["raw"] = adata.X.copy()
     adata.write_h5ad(tmp_path / "c.h5ad")
-    raises_one_line(r"c.h5ad: no layer 'counts' \(layers: \['raw'\]\)", read_counts,
-                    tmp_path / "c.h5ad", "counts")  # fmt: skip
+    raises_one_line(
+        r"c.h5ad: no layer 'counts' \(layers: \['raw'\]\)",
+        read_counts,
+        tmp_path / "c.h5ad",
+        "counts",
+    )
 
 
 def test_bad_metadata_and_feature_columns(tmp_path, small):

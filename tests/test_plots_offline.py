@@ -50,12 +50,21 @@ window.addEventListener('load', () => {
 
 def _chromium(tmp_path: Path, *args: str) -> str:
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
         # offline: no host resolves (a CDN script would fail to load, as on an HPC node)
-        "--host-resolver-rules=MAP * ~NOTFOUND", "--hide-scrollbars", *args,
-    ]  # fmt: skip
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--hide-scrollbars",
+        *args,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
@@ -85,8 +94,13 @@ def test_every_plot_renders_offline_uncropped_and_not_blank(page, tmp_path):
 
     probe_page = page.with_name("probe.html")
     probe_page.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-    dom = _chromium(tmp_path, f"--window-size={WIDTH},800", "--virtual-time-budget=10000",
-                    "--dump-dom", probe_page.as_uri())  # fmt: skip
+    dom = _chromium(
+        tmp_path,
+        f"--window-size={WIDTH},800",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        probe_page.as_uri(),
+    )
     probe = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1))
     images = probe["images"]
     assert images and all(i["loaded"] for i in images), [i["src"] for i in images]
@@ -97,9 +111,14 @@ def test_every_plot_renders_offline_uncropped_and_not_blank(page, tmp_path):
     # a screenshot of the whole page (scaled down to stay within the browser's limits)
     scale = min(1.0, 12_000 / probe["height"])
     shot = tmp_path / "page.png"
-    _chromium(tmp_path, f"--window-size={WIDTH},{probe['height']}",
-              f"--force-device-scale-factor={scale}", "--virtual-time-budget=10000",
-              f"--screenshot={shot}", page.as_uri())  # fmt: skip
+    _chromium(
+        tmp_path,
+        f"--window-size={WIDTH},{probe['height']}",
+        f"--force-device-scale-factor={scale}",
+        "--virtual-time-budget=10000",
+        f"--screenshot={shot}",
+        page.as_uri(),
+    )
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     for img in images:
         top, left = int(img["top"] * scale), int(img["left"] * scale)

@@ -139,10 +139,22 @@ def _run(args: list[str]):
 
 def _dvc_mode(w: Path, *extra, plots: bool = False) -> list:
     args = [
-        "--params", w / "params.yaml", "--set", "cells.inputs=aibs_v6,aibs_v10", "--model-dir",
-        w / "model", "--prepared-dir", w / "prepared", "--out-dir", w / "out",
-        "--metrics", w / "metrics.json", "--report", w / "report.json", *extra,
-    ]  # fmt: skip
+        "--params",
+        w / "params.yaml",
+        "--set",
+        "cells.inputs=aibs_v6,aibs_v10",
+        "--model-dir",
+        w / "model",
+        "--prepared-dir",
+        w / "prepared",
+        "--out-dir",
+        w / "out",
+        "--metrics",
+        w / "metrics.json",
+        "--report",
+        w / "report.json",
+        *extra,
+    ]
     return args + (["--plots-dir", w / "plots"] if plots else [])
 
 
@@ -495,8 +507,10 @@ def test_cell_settings_errors(values, expected):
 def test_predict_stage_imports_no_training_code():
     """The pipeline's predict run trains nothing: importing the stage loads no train/ module
     (its dvc.yaml deps list none); the on-demand fit is imported by name for --input only."""
-    code = ("import sys, stages.predict; print(sorted(m for m in sys.modules "
-            "if m.startswith('ephys2expr.train')))")  # fmt: skip
+    code = (
+        "import sys, stages.predict; print(sorted(m for m in sys.modules "
+        "if m.startswith('ephys2expr.train')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -530,8 +544,9 @@ def test_set_overrides_params_and_reaches_both_sections(workdir):
     assert res.exit_code == 0, res.output
     out = workdir / "out"
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "aibs_v6.genes.parquet", "aibs_v6.parquet",
-    ]  # fmt: skip
+        "aibs_v6.genes.parquet",
+        "aibs_v6.parquet",
+    ]
     n_cells = len(pd.read_parquet(out / "aibs_v6.parquet", columns=["cell_id"]))
     assert pq.ParquetFile(out / "aibs_v6.parquet").num_row_groups == -(-n_cells // 9)
     report = json.loads((workdir / "report.json").read_text())
@@ -609,13 +624,21 @@ def test_the_persisted_prediction_folders_hold_this_runs_outputs_only(workdir):
     assert (workdir / "out" / "aibs_v10.parquet").is_file()
     v10_plots = sorted(p.name for p in (workdir / "plots").iterdir() if "aibs_v10" in p.name)
     assert v10_plots
-    one = ("--set", "write_h5ad=true", "--set", "write_parquet=false",
-           "--set", "cells.inputs=aibs_v6")  # fmt: skip
+    one = (
+        "--set",
+        "write_h5ad=true",
+        "--set",
+        "write_parquet=false",
+        "--set",
+        "cells.inputs=aibs_v6",
+    )
     res = _run(_dvc_mode(workdir, *one, plots=True))
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (workdir / "out").iterdir()) == [
-        ".ephys2expr-outputs.json", "aibs_v6.genes.parquet", "aibs_v6.h5ad",
-    ]  # fmt: skip
+        ".ephys2expr-outputs.json",
+        "aibs_v6.genes.parquet",
+        "aibs_v6.h5ad",
+    ]
     assert not [p for p in (workdir / "plots").iterdir() if "aibs_v10" in p.name]
     # predicting your own tables (--input) never touches other files of the folder
     cells = pd.read_parquet(workdir / "prepared" / "cells_aibs_v6.parquet")

@@ -158,8 +158,15 @@ def test_non_finite_prediction_is_an_error_and_nothing_is_written(tmp_path, stor
     X = _cells(40, 0)[CORE_FEATURES].dropna().to_numpy()[:10]
     meta = pd.DataFrame(index=pd.Index([f"c{i}" for i in range(10)], name="cell_id"))
     with pytest.raises(InputError, match=r"x.csv: cell c0: predicted Gene59 is inf"):
-        write_predictions(tmp_path / "p.parquet", big, X, meta, np.arange(60),
-                          h5ad_path=tmp_path / "p.h5ad", where="x.csv")  # fmt: skip
+        write_predictions(
+            tmp_path / "p.parquet",
+            big,
+            X,
+            meta,
+            np.arange(60),
+            h5ad_path=tmp_path / "p.h5ad",
+            where="x.csv",
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -178,9 +185,16 @@ def test_directory_at_an_output_path_writes_nothing(work, blocked):
 def test_second_output_unwritable_leaves_first_unwritten(work):
     (work / "blocker").write_text("a file where a folder should be")
     res = _predict(
-        work, "--input", work / "cells.parquet", "--output", work / "a" / "one.h5ad",
-        "--input", work / "cells.parquet", "--output", work / "blocker" / "two.h5ad",
-    )  # fmt: skip
+        work,
+        "--input",
+        work / "cells.parquet",
+        "--output",
+        work / "a" / "one.h5ad",
+        "--input",
+        work / "cells.parquet",
+        "--output",
+        work / "blocker" / "two.h5ad",
+    )
     assert_one_line_exit_2(res, "two.h5ad", "not a folder")
     assert not (work / "a").exists()
 
@@ -208,16 +222,30 @@ def test_output_inside_model_store_is_refused_and_store_kept(work):
 def test_same_output_twice_is_refused(work, second):
     # p.parquet and p.h5ad both need p.genes.parquet: a duplicate too
     res = _predict(
-        work, "--input", work / "cells.parquet", "--output", work / "out" / "p.parquet",
-        "--input", work / "cells.parquet", "--output", work / "out" / second,
-    )  # fmt: skip
+        work,
+        "--input",
+        work / "cells.parquet",
+        "--output",
+        work / "out" / "p.parquet",
+        "--input",
+        work / "cells.parquet",
+        "--output",
+        work / "out" / second,
+    )
     assert_one_line_exit_2(res, "this output path is given twice")
     assert _files(work / "out") == []
 
 
 def test_metrics_path_equal_to_an_output_is_refused(work):
-    res = _predict(work, "--input", work / "cells.parquet", "--output", work / "out" / "p.h5ad",
-                   "--metrics", work / "out" / "p.genes.parquet")  # fmt: skip
+    res = _predict(
+        work,
+        "--input",
+        work / "cells.parquet",
+        "--output",
+        work / "out" / "p.h5ad",
+        "--metrics",
+        work / "out" / "p.genes.parquet",
+    )
     assert_one_line_exit_2(res, "given twice")
 
 
@@ -231,10 +259,22 @@ def _slow_case(tmp_path: Path) -> list[str]:
     big.index = pd.Index([f"c{i}" for i in range(len(big))], name="cell_id")
     big.to_parquet(tmp_path / "big.parquet")
     return [
-        sys.executable, "-m", "stages.predict", "--input", str(tmp_path / "big.parquet"),
-        "--output", str(tmp_path / "out" / "pred.parquet"), "--model-dir", str(tmp_path / "model"),
-        "--set", "chunk_cells=200", "--set", "genes=all", "--set", "write_h5ad=true",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "stages.predict",
+        "--input",
+        str(tmp_path / "big.parquet"),
+        "--output",
+        str(tmp_path / "out" / "pred.parquet"),
+        "--model-dir",
+        str(tmp_path / "model"),
+        "--set",
+        "chunk_cells=200",
+        "--set",
+        "genes=all",
+        "--set",
+        "write_h5ad=true",
+    ]
 
 
 def _kill_during_write(cmd: list[str], out: Path, sig: int) -> int:
@@ -271,8 +311,10 @@ def test_killed_run_leaves_no_temp_that_the_next_run_keeps(tmp_path, sig):
     res = subprocess.run(quick, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in out.iterdir()) == [
-        "pred.genes.parquet", "pred.h5ad", "pred.parquet"
-    ]  # fmt: skip
+        "pred.genes.parquet",
+        "pred.h5ad",
+        "pred.parquet",
+    ]
 
 
 def test_unlocked_temp_files_are_removed_whatever_their_age(work):
@@ -292,12 +334,22 @@ def test_unlocked_temp_files_are_removed_whatever_their_age(work):
 # ------------------------------------------------------------------ #13: compact predictions
 def test_varying_default_omits_constant_genes_and_reads_back_exactly(work, store):
     pq = work / "out" / "all.parquet"
-    res = _predict(work, "--input", work / "cells.parquet", "--output", pq, "--set", "genes=all",
-                   "--report", work / "all.json")  # fmt: skip
+    res = _predict(
+        work,
+        "--input",
+        work / "cells.parquet",
+        "--output",
+        pq,
+        "--set",
+        "genes=all",
+        "--report",
+        work / "all.json",
+    )
     assert res.exit_code == 0, res.output
     h5 = work / "out" / "vary.h5ad"
-    res = _predict(work, "--input", work / "cells.parquet", "--output", h5,
-                   "--report", work / "vary.json")  # fmt: skip
+    res = _predict(
+        work, "--input", work / "cells.parquet", "--output", h5, "--report", work / "vary.json"
+    )
     assert res.exit_code == 0, res.output
     const = store.genes.index[constant_genes(store)]
     h = ad.read_h5ad(h5, backed="r")
@@ -325,8 +377,9 @@ def test_varying_default_omits_constant_genes_and_reads_back_exactly(work, store
 
 def test_h5ad_tiles_and_reading_one_gene_or_one_cell(work, store):
     h5 = work / "out" / "p.h5ad"
-    res = _predict(work, "--input", work / "cells.parquet", "--output", h5,
-                   "--set", "chunk_cells=16")  # fmt: skip
+    res = _predict(
+        work, "--input", work / "cells.parquet", "--output", h5, "--set", "chunk_cells=16"
+    )
     assert res.exit_code == 0, res.output
     with h5py.File(h5) as f:
         n, g = f["X"].shape

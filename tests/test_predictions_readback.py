@@ -67,9 +67,9 @@ def test_every_gene_back_from_the_store_folder(work):
     np.testing.assert_array_equal(by_str.to_numpy(), loaded.to_numpy())
     one, _ = read_predictions(h5, genes=[const[0]], store=work / "model")
     np.testing.assert_array_equal(
-        one[const[0]].to_numpy(), np.full(len(one), store.intercept[constant_genes(store)[0]],
-                                          dtype=np.float32),
-    )  # fmt: skip
+        one[const[0]].to_numpy(),
+        np.full(len(one), store.intercept[constant_genes(store)[0]], dtype=np.float32),
+    )
     # without the store, the error says how to get the gene back (the folder predict used)
     message = raises_one_line(f"no gene {const[0]}", read_predictions, h5, genes=[const[0]])
     assert f"store={str(work / 'model')!r}" in message
@@ -168,8 +168,9 @@ def test_species_option_is_normalised_and_never_contradicts_the_column(work, cap
             )
         ],
     )
-    assert_one_line_exit_2(res, "cells.csv: --species human contradicts its 'species' column",
-                           "cell(s) say mouse")  # fmt: skip
+    assert_one_line_exit_2(
+        res, "cells.csv: --species human contradicts its 'species' column", "cell(s) say mouse"
+    )
     assert not (work / "out" / "x.h5ad").exists()
     cells = pd.read_csv(work / "cells.csv", index_col="cell_id")
     cells.loc[cells["species"] == "mouse", "species"] = ""  # blanks: the option fills them

@@ -405,9 +405,21 @@ def run_paired(tmp_path, raw_dir, files, *extra):
     }
     (tmp_path / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
     out, metrics = tmp_path / "prepared", tmp_path / "prepare.json"
-    args = ["--params", str(tmp_path / "params.yaml"), "--source", "mine", "--raw-dir",
-            str(raw_dir), "--out-dir", str(out), "--metrics", str(metrics), "--report",
-            str(tmp_path / "report.json"), *extra]  # fmt: skip
+    args = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--source",
+        "mine",
+        "--raw-dir",
+        str(raw_dir),
+        "--out-dir",
+        str(out),
+        "--metrics",
+        str(metrics),
+        "--report",
+        str(tmp_path / "report.json"),
+        *extra,
+    ]
     return runner.invoke(app, args), out, metrics
 
 
@@ -477,17 +489,26 @@ def test_paired_settings_are_checked():
     from ephys2expr.prepare.settings import PAIRED_COLUMNS, PrepareSettings
 
     files = {"features": "f.csv", "counts": "c.h5ad", "metadata": "m.tsv"}
-    ok = PrepareSettings.from_params({"prepare": {
-        "sources": ["rds", "scala2021", "a", "b"], "paired_source": "b",
-        "paired": {"a": files, "b": {**files, "columns": {"group": "mouse"}, "layer": "raw"}},
-    }})  # fmt: skip
+    ok = PrepareSettings.from_params(
+        {
+            "prepare": {
+                "sources": ["rds", "scala2021", "a", "b"],
+                "paired_source": "b",
+                "paired": {
+                    "a": files,
+                    "b": {**files, "columns": {"group": "mouse"}, "layer": "raw"},
+                },
+            }
+        }
+    )
     assert [ok.kind(s) for s in ok.sources] == ["type_mean", "scala2021", "paired", "paired"]
     assert ok.paired["a"]["columns"] == PAIRED_COLUMNS and ok.paired["a"]["layer"] == ""
     assert ok.paired["b"]["columns"] == {**PAIRED_COLUMNS, "group": "mouse"}
     assert ok.source_settings("b") == {
-        "paired_features": ok.paired_features, "min_detected": ok.min_detected,
+        "paired_features": ok.paired_features,
+        "min_detected": ok.min_detected,
         "paired": {"b": ok.paired["b"]},
-    }  # fmt: skip
+    }
     assert "paired" not in ok.source_settings("scala2021")  # another source's files: not its
     for paired, match in (
         ({"a": {**files, "counts": ""}}, r"prepare.paired.a.counts: no file given"),

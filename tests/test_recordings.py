@@ -38,8 +38,11 @@ def synthetic_cell(fs: float, r_mohm=150.0, tau_ms=20.0):
     150 pA (five APs with the intervals ISIS)."""
     sweeps = [passive_sweep(k, a, fs, r_mohm, tau_ms) for k, a in enumerate([-150, -100, -50])]
     times = 0.05 + np.cumsum([0, *ISIS])
-    sweeps += [passive_sweep(3, 50, fs, r_mohm, tau_ms), spiking_sweep(4, 100, fs, [0.1]),
-               spiking_sweep(5, 150, fs, times)]  # fmt: skip
+    sweeps += [
+        passive_sweep(3, 50, fs, r_mohm, tau_ms),
+        spiking_sweep(4, 100, fs, [0.1]),
+        spiking_sweep(5, 150, fs, times),
+    ]
     return recording(sweeps)
 
 
@@ -68,8 +71,12 @@ def test_each_definition_on_a_cell_with_known_answers(fs):
 
 
 def test_rin_and_tau_survive_noise_and_other_values():
-    rec = recording([passive_sweep(k, a, 20_000, 400.0, 45.0, noise=0.3, seed=k)
-                     for k, a in enumerate([-60, -40, -20])])  # fmt: skip
+    rec = recording(
+        [
+            passive_sweep(k, a, 20_000, 400.0, 45.0, noise=0.3, seed=k)
+            for k, a in enumerate([-60, -40, -20])
+        ]
+    )
     row = row_of(rec, SETTINGS)
     assert row["rin"] == pytest.approx(400.0, rel=0.02)
     assert row["tau"] == pytest.approx(45.0, rel=0.03)
@@ -147,8 +154,7 @@ def test_same_files_same_bytes_with_one_or_two_processes(raw_dir, tmp_path):
     out = []
     for jobs in (1, 2):
         path = tmp_path / f"f{jobs}.csv"
-        res = _cli(["--input", raw_dir / "recordings", "--output", path, "--set",
-                    f"n_jobs={jobs}"])  # fmt: skip
+        res = _cli(["--input", raw_dir / "recordings", "--output", path, "--set", f"n_jobs={jobs}"])
         assert res.exit_code == 0, res.output
         out.append(path.read_bytes())
     assert out[0] == out[1]
@@ -165,8 +171,13 @@ def _qc(row, feature):
 
 def test_voltage_clamp_file(tmp_path):
     path = tmp_path / "vc.nwb"
-    write_nwb(path, [passive_sweep(0, -50, 20_000)], series="VoltageClampSeries",
-              v_unit="amperes", v_conv=1e-12)  # fmt: skip
+    write_nwb(
+        path,
+        [passive_sweep(0, -50, 20_000)],
+        series="VoltageClampSeries",
+        v_unit="amperes",
+        v_conv=1e-12,
+    )
     row = row_of(read_recording(path), SETTINGS)
     assert all(np.isnan(row[f]) for f in EXTRACTED)
     assert _qc(row, "rin").startswith("voltage-clamp recording")
@@ -225,8 +236,9 @@ def test_no_sweep_that_spikes():
 
 
 def test_spontaneously_active_cell(raw_dir):
-    row = row_of(read_recording(raw_dir / "recordings" / "pyabf" / "2019_07_24_0055_fsi.abf"),
-                 SETTINGS)  # fmt: skip
+    row = row_of(
+        read_recording(raw_dir / "recordings" / "pyabf" / "2019_07_24_0055_fsi.abf"), SETTINGS
+    )
     assert np.isnan(row["rheo"]) and _qc(row, "rheo").startswith("spontaneously active")
     # the spikes' shape still comes from the lowest depolarising step that fires, noted
     assert np.isfinite(row["aphw"]) and _qc(row, "aphw").startswith("note: spontaneously")
@@ -283,11 +295,13 @@ def test_truncated_or_corrupt_files_fail_with_one_line(raw_dir, tmp_path):
 def test_wrong_units_are_refused_naming_the_file(tmp_path):
     s = passive_sweep(0, -50, 20_000)
     write_nwb(tmp_path / "celsius.nwb", [s], v_unit="degC")
-    raises_one_line("celsius.nwb.*'degC', not a voltage unit", read_recording,
-                    tmp_path / "celsius.nwb")  # fmt: skip
+    raises_one_line(
+        "celsius.nwb.*'degC', not a voltage unit", read_recording, tmp_path / "celsius.nwb"
+    )
     write_nwb(tmp_path / "volts.nwb", [s], v_unit="volts", v_conv=1e-6)  # mV stored as V
-    raises_one_line("volts.nwb.*volts labelled as millivolts", read_recording,
-                    tmp_path / "volts.nwb")  # fmt: skip
+    raises_one_line(
+        "volts.nwb.*volts labelled as millivolts", read_recording, tmp_path / "volts.nwb"
+    )
     write_nwb(tmp_path / "stim.nwb", [s], i_unit="volts")
     raises_one_line("stim.nwb.*not a current unit", read_recording, tmp_path / "stim.nwb")
 
@@ -310,10 +324,16 @@ def test_prepare_recordings_names_folders():
     from ephys2expr.prepare.settings import PrepareSettings
 
     assert PrepareSettings().recordings == {"examples": "data/raw/recordings"}
-    raises_one_line("prepare.recordings.a b: not a usable name", PrepareSettings.from_params,
-                    {"prepare": {"recordings": {"a b": "x"}}})  # fmt: skip
-    raises_one_line("prepare.recordings.x: expected a folder", PrepareSettings.from_params,
-                    {"prepare": {"recordings": {"x": ""}}})  # fmt: skip
+    raises_one_line(
+        "prepare.recordings.a b: not a usable name",
+        PrepareSettings.from_params,
+        {"prepare": {"recordings": {"a b": "x"}}},
+    )
+    raises_one_line(
+        "prepare.recordings.x: expected a folder",
+        PrepareSettings.from_params,
+        {"prepare": {"recordings": {"x": ""}}},
+    )
 
 
 def test_the_filter_follows_the_sampling_rate():
@@ -324,8 +344,12 @@ def test_the_filter_follows_the_sampling_rate():
     with pytest.raises(ValueError):
         signal.bessel(4, 10_000 / (20_000 / 2), btype="low")
     assert [SETTINGS.cutoff_hz(fs) for fs in (1e3, 1e4, 2e4, 2.5e4, 5e4)] == [
-        400.0, 4_000.0, 8_000.0, 10_000.0, 10_000.0,
-    ]  # fmt: skip
+        400.0,
+        4_000.0,
+        8_000.0,
+        10_000.0,
+        10_000.0,
+    ]
 
 
 def test_the_junction_potential_shifts_absolute_voltages_only():

@@ -16,8 +16,13 @@ from stages.features import app as features_app
 from stages.predict import app as predict_app
 from tests.train_data import train_settings, write_small_prepared
 
-FILES = ["pyabf/171116sh_0018.abf", "pyabf/190619B_0003.abf", "pyabf/2019_07_24_0055_fsi.abf",
-         "pyabf/File_axon_5.abf", "bluepyefe/99111002.nwb"]  # fmt: skip
+FILES = [
+    "pyabf/171116sh_0018.abf",
+    "pyabf/190619B_0003.abf",
+    "pyabf/2019_07_24_0055_fsi.abf",
+    "pyabf/File_axon_5.abf",
+    "bluepyefe/99111002.nwb",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +41,31 @@ def store_dir(raw_dir, tmp_path_factory):
 def test_a_recording_goes_to_features_then_to_predictions(name, raw_dir, store_dir, tmp_path):
     runner = CliRunner()
     table = tmp_path / "mine.csv"
-    res = runner.invoke(features_app, ["--input", str(raw_dir / "recordings" / name),
-                                       "--output", str(table), "--no-progress"])  # fmt: skip
+    res = runner.invoke(
+        features_app,
+        ["--input", str(raw_dir / "recordings" / name), "--output", str(table), "--no-progress"],
+    )
     assert res.exit_code == 0, res.output
     cells = pd.read_csv(table, index_col="cell_id")
     cell = name.split("/")[1].rsplit(".", 1)[0]
     assert list(cells.index.astype(str)) == [cell]
     out = tmp_path / "mine.h5ad"
     cache = tmp_path.parent / "features_predict_cache"  # one on-demand fit for the module
-    res = runner.invoke(predict_app, ["--model-dir", str(store_dir), "--input", str(table),
-                                      "--output", str(out), "--set", "n_permutations=0",
-                                      "--set", f"cache_dir={cache}"])  # fmt: skip
+    res = runner.invoke(
+        predict_app,
+        [
+            "--model-dir",
+            str(store_dir),
+            "--input",
+            str(table),
+            "--output",
+            str(out),
+            "--set",
+            "n_permutations=0",
+            "--set",
+            f"cache_dir={cache}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     adata = ad.read_h5ad(out)
     assert list(adata.obs_names) == [cell]

@@ -18,8 +18,7 @@ def test_significant_digits_and_special_values():
     assert math.isnan(significant(float("nan"))) and significant(float("inf")) == float("inf")
     assert str(significant(-0.0)) == "0.0"
     report = {"a": [0.1234567, 3, True, "x"], "b": {"c": np.float64(2 / 3)}, "d": (1.0 / 7,)}
-    assert for_people(report) == {"a": [0.1235, 3, True, "x"], "b": {"c": 0.6667},
-                                  "d": (0.1429,)}  # fmt: skip
+    assert for_people(report) == {"a": [0.1235, 3, True, "x"], "b": {"c": 0.6667}, "d": (0.1429,)}
 
 
 def test_noise_of_1e_12_does_not_change_the_written_report_or_table():
@@ -28,7 +27,7 @@ def test_noise_of_1e_12_does_not_change_the_written_report_or_table():
     rng = np.random.default_rng(0)
     values = rng.normal(size=2000) * 10.0 ** rng.integers(-4, 5, size=2000)
     noisy = values * (1 + 1e-12 * rng.choice([-1, 1], size=values.size))
-    assert (json.dumps(values.tolist()) != json.dumps(noisy.tolist()))
+    assert json.dumps(values.tolist()) != json.dumps(noisy.tolist())
     assert json.dumps(for_people(values.tolist())) == json.dumps(for_people(noisy.tolist()))
     a = round_table(pd.DataFrame({"x": values, "n": np.arange(values.size)}))
     b = round_table(pd.DataFrame({"x": noisy, "n": np.arange(values.size)}))

@@ -41,6 +41,8 @@ def test_tracked_outputs_are_identical_under_1e_12_noise(pipeline_repo, tmp_path
     for stage in stages:
         sh(env, repo, "dvc", "repro", "-s", stage)
     changed = sh(env, repo, "git", "status", "--porcelain").splitlines()
-    diff = sh(env, repo, "git", "diff", "--stat", "--", ".", ":!dvc.lock") + sh(
-        env, repo, "git", "diff", "-U0", "--", "*.json", "*.csv")[:6000]  # fmt: skip
+    diff = (
+        sh(env, repo, "git", "diff", "--stat", "--", ".", ":!dvc.lock")
+        + sh(env, repo, "git", "diff", "-U0", "--", "*.json", "*.csv")[:6000]
+    )
     assert changed == [" M dvc.lock"], diff

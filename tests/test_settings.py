@@ -19,6 +19,7 @@ from tests.helpers import assert_one_line_exit_2, raises_one_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
 def _reference_script():
     """scripts/settings_reference.py: the registry of settings objects and the generated
     reference page (docs/settings.md)."""
@@ -110,8 +111,15 @@ def test_a_source_section_overrides_only_its_keys_and_errors_name_it():
     for key in ("n_folds", "train.n_folds", "train_mine.n_folds"):
         built, _ = build_settings(params, [f"{key}=2"], train_cls, exec_cls, source="mine")
         assert built.n_folds == 2 and built.where("n_folds") == "params.yaml train.n_folds"
-    raises_one_line("section 'train_other'", build_settings, params, ["train_other.n_folds=2"],
-                    train_cls, exec_cls, source="mine")  # fmt: skip
+    raises_one_line(
+        "section 'train_other'",
+        build_settings,
+        params,
+        ["train_other.n_folds=2"],
+        train_cls,
+        exec_cls,
+        source="mine",
+    )
     # a copy (cv: auto resolved) still knows where its values came from
     assert mine.replace(cv="group_kfold").where("n_folds") == "params.yaml train_mine.n_folds"
     # the executor has no per-source sections: a source changes nothing there
@@ -164,10 +172,14 @@ SYNONYMS = {
 }
 # The settings sections a package folder's code may take defaults of.
 FOLDER_SECTIONS = {
-    "model": ["train"], "train": ["train", "executor"], "predict": ["predict", "executor"],
-    "prepare": ["prepare"], "validate": ["validate"], "executor": ["executor"],
+    "model": ["train"],
+    "train": ["train", "executor"],
+    "predict": ["predict", "executor"],
+    "prepare": ["prepare"],
+    "validate": ["validate"],
+    "executor": ["executor"],
     "recordings": ["features"],
-}  # fmt: skip
+}
 # Same name, another meaning: joint_space(reference=...) is which side a space is built
 # from, not validate.reference (which measured data set is read).
 # OutputSet(inputs=...) are the files a run reads, not predict.inputs (which tables).
@@ -283,8 +295,12 @@ def test_l1_ratio_is_checked_whatever_the_penalty(tmp_path, penalty, value, expe
     params.write_text(f"train:\n  penalty: {penalty}\n  l1_ratio: {value}\n")
     where = "params.yaml train.l1_ratio: "
     raises_one_line(re.escape(where + expected), settings_class("train").from_params, params)
-    raises_one_line(re.escape(where + expected), settings_class("train").from_params, None,
-                    [f"penalty={penalty}", f"l1_ratio={value}"])  # fmt: skip
+    raises_one_line(
+        re.escape(where + expected),
+        settings_class("train").from_params,
+        None,
+        [f"penalty={penalty}", f"l1_ratio={value}"],
+    )
     res = CliRunner().invoke(train_app, ["--params", str(params), "--model-dir", str(tmp_path)])
     assert_one_line_exit_2(res, where + expected)
 
@@ -292,8 +308,9 @@ def test_l1_ratio_is_checked_whatever_the_penalty(tmp_path, penalty, value, expe
 def test_l1_ratio_zero_is_for_lasso_and_ridge_only():
     train_cls = settings_class("train")
     assert train_cls(penalty="lasso", l1_ratio=0.0).l1_ratio == 0.0
-    raises_one_line(r"0.0 is not in \(0, 1\] \(elasticnet\)", train_cls, penalty="elasticnet",
-                    l1_ratio=0.0)  # fmt: skip
+    raises_one_line(
+        r"0.0 is not in \(0, 1\] \(elasticnet\)", train_cls, penalty="elasticnet", l1_ratio=0.0
+    )
 
 
 @pytest.mark.parametrize(

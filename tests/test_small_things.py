@@ -27,8 +27,12 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("stage", ["prepare", "train", "predict", "validate", "download", "show"])
 def test_every_stage_prints_its_version(stage):
-    res = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--version"], cwd=ROOT,
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"ephys2expr {__version__}") and len(res.stdout.splitlines()) == 1
 
@@ -83,13 +87,23 @@ def test_obsm_columns_with_a_slash_are_written_without_a_future_warning(tmp_path
     X = _cells(30, 0)[store.features].to_numpy()
     X = np.nan_to_num(X, nan=1.0)
     meta = pd.DataFrame(index=pd.Index([f"c{i}" for i in range(len(X))], name="cell_id"))
-    proba = pd.DataFrame(np.full((len(X), 3), 1 / 3, dtype=np.float32), index=meta.index,
-                         columns=["L2/3 IT_2", "L5/6 NP CT", "Pvalb"])  # fmt: skip
+    proba = pd.DataFrame(
+        np.full((len(X), 3), 1 / 3, dtype=np.float32),
+        index=meta.index,
+        columns=["L2/3 IT_2", "L5/6 NP CT", "Pvalb"],
+    )
     path = tmp_path / "p.h5ad"
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
-        write_predictions(None, store, X, meta, np.arange(len(store.genes)), h5ad_path=path,
-                          obsm={"type_proba": proba})  # fmt: skip
+        write_predictions(
+            None,
+            store,
+            X,
+            meta,
+            np.arange(len(store.genes)),
+            h5ad_path=path,
+            obsm={"type_proba": proba},
+        )
     import anndata as ad
 
     written = ad.read_h5ad(path).obsm["type_proba"]

@@ -102,8 +102,9 @@ def test_active_set_reuses_its_factor_only_from_its_own_solution(problem):
             state[0] = -1.0
         w[:] = start
         q[:] = c - gram @ start
-        steps = _active_set(gram, c, lam1, 0.0, w, q, theta, order, mat, dinv, qnew, vec,
-                            100, state)  # fmt: skip
+        steps = _active_set(
+            gram, c, lam1, 0.0, w, q, theta, order, mat, dinv, qnew, vec, 100, state
+        )
         assert steps > 0
         return w.copy()
 

@@ -49,8 +49,9 @@ def test_one_sources_train_setting_reruns_only_that_source(pipeline_repo, tmp_pa
     assert sorted(_status(env, repo)) == ["predict@rds", "predict@scala2021"]
     edited["predict"]["ood_neighbors"], edited["cells"]["min_features"] = 5, 10
     (repo / "params.yaml").write_text(yaml.safe_dump(edited))
-    assert sorted(_status(env, repo)) == [f"{s}@{src}" for s in ("predict", "train")
-                                         for src in ("rds", "scala2021")]  # fmt: skip
+    assert sorted(_status(env, repo)) == [
+        f"{s}@{src}" for s in ("predict", "train") for src in ("rds", "scala2021")
+    ]
     sh(env, repo, "git", "checkout", "--", "params.yaml")
 
     # the experiment a user runs: only train@scala2021 (and what reads it) reruns, 3 folds
@@ -68,10 +69,26 @@ def test_one_sources_train_setting_reruns_only_that_source(pipeline_repo, tmp_pa
 
     # adding a Patch-seq source beside the others: its stages run; the other prepare stages
     # rerun (prepare.paired is theirs too) but write the same tables, so nothing retrains
-    out = sh(env, repo, "dvc", "exp", "run", "-S", "prepare.sources=[rds,scala2021,template]",
-             "-S", TEMPLATE, "-S", "+train_template={n_folds: 3}")  # fmt: skip
-    assert ran(out) == ["predict@template", "prepare@rds", "prepare@scala2021",
-                        "prepare@template", "train@template"], out  # fmt: skip
+    out = sh(
+        env,
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        "prepare.sources=[rds,scala2021,template]",
+        "-S",
+        TEMPLATE,
+        "-S",
+        "+train_template={n_folds: 3}",
+    )
+    assert ran(out) == [
+        "predict@template",
+        "prepare@rds",
+        "prepare@scala2021",
+        "prepare@template",
+        "train@template",
+    ], out
     assert tree_md5(repo / "data" / "models" / "rds") == rds_model
     for stage in ("prepare@rds", "train@rds"):
         assert _lock(repo)[stage]["outs"] == lock[stage]["outs"], stage

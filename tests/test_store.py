@@ -44,9 +44,16 @@ def stores(raw_dir) -> dict[str, ModelStore]:
         # intervals of the format's shape (training residuals stand in for out-of-fold ones)
         X = features.to_numpy(dtype=float)
         residuals = np.abs(targets.T.to_numpy() - est.predict(X))
-        intervals = GeneIntervals.calibrate("features", residuals, X, None, est.mean_,
-                                            est.scale_, targets.index.copy(),
-                                            list(features.columns))  # fmt: skip
+        intervals = GeneIntervals.calibrate(
+            "features",
+            residuals,
+            X,
+            None,
+            est.mean_,
+            est.scale_,
+            targets.index.copy(),
+            list(features.columns),
+        )
         out[name] = store_from_estimator(
             est,
             features,
@@ -122,8 +129,10 @@ def test_a_save_killed_at_any_file_boundary_leaves_old_or_new_never_a_mix(
         target = _store_dir(work, stores["old"])
         res = subprocess.run(
             [sys.executable, "-c", _CHILD, str(src), str(target), str(k), str(int(exchange))],
-            capture_output=True, text=True, env=env,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if res.returncode == 0:  # k is past the last step: the save completed
             steps = res.stdout.split()
             assert _same(load_model_store(target), stores["new"])
@@ -165,8 +174,9 @@ def test_a_save_killed_at_any_file_boundary_leaves_old_or_new_never_a_mix(
 
 
 @pytest.mark.parametrize("swap_deletes_old_files", [False, True])
-def test_a_save_during_a_load_gives_one_whole_store(stores, tmp_path, monkeypatch,
-                                                    swap_deletes_old_files):  # fmt: skip
+def test_a_save_during_a_load_gives_one_whole_store(
+    stores, tmp_path, monkeypatch, swap_deletes_old_files
+):
     """A save lands between the load's reads of model.json and coef.parquet: the load
     reads the old folder through its open handle, or, once that folder's files are gone,
     reads the new folder whole."""
@@ -267,9 +277,15 @@ def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path
     )
     stage = {"cmd": "python write_store.py", "deps": ["write_store.py"], "outs": ["data/model"]}
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"store": stage}}))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
 
     def sh(*cmd):
         res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
@@ -355,18 +371,30 @@ def _deep(depth):
 
 
 _BROKEN = {
-    "nan scaler_mean": (_edit_meta("scaler_mean", lambda v: [float("nan"), *v[1:]]),
-                        "scaler_mean[0] is nan, expected a finite number"),
-    "string scaler_mean": (_edit_meta("scaler_mean", lambda v: [str(x) for x in v]),
-                           "scaler_mean[0] is '"),
-    "null feature_min": (_edit_meta("feature_min", lambda v: [None, *v[1:]]),
-                         "feature_min[0] is None"),
-    "zero scaler_scale": (_edit_meta("scaler_scale", lambda v: [0.0, *v[1:]]),
-                          "scaler_scale of 'rin' is not positive"),
-    "min above max": (_edit_meta("feature_min", lambda v: [1e9, *v[1:]]),
-                      "feature_min of 'rin' is above its feature_max"),
-    "short feature_max": (_edit_meta("feature_max", lambda v: v[:-1]),
-                          "feature_max must be a list of 11 numbers, got 10 values"),
+    "nan scaler_mean": (
+        _edit_meta("scaler_mean", lambda v: [float("nan"), *v[1:]]),
+        "scaler_mean[0] is nan, expected a finite number",
+    ),
+    "string scaler_mean": (
+        _edit_meta("scaler_mean", lambda v: [str(x) for x in v]),
+        "scaler_mean[0] is '",
+    ),
+    "null feature_min": (
+        _edit_meta("feature_min", lambda v: [None, *v[1:]]),
+        "feature_min[0] is None",
+    ),
+    "zero scaler_scale": (
+        _edit_meta("scaler_scale", lambda v: [0.0, *v[1:]]),
+        "scaler_scale of 'rin' is not positive",
+    ),
+    "min above max": (
+        _edit_meta("feature_min", lambda v: [1e9, *v[1:]]),
+        "feature_min of 'rin' is above its feature_max",
+    ),
+    "short feature_max": (
+        _edit_meta("feature_max", lambda v: v[:-1]),
+        "feature_max must be a list of 11 numbers, got 10 values",
+    ),
     "schema 1.0": (_edit_meta("schema_version", 1.0), "schema_version 1.0 is not an integer"),
     "schema true": (_edit_meta("schema_version", True), "schema_version True is not an integer"),
     "schema '2'": (_edit_meta("schema_version", "2"), "schema_version '2' is not an integer"),
@@ -375,8 +403,10 @@ _BROKEN = {
     "wrong n_genes": (_edit_meta("n_genes", 5), "n_genes 5 but coef has"),
     "features not names": (_edit_meta("features", 3), "features must be a list of names"),
     "no files": (_edit_meta("files", {}), "files must describe exactly"),
-    "bad md5": (_edit_meta("files", lambda f: {**f, "coef.parquet": {"md5": "x", "bytes": 1}}),
-                "files.coef.parquet.md5 is not an md5 hex digest"),
+    "bad md5": (
+        _edit_meta("files", lambda f: {**f, "coef.parquet": {"md5": "x", "bytes": 1}}),
+        "files.coef.parquet.md5 is not an md5 hex digest",
+    ),
     "json list": (_raw_meta(b"[1, 2]"), "expected a JSON object, got a list"),
     "not utf-8": (_raw_meta(b'{"a": "\xff\xfe"}'), "not UTF-8 text (byte 7)"),
     "not json": (_raw_meta(b"{'a': 1}"), "unreadable JSON (Expecting property name"),
@@ -384,30 +414,45 @@ _BROKEN = {
     "nested 100 deep": (_raw_meta(_deep(100)), "nested deeper than 64 levels"),
     "huge integer": (_raw_meta(b'{"n": ' + b"9" * 5000 + b"}"), "unreadable JSON (Exceeds"),
     "model.json too big": (_raw_meta(b" " * (MAX_META_BYTES + 1)), "model.json is larger than"),
-    "nan coef": (_edit_table("coef.parquet", _nan_at("tau")),
-                 "coef column 'tau' is nan at '"),
-    "string coef": (_edit_table("coef.parquet", _set_col("rmp", "x")),
-                    "coef column 'rmp' is object, not numbers"),
-    "inf intercept": (_edit_table("genes.parquet", _nan_at("intercept")),
-                      "genes column 'intercept' is nan at '"),
-    "negative alpha": (_edit_table("genes.parquet", _set_col("alpha", -1.0)),
-                       "genes column 'alpha' has a negative value"),
-    "bool alpha": (_edit_table("genes.parquet", _set_col("alpha", True)),
-                   "genes column 'alpha' is bool, not numbers"),
+    "nan coef": (_edit_table("coef.parquet", _nan_at("tau")), "coef column 'tau' is nan at '"),
+    "string coef": (
+        _edit_table("coef.parquet", _set_col("rmp", "x")),
+        "coef column 'rmp' is object, not numbers",
+    ),
+    "inf intercept": (
+        _edit_table("genes.parquet", _nan_at("intercept")),
+        "genes column 'intercept' is nan at '",
+    ),
+    "negative alpha": (
+        _edit_table("genes.parquet", _set_col("alpha", -1.0)),
+        "genes column 'alpha' has a negative value",
+    ),
+    "bool alpha": (
+        _edit_table("genes.parquet", _set_col("alpha", True)),
+        "genes column 'alpha' is bool, not numbers",
+    ),
     "nan coef, hash not updated": (
-        lambda d: _nan_at("tau")(t := pd.read_parquet(d / "coef.parquet"))
-        or t.to_parquet(d / "coef.parquet"),
-        "re:coef column 'tau' is nan at '.*; coef.parquet does not match the md5"),
+        lambda d: (
+            _nan_at("tau")(t := pd.read_parquet(d / "coef.parquet"))
+            or t.to_parquet(d / "coef.parquet")
+        ),
+        "re:coef column 'tau' is nan at '.*; coef.parquet does not match the md5",
+    ),
     "truncated coef": (
         lambda d: (d / "coef.parquet").write_bytes((d / "coef.parquet").read_bytes()[:500]),
-        "re:coef.parquet is not a readable Parquet table .*; coef.parquet does not match the md5"),
+        "re:coef.parquet is not a readable Parquet table .*; coef.parquet does not match the md5",
+    ),
     "coef missing": (lambda d: (d / "coef.parquet").unlink(), "coef.parquet is missing"),
-    "coef is a folder": (lambda d: ((d / "coef.parquet").unlink(), (d / "coef.parquet").mkdir()),
-                         "coef.parquet is not a regular file"),
+    "coef is a folder": (
+        lambda d: ((d / "coef.parquet").unlink(), (d / "coef.parquet").mkdir()),
+        "coef.parquet is not a regular file",
+    ),
     "no model.json": (lambda d: (d / "model.json").unlink(), "not a model store (no model.json"),
-    "store is a file": (lambda d: (shutil.rmtree(d), d.write_text("x")),
-                        "not a model store (no such folder"),
-}  # fmt: skip
+    "store is a file": (
+        lambda d: (shutil.rmtree(d), d.write_text("x")),
+        "not a model store (no such folder",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(_BROKEN))
@@ -437,9 +482,16 @@ def test_load_reads_the_real_store_layout(stores, tmp_path):
 
     target = _store_dir(tmp_path, stores["old"])
     meta = json.loads((target / "model.json").read_text())
-    tables = {"coef.parquet", "genes.parquet", "train_features.parquet", "intervals.parquet",
-              "identity.parquet", "class_means.parquet", "train_targets.parquet",
-              "train_types.parquet"}  # fmt: skip
+    tables = {
+        "coef.parquet",
+        "genes.parquet",
+        "train_features.parquet",
+        "intervals.parquet",
+        "identity.parquet",
+        "class_means.parquet",
+        "train_targets.parquet",
+        "train_types.parquet",
+    }
     assert meta["schema_version"] == 6 and set(meta["files"]) == tables
     assert meta["identity"] is None and got_identity_none(target)
     assert meta["meta_md5"] == json_md5({k: v for k, v in meta.items() if k != "meta_md5"})
@@ -466,8 +518,11 @@ def multi(raw_dir) -> ModelStore:
     Cadwell's seven (as the train stage joins them)."""
     features, targets, _ = small_real_inputs(raw_dir, n_variable=60, n_flat=20)
     models = []
-    for name, drop in (("full", []), ("no_tau_cap", ["tau", "cap"]),
-                       ("cadwell", ["rheo", "maxfreq", "cap", "adratio"])):  # fmt: skip
+    for name, drop in (
+        ("full", []),
+        ("no_tau_cap", ["tau", "cap"]),
+        ("cadwell", ["rheo", "maxfreq", "cap", "adratio"]),
+    ):
         cols = [f for f in features.columns if f not in drop]
         est = MultiGeneElasticNet(penalty="lasso", alpha=0.05).fit(
             features[cols].to_numpy(), targets.T.to_numpy()
@@ -498,9 +553,12 @@ def test_feature_sets_round_trip_in_one_store(multi, tmp_path):
 
 
 def _same_values(a: ModelStore, b: ModelStore) -> bool:
-    return (a.coef.equals(b.coef) and a.genes.equals(b.genes)
-            and np.array_equal(a.scaler_mean, b.scaler_mean)
-            and np.array_equal(a.feature_max, b.feature_max))  # fmt: skip
+    return (
+        a.coef.equals(b.coef)
+        and a.genes.equals(b.genes)
+        and np.array_equal(a.scaler_mean, b.scaler_mean)
+        and np.array_equal(a.feature_max, b.feature_max)
+    )
 
 
 def test_asking_for_a_set_the_store_lacks_lists_the_sets(multi):
@@ -516,25 +574,35 @@ def _set_nonzero(name, feature):
 
 
 _BROKEN_SETS = {
-    "left-out feature used": (_edit_table("coef.parquet", _set_nonzero("no_tau_cap", "tau")),
-                              "feature set 'no_tau_cap' leaves out 'tau' but has non-zero"),
+    "left-out feature used": (
+        _edit_table("coef.parquet", _set_nonzero("no_tau_cap", "tau")),
+        "feature set 'no_tau_cap' leaves out 'tau' but has non-zero",
+    ),
     "set missing from tables": (
         _edit_meta("feature_sets", lambda v: [*v, {**v[1], "name": "extra"}]),
-        "coef table holds feature sets ['full', 'no_tau_cap', 'cadwell'], model.json lists"),
-    "primary not full": (_edit_meta("feature_sets", lambda v: [v[1], v[0], v[2]]),
-                         "feature_sets[0]: only the first (primary) set uses every feature"),
+        "coef table holds feature sets ['full', 'no_tau_cap', 'cadwell'], model.json lists",
+    ),
+    "primary not full": (
+        _edit_meta("feature_sets", lambda v: [v[1], v[0], v[2]]),
+        "feature_sets[0]: only the first (primary) set uses every feature",
+    ),
     "set with unknown feature": (
         _edit_meta("feature_sets", lambda v: [v[0], {**v[1], "features": ["rin", "x"]}, v[2]]),
-        "feature_sets[1].features ['rin', 'x'] are not store features"),
+        "feature_sets[1].features ['rin', 'x'] are not store features",
+    ),
     "set scaler too short": (
         _edit_meta("feature_sets", lambda v: [v[0], {**v[1], "scaler_mean": [1.0]}, v[2]]),
-        "feature_sets[1].scaler_mean must be a list of 9 numbers"),
-    "names repeat": (_edit_meta("feature_sets", lambda v: [v[0], v[1], {**v[2], "name": "full"}]),
-                     "names repeat"),
+        "feature_sets[1].scaler_mean must be a list of 9 numbers",
+    ),
+    "names repeat": (
+        _edit_meta("feature_sets", lambda v: [v[0], v[1], {**v[2], "name": "full"}]),
+        "names repeat",
+    ),
     "schema 3 without feature_sets": (
         lambda d: _edit_meta("feature_sets", None)(d) or _drop_key(d, "feature_sets"),
-        "missing keys ['feature_sets']"),
-}  # fmt: skip
+        "missing keys ['feature_sets']",
+    ),
+}
 
 
 def _drop_key(d: Path, key: str) -> None:
@@ -624,8 +692,9 @@ def test_every_prediction_is_a_possible_log2_expression(stores):
         inside = (linear.T > 0) & (linear.T < EXPRESSION_RANGE[1])
         np.testing.assert_allclose(got[inside], linear.T[inside], rtol=1e-5)
         # a store's prediction first moves a cell beyond the training range into it
-        moved = bound_features(edges.to_numpy(float), store.scaler_mean, store.feature_min,
-                               store.feature_max)  # fmt: skip
+        moved = bound_features(
+            edges.to_numpy(float), store.scaler_mean, store.feature_min, store.feature_max
+        )
         want = linear_predict(*store.prediction_terms(dtype=dtype), moved).T
         np.testing.assert_allclose(store.predict(edges, dtype=dtype), want, rtol=1e-6)
         assert (want > 0).any() and (want < EXPRESSION_RANGE[1]).all()
@@ -644,8 +713,9 @@ def test_an_edited_model_json_is_detected_and_a_reformatted_one_loads(stores, tm
     assert _same(load_model_store(target), stores["old"])
     meta["feature_max"][0] = meta["feature_max"][0] * 10  # a valid value, but not trained
     (target / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    message = raises_one_line("model.json does not match the meta_md5 it records",
-                              load_model_store, target)  # fmt: skip
+    message = raises_one_line(
+        "model.json does not match the meta_md5 it records", load_model_store, target
+    )
     assert message.startswith(f"{target}: ") and message.endswith("retrain it (dvc repro train)")
 
 
@@ -671,8 +741,11 @@ def test_a_fifo_in_the_store_is_refused_without_blocking(stores, tmp_path, name)
     target = _store_dir(tmp_path, stores["old"])
     (target / name).unlink()
     os.mkfifo(target / name)
-    raises_one_line(re.escape(f"{target}: {name} is not a regular file (a named pipe)"),
-                    load_model_store, target)  # fmt: skip
+    raises_one_line(
+        re.escape(f"{target}: {name} is not a regular file (a named pipe)"),
+        load_model_store,
+        target,
+    )
     linked = _store_dir(tmp_path, stores["old"], "linked")
     real = tmp_path / "cache" / "coef"
     real.parent.mkdir()

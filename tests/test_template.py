@@ -91,14 +91,33 @@ def test_too_many_folds_for_the_template_says_what_to_set(raw_dir, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     common = ["--params", str(tmp_path / "params.yaml"), "--source", "template"]
     prepared = tmp_path / "prepared"
-    res = CliRunner().invoke(prepare_app, [
-        *common, "--raw-dir", str(raw_dir), "--out-dir", str(prepared),
-        "--metrics", str(tmp_path / "p.json"), "--report", str(tmp_path / "pr.json"),
-    ])  # fmt: skip
+    res = CliRunner().invoke(
+        prepare_app,
+        [
+            *common,
+            "--raw-dir",
+            str(raw_dir),
+            "--out-dir",
+            str(prepared),
+            "--metrics",
+            str(tmp_path / "p.json"),
+            "--report",
+            str(tmp_path / "pr.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
-    outputs = ["--model-dir", str(tmp_path / "model"), "--out-dir", str(tmp_path / "train"),
-               "--plots-dir", str(tmp_path / "plots"), "--metrics", str(tmp_path / "t.json"),
-               "--report", str(tmp_path / "tr.json")]  # fmt: skip
+    outputs = [
+        "--model-dir",
+        str(tmp_path / "model"),
+        "--out-dir",
+        str(tmp_path / "train"),
+        "--plots-dir",
+        str(tmp_path / "plots"),
+        "--metrics",
+        str(tmp_path / "t.json"),
+        "--report",
+        str(tmp_path / "tr.json"),
+    ]
     res = CliRunner().invoke(train_app, [*common, "--prepared-dir", str(prepared), *outputs])
     assert_one_line_exit_2(
         res,
@@ -126,8 +145,9 @@ def test_recipe_trains_the_template_beside_the_other_sources(raw_dir, tmp_path):
     sh(env, repo, "git", "commit", "-qm", "project")
     outputs = []
     for command in recipe_commands():
-        res = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True,
-                             text=True)  # fmt: skip
+        res = subprocess.run(
+            ["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True
+        )
         assert res.returncode == 0, f"{command}\n{res.stdout}\n{res.stderr}"
         outputs.append(res.stdout + res.stderr)
     ran = sorted(line for line in outputs[0].splitlines() if line.startswith("Running stage"))

@@ -53,8 +53,9 @@ HOLDER = (
 def _can_unshare() -> bool:
     if shutil.which("unshare") is None:
         return False
-    res = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
-                         capture_output=True)  # fmt: skip
+    res = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True
+    )
     return res.returncode == 0
 
 
@@ -63,8 +64,14 @@ def _hold(folder: Path, name: str, kind: str = "file", namespace: bool = False):
     cmd = [sys.executable, "-c", HOLDER, str(folder), name, kind]
     if namespace:  # its own PID namespace: its pid means nothing here
         cmd = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *cmd]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     line = proc.stdout.readline().strip()
     assert line, "the holder did not start"
     return proc, Path(line)
@@ -88,10 +95,14 @@ def store():
 
 @pytest.mark.parametrize(
     "namespace",
-    [False, pytest.param(True, marks=pytest.mark.skipif(not _can_unshare(),
-                                                         reason="unshare not permitted"))],
+    [
+        False,
+        pytest.param(
+            True, marks=pytest.mark.skipif(not _can_unshare(), reason="unshare not permitted")
+        ),
+    ],
     ids=["same-namespace", "other-pid-namespace"],
-)  # fmt: skip
+)
 def test_a_live_runs_temp_survives_a_predict_and_a_dead_runs_goes(tmp_path, store, namespace):
     save_model_store(store, tmp_path / "model")
     out = tmp_path / "out"
@@ -99,8 +110,16 @@ def test_a_live_runs_temp_survives_a_predict_and_a_dead_runs_goes(tmp_path, stor
     _cells(40, 0).to_parquet(tmp_path / "cells.parquet")
     proc, live = _hold(out, "pred.parquet", namespace=namespace)
     live.write_bytes(b"x" * 4096)  # the live run's data so far
-    cmd = ["--input", tmp_path / "cells.parquet", "--output", out / "pred.parquet",
-           "--model-dir", tmp_path / "model", "--set", "write_h5ad=false"]  # fmt: skip
+    cmd = [
+        "--input",
+        tmp_path / "cells.parquet",
+        "--output",
+        out / "pred.parquet",
+        "--model-dir",
+        tmp_path / "model",
+        "--set",
+        "write_h5ad=false",
+    ]
     try:
         assert remove_dead_temps(out, ["pred.parquet"]) == []
         res = runner.invoke(predict_app, [str(c) for c in cmd])
@@ -119,8 +138,12 @@ def test_a_live_runs_temp_survives_a_predict_and_a_dead_runs_goes(tmp_path, stor
 def test_only_temporaries_of_the_destination_are_judged(tmp_path):
     """Unlocked temporaries of older versions (pid-tagged or not) of the destination go;
     files that are not its temporaries, and a FIFO under a temp name, stay."""
-    names = [".p.h5ad.0123abcd-999999.k2j4h6g8.tmp", ".p.h5ad.a1b2c3d4.tmp",
-             "..p.h5ad.a1b2.tmp.x9y8.tmp", ".p.h5ad.new-abc"]  # fmt: skip
+    names = [
+        ".p.h5ad.0123abcd-999999.k2j4h6g8.tmp",
+        ".p.h5ad.a1b2c3d4.tmp",
+        "..p.h5ad.a1b2.tmp.x9y8.tmp",
+        ".p.h5ad.new-abc",
+    ]
     for n in names[:3]:
         (tmp_path / n).write_bytes(b"x")
     (tmp_path / names[3]).mkdir()
@@ -162,11 +185,26 @@ def prepared(raw_dir, tmp_path_factory):
 
 
 def _train_args(prepared: Path, out: Path) -> list[str]:
-    return ["--prepared-dir", str(prepared), "--model-dir", str(out / "model"),
-            "--out-dir", str(out / "train"), "--metrics", str(out / "train.json"),
-            "--plots-dir", str(out / "plots"), "--report", str(out / "report.json"),
-            "--params", str(ROOT / "params.yaml"), "--set", "n_alphas=8",
-            "--set", "n_permutations=5"]  # fmt: skip
+    return [
+        "--prepared-dir",
+        str(prepared),
+        "--model-dir",
+        str(out / "model"),
+        "--out-dir",
+        str(out / "train"),
+        "--metrics",
+        str(out / "train.json"),
+        "--plots-dir",
+        str(out / "plots"),
+        "--report",
+        str(out / "report.json"),
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--set",
+        "n_alphas=8",
+        "--set",
+        "n_permutations=5",
+    ]
 
 
 def _temps(out: Path) -> list[str]:
@@ -181,8 +219,12 @@ def _outputs(out: Path) -> dict[str, bytes]:
 def trained(prepared, tmp_path_factory) -> Path:
     """The outputs of one train run (the 'previous outputs' a stopped run must keep)."""
     out = tmp_path_factory.mktemp("trained") / "out"
-    first = subprocess.run([sys.executable, "-m", "stages.train", *_train_args(prepared, out)],
-                           cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    first = subprocess.run(
+        [sys.executable, "-m", "stages.train", *_train_args(prepared, out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert first.returncode == 0, first.stderr
     return out
 
@@ -207,8 +249,12 @@ def test_sigterm_during_train_leaves_no_temp_and_the_previous_outputs(
     args = _train_args(prepared, out) + ["--set", "seed=1"]  # other outputs than before
     log = tmp_path / "stderr.log"
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "stages.train", *args], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stages.train", *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         while proc.poll() is None and not TRIGGERS[when](out, log):
             time.sleep(0.002)
@@ -261,16 +307,21 @@ def test_a_full_disk_while_saving_a_store_names_the_store_file(tmp_path, store, 
     save_model_store(store, tmp_path / "model")
     before = _outputs(tmp_path)
     monkeypatch.setattr(pq, "write_table", _disk_full)
-    raises_one_line(f"{tmp_path / 'model' / 'coef.parquet'}: writing failed \\(No space left",
-                    save_model_store, store, tmp_path / "model")  # fmt: skip
+    raises_one_line(
+        f"{tmp_path / 'model' / 'coef.parquet'}: writing failed \\(No space left",
+        save_model_store,
+        store,
+        tmp_path / "model",
+    )
     assert _outputs(tmp_path) == before and os.listdir(tmp_path) == ["model"]
 
 
 def test_a_full_disk_during_train_is_one_line_and_exit_2(prepared, tmp_path, monkeypatch):
     monkeypatch.setattr(pq, "write_table", _disk_full)
     res = runner.invoke(train_app, _train_args(prepared, tmp_path))
-    assert_one_line_exit_2(res, f"{tmp_path / 'model' / 'coef.parquet'}: writing failed",
-                           "No space left on device")  # fmt: skip
+    assert_one_line_exit_2(
+        res, f"{tmp_path / 'model' / 'coef.parquet'}: writing failed", "No space left on device"
+    )
     assert _temps(tmp_path) == []
 
 
@@ -279,8 +330,21 @@ def test_a_full_disk_during_predict_names_the_destination(tmp_path, store, monke
     _cells(40, 0).to_parquet(tmp_path / "cells.parquet")
     out = tmp_path / "out" / "pred.parquet"
     monkeypatch.setattr(pq.ParquetWriter, "write_table", _disk_full)
-    res = runner.invoke(predict_app, [str(c) for c in [
-        "--input", tmp_path / "cells.parquet", "--output", out, "--model-dir", tmp_path / "model",
-        "--set", "write_h5ad=false"]])  # fmt: skip
+    res = runner.invoke(
+        predict_app,
+        [
+            str(c)
+            for c in [
+                "--input",
+                tmp_path / "cells.parquet",
+                "--output",
+                out,
+                "--model-dir",
+                tmp_path / "model",
+                "--set",
+                "write_h5ad=false",
+            ]
+        ],
+    )
     assert_one_line_exit_2(res, f"{out}: writing failed (No space left on device)")
     assert not (tmp_path / "out").exists()

@@ -171,10 +171,22 @@ def test_train_stage_on_cells(small_cells, tmp_path):
     for name in ("aibs_v6", "aibs_v10"):  # the tables the feature sets are derived from
         features.to_parquet(prepared / f"cells_{name}.parquet")
     out = tmp_path / "out"
-    args = ["--params", str(ROOT / "params.yaml"), "--prepared-dir", str(prepared),
-            "--model-dir", str(out / "model"), "--out-dir", str(out / "train"),
-            "--plots-dir", str(out / "plots"), "--metrics", str(out / "m.json"),
-            "--report", str(out / "r.json")]  # fmt: skip
+    args = [
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--prepared-dir",
+        str(prepared),
+        "--model-dir",
+        str(out / "model"),
+        "--out-dir",
+        str(out / "train"),
+        "--plots-dir",
+        str(out / "plots"),
+        "--metrics",
+        str(out / "m.json"),
+        "--report",
+        str(out / "r.json"),
+    ]
     for item in FAST:
         args += ["--set", item]
     res = CliRunner().invoke(app, args)

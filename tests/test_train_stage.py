@@ -32,10 +32,22 @@ def prepared(raw_dir, tmp_path_factory):
 
 
 def _run(prepared_dir, out, *extra):
-    args = ["--prepared-dir", str(prepared_dir), "--model-dir", str(out / "model"),
-            "--out-dir", str(out / "train"), "--metrics", str(out / "train.json"),
-            "--plots-dir", str(out / "plots"), "--report", str(out / "report.json"), *FAST,
-            *extra]  # fmt: skip
+    args = [
+        "--prepared-dir",
+        str(prepared_dir),
+        "--model-dir",
+        str(out / "model"),
+        "--out-dir",
+        str(out / "train"),
+        "--metrics",
+        str(out / "train.json"),
+        "--plots-dir",
+        str(out / "plots"),
+        "--report",
+        str(out / "report.json"),
+        *FAST,
+        *extra,
+    ]
     return CliRunner().invoke(app, args)
 
 
@@ -61,8 +73,14 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     assert len(store.provenance["inputs_md5"]) == 3
     metrics = json.loads((tmp_path / "a" / "train.json").read_text())
     assert set(metrics) == set(HEADLINE_KEYS)
-    for name in ("r2_hist", "rmse_hist", "model_vs_ols", "observed_vs_predicted",
-                 "coef_heatmap", "feature_sets"):  # fmt: skip
+    for name in (
+        "r2_hist",
+        "rmse_hist",
+        "model_vs_ols",
+        "observed_vs_predicted",
+        "coef_heatmap",
+        "feature_sets",
+    ):
         assert (tmp_path / "a" / "plots" / f"{name}.png").stat().st_size > 10_000
     # one model per derived feature set (the full set and every missing pattern of the cells
     # tables with >= min_set_cells cells: no_tau_cap, not adratio's 3) and per set of
@@ -77,8 +95,10 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     table = pd.read_csv(tmp_path / "a" / "plots" / "feature_sets.csv", index_col=0)
     assert list(table.index) == expected_sets
     report = json.loads((tmp_path / "a" / "report.json").read_text())
-    assert table.loc["no_tau_cap", "genes_beating_all"] == (
-        report["feature_sets"]["no_tau_cap"]["genes_beating_all"])  # fmt: skip
+    assert (
+        table.loc["no_tau_cap", "genes_beating_all"]
+        == (report["feature_sets"]["no_tau_cap"]["genes_beating_all"])
+    )
     assert table.loc["full", "genes_beating_all"] == report["genes_beating_all_baselines"]
     assert report["missing_patterns"]["no_tau_cap"]["aibs_v10"] == 12
     assert report["missing_patterns"]["no_adratio"]["cells"] == 3
@@ -90,9 +110,16 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     assert "seconds" not in report and report["null"]["n_permutations"] == 5
     # same inputs + params -> identical bytes (no timings anywhere, so metrics too)
     assert _run(prepared, tmp_path / "b").exit_code == 0
-    for rel in ("model/coef.parquet", "model/genes.parquet", "model/model.json",
-                "train/per_gene.parquet", "plots/per_gene.csv", "plots/feature_sets.csv",
-                "train.json", "report.json"):  # fmt: skip
+    for rel in (
+        "model/coef.parquet",
+        "model/genes.parquet",
+        "model/model.json",
+        "train/per_gene.parquet",
+        "plots/per_gene.csv",
+        "plots/feature_sets.csv",
+        "train.json",
+        "report.json",
+    ):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 
@@ -115,16 +142,41 @@ def test_a_pattern_of_few_cells_is_trained_without_its_own_null_and_flagged(prep
     table = pd.read_csv(tmp_path / "plots" / "feature_sets.csv", index_col=0)
     assert table["own_null"].to_dict() == {"full": True, "no_tau_cap": True, "no_adratio": False}
     # with min_set_cells 3 it has its own null like the others
-    res = _run(prepared, tmp_path / "b", "--set", "feature_sets={}", "--set", "alpha=0.05",
-               "--set", "min_set_cells=3")  # fmt: skip
+    res = _run(
+        prepared,
+        tmp_path / "b",
+        "--set",
+        "feature_sets={}",
+        "--set",
+        "alpha=0.05",
+        "--set",
+        "min_set_cells=3",
+    )
     assert res.exit_code == 0, res.output
-    assert load_model_store(tmp_path / "b" / "model").model("no_adratio").genes[
-        "q_value"].notna().all()  # fmt: skip
+    assert (
+        load_model_store(tmp_path / "b" / "model")
+        .model("no_adratio")
+        .genes["q_value"]
+        .notna()
+        .all()
+    )
 
 
 def test_fixed_alpha_and_other_cv(prepared, tmp_path):
-    res = _run(prepared, tmp_path, "--set", "alpha=0.05", "-S", "cv=kfold", "--set", "n_folds=4",
-               "--set", "penalty=elasticnet", "--set", "train.sample_weight=cells")  # fmt: skip
+    res = _run(
+        prepared,
+        tmp_path,
+        "--set",
+        "alpha=0.05",
+        "-S",
+        "cv=kfold",
+        "--set",
+        "n_folds=4",
+        "--set",
+        "penalty=elasticnet",
+        "--set",
+        "train.sample_weight=cells",
+    )
     assert res.exit_code == 0, res.output
     store = load_model_store(tmp_path / "model")
     assert np.all(store.genes["alpha"] == 0.05) and store.penalty == "elasticnet"
@@ -153,13 +205,14 @@ def test_set_overrides_reach_the_settings_and_bad_ones_exit_2(prepared, tmp_path
     params = load_model_store(tmp_path / "ok" / "model").provenance["params"]
     # cv "auto" is stored as what it resolved to: leave-one-out for cell-type means; model
     # "best" too: cell-type means have no cells to classify, so lasso
-    overridden = {"alpha": 0.1, "n_alphas": 8, "n_permutations": 5, "cv": "loo",
-                  "model": "lasso"}  # fmt: skip
+    overridden = {"alpha": 0.1, "n_alphas": 8, "n_permutations": 5, "cv": "loo", "model": "lasso"}
     assert params == {**yaml.safe_load(PARAMS.read_text())["train"], **overridden}
-    for args, named in [(["--set", "executor.kind=slurm"], "executor.kind"),
-                        (["--set", "lambda=1"], "train.lambda"),
-                        (["--set", "validate.seed=1"], "validate"),
-                        (["--set", "alpha"], "KEY=VALUE")]:  # fmt: skip
+    for args, named in [
+        (["--set", "executor.kind=slurm"], "executor.kind"),
+        (["--set", "lambda=1"], "train.lambda"),
+        (["--set", "validate.seed=1"], "validate"),
+        (["--set", "alpha"], "KEY=VALUE"),
+    ]:
         res = _run(prepared, tmp_path / "bad", *args)
         assert res.exit_code == 2 and named in (res.stderr or res.output), args
     assert not (tmp_path / "bad").exists()
@@ -209,11 +262,11 @@ def test_streamed_targets_give_the_same_models_and_plotted_predictions(prepared,
     assert stream.gene_names == whole.gene_names
     np.testing.assert_allclose(stream.coef.to_numpy(), whole.coef.to_numpy(), atol=1e-12)
     np.testing.assert_allclose(stream.intercept, whole.intercept, atol=1e-12)
-    per_gene = {k: pd.read_parquet(tmp_path / k / "train" / "per_gene.parquet")
-                for k in ("whole", "stream")}  # fmt: skip
+    per_gene = {
+        k: pd.read_parquet(tmp_path / k / "train" / "per_gene.parquet") for k in ("whole", "stream")
+    }
     numeric = per_gene["whole"].select_dtypes("number").columns
-    np.testing.assert_allclose(per_gene["stream"][numeric], per_gene["whole"][numeric],
-                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(per_gene["stream"][numeric], per_gene["whole"][numeric], atol=1e-12)
     # only the plotted genes' out-of-fold predictions are kept, and they are the same
     oof_stream = pd.read_parquet(tmp_path / "stream" / "train" / "oof_predictions.parquet")
     oof_whole = pd.read_parquet(tmp_path / "whole" / "train" / "oof_predictions.parquet")

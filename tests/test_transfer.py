@@ -114,8 +114,7 @@ def test_known_classes_map_exc_inh_families_and_cre_lines():
     assert on("Inh") == ["Lamp5", "Pvalb", "Sncg", "Sst", "Vip"]
     assert on("sst") == ["Sst"] and on("Pvalb-IRES-Cre") == ["Pvalb"]
     assert on("Vip-IRES-Cre") == ["Sncg", "Vip"] and on("") == classes
-    raises_one_line("known class 'Rbp4-Cre_KL100'", allowed_families, "Rbp4-Cre_KL100",
-                    classes)  # fmt: skip
+    raises_one_line("known class 'Rbp4-Cre_KL100'", allowed_families, "Rbp4-Cre_KL100", classes)
 
 
 def test_an_ipfx_table_maps_names_and_units(raw_dir):
@@ -166,8 +165,18 @@ def _predict(store_dir, tmp_path, src, *sets):
     from stages.predict import app
 
     out = tmp_path / "pred.h5ad"
-    args = ["--model-dir", store_dir, "--input", src, "--output", out,
-            "--metrics", tmp_path / "m.json", "--report", tmp_path / "r.json"]  # fmt: skip
+    args = [
+        "--model-dir",
+        store_dir,
+        "--input",
+        src,
+        "--output",
+        out,
+        "--metrics",
+        tmp_path / "m.json",
+        "--report",
+        tmp_path / "r.json",
+    ]
     for kv in sets:
         args += ["--set", kv]
     res = CliRunner().invoke(app, [str(a) for a in args])
@@ -185,8 +194,9 @@ def test_an_ipfx_table_is_predicted_end_to_end_with_its_known_class(
 
     caplog.set_level(logging.INFO, logger="ephys2expr")
     src = raw_dir / L1_CLEAN
-    adata, report, _ = _predict(store_dir, tmp_path, src, "predict.known_class=Inh",
-                                "predict.missing=drop")  # fmt: skip
+    adata, report, _ = _predict(
+        store_dir, tmp_path, src, "predict.known_class=Inh", "predict.missing=drop"
+    )
     assert "an ipfx feature table" in caplog.text and "not derivable: adratio" in caplog.text
     cells, _ = ipfx_cells(pd.read_csv(src), str(src))
     assert adata.n_obs == int(cells[["rin", "tau", "aphw", "rheo"]].notna().all(axis=1).sum())
@@ -196,7 +206,12 @@ def test_an_ipfx_table_is_predicted_end_to_end_with_its_known_class(
     assert max(abs(v) for v in al["shift_sd"].values()) > 0.2
     # the composition holds interneuron families only
     assert {k for k, v in al["composition"].items() if v > 0.01} <= {
-        "Lamp5", "Pvalb", "Sncg", "Sst", "Vip"}  # fmt: skip
+        "Lamp5",
+        "Pvalb",
+        "Sncg",
+        "Sst",
+        "Vip",
+    }
     uns = adata.uns["ephys2expr"]["alignment"]["all"]
     assert uns["shift_sd"]["rmp"] == pytest.approx(al["shift_sd"]["rmp"], abs=1e-3)  # 4 digits
     assert "largest shifts in training SD" in caplog.text
@@ -213,8 +228,9 @@ def test_without_a_known_class_auto_leaves_the_cells_as_they_are(
 
     caplog.set_level(logging.INFO, logger="ephys2expr")
     src = raw_dir / L1_CLEAN
-    plain, report, _ = _predict(store_dir, tmp_path, src, "predict.align=none",
-                                "predict.missing=drop")  # fmt: skip
+    plain, report, _ = _predict(
+        store_dir, tmp_path, src, "predict.align=none", "predict.missing=drop"
+    )
     auto, report_auto, _ = _predict(store_dir, tmp_path, src, "predict.missing=drop")
     assert not report_auto["inputs"]["mansvelder_features_E"]["alignment"]["all"]["fitted"]
     assert "not aligned (no known class)" in caplog.text
@@ -232,7 +248,8 @@ def test_the_transfer_table_of_validate_on_two_foreign_sets(raw_dir, store_dir, 
     prepared.mkdir()
     store = load_model_store(store_dir)
     allen = pd.DataFrame({f: [np.nan] for f in store.features}, index=["x"]).assign(
-        cre_line="Sst-IRES-Cre", layer="5", dendrite_type="aspiny")  # fmt: skip
+        cre_line="Sst-IRES-Cre", layer="5", dendrite_type="aspiny"
+    )
     for v in ("v6", "v10"):
         allen.to_parquet(prepared / f"cells_aibs_{v}.parquet")
     sets = transfer_sets(raw_dir, prepared)

@@ -31,8 +31,12 @@ def small(raw_dir, tmp_path_factory):
     """A store trained on small real inputs (full and no_tau_cap sets, null of 20), its
     prepared folder (cells_aibs_v6 / cells_aibs_v10) and its folder."""
     prepared = write_small_prepared(raw_dir, tmp_path_factory.mktemp("prepared"))
-    out = train_from_prepared(prepared, train_settings(n_alphas=8, n_permutations=20),
-                              cell_inputs=["aibs_v6", "aibs_v10"], min_features=5)  # fmt: skip
+    out = train_from_prepared(
+        prepared,
+        train_settings(n_alphas=8, n_permutations=20),
+        cell_inputs=["aibs_v6", "aibs_v10"],
+        min_features=5,
+    )
     folder = tmp_path_factory.mktemp("store") / "model"
     save_model_store(out.store, folder)
     return load_model_store(folder), folder, prepared
@@ -64,9 +68,22 @@ def params_file(folder: Path, **predict) -> Path:
 
 
 def run_predict(store_dir, prepared, out, plots, params, *extra):
-    return CliRunner().invoke(app, [
-        "--params", str(params), "--model-dir", str(store_dir), "--prepared-dir",
-        str(prepared), "--out-dir", str(out), "--plots-dir", str(plots), *extra])  # fmt: skip
+    return CliRunner().invoke(
+        app,
+        [
+            "--params",
+            str(params),
+            "--model-dir",
+            str(store_dir),
+            "--prepared-dir",
+            str(prepared),
+            "--out-dir",
+            str(out),
+            "--plots-dir",
+            str(plots),
+            *extra,
+        ],
+    )
 
 
 def test_predict_prunes_only_what_it_wrote_never_a_users_folder(small, tmp_path, monkeypatch):
@@ -158,9 +175,19 @@ def test_an_output_that_is_a_link_replaces_the_link_never_its_target(small, tmp_
     link.symlink_to(theirs)
     cells = tmp_path / "cells.csv"
     store.train_features.rename_axis("cell_id").to_csv(cells)
-    res = CliRunner().invoke(app, [
-        "--model-dir", str(store_dir), "--input", str(cells), "--output",
-        str(tmp_path / "p.h5ad"), "--report", str(link)])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "--model-dir",
+            str(store_dir),
+            "--input",
+            str(cells),
+            "--output",
+            str(tmp_path / "p.h5ad"),
+            "--report",
+            str(link),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert theirs.read_text() == '{"mine": true}\n'
     assert not link.is_symlink() and '"model"' in link.read_text()
@@ -207,8 +234,9 @@ def test_a_cache_entry_is_used_only_for_exactly_its_inputs(small, tmp_path, capl
     key = on_demand.cache_key(lacking, features, settings.as_dict())
     os.rename(off["cache"], cache / key)
     with caplog.at_level("WARNING", logger="ephys2expr"):
-        model, note = on_demand.fit_feature_set(lacking, features, n_permutations=20,
-                                                cache_dir=cache)  # fmt: skip
+        model, note = on_demand.fit_feature_set(
+            lacking, features, n_permutations=20, cache_dir=cache
+        )
     assert not note["cached"] and note["cache"] == str(cache / f"{key}-1")
     assert "fitted from other inputs" in caplog.text
     assert model.genes["q_value"].notna().all()
@@ -220,8 +248,9 @@ def test_a_broken_or_unwritable_cache_degrades_to_an_uncached_fit(small, tmp_pat
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     with caplog.at_level("WARNING", logger="ephys2expr"):
-        model, note = on_demand.fit_feature_set(lacking, features, n_permutations=0,
-                                                cache_dir=blocker / "cache")  # fmt: skip
+        model, note = on_demand.fit_feature_set(
+            lacking, features, n_permutations=0, cache_dir=blocker / "cache"
+        )
     assert model.features == features and note["cache"] is None
     assert "not written" in caplog.text
     # a corrupt entry under the key: passed over, refitted beside it, found there next time
@@ -236,8 +265,7 @@ def test_a_broken_or_unwritable_cache_degrades_to_an_uncached_fit(small, tmp_pat
     assert note["cached"]
 
 
-def test_the_cache_is_never_inside_a_model_store_or_the_data_folder(small, tmp_path,
-                                                                     monkeypatch):  # fmt: skip
+def test_the_cache_is_never_inside_a_model_store_or_the_data_folder(small, tmp_path, monkeypatch):
     _, store_dir, _ = small
     with pytest.raises(InputError, match="lies inside the model store"):
         on_demand.cache_root(store_dir / "cache")

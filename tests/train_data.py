@@ -26,10 +26,13 @@ def small_real_inputs(raw_dir, n_variable: int = 150, n_flat: int = 50):
     sd = targets.std(axis=1)
     targets = targets[sd > 0]
     sd = sd[sd > 0].sort_values()
-    genes = list(dict.fromkeys(
-        [g for g in CLASS_MARKERS if g in targets.index]
-        + list(sd.index[-n_variable:]) + list(sd.index[:: max(1, len(sd) // n_flat)][:n_flat])
-    ))  # fmt: skip
+    genes = list(
+        dict.fromkeys(
+            [g for g in CLASS_MARKERS if g in targets.index]
+            + list(sd.index[-n_variable:])
+            + list(sd.index[:: max(1, len(sd) // n_flat)][:n_flat])
+        )
+    )
     types = training.types.loc[features.index]
     return features, targets.loc[genes].astype(float), pd.DataFrame(types)
 

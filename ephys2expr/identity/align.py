@@ -43,8 +43,12 @@ EXC_FAMILIES = ("IT", "ET", "CT", "NP", "L6b", "L6 IT", "L5 ET", "L6 CT", "L5/6 
 _EXC_WORDS = ("exc", "excitatory", "glutamatergic", "spiny", "pyramidal")
 _INH_WORDS = ("inh", "inhibitory", "gabaergic", "aspiny", "interneuron")
 # families compatible with an interneuron Cre line's group (taxonomy.type_group)
-CRE_FAMILIES = {"Pvalb": ("Pvalb",), "Sst": ("Sst",), "Vip": ("Vip", "Sncg"),
-                "Ndnf": ("Lamp5", "Vip", "Sncg")}  # fmt: skip
+CRE_FAMILIES = {
+    "Pvalb": ("Pvalb",),
+    "Sst": ("Sst",),
+    "Vip": ("Vip", "Sncg"),
+    "Ndnf": ("Lamp5", "Vip", "Sncg"),
+}
 
 # features log1p-transformed before the Gaussians (right-skewed, positive)
 LOG_FEATURES = ("rin", "tau", "cap", "rheo", "maxfreq", "avg_isi", "f_i_curve_slope")
@@ -146,9 +150,15 @@ class ClassGaussians:
     def subset(self, idx) -> ClassGaussians:
         """The marginal Gaussians of the features ``idx`` (positions)."""
         idx = np.asarray(idx)
-        return ClassGaussians([self.features[i] for i in idx], self.classes, self.center[idx],
-                              self.scale[idx], self.means[:, idx], self.cov[:, idx][:, :, idx],
-                              self.priors)  # fmt: skip
+        return ClassGaussians(
+            [self.features[i] for i in idx],
+            self.classes,
+            self.center[idx],
+            self.scale[idx],
+            self.means[:, idx],
+            self.cov[:, idx][:, :, idx],
+            self.priors,
+        )
 
 
 @dataclass
@@ -189,15 +199,20 @@ class Alignment:
     def report(self) -> dict:
         """JSON-ready summary: method, cells, shift and scale per feature, composition."""
         return {
-            "method": self.method, "n_cells": int(self.n_cells), "fitted": bool(self.fitted),
+            "method": self.method,
+            "n_cells": int(self.n_cells),
+            "fitted": bool(self.fitted),
             "reason": self.reason,
-            "shift_sd": {f: round(float(s), 4) for f, s in zip(self.features, self.shift,
-                                                                strict=True)},
-            "scale": {f: round(float(s), 4) for f, s in zip(self.features, self.scale,
-                                                            strict=True)},
+            "shift_sd": {
+                f: round(float(s), 4) for f, s in zip(self.features, self.shift, strict=True)
+            },
+            "scale": {
+                f: round(float(s), 4) for f, s in zip(self.features, self.scale, strict=True)
+            },
             "composition": {k: round(float(v), 4) for k, v in self.composition.items()},
-            "n_iter": int(self.n_iter), "converged": bool(self.converged),
-        }  # fmt: skip
+            "n_iter": int(self.n_iter),
+            "converged": bool(self.converged),
+        }
 
 
 def _log_gauss(R: np.ndarray, means: np.ndarray, prec: np.ndarray) -> np.ndarray:
@@ -223,8 +238,15 @@ def _responsibilities(R, model, prec, priors, allowed) -> tuple[np.ndarray, floa
     return e / tot, float((np.log(tot) + top).mean())
 
 
-def em_align(S: np.ndarray, model: ClassGaussians, allowed=None, fit_scale: bool = False,
-             ridge: float = RIDGE, max_iter: int = MAX_ITER, start=None) -> tuple:
+def em_align(
+    S: np.ndarray,
+    model: ClassGaussians,
+    allowed=None,
+    fit_scale: bool = False,
+    ridge: float = RIDGE,
+    max_iter: int = MAX_ITER,
+    start=None,
+) -> tuple:
     """EM of a per-feature shift (and scale) and class priors for the batch ``S``.
 
     Parameters
@@ -257,8 +279,9 @@ def em_align(S: np.ndarray, model: ClassGaussians, allowed=None, fit_scale: bool
     for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         U = (S - shift) / scale
         resp, _ = _responsibilities(U, model, prec, priors, allowed)
-        counts = resp.sum(axis=0) + PRIOR_COUNT * (allowed.any(axis=0) if allowed is not None
-                                                   else 1.0)  # fmt: skip
+        counts = resp.sum(axis=0) + PRIOR_COUNT * (
+            allowed.any(axis=0) if allowed is not None else 1.0
+        )
         priors = np.maximum(counts / counts.sum(), 1e-12)
         expected = resp @ model.means  # each cell's expected class mean
         # shift: penalised least squares with the pooled precision, in scaled units
@@ -278,7 +301,7 @@ def em_align(S: np.ndarray, model: ClassGaussians, allowed=None, fit_scale: bool
             break
     U = (S - shift) / scale
     resp, loglik = _responsibilities(U, model, prec, priors, allowed)
-    objective = loglik - np.log(scale).sum() - 0.5 * ridge * float(((shift / scale)**2).sum()) / n
+    objective = loglik - np.log(scale).sum() - 0.5 * ridge * float(((shift / scale) ** 2).sum()) / n
     return shift, scale, priors, resp, it, converged, objective
 
 
@@ -309,8 +332,10 @@ def allowed_families(value: str, classes, where: str = "known_class") -> np.ndar
         return np.isin(classes, CRE_FAMILIES[group])
     if group.startswith("Exc"):
         return exc
-    raise InputError(f"{where}: known class {v!r} is not Exc, Inh, one of the families "
-                     f"{classes} or a Cre line of a known group")  # fmt: skip
+    raise InputError(
+        f"{where}: known class {v!r} is not Exc, Inh, one of the families "
+        f"{classes} or a Cre line of a known group"
+    )
 
 
 def auto_method(known: bool) -> str:
@@ -318,8 +343,9 @@ def auto_method(known: bool) -> str:
     return AUTO if known else "none"
 
 
-def fit_alignment(X, features, model: ClassGaussians, method: str = AUTO, allowed=None,
-                  min_cells: int = MIN_CELLS) -> Alignment:
+def fit_alignment(
+    X, features, model: ClassGaussians, method: str = AUTO, allowed=None, min_cells: int = MIN_CELLS
+) -> Alignment:
     """Fit one batch's alignment onto ``model``.
 
     Parameters
@@ -343,8 +369,11 @@ def fit_alignment(X, features, model: ClassGaussians, method: str = AUTO, allowe
     if method == "none":
         return Alignment("none", n, False, "no known class" if allowed is None else "align: none")
     features = list(features)
-    use = [f for f in model.features if f in features
-           and np.isfinite(X[:, features.index(f)]).mean() >= 0.5]  # fmt: skip
+    use = [
+        f
+        for f in model.features
+        if f in features and np.isfinite(X[:, features.index(f)]).mean() >= 0.5
+    ]
     cols = [features.index(f) for f in use]
     rows = np.isfinite(X[:, cols]).all(axis=1) if use else np.zeros(n, bool)
     if rows.sum() < min_cells or not use:
@@ -382,6 +411,19 @@ def starts(S: np.ndarray, model: ClassGaussians, allowed=None) -> list[np.ndarra
     return out
 
 
-__all__ = ["AUTO", "CRE_FAMILIES", "EXC_FAMILIES", "MIN_CELLS", "Alignment", "ClassGaussians",
-           "LOG_FEATURES", "METHODS", "allowed_families", "auto_method", "em_align",
-           "fit_alignment", "inverse_transform", "transform"]  # fmt: skip
+__all__ = [
+    "AUTO",
+    "CRE_FAMILIES",
+    "EXC_FAMILIES",
+    "MIN_CELLS",
+    "Alignment",
+    "ClassGaussians",
+    "LOG_FEATURES",
+    "METHODS",
+    "allowed_families",
+    "auto_method",
+    "em_align",
+    "fit_alignment",
+    "inverse_transform",
+    "transform",
+]

@@ -160,9 +160,11 @@ class IdentityClassifier:
                     store[va] = P
             losses = [log_loss(P, yi) for P in inner]
             self.inner_log_loss_ = {
-                f"{kind} {'C' if kind == 'logreg' else 'k'}={p:g}" if kind != "majority"
-                else kind: round(loss, 6) for (kind, p), loss in zip(configs, losses, strict=True)
-            }  # fmt: skip
+                f"{kind} {'C' if kind == 'logreg' else 'k'}={p:g}"
+                if kind != "majority"
+                else kind: round(loss, 6)
+                for (kind, p), loss in zip(configs, losses, strict=True)
+            }
             self.best_by_kind_ = {}
             for kind in KINDS:
                 idx = [i for i, (k, _) in enumerate(configs) if k == kind]
@@ -172,8 +174,9 @@ class IdentityClassifier:
             self.inner_proba_ = inner[best]
             self.mean_, self.scale_ = standardize(X)
             Xs = (X - self.mean_) / self.scale_
-            self.models_ = {kind: self._refit(kind, p, Xs, yi) for kind, p in
-                            self.best_by_kind_.items()}  # fmt: skip
+            self.models_ = {
+                kind: self._refit(kind, p, Xs, yi) for kind, p in self.best_by_kind_.items()
+            }
         return self
 
     def _refit(self, kind, param, Xs, yi) -> dict:
@@ -181,8 +184,12 @@ class IdentityClassifier:
         coef = np.zeros((n_classes, p))
         intercept = np.full(n_classes, -np.inf)  # unseen classes: probability exactly 0
         if kind == "knn":
-            return {"X": Xs.copy(), "y": yi.copy(), "k": int(min(param, len(yi))),
-                    "n_classes": n_classes}  # fmt: skip
+            return {
+                "X": Xs.copy(),
+                "y": yi.copy(),
+                "k": int(min(param, len(yi))),
+                "n_classes": n_classes,
+            }
         if kind == "majority" or np.unique(yi).size < 2:  # one class: logreg is constant
             freq = np.bincount(yi, minlength=n_classes) / len(yi)
             seen = freq > 0

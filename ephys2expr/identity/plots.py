@@ -33,11 +33,21 @@ def confusion_figure(levels: dict):
             for i in range(n):
                 for j in range(n):
                     if cm[i, j]:
-                        ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                                color="w" if share[i, j] < 0.5 else "k")  # fmt: skip
+                        ax.text(
+                            j,
+                            i,
+                            int(cm[i, j]),
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="w" if share[i, j] < 0.5 else "k",
+                        )
         s = identity_scores(proba, y)
-        ax.set_title(f"{level} ({n} classes): accuracy {s['accuracy']:.3f}, "
-                     f"balanced {s['balanced_accuracy']:.3f}", fontsize=10)  # fmt: skip
+        ax.set_title(
+            f"{level} ({n} classes): accuracy {s['accuracy']:.3f}, "
+            f"balanced {s['balanced_accuracy']:.3f}",
+            fontsize=10,
+        )
         ax.set_xlabel("predicted (out-of-fold, grouped by animal)")
         ax.set_ylabel("true (transcriptomic label)")
         fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class's cells")
@@ -54,8 +64,12 @@ def reliability_figure(levels: dict):
         b = reliability_bins(proba, y)
         ok = b["n"] > 0
         s = identity_scores(proba, y)
-        ax.plot(b["confidence"][ok], b["accuracy"][ok], "o-",
-                label=f"{level}: ECE {s['ece']:.3f}, log-loss {s['log_loss']:.2f}")  # fmt: skip
+        ax.plot(
+            b["confidence"][ok],
+            b["accuracy"][ok],
+            "o-",
+            label=f"{level}: ECE {s['ece']:.3f}, log-loss {s['log_loss']:.2f}",
+        )
         for c, a, n in zip(b["confidence"][ok], b["accuracy"][ok], b["n"][ok], strict=True):
             ax.annotate(str(n), (c, a), fontsize=6, xytext=(3, -8), textcoords="offset points")
     ax.set_xlim(0, 1)

@@ -48,5 +48,10 @@ def confusion(proba: np.ndarray, y_index: np.ndarray, n_classes: int) -> np.ndar
     return confusion_matrix(y_index, proba.argmax(axis=1), labels=np.arange(n_classes))
 
 
-__all__ = ["N_BINS", "confusion", "expected_calibration_error", "identity_scores",
-           "reliability_bins"]  # fmt: skip
+__all__ = [
+    "N_BINS",
+    "confusion",
+    "expected_calibration_error",
+    "identity_scores",
+    "reliability_bins",
+]

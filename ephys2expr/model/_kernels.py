@@ -232,9 +232,18 @@ def _active_set(gram, c, lam1, lam2, w, q, theta, order, L, dinv, z, v, max_step
 def gene_scratch(p):
     """The scratch arrays :func:`_one_gene` takes after its outputs (allocated once per
     block of genes): w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv."""
-    return (np.empty(p), np.empty(p), np.empty(p, dtype=np.int64), np.empty((p, p)),
-            np.empty(p), np.empty(p), np.empty(p), np.empty(p, dtype=np.int64), np.empty(2),
-            np.empty(p))  # fmt: skip
+    return (
+        np.empty(p),
+        np.empty(p),
+        np.empty(p, dtype=np.int64),
+        np.empty((p, p)),
+        np.empty(p),
+        np.empty(p),
+        np.empty(p),
+        np.empty(p, dtype=np.int64),
+        np.empty(2),
+        np.empty(p),
+    )
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=True)
@@ -257,14 +266,36 @@ def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n
         w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = gene_scratch(p)
         for g in range(blk, n_genes, n_blocks):
             # problem, gene index, outputs, then the block's scratch arrays
-            _one_gene(g, g * stride, gram, xty, yscale, l1, l2, coef_init, use_init, tol,
-                      max_iter, coefs[g], n_iter, conv,
-                      w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv)  # fmt: skip
+            _one_gene(
+                g,
+                g * stride,
+                gram,
+                xty,
+                yscale,
+                l1,
+                l2,
+                coef_init,
+                use_init,
+                tol,
+                max_iter,
+                coefs[g],
+                n_iter,
+                conv,
+                w,
+                q,
+                idx,
+                mat,
+                vec,
+                qnew,
+                theta,
+                order,
+                fact_state,
+                dinv,
+            )
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=True)
-def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, sse, n_iter,
-                    conv):  # fmt: skip
+def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, sse, n_iter, conv):
     """:func:`cd_path_kernel` scored on validation rows instead of returned: adds each
     gene's weighted validation sum of squares at every alpha to ``sse`` (G, A).
 
@@ -284,9 +315,32 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
         w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = gene_scratch(p)
         out = np.empty((n_alpha, p))
         for g in range(blk, n_genes, n_blocks):
-            _one_gene(g, g * stride, gram, xty, yscale, l1, l2, empty, False, tol, max_iter,
-                      out, n_iter, conv,
-                      w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv)  # fmt: skip
+            _one_gene(
+                g,
+                g * stride,
+                gram,
+                xty,
+                yscale,
+                l1,
+                l2,
+                empty,
+                False,
+                tol,
+                max_iter,
+                out,
+                n_iter,
+                conv,
+                w,
+                q,
+                idx,
+                mat,
+                vec,
+                qnew,
+                theta,
+                order,
+                fact_state,
+                dinv,
+            )
             h = vxty[g]
             for a in range(n_alpha):
                 b = out[a]
@@ -306,9 +360,32 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=True)
-def _one_gene(g, gi, gram, xty, yscale, l1, l2, coef_init, use_init, tol, max_iter,
-              out, n_iter, conv, w, q, idx, mat, vec, qnew, theta, order, fact_state,
-              dinv):  # fmt: skip
+def _one_gene(
+    g,
+    gi,
+    gram,
+    xty,
+    yscale,
+    l1,
+    l2,
+    coef_init,
+    use_init,
+    tol,
+    max_iter,
+    out,
+    n_iter,
+    conv,
+    w,
+    q,
+    idx,
+    mat,
+    vec,
+    qnew,
+    theta,
+    order,
+    fact_state,
+    dinv,
+):
     """The whole alpha path of gene ``g`` into ``out`` (n_alphas, p) (scratch arrays passed
     in, reused across genes)."""
     p = w.shape[0]
@@ -340,8 +417,9 @@ def _one_gene(g, gi, gram, xty, yscale, l1, l2, coef_init, use_init, tol, max_it
                 q[j] = c[j]
                 out[a, j] = 0.0
             continue
-        steps = _active_set(gram, c, lam1, lam2, w, q, theta, order, mat, dinv, qnew, vec,
-                            8 * p + 20, fact_state)  # fmt: skip
+        steps = _active_set(
+            gram, c, lam1, lam2, w, q, theta, order, mat, dinv, qnew, vec, 8 * p + 20, fact_state
+        )
         if steps > 0:
             total += steps
             for j in range(p):

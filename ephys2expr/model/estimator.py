@@ -125,9 +125,16 @@ class MultiGeneElasticNet:
     def _path(self, X, Y, alphas, w, coef_init=None):
         mean, scale = self._scale(X)
         res = elastic_net_path(
-            (X - mean) / scale, Y, alphas, penalty=self.penalty, l1_ratio=self._l1_ratio(),
-            sample_weight=w, tol=self.tol, max_iter=self.max_iter, coef_init=coef_init,
-        )  # fmt: skip
+            (X - mean) / scale,
+            Y,
+            alphas,
+            penalty=self.penalty,
+            l1_ratio=self._l1_ratio(),
+            sample_weight=w,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            coef_init=coef_init,
+        )
         return res, mean, scale
 
     def _inner_cv_mse(self, X, Y, w, alphas, groups=None):
@@ -137,10 +144,18 @@ class MultiGeneElasticNet:
             mean, scale = self._scale(X[tr])
             # validation rows scaled with the training part's statistics
             fold_sse, _, _ = path_validation_sse(
-                (X[tr] - mean) / scale, Y[tr], (X[va] - mean) / scale, Y[va], alphas,
-                penalty=self.penalty, l1_ratio=self._l1_ratio(), sample_weight=w[tr],
-                val_weight=w[va], tol=self.tol, max_iter=self.max_iter,
-            )  # fmt: skip
+                (X[tr] - mean) / scale,
+                Y[tr],
+                (X[va] - mean) / scale,
+                Y[va],
+                alphas,
+                penalty=self.penalty,
+                l1_ratio=self._l1_ratio(),
+                sample_weight=w[tr],
+                val_weight=w[va],
+                tol=self.tol,
+                max_iter=self.max_iter,
+            )
             sse += fold_sse
         return sse / w.sum()
 

@@ -85,14 +85,20 @@ def fit_scale(method: str, abs_res: np.ndarray, X: np.ndarray, distance, mean, s
         units).
     """
     g, p = abs_res.shape[1], X.shape[1]
-    out = {"intercept": np.ones(g), "coef": np.zeros((g, p)), "knn": np.zeros(g),
-           "lo": np.ones(g), "hi": np.ones(g)}  # fmt: skip
+    out = {
+        "intercept": np.ones(g),
+        "coef": np.zeros((g, p)),
+        "knn": np.zeros(g),
+        "lo": np.ones(g),
+        "hi": np.ones(g),
+    }
     if method == "plain":
         return out
     if method == "knn":
         beta = float(np.median(distance))
-        out.update(intercept=np.full(g, beta), knn=np.ones(g), lo=np.full(g, beta),
-                   hi=np.full(g, np.inf))  # fmt: skip
+        out.update(
+            intercept=np.full(g, beta), knn=np.ones(g), lo=np.full(g, beta), hi=np.full(g, np.inf)
+        )
         return out
     if method != "features":
         raise InputError(f"interval method {method!r} is not one of {list(METHODS)}")
@@ -154,8 +160,12 @@ class GeneIntervals:
         scores = abs_res / scale_values(params, X, distance)
         q = conformal_quantile(scores, LEVELS)
         table = pd.DataFrame({q_column(lv): q[i] for i, lv in enumerate(LEVELS)}, index=genes)
-        return cls(method, _with_params(table, params, features), list(features),
-                   k if method == "knn" else 0)  # fmt: skip
+        return cls(
+            method,
+            _with_params(table, params, features),
+            list(features),
+            k if method == "knn" else 0,
+        )
 
     @property
     def needs_distance(self) -> bool:

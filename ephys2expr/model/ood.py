@@ -175,8 +175,12 @@ def shift_summary(train: pd.DataFrame, table: pd.DataFrame, features: list[str])
         pooled = math.sqrt((a.var(ddof=1) if len(a) > 1 else 0.0) / 2 + b.var(ddof=1) / 2)
         smd = (a.mean() - b.mean()) / pooled if pooled > 0 else 0.0
         ks = ks_2samp(a, b)
-        out[f] = {"smd": round(float(smd), 4), "ks": round(float(ks.statistic), 4),
-                  "ks_p": float(f"{ks.pvalue:.4g}"), "n": int(len(a))}  # fmt: skip
+        out[f] = {
+            "smd": round(float(smd), 4),
+            "ks": round(float(ks.statistic), 4),
+            "ks_p": float(f"{ks.pvalue:.4g}"),
+            "n": int(len(a)),
+        }
     return dict(sorted(out.items(), key=lambda kv: -abs(kv[1]["smd"])))
 
 

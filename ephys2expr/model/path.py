@@ -199,9 +199,18 @@ def elastic_net_path(
         coefs = np.empty((n_genes, alphas2.shape[1], p))
         converged = np.zeros(n_genes, dtype=np.bool_)
         cd_path_kernel(
-            prob.gram, prob.xty, prob.yscale(Y), np.ascontiguousarray(l1),
-            np.ascontiguousarray(l2), init, float(tol), int(max_iter), coefs, n_iter, converged,
-        )  # fmt: skip
+            prob.gram,
+            prob.xty,
+            prob.yscale(Y),
+            np.ascontiguousarray(l1),
+            np.ascontiguousarray(l2),
+            init,
+            float(tol),
+            int(max_iter),
+            coefs,
+            n_iter,
+            converged,
+        )
     intercepts = prob.ybar[:, None] - coefs @ prob.xbar
     return PathResult(coefs=coefs, intercepts=intercepts, n_iter=n_iter, converged=converged)
 
@@ -271,10 +280,20 @@ def path_validation_sse(
         sse = np.zeros((n_genes, alphas2.shape[1]))
         converged = np.zeros(n_genes, dtype=np.bool_)
         path_sse_kernel(
-            prob.gram, prob.xty, prob.yscale(Y), np.ascontiguousarray(l1),
-            np.ascontiguousarray(l2), float(tol), int(max_iter), vgram, vxty, vyy, sse,
-            n_iter, converged,
-        )  # fmt: skip
+            prob.gram,
+            prob.xty,
+            prob.yscale(Y),
+            np.ascontiguousarray(l1),
+            np.ascontiguousarray(l2),
+            float(tol),
+            int(max_iter),
+            vgram,
+            vxty,
+            vyy,
+            sse,
+            n_iter,
+            converged,
+        )
     return sse, n_iter, converged
 
 

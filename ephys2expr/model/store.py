@@ -168,16 +168,19 @@ class ModelStore:
         for col in ("intercept", "alpha"):
             if col not in self.genes.columns:
                 raise InputError(f"{where}: genes table lacks column '{col}'")
-        for label, frame, cols in (("coef", self.coef, self.features),
-                                   ("genes", self.genes, ["intercept", "alpha"])):  # fmt: skip
+        for label, frame, cols in (
+            ("coef", self.coef, self.features),
+            ("genes", self.genes, ["intercept", "alpha"]),
+        ):
             for col in cols:
                 values = frame[col]
                 if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
                     raise InputError(
                         f"{where}: {label} column '{col}' is {values.dtype}, not numbers"
                     )
-                _check_finite(values.to_numpy(dtype=float), f"{label} column '{col}'", frame.index,
-                              where)  # fmt: skip
+                _check_finite(
+                    values.to_numpy(dtype=float), f"{label} column '{col}'", frame.index, where
+                )
         if np.any(self.genes["alpha"].to_numpy(dtype=float) < 0):
             raise InputError(f"{where}: genes column 'alpha' has a negative value")
         self._validate_sets(where)
@@ -226,8 +229,9 @@ class ModelStore:
             values = rows[col]
             if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
                 raise InputError(f"{where}: train_features column '{col}' is not numbers")
-            _check_finite(values.to_numpy(dtype=float), f"train_features column '{col}'",
-                          rows.index, where)  # fmt: skip
+            _check_finite(
+                values.to_numpy(dtype=float), f"train_features column '{col}'", rows.index, where
+            )
 
     def _validate_sets(self, where: str) -> None:
         """The other sets: fewer features of this model's, in its order; same genes."""
@@ -297,8 +301,12 @@ class ModelStore:
         if isinstance(X, pd.DataFrame):
             X = X[self.features].to_numpy(dtype=float)
         probas = self.identity.probabilities(self.feature_set, np.asarray(X, dtype=float))
-        return {lv: pd.DataFrame(p, index=index, columns=self.identity.classifiers[
-            self.feature_set][lv].classes) for lv, p in probas.items()}  # fmt: skip
+        return {
+            lv: pd.DataFrame(
+                p, index=index, columns=self.identity.classifiers[self.feature_set][lv].classes
+            )
+            for lv, p in probas.items()
+        }
 
 
 # Baselines whose ``beats_<name>`` column of a genes table compares with an oracle: the

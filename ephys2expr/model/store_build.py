@@ -12,9 +12,14 @@ from ephys2expr.model.store import ModelStore
 
 
 def store_from_estimator(
-    estimator, features: pd.DataFrame, genes: pd.Index, per_gene: pd.DataFrame | None = None,
-    provenance: dict | None = None, feature_set: str = "full", intervals=None,
-) -> ModelStore:  # fmt: skip
+    estimator,
+    features: pd.DataFrame,
+    genes: pd.Index,
+    per_gene: pd.DataFrame | None = None,
+    provenance: dict | None = None,
+    feature_set: str = "full",
+    intervals=None,
+) -> ModelStore:
     """The model store of a fitted :class:`~ephys2expr.model.estimator.MultiGeneElasticNet`.
 
     Parameters
@@ -48,12 +53,14 @@ def store_from_estimator(
     coef = pd.DataFrame(estimator.coef_, index=genes.copy(), columns=list(features.columns))
     auto = isinstance(estimator.alpha, str)
     info = dict(provenance or {})
-    info.update({
-        "cell_types": list(features.index),
-        "feature_mean": X.mean(axis=0).tolist(),
-        "alpha_path": estimator.alphas_.tolist() if auto else None,
-        "code": f"ephys2expr {__version__}",
-    })  # fmt: skip
+    info.update(
+        {
+            "cell_types": list(features.index),
+            "feature_mean": X.mean(axis=0).tolist(),
+            "alpha_path": estimator.alphas_.tolist() if auto else None,
+            "code": f"ephys2expr {__version__}",
+        }
+    )
     return ModelStore(
         features=list(features.columns),
         coef=coef,
@@ -92,7 +99,7 @@ def join_feature_sets(models: list[ModelStore]) -> ModelStore:
             train_targets=None,
             train_types=None,
             identity=primary.identity,
-        )  # fmt: skip
+        )
         for n, m in others.items()
     }  # the identity part is the store's (saved once), each set reads its own classifier
     return dataclasses.replace(primary, other_sets=others)
@@ -124,8 +131,14 @@ def add_feature_set(store: ModelStore, model: ModelStore) -> ModelStore:
             )
         classifiers = {**identity.classifiers, model.feature_set: own}
         identity = dataclasses.replace(identity, classifiers=classifiers)
-    model = dataclasses.replace(model, provenance={}, train_features=None, train_targets=None,
-                                train_types=None, other_sets={})  # fmt: skip
+    model = dataclasses.replace(
+        model,
+        provenance={},
+        train_features=None,
+        train_targets=None,
+        train_types=None,
+        other_sets={},
+    )
     out = dataclasses.replace(store, other_sets={**store.other_sets, model.feature_set: model})
     return with_identity(out, identity) if identity is not None else out
 

@@ -25,8 +25,16 @@ TRAIN_FEATURES = "train_features.parquet"
 INTERVALS = "intervals.parquet"
 TRAIN_TARGETS = "train_targets.parquet"
 TRAIN_TYPES = "train_types.parquet"
-TABLES = ("coef.parquet", "genes.parquet", TRAIN_FEATURES, INTERVALS, "identity.parquet",
-          "class_means.parquet", TRAIN_TARGETS, TRAIN_TYPES)  # fmt: skip
+TABLES = (
+    "coef.parquet",
+    "genes.parquet",
+    TRAIN_FEATURES,
+    INTERVALS,
+    "identity.parquet",
+    "class_means.parquet",
+    TRAIN_TARGETS,
+    TRAIN_TYPES,
+)
 
 
 def tables_of(version: int) -> tuple[str, ...]:

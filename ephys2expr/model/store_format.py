@@ -139,8 +139,11 @@ def read_store(directory: str | os.PathLike) -> tuple[dict, dict[str, pd.DataFra
         log.warning(
             "%s: model store of schema %d: its tables are verified, its %s is not (edits "
             "to it go unnoticed); retrain it (dvc repro train) to get schema %d",
-            where, meta["schema_version"], META, SCHEMA_VERSION,
-        )  # fmt: skip
+            where,
+            meta["schema_version"],
+            META,
+            SCHEMA_VERSION,
+        )
     tables = {}
     for name, blob in blobs.items():
         try:
@@ -285,8 +288,11 @@ def join_set_tables(sets: dict, features: list[str]) -> dict[str, pd.DataFrame]:
     by ``(feature_set, gene)``, coefficients over all ``features`` (a set's left-out ones
     0.0); :func:`split_feature_sets` reverses it."""
     names = list(sets)
-    coef = pd.concat([c.reindex(columns=features, fill_value=0.0) for c, _ in sets.values()],
-                     keys=names, names=SET_INDEX)  # fmt: skip
+    coef = pd.concat(
+        [c.reindex(columns=features, fill_value=0.0) for c, _ in sets.values()],
+        keys=names,
+        names=SET_INDEX,
+    )
     genes = pd.concat([g for _, g in sets.values()], keys=names, names=SET_INDEX)
     return {"coef.parquet": coef, "genes.parquet": genes}
 

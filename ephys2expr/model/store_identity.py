@@ -61,8 +61,9 @@ class LevelClassifier:
                 int(self.param),
                 (np.asarray(X, dtype=float) - self.mean) / self.scale,
             )
-        return softmax(((np.asarray(X, dtype=float) - self.mean) / self.scale) @ self.coef.T
-                       + self.intercept)  # fmt: skip
+        return softmax(
+            ((np.asarray(X, dtype=float) - self.mean) / self.scale) @ self.coef.T + self.intercept
+        )
 
 
 def knn_vote_shares(rows, labels, n_classes: int, k: int, Xs) -> np.ndarray:
@@ -116,8 +117,9 @@ def nest_types(family_proba: np.ndarray, type_proba: np.ndarray, type_family: np
     share = type_proba @ member  # cells x families: type probability per family
     size = member.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        within = np.where(share[:, type_family] > 0,
-                          type_proba / share[:, type_family], 1.0 / size[type_family])  # fmt: skip
+        within = np.where(
+            share[:, type_family] > 0, type_proba / share[:, type_family], 1.0 / size[type_family]
+        )
     nested = family_proba[:, type_family] * within
     chosen_family = family_proba.argmax(axis=1)
     masked = np.where(type_family[None, :] == chosen_family[:, None], nested, -np.inf)
@@ -167,13 +169,15 @@ def identity_tables(identity: StoreIdentity | None, sets: dict, genes: list[str]
     cols = ["intercept", *features]
     gene_index = pd.Index([str(g) for g in genes], name="gene")
     if identity is None:
-        empty = pd.DataFrame({c: pd.Series(dtype=float) for c in cols},
-                             index=pd.MultiIndex.from_tuples([], names=["feature_set", "level",
-                                                                        "class"]))  # fmt: skip
+        empty = pd.DataFrame(
+            {c: pd.Series(dtype=float) for c in cols},
+            index=pd.MultiIndex.from_tuples([], names=["feature_set", "level", "class"]),
+        )
         means = pd.DataFrame(
-            np.empty((len(genes), 0)), index=gene_index,
+            np.empty((len(genes), 0)),
+            index=gene_index,
             columns=pd.MultiIndex.from_tuples([], names=["level", "class"]),
-        )  # fmt: skip
+        )
         return None, empty, means
     meta, parts = {}, []
     for name, levels in identity.classifiers.items():
@@ -192,15 +196,23 @@ def identity_tables(identity: StoreIdentity | None, sets: dict, genes: list[str]
                 [(name, lv, str(k)) for k in c.classes], names=["feature_set", "level", "class"]
             )
             parts.append(block)
-    means = pd.concat({lv: m.astype(float) for lv, m in identity.means.items()},
-                      names=["level", "class"])  # fmt: skip
+    means = pd.concat(
+        {lv: m.astype(float) for lv, m in identity.means.items()}, names=["level", "class"]
+    )
     means.index = means.index.set_levels(means.index.levels[1].astype(str), level=1)
     means = means.T.set_axis(gene_index)  # genes as rows (see the module docstring)
     return meta, pd.concat(parts), means
 
 
-def identity_from_tables(meta, table: pd.DataFrame, means: pd.DataFrame, sets: dict, genes,
-                         train_features=None, train_types=None):  # fmt: skip
+def identity_from_tables(
+    meta,
+    table: pd.DataFrame,
+    means: pd.DataFrame,
+    sets: dict,
+    genes,
+    train_features=None,
+    train_types=None,
+):
     """The :class:`StoreIdentity` of a loaded store (None without one); mismatches are one
     :class:`InputError` line. A ``knn`` classifier takes its rows from the store's
     ``train_features`` (standardised by its own scaler) and its labels from the level's
@@ -213,8 +225,11 @@ def identity_from_tables(meta, table: pd.DataFrame, means: pd.DataFrame, sets: d
         raise InputError(f"model store: {CLASS_MEANS} rows are not the store's genes")
     # (level, class) x genes, as StoreIdentity holds them; C order, as when trained, so that
     # the mixture's matrix products round the same way
-    means = pd.DataFrame(np.ascontiguousarray(means.to_numpy(dtype=float).T),
-                         index=means.columns, columns=[str(g) for g in genes])  # fmt: skip
+    means = pd.DataFrame(
+        np.ascontiguousarray(means.to_numpy(dtype=float).T),
+        index=means.columns,
+        columns=[str(g) for g in genes],
+    )
     if not np.all(np.isfinite(means.to_numpy(dtype=float))):
         raise InputError(f"model store: {CLASS_MEANS} holds a non-finite value")
     classifiers = {}
@@ -229,19 +244,23 @@ def identity_from_tables(meta, table: pd.DataFrame, means: pd.DataFrame, sets: d
                 raise InputError(f"model store: {IDENTITY} has no rows for {name}/{lv}") from None
             classes = [str(c) for c in block.index]
             if list(means.xs(lv, level=0).index.astype(str)) != classes:
-                raise InputError(f"model store: {CLASS_MEANS} classes of {lv!r} differ from "
-                                 f"the classifier's")  # fmt: skip
+                raise InputError(
+                    f"model store: {CLASS_MEANS} classes of {lv!r} differ from the classifier's"
+                )
             coef = block[sets[name]].to_numpy(dtype=float)
             if not np.all(np.isfinite(coef)):
                 raise InputError(f"model store: {IDENTITY} holds a non-finite coefficient")
             clf = LevelClassifier(
-                classes, coef, block["intercept"].to_numpy(dtype=float),
+                classes,
+                coef,
+                block["intercept"].to_numpy(dtype=float),
                 np.asarray(entry["scaler_mean"], dtype=float),
-                np.asarray(entry["scaler_scale"], dtype=float), entry["kind"], entry["param"],
-            )  # fmt: skip
+                np.asarray(entry["scaler_scale"], dtype=float),
+                entry["kind"],
+                entry["param"],
+            )
             if clf.kind == "knn":
-                clf.rows, clf.labels = _knn_rows(clf, lv, sets[name], train_features,
-                                                 train_types)  # fmt: skip
+                clf.rows, clf.labels = _knn_rows(clf, lv, sets[name], train_features, train_types)
             classifiers[name][lv] = clf
     return StoreIdentity(classifiers, {lv: means.xs(lv, level=0) for lv in LEVELS})
 
@@ -249,19 +268,31 @@ def identity_from_tables(meta, table: pd.DataFrame, means: pd.DataFrame, sets: d
 def _knn_rows(clf: LevelClassifier, level: str, features: list, train_features, train_types):
     """``(standardised rows, class indices)`` of a stored ``knn`` classifier."""
     if train_features is None or train_types is None or level not in train_types.columns:
-        raise InputError(f"model store: a knn {level} classifier needs train_features and "
-                         f"train_types with column {level!r}")  # fmt: skip
+        raise InputError(
+            f"model store: a knn {level} classifier needs train_features and "
+            f"train_types with column {level!r}"
+        )
     lookup = {c: i for i, c in enumerate(clf.classes)}
     labels = [lookup.get(str(v), -1) for v in train_types[level]]
     if min(labels, default=-1) < 0 or not 1 <= clf.param <= len(labels):
-        raise InputError(f"model store: the knn {level} classifier's labels or k do not match "
-                         "its training rows")  # fmt: skip
+        raise InputError(
+            f"model store: the knn {level} classifier's labels or k do not match its training rows"
+        )
     rows = (train_features[features].to_numpy(dtype=float) - clf.mean) / clf.scale
     return rows, np.asarray(labels, dtype=np.int64)
 
 
 __all__ = [
-    "CLASS_MEANS", "IDENTITY", "LEVELS", "LevelClassifier", "MIXTURE_KINDS", "StoreIdentity",
-    "apply_mixture", "identity_from_tables", "identity_tables", "knn_vote_shares",
-    "mixture_terms", "nest_types",
-]  # fmt: skip
+    "CLASS_MEANS",
+    "IDENTITY",
+    "LEVELS",
+    "LevelClassifier",
+    "MIXTURE_KINDS",
+    "StoreIdentity",
+    "apply_mixture",
+    "identity_from_tables",
+    "identity_tables",
+    "knn_vote_shares",
+    "mixture_terms",
+    "nest_types",
+]

@@ -61,14 +61,17 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
                 "scaler_scale": m.scaler_scale.tolist(),
             }
             for name, m in store.other_sets.items()
-        ],  # fmt: skip
+        ],
         "provenance": store.provenance,
     }
     sets = store.feature_sets
     # every set's intervals, or none (a store built without training's residuals)
     held = all(m.intervals is not None for m in sets.values())
-    meta["intervals"] = {n: {"method": m.intervals.method, "k": int(m.intervals.k)}
-                         for n, m in sets.items()} if held else {}  # fmt: skip
+    meta["intervals"] = (
+        {n: {"method": m.intervals.method, "k": int(m.intervals.k)} for n, m in sets.items()}
+        if held
+        else {}
+    )
     tables = join_set_tables({n: (m.coef, m.genes) for n, m in sets.items()}, store.features)
     tables[TRAIN_FEATURES] = _train_rows_table(store)
     tables[INTERVALS] = _intervals_table(store)
@@ -85,8 +88,9 @@ def _intervals_table(store: ModelStore) -> pd.DataFrame:
     frames = {}
     for name, m in store.feature_sets.items():
         if m.intervals is None:
-            return pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []],
-                                names=["feature_set", "gene"]))  # fmt: skip
+            return pd.DataFrame(
+                index=pd.MultiIndex.from_arrays([[], []], names=["feature_set", "gene"])
+            )
         t = m.intervals.table
         q = [c for c in t.columns if c.startswith("q_")]
         scale = [f"scale_{f}" for f in store.features]
@@ -100,8 +104,10 @@ def _train_targets_tables(store: ModelStore) -> tuple[pd.DataFrame, pd.DataFrame
     ``row``) as stored; empty tables if the store has none."""
     if store.train_targets is None:
         empty = pd.Index([], dtype=object, name="row")
-        return (pd.DataFrame(index=pd.Index([], dtype=object, name="gene")),
-                pd.DataFrame({"broad_type": pd.Series(dtype=object)}, index=empty))  # fmt: skip
+        return (
+            pd.DataFrame(index=pd.Index([], dtype=object, name="gene")),
+            pd.DataFrame({"broad_type": pd.Series(dtype=object)}, index=empty),
+        )
     y = store.train_targets.astype(float).copy()
     y.index = pd.Index([str(g) for g in y.index], dtype=object, name="gene")
     y.columns = [str(c) for c in y.columns]
@@ -114,8 +120,10 @@ def _train_rows_table(store: ModelStore) -> pd.DataFrame:
     """The training rows as stored (index ``row``, str); no rows if the store has none."""
     rows = store.train_features
     if rows is None:
-        return pd.DataFrame({f: pd.Series(dtype=float) for f in store.features},
-                            index=pd.Index([], dtype=object, name="row"))  # fmt: skip
+        return pd.DataFrame(
+            {f: pd.Series(dtype=float) for f in store.features},
+            index=pd.Index([], dtype=object, name="row"),
+        )
     rows = rows.astype(float).copy()
     rows.index = pd.Index([str(i) for i in rows.index], dtype=object, name="row")
     return rows
@@ -145,31 +153,39 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
                     f"rows{in_set}"
                 )
             idx = [meta["features"].index(f) for f in entry["features"]]
-            models.append(ModelStore(
-                features=entry["features"],
-                coef=set_coef,
-                genes=set_genes,
-                scaler_mean=entry["scaler_mean"],
-                scaler_scale=entry["scaler_scale"],
-                feature_min=[meta["feature_min"][i] for i in idx],
-                feature_max=[meta["feature_max"][i] for i in idx],
-                penalty=meta["penalty"],
-                l1_ratio=meta["l1_ratio"],
-                provenance=meta["provenance"],  # kept by the primary only (join_feature_sets)
-                feature_set=entry["name"],
-            ))  # fmt: skip
+            models.append(
+                ModelStore(
+                    features=entry["features"],
+                    coef=set_coef,
+                    genes=set_genes,
+                    scaler_mean=entry["scaler_mean"],
+                    scaler_scale=entry["scaler_scale"],
+                    feature_min=[meta["feature_min"][i] for i in idx],
+                    feature_max=[meta["feature_max"][i] for i in idx],
+                    penalty=meta["penalty"],
+                    l1_ratio=meta["l1_ratio"],
+                    provenance=meta["provenance"],  # kept by the primary only (join_feature_sets)
+                    feature_set=entry["name"],
+                )
+            )
         if len(tables.get(INTERVALS, ())):
-            models = [_with_intervals(m, tables[INTERVALS], meta["intervals"][m.feature_set])
-                      for m in models]  # fmt: skip
+            models = [
+                _with_intervals(m, tables[INTERVALS], meta["intervals"][m.feature_set])
+                for m in models
+            ]
         store = join_feature_sets(models)
         store = _with_train_rows(store, tables.get(TRAIN_FEATURES), where)
         store = _with_train_targets(store, tables.get(TRAIN_TARGETS), tables.get(TRAIN_TYPES))
         if IDENTITY in tables:  # schema 6; a knn classifier's rows are the training rows
             identity = identity_from_tables(
-                meta.get("identity"), tables[IDENTITY], tables[CLASS_MEANS],
-                {n: m.features for n, m in store.feature_sets.items()}, store.gene_names,
-                store.train_features, store.train_types,
-            )  # fmt: skip
+                meta.get("identity"),
+                tables[IDENTITY],
+                tables[CLASS_MEANS],
+                {n: m.features for n, m in store.feature_sets.items()},
+                store.gene_names,
+                store.train_features,
+                store.train_types,
+            )
             if identity is not None:
                 store = with_identity(store, identity)
     except InputError as exc:  # name the folder, and say if the files do not belong together
@@ -185,8 +201,14 @@ def _with_intervals(model: ModelStore, table: pd.DataFrame, entry: dict) -> Mode
     if list(table.index.names) != ["feature_set", "gene"] or name not in table.index.levels[0]:
         raise InputError(f"model store: {INTERVALS} holds no rows of feature set {name!r}")
     t = table.xs(name, level=0)
-    t = t.drop(columns=[c for c in t.columns if c.startswith("scale_") and c[6:] not in
-                        (*model.features, "intercept", "knn", "lo", "hi")])  # fmt: skip
+    t = t.drop(
+        columns=[
+            c
+            for c in t.columns
+            if c.startswith("scale_")
+            and c[6:] not in (*model.features, "intercept", "knn", "lo", "hi")
+        ]
+    )
     model.intervals = GeneIntervals(entry["method"], t, list(model.features), entry["k"])
     model.validate()
     return model
@@ -198,8 +220,10 @@ def _with_train_rows(store: ModelStore, rows: pd.DataFrame | None, where: str) -
     if rows is None or len(rows) == 0:
         log.warning(
             "%s: the model store holds no training feature rows (%s), so ood_score is NaN "
-            "for every cell; retrain it (dvc repro train) to get them", where, TRAIN_FEATURES,
-        )  # fmt: skip
+            "for every cell; retrain it (dvc repro train) to get them",
+            where,
+            TRAIN_FEATURES,
+        )
         return store
     if sorted(map(str, rows.columns)) != sorted(store.features):
         raise InputError(
@@ -222,7 +246,8 @@ def _with_train_targets(store: ModelStore, y: pd.DataFrame | None, types) -> Mod
     if types is None or list(types.index) != rows:
         raise InputError(f"model store: {TRAIN_TYPES} does not hold the training rows")
     store.train_targets = y.set_axis(store.coef.index, axis=0).set_axis(
-        store.train_features.index, axis=1)  # fmt: skip
+        store.train_features.index, axis=1
+    )
     store.train_types = types.set_axis(store.train_features.index, axis=0)
     store.validate()
     return store

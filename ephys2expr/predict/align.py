@@ -36,8 +36,12 @@ def family_gaussians(store: ModelStore) -> ClassGaussians | None:
     """The families' Gaussians of the store's training rows (None without training rows,
     families or identity classifiers: a type-mean store is not aligned)."""
     types = store.train_types
-    if (store.identity is None or store.train_features is None or types is None
-            or "family" not in types.columns):  # fmt: skip
+    if (
+        store.identity is None
+        or store.train_features is None
+        or types is None
+        or "family" not in types.columns
+    ):
         return None
     classes = store.identity.classifiers[store.feature_set]["family"].classes
     X = store.train_features[store.features].to_numpy(dtype=float)
@@ -48,8 +52,13 @@ def known_values(meta: pd.DataFrame, default: str) -> np.ndarray:
     """Per cell its known class: the ``known_class`` column, else ``default`` ('' = none)."""
     if KNOWN_COLUMN not in meta.columns:
         return np.full(len(meta), default, dtype=object)
-    return np.array([str(v).strip() if not pd.isna(v) and str(v).strip() else default
-                     for v in meta[KNOWN_COLUMN]], dtype=object)  # fmt: skip
+    return np.array(
+        [
+            str(v).strip() if not pd.isna(v) and str(v).strip() else default
+            for v in meta[KNOWN_COLUMN]
+        ],
+        dtype=object,
+    )
 
 
 def _cells_features(store: ModelStore, X: np.ndarray, cell_sets) -> np.ndarray:
@@ -65,8 +74,16 @@ def _cells_features(store: ModelStore, X: np.ndarray, cell_sets) -> np.ndarray:
     return out
 
 
-def align_cells(store: ModelStore, X: np.ndarray, cell_sets, meta: pd.DataFrame, method: str,
-                known_default: str, name: str, min_cells: int = MIN_CELLS) -> tuple:
+def align_cells(
+    store: ModelStore,
+    X: np.ndarray,
+    cell_sets,
+    meta: pd.DataFrame,
+    method: str,
+    known_default: str,
+    name: str,
+    min_cells: int = MIN_CELLS,
+) -> tuple:
     """Align each batch of the predicted cells; returns ``(X, allowed, report)``.
 
     ``X``: the cells' features aligned (unchanged where nothing was aligned); ``allowed``:
@@ -77,15 +94,21 @@ def align_cells(store: ModelStore, X: np.ndarray, cell_sets, meta: pd.DataFrame,
     model = family_gaussians(store)
     if model is None:
         if method not in ("none", "auto") or known_default or KNOWN_COLUMN in meta.columns:
-            log.info("%s: not aligned and no known class applied: the model store has no "
-                     "identity classifiers (a type-mean store)", name)  # fmt: skip
+            log.info(
+                "%s: not aligned and no known class applied: the model store has no "
+                "identity classifiers (a type-mean store)",
+                name,
+            )
         return X, None, {}
     known = known_values(meta, known_default)
     allowed = None
     if (known != "").any():
         allowed = np.vstack([allowed_families(k, model.classes, where=name) for k in known])
-    batches = (meta[BATCH_COLUMN].astype(str).to_numpy() if BATCH_COLUMN in meta.columns
-               else np.full(len(meta), ""))  # fmt: skip
+    batches = (
+        meta[BATCH_COLUMN].astype(str).to_numpy()
+        if BATCH_COLUMN in meta.columns
+        else np.full(len(meta), "")
+    )
     raw = _cells_features(store, X, cell_sets)
     out = np.array(X, dtype=float, copy=True)
     report = {}
@@ -99,9 +122,15 @@ def align_cells(store: ModelStore, X: np.ndarray, cell_sets, meta: pd.DataFrame,
         report[b or "all"] = al.report()
         if al.fitted:
             top = ", ".join(f"{f} {s:+.2f}" for f, s in al.largest(3))
-            log.info("%s: aligned (%s, %d cells, %d EM iterations%s); largest shifts in "
-                     "training SD: %s", label, al.method, al.n_cells, al.n_iter,
-                     "" if al.converged else ", not converged", top)  # fmt: skip
+            log.info(
+                "%s: aligned (%s, %d cells, %d EM iterations%s); largest shifts in training SD: %s",
+                label,
+                al.method,
+                al.n_cells,
+                al.n_iter,
+                "" if al.converged else ", not converged",
+                top,
+            )
         else:
             log.info("%s: not aligned (%s)", label, al.reason)
     return out, allowed, report
@@ -114,11 +143,18 @@ def aligned_identity(store: ModelStore, item, settings):
     with the identity obs joined (per-cell stores of model mixture / best: family, type
     and their probabilities, restricted to the known classes) and the obsm tables."""
     screen, meta = item.screen, item.kept_meta
-    X, allowed, alignment = align_cells(store, screen.X, screen.cell_sets, meta, settings.align,
-                                        settings.known_class, item.name)  # fmt: skip
+    X, allowed, alignment = align_cells(
+        store, screen.X, screen.cell_sets, meta, settings.align, settings.known_class, item.name
+    )
     ident, obsm = identity_outputs(store, X, screen.cell_sets, meta.index, allowed)
     return X, meta if ident is None else meta.join(ident), obsm, alignment
 
 
-__all__ = ["BATCH_COLUMN", "KNOWN_COLUMN", "align_cells", "aligned_identity",
-           "family_gaussians", "known_values"]  # fmt: skip
+__all__ = [
+    "BATCH_COLUMN",
+    "KNOWN_COLUMN",
+    "align_cells",
+    "aligned_identity",
+    "family_gaussians",
+    "known_values",
+]

@@ -112,10 +112,14 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
         table = _read_any(path, id_column)
         if is_ipfx_table(table.columns):
             table, rep = ipfx_cells(table, str(path), id_column)
-            log.info("%s: an ipfx feature table (ids from '%s'); features derived from its "
-                     "columns, not derivable: %s; zeros read as missing: %s", path,
-                     rep["id_column"], ", ".join(rep["not_derived"]) or "none",
-                     rep["zero_as_missing"] or "none")  # fmt: skip
+            log.info(
+                "%s: an ipfx feature table (ids from '%s'); features derived from its "
+                "columns, not derivable: %s; zeros read as missing: %s",
+                path,
+                rep["id_column"],
+                ", ".join(rep["not_derived"]) or "none",
+                rep["zero_as_missing"] or "none",
+            )
     except InputError:
         raise
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -226,10 +230,15 @@ def check_feature_columns(
                 i = int(np.flatnonzero(outside)[0])
                 log.warning(
                     "%s: column '%s': %d value(s) outside the plausible range %s of %s set "
-                    "missing (predict.implausible: drop_value), e.g. cell %s: %g", where, name,
-                    int(outside.sum()), limits, FEATURE_DESCRIPTIONS[name], values.index[i],
+                    "missing (predict.implausible: drop_value), e.g. cell %s: %g",
+                    where,
+                    name,
+                    int(outside.sum()),
+                    limits,
+                    FEATURE_DESCRIPTIONS[name],
+                    values.index[i],
                     values.iat[i],
-                )  # fmt: skip
+                )
                 values = values.mask(outside)
             elif outside.any():
                 i = int(np.flatnonzero(outside)[0])
@@ -286,8 +295,7 @@ class CellInput:
     def summary(self) -> dict:
         """Cell counts overall and per species (:func:`~.screen.screen_summary`), and the
         predicted cells of another species than the store's."""
-        out = screen_summary(self.meta, self.screen.flags, self.screen.kept,
-                             self.screen.set_names)  # fmt: skip
+        out = screen_summary(self.meta, self.screen.flags, self.screen.kept, self.screen.set_names)
         mismatch = self.meta["species_mismatch"].to_numpy() & self.screen.kept
         out["species_mismatch"] = int(mismatch.sum())
         return out
@@ -303,8 +311,11 @@ def _log_summary(name: str, s: dict) -> None:
     for sp, c in s["per_species"].items():
         log.info(
             "%s: %s: " + counts + " (missing: %s)",
-            name, sp, *(c[k] for k in keys), c["cells_missing_feature"] or "none",
-        )  # fmt: skip
+            name,
+            sp,
+            *(c[k] for k in keys),
+            c["cells_missing_feature"] or "none",
+        )
 
 
 def load_cells(
@@ -342,8 +353,15 @@ def load_cells(
     cells = read_cell_table(path, id_column=id_column)
     usable = usable_features(cells, store, screen.missing, str(path), screen.min_features)
     features = check_feature_columns(cells, usable, str(path), implausible)
-    report_mistakes(str(path), cells, features, list(store.features), store.train_features,
-                    METADATA_COLUMNS, strict)  # fmt: skip
+    report_mistakes(
+        str(path),
+        cells,
+        features,
+        list(store.features),
+        store.train_features,
+        METADATA_COLUMNS,
+        strict,
+    )
     meta = cell_metadata(cells, species=species, where=str(path))
     store_species = str(store.provenance.get("species", "unknown"))
     meta["species_mismatch"] = species_mismatch(meta["species"], store_species)
@@ -354,8 +372,11 @@ def load_cells(
     item = CellInput(name=name or path.stem, path=path, meta=meta, screen=screened, shift=shift)
     _log_summary(item.name, item.summary())
     if shift:
-        log.info("%s: features shifted most from the training rows (SMD): %s", item.name,
-                 describe_shift(shift))  # fmt: skip
+        log.info(
+            "%s: features shifted most from the training rows (SMD): %s",
+            item.name,
+            describe_shift(shift),
+        )
     warn_species(item.name, meta, screened.kept, store_species)
     return item
 

@@ -83,8 +83,11 @@ def _table_bytes(*tables: pd.DataFrame) -> int:
 def _no_room(path, errno_: int, needed: int) -> OSError:
     import os
 
-    return OSError(errno_, f"{os.strerror(errno_)}; the predictions need up to "
-                   f"{needed / 1e6:,.1f} MB", os.fspath(path))  # fmt: skip
+    return OSError(
+        errno_,
+        f"{os.strerror(errno_)}; the predictions need up to {needed / 1e6:,.1f} MB",
+        os.fspath(path),
+    )
 
 
 def check_space(path: Path, needed: int) -> None:
@@ -215,9 +218,15 @@ class H5adWriter:
                 # shuffle (any HDF5 reads it, R too): 63 % of the raw bytes on the Allen v10
                 # cells (most lower bounds are 0), 0.5 s per 4 million values
                 tiles = x_chunk_shape(n, g, self.chunk_cells)
-                layer = group.create_dataset(name, shape=(n, g), dtype="float16", chunks=tiles,
-                                             compression="gzip", compression_opts=1,
-                                             shuffle=True)  # fmt: skip
+                layer = group.create_dataset(
+                    name,
+                    shape=(n, g),
+                    dtype="float16",
+                    chunks=tiles,
+                    compression="gzip",
+                    compression_opts=1,
+                    shuffle=True,
+                )
                 layer.attrs["encoding-type"] = "array"
                 layer.attrs["encoding-version"] = "0.2.0"
                 self._layers.append(layer)

@@ -19,7 +19,10 @@ from ephys2expr.model.store_identity import nest_types
 
 
 def identity_outputs(
-    store: ModelStore, X: np.ndarray, cell_sets: np.ndarray | None, index: pd.Index,
+    store: ModelStore,
+    X: np.ndarray,
+    cell_sets: np.ndarray | None,
+    index: pd.Index,
     allowed: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame | None, dict]:
     """``(obs columns, obsm tables)`` for the cells ``X`` (store features, rows named by
@@ -49,8 +52,9 @@ def identity_outputs(
     chosen = {lv: table.to_numpy().argmax(axis=1) for lv, table in tables.items()}
     type_family = store_type_families(store, tables)
     if type_family is not None:  # the type inside the family (docs/identity.md)
-        nested, chosen["type"] = nest_types(tables["family"].to_numpy(),
-                                            tables["type"].to_numpy(), type_family)  # fmt: skip
+        nested, chosen["type"] = nest_types(
+            tables["family"].to_numpy(), tables["type"].to_numpy(), type_family
+        )
         tables["type"] = pd.DataFrame(nested, index=index, columns=tables["type"].columns)
     obs = pd.DataFrame(index=index)
     for lv, table in tables.items():
@@ -70,11 +74,12 @@ def restrict(store: ModelStore, tables: dict, allowed: np.ndarray) -> None:
     for lv, mask in masks.items():
         p = np.where(mask, tables[lv].to_numpy(), 0.0)
         tot = p.sum(axis=1, keepdims=True)
-        p = np.where(tot > 0, p / np.where(tot > 0, tot, 1.0),
-                     mask / np.maximum(mask.sum(axis=1, keepdims=True), 1))  # fmt: skip
+        p = np.where(
+            tot > 0,
+            p / np.where(tot > 0, tot, 1.0),
+            mask / np.maximum(mask.sum(axis=1, keepdims=True), 1),
+        )
         tables[lv] = pd.DataFrame(p, index=tables[lv].index, columns=tables[lv].columns)
-
-
 
 
 def store_type_families(store: ModelStore, tables: dict) -> np.ndarray | None:

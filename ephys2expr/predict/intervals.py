@@ -67,8 +67,7 @@ def interval_terms(store: ModelStore, gene_idx: np.ndarray, level: float) -> lis
             )
         q = iv.table[q_column(level)].to_numpy(dtype=float)[gene_idx]
         cols = np.array([store.features.index(f) for f in model.features], dtype=np.int64)
-        terms.append((iv.params(gene_idx), q, cols, scorer,
-                      (model.feature_min, model.feature_max)))  # fmt: skip
+        terms.append((iv.params(gene_idx), q, cols, scorer, (model.feature_min, model.feature_max)))
     return terms
 
 
@@ -92,8 +91,9 @@ def far_half_width(hw: np.ndarray, params: dict, q: np.ndarray, excess: np.ndarr
     return np.maximum(hw, edge) * (1.0 + excess[:, None])
 
 
-def interval_bounds(terms: list, X: np.ndarray, cell_sets: np.ndarray, block: np.ndarray,
-                    extrapolated=None):  # fmt: skip
+def interval_bounds(
+    terms: list, X: np.ndarray, cell_sets: np.ndarray, block: np.ndarray, extrapolated=None
+):
     """``(lower, upper)``, genes x cells float16, of one chunk predicted as ``block`` (genes
     x cells): each cell by its feature set's interval model.
 

@@ -17,8 +17,15 @@ from ephys2expr.errors import InputError
 log = logging.getLogger("ephys2expr.predict")
 
 # Per-cell metadata carried from the input to the output when present (CONTRIBUTING.md).
-METADATA_COLUMNS: list[str] = ["cre_line", "layer", "dendrite_type", "species", "brain_region",
-                                "batch", "known_class"]  # fmt: skip
+METADATA_COLUMNS: list[str] = [
+    "cre_line",
+    "layer",
+    "dendrite_type",
+    "species",
+    "brain_region",
+    "batch",
+    "known_class",
+]
 _SPECIES_ALIASES = {
     "mus musculus": "mouse",
     "mouse": "mouse",
@@ -87,8 +94,12 @@ def warn_species(name: str, meta: pd.DataFrame, kept: np.ndarray, store_species:
         log.warning(
             "%s: %d of %d predicted cells are %s but the model store was trained on %s "
             "cells; their predictions cross species (obs 'species_mismatch')",
-            name, int(flagged.sum()), int(kept.sum()), "/".join(other), store_species,
-        )  # fmt: skip
+            name,
+            int(flagged.sum()),
+            int(kept.sum()),
+            "/".join(other),
+            store_species,
+        )
 
 
 __all__ = [

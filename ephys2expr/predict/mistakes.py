@@ -44,11 +44,25 @@ SCALE_FACTOR = 100.0
 MIN_VALUES = 3  # fewer values of a feature in the table: no median to judge
 TRAILING_DELIMITER = "trailing_delimiter"  # the reader's flag in DataFrame.attrs
 
-_PREFIXES = {9: ("G", "giga"), 6: ("M", "mega"), 3: ("k", "kilo"), 0: ("", ""),
-             -3: ("m", "milli"), -6: ("u", "micro"), -9: ("n", "nano"), -12: ("p", "pico"),
-             -15: ("f", "femto")}  # fmt: skip
-_UNIT_WORDS = {"s": "seconds", "V": "volts", "Ohm": "ohms", "A": "amperes", "F": "farads",
-               "Hz": "hertz"}  # fmt: skip
+_PREFIXES = {
+    9: ("G", "giga"),
+    6: ("M", "mega"),
+    3: ("k", "kilo"),
+    0: ("", ""),
+    -3: ("m", "milli"),
+    -6: ("u", "micro"),
+    -9: ("n", "nano"),
+    -12: ("p", "pico"),
+    -15: ("f", "femto"),
+}
+_UNIT_WORDS = {
+    "s": "seconds",
+    "V": "volts",
+    "Ohm": "ohms",
+    "A": "amperes",
+    "F": "farads",
+    "Hz": "hertz",
+}
 
 
 def normalise_name(name: object) -> str:
@@ -158,8 +172,9 @@ def likely_mistakes(
             mine = values[feature].dropna()
             if len(mine) < MIN_VALUES or feature not in train.columns:
                 continue
-            message = scale_mistake(feature, float(np.median(mine)),
-                                    float(np.median(train[feature].dropna())))  # fmt: skip
+            message = scale_mistake(
+                feature, float(np.median(mine)), float(np.median(train[feature].dropna()))
+            )
             if message:
                 found.append(message)
     return found
@@ -173,9 +188,14 @@ def unused_columns(cells: pd.DataFrame, store_features: list[str], metadata: lis
 
 
 def report_mistakes(
-    where: str, cells: pd.DataFrame, values: pd.DataFrame, store_features: list[str],
-    train: pd.DataFrame | None, metadata: list[str], strict: bool = False,
-) -> list[str]:  # fmt: skip
+    where: str,
+    cells: pd.DataFrame,
+    values: pd.DataFrame,
+    store_features: list[str],
+    train: pd.DataFrame | None,
+    metadata: list[str],
+    strict: bool = False,
+) -> list[str]:
     """Log each likely mistake as one warning naming ``where`` (the file), and the unused
     columns in one more line; with ``strict`` the first mistake is an
     :class:`InputError` instead. Returns the messages."""
@@ -193,9 +213,12 @@ def report_mistakes(
         names = ", ".join(repr(str(c)) for c in other[:20])
         more = f" ... ({len(other)} in all)" if len(other) > 20 else ""
         log.warning(
-            "%s: %d column(s) not used (neither a feature of the model store nor metadata): "
-            "%s%s", where, len(other), names, more,
-        )  # fmt: skip
+            "%s: %d column(s) not used (neither a feature of the model store nor metadata): %s%s",
+            where,
+            len(other),
+            names,
+            more,
+        )
     return found
 
 

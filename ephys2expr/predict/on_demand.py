@@ -58,8 +58,10 @@ def add_missing_sets(
                 log.info(
                     "%s: cells with exactly %s are not predicted: the model store has no such "
                     "feature set and holds no training targets to fit it on demand (retrain "
-                    "it: dvc repro train)", source, ", ".join(features),
-                )  # fmt: skip
+                    "it: dvc repro train)",
+                    source,
+                    ", ".join(features),
+                )
                 continue
             model, note = fit_set(store, features)
             store = add_feature_set(store, model)

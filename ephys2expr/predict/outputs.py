@@ -190,8 +190,12 @@ class OutputSet:
         for folder, names, previous in self._owned:
             removed = prune_folder(folder, names, previous)
             if removed:
-                log.info("removed %d output(s) of an earlier run from %s: %s", len(removed),
-                         folder, ", ".join(p.name for p in removed))  # fmt: skip
+                log.info(
+                    "removed %d output(s) of an earlier run from %s: %s",
+                    len(removed),
+                    folder,
+                    ", ".join(p.name for p in removed),
+                )
         self._owned.clear()
 
     def abort(self) -> None:

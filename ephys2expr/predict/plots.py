@@ -163,9 +163,12 @@ def extrapolation_bars(flags: pd.DataFrame, meta: pd.DataFrame, features: list[s
 
 
 def marker_predictions(
-    store: ModelStore, X: np.ndarray, gene_idx: np.ndarray, index: pd.Index,
+    store: ModelStore,
+    X: np.ndarray,
+    gene_idx: np.ndarray,
+    index: pd.Index,
     cell_sets: np.ndarray | None = None,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """Predicted log2 expression (float64) of the :data:`~ephys2expr.taxonomy.MARKER_GENES`
     among the selected genes ``gene_idx``, for the cells ``X`` (rows named by ``index``),
     each by its feature set (``cell_sets``, as in
@@ -232,8 +235,9 @@ def prediction_figures(inp: PlotInput) -> Iterator[tuple[str, object]]:
         title = f"{name}: predicted marker expression by dendrite type"
         yield figure_names(name)[1], marker_boxplots(inp.markers, meta, title, inp.r2)
     else:
-        log.warning("%s: none of the marker genes is among the predicted genes; no marker plots",
-                    name)  # fmt: skip
+        log.warning(
+            "%s: none of the marker genes is among the predicted genes; no marker plots", name
+        )
     title = (
         f"{name}: features outside the training range "
         f"(beyond min/max by more than {inp.tolerance:g} x range)"

@@ -71,8 +71,9 @@ def set_quality(store: ModelStore, gene_idx: np.ndarray) -> dict[str, pd.DataFra
             tables[b][name] = g[b].to_numpy(dtype=bool) if b in g else np.zeros(len(g), bool)
         q = g["q_value"].to_numpy(dtype=float) if "q_value" in g else nan
         tables["q_value"][name] = q
-        beats_all = (np.logical_and.reduce([tables[b][name] for b in required]) if required
-                     else False)  # fmt: skip
+        beats_all = (
+            np.logical_and.reduce([tables[b][name] for b in required]) if required else False
+        )
         trusted[name] = np.nan_to_num(q, nan=np.inf) < fdr_q
         trusted[name] &= beats_all
     out = {varm_key(k): pd.DataFrame(v, index=genes) for k, v in tables.items()}
@@ -82,8 +83,11 @@ def set_quality(store: ModelStore, gene_idx: np.ndarray) -> dict[str, pd.DataFra
 
 def sets_without_null(store: ModelStore) -> list[str]:
     """Feature sets of the store with no permutation q-values (trained with the null off)."""
-    return [n for n, m in store.feature_sets.items()
-            if "q_value" not in m.genes or m.genes["q_value"].isna().all()]  # fmt: skip
+    return [
+        n
+        for n, m in store.feature_sets.items()
+        if "q_value" not in m.genes or m.genes["q_value"].isna().all()
+    ]
 
 
 def trusted_genes(adata) -> pd.DataFrame:

@@ -212,27 +212,44 @@ def predict_tables(
         written to each job's files (:meth:`Job.files`).
     """
     if outputs is None:
-        with OutputSet(
-            [j.source for j in jobs], [where] if Path(where).is_dir() else []
-        ) as own:  # fmt: skip
+        with OutputSet([j.source for j in jobs], [where] if Path(where).is_dir() else []) as own:
             own.plan(*(p for job in jobs for p in job.files().values()))
-            return predict_tables(jobs, store, settings, executor_settings, id_column,
-                                  species, where, own, fit_set, cells)  # fmt: skip
+            return predict_tables(
+                jobs,
+                store,
+                settings,
+                executor_settings,
+                id_column,
+                species,
+                where,
+                own,
+                fit_set,
+                cells,
+            )
     min_features = (cells or CellSettings()).min_features
     on_demand: dict[str, dict] = {}
     if fit_set is not None and settings.missing == "feature_set":
-        store, on_demand = add_missing_sets([job.source for job in jobs], store,
-                                            min_features, fit_set, id_column)  # fmt: skip
+        store, on_demand = add_missing_sets(
+            [job.source for job in jobs], store, min_features, fit_set, id_column
+        )
     elif settings.missing == "feature_set":
         _warn_missing_sets(jobs, store, min_features, id_column, where)
-    screen = CellScreen(settings.missing, settings.extrapolation_tolerance,
-                        settings.ood_neighbors, settings.ood_percentile,
-                        min_features).fit(store)  # fmt: skip
+    screen = CellScreen(
+        settings.missing,
+        settings.extrapolation_tolerance,
+        settings.ood_neighbors,
+        settings.ood_percentile,
+        min_features,
+    ).fit(store)
     gene_idx = select_genes(store, settings.genes, where=where)
     log.info(
         "model store %s: %d genes x %d features; predicting %d genes (genes: %s)",
-        where, len(store.genes), len(store.features), len(gene_idx), settings.genes,
-    )  # fmt: skip
+        where,
+        len(store.genes),
+        len(store.features),
+        len(gene_idx),
+        settings.genes,
+    )
     if len(gene_idx) == 0:
         raise InputError(f"{where}: no gene passes genes: {settings.genes}; nothing to predict")
     items = _read_inputs(jobs, store, screen, settings, id_column, species)
@@ -249,10 +266,18 @@ def _read_inputs(jobs, store, screen, settings, id_column, species) -> list:
     """Read and check every input before anything is written (a bad second input leaves no
     half-finished first one); an input with no cell to predict is one error line."""
     items = [
-        load_cells(job.source, store, screen, name=job.name, id_column=id_column,
-                   species=species, strict=settings.strict, implausible=settings.implausible)
+        load_cells(
+            job.source,
+            store,
+            screen,
+            name=job.name,
+            id_column=id_column,
+            species=species,
+            strict=settings.strict,
+            implausible=settings.implausible,
+        )
         for job in jobs
-    ]  # fmt: skip
+    ]
     for item in items:
         if item.screen.kept.any():
             continue
@@ -279,34 +304,38 @@ class _Run:
         self.where, self.outputs = where, outputs
         self.genes_table = store.genes.iloc[gene_idx]
         self.constant = constant_genes_note(store, gene_idx, where)
-        omitted = (np.setdiff1d(constant_genes(store), gene_idx)
-                   if settings.genes == "varying" else [])  # fmt: skip
+        omitted = (
+            np.setdiff1d(constant_genes(store), gene_idx) if settings.genes == "varying" else []
+        )
         self.n_omitted = len(omitted)
         self.n_omitted_negative = int((store.intercept[omitted] < 0).sum()) if len(omitted) else 0
         # the plots show the markers as every cell's prediction is defined: constant genes too
-        self.marker_idx = (gene_idx if settings.genes == "predictable"
-                           else np.arange(len(store.genes)))  # fmt: skip
+        self.marker_idx = (
+            gene_idx if settings.genes == "predictable" else np.arange(len(store.genes))
+        )
         self.r2 = store.genes["cv_r2"].to_dict() if "cv_r2" in store.genes.columns else None
         self.quality = set_quality(store, gene_idx)  # the h5ad's varm: per-set gene quality
         no_null = sets_without_null(store)
         if no_null:
-            log.info("feature sets without the permutation null (no q-values, nothing "
-                     "trusted): %s", ", ".join(no_null))  # fmt: skip
+            log.info(
+                "feature sets without the permutation null (no q-values, nothing trusted): %s",
+                ", ".join(no_null),
+            )
         self.level = settings.interval_level if has_intervals(store) else None
         if self.level is None:  # info: stores built in code (tests, notebooks) have none either
             log.info(
                 "%s: the model store holds no prediction intervals (schema 5 or older, or "
                 "built without training); no layers lower/upper: retrain it (dvc repro train)",
                 where,
-            )  # fmt: skip
+            )
         self.report = {
-            "model": model_report(store, gene_idx, self.constant, self.quality, no_null,
-                                  self.level),
+            "model": model_report(
+                store, gene_idx, self.constant, self.quality, no_null, self.level
+            ),
             "settings": settings.as_dict(),
             "inputs": {},
-        }  # fmt: skip
-        self.file_meta = file_metadata(store, settings, self.constant, no_null, self.level,
-                                       where)  # fmt: skip
+        }
+        self.file_meta = file_metadata(store, settings, self.constant, no_null, self.level, where)
 
     def predict_one(self, item, job: Job, ex) -> PlotInput:
         """Predict and write one input; its summary goes into the report."""
@@ -319,18 +348,32 @@ class _Run:
             file_meta["alignment"] = alignment
         files = job.files()
         written = write_predictions(
-            files.get(".parquet"), store, X, meta, self.gene_idx,
-            chunk_cells=settings.chunk_cells, file_metadata=file_meta,
-            h5ad_path=files.get(".h5ad"), executor=ex, outputs=outputs,
-            where=str(item.path), cell_sets=item.screen.cell_sets, obsm=obsm,
-            interval_level=self.level, parquet_intervals=settings.parquet_intervals,
+            files.get(".parquet"),
+            store,
+            X,
+            meta,
+            self.gene_idx,
+            chunk_cells=settings.chunk_cells,
+            file_metadata=file_meta,
+            h5ad_path=files.get(".h5ad"),
+            executor=ex,
+            outputs=outputs,
+            where=str(item.path),
+            cell_sets=item.screen.cell_sets,
+            obsm=obsm,
+            interval_level=self.level,
+            parquet_intervals=settings.parquet_intervals,
             varm=self.quality,
-        )  # fmt: skip
+        )
         write_parquet(self.genes_table, outputs.temp(files["genes"]))
         log.info(
             "%s: wrote %s (%d cells x %d genes) in %.1f s",
-            item.name, job.output, len(meta), len(self.gene_idx), time.perf_counter() - t0,
-        )  # fmt: skip
+            item.name,
+            job.output,
+            len(meta),
+            len(self.gene_idx),
+            time.perf_counter() - t0,
+        )
         # below zero among every cell's predictions, constant genes included
         below = written.pop("n_below_zero") + self.n_omitted_negative * len(meta)
         total = written.pop("n_values") + self.n_omitted * len(meta)
@@ -344,13 +387,18 @@ class _Run:
         summary["shift"] = [{"feature": f, **v} for f, v in item.shift.items()]
         summary["files"] = {str(p): outputs.temp(p).stat().st_size for p in files.values()}
         summary["alignment"] = alignment
-        markers = marker_predictions(store, X, self.marker_idx, meta.index,
-                                     item.screen.cell_sets)  # fmt: skip
+        markers = marker_predictions(store, X, self.marker_idx, meta.index, item.screen.cell_sets)
         summary["markers_by_species_and_dendrite_type"] = marker_medians(markers, meta)
         self.report["inputs"][item.name] = summary
-        return PlotInput(name=item.name, meta=meta, markers=markers,
-                         flags=item.screen.flags.loc[item.screen.kept], features=store.features,
-                         tolerance=settings.extrapolation_tolerance, r2=self.r2)  # fmt: skip
+        return PlotInput(
+            name=item.name,
+            meta=meta,
+            markers=markers,
+            flags=item.screen.flags.loc[item.screen.kept],
+            features=store.features,
+            tolerance=settings.extrapolation_tolerance,
+            r2=self.r2,
+        )
 
 
 def _warn_missing_sets(jobs, store: ModelStore, min_features: int, id_column, where) -> None:
@@ -362,8 +410,11 @@ def _warn_missing_sets(jobs, store: ModelStore, min_features: int, id_column, wh
             log.warning(
                 "%s: cells with exactly %s are not predicted: %s has no such feature set "
                 "(train fits one per missing pattern of the cells.inputs tables: retrain with "
-                "these inputs, dvc repro train)", job.source, ", ".join(features), where,
-            )  # fmt: skip
+                "these inputs, dvc repro train)",
+                job.source,
+                ", ".join(features),
+                where,
+            )
 
 
 __all__ = [

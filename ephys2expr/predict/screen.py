@@ -221,8 +221,10 @@ class CellScreen:
                     f"missing {n_all - n} of the full set's {n_all} features (missing: drop)"
                 )
             elif n < self.min_features:
-                out.append(f"fewer than cells.min_features = {self.min_features} of the "
-                           f"store's {n_all} features (has {n})")  # fmt: skip
+                out.append(
+                    f"fewer than cells.min_features = {self.min_features} of the "
+                    f"store's {n_all} features (has {n})"
+                )
             else:
                 out.append("no feature set of the store has exactly its features")
         return out
@@ -244,8 +246,9 @@ class CellScreen:
         # How far beyond the training range, in units of that range (0 inside it).
         excess = np.where(outside, range_excess(filled, self.min_, self.max_), 0.0)
         set_label = np.array(self.set_names_ + [""], dtype=object)[chosen]
-        used_label = np.array([",".join(names[m]) for m in self.set_masks_] + [""],
-                              dtype=object)[chosen]  # fmt: skip
+        used_label = np.array([",".join(names[m]) for m in self.set_masks_] + [""], dtype=object)[
+            chosen
+        ]
         score = self.ood_scores(filled, chosen)
         flags = pd.DataFrame(
             {
@@ -281,8 +284,9 @@ def _count_names(texts) -> dict[str, int]:
     return counts
 
 
-def screen_summary(meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray,
-                   set_names: list[str]) -> dict:  # fmt: skip
+def screen_summary(
+    meta_all: pd.DataFrame, flags: pd.DataFrame, kept: np.ndarray, set_names: list[str]
+) -> dict:
     """Counts of cells in/predicted/dropped/imputed/extrapolated/ood (``frac_ood`` None when
     the store has no training rows) and predicted per feature set
     (every one of ``set_names``, in that order, zeros too), overall and per species."""

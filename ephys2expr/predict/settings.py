@@ -28,8 +28,10 @@ class PredictSettings(Settings):
     """
 
     SECTION: ClassVar[str] = "predict"
-    MOVED: ClassVar[dict[str, str]] = {"inputs": "cells.inputs",
-                                       "min_features": "cells.min_features"}  # fmt: skip
+    MOVED: ClassVar[dict[str, str]] = {
+        "inputs": "cells.inputs",
+        "min_features": "cells.min_features",
+    }
 
     missing: str = setting(
         "feature_set",
@@ -152,8 +154,9 @@ class PredictSettings(Settings):
             raise InputError(f"{self.where('n_permutations')}: {self.n_permutations} is negative")
         self.align = self.align.strip().lower()
         if self.align not in ALIGN_METHODS:
-            raise InputError(f"{self.where('align')}: {self.align!r} is not one of "
-                             f"{list(ALIGN_METHODS)}")  # fmt: skip
+            raise InputError(
+                f"{self.where('align')}: {self.align!r} is not one of {list(ALIGN_METHODS)}"
+            )
         if self.chunk_cells < 1:
             raise InputError(f"{self.where('chunk_cells')}: {self.chunk_cells} is not >= 1")
 

@@ -55,25 +55,29 @@ def constant_genes_note(store: ModelStore, gene_idx: np.ndarray, where: str) -> 
 __all__ = ["constant_genes_note", "headline_metrics", "marker_medians"]
 
 
-def model_report(store: ModelStore, gene_idx, constant: dict, quality: dict, no_null: list,
-                 level: float | None) -> dict:  # fmt: skip
+def model_report(
+    store: ModelStore, gene_idx, constant: dict, quality: dict, no_null: list, level: float | None
+) -> dict:
     """The report's ``model`` section: genes, features, sets, trusted genes per set,
     intervals (``on_demand_sets`` is added by the caller)."""
     report = {
-        "genes_in_model": len(store.genes), "genes_predicted": len(gene_idx),
+        "genes_in_model": len(store.genes),
+        "genes_predicted": len(gene_idx),
         "features": store.features,
         "feature_sets": {name: m.features for name, m in store.feature_sets.items()},
-        "feature_set_preference": rank_feature_sets(store), **constant,
+        "feature_set_preference": rank_feature_sets(store),
+        **constant,
         "trusted_genes_by_set": {k: int(v) for k, v in quality["trusted"].sum().items()},
         "sets_without_null": no_null,
-    }  # fmt: skip
+    }
     if level is not None:
         report["intervals"] = {"level": level, "method": interval_methods(store)}
     return report
 
 
-def file_metadata(store: ModelStore, settings, constant: dict, no_null: list,
-                  level: float | None, where: str) -> dict:  # fmt: skip
+def file_metadata(
+    store: ModelStore, settings, constant: dict, no_null: list, level: float | None, where: str
+) -> dict:
     """What every predictions file of a run records in its metadata (uns ``ephys2expr``)."""
     meta = {
         "features": store.features,

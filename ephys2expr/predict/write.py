@@ -45,9 +45,14 @@ INTERVAL_SEP = "|"
 
 
 def iter_predictions(
-    store: ModelStore, X: np.ndarray, gene_idx: np.ndarray, chunk_cells: int, executor=None,
-    cell_sets: np.ndarray | None = None, interval_level: float | None = None,
-) -> Iterator[tuple[slice, np.ndarray, tuple | None]]:  # fmt: skip
+    store: ModelStore,
+    X: np.ndarray,
+    gene_idx: np.ndarray,
+    chunk_cells: int,
+    executor=None,
+    cell_sets: np.ndarray | None = None,
+    interval_level: float | None = None,
+) -> Iterator[tuple[slice, np.ndarray, tuple | None]]:
     """Yield ``(cell slice, genes x cells float32 block, bounds)`` for consecutive chunks.
 
     ``bounds``: with ``interval_level``, the prediction intervals ``(lower, upper)``, genes
@@ -84,8 +89,7 @@ def iter_predictions(
         return
     shared = executor.share(terms)
     tasks = ((shared, X[sl], cell_sets[sl]) for sl in slices)
-    blocks = executor.map_ordered(_block_and_bounds, tasks, what="cell chunks",
-                                  total=len(slices))  # fmt: skip
+    blocks = executor.map_ordered(_block_and_bounds, tasks, what="cell chunks", total=len(slices))
     for sl, (block, bounds) in zip(slices, blocks, strict=True):
         yield sl, block, bounds
 
@@ -112,15 +116,19 @@ def set_terms(store: ModelStore, gene_idx: np.ndarray, dtype=PREDICTION_DTYPE) -
     of these genes come through identity: ``train.model: mixture | best``) and its training
     range ``(min, max)``, what :func:`predict_block` takes."""
     return [
-        (m.prediction_terms(gene_idx, dtype),
-         np.array([store.features.index(f) for f in m.features], dtype=np.int64),
-         m.mixture_terms(gene_idx), (m.feature_min, m.feature_max))
+        (
+            m.prediction_terms(gene_idx, dtype),
+            np.array([store.features.index(f) for f in m.features], dtype=np.int64),
+            m.mixture_terms(gene_idx),
+            (m.feature_min, m.feature_max),
+        )
         for m in store.feature_sets.values()
-    ]  # fmt: skip
+    ]
 
 
-def predict_block(terms: list, X: np.ndarray, cell_sets: np.ndarray,
-                  bound: bool = True) -> np.ndarray:  # fmt: skip
+def predict_block(
+    terms: list, X: np.ndarray, cell_sets: np.ndarray, bound: bool = True
+) -> np.ndarray:
     """Genes x cells of one chunk: each cell by its feature set's model.
 
     ``terms[s]`` is ``(prediction terms, feature columns, identity terms, training range)``
@@ -182,15 +190,24 @@ def _meta_arrays(meta: pd.DataFrame, schema: pa.Schema) -> list[pa.Array]:
 class _ParquetWriter:
     """The wide Parquet file: ``cell_id``, metadata and flags, one float32 column per gene."""
 
-    def __init__(self, path: Path, meta: pd.DataFrame, genes: list[str], file_metadata: dict,
-                 intervals: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        meta: pd.DataFrame,
+        genes: list[str],
+        file_metadata: dict,
+        intervals: bool = False,
+    ):
         self.meta_schema = _meta_schema(meta)
         # with intervals: <gene>|lower for every gene, then <gene>|upper (float32)
         bounds = [f"{g}{INTERVAL_SEP}{b}" for b in INTERVAL_LAYERS for g in genes]
         bounds = bounds if intervals else []
         self.intervals = intervals
-        schema = pa.schema(list(self.meta_schema) + [pa.field(g, pa.float32()) for g in genes]
-                           + [pa.field(c, pa.float32()) for c in bounds])  # fmt: skip
+        schema = pa.schema(
+            list(self.meta_schema)
+            + [pa.field(g, pa.float32()) for g in genes]
+            + [pa.field(c, pa.float32()) for c in bounds]
+        )
         self.schema = schema.with_metadata(
             {"ephys2expr": json.dumps(file_metadata, sort_keys=True, default=str)}
         )
@@ -202,9 +219,12 @@ class _ParquetWriter:
 
     def __enter__(self) -> _ParquetWriter:
         self._writer = pq.ParquetWriter(
-            self.path, self.schema, compression="snappy",
-            use_dictionary=self.string_meta, write_statistics=self.meta_names,
-        )  # fmt: skip
+            self.path,
+            self.schema,
+            compression="snappy",
+            use_dictionary=self.string_meta,
+            write_statistics=self.meta_names,
+        )
         return self
 
     def write(self, sl: slice, block: np.ndarray, bounds=None) -> None:
@@ -297,19 +317,30 @@ def write_predictions(
         writers = []
         if path is not None:
             with_bounds = parquet_intervals and interval_level is not None
-            writers.append(_ParquetWriter(outputs.temp(path), meta, genes, file_metadata,
-                                          with_bounds))  # fmt: skip
+            writers.append(
+                _ParquetWriter(outputs.temp(path), meta, genes, file_metadata, with_bounds)
+            )
         if h5ad_path is not None:
-            writers.append(H5adWriter(outputs.temp(h5ad_path), store, meta, gene_idx,
-                                      file_metadata, chunk_cells,
-                                      intervals=interval_level is not None, obsm=obsm,
-                                      varm=varm))  # fmt: skip
+            writers.append(
+                H5adWriter(
+                    outputs.temp(h5ad_path),
+                    store,
+                    meta,
+                    gene_idx,
+                    file_metadata,
+                    chunk_cells,
+                    intervals=interval_level is not None,
+                    obsm=obsm,
+                    varm=varm,
+                )
+            )
         for w in writers:  # an OS error (disk full) names the file it was writing
             stack.enter_context(writing(w.path))
             stack.enter_context(w)
         n_negative, width_sum = 0, 0.0
-        blocks = iter_predictions(store, X, gene_idx, chunk_cells, executor, cell_sets,
-                                  interval_level)  # fmt: skip
+        blocks = iter_predictions(
+            store, X, gene_idx, chunk_cells, executor, cell_sets, interval_level
+        )
         for sl, block, bounds in blocks:
             raise_if_stopped()
             _check_finite(block, sl, meta.index, genes, where)

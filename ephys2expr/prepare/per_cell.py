@@ -36,13 +36,20 @@ def read_paired_source(source: str, settings: PrepareSettings, raw_dir: Path) ->
         entry = settings.paired[source]
         cols = entry["columns"]
         columns = MetadataColumns(
-            library=cols["library"], group=cols["group"], type=cols["type"],
+            library=cols["library"],
+            group=cols["group"],
+            type=cols["type"],
             family=cols["family"] or None,
-        )  # fmt: skip
+        )
         return read_paired(
-            entry["features"], entry["counts"], entry["metadata"], columns,
-            id_column=cols["id"], layer=entry["layer"] or None, feature_names=features,
-        )  # fmt: skip
+            entry["features"],
+            entry["counts"],
+            entry["metadata"],
+            columns,
+            id_column=cols["id"],
+            layer=entry["layer"] or None,
+            feature_names=features,
+        )
     raise InputError(
         f"--source: {source!r} is not a per-cell source (scala2021 or a name in prepare.paired)"
     )
@@ -91,9 +98,14 @@ def paired_training_tables(
     }
     log.info(
         "%s: %d cells of %d animals x %d features; %d of %d genes detected in >= %g of cells",
-        source, len(features), report["groups"], features.shape[1], keep.sum(),
-        len(paired.expression), settings.min_detected,
-    )  # fmt: skip
+        source,
+        len(features),
+        report["groups"],
+        features.shape[1],
+        keep.sum(),
+        len(paired.expression),
+        settings.min_detected,
+    )
     return features, targets, types, report
 
 

@@ -219,8 +219,11 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None =
     features, targets, types, report = paired_training_tables(paired, settings, source)
     types = with_species(types, source)
     cells, inputs_report = prediction_inputs(raw_dir, settings.paired_features)
-    report = {"settings": settings.source_settings(source), **report,
-              "prediction_inputs": inputs_report}  # fmt: skip
+    report = {
+        "settings": settings.source_settings(source),
+        **report,
+        "prediction_inputs": inputs_report,
+    }
     log.info("read and checked everything in %.1f s", time.perf_counter() - start)
     return Prepared(features, targets, types, cells, _paired_headline(report), report)
 

@@ -248,5 +248,7 @@ def warn_trailing_delimiter(path, sep: str) -> None:
     logging.getLogger("ephys2expr").warning(
         "%s: every data row ends in an extra %s (one more field than the header); read "
         "without it, columns as the header names them. Remove the trailing delimiter to "
-        "silence this", path, name,
-    )  # fmt: skip
+        "silence this",
+        path,
+        name,
+    )

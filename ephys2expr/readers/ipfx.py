@@ -30,19 +30,23 @@ IPFX_SOURCES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "rin": [("value", ("input_resistance",)), ("value", ("ri",))],
     "tau": [("ms", ("tau",))],
     "apthr": [("value", ("threshold_v_rheo",)), ("value", ("threshold_v_long_square",))],
-    "apamp": [("diff", ("peak_v_rheo", "threshold_v_rheo")),
-              ("value", ("peak_v_long_square_rel",)),
-              ("diff", ("peak_v_long_square", "threshold_v_long_square"))],
-    "ahpamp": [("diff", ("threshold_v_rheo", "fast_trough_v_rheo")),
-               ("neg", ("fast_trough_v_long_square_rel",)),
-               ("diff", ("threshold_v_long_square", "fast_trough_v_long_square"))],
+    "apamp": [
+        ("diff", ("peak_v_rheo", "threshold_v_rheo")),
+        ("value", ("peak_v_long_square_rel",)),
+        ("diff", ("peak_v_long_square", "threshold_v_long_square")),
+    ],
+    "ahpamp": [
+        ("diff", ("threshold_v_rheo", "fast_trough_v_rheo")),
+        ("neg", ("fast_trough_v_long_square_rel",)),
+        ("diff", ("threshold_v_long_square", "fast_trough_v_long_square")),
+    ],
     "aphw": [("ms", ("width_rheo",)), ("ms", ("width_long_square",))],
     "rheo": [("value", ("rheobase_i",)), ("value", ("threshold_i_long_square",))],
     "maxfreq": [("value", ("avg_rate_max",)), ("value", ("max_rate_long_square",))],
     "sag": [("value", ("sag",))],
     "f_i_curve_slope": [("value", ("fi_fit_slope",)), ("value", ("f_i_curve_slope",))],
     "latency": [("value", ("latency_rheo",))],
-}  # fmt: skip
+}
 # columns whose presence marks a table as ipfx output (detection)
 SIGNATURE = ("v_baseline", "input_resistance", "tau")
 ID_CANDIDATES = ("cell_id", "cell_name", "specimen_id", "SpecimenID", "sample_id")
@@ -116,16 +120,26 @@ def ipfx_cells(table: pd.DataFrame, where: str, id_column: str = "cell_id") -> t
     text columns (metadata). Returns ``(table, report)`` (:func:`read_ipfx_features`)."""
     ids = next((c for c in (id_column, *ID_CANDIDATES) if c in table.columns), None)
     if ids is None:
-        raise InputError(f"{where}: an ipfx table without an id column (one of "
-                         f"{[id_column, *ID_CANDIDATES]})")  # fmt: skip
+        raise InputError(
+            f"{where}: an ipfx table without an id column (one of {[id_column, *ID_CANDIDATES]})"
+        )
     feats, report = read_ipfx_features(table, where)
     used = {c for cols in report["sources"].values() for c in cols} | {ids}
-    meta = [c for c in table.columns if c not in used and c not in feats.columns
-            and not pd.api.types.is_numeric_dtype(table[c])]  # fmt: skip
+    meta = [
+        c
+        for c in table.columns
+        if c not in used and c not in feats.columns and not pd.api.types.is_numeric_dtype(table[c])
+    ]
     cells = pd.concat([table[[ids]].set_axis([id_column], axis=1), feats, table[meta]], axis=1)
     report["id_column"] = ids
     return cells.reset_index(drop=True), report
 
 
-__all__ = ["ID_CANDIDATES", "IPFX_SOURCES", "SIGNATURE", "ipfx_cells", "is_ipfx_table",
-           "read_ipfx_features"]  # fmt: skip
+__all__ = [
+    "ID_CANDIDATES",
+    "IPFX_SOURCES",
+    "SIGNATURE",
+    "ipfx_cells",
+    "is_ipfx_table",
+    "read_ipfx_features",
+]

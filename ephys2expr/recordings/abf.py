@@ -36,7 +36,7 @@ def _open(path: Path):
             one_line(
                 f"{path}: not a readable ABF file, truncated or corrupt "
                 f"({type(exc).__name__}: {exc})"
-            )  # fmt: skip
+            )
         ) from None
 
 
@@ -49,8 +49,13 @@ def read_abf(path: str | Path) -> Recording:
     kind = unit_kind(y_unit)
     if kind is None:
         to_mv([], y_unit, where)  # raises: one line naming the file and the unit
-    rec = Recording(where, path.stem, [], clamp="current" if kind == "voltage" else "voltage",
-                    gap_free=int(abf.nOperationMode) == GAP_FREE)  # fmt: skip
+    rec = Recording(
+        where,
+        path.stem,
+        [],
+        clamp="current" if kind == "voltage" else "voltage",
+        gap_free=int(abf.nOperationMode) == GAP_FREE,
+    )
     if rec.clamp == "voltage":
         rec.notes.append(f"voltage clamp (channel 0 in {y_unit})")
         return rec

@@ -53,8 +53,10 @@ def passive_sweeps(a: Analysis) -> tuple[list[StepSweep], str]:
     if chosen:
         return chosen, ""
     first = hyper[0]
-    return [first], (f"note: no step in [{a.settings.rin_min_pa:g}, 0) pA; used the smallest, "
-                     f"{first.step.amplitude:g} pA")  # fmt: skip
+    return [first], (
+        f"note: no step in [{a.settings.rin_min_pa:g}, 0) pA; used the smallest, "
+        f"{first.step.amplitude:g} pA"
+    )
 
 
 def rheobase_sweep(a: Analysis) -> tuple[StepSweep | None, str]:
@@ -93,8 +95,11 @@ def rmp(a: Analysis) -> Value:
     if rec.clamp == "current" and rec.sweeps and all(s.i is None for s in rec.sweeps):
         # no current injected at all (gap-free, or no command channel): the median potential
         v = np.concatenate([s.v for s in rec.sweeps])
-        return Value(float(np.median(v)) - ljp, tuple(s.number for s in rec.sweeps),
-                     f"note: {a.reason}: median membrane potential")  # fmt: skip
+        return Value(
+            float(np.median(v)) - ljp,
+            tuple(s.number for s in rec.sweeps),
+            f"note: {a.reason}: median membrane potential",
+        )
     if a.reason:
         return _nan(a.reason)
     quiet = [s for s in a.sweeps if s.baseline_spikes == 0]
@@ -216,8 +221,10 @@ def _first_spike(a: Analysis, measure) -> Value:
     v, sp = s.step.sweep.v, s.spikes
     heights = v[sp.peak] - v[sp.threshold]
     if len(heights) > 1 and heights[0] < LOW_FIRST_SPIKE * np.median(heights[1:]):
-        low = (f"note: the first spike is {heights[0]:.1f} mV high, the others "
-               f"{np.median(heights[1:]):.1f} mV (a transient?)")  # fmt: skip
+        low = (
+            f"note: the first spike is {heights[0]:.1f} mV high, the others "
+            f"{np.median(heights[1:]):.1f} mV (a transient?)"
+        )
         note = f"{note}; {low}" if note else low
     return Value(value, (s.number,), note)
 
@@ -295,8 +302,9 @@ def f_i_curve_slope(a: Analysis) -> Value:
         return Value(np.nan, (s.number,), "one suprathreshold step only")
     amps = np.array([x.step.amplitude for x in supra])
     rates = np.array([x.rate for x in supra])
-    return Value(float(np.polyfit(amps, rates, 1)[0]), tuple(x.number for x in supra),
-                 _block_note(a))  # fmt: skip
+    return Value(
+        float(np.polyfit(amps, rates, 1)[0]), tuple(x.number for x in supra), _block_note(a)
+    )
 
 
 def isi_adapt(a: Analysis) -> Value:
@@ -319,10 +327,21 @@ def isi_adapt(a: Analysis) -> Value:
 # The features extracted from a recording, in output order: the project's 15 names where
 # defined here (ephys2expr/features.py) plus Scala's isi_adapt; avg_isi is not extracted.
 FEATURE_FUNCTIONS = {
-    "rin": rin, "rmp": rmp, "apthr": apthr, "apamp": apamp, "aphw": aphw, "tau": tau,
-    "ahpamp": ahpamp, "rheo": rheo, "maxfreq": maxfreq, "adratio": adratio, "sag": sag,
-    "f_i_curve_slope": f_i_curve_slope, "latency": latency, "isi_adapt": isi_adapt,
-}  # fmt: skip
+    "rin": rin,
+    "rmp": rmp,
+    "apthr": apthr,
+    "apamp": apamp,
+    "aphw": aphw,
+    "tau": tau,
+    "ahpamp": ahpamp,
+    "rheo": rheo,
+    "maxfreq": maxfreq,
+    "adratio": adratio,
+    "sag": sag,
+    "f_i_curve_slope": f_i_curve_slope,
+    "latency": latency,
+    "isi_adapt": isi_adapt,
+}
 EXTRACTED: list[str] = [*list(FEATURE_FUNCTIONS)[:9], "cap", *list(FEATURE_FUNCTIONS)[9:]]
 
 

@@ -90,9 +90,14 @@ def row_of(rec: Recording, settings: FeaturesSettings) -> dict:
     file_qc = [r for r in (a.reason, a.spike_reason, a.spontaneous, *rec.notes) if r]
     if a.block_from is not None:
         file_qc.append(f"depolarisation block from {a.block_from:+g} pA")
-    row.update(file=str(path), format=Path(path).suffix.lower().lstrip("."),
-               sampling_khz=rec.fs / 1000.0, n_sweeps=len(rec.sweeps),
-               steps_pa=_steps_text(a), qc="; ".join(dict.fromkeys(file_qc)))  # fmt: skip
+    row.update(
+        file=str(path),
+        format=Path(path).suffix.lower().lstrip("."),
+        sampling_khz=rec.fs / 1000.0,
+        n_sweeps=len(rec.sweeps),
+        steps_pa=_steps_text(a),
+        qc="; ".join(dict.fromkeys(file_qc)),
+    )
     return row
 
 
@@ -129,10 +134,20 @@ def extract_features(
                 )
     table = pd.DataFrame(rows).set_index("cell_id")
     measured = int(np.isfinite(table[EXTRACTED].to_numpy()).sum())
-    log.info("features of %d recording(s): %d of %d values measured", len(files), measured,
-             table[EXTRACTED].size)  # fmt: skip
+    log.info(
+        "features of %d recording(s): %d of %d values measured",
+        len(files),
+        measured,
+        table[EXTRACTED].size,
+    )
     return table
 
 
-__all__ = ["FILE_COLUMNS", "extract_features", "features_of", "list_recordings",
-           "read_recording", "row_of"]  # fmt: skip
+__all__ = [
+    "FILE_COLUMNS",
+    "extract_features",
+    "features_of",
+    "list_recordings",
+    "read_recording",
+    "row_of",
+]

@@ -72,9 +72,17 @@ class FeaturesSettings(Settings):
     n_jobs: int = setting(2, "files processed in parallel (processes; 1 = in this process)")
 
     def check(self) -> None:
-        positive = ("filter_khz", "dvdt_threshold", "min_height", "fast_trough_ms",
-                    "min_spike_khz", "min_step_ms", "baseline_ms", "sag_peak_ms",
-                    "sag_steady_ms")  # fmt: skip
+        positive = (
+            "filter_khz",
+            "dvdt_threshold",
+            "min_height",
+            "fast_trough_ms",
+            "min_spike_khz",
+            "min_step_ms",
+            "baseline_ms",
+            "sag_peak_ms",
+            "sag_steady_ms",
+        )
         for key in positive:
             if getattr(self, key) <= 0:
                 raise InputError(f"{self.where(key)}: {getattr(self, key)} is not > 0")

@@ -91,8 +91,7 @@ def find_steps(recording: Recording, settings: FeaturesSettings) -> tuple[list[S
         if offset > len(s.i):
             continue
         amplitude = round(float(np.median(s.i[onset:offset]) - s.i[0]), 2)  # 0.01 pA: 0 is 0
-        steps.append(Step(s, onset, offset, amplitude,
-                          _baseline(s, onset, settings)))  # fmt: skip
+        steps.append(Step(s, onset, offset, amplitude, _baseline(s, onset, settings)))
     return steps, ""
 
 

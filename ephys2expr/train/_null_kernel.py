@@ -48,10 +48,33 @@ from ephys2expr.model._kernels import _FASTMATH, _active_set, _one_gene, gene_sc
 
 @numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=_FASTMATH)
 def null_r2_kernel(
-    Yt, pair_gene, pair_perm, perms, fold_order, wx, w, fold_w, fold_m, fold_s, te_ptr, te_rows,
-    te_x, grams, singular, l1, l2, tr_ptr, tr_rows, tol, max_iter, sums_x, te_sum, te_gram,
-    observed, out,
-):  # fmt: skip
+    Yt,
+    pair_gene,
+    pair_perm,
+    perms,
+    fold_order,
+    wx,
+    w,
+    fold_w,
+    fold_m,
+    fold_s,
+    te_ptr,
+    te_rows,
+    te_x,
+    grams,
+    singular,
+    l1,
+    l2,
+    tr_ptr,
+    tr_rows,
+    tol,
+    max_iter,
+    sums_x,
+    te_sum,
+    te_gram,
+    observed,
+    out,
+):
     """Pooled out-of-fold r2 of each pair c: gene ``pair_gene[c]`` under ``perms[pair_perm[c]]``.
 
     Yt (G, n): targets, genes x rows. perms (B, n). fold_order (G, K): the order each gene
@@ -186,9 +209,22 @@ def null_r2_kernel(
                     steps = 0
                     if not (singular[k] and a2 == 0.0):  # (q = c - G w is set by step 1)
                         fact_state[0] = -1.0  # each fold has its own Gram matrix
-                        steps = _active_set(gram, xty[0], a1, a2, wv, q, theta, order, mat,
-                                            dinv, qnew, vec, 8 * p + 20,
-                                            fact_state)  # fmt: skip
+                        steps = _active_set(
+                            gram,
+                            xty[0],
+                            a1,
+                            a2,
+                            wv,
+                            q,
+                            theta,
+                            order,
+                            mat,
+                            dinv,
+                            qnew,
+                            vec,
+                            8 * p + 20,
+                            fact_state,
+                        )
                     if steps == 0:  # singular block or too many steps: the solver's own path
                         var = 0.0
                         for r in range(tr_ptr[k], tr_ptr[k + 1]):
@@ -199,9 +235,32 @@ def null_r2_kernel(
                         lam2[0, 0] = a2
                         for j in range(p):
                             init[0, j] = 0.0
-                        _one_gene(0, 0, gram, xty, ys, lam1, lam2, init, True, tol, max_iter,
-                                  coefs[0], n_iter, conv, wv, q, idx, mat, vec, qnew, theta,
-                                  order, fact_state, dinv)  # fmt: skip
+                        _one_gene(
+                            0,
+                            0,
+                            gram,
+                            xty,
+                            ys,
+                            lam1,
+                            lam2,
+                            init,
+                            True,
+                            tol,
+                            max_iter,
+                            coefs[0],
+                            n_iter,
+                            conv,
+                            wv,
+                            q,
+                            idx,
+                            mat,
+                            vec,
+                            qnew,
+                            theta,
+                            order,
+                            fact_state,
+                            dinv,
+                        )
                         for j in range(p):
                             wv[j] = coefs[0, 0, j]
                 if use_sums:

@@ -65,9 +65,12 @@ def identity_settings(settings: TrainSettings) -> TrainSettings:
 
 
 def apply_identity(
-    result: TrainResult, features: pd.DataFrame, targets: pd.DataFrame, types: pd.DataFrame,
+    result: TrainResult,
+    features: pd.DataFrame,
+    targets: pd.DataFrame,
+    types: pd.DataFrame,
     settings: TrainSettings,
-) -> tuple[TrainResult, IdentityFit]:  # fmt: skip
+) -> tuple[TrainResult, IdentityFit]:
     """The chosen model's result (module docstring) from the lasso's ``result``.
 
     ``settings`` are the run's (``model`` resolved: ``mixture`` or ``best``; their
@@ -89,8 +92,16 @@ def _apply_identity(result, features, targets, types, settings):
     Y = np.ascontiguousarray(targets[list(features.index)].to_numpy(dtype=float).T)
     final = result.final
     final_mse = final.cv_mse_[np.arange(len(final.alpha_index_)), final.alpha_index_]
-    mix = mixture_cv(Y, result.oof.to_numpy().T, result.inner_mse, final_mse, levels,
-                     result.folds, settings, groups)  # fmt: skip
+    mix = mixture_cv(
+        Y,
+        result.oof.to_numpy().T,
+        result.inner_mse,
+        final_mse,
+        levels,
+        result.folds,
+        settings,
+        groups,
+    )
     model = settings.model
     pred = mix.oof[model]
     per_gene = result.per_gene.copy()
@@ -109,8 +120,9 @@ def _apply_identity(result, features, targets, types, settings):
         per_gene["n_permutations"] = B
         per_gene["significant"] = per_gene["q_value"].to_numpy() < settings.fdr_q
         log.info("held-out permutation null: %d permutations in %.1f s", B, seconds)
-    report = train_report(per_gene, final, len(X), X.shape[1], len(result.folds), settings,
-                          B * len(per_gene), "cells")  # fmt: skip
+    report = train_report(
+        per_gene, final, len(X), X.shape[1], len(result.folds), settings, B * len(per_gene), "cells"
+    )
     report["model_kind"] = model
     report["identity"] = {lv: res.report(result.folds) for lv, res in levels.items()}
     nesting = nesting_report(levels, rows)
@@ -122,18 +134,33 @@ def _apply_identity(result, features, targets, types, settings):
     intervals, row_coverage = result.intervals, result.row_coverage
     if result.interval_rows is not None:  # the chosen model's residuals, not the Lasso's
         intervals, report["intervals"], row_coverage = recalibrate(
-            X, Y, pred, result.folds, result.interval_rows, per_gene.index,
-            list(features.columns), per_gene["y_sd"],
-        )  # fmt: skip
+            X,
+            Y,
+            pred,
+            result.folds,
+            result.interval_rows,
+            per_gene.index,
+            list(features.columns),
+            per_gene["y_sd"],
+        )
     oof = pd.DataFrame(pred.T, index=result.oof.index, columns=result.oof.columns)
     frac = report["model_kinds"]["frac_r2_gt_0.1"]
     log.info(
-        "model %r: genes with out-of-fold r2 > 0.1: %s; final kinds %s (%.0f s)", model,
+        "model %r: genes with out-of-fold r2 > 0.1: %s; final kinds %s (%.0f s)",
+        model,
         ", ".join(f"{k} {100 * v:.1f} %" for k, v in frac.items()),
-        report["model_kinds"]["genes_won"][model]["final"], time.perf_counter() - t0,
-    )  # fmt: skip
-    out = replace(result, per_gene=per_gene, oof=oof, metrics=headline_metrics(report),
-                  report=report, intervals=intervals, row_coverage=row_coverage)  # fmt: skip
+        report["model_kinds"]["genes_won"][model]["final"],
+        time.perf_counter() - t0,
+    )
+    out = replace(
+        result,
+        per_gene=per_gene,
+        oof=oof,
+        metrics=headline_metrics(report),
+        report=report,
+        intervals=intervals,
+        row_coverage=row_coverage,
+    )
     return out, IdentityFit(levels, mix, model)
 
 
@@ -145,10 +172,26 @@ def stored_classifier(clf) -> LevelClassifier:
     classes = [str(c) for c in clf.classes_]
     if clf.kind_ == "knn":
         zeros = np.zeros((len(classes), len(clf.mean_)))
-        return LevelClassifier(classes, zeros, np.zeros(len(classes)), clf.mean_, clf.scale_,
-                               "knn", float(model["k"]), model["X"], model["y"])  # fmt: skip
-    return LevelClassifier(classes, model["coef"], model["intercept"], clf.mean_, clf.scale_,
-                           clf.kind_, float(clf.param_))  # fmt: skip
+        return LevelClassifier(
+            classes,
+            zeros,
+            np.zeros(len(classes)),
+            clf.mean_,
+            clf.scale_,
+            "knn",
+            float(model["k"]),
+            model["X"],
+            model["y"],
+        )
+    return LevelClassifier(
+        classes,
+        model["coef"],
+        model["intercept"],
+        clf.mean_,
+        clf.scale_,
+        clf.kind_,
+        float(clf.param_),
+    )
 
 
 def store_identity(identity: dict, genes) -> StoreIdentity:
@@ -160,12 +203,19 @@ def store_identity(identity: dict, genes) -> StoreIdentity:
     and their labels (rebuilt on load from the store's ``train_features`` and
     ``train_types``, no pickle). Before, a knn choice was replaced by the logreg refit.
     """
-    classifiers = {name: {lv: stored_classifier(res.final) for lv, res in fit.levels.items()}
-                   for name, fit in identity.items()}  # fmt: skip
+    classifiers = {
+        name: {lv: stored_classifier(res.final) for lv, res in fit.levels.items()}
+        for name, fit in identity.items()
+    }
     fit = next(iter(identity.values()))
-    means = {lv: pd.DataFrame(fit.mixture.means[lv], index=[str(c) for c in res.classes],
-                              columns=[str(g) for g in genes])
-             for lv, res in fit.levels.items()}  # fmt: skip
+    means = {
+        lv: pd.DataFrame(
+            fit.mixture.means[lv],
+            index=[str(c) for c in res.classes],
+            columns=[str(g) for g in genes],
+        )
+        for lv, res in fit.levels.items()
+    }
     return StoreIdentity(classifiers, means)
 
 

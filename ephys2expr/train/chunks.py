@@ -56,10 +56,20 @@ class GeneChunkResult:
 
 
 def train_gene_chunk(
-    X, Y, folds, settings: TrainSettings, weights=None, classes=None, keep_oof: bool = True,
-    verbose: bool = True, families=None, groups=None, distance=None, group_codes=None,
+    X,
+    Y,
+    folds,
+    settings: TrainSettings,
+    weights=None,
+    classes=None,
+    keep_oof: bool = True,
+    verbose: bool = True,
+    families=None,
+    groups=None,
+    distance=None,
+    group_codes=None,
     n_groups: int = 0,
-) -> GeneChunkResult:  # fmt: skip
+) -> GeneChunkResult:
     """Nested CV, baselines, final refit and permutation null of one chunk of genes.
 
     Genes are independent given the shared design ``X``, the seeded outer and inner folds and
@@ -90,8 +100,9 @@ def train_gene_chunk(
     Y = np.ascontiguousarray(Y, dtype=float)
     # model lasso/mixture/best: the kinds are compared per gene by inner-CV error
     inner_score = settings.model != "lasso"
-    cv = nested_cv(X, Y, folds, settings, weights, verbose=verbose, groups=groups,
-                   inner_score=inner_score)  # fmt: skip
+    cv = nested_cv(
+        X, Y, folds, settings, weights, verbose=verbose, groups=groups, inner_score=inner_score
+    )
     r2, rmse = pooled_scores(Y, cv.oof)
     t1 = time.perf_counter()
     base = baseline_predictions(X, Y, folds, weights, classes, families)
@@ -124,9 +135,16 @@ def train_gene_chunk(
         # cv_r2 above is of the clipped predictions, what a user gets
         linear_r2, _ = pooled_scores(Y, cv.oof_linear)
         null = permutation_null(
-            X, Y, folds, cv.fold_alpha, linear_r2, settings, weights,
-            stop_after=settings.null_stop_after, verbose=verbose,
-        )  # fmt: skip
+            X,
+            Y,
+            folds,
+            cv.fold_alpha,
+            linear_r2,
+            settings,
+            weights,
+            stop_after=settings.null_stop_after,
+            verbose=verbose,
+        )
     t4 = time.perf_counter()
     intervals = None
     if distance is not None:
@@ -139,8 +157,9 @@ def train_gene_chunk(
         "permutation_null": null.seconds if null is not None else 0.0,
         "chunk": time.perf_counter() - t0,
     }
-    return GeneChunkResult(cols, cv.oof if keep_oof else None, final, null, seconds, intervals,
-                           cv.fold_inner_mse)  # fmt: skip
+    return GeneChunkResult(
+        cols, cv.oof if keep_oof else None, final, null, seconds, intervals, cv.fold_inner_mse
+    )
 
 
 def _train_chunk_task(X, Y, folds, settings, weights, classes, keep_oof, verbose, labels):
@@ -158,8 +177,11 @@ def resolved_settings(settings: TrainSettings, types: pd.DataFrame) -> TrainSett
     per_cell = {"group", "family", "type"} <= set(types.columns)
     model = settings.model if per_cell else "lasso"
     if model != settings.model:
-        log.info("model %r needs cells with a family and type (per-cell sources); these rows "
-                 "are cell-type means: model 'lasso'", settings.model)  # fmt: skip
+        log.info(
+            "model %r needs cells with a family and type (per-cell sources); these rows "
+            "are cell-type means: model 'lasso'",
+            settings.model,
+        )
     if (cv, model) == (settings.cv, settings.model):
         return settings
     return settings.replace(cv=cv, model=model)
@@ -170,11 +192,34 @@ def _concat_final(parts: list[MultiGeneElasticNet]) -> MultiGeneElasticNet:
     if len(parts) == 1:
         return parts[0]
     est = parts[0]
-    out = MultiGeneElasticNet(**{k: getattr(est, k) for k in (
-        "penalty", "alpha", "l1_ratio", "alphas", "inner_cv", "random_state", "standardize",
-        "tol", "max_iter", "chunk_size")})  # fmt: skip
-    for attr in ("coef_", "intercept_", "coef_std_", "intercept_std_", "alpha_",
-                 "alpha_index_", "n_iter_", "converged_", "cv_mse_"):  # fmt: skip
+    out = MultiGeneElasticNet(
+        **{
+            k: getattr(est, k)
+            for k in (
+                "penalty",
+                "alpha",
+                "l1_ratio",
+                "alphas",
+                "inner_cv",
+                "random_state",
+                "standardize",
+                "tol",
+                "max_iter",
+                "chunk_size",
+            )
+        }
+    )
+    for attr in (
+        "coef_",
+        "intercept_",
+        "coef_std_",
+        "intercept_std_",
+        "alpha_",
+        "alpha_index_",
+        "n_iter_",
+        "converged_",
+        "cv_mse_",
+    ):
         if hasattr(est, attr):
             setattr(out, attr, np.concatenate([getattr(p, attr) for p in parts]))
     out.mean_, out.scale_ = est.mean_, est.scale_
@@ -284,8 +329,9 @@ def train_and_evaluate(
     # per-cell data: the family ceiling, and animals kept whole in the inner alpha search
     families = rows["family"].astype(str).to_numpy() if "family" in rows.columns else None
     # intervals: coverage per family (per-cell data) or broad type (type means)
-    group_names, group_codes = np.unique(families if families is not None else classes.astype(str),
-                                         return_inverse=True)  # fmt: skip
+    group_names, group_codes = np.unique(
+        families if families is not None else classes.astype(str), return_inverse=True
+    )
     labels = (
         families,
         cells if settings.cv == "group_kfold" else None,
@@ -298,9 +344,17 @@ def train_and_evaluate(
     log.info(
         "training %d genes on %d %s x %d features: %s, alpha=%s, %s outer CV "
         "(%d folds); %d gene chunk(s), %s executor",
-        n_genes, n, rows_are, X.shape[1], settings.penalty, settings.alpha, settings.cv, len(folds),
-        len(slices), executor.settings.kind,
-    )  # fmt: skip
+        n_genes,
+        n,
+        rows_are,
+        X.shape[1],
+        settings.penalty,
+        settings.alpha,
+        settings.cv,
+        len(folds),
+        len(slices),
+        executor.settings.kind,
+    )
     verbose = len(slices) == 1 and executor.client is None
     if isinstance(targets, pd.DataFrame):
         blocks = (targets.iloc[sl].to_numpy(dtype=float) for sl in slices)
@@ -312,10 +366,14 @@ def train_and_evaluate(
         executor.map_ordered(_train_chunk_task, tasks, what="gene chunks", total=len(slices))
     )
     rows = "types" if cells is None else "cells"
-    groups = (np.bincount(group_codes, minlength=len(group_names)), list(group_names),
-              "family" if families is not None else "broad_type")  # fmt: skip
-    return _gather(parts, features, genes, n, folds, settings, t0, rows,
-                   (labels[2], group_codes, groups))  # fmt: skip
+    groups = (
+        np.bincount(group_codes, minlength=len(group_names)),
+        list(group_names),
+        "family" if families is not None else "broad_type",
+    )
+    return _gather(
+        parts, features, genes, n, folds, settings, t0, rows, (labels[2], group_codes, groups)
+    )
 
 
 def _gather(
@@ -341,15 +399,25 @@ def _gather(
         per_gene["n_permutations"] = null.n_permutations
         per_gene["significant"] = per_gene["q_value"].to_numpy() < settings.fdr_q
     report = train_report(
-        per_gene, final, n, features.shape[1], len(folds), settings,
-        null.n_fits if null is not None else 0, rows,
-    )  # fmt: skip
+        per_gene,
+        final,
+        n,
+        features.shape[1],
+        len(folds),
+        settings,
+        null.n_fits if null is not None else 0,
+        rows,
+    )
     secs["total"] = time.perf_counter() - t0
     log.info(
         "trained in %.1f s (worker time: nested CV %.1f s, baselines %.1f s, final fit %.1f s, "
-        "permutation null %.1f s)", secs["total"], secs["nested_cv"], secs["baselines"],
-        secs["final_fit"], secs["permutation_null"],
-    )  # fmt: skip
+        "permutation null %.1f s)",
+        secs["total"],
+        secs["nested_cv"],
+        secs["baselines"],
+        secs["final_fit"],
+        secs["permutation_null"],
+    )
     intervals, report["intervals"], row_coverage = gather_intervals(
         [p.intervals for p in parts],
         genes,
@@ -364,8 +432,19 @@ def _gather(
     inner = None
     if parts[0].inner_mse is not None:
         inner = np.concatenate([p.inner_mse for p in parts], axis=1)
-    return TrainResult(per_gene, oof, final, headline_metrics(report), report, secs, folds,
-                       intervals, inner, interval_rows, row_coverage)  # fmt: skip
+    return TrainResult(
+        per_gene,
+        oof,
+        final,
+        headline_metrics(report),
+        report,
+        secs,
+        folds,
+        intervals,
+        inner,
+        interval_rows,
+        row_coverage,
+    )
 
 
 __all__ = [

@@ -57,9 +57,16 @@ def log_progress(what: str, done: int, total: int, start: float) -> None:
 
 
 def nested_cv(
-    X, Y, folds, settings: TrainSettings, weights=None, fold_alpha=None, verbose: bool = True,
-    groups=None, inner_score: bool = False,
-) -> CVResult:  # fmt: skip
+    X,
+    Y,
+    folds,
+    settings: TrainSettings,
+    weights=None,
+    fold_alpha=None,
+    verbose: bool = True,
+    groups=None,
+    inner_score: bool = False,
+) -> CVResult:
     """Out-of-fold predictions of the full procedure (scaling + alpha choice + fit) per fold.
 
     Parameters
@@ -89,8 +96,12 @@ def nested_cv(
     for k, (tr, te) in enumerate(folds):
         alpha = None if fold_alpha is None else fold_alpha[k]
         est = settings.estimator(alpha, len(tr), inner_score=inner_score)
-        est.fit(X[tr], Y[tr], None if weights is None else weights[tr],
-                groups=None if groups is None else groups[tr])  # fmt: skip
+        est.fit(
+            X[tr],
+            Y[tr],
+            None if weights is None else weights[tr],
+            groups=None if groups is None else groups[tr],
+        )
         oof_linear[te] = est.predict(X[te], clip=False)
         alphas_used[k] = est.alpha_
         nonzero[k] = (est.coef_ != 0).sum(axis=1)

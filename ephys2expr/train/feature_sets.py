@@ -54,8 +54,15 @@ def missing_patterns(tables: dict[str, pd.DataFrame], features: list[str]) -> pd
     for row, per_table in counts.items():
         kept = [f for f, has in zip(features, row, strict=True) if has]
         per = {t: per_table.get(t, 0) for t in tables}
-        records.append({"feature_set": set_name(features, kept), "n_features": len(kept),
-                        "features": ",".join(kept), **per, "cells": sum(per.values())})  # fmt: skip
+        records.append(
+            {
+                "feature_set": set_name(features, kept),
+                "n_features": len(kept),
+                "features": ",".join(kept),
+                **per,
+                "cells": sum(per.values()),
+            }
+        )
     cols = ["feature_set", "n_features", "features", *tables, "cells"]
     out = pd.DataFrame.from_records(records, columns=cols)
     out = out.sort_values(["cells", "feature_set"], ascending=[False, True], kind="stable")
@@ -83,11 +90,16 @@ def few_cell_sets(
     ``min_cells`` cells needs: not the first (full) set, and none of the names
     ``requested`` (``train.feature_sets``: asked for in full). They are trained without
     their own permutation null."""
-    cells = {tuple(k for k in row["features"].split(",") if k): int(row["cells"])
-             for _, row in patterns.iterrows()}  # fmt: skip
+    cells = {
+        tuple(k for k in row["features"].split(",") if k): int(row["cells"])
+        for _, row in patterns.iterrows()
+    }
     derived = set(patterns.index) - set(requested)
-    return [n for i, (n, kept) in enumerate(sets.items())
-            if i and n in derived and cells.get(tuple(kept), min_cells) < min_cells]  # fmt: skip
+    return [
+        n
+        for i, (n, kept) in enumerate(sets.items())
+        if i and n in derived and cells.get(tuple(kept), min_cells) < min_cells
+    ]
 
 
 def feature_set_table(results: dict, features: dict[str, list[str]]) -> pd.DataFrame:

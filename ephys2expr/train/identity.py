@@ -113,8 +113,9 @@ def identity_cv(X, labels, folds, settings: TrainSettings, groups=None) -> Level
     by_kind = {k: np.zeros((n, n_classes)) for k in KINDS}
     fits = []
     for tr, te in folds:
-        clf = IdentityClassifier(classes).fit(X[tr], labels[tr],
-                                              level_inner_folds(tr, settings, groups))  # fmt: skip
+        clf = IdentityClassifier(classes).fit(
+            X[tr], labels[tr], level_inner_folds(tr, settings, groups)
+        )
         oof[te] = clf.predict_proba(X[te])
         for kind in KINDS:
             by_kind[kind][te] = clf.predict_proba(X[te], kind)
@@ -141,9 +142,7 @@ def nesting_report(levels: dict, types: pd.DataFrame) -> dict | None:
     before = typ.oof.argmax(axis=1)
     return {
         "frac_type_outside_family": round(float((type_family[before] != family).mean()), 4),
-        "frac_type_outside_family_nested": round(
-            float((type_family[chosen] != family).mean()), 4
-        ),  # fmt: skip
+        "frac_type_outside_family_nested": round(float((type_family[chosen] != family).mean()), 4),
         "family_accuracy": round(float((family == fam.y).mean()), 4),
         "type_accuracy": round(float((before == typ.y).mean()), 4),
         "type_accuracy_nested": round(float((chosen == typ.y).mean()), 4),
@@ -161,9 +160,16 @@ def identity_levels(X, types: pd.DataFrame, folds, settings: TrainSettings, grou
         s = identity_scores(res.oof, res.y)
         log.info(
             "identity %s (%d classes): out-of-fold accuracy %.3f, balanced %.3f, log-loss %.3f, "
-            "ECE %.3f; final %s %g", level, len(res.classes), s["accuracy"],
-            s["balanced_accuracy"], s["log_loss"], s["ece"], res.final.kind_, res.final.param_,
-        )  # fmt: skip
+            "ECE %.3f; final %s %g",
+            level,
+            len(res.classes),
+            s["accuracy"],
+            s["balanced_accuracy"],
+            s["log_loss"],
+            s["ece"],
+            res.final.kind_,
+            res.final.param_,
+        )
         out[level] = res
     return out
 

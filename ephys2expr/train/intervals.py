@@ -92,9 +92,16 @@ def chunk_intervals(X, Y, oof, folds, distance, group_codes, n_groups: int) -> d
                     widths[te] = upper - lower
                     row_covered[te] = ok.sum(axis=1)
         fitted = GeneIntervals.calibrate(
-            method, abs_res, X, distance, mean, scale, pd.RangeIndex(Y.shape[1]),
-            [str(j) for j in range(X.shape[1])], INTERVAL_NEIGHBORS,
-        )  # fmt: skip
+            method,
+            abs_res,
+            X,
+            distance,
+            mean,
+            scale,
+            pd.RangeIndex(Y.shape[1]),
+            [str(j) for j in range(X.shape[1])],
+            INTERVAL_NEIGHBORS,
+        )
         out[method] = {
             "covered": covered,
             "row_covered": row_covered,
@@ -112,9 +119,14 @@ def _coverage(covered: np.ndarray, n_values: np.ndarray) -> np.ndarray:
 
 
 def gather_intervals(
-    parts: list[dict], genes: pd.Index, features: list, y_sd, groups, group_names: list,
+    parts: list[dict],
+    genes: pd.Index,
+    features: list,
+    y_sd,
+    groups,
+    group_names: list,
     what: str,
-) -> tuple[GeneIntervals, dict, np.ndarray]:  # fmt: skip
+) -> tuple[GeneIntervals, dict, np.ndarray]:
     """The chosen method's :class:`GeneIntervals` for a feature set, its report, and each
     row's CV coverage under it.
 
@@ -140,21 +152,25 @@ def gather_intervals(
             "median_width_over_sd": float(np.nanmedian(rel)) if np.isfinite(rel).any() else None,
         }
     sel = CV_LEVELS.index(SELECT_LEVEL)
-    ok = [m for m in METHODS
-          if summary[m]["coverage"][sel, 0] >= SELECT_LEVEL - SELECT_TOLERANCE]  # fmt: skip
+    ok = [m for m in METHODS if summary[m]["coverage"][sel, 0] >= SELECT_LEVEL - SELECT_TOLERANCE]
     chosen = min(ok, key=lambda m: summary[m]["mean_width"]) if ok else "plain"
     table = pd.concat([p[chosen]["table"] for p in parts], ignore_index=True)
     table.index = genes.copy()
     table.columns = [_feature_column(c, features) for c in table.columns]
-    fitted = GeneIntervals(chosen, table, list(features),
-                           INTERVAL_NEIGHBORS if chosen == "knn" else 0)  # fmt: skip
+    fitted = GeneIntervals(
+        chosen, table, list(features), INTERVAL_NEIGHBORS if chosen == "knn" else 0
+    )
     big = [i for i, n in enumerate(groups) if n >= MIN_GROUP_ROWS]
     # type means (20 rows): no group has 30, so every group is shown, however small
     min_rows = MIN_GROUP_ROWS if big else 1
     big = big or list(range(len(groups)))
-    report = {"method": chosen, "level": SELECT_LEVEL, "group_min_rows": min_rows,
-              f"rows_by_{what}": {group_names[i]: int(groups[i]) for i in big},
-              "methods": {}}  # fmt: skip
+    report = {
+        "method": chosen,
+        "level": SELECT_LEVEL,
+        "group_min_rows": min_rows,
+        f"rows_by_{what}": {group_names[i]: int(groups[i]) for i in big},
+        "methods": {},
+    }
     for method, s in summary.items():
         cov = s["coverage"]
         curve = {f"{lv:g}": round(float(cov[j, 0]), 4) for j, lv in enumerate(CV_LEVELS)}
@@ -162,11 +178,12 @@ def gather_intervals(
             "coverage": round(float(cov[sel, 0]), 4),
             f"coverage_by_{what}": {group_names[i]: round(float(cov[sel, i + 1]), 4) for i in big},
             "min_coverage_in_a_group": round(float(min(cov[sel, i + 1] for i in big)), 4)
-            if big else None,
+            if big
+            else None,
             "calibration": curve,
             "mean_width": round(float(s["mean_width"]), 4),
             "median_width_over_gene_sd": _round(s["median_width_over_sd"]),
-        }  # fmt: skip
+        }
     plain = summary["plain"]["width"]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(plain > 0, summary[chosen]["width"] / plain, np.nan)
@@ -191,8 +208,13 @@ def calibration_figure(report: dict, rows: str = "cells"):
     for method, entry in report["methods"].items():
         levels = [float(k) for k in entry["calibration"]]
         chosen = " (chosen)" if method == report["method"] else ""
-        ax.plot(levels, list(entry["calibration"].values()), marker="o", ms=3,
-                label=f"{method}{chosen}: mean width {entry['mean_width']:.2f}")  # fmt: skip
+        ax.plot(
+            levels,
+            list(entry["calibration"].values()),
+            marker="o",
+            ms=3,
+            label=f"{method}{chosen}: mean width {entry['mean_width']:.2f}",
+        )
     ax.set_xlabel("nominal coverage (interval level)")
     ax.set_ylabel(f"observed coverage of held-out {rows}")
     ax.legend(fontsize=8)
@@ -209,10 +231,14 @@ def calibration_figure(report: dict, rows: str = "cells"):
     ax.set_ylabel(f"coverage at {SELECT_LEVEL:g}")
     what = key.removeprefix("coverage_by_") if key else "group"
     rows_by = report.get(f"rows_by_{what}", {})
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))],
-                  [f"{g}\n({rows_by.get(g, '?')})" for g in groups], fontsize=8)  # fmt: skip
-    ax.set_title(f"by {what} (rows in parentheses; >= {report.get('group_min_rows', 1)})",
-                 fontsize=9)  # fmt: skip
+    ax.set_xticks(
+        [j + 0.4 - width / 2 for j in range(len(groups))],
+        [f"{g}\n({rows_by.get(g, '?')})" for g in groups],
+        fontsize=8,
+    )
+    ax.set_title(
+        f"by {what} (rows in parentheses; >= {report.get('group_min_rows', 1)})", fontsize=9
+    )
     if groups:
         ax.legend(fontsize=8)
     fig.suptitle("Prediction intervals: coverage in cross-validation", fontsize=11)

@@ -71,8 +71,9 @@ def fold_inner_mse(Y, tr, levels: dict[str, LevelCV], fit_index, settings, group
     preds = {}
     for lv, res in levels.items():
         fit = res.final if fit_index is None else res.fold_fits[fit_index]
-        preds[lv] = inner_mixture_predictions(fit.inner_proba_, Y[tr], res.y[tr], folds,
-                                              len(res.classes))  # fmt: skip
+        preds[lv] = inner_mixture_predictions(
+            fit.inner_proba_, Y[tr], res.y[tr], folds, len(res.classes)
+        )
     preds["blend"] = blend(preds["family"], preds["type"])
     return {k: ((Y[tr] - p) ** 2).mean(axis=0) for k, p in preds.items()}
 
@@ -106,8 +107,16 @@ def _choose(mse: dict, kinds) -> np.ndarray:
     return np.array([KINDS.index(k) for k in kinds])[idx]
 
 
-def mixture_cv(Y, lasso_oof, lasso_fold_mse, lasso_final_mse, levels: dict[str, LevelCV],
-               folds, settings: TrainSettings, groups=None) -> MixtureCV:  # fmt: skip
+def mixture_cv(
+    Y,
+    lasso_oof,
+    lasso_fold_mse,
+    lasso_final_mse,
+    levels: dict[str, LevelCV],
+    folds,
+    settings: TrainSettings,
+    groups=None,
+) -> MixtureCV:
     """Out-of-fold predictions of each kind, of ``mixture`` and of ``best`` (module docstring).
 
     Parameters
@@ -187,14 +196,21 @@ def kind_report(Y, mix: MixtureCV) -> dict:
     wins = {
         model: {
             "final": {k: int((mix.final_choice[model] == i).sum()) for i, k in enumerate(KINDS)},
-            "outer_folds": {k: int((mix.fold_choice[model] == i).sum()) for i, k in
-                            enumerate(KINDS)},
+            "outer_folds": {
+                k: int((mix.fold_choice[model] == i).sum()) for i, k in enumerate(KINDS)
+            },
         }
         for model in ("mixture", "best")
-    }  # fmt: skip
+    }
     return {"frac_r2_gt_0.1": frac, "genes_won": wins}
 
 
 __all__ = [
-    "KINDS", "MIXTURE_KINDS", "MixtureCV", "held_out_null", "kind_report", "mixture_cv", "pick",
-]  # fmt: skip
+    "KINDS",
+    "MIXTURE_KINDS",
+    "MixtureCV",
+    "held_out_null",
+    "kind_report",
+    "mixture_cv",
+    "pick",
+]

@@ -45,9 +45,27 @@ FOLD_SUMS = True
 
 # the order of null_r2_kernel's arguments after (Yt, pair_gene, pair_perm, perms)
 _KERNEL_ARGS = (
-    "fold_order", "wx", "w", "fold_w", "fold_m", "fold_s", "te_ptr", "te_rows", "te_x", "grams",
-    "singular", "l1", "l2", "tr_ptr", "tr_rows", "tol", "max_iter", "sums_x", "te_sum", "te_gram",
-)  # fmt: skip
+    "fold_order",
+    "wx",
+    "w",
+    "fold_w",
+    "fold_m",
+    "fold_s",
+    "te_ptr",
+    "te_rows",
+    "te_x",
+    "grams",
+    "singular",
+    "l1",
+    "l2",
+    "tr_ptr",
+    "tr_rows",
+    "tol",
+    "max_iter",
+    "sums_x",
+    "te_sum",
+    "te_gram",
+)
 
 
 def fold_sums_apply(folds, n_rows: int, n_features: int) -> bool:
@@ -85,8 +103,15 @@ def fold_designs(X, folds, fold_alpha, settings: TrainSettings, weights=None) ->
         xbar = w @ xs / wsum
         xc = xs - xbar
         l1, l2 = _penalty_strengths(est.penalty, np.asarray(fold_alpha[k], float), l1_ratio, wsum)
-        vals = (wsum, w @ x0[tr] / wsum, scale / sigma, (X[te] - mean) / scale - xbar,
-                xc.T @ (xc * w[:, None]) / wsum, l1, l2)  # fmt: skip
+        vals = (
+            wsum,
+            w @ x0[tr] / wsum,
+            scale / sigma,
+            (X[te] - mean) / scale - xbar,
+            xc.T @ (xc * w[:, None]) / wsum,
+            l1,
+            l2,
+        )
         for key, val in zip(keys, vals, strict=True):
             parts[key].append(val)
     out = {key: np.ascontiguousarray(np.stack(parts[key])) for key in keys if key != "te_x"}
@@ -124,9 +149,16 @@ def fold_designs(X, folds, fold_alpha, settings: TrainSettings, weights=None) ->
 
 
 def permutation_null(
-    X, Y, folds, fold_alpha, observed_r2, settings: TrainSettings, weights=None, stop_after=10,
+    X,
+    Y,
+    folds,
+    fold_alpha,
+    observed_r2,
+    settings: TrainSettings,
+    weights=None,
+    stop_after=10,
     verbose: bool = True,
-) -> NullResult:  # fmt: skip
+) -> NullResult:
     """Permute cell types (rows of ``Y``) against the features and rerun the same outer CV.
 
     Three things keep this affordable:

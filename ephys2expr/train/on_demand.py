@@ -102,8 +102,12 @@ def cache_inputs(store: ModelStore, features: list[str], params: dict) -> dict:
     for table in (store.train_features, store.train_targets, store.train_types):
         h.update(json.dumps([list(map(str, table.index)), list(map(str, table.columns))]).encode())
         h.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
-    inputs = {"features": list(features), "params": params, "code_md5": code_md5(),
-              "data_md5": h.hexdigest()}  # fmt: skip
+    inputs = {
+        "features": list(features),
+        "params": params,
+        "code_md5": code_md5(),
+        "data_md5": h.hexdigest(),
+    }
     return json.loads(json.dumps(inputs))  # as model.json gives it back (lists, not tuples)
 
 
@@ -138,15 +142,20 @@ def _cached_set(root: Path, key: str, inputs: dict) -> tuple[ModelStore | None, 
             continue
         if model.provenance.get("cache") == inputs:
             return model, folder
-        log.warning("on-demand cache %s was fitted from other inputs (settings, data or "
-                    "code): passed over, the set is fitted again beside it", folder)  # fmt: skip
+        log.warning(
+            "on-demand cache %s was fitted from other inputs (settings, data or "
+            "code): passed over, the set is fitted again beside it",
+            folder,
+        )
     return None, root / f"{key}-{os.getpid()}"
 
 
 def fit_feature_set(
-    store: ModelStore, features: list[str], n_permutations: int | None = None,
+    store: ModelStore,
+    features: list[str],
+    n_permutations: int | None = None,
     cache_dir: str | os.PathLike = "",
-) -> tuple[ModelStore, dict]:  # fmt: skip
+) -> tuple[ModelStore, dict]:
     """The model of the feature set ``features`` (a subset of the store's), fitted on the
     store's training tables with its settings (``n_permutations`` overrides the null's size;
     0 = no null, so no q-values), or read from the cache.
@@ -173,17 +182,21 @@ def fit_feature_set(
     root = cache_root(cache_dir)
     t0 = time.perf_counter()
     cached, folder = _cached_set(root, _digest(inputs), inputs)
-    note = {"features": features, "n_permutations": settings.n_permutations,
-            "cache": str(folder)}  # fmt: skip
+    note = {"features": features, "n_permutations": settings.n_permutations, "cache": str(folder)}
     if cached is not None:
         note.update(cached=True, seconds=round(time.perf_counter() - t0, 2))
-        log.info("feature set %r (%s) read from the on-demand cache %s", name,
-                 ", ".join(features), folder)  # fmt: skip
+        log.info(
+            "feature set %r (%s) read from the on-demand cache %s",
+            name,
+            ", ".join(features),
+            folder,
+        )
         return _as_set(cached, name), note
     X = store.train_features[features]
     provenance = {"params": params, "on_demand": True, "cache": inputs}
-    _, model, fit = fit_set(X, store.train_targets, store.train_types, settings, name,
-                            provenance, keep_oof=False)  # fmt: skip
+    _, model, fit = fit_set(
+        X, store.train_targets, store.train_types, settings, name, provenance, keep_oof=False
+    )
     if fit is not None:  # model mixture / best: the set's own classifiers
         model = with_identity(model, store_identity({name: fit}, store.train_targets.index))
     try:
@@ -195,9 +208,14 @@ def fit_feature_set(
     note.update(cached=False, seconds=round(seconds, 2))
     log.info(
         "feature set %r (%d features: %s) fitted on demand from the store's training tables in "
-        "%.0f s (n_permutations=%d), %s", name, len(features), ", ".join(features), seconds,
-        settings.n_permutations, f"cached in {folder}" if note["cache"] else "not cached",
-    )  # fmt: skip
+        "%.0f s (n_permutations=%d), %s",
+        name,
+        len(features),
+        ", ".join(features),
+        seconds,
+        settings.n_permutations,
+        f"cached in {folder}" if note["cache"] else "not cached",
+    )
     return _as_set(model, name), note
 
 

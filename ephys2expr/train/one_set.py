@@ -21,9 +21,16 @@ from ephys2expr.train.settings import TrainSettings
 
 
 def fit_set(
-    features: pd.DataFrame, targets, types: pd.DataFrame, settings: TrainSettings, name: str,
-    provenance: dict, executor=None, gene_chunk: int = 0, keep_oof: bool = True,
-) -> tuple[TrainResult, ModelStore, IdentityFit | None]:  # fmt: skip
+    features: pd.DataFrame,
+    targets,
+    types: pd.DataFrame,
+    settings: TrainSettings,
+    name: str,
+    provenance: dict,
+    executor=None,
+    gene_chunk: int = 0,
+    keep_oof: bool = True,
+) -> tuple[TrainResult, ModelStore, IdentityFit | None]:
     """Train the feature set ``name`` (the columns of ``features``).
 
     ``settings`` are resolved (:func:`~ephys2expr.train.chunks.resolved_settings`);
@@ -39,16 +46,26 @@ def fit_set(
     """
     identity = settings.model != "lasso"
     result = train_and_evaluate(
-        features, targets, types, identity_settings(settings), executor=executor,
-        gene_chunk=gene_chunk, keep_oof=keep_oof or identity,
-    )  # fmt: skip
+        features,
+        targets,
+        types,
+        identity_settings(settings),
+        executor=executor,
+        gene_chunk=gene_chunk,
+        keep_oof=keep_oof or identity,
+    )
     fit = None
     if identity:
         result, fit = apply_identity(result, features, targets, types, settings)
     model = store_from_estimator(
-        result.final, features, targets.index, result.per_gene, provenance, feature_set=name,
+        result.final,
+        features,
+        targets.index,
+        result.per_gene,
+        provenance,
+        feature_set=name,
         intervals=result.intervals,
-    )  # fmt: skip
+    )
     return result, model, fit
 
 

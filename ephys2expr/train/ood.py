@@ -47,8 +47,7 @@ def fold_scores(X: np.ndarray, folds, k: int) -> np.ndarray:
     return oof_neighbors(X, folds, k, "score")
 
 
-def cv_ood(features: pd.DataFrame, oof: pd.DataFrame, targets: pd.DataFrame, folds,
-           coverage=None):  # fmt: skip
+def cv_ood(features: pd.DataFrame, oof: pd.DataFrame, targets: pd.DataFrame, folds, coverage=None):
     """Per training row its CV OOD score and out-of-fold error, and the report section.
 
     Parameters
@@ -133,8 +132,13 @@ def ood_error_figure(table: pd.DataFrame, rows: str = "cells"):
     if "interval_coverage" in table.columns:
         cov = [table.loc[table["bin"] == b, "interval_coverage"].mean() for b in labels]
         twin = axes[1].twinx()
-        twin.plot(shown, [cov[i] for i in shown], color="tab:red", marker="o",
-                  label="90 % interval coverage")  # fmt: skip
+        twin.plot(
+            shown,
+            [cov[i] for i in shown],
+            color="tab:red",
+            marker="o",
+            label="90 % interval coverage",
+        )
         twin.axhline(0.9, color="tab:red", ls=":", lw=1)
         twin.set_ylim(min(0.5, *(cov[i] - 0.05 for i in shown)), 1.0)
         twin.set_ylabel("interval coverage (CV)", color="tab:red")

@@ -183,8 +183,9 @@ def feature_set_figure(table: pd.DataFrame):
     the share of genes with out-of-fold r2 above 0.1 (and the median r2), the markers' r2."""
     names = [f"{n}\n({k} features)" for n, k in zip(table.index, table["n_features"], strict=True)]
     markers = [c for c in table.columns if c.startswith("r2_") and c != "r2_median"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 0.55 * len(table) + 2.4),
-                             gridspec_kw={"width_ratios": [1, 1, 1.6]})  # fmt: skip
+    fig, axes = plt.subplots(
+        1, 3, figsize=(14, 0.55 * len(table) + 2.4), gridspec_kw={"width_ratios": [1, 1, 1.6]}
+    )
     y = np.arange(len(table))[::-1]
     for ax, col, label in (
         (axes[0], "genes_beating_all", "genes beating every baseline"),

@@ -101,8 +101,14 @@ class TrainOutputs:
         from ephys2expr.train.ood import ood_error_figure
         from ephys2expr.train.plots import train_figures
 
-        figures = train_figures(self.per_gene, self.oof, self.shown_targets, self.types,
-                                self.coef_std, self.feature_sets)  # fmt: skip
+        figures = train_figures(
+            self.per_gene,
+            self.oof,
+            self.shown_targets,
+            self.types,
+            self.coef_std,
+            self.feature_sets,
+        )
         rows = "cells (grouped CV)" if "group" in self.types.columns else "types (LOO)"
         if self.ood is not None:
             figures["ood_vs_error"] = ood_error_figure(self.ood, rows)
@@ -117,14 +123,21 @@ class TrainOutputs:
         from ephys2expr.identity.plots import absent_figure, confusion_figure, reliability_figure
 
         if not self.identity:
-            why = ("no identity classifier: " + ("cell-type means have no cells to classify"
-                   if "group" not in self.types.columns else "train.model is 'lasso'"))  # fmt: skip
-            return {"identity_confusion": absent_figure(why),
-                    "identity_reliability": absent_figure(why)}  # fmt: skip
+            why = "no identity classifier: " + (
+                "cell-type means have no cells to classify"
+                if "group" not in self.types.columns
+                else "train.model is 'lasso'"
+            )
+            return {
+                "identity_confusion": absent_figure(why),
+                "identity_reliability": absent_figure(why),
+            }
         fit = next(iter(self.identity.values()))  # the full set's
         levels = {lv: (r.oof, r.y, r.classes) for lv, r in fit.levels.items()}
-        return {"identity_confusion": confusion_figure(levels),
-                "identity_reliability": reliability_figure(levels)}  # fmt: skip
+        return {
+            "identity_confusion": confusion_figure(levels),
+            "identity_reliability": reliability_figure(levels),
+        }
 
 
 def derived_sets(
@@ -147,9 +160,14 @@ def derived_sets(
 
 
 def train_from_prepared(
-    prepared_dir, settings: TrainSettings, executor_settings: ExecutorSettings | None = None,
-    stream_targets: bool = False, source: str = "", cell_inputs=(), min_features: int = 1,
-) -> TrainOutputs:  # fmt: skip
+    prepared_dir,
+    settings: TrainSettings,
+    executor_settings: ExecutorSettings | None = None,
+    stream_targets: bool = False,
+    source: str = "",
+    cell_inputs=(),
+    min_features: int = 1,
+) -> TrainOutputs:
     """Train on prepare's tables in ``prepared_dir``: the whole train stage but the writing.
 
     With ``stream_targets`` the targets are read a gene chunk at a time
@@ -166,11 +184,13 @@ def train_from_prepared(
     features, targets, types = load_training_inputs(*inputs.values(), stream=stream_targets)
     settings = resolved_settings(settings, types)  # the store records what was run
     if stream_targets and settings.model != "lasso":
-        log.warning("model %r needs the targets in memory: streamed targets train 'lasso'",
-                    settings.model)  # fmt: skip
+        log.warning(
+            "model %r needs the targets in memory: streamed targets train 'lasso'", settings.model
+        )
         settings = settings.replace(model="lasso")
-    derived, patterns = derived_sets(prepared_dir, list(features.columns), cell_inputs, settings,
-                                     min_features)  # fmt: skip
+    derived, patterns = derived_sets(
+        prepared_dir, list(features.columns), cell_inputs, settings, min_features
+    )
     sets = settings.resolve_feature_sets(list(features.columns), derived)
     few = few_cell_sets(sets, patterns, settings.min_set_cells, settings.feature_sets)
     full = next(iter(sets))
@@ -182,16 +202,31 @@ def train_from_prepared(
     results, models, identity = {}, [], {}
     with open_executor(executor_settings) as ex:
         for i, (name, cols) in enumerate(sets.items()):
-            log.info("feature set %d/%d %r: %d features (%s)%s", i + 1, len(sets), name,
-                     len(cols), ", ".join(cols), " - fewer than train.min_set_cells cells "
-                     "need it: no permutation null of its own" if name in few else "")  # fmt: skip
+            log.info(
+                "feature set %d/%d %r: %d features (%s)%s",
+                i + 1,
+                len(sets),
+                name,
+                len(cols),
+                ", ".join(cols),
+                " - fewer than train.min_set_cells cells need it: no permutation null of its own"
+                if name in few
+                else "",
+            )
             t0 = time.perf_counter()
             keep_oof = name == full and not stream_targets  # only the full set's is written
             own = settings.replace(n_permutations=0) if name in few else settings
             results[name], model, fit = fit_set(
-                features[cols], targets, types, own, name, provenance, executor=ex,
-                gene_chunk=executor_settings.gene_chunk, keep_oof=keep_oof,
-            )  # fmt: skip
+                features[cols],
+                targets,
+                types,
+                own,
+                name,
+                provenance,
+                executor=ex,
+                gene_chunk=executor_settings.gene_chunk,
+                keep_oof=keep_oof,
+            )
             models.append(model)
             if fit is not None:
                 identity[name] = fit
@@ -202,8 +237,9 @@ def train_from_prepared(
     # self-contained: predict fits a feature set the store lacks from these (on_demand)
     store.train_targets, store.train_types = stored_training_tables(
         targets if not stream_targets else pd.read_parquet(inputs["train_targets"]),
-        types, features.index,
-    )  # fmt: skip
+        types,
+        features.index,
+    )
     store.validate()
     result = results[full]
     oof, shown = result.oof, targets
@@ -218,27 +254,34 @@ def train_from_prepared(
     report = {**result.report, "feature_sets": json.loads(table.to_json(orient="index"))}
     # the full set's intervals are report["intervals"]; every set's chosen method and coverage
     report["intervals"]["by_feature_set"] = {
-        n: {"method": r.intervals.method,
-            "coverage": r.report["intervals"]["methods"][r.intervals.method]["coverage"]}
+        n: {
+            "method": r.intervals.method,
+            "coverage": r.report["intervals"]["methods"][r.intervals.method]["coverage"],
+        }
         for n, r in results.items()
-    }  # fmt: skip
+    }
     chosen = report["intervals"]["methods"][report["intervals"]["method"]]
     log.info(
         "90 %% intervals in CV: method %r, coverage %.3f (plain %.3f), median width %.2f x the "
-        "gene's SD, %.2f x plain's", report["intervals"]["method"], chosen["coverage"],
-        report["intervals"]["methods"]["plain"]["coverage"], chosen["median_width_over_gene_sd"]
-        or float("nan"), report["intervals"]["median_width_ratio_to_plain"] or float("nan"),
-    )  # fmt: skip
-    ood, report["ood_cv"] = cv_ood(features[sets[full]], oof, shown, result.folds,
-                                   result.row_coverage)  # fmt: skip
+        "gene's SD, %.2f x plain's",
+        report["intervals"]["method"],
+        chosen["coverage"],
+        report["intervals"]["methods"]["plain"]["coverage"],
+        chosen["median_width_over_gene_sd"] or float("nan"),
+        report["intervals"]["median_width_ratio_to_plain"] or float("nan"),
+    )
+    ood, report["ood_cv"] = cv_ood(
+        features[sets[full]], oof, shown, result.folds, result.row_coverage
+    )
     log.info(
         "OOD score in CV (k=%d): %.1f %% of held-out rows above 99; by score bin median "
-        "|error| %s, 90 %% interval coverage %s; Spearman rho %s", report["ood_cv"]["k"],
+        "|error| %s, 90 %% interval coverage %s; Spearman rho %s",
+        report["ood_cv"]["k"],
         100 * report["ood_cv"]["frac_ood"],
         {b: v["median_abs_error"] for b, v in report["ood_cv"]["bins"].items()},
         {b: v.get("interval_coverage") for b, v in report["ood_cv"]["bins"].items()},
         report["ood_cv"]["spearman_rho"],
-    )  # fmt: skip
+    )
     report["missing_patterns"] = json.loads(patterns.to_json(orient="index"))
     report["sets_without_null"] = few
     if source:
@@ -249,18 +292,26 @@ def train_from_prepared(
     rep = result.report
     log.info(
         "done in %.0f s: median out-of-fold r2 %.3f; genes beating mean/OLS/class: %s; "
-        "beating all: %d; q < %g: %s", time.perf_counter() - start, rep["model"]["r2_median"],
+        "beating all: %d; q < %g: %s",
+        time.perf_counter() - start,
+        rep["model"]["r2_median"],
         "/".join(str(rep["genes_beating"][b]) for b in BASELINES),
-        rep["genes_beating_all_baselines"], settings.fdr_q,
+        rep["genes_beating_all_baselines"],
+        settings.fdr_q,
         rep.get("null", {}).get("genes_q_below_fdr", "n/a"),
-    )  # fmt: skip
+    )
     for name, row in table.iterrows():
-        log.info("feature set %r: %d genes beat every baseline, median r2 %.3f", name,
-                 row["genes_beating_all"], row["r2_median"])  # fmt: skip
+        log.info(
+            "feature set %r: %d genes beat every baseline, median r2 %.3f",
+            name,
+            row["genes_beating_all"],
+            row["r2_median"],
+        )
     if not np.all(final.converged_):
         log.warning("%d genes did not converge", int((~final.converged_).sum()))
-    return TrainOutputs(store, result.per_gene, oof, metrics, report, shown, types, coef_std,
-                        table, ood, identity)  # fmt: skip
+    return TrainOutputs(
+        store, result.per_gene, oof, metrics, report, shown, types, coef_std, table, ood, identity
+    )
 
 
 __all__ = ["TrainOutputs", "derived_sets", "train_from_prepared"]

@@ -223,8 +223,11 @@ class TrainSettings(Settings):
             if same and same[0] == name:
                 continue
             if same:
-                log.info("feature set %r has the same features as %r here: not trained again",
-                         name, same[0])  # fmt: skip
+                log.info(
+                    "feature set %r has the same features as %r here: not trained again",
+                    name,
+                    same[0],
+                )
                 continue
             out[name] = kept
         return out

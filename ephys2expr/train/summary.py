@@ -44,9 +44,15 @@ def rounded(obj, digits: int = 6):
 
 
 def train_report(
-    per_gene: pd.DataFrame, final, n_types: int, n_features: int, n_folds: int,
-    settings: TrainSettings, gene_permutations_run: int = 0, rows: str = "types",
-) -> dict:  # fmt: skip
+    per_gene: pd.DataFrame,
+    final,
+    n_types: int,
+    n_features: int,
+    n_folds: int,
+    settings: TrainSettings,
+    gene_permutations_run: int = 0,
+    rows: str = "types",
+) -> dict:
     """Everything the per-gene table says about the run (``reports/train.json``).
 
     Parameters
@@ -131,8 +137,17 @@ def _ceilings(per_gene: pd.DataFrame, r2: np.ndarray) -> dict:
 # median, 90th), the per-gene RMSE median and 90th percentile, the genes to trust, the share
 # of genes with r2 > 0.1, the identity classifier's family accuracy (per-cell sources with
 # train.model mixture | best; null otherwise) and the 90 % intervals' coverage in CV.
-HEADLINE_KEYS = ("r2_10", "r2_50", "r2_90", "rmse_50", "rmse_90", "sig", "r2_gt01",
-                 "fam_acc", "cov90")  # fmt: skip
+HEADLINE_KEYS = (
+    "r2_10",
+    "r2_50",
+    "r2_90",
+    "rmse_50",
+    "rmse_90",
+    "sig",
+    "r2_gt01",
+    "fam_acc",
+    "cov90",
+)
 HEADLINE_DIGITS = 4  # decimals: metrics are read by people, and the same on every machine
 
 

@@ -128,8 +128,13 @@ class TypeAgreement:
         """One row per group: its matched r and its best unmatched r (the plot's table)."""
         corr = self.corr
         off = corr.where(~np.eye(len(corr), dtype=bool))
-        return pd.DataFrame({"group": corr.index, "matched_r": np.diag(corr.to_numpy()),
-                             "best_unmatched_r": off.max(axis=1).to_numpy()})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "group": corr.index,
+                "matched_r": np.diag(corr.to_numpy()),
+                "best_unmatched_r": off.max(axis=1).to_numpy(),
+            }
+        )
 
 
 def type_agreement_all(
@@ -148,12 +153,15 @@ def type_agreement_all(
     corr, summary = type_agreement(*args, min_cells=min_cells)
     _, raw = type_agreement(*args, min_cells=min_cells, centre_genes=False)
     within = {}
-    for cls, keep in (("inh", lambda g: ~g.str.startswith("Exc")),
-                      ("exc", lambda g: g.str.startswith("Exc"))):  # fmt: skip
+    for cls, keep in (
+        ("inh", lambda g: ~g.str.startswith("Exc")),
+        ("exc", lambda g: g.str.startswith("Exc")),
+    ):
         sub = lambda g, keep=keep: named(g)[keep(named(g).astype(str))]  # noqa: E731
         _, w = type_agreement(pred, sub(pred_group), meas, sub(meas_group), min_cells=min_cells)
-        within[cls] = {k: w[k] for k in ("matched_r", "matched_r_median",
-                                         "unmatched_r_median", "top1")}  # fmt: skip
+        within[cls] = {
+            k: w[k] for k in ("matched_r", "matched_r_median", "unmatched_r_median", "top1")
+        }
     uncentred = {k: raw[k] for k in ("matched_r_median", "unmatched_r_median", "top1")}
     return TypeAgreement(corr=corr, summary=summary, uncentred=uncentred, within=within)
 

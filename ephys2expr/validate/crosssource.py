@@ -221,23 +221,29 @@ def validate_cross_source(
     feats = [f for f in tf.columns if f in pf.columns]
     log.info(
         "cross-source: %d shared genes; type-mean model on the %d features both have",
-        len(shared), len(feats),
-    )  # fmt: skip
+        len(shared),
+        len(feats),
+    )
     tm, tm_name = stored_feature_set(type_store, feats, shared, "type-mean model store")
     scala_tm = tm(pf[feats])
     scala = compare_models(
         {"type_mean": scala_tm, "per_cell": paired_oof.loc[shared].T},
-        pt.loc[shared].T, scala_labels(ptypes), LABEL_MARKERS, r_threshold,
-    )  # fmt: skip
+        pt.loc[shared].T,
+        scala_labels(ptypes),
+        LABEL_MARKERS,
+        r_threshold,
+    )
     cells = cadwell_type_mean.index
     genes = shared.intersection(cadwell.expr.columns)
     pc, pc_name = stored_feature_set(paired_store, CADWELL_FEATURES, genes, "per-cell model store")
     cadwell_pc = pc(cadwell.features.loc[cells, CADWELL_FEATURES])
     cad = compare_models(
         {"type_mean": cadwell_type_mean[genes], "per_cell": cadwell_pc},
-        cadwell.expr.loc[cells], cadwell_labels(cadwell.meta), {CADWELL_LABEL: CADWELL_MARKER},
+        cadwell.expr.loc[cells],
+        cadwell_labels(cadwell.meta),
+        {CADWELL_LABEL: CADWELL_MARKER},
         r_threshold,
-    )  # fmt: skip
+    )
     notes = {
         "scala_type_mean_features": feats,
         "scala_type_mean_model": f"stored feature set '{tm_name}'",

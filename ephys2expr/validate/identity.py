@@ -19,8 +19,12 @@ from ephys2expr.taxonomy import cre_group, exc_inh_truth
 
 EXC_FAMILIES = ("IT", "ET", "CT", "NP", "L6b")
 # families consistent with each interneuron cre group (Htr3a lines: the CGE families)
-EXPECTED = {"Pvalb": {"Pvalb"}, "Sst": {"Sst"}, "Vip": {"Vip", "Sncg"},
-            "Ndnf": {"Lamp5", "Vip", "Sncg"}}  # fmt: skip
+EXPECTED = {
+    "Pvalb": {"Pvalb"},
+    "Sst": {"Sst"},
+    "Vip": {"Vip", "Sncg"},
+    "Ndnf": {"Lamp5", "Vip", "Sncg"},
+}
 
 
 def allen_families(store: ModelStore, cells: pd.DataFrame) -> pd.DataFrame:
@@ -34,17 +38,24 @@ def allen_families(store: ModelStore, cells: pd.DataFrame) -> pd.DataFrame:
         if not len(rows):
             continue
         proba = model.identity_probabilities(cells.loc[rows, model.features])["family"]
-        out.append(pd.DataFrame({
-            "family": proba.idxmax(axis=1), "family_probability": proba.max(axis=1),
-            "feature_set": name,
-        }, index=rows))  # fmt: skip
+        out.append(
+            pd.DataFrame(
+                {
+                    "family": proba.idxmax(axis=1),
+                    "family_probability": proba.max(axis=1),
+                    "feature_set": name,
+                },
+                index=rows,
+            )
+        )
         done[rows] = True
     res = pd.concat(out).reindex(cells.index[done])
     meta = cells.loc[res.index]
     res["cre_line"] = meta["cre_line"].astype(str)
     res["dendrite_type"] = meta["dendrite_type"].astype(str)
-    res["expected_class"] = [exc_inh_truth(c, d) for c, d in
-                             zip(meta["cre_line"], meta["dendrite_type"], strict=True)]  # fmt: skip
+    res["expected_class"] = [
+        exc_inh_truth(c, d) for c, d in zip(meta["cre_line"], meta["dendrite_type"], strict=True)
+    ]
     trio = zip(meta["cre_line"], meta["layer"], meta["dendrite_type"], strict=True)
     res["cre_group"] = [cre_group(c, lay, d) for c, lay, d in trio]
     return res
@@ -57,12 +68,19 @@ def family_agreement(cells: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     scored = cells["expected_class"] != ""
     class_ok = predicted_class == cells["expected_class"]
     inh_group = cells["cre_group"].isin(list(EXPECTED)) & (cells["expected_class"] == "Inh")
-    fam_ok = np.array([f in EXPECTED.get(g, ()) for f, g in
-                       zip(cells["family"], cells["cre_group"], strict=True)])  # fmt: skip
+    fam_ok = np.array(
+        [f in EXPECTED.get(g, ()) for f, g in zip(cells["family"], cells["cre_group"], strict=True)]
+    )
     counts = pd.crosstab([cells["cre_line"], cells["dendrite_type"]], cells["family"])
     key = [cells["cre_line"], cells["dendrite_type"]]
-    frame = pd.DataFrame({"class_ok": class_ok & scored, "scored": scored,
-                          "fam_ok": fam_ok & inh_group, "inh_group": inh_group})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "class_ok": class_ok & scored,
+            "scored": scored,
+            "fam_ok": fam_ok & inh_group,
+            "inh_group": inh_group,
+        }
+    )
     sums = frame.groupby(key).sum()
     table = counts.copy()
     table.insert(0, "n_cells", counts.sum(axis=1))
@@ -76,11 +94,14 @@ def family_agreement(cells: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         "n_class_scored": int(scored.sum()),
         "interneuron_family_agreement": round(float(fam_ok[inh_group].mean()), 4),
         "n_interneuron_line_cells": int(inh_group.sum()),
-        "by_cre_group": {g: round(float(fam_ok[(cells["cre_group"] == g) & inh_group].mean()), 4)
-                         for g in EXPECTED if ((cells["cre_group"] == g) & inh_group).any()},
+        "by_cre_group": {
+            g: round(float(fam_ok[(cells["cre_group"] == g) & inh_group].mean()), 4)
+            for g in EXPECTED
+            if ((cells["cre_group"] == g) & inh_group).any()
+        },
         "median_family_probability": round(float(cells["family_probability"].median()), 4),
         "feature_sets": {k: int(v) for k, v in cells["feature_set"].value_counts().items()},
-    }  # fmt: skip
+    }
     return table, summary
 
 
@@ -92,8 +113,7 @@ def family_agreement_figure(table: pd.DataFrame, summary: dict, min_cells: int =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fams = [c for c in table.columns if c not in ("n_cells", "class_agreement",
-                                                  "family_agreement")]  # fmt: skip
+    fams = [c for c in table.columns if c not in ("n_cells", "class_agreement", "family_agreement")]
     rows = table[table["n_cells"] >= min_cells]
     share = rows[fams].div(rows["n_cells"], axis=0)
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(fams), 1.5 + 0.32 * len(rows)))
@@ -101,8 +121,9 @@ def family_agreement_figure(table: pd.DataFrame, summary: dict, min_cells: int =
     labels = []
     for (cre, dend), r in rows.iterrows():
         fam = "" if np.isnan(r["family_agreement"]) else f", family {r['family_agreement']:.2f}"
-        labels.append(f"{cre} ({dend}, n={int(r['n_cells'])}): class "
-                      f"{r['class_agreement']:.2f}{fam}")  # fmt: skip
+        labels.append(
+            f"{cre} ({dend}, n={int(r['n_cells'])}): class {r['class_agreement']:.2f}{fam}"
+        )
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels, fontsize=7)
     ax.set_xticks(range(len(fams)))
@@ -111,8 +132,15 @@ def family_agreement_figure(table: pd.DataFrame, summary: dict, min_cells: int =
         for j in range(len(fams)):
             v = share.iat[i, j]
             if v >= 0.05:
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                        color="w" if v < 0.5 else "k")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="w" if v < 0.5 else "k",
+                )
     ax.set_xlabel("predicted family (per-cell store's classifier)")
     ax.set_title(
         f"Allen cells: Exc/Inh agreement {summary['class_agreement']:.2f} "

@@ -151,9 +151,15 @@ def _cross_source(paired_dirs, type_tables, type_store, ps, patchseq, s):
     if not oof.columns.isin(paired[0].index).all():
         raise InputError(f"{train_dir / OOF_FILE}: cells do not match {prepared_dir}")
     return validate_cross_source(
-        type_tables, type_store, ps, patchseq.predicted, paired, paired_store, oof,
+        type_tables,
+        type_store,
+        ps,
+        patchseq.predicted,
+        paired,
+        paired_store,
+        oof,
         s.cross_r_threshold,
-    ), paired_store  # fmt: skip
+    ), paired_store
 
 
 def _identity_agreement(paired_store, prepared_dir: Path, name: str):
@@ -170,10 +176,12 @@ def _identity_agreement(paired_store, prepared_dir: Path, name: str):
     table, summary = family_agreement(allen_families(paired_store, cells))
     log.info(
         "identity of the Allen cells (per-cell store): Exc/Inh agreement %.2f (%d cells), "
-        "interneuron-line family agreement %.2f (%d cells)", summary["class_agreement"],
-        summary["n_class_scored"], summary["interneuron_family_agreement"],
+        "interneuron-line family agreement %.2f (%d cells)",
+        summary["class_agreement"],
+        summary["n_class_scored"],
+        summary["interneuron_family_agreement"],
         summary["n_interneuron_line_cells"],
-    )  # fmt: skip
+    )
     return table, summary, family_agreement_figure(table, summary)
 
 
@@ -241,8 +249,13 @@ def validate_predictions(
         log.info("%d genes shared between predicted and measured", len(shared))
 
         # ---- type agreement, joint spaces (all cells) --------------------------------------
-        agreement = type_agreement_all(pred[shared], pmeta["group"], meas.expr[shared],
-                                       meas.meta["group"], min_cells=s.min_group_cells)  # fmt: skip
+        agreement = type_agreement_all(
+            pred[shared],
+            pmeta["group"],
+            meas.expr[shared],
+            meas.meta["group"],
+            min_cells=s.min_group_cells,
+        )
         X = np.vstack([pred[shared].to_numpy(), meas.expr[shared].to_numpy()])
         source = np.array(["predicted"] * len(pred) + ["measured"] * len(meas.expr))
         broad = np.concatenate(
@@ -261,8 +274,9 @@ def validate_predictions(
         patchseq = validate_patchseq(ps, tf, tt, cv_good, store, str(model_dir))
         cross = identity = transfer = None
         if paired_dirs is not None:
-            cross, paired_store = _cross_source(paired_dirs, (tf, tt, types), store, ps,
-                                                patchseq, s)  # fmt: skip
+            cross, paired_store = _cross_source(
+                paired_dirs, (tf, tt, types), store, ps, patchseq, s
+            )
             identity = _identity_agreement(paired_store, Path(paired_dirs[1]), s.predictions)
             transfer = _transfer(paired_store, raw_dir, Path(paired_dirs[1]), ps)
 
@@ -276,8 +290,10 @@ def validate_predictions(
         Xj = np.vstack(
             [pred.loc[sub_p, shared].to_numpy(), meas.expr.loc[sub_m, shared].to_numpy()]
         )
-        joint = {f"joint_{c}": joint_space(Xj, sub_src, c, n_components=s.n_pcs, seed=s.seed)
-                 for c in ("zscore", "pc_align")}  # fmt: skip
+        joint = {
+            f"joint_{c}": joint_space(Xj, sub_src, c, n_components=s.n_pcs, seed=s.seed)
+            for c in ("zscore", "pc_align")
+        }
         spaces = {
             "ephys": zscore_columns(ephys.to_numpy()[ephys_ok]),
             "predicted": zscore_columns(pred.loc[sub_p].to_numpy()),
@@ -292,9 +308,19 @@ def validate_predictions(
         runner.close()
 
     figures = validation_figures(
-        coords, spaces, pmeta.loc[sub_p], meas.meta.loc[sub_m], ephys_ok, sub_src, palette,
-        mixing, len(shared), agreement, patchseq, len(CADWELL_FEATURES),
-    )  # fmt: skip
+        coords,
+        spaces,
+        pmeta.loc[sub_p],
+        meas.meta.loc[sub_m],
+        ephys_ok,
+        sub_src,
+        palette,
+        mixing,
+        len(shared),
+        agreement,
+        patchseq,
+        len(CADWELL_FEATURES),
+    )
     report = {
         "reference": s.reference,
         "n_predicted_cells": int(len(pred)),

@@ -55,9 +55,15 @@ class ValidateSettings(Settings):
             raise InputError(
                 f"{self.where('cross_r_threshold')}: {self.cross_r_threshold} is not in [-1, 1)"
             )
-        for key, low in (("n_neighbors", 1), ("n_pcs", 1), ("max_cells", 0),
-                         ("tsne_max_iter", 250), ("min_group_cells", 1), ("n_jobs", 1),
-                         ("seed", 0)):  # fmt: skip
+        for key, low in (
+            ("n_neighbors", 1),
+            ("n_pcs", 1),
+            ("max_cells", 0),
+            ("tsne_max_iter", 250),
+            ("min_group_cells", 1),
+            ("n_jobs", 1),
+            ("seed", 0),
+        ):
             if getattr(self, key) < low:
                 raise InputError(f"{self.where(key)}: {getattr(self, key)} is below {low}")
         if self.seed >= 2**32:  # what numpy's generators take

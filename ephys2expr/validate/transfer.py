@@ -61,12 +61,16 @@ class TransferSet:
 
 def _allen(prepared_dir: Path, name: str) -> TransferSet:
     c = pd.read_parquet(prepared_dir / f"cells_{name}.parquet")
-    truth = np.array([exc_inh_truth(a, d) for a, d in zip(c["cre_line"], c["dendrite_type"],
-                                                          strict=True)])  # fmt: skip
-    groups = [cre_group(a, la, d) for a, la, d in zip(c["cre_line"], c["layer"],
-                                                      c["dendrite_type"], strict=True)]  # fmt: skip
-    expected = [CRE_FAMILIES.get(g, ()) if t == "Inh" else () for g, t in
-                zip(groups, truth, strict=True)]  # fmt: skip
+    truth = np.array(
+        [exc_inh_truth(a, d) for a, d in zip(c["cre_line"], c["dendrite_type"], strict=True)]
+    )
+    groups = [
+        cre_group(a, la, d)
+        for a, la, d in zip(c["cre_line"], c["layer"], c["dendrite_type"], strict=True)
+    ]
+    expected = [
+        CRE_FAMILIES.get(g, ()) if t == "Inh" else () for g, t in zip(groups, truth, strict=True)
+    ]
     return TransferSet(c, truth, expected, truth.copy())
 
 
@@ -86,12 +90,12 @@ def transfer_sets(raw_dir: Path, prepared_dir: Path, cadwell=None) -> dict[str, 
         s.truth = np.where(pyr, "Exc", "Inh")
         s.known = s.truth.copy()
         sets["cadwell"] = s
-    meta = pd.read_csv(paths.in_raw_dir(raw_dir, paths.RAW / L1_DIR /
-                                        "human_l1_dataset_2023_02_06.csv"))  # fmt: skip
+    meta = pd.read_csv(
+        paths.in_raw_dir(raw_dir, paths.RAW / L1_DIR / "human_l1_dataset_2023_02_06.csv")
+    )
     homology = {}
     for col in ("spec_id", "sample_id"):
-        homology |= dict(zip(meta[col].astype(str), meta["homology_type"].astype(str),
-                             strict=True))  # fmt: skip
+        homology |= dict(zip(meta[col].astype(str), meta["homology_type"].astype(str), strict=True))
     for lab, name in L1_LABS.items():
         path = paths.in_raw_dir(raw_dir, paths.RAW / L1_DIR / f"{lab}_features_E.csv")
         cells, _ = ipfx_cells(pd.read_csv(path), str(path))
@@ -101,8 +105,9 @@ def transfer_sets(raw_dir: Path, prepared_dir: Path, cadwell=None) -> dict[str, 
     path = paths.in_raw_dir(raw_dir, paths.RAW / BERG_DIR / "human_mouse_ephys_all_0127.csv")
     berg, _ = ipfx_cells(pd.read_csv(path), str(path))
     berg = berg.set_index("cell_id")
-    human_path = paths.in_raw_dir(raw_dir, paths.RAW / BERG_DIR /
-                                  "human_IVSCC_excitatory_L23_consolidated_0131.csv")  # fmt: skip
+    human_path = paths.in_raw_dir(
+        raw_dir, paths.RAW / BERG_DIR / "human_IVSCC_excitatory_L23_consolidated_0131.csv"
+    )
     human = set(pd.read_csv(human_path)["SpecimenID"].astype(str))
     is_human = berg.index.astype(str).isin(sorted(human))
     for sp, rows in (("human", is_human), ("mouse", ~is_human)):
@@ -122,19 +127,23 @@ def _family_proba(store: ModelStore, X: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out).reindex(X.index[done]) if out else pd.DataFrame()
 
 
-def score_set(store: ModelStore, model, s: TransferSet, method: str, known: bool,
-              min_cells: int) -> dict:
+def score_set(
+    store: ModelStore, model, s: TransferSet, method: str, known: bool, min_cells: int
+) -> dict:
     """One row of the transfer table: one set, method and known-class choice."""
     feats = store.features
     X = s.cells.reindex(columns=feats).astype(float)
-    allowed = (np.vstack([allowed_families(k, model.classes) for k in s.known])
-               if known else None)  # fmt: skip
+    allowed = np.vstack([allowed_families(k, model.classes) for k in s.known]) if known else None
     al = fit_alignment(X.to_numpy(), feats, model, method, allowed, min_cells)
     Xa = pd.DataFrame(al.apply(X.to_numpy(), feats, model), index=X.index, columns=feats)
     proba = _family_proba(store, Xa)
     if proba.empty:  # no cell has the features of a stored set
-        return {"n_cells": int(len(X)), "n_classified": 0, "aligned": al.fitted,
-                "converged": al.converged}  # fmt: skip
+        return {
+            "n_cells": int(len(X)),
+            "n_classified": 0,
+            "aligned": al.fitted,
+            "converged": al.converged,
+        }
     pos = X.index.get_indexer(proba.index)
     if known:
         tables = {"family": proba}
@@ -147,16 +156,23 @@ def score_set(store: ModelStore, model, s: TransferSet, method: str, known: bool
     has = np.array([bool(e) for e in expected])
     hit = np.array([f in e for f, e in zip(fam, expected, strict=True)])
     row = {
-        "n_cells": int(len(X)), "n_classified": int(len(proba)),
+        "n_cells": int(len(X)),
+        "n_classified": int(len(proba)),
         "exc_inh_agreement": float((pred == truth)[scored].mean()) if scored.any() else None,
         "n_family_known": int(has.sum()),
         "family_agreement": float(hit[has].mean()) if has.any() else None,
-        "family_ece": (expected_calibration_error(
-            np.column_stack([proba.to_numpy()[has].max(axis=1), np.zeros(has.sum())]),
-            np.where(hit[has], 0, 1)) if has.any() else None),
-        "aligned": al.fitted, "converged": al.converged,
+        "family_ece": (
+            expected_calibration_error(
+                np.column_stack([proba.to_numpy()[has].max(axis=1), np.zeros(has.sum())]),
+                np.where(hit[has], 0, 1),
+            )
+            if has.any()
+            else None
+        ),
+        "aligned": al.fitted,
+        "converged": al.converged,
         "largest_shifts": {f: round(v, 3) for f, v in al.largest(3)} if al.fitted else {},
-    }  # fmt: skip
+    }
     return row
 
 
@@ -168,8 +184,9 @@ def ood_share(store: ModelStore, s: TransferSet, ood_neighbors: int, ood_percent
     return float(flags["ood"].mean()) if len(flags) else None
 
 
-def transfer_table(store: ModelStore, sets: dict, min_cells: int = 20,
-                   ood: tuple = (5, 99.0)) -> pd.DataFrame:
+def transfer_table(
+    store: ModelStore, sets: dict, min_cells: int = 20, ood: tuple = (5, 99.0)
+) -> pd.DataFrame:
     """Rows (set, method, known) x the scores of :func:`score_set` and ``ood_share``."""
     model = family_gaussians(store)
     rows = []
@@ -178,13 +195,23 @@ def transfer_table(store: ModelStore, sets: dict, min_cells: int = 20,
         for method in METHODS:
             for known in (False, True):
                 row = score_set(store, model, s, method, known, min_cells)
-                rows.append({"set": name, "method": method, "known_class": known,
-                             "ood_share": share, **row})  # fmt: skip
-        got = {(x["method"], x["known_class"]): x["exc_inh_agreement"] for x in rows
-               if x["set"] == name}  # fmt: skip
-        log.info("transfer %s: %d cells, Exc/Inh agreement none %.3f, auto %.3f, auto with "
-                 "known class %.3f", name, len(s.cells), got[("none", False)],
-                 got[("auto", False)], got[("auto", True)])  # fmt: skip
+                rows.append(
+                    {"set": name, "method": method, "known_class": known, "ood_share": share, **row}
+                )
+        got = {
+            (x["method"], x["known_class"]): x["exc_inh_agreement"]
+            for x in rows
+            if x["set"] == name
+        }
+        log.info(
+            "transfer %s: %d cells, Exc/Inh agreement none %.3f, auto %.3f, auto with "
+            "known class %.3f",
+            name,
+            len(s.cells),
+            got[("none", False)],
+            got[("auto", False)],
+            got[("auto", True)],
+        )
     return pd.DataFrame(rows)
 
 
@@ -195,20 +222,35 @@ def transfer_summary(table: pd.DataFrame) -> dict:
     t = table.set_index(["set", "method", "known_class"])
     allen = [s for s in ("allen_v6", "allen_v10") if (s, "auto", False) in t.index]
     one = [s for s in table["set"].unique() if not s.startswith("allen")]
-    loss = [t.loc[(s, "none", False), "exc_inh_agreement"]
-            - t.loc[(s, "auto", False), "exc_inh_agreement"] for s in one]  # fmt: skip
+    loss = [
+        t.loc[(s, "none", False), "exc_inh_agreement"]
+        - t.loc[(s, "auto", False), "exc_inh_agreement"]
+        for s in one
+    ]
     r = lambda v: None if v is None or pd.isna(v) else round(float(v), 4)  # noqa: E731
     return {
-        "allen_exc_inh_auto": r(np.mean([t.loc[(s, "auto", False), "exc_inh_agreement"]
-                                         for s in allen])) if allen else None,
+        "allen_exc_inh_auto": r(
+            np.mean([t.loc[(s, "auto", False), "exc_inh_agreement"] for s in allen])
+        )
+        if allen
+        else None,
         "one_class_worst_loss_auto": r(max(loss)) if loss else None,
-        "one_class_min_share_known": r(min(t.loc[(s, "auto", True), "exc_inh_agreement"]
-                                           for s in one)) if one else None,
-        "allen_family_agreement_known": r(np.mean([t.loc[(s, "auto", True), "family_agreement"]
-                                                   for s in allen])) if allen else None,
-        "allen_family_ece_known": r(np.mean([t.loc[(s, "auto", True), "family_ece"]
-                                             for s in allen])) if allen else None,
-    }  # fmt: skip
+        "one_class_min_share_known": r(
+            min(t.loc[(s, "auto", True), "exc_inh_agreement"] for s in one)
+        )
+        if one
+        else None,
+        "allen_family_agreement_known": r(
+            np.mean([t.loc[(s, "auto", True), "family_agreement"] for s in allen])
+        )
+        if allen
+        else None,
+        "allen_family_ece_known": r(
+            np.mean([t.loc[(s, "auto", True), "family_ece"] for s in allen])
+        )
+        if allen
+        else None,
+    }
 
 
 def transfer_figure(table: pd.DataFrame):
@@ -223,24 +265,40 @@ def transfer_figure(table: pd.DataFrame):
     sets = list(dict.fromkeys(table["set"]))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
     width = 0.8 / len(METHODS)
-    panels = ((False, "exc_inh_agreement", "Exc/Inh agreement, nothing known of the batch"),
-              (True, "family_agreement", "family agreement, known class given"))  # fmt: skip
+    panels = (
+        (False, "exc_inh_agreement", "Exc/Inh agreement, nothing known of the batch"),
+        (True, "family_agreement", "family agreement, known class given"),
+    )
     for ax, (known, col, title) in zip(axes, panels, strict=True):
         for i, m in enumerate(METHODS):
             sub = table[(table["method"] == m) & (table["known_class"] == known)].set_index("set")
-            ax.bar(np.arange(len(sets)) + i * width, sub.reindex(sets)[col].astype(float),
-                   width, label=m)  # fmt: skip
+            ax.bar(
+                np.arange(len(sets)) + i * width,
+                sub.reindex(sets)[col].astype(float),
+                width,
+                label=m,
+            )
         ax.set_xticks(np.arange(len(sets)) + 0.4 - width / 2, sets, rotation=30, ha="right")
         ax.axhline(0.92 if not known else 0.85, color="grey", lw=0.8, ls="--")
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("share of cells")
     axes[1].legend(title="align", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle("The per-cell store on other labs' cells (dashed: the issue #30 targets; "
-                 "no bar: not known for that set)", fontsize=11)  # fmt: skip
+    fig.suptitle(
+        "The per-cell store on other labs' cells (dashed: the issue #30 targets; "
+        "no bar: not known for that set)",
+        fontsize=11,
+    )
     fig.tight_layout()
     return fig
 
 
-__all__ = ["METHODS", "TransferSet", "score_set", "transfer_figure", "transfer_sets",
-           "transfer_summary", "transfer_table"]  # fmt: skip
+__all__ = [
+    "METHODS",
+    "TransferSet",
+    "score_set",
+    "transfer_figure",
+    "transfer_sets",
+    "transfer_summary",
+    "transfer_table",
+]
