@@ -5,7 +5,7 @@ per-cell tables (1,070 cells x 11 features x 1,819 genes detected in >= 10 % of 
 ``alpha: auto`` (30 alphas), outer 5-fold CV grouped by animal, the inner alpha search grouped
 by animal too, the baselines and the final refit. Printed:
 
-1. ours - :func:`ephys2expr.train.chunks.train_and_evaluate` (all genes in one chunk, and in
+1. ours - :func:`ephys2expr.train.evaluate.train_and_evaluate` (all genes in one chunk, and in
    gene chunks of 256 as the streaming / Dask paths run them; the results must be equal);
 2. a per-gene scikit-learn loop on the same data and the same folds: for every gene and
    outer fold, ``Pipeline(StandardScaler, LassoCV(alphas=<same 30>, cv=<the same grouped
@@ -72,7 +72,7 @@ def main():
 
     import numba
 
-    from ephys2expr.train.chunks import train_and_evaluate
+    from ephys2expr.train.evaluate import train_and_evaluate
     from ephys2expr.train.folds import outer_folds, pooled_scores
     from ephys2expr.train.settings import TrainSettings
 

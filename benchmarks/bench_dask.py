@@ -86,7 +86,7 @@ def _executor_settings(kind: str):
 
 def run_train(args) -> dict:
     from ephys2expr.executor import open_executor
-    from ephys2expr.train.chunks import train_and_evaluate
+    from ephys2expr.train.evaluate import train_and_evaluate
     from ephys2expr.train.inputs import ParquetTargets
     from ephys2expr.train.settings import TrainSettings
 

@@ -95,7 +95,7 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared-dir", default="data/prepared/rds")
     args = ap.parse_args(argv)
-    from ephys2expr.train.chunks import resolved_settings
+    from ephys2expr.train.evaluate import resolved_settings
     from ephys2expr.train.folds import outer_folds
 
     X, Y, types = real_inputs(args.prepared_dir)

@@ -22,7 +22,7 @@ from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store import EXPRESSION_RANGE, ModelStore
 from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
 from ephys2expr.predict.write import write_predictions
-from ephys2expr.train.chunks import train_and_evaluate
+from ephys2expr.train.evaluate import train_and_evaluate
 from ephys2expr.train.inputs import ParquetTargets
 from tests.train_data import small_real_inputs, train_settings
 

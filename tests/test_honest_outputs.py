@@ -28,7 +28,7 @@ from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021
 from ephys2expr.train.best import stored_classifier
-from ephys2expr.train.chunks import train_and_evaluate
+from ephys2expr.train.evaluate import train_and_evaluate
 from ephys2expr.train.folds import outer_folds
 from ephys2expr.train.identity import identity_levels, nesting_report
 from ephys2expr.train.settings import TrainSettings

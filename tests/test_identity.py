@@ -12,7 +12,7 @@ from ephys2expr.identity.mixture import class_means, mixture_predict
 from ephys2expr.identity.scores import expected_calibration_error
 from ephys2expr.prepare.per_cell import paired_training_tables, read_paired_source
 from ephys2expr.prepare.settings import PrepareSettings
-from ephys2expr.train.chunks import train_and_evaluate
+from ephys2expr.train.evaluate import train_and_evaluate
 from ephys2expr.train.folds import outer_folds
 from ephys2expr.train.identity import identity_levels
 from ephys2expr.train.mixture import KINDS, mixture_cv

@@ -20,7 +20,7 @@ from ephys2expr.model.store_io import load_model_store, save_model_store
 from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021
-from ephys2expr.train.chunks import train_and_evaluate
+from ephys2expr.train.evaluate import train_and_evaluate
 from ephys2expr.train.intervals import INTERVAL_NEIGHBORS, oof_distances
 from ephys2expr.train.settings import TrainSettings
 

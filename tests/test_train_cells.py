@@ -18,7 +18,7 @@ from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021
 from ephys2expr.train.baselines import baseline_predictions
-from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
+from ephys2expr.train.evaluate import resolved_settings, train_and_evaluate
 from ephys2expr.train.folds import outer_folds, pooled_scores, resolve_cv
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import HEADLINE_KEYS

@@ -23,6 +23,8 @@ import pandas as pd
 from scipy.stats import ks_2samp, spearmanr
 from sklearn.neighbors import NearestNeighbors
 
+from ephys2expr.rounding import significant
+
 
 def neighbors_k(k: int, n_train: int) -> int:
     """The ``k`` used with ``n_train`` training rows: at most ``n_train - 1`` (leave-one-out
@@ -155,6 +157,10 @@ class NeighborScore:
         return self.percentile(self.loo_distance_)
 
 
+def _digits(values: np.ndarray, digits: int = 9) -> np.ndarray:
+    return np.array([significant(float(v), digits) for v in values], dtype=float)
+
+
 def shift_summary(train: pd.DataFrame, table: pd.DataFrame, features: list[str]) -> dict:
     """Per feature: how the table's values differ from the training rows'.
 
@@ -174,7 +180,9 @@ def shift_summary(train: pd.DataFrame, table: pd.DataFrame, features: list[str])
             continue
         pooled = math.sqrt((a.var(ddof=1) if len(a) > 1 else 0.0) / 2 + b.var(ddof=1) / 2)
         smd = (a.mean() - b.mean()) / pooled if pooled > 0 else 0.0
-        ks = ks_2samp(a, b)
+        # on values to 9 significant digits: ties between the batch and the training rows
+        # (counts, shared values) never break by the last bits of another machine's kernels
+        ks = ks_2samp(_digits(a), _digits(b))
         out[f] = {
             "smd": round(float(smd), 4),
             "ks": round(float(ks.statistic), 4),

@@ -6,7 +6,9 @@
 * :mod:`~ephys2expr.train.cv` - nested cross-validation (alpha chosen inside each fold).
 * :mod:`~ephys2expr.train.baselines` - mean, OLS and Exc/Inh class baselines, same folds.
 * :mod:`~ephys2expr.train.null` - permutation null, p-values and BH q-values.
-* :mod:`~ephys2expr.train.chunks` - gene chunks on an executor, gathering, the final refit.
+* :mod:`~ephys2expr.train.chunks` - one chunk of genes: nested CV, baselines, refit, null.
+* :mod:`~ephys2expr.train.evaluate` - ``train_and_evaluate``: one feature set's chunks on an
+  executor, gathered (q-values, metrics, report).
 * :mod:`~ephys2expr.train.run` - ``train_from_prepared``: the stage's whole job, one model
   per feature set joined into one store.
 * :mod:`~ephys2expr.train.feature_sets` - what each feature set achieves (table, headline).

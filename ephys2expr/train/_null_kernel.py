@@ -18,7 +18,7 @@ per-fold arrays, no Python between folds.
   instead of O(test rows x p) (measured on the Scala cells: the null 1.4-1.9x faster, p-values
   identical). Leave-one-out (one row a fold) keeps the per-row arithmetic, cheaper there.
 * The solve is the solver's exact active-set (sign-pattern) method
-  (:func:`~ephys2expr.model._kernels._active_set`, with the solver's whole path,
+  (:func:`~ephys2expr.model._active_set._active_set`, with the solver's whole path,
   :func:`~ephys2expr.model._kernels._one_gene`, as the fallback), warm-started from the
   pair's solution in the previous fold, the folds visited in decreasing order of the gene's
   alpha (folds share most training rows, and the next fold's alpha is the nearest smaller
@@ -43,7 +43,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ephys2expr.model._kernels import _FASTMATH, _active_set, _one_gene, gene_scratch
+from ephys2expr.model._active_set import _FASTMATH, _active_set
+from ephys2expr.model._kernels import _one_gene, gene_scratch
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=_FASTMATH)

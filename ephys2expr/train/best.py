@@ -1,7 +1,7 @@
 """``model: mixture | best`` for per-cell sources: the identity classifiers, the mixture, the
 per-gene choice and the held-out null, on top of one feature set's lasso run.
 
-:func:`apply_identity` takes the lasso's :class:`~ephys2expr.train.chunks.TrainResult` (run
+:func:`apply_identity` takes the lasso's :class:`~ephys2expr.train.evaluate.TrainResult` (run
 without its refit null, with each fold's inner-CV error kept) and returns the same result
 for the chosen model: its out-of-fold predictions and scores in ``per_gene`` (``cv_r2``,
 ``beats_<baseline>``, p/q values of the held-out null), each kind's own r2 beside them
@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from ephys2expr.model.store_identity import LevelClassifier, StoreIdentity
 from ephys2expr.train.baselines import BASELINES
-from ephys2expr.train.chunks import TrainResult
+from ephys2expr.train.evaluate import TrainResult
 from ephys2expr.train.folds import pooled_scores
 from ephys2expr.train.identity import LevelCV, identity_levels, nesting_report
 from ephys2expr.train.intervals import recalibrate

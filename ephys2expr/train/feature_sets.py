@@ -108,7 +108,7 @@ def feature_set_table(results: dict, features: dict[str, list[str]]) -> pd.DataF
     Parameters
     ----------
     results : dict of str to TrainResult
-        Each set's :class:`~ephys2expr.train.chunks.TrainResult`: the numbers come from its
+        Each set's :class:`~ephys2expr.train.evaluate.TrainResult`: the numbers come from its
         report (:func:`~ephys2expr.train.summary.train_report`), the markers' r2 from its
         per-gene table.
     features : dict of str to list of str

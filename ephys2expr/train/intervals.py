@@ -33,6 +33,10 @@ CV_LEVELS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5 .. 0.95
 SELECT_LEVEL = LEVEL  # predict's default level (model.intervals.LEVEL)
 SELECT_TOLERANCE = 0.01
 INTERVAL_NEIGHBORS = NEIGHBORS  # k of the knn difficulty: the OOD score's (model.ood)
+# a value this close to a bound counts as inside: a measured value that equals its bound in
+# exact arithmetic (tied residuals of a constant model) is inside on every machine, not
+# inside or outside by the last bits of the kernels (tests/test_same_everywhere.py)
+TIE = 1e-9
 MIN_GROUP_ROWS = 30  # groups (families) with fewer rows are not reported on their own
 
 
@@ -86,7 +90,7 @@ def chunk_intervals(X, Y, oof, folds, distance, group_codes, n_groups: int) -> d
             for i in range(len(CV_LEVELS)):
                 with np.errstate(invalid="ignore"):
                     lower, upper = _bounds(oof[te], np.nan_to_num(sigma * q[i], nan=np.inf))
-                ok = (Y[te] >= lower) & (Y[te] <= upper)
+                ok = (Y[te] >= lower - TIE) & (Y[te] <= upper + TIE)
                 covered[i] += np.bincount(group_codes[te], ok.sum(axis=1), minlength=n_groups)
                 if i == sel:
                     widths[te] = upper - lower
@@ -272,7 +276,7 @@ __all__ = [
 def recalibrate(X, Y, oof, folds, interval_rows: tuple, genes: pd.Index, features: list, y_sd):
     """:func:`gather_intervals` of another model's out-of-fold predictions ``oof`` (rows x
     genes) on the rows the linear model's intervals were calibrated on (``interval_rows``:
-    :attr:`~ephys2expr.train.chunks.TrainResult.interval_rows`): the intervals of the model
+    :attr:`~ephys2expr.train.evaluate.TrainResult.interval_rows`): the intervals of the model
     that predicts (``train.model: mixture | best``), not of the Lasso."""
     distance, group_codes, groups = interval_rows
     part = chunk_intervals(X, Y, oof, folds, distance, group_codes, len(groups[1]))

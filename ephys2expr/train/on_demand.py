@@ -36,7 +36,7 @@ from ephys2expr.train.settings import trained_settings
 
 log = logging.getLogger("ephys2expr")
 
-# The training rows' metadata the CV reads (train.chunks.train_and_evaluate): classes for
+# The training rows' metadata the CV reads (train.evaluate.train_and_evaluate): classes for
 # the class-mean baseline and leave-one-group-out, weights, animals and families; and the
 # transcriptomic type the identity classifiers learn (train.best, model mixture | best).
 TYPE_COLUMNS = ("broad_type", "weight", "group", "family", "type")

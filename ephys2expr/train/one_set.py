@@ -3,7 +3,7 @@
 The stage's loop (:func:`~ephys2expr.train.run.train_from_prepared`) and a set fitted on
 demand at predict time (:func:`~ephys2expr.train.on_demand.fit_feature_set`) both call
 :func:`fit_set`, so a set made either way comes from the same procedure: the nested CV,
-baselines and null (:func:`~ephys2expr.train.chunks.train_and_evaluate`), then under
+baselines and null (:func:`~ephys2expr.train.evaluate.train_and_evaluate`), then under
 ``train.model: mixture | best`` the identity classifiers and the per-gene choice of model
 kind (:func:`~ephys2expr.train.best.apply_identity`, which also recalibrates the intervals on
 the chosen model's out-of-fold predictions), and the set's single-set model store.
@@ -16,7 +16,7 @@ import pandas as pd
 from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import store_from_estimator
 from ephys2expr.train.best import IdentityFit, apply_identity, identity_settings
-from ephys2expr.train.chunks import TrainResult, train_and_evaluate
+from ephys2expr.train.evaluate import TrainResult, train_and_evaluate
 from ephys2expr.train.settings import TrainSettings
 
 
@@ -33,7 +33,7 @@ def fit_set(
 ) -> tuple[TrainResult, ModelStore, IdentityFit | None]:
     """Train the feature set ``name`` (the columns of ``features``).
 
-    ``settings`` are resolved (:func:`~ephys2expr.train.chunks.resolved_settings`);
+    ``settings`` are resolved (:func:`~ephys2expr.train.evaluate.resolved_settings`);
     ``keep_oof``: keep the out-of-fold predictions in the result (always kept under
     ``model: mixture | best``, which chooses from them).
 

@@ -61,7 +61,7 @@ def cv_ood(features: pd.DataFrame, oof: pd.DataFrame, targets: pd.DataFrame, fol
         The outer CV folds the out-of-fold predictions came from.
     coverage : ndarray, shape (n_rows,), optional
         Each row's CV interval coverage
-        (:attr:`~ephys2expr.train.chunks.TrainResult.row_coverage`).
+        (:attr:`~ephys2expr.train.evaluate.TrainResult.row_coverage`).
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """The train stage's work: prepare's tables in; model store, tables, metrics, figures out.
 
 :func:`train_from_prepared` trains one model per feature set (``train.feature_sets``) with
-:func:`~ephys2expr.train.chunks.train_and_evaluate` - each set its own nested CV, baselines and
+:func:`~ephys2expr.train.evaluate.train_and_evaluate` - each set its own nested CV, baselines and
 permutation null, on the same folds and permutations (both are seeded) - and joins them into
 one model store (:func:`~ephys2expr.model.store_build.join_feature_sets`). The first set is the
 full model: the per-gene table, the out-of-fold predictions, the headline metrics and the
@@ -26,7 +26,7 @@ from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_build import join_feature_sets, with_identity
 from ephys2expr.train.baselines import BASELINES, CEILINGS
 from ephys2expr.train.best import store_identity
-from ephys2expr.train.chunks import resolved_settings, train_and_evaluate
+from ephys2expr.train.evaluate import resolved_settings, train_and_evaluate
 from ephys2expr.train.feature_sets import (
     derive_feature_sets,
     feature_set_table,
