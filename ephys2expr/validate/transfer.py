@@ -40,7 +40,7 @@ from ephys2expr.taxonomy import cre_group, exc_inh_truth
 
 log = logging.getLogger("ephys2expr.validate")
 
-METHODS = ("none", "zscore", "em_shift", "em_mixed", "auto")
+METHODS = ("none", "zscore", "em_shift", "em_mixed", "em_pooled", "em_zscore", "auto")
 L1_DIR = Path("crosslab") / "human_l1"
 BERG_DIR = Path("crosslab") / "berg2021"
 L1_LABS = {"aibs": "l1_allen", "mansvelder": "l1_mansvelder", "tamas": "l1_tamas"}
@@ -154,7 +154,7 @@ def score_set(store: ModelStore, model, s: TransferSet, method: str, known: bool
         "family_ece": (expected_calibration_error(
             np.column_stack([proba.to_numpy()[has].max(axis=1), np.zeros(has.sum())]),
             np.where(hit[has], 0, 1)) if has.any() else None),
-        "aligned": al.fitted, "converged": al.converged,
+        "aligned": al.fitted, "converged": al.converged, "mixed": al.composition_test.get("mixed"),
         "largest_shifts": {f: round(v, 3) for f, v in al.largest(3)} if al.fitted else {},
     }  # fmt: skip
     return row
