@@ -240,8 +240,7 @@ def fit_alignment(X, features, model: ClassGaussians, method: str = AUTO, allowe
     X : ndarray (n, len(features))
         The batch's features in their units (NaN = missing).
     features : list of str
-        Column names of ``X``; those of ``model`` observed in at least half of the cells
-        are aligned, on the cells that have all of them.
+        Column names of ``X``; which of ``model``'s are aligned: :func:`aligned_features`.
     method : str
         One of :data:`METHODS` (``auto`` = :data:`AUTO`).
     allowed : ndarray (n, K) of bool, optional
@@ -254,10 +253,8 @@ def fit_alignment(X, features, model: ClassGaussians, method: str = AUTO, allowe
     if method == "none":
         return Alignment("none", n, False, "align: none")
     features = list(features)
-    use = [f for f in model.features if f in features
-           and np.isfinite(X[:, features.index(f)]).mean() >= 0.5]  # fmt: skip
+    use, rows = aligned_features(X, features, model, min_cells)
     cols = [features.index(f) for f in use]
-    rows = np.isfinite(X[:, cols]).all(axis=1) if use else np.zeros(n, bool)
     if rows.sum() < min_cells or not use:
         return Alignment(method, n, False, f"{int(rows.sum())} complete cells < {min_cells}")
     sub = model.subset([model.features.index(f) for f in use])
@@ -281,6 +278,23 @@ def fit_alignment(X, features, model: ClassGaussians, method: str = AUTO, allowe
     shift, scale, priors, _, it, conv, _ = best
     comp = dict(zip(model.classes, priors.tolist(), strict=True))
     return Alignment(method, n, True, "", use, shift, scale, comp, it, conv)
+
+
+def aligned_features(X: np.ndarray, features: list, model: ClassGaussians,
+                     min_cells: int) -> tuple[list, np.ndarray]:
+    """The features a batch is aligned on and the cells the fit uses (complete in them).
+
+    Every feature of ``model`` measured in the batch, when at least ``min_cells`` cells have
+    all of them (a lab that measured tau on half its cells: the shift is fitted on that half
+    and moves every cell); else those measured in at least half of the cells."""
+    seen = [f for f in model.features if f in features
+            and np.isfinite(X[:, features.index(f)]).sum() >= min_cells]  # fmt: skip
+    for use in (seen, [f for f in seen if np.isfinite(X[:, features.index(f)]).mean() >= 0.5]):
+        rows = (np.isfinite(X[:, [features.index(f) for f in use]]).all(axis=1) if use
+                else np.zeros(len(X), bool))  # fmt: skip
+        if rows.sum() >= min_cells:
+            break
+    return use, rows
 
 
 def _pooled_alignment(S, model, ok, method, n, use, classes) -> Alignment:
@@ -314,6 +328,6 @@ def starts(S: np.ndarray, model: ClassGaussians, allowed=None) -> list[np.ndarra
 
 
 __all__ = ["AUTO", "CRE_FAMILIES", "EXC_FAMILIES", "LOG_FEATURES", "METHODS", "MIN_CELLS",
-           "Alignment", "ClassGaussians", "allowed_families", "composition_test", "em_align",
-           "exc_inh_axis", "fit_alignment", "inverse_transform", "pooled_fit", "significant",
-           "transform", "zscore_fit"]  # fmt: skip
+           "Alignment", "ClassGaussians", "aligned_features", "allowed_families",
+           "composition_test", "em_align", "exc_inh_axis", "fit_alignment", "inverse_transform",
+           "pooled_fit", "significant", "transform", "zscore_fit"]  # fmt: skip
