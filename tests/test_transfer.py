@@ -258,3 +258,19 @@ def test_the_transfer_table_of_validate_on_two_foreign_sets(raw_dir, store_dir, 
     summary = transfer_summary(table)
     assert summary["one_class_worst_loss_auto"] == 0.0
     assert summary["one_class_min_share_known"] == 1.0
+
+
+def test_a_feature_measured_on_part_of_a_batch_is_still_aligned(scala, fitted):
+    """A lab that measured tau on 40 % of its cells: the shift is fitted on those cells and
+    moves tau too (the other features of every cell as well)."""
+    f, _, held, _ = scala
+    G, _ = fitted
+    feats = list(f.columns)
+    shift = np.zeros(len(feats))
+    shift[[feats.index("tau"), feats.index("rmp")]] = [1.0, -1.0]
+    X = G.raw(G.standardise(f.to_numpy()[held]) + shift)
+    X[np.arange(len(X)) % 5 >= 2, feats.index("tau")] = np.nan
+    own = fit_alignment(f.to_numpy()[held], feats, G, "auto")
+    al = fit_alignment(X, feats, G, "auto")
+    assert al.fitted and "tau" in al.features and len(al.features) == len(feats)
+    np.testing.assert_allclose(al.shift - own.shift, shift, atol=0.15)

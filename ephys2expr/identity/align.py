@@ -288,7 +288,7 @@ def aligned_features(X: np.ndarray, features: list, model: ClassGaussians,
     all of them (a lab that measured tau on half its cells: the shift is fitted on that half
     and moves every cell); else those measured in at least half of the cells."""
     seen = [f for f in model.features if f in features
-            and np.isfinite(X[:, features.index(f)]).sum() >= min_cells]  # fmt: skip
+            and np.isfinite(X[:, features.index(f)]).any()]  # fmt: skip
     for use in (seen, [f for f in seen if np.isfinite(X[:, features.index(f)]).mean() >= 0.5]):
         rows = (np.isfinite(X[:, [features.index(f) for f in use]]).all(axis=1) if use
                 else np.zeros(len(X), bool))  # fmt: skip
