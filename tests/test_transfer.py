@@ -230,6 +230,9 @@ def test_without_a_known_class_auto_leaves_a_one_class_batch_as_it_is(
     auto, report_auto, _ = _predict(store_dir, tmp_path, src, "predict.missing=drop")
     assert not report_auto["inputs"]["mansvelder_features_E"]["alignment"]["all"]["fitted"]
     assert "not aligned (one-class batch (composition test))" in caplog.text
+    assert "composition test one class" in caplog.text
+    test = report_auto["inputs"]["mansvelder_features_E"]["alignment"]["all"]["composition_test"]
+    assert not test["mixed"] and test["delta_bic"] <= 10
     np.testing.assert_array_equal(plain.X, auto.X)
 
 

@@ -12,8 +12,10 @@ The sets (validation only: they never reach a training table or a store):
 * Berg et al. 2021 L2/3, all excitatory (IT), human and mouse.
 
 Each set is one batch, aligned by :func:`ephys2expr.identity.align.fit_alignment` onto the
-families' Gaussians of the store's training rows; every cell is classified by the store's
-first feature set whose features it has (the full set first). Measured: Exc/Inh agreement,
+families' Gaussians of the store's training rows by each of :data:`METHODS` (``auto``: the
+composition test, then ``em_zscore`` for a mixed batch; ``em_pooled`` within a known
+class); every cell is classified by the store's first feature set whose features it has
+(the full set first). Measured: Exc/Inh agreement,
 family agreement where a family is expected, the family ECE of those cells (a top family in
 the expected set counts as right), the share flagged ``ood`` (of the features as given: it
 does not depend on the alignment) and the three largest shifts.
