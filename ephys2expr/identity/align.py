@@ -77,6 +77,9 @@ class Alignment:
 
     ``shift`` and ``scale`` are per feature of ``features`` in training-SD units of the
     transformed feature: aligned = (standardised - shift) / scale, back in raw units.
+    ``composition_test``: ``auto``'s test without a known class (:func:`composition_test`);
+    ``responsibilities``: the fitted cells' class responsibilities (pooled methods only; not
+    reported).
     """
 
     method: str
@@ -242,7 +245,8 @@ def fit_alignment(X, features, model: ClassGaussians, method: str = AUTO, allowe
     features : list of str
         Column names of ``X``; which of ``model``'s are aligned: :func:`aligned_features`.
     method : str
-        One of :data:`METHODS` (``auto`` = :data:`AUTO`).
+        One of :data:`METHODS` (``auto``: :func:`composition_test` then ``em_zscore`` or
+        nothing; ``em_pooled`` within a known class).
     allowed : ndarray (n, K) of bool, optional
         Classes (``model.classes``) each cell may belong to.
     min_cells : int
