@@ -14,7 +14,8 @@ then the held-out Scala check: per grouped fold (by animal) a family logistic re
 the Gaussians fitted on the other folds, and the held-out family accuracy without alignment
 and with ``auto`` (target: changes by <= 0.005). Run:
 ``python -m benchmarks.bench_transfer --store models/scala2021 [--raw-dir data/raw]``. Also prints
-the 90 % interval coverage of Cadwell's measured expression (:func:`cadwell_coverage`).
+the 90 % interval coverage of Cadwell's measured expression
+(:func:`ephys2expr.validate.transfer.cadwell_coverage`).
 """
 
 from __future__ import annotations
@@ -41,36 +42,6 @@ def _resp_agreement(store, model, s, method: str) -> float | None:
     truth = s.truth[rows[: len(pred)]]
     ok = truth != ""
     return float((pred == truth)[ok].mean())
-
-
-def cadwell_coverage(store, model, cadwell, level: float = 0.9) -> pd.DataFrame:
-    """Share of Cadwell's measured (gene, cell) values inside the store's ``level``
-    intervals (its genes measured by Cadwell; each cell by the store's Cadwell feature set),
-    without alignment, with ``auto`` (nothing known) and with ``auto`` and known class Inh."""
-    from ephys2expr.identity.align import allowed_families, fit_alignment
-    from ephys2expr.predict.intervals import interval_bounds, interval_terms
-
-    feats, names = store.features, list(store.feature_sets)
-    s = names.index("cadwell")
-    genes = [g for g in store.gene_names if g in cadwell.expr.columns]
-    gidx = np.array([store.gene_names.index(g) for g in genes])
-    X = cadwell.features.reindex(columns=feats).astype(float).to_numpy()
-    measured = cadwell.expr.loc[cadwell.features.index, genes].to_numpy(dtype=float).T
-    allowed = np.tile(allowed_families("Inh", model.classes), (len(X), 1))
-    rows = []
-    for label, method, ok in (("none", "none", None), ("auto", "auto", None),
-                              ("auto, known Inh", "auto", allowed)):  # fmt: skip
-        Xa = fit_alignment(X, feats, model, method, ok).apply(X, feats, model)
-        sub = store.model("cadwell")
-        pred = sub.predict(Xa[:, [feats.index(f) for f in sub.features]], gidx).T
-        lo, hi = interval_bounds(interval_terms(store, gidx, level), Xa,
-                                 np.full(len(X), s), pred)  # fmt: skip
-        inside = (measured >= lo) & (measured <= hi)
-        width = hi.astype(float) - lo.astype(float)
-        rows.append({"alignment": label, "n_cells": len(X), "n_genes": len(genes),
-                     "coverage": float(inside.mean()),
-                     "median_width": float(np.nanmedian(width))})  # fmt: skip
-    return pd.DataFrame(rows)
 
 
 def held_out_scala(prepared_dir: str, n_folds: int = 5) -> pd.DataFrame:
@@ -109,7 +80,13 @@ def main() -> None:
     from ephys2expr.model.store_io import load_model_store
     from ephys2expr.predict.align import family_gaussians
     from ephys2expr.readers.cadwell import read_cadwell
-    from ephys2expr.validate.transfer import METHODS, TransferSet, score_set, transfer_sets
+    from ephys2expr.validate.transfer import (
+        METHODS,
+        TransferSet,
+        cadwell_coverage,
+        score_set,
+        transfer_sets,
+    )
 
     pd.set_option("display.width", 200)
     store = load_model_store(args.store)
@@ -141,7 +118,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print(table.pivot(index="set", columns="method", values="excinh").round(3)
           .reindex(columns=list(METHODS)).to_string())  # fmt: skip
-    print(cadwell_coverage(store, model, cadwell).round(3).to_string())
+    print(cadwell_coverage(store, cadwell).round(3).to_string())
     print(held_out_scala(args.prepared_dir).round(4).to_string())
 
 

@@ -36,6 +36,7 @@ from ephys2expr.identity.scores import expected_calibration_error
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.align import family_gaussians
 from ephys2expr.predict.identity import restrict
+from ephys2expr.predict.intervals import has_intervals, interval_bounds, interval_terms
 from ephys2expr.predict.screen import CellScreen
 from ephys2expr.readers.ipfx import ipfx_cells
 from ephys2expr.taxonomy import cre_group, exc_inh_truth
@@ -162,6 +163,36 @@ def score_set(store: ModelStore, model, s: TransferSet, method: str, known: bool
     return row
 
 
+def cadwell_coverage(store: ModelStore, cadwell, level: float = 0.9) -> pd.DataFrame | None:
+    """Share of Cadwell's measured (gene, cell) values inside the store's ``level``
+    intervals (its genes measured by Cadwell; each cell by the store's Cadwell feature set),
+    without alignment, with ``auto`` (nothing known) and with ``auto`` and known class Inh."""
+    feats, names = store.features, list(store.feature_sets)
+    if "cadwell" not in names or not has_intervals(store):
+        return None
+    model = family_gaussians(store)
+    s = names.index("cadwell")
+    genes = [g for g in store.gene_names if g in cadwell.expr.columns]
+    gidx = np.array([store.gene_names.index(g) for g in genes])
+    X = cadwell.features.reindex(columns=feats).astype(float).to_numpy()
+    measured = cadwell.expr.loc[cadwell.features.index, genes].to_numpy(dtype=float).T
+    allowed = np.tile(allowed_families("Inh", model.classes), (len(X), 1))
+    rows = []
+    for label, method, ok in (("none", "none", None), ("auto", "auto", None),
+                              ("auto, known Inh", "auto", allowed)):  # fmt: skip
+        Xa = fit_alignment(X, feats, model, method, ok).apply(X, feats, model)
+        sub = store.model("cadwell")
+        pred = sub.predict(Xa[:, [feats.index(f) for f in sub.features]], gidx).T
+        lo, hi = interval_bounds(interval_terms(store, gidx, level), Xa,
+                                 np.full(len(X), s), pred)  # fmt: skip
+        inside = (measured >= lo) & (measured <= hi)
+        width = hi.astype(float) - lo.astype(float)
+        rows.append({"alignment": label, "n_cells": len(X), "n_genes": len(genes),
+                     "coverage": float(inside.mean()),
+                     "median_width": float(np.nanmedian(width))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def ood_share(store: ModelStore, s: TransferSet, ood_neighbors: int, ood_percentile: float):
     """Share of the set's predictable cells flagged ``ood`` (features as given)."""
     screen = CellScreen("feature_set", 0.1, ood_neighbors, ood_percentile, 5).fit(store)
@@ -244,5 +275,5 @@ def transfer_figure(table: pd.DataFrame):
     return fig
 
 
-__all__ = ["METHODS", "TransferSet", "score_set", "transfer_figure", "transfer_sets",
-           "transfer_summary", "transfer_table"]  # fmt: skip
+__all__ = ["METHODS", "TransferSet", "cadwell_coverage", "score_set", "transfer_figure",
+           "transfer_sets", "transfer_summary", "transfer_table"]  # fmt: skip
