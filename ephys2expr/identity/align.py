@@ -6,23 +6,31 @@ classifier trained in one lab is confidently wrong in another. A per-batch z-sco
 such offsets but assumes the batch holds the training cells' mix of classes: a batch of
 interneurons only is pulled towards the training mean and half of it is called excitatory.
 
-The method here is composition-aware. The training cells define class-conditional Gaussians
-(per class a mean, one pooled within-class covariance; features ``log1p``-transformed where
-skewed, :data:`LOG_FEATURES`, and standardised by the training mean and SD). The batch is
-modelled as ``z = u + d`` with ``u`` drawn from that mixture with *unknown* class priors and
-``d`` a per-feature shift. EM estimates both: the E-step gives each cell's class
-responsibilities (restricted to the classes a user says are possible), the M-step the
-priors (the batch's composition) and the shift in closed form, with a weak ridge pulling
-the shift to 0 (:data:`RIDGE` pseudo-cells), so a batch like the training cells stays where
-it is. EM starts from no shift and the training priors: a one-class batch converges to the
-nearest consistent explanation instead of to the training mix (what a z-score start does).
-``em_scale`` also fits a per-feature scale (the residual SD over the pooled within-class
-SD, in [0.5, 2]); ``em_mixed`` starts from the z-score's shift only (assumes a mixed batch).
-Methods: :data:`METHODS`; ``auto`` is ``em_shift`` when something is known of the batch's
-classes and no alignment otherwise (:func:`auto_method`): measured on six foreign sets
-(docs/transfer.md), EM without a known class did not fix the Exc/Inh calls of the mixed Allen
-batches (the likelihood prefers an all-interneuron explanation of them) and called up to
-two thirds of one-class interneuron batches excitatory.
+The methods here are composition-aware. The training cells define class-conditional
+Gaussians (per family a mean; one pooled within-class covariance, or per family one shrunk
+towards it; features ``log1p``-transformed where skewed, :data:`LOG_FEATURES`, and
+standardised by the training mean and SD). The batch is modelled as ``z = u * scale + d``
+with ``u`` drawn from that mixture with *unknown* class priors; EM estimates ``d`` (and the
+priors, the batch's composition) with each cell's classes restricted to those a user says
+are possible.
+
+* ``em_shift`` / ``em_scale`` / ``em_mixed``: per-family covariances, a weak ridge on the
+  shift, several starts (the first helper's methods, kept for comparison);
+* ``em_pooled``: the pooled covariance, no ridge, no pseudo-count, started from the z-score
+  of the allowed classes (:func:`pooled_fit`);
+* ``em_zscore``: the batch z-scored (its own SD is the scale), then EM of a shift on the
+  pooled Gaussians (:func:`zscore_fit`, the method of the issue's reviewer); shifts and
+  scales a batch of its size cannot tell from none are dropped (:func:`significant`), so a
+  batch like the training cells stays unchanged;
+* ``auto`` (:data:`AUTO`): with a known class ``em_pooled`` within it; without one, a
+  composition test (:func:`composition_test`: is the batch bimodal on the Exc/Inh axis?)
+  and ``em_zscore`` when the batch is mixed, no alignment when it is one class.
+
+Why (benchmarks/bench_transfer.py, docs/transfer.md): with a free per-feature shift the
+likelihood cannot tell "a batch of interneurons" from "excitatory cells moved by a few SD"
+(EM from any start explains the mixed Allen batches as nearly all interneurons, and one-class
+interneuron batches as excitatory), while the z-score start is right for mixed batches and
+wrong for one-class ones. Bimodality on the Exc/Inh axis survives any shift, so it decides.
 
 Shifts are reported in training-SD units of the transformed feature (log1p for
 :data:`LOG_FEATURES`): a shift of +1 on ``aphw`` means the batch's half-widths are one
@@ -36,6 +44,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ephys2expr.errors import InputError
+from ephys2expr.identity.gaussians import (
+    LOG_FEATURES,
+    ClassGaussians,
+    em_align,
+    inverse_transform,
+    transform,
+)
 from ephys2expr.taxonomy import type_group
 
 # families of excitatory neurons (the rest of a per-cell store's families are GABAergic)
@@ -50,115 +65,14 @@ CRE_FAMILIES = {
     "Ndnf": ("Lamp5", "Vip", "Sncg"),
 }
 
-# features log1p-transformed before the Gaussians (right-skewed, positive)
-LOG_FEATURES = ("rin", "tau", "cap", "rheo", "maxfreq", "avg_isi", "f_i_curve_slope")
-METHODS = ("none", "auto", "zscore", "em_shift", "em_scale", "em_mixed")
-AUTO = "em_shift"
-RIDGE = 10.0  # shift prior: as if this many cells had no shift (in SD units)
-SHRINK = 0.1  # within-class covariance shrunk this far towards its diagonal
-POOL_COUNT = 30.0  # a class's covariance is shrunk towards the pooled one as if by this many cells
-PRIOR_COUNT = 1.0  # Dirichlet pseudo-count per allowed class in the prior update
-MAX_ITER = 200
+METHODS = ("none", "auto", "zscore", "em_shift", "em_scale", "em_mixed", "em_pooled", "em_zscore")
+AUTO = "auto"
 MIN_CELLS = 20  # a smaller batch is not aligned: its mean alone is off by ~0.2 SD
 MAX_FIT_CELLS = 2000  # larger batches are fitted on a seeded subsample of this many cells
-TOL = 1e-5  # stop when the shift moves less than this (SD units)
-SCALE_BOUNDS = (0.5, 2.0)
-
-
-def transform(X: np.ndarray, features) -> np.ndarray:
-    """Features in the alignment's space: log1p of :data:`LOG_FEATURES` (clipped at 0)."""
-    Z = np.array(X, dtype=float, copy=True)
-    for j, f in enumerate(features):
-        if f in LOG_FEATURES:
-            Z[:, j] = np.log1p(np.maximum(Z[:, j], 0.0))
-    return Z
-
-
-def inverse_transform(Z: np.ndarray, features) -> np.ndarray:
-    """Back from :func:`transform`'s space to the features' own units."""
-    X = np.array(Z, dtype=float, copy=True)
-    for j, f in enumerate(features):
-        if f in LOG_FEATURES:
-            X[:, j] = np.expm1(X[:, j])
-    return X
-
-
-@dataclass
-class ClassGaussians:
-    """Class-conditional Gaussians of the training cells in the standardised space.
-
-    Attributes
-    ----------
-    features, classes : list of str
-    center, scale : ndarray (p,)
-        Training mean and SD of the transformed features.
-    means : ndarray (K, p)
-        Class means (standardised).
-    cov : ndarray (K, p, p)
-        Per class the within-class covariance (standardised), shrunk towards the pooled one
-        (weight ``POOL_COUNT / (n_k + POOL_COUNT)``) and by :data:`SHRINK` to its diagonal.
-    priors : ndarray (K,)
-        Training class shares.
-    """
-
-    features: list
-    classes: list
-    center: np.ndarray
-    scale: np.ndarray
-    means: np.ndarray
-    cov: np.ndarray
-    priors: np.ndarray
-
-    @classmethod
-    def fit(cls, X, labels, features, classes=None) -> ClassGaussians:
-        """From training rows ``X`` (features in their units, no NaN) and their ``labels``."""
-        features = list(features)
-        Z = transform(X, features)
-        center = Z.mean(axis=0)
-        scale = Z.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        S = (Z - center) / scale
-        labels = np.asarray(labels).astype(str)
-        classes = sorted(set(labels)) if classes is None else [str(c) for c in classes]
-        K, p = len(classes), len(features)
-        means, priors = np.zeros((K, p)), np.zeros(K)
-        resid = np.zeros_like(S)
-        for k, c in enumerate(classes):
-            rows = labels == c
-            priors[k] = rows.sum()
-            if rows.any():
-                means[k] = S[rows].mean(axis=0)
-                resid[rows] = S[rows] - means[k]
-        pooled = resid.T @ resid / max(len(S) - K, 1)
-        cov = np.empty((K, p, p))
-        for k, c in enumerate(classes):
-            r = resid[labels == c]
-            w = POOL_COUNT / (len(r) + POOL_COUNT)
-            own = r.T @ r / max(len(r) - 1, 1)
-            ck = (1 - w) * own + w * pooled
-            cov[k] = (1 - SHRINK) * ck + SHRINK * np.diag(np.diag(ck)) + 1e-6 * np.eye(p)
-        return cls(features, classes, center, scale, means, cov, priors / priors.sum())
-
-    def standardise(self, X) -> np.ndarray:
-        """Raw features (the model's order) -> standardised transformed features."""
-        return (transform(X, self.features) - self.center) / self.scale
-
-    def raw(self, S) -> np.ndarray:
-        """Standardised transformed features -> raw features."""
-        return inverse_transform(S * self.scale + self.center, self.features)
-
-    def subset(self, idx) -> ClassGaussians:
-        """The marginal Gaussians of the features ``idx`` (positions)."""
-        idx = np.asarray(idx)
-        return ClassGaussians(
-            [self.features[i] for i in idx],
-            self.classes,
-            self.center[idx],
-            self.scale[idx],
-            self.means[:, idx],
-            self.cov[:, idx][:, :, idx],
-            self.priors,
-        )
+POOLED_RIDGE = 0.0  # em_pooled / auto: no pull towards 0 (the z-score start does the work)
+BIC_MIXED = 10.0  # auto: two components beat one on the Exc/Inh axis by this BIC: mixed
+MIN_SHARE = 0.1  # ... and the smaller one holds at least this share of the cells
+SIGNIFICANCE = 3.0  # em_zscore / auto: shifts and scales within this many SE are dropped
 
 
 @dataclass
@@ -167,6 +81,9 @@ class Alignment:
 
     ``shift`` and ``scale`` are per feature of ``features`` in training-SD units of the
     transformed feature: aligned = (standardised - shift) / scale, back in raw units.
+    ``composition_test``: ``auto``'s test without a known class (:func:`composition_test`);
+    ``responsibilities``: the fitted cells' class responsibilities (pooled methods only; not
+    reported).
     """
 
     method: str
@@ -179,16 +96,20 @@ class Alignment:
     composition: dict = field(default_factory=dict)
     n_iter: int = 0
     converged: bool = True
+    composition_test: dict = field(default_factory=dict)
+    responsibilities: np.ndarray | None = field(default=None, repr=False)
 
     def apply(self, X, features, model: ClassGaussians) -> np.ndarray:
         """``X`` (cells x ``features``, raw units, NaN kept) with this batch's alignment."""
         X = np.array(X, dtype=float, copy=True)
-        if not self.fitted:
+        moved = np.flatnonzero((self.shift != 0) | (self.scale != 1)) if self.fitted else []
+        if not len(moved):  # features without a shift keep their exact values
             return X
-        cols = [list(features).index(f) for f in self.features]
-        sub = model.subset([model.features.index(f) for f in self.features])
+        names = [self.features[i] for i in moved]
+        cols = [list(features).index(f) for f in names]
+        sub = model.subset([model.features.index(f) for f in names])
         S = sub.standardise(X[:, cols])
-        X[:, cols] = sub.raw((S - self.shift) / self.scale)
+        X[:, cols] = sub.raw((S - self.shift[moved]) / self.scale[moved])
         return X
 
     def largest(self, n: int = 3) -> list[tuple[str, float]]:
@@ -212,97 +133,8 @@ class Alignment:
             "composition": {k: round(float(v), 4) for k, v in self.composition.items()},
             "n_iter": int(self.n_iter),
             "converged": bool(self.converged),
+            "composition_test": dict(self.composition_test),
         }
-
-
-def _log_gauss(R: np.ndarray, means: np.ndarray, prec: np.ndarray) -> np.ndarray:
-    """Cells x classes log-density (up to a constant) of ``R`` under each class Gaussian
-    (``prec``: K x p x p precisions)."""
-    out = np.empty((len(R), len(means)))
-    for k in range(len(means)):  # per class a matrix product: ~10x faster than one einsum
-        L = np.linalg.cholesky(prec[k])
-        z = (R - means[k]) @ L
-        out[:, k] = -0.5 * (z * z).sum(axis=1) + np.log(np.diag(L)).sum()
-    return out
-
-
-def _responsibilities(R, model, prec, priors, allowed) -> tuple[np.ndarray, float]:
-    """E-step: responsibilities (cells x classes) and the mean log-likelihood."""
-    with np.errstate(divide="ignore"):
-        logp = _log_gauss(R, model.means, prec) + np.log(priors)[None, :]
-    if allowed is not None:
-        logp = np.where(allowed, logp, -np.inf)
-    top = logp.max(axis=1, keepdims=True)
-    e = np.exp(logp - top)
-    tot = e.sum(axis=1, keepdims=True)
-    return e / tot, float((np.log(tot) + top).mean())
-
-
-def em_align(
-    S: np.ndarray,
-    model: ClassGaussians,
-    allowed=None,
-    fit_scale: bool = False,
-    ridge: float = RIDGE,
-    max_iter: int = MAX_ITER,
-    start=None,
-) -> tuple:
-    """EM of a per-feature shift (and scale) and class priors for the batch ``S``.
-
-    Parameters
-    ----------
-    S : ndarray (n, p)
-        The batch, standardised transformed features (complete rows).
-    model : ClassGaussians
-        The training classes over the same features.
-    allowed : ndarray (n, K) of bool, optional
-        Classes each cell may belong to (a known class); None = all.
-
-    start : ndarray (p,), optional
-        The shift EM starts from (default 0).
-
-    Returns
-    -------
-    (shift, scale, priors, responsibilities, n_iter, converged, objective)
-        ``objective``: the mean log-likelihood of the batch minus the shift's ridge penalty
-        per cell (what EM increases; starts are compared by it).
-    """
-    n, p = S.shape
-    prec = np.linalg.inv(model.cov)
-    shift = np.zeros(p) if start is None else np.asarray(start, dtype=float).copy()
-    scale = np.ones(p)
-    priors = model.priors.copy()
-    if allowed is not None:
-        priors = np.where(allowed.any(axis=0), priors, 0.0) + 1e-12
-        priors /= priors.sum()
-    converged, it = False, 0
-    for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
-        U = (S - shift) / scale
-        resp, _ = _responsibilities(U, model, prec, priors, allowed)
-        counts = resp.sum(axis=0) + PRIOR_COUNT * (
-            allowed.any(axis=0) if allowed is not None else 1.0
-        )
-        priors = np.maximum(counts / counts.sum(), 1e-12)
-        expected = resp @ model.means  # each cell's expected class mean
-        # shift: penalised least squares with the pooled precision, in scaled units
-        w = resp.sum(axis=0)
-        A = np.einsum("k,kpq->pq", w, prec) + ridge * np.eye(p)
-        b = np.einsum("kpq,kq->p", prec, resp.T @ (S / scale) - w[:, None] * model.means)
-        new = np.linalg.solve(A, b) * scale
-        if fit_scale:
-            resid = (S - new) - expected * scale
-            var = resp @ np.diagonal(model.cov, axis1=1, axis2=2)  # each cell's class variance
-            ratio = np.sqrt((resid**2).mean(axis=0) / var.mean(axis=0))
-            scale = np.clip(ratio, *SCALE_BOUNDS)
-        moved = float(np.abs(new - shift).max())
-        shift = new
-        if moved < TOL:
-            converged = True
-            break
-    U = (S - shift) / scale
-    resp, loglik = _responsibilities(U, model, prec, priors, allowed)
-    objective = loglik - np.log(scale).sum() - 0.5 * ridge * float(((shift / scale) ** 2).sum()) / n
-    return shift, scale, priors, resp, it, converged, objective
 
 
 def allowed_families(value: str, classes, where: str = "known_class") -> np.ndarray:
@@ -338,9 +170,85 @@ def allowed_families(value: str, classes, where: str = "known_class") -> np.ndar
     )
 
 
-def auto_method(known: bool) -> str:
-    """What ``auto`` does: :data:`AUTO` when a known class restricts the batch, else none."""
-    return AUTO if known else "none"
+def _group_start(S: np.ndarray, model: ClassGaussians, ok: np.ndarray) -> np.ndarray:
+    """The batch mean minus the training prior-weighted mean of the classes ``ok`` (the
+    z-score's shift when all classes are allowed)."""
+    w = np.where(ok, model.priors, 0.0)
+    return S.mean(axis=0) - (w / w.sum()) @ model.means
+
+
+def pooled_fit(S: np.ndarray, model: ClassGaussians, allowed=None) -> tuple:
+    """EM of the shift and priors on the pooled-covariance Gaussians, started from the
+    z-score of the allowed classes, no ridge and no pseudo-count (:func:`em_align`'s tuple)."""
+    ok = np.ones(len(model.classes), bool) if allowed is None else allowed.any(axis=0)
+    return em_align(
+        S, model, allowed, ridge=POOLED_RIDGE, start=_group_start(S, model, ok), prior_count=0.0
+    )
+
+
+def zscore_fit(S: np.ndarray, model: ClassGaussians, allowed=None) -> tuple:
+    """The batch z-scored (its own mean and SD), then EM of a shift and the priors on the
+    pooled-covariance Gaussians from no shift, no ridge, no pseudo-count (the reviewer's
+    method of issue #30). Returns :func:`em_align`'s tuple with the shift and scale of the
+    whole map: aligned = (S - shift) / scale."""
+    mean, sd = S.mean(axis=0), S.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    fit = em_align((S - mean) / sd, model, allowed, ridge=0.0, prior_count=0.0)
+    shift, scale = significant(mean + fit[0] * sd, sd, len(S))
+    return (shift, scale, *fit[2:])
+
+
+def significant(shift: np.ndarray, scale: np.ndarray, n: int) -> tuple:
+    """Keep only the shifts and scales a batch of ``n`` cells can tell from none: a shift
+    within :data:`SIGNIFICANCE` standard errors of a mean (1/sqrt(n) training SD) is set to
+    0, a scale whose log is within as many of its standard errors (1/sqrt(2n)) to 1. A batch
+    like the training cells then stays unchanged (its animals' own small offsets are not
+    "corrected"), a batch from another lab is moved by several SD."""
+    shift = np.where(np.abs(shift) > SIGNIFICANCE / np.sqrt(n), shift, 0.0)
+    scale = np.where(np.abs(np.log(scale)) > SIGNIFICANCE / np.sqrt(2 * n), scale, 1.0)
+    return shift, scale
+
+
+def exc_inh_axis(model: ClassGaussians) -> np.ndarray:
+    """The Exc/Inh discriminant (LDA) direction of the training classes: the pooled
+    within-class precision times the Exc minus Inh (training-share weighted) mean."""
+    exc = np.isin(model.classes, EXC_FAMILIES)
+    if exc.all() or not exc.any():
+        return np.zeros(len(model.features))
+    pr = model.priors
+    diff = (
+        pr[exc] @ model.means[exc] / pr[exc].sum() - pr[~exc] @ model.means[~exc] / pr[~exc].sum()
+    )
+    return np.linalg.solve(model.pooled_cov, diff)
+
+
+def composition_test(S: np.ndarray, model: ClassGaussians) -> dict:
+    """Does the batch hold both Exc and Inh cells? One-class batches are unimodal on the
+    Exc/Inh axis (:func:`exc_inh_axis`) whatever their lab's offset, mixed ones bimodal.
+
+    Fits one and two Gaussians (shared variance) to the batch's projections on the axis and
+    calls the batch mixed when two win by BIC by more than :data:`BIC_MIXED` (the usual
+    "very strong evidence") and the smaller component holds at least :data:`MIN_SHARE` of
+    the cells (a few outliers do not make a mix).
+
+    Returns
+    -------
+    dict
+        ``mixed`` (bool), ``delta_bic`` (one minus two components), ``minor_share``.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    t = (S @ exc_inh_axis(model))[:, None]
+    fits = [
+        GaussianMixture(k, covariance_type="tied", n_init=3, random_state=0).fit(t) for k in (1, 2)
+    ]
+    delta = float(fits[0].bic(t) - fits[1].bic(t))
+    minor = float(fits[1].weights_.min())
+    return {
+        "mixed": bool(delta > BIC_MIXED and minor >= MIN_SHARE),
+        "delta_bic": round(delta, 2),
+        "minor_share": round(minor, 3),
+    }
 
 
 def fit_alignment(
@@ -353,29 +261,22 @@ def fit_alignment(
     X : ndarray (n, len(features))
         The batch's features in their units (NaN = missing).
     features : list of str
-        Column names of ``X``; those of ``model`` observed in at least half of the cells
-        are aligned, on the cells that have all of them.
+        Column names of ``X``; which of ``model``'s are aligned: :func:`aligned_features`.
     method : str
-        One of :data:`METHODS` (``auto`` = :data:`AUTO`).
+        One of :data:`METHODS` (``auto``: :func:`composition_test` then ``em_zscore`` or
+        nothing; ``em_pooled`` within a known class).
     allowed : ndarray (n, K) of bool, optional
         Classes (``model.classes``) each cell may belong to.
     min_cells : int
         Below this many complete cells nothing is aligned.
     """
-    if method == "auto":
-        method = auto_method(allowed is not None and not np.asarray(allowed).all())
     X = np.asarray(X, dtype=float)
     n = len(X)
     if method == "none":
-        return Alignment("none", n, False, "no known class" if allowed is None else "align: none")
+        return Alignment("none", n, False, "align: none")
     features = list(features)
-    use = [
-        f
-        for f in model.features
-        if f in features and np.isfinite(X[:, features.index(f)]).mean() >= 0.5
-    ]
+    use, rows = aligned_features(X, features, model, min_cells)
     cols = [features.index(f) for f in use]
-    rows = np.isfinite(X[:, cols]).all(axis=1) if use else np.zeros(n, bool)
     if rows.sum() < min_cells or not use:
         return Alignment(method, n, False, f"{int(rows.sum())} complete cells < {min_cells}")
     sub = model.subset([model.features.index(f) for f in use])
@@ -388,6 +289,8 @@ def fit_alignment(
         shift, scale = S.mean(axis=0), np.where(sd > 0, sd, 1.0)
         return Alignment(method, n, True, "", use, shift, scale, {}, 1, True)
     ok = None if allowed is None else np.asarray(allowed, bool)[rows]
+    if method in ("auto", "em_pooled", "em_zscore"):
+        return _pooled_alignment(S, sub.pooled(), ok, method, n, use, model.classes)
     best = None
     first = starts(S, sub, ok)
     for start in first[1:2] if method == "em_mixed" else first:
@@ -397,6 +300,48 @@ def fit_alignment(
     shift, scale, priors, _, it, conv, _ = best
     comp = dict(zip(model.classes, priors.tolist(), strict=True))
     return Alignment(method, n, True, "", use, shift, scale, comp, it, conv)
+
+
+def aligned_features(
+    X: np.ndarray, features: list, model: ClassGaussians, min_cells: int
+) -> tuple[list, np.ndarray]:
+    """The features a batch is aligned on and the cells the fit uses (complete in them).
+
+    Every feature of ``model`` measured in the batch, when at least ``min_cells`` cells have
+    all of them (a lab that measured tau on half its cells: the shift is fitted on that half
+    and moves every cell); else those measured in at least half of the cells."""
+    seen = [
+        f for f in model.features if f in features and np.isfinite(X[:, features.index(f)]).any()
+    ]
+    for use in (seen, [f for f in seen if np.isfinite(X[:, features.index(f)]).mean() >= 0.5]):
+        rows = (
+            np.isfinite(X[:, [features.index(f) for f in use]]).all(axis=1)
+            if use
+            else np.zeros(len(X), bool)
+        )
+        if rows.sum() >= min_cells:
+            break
+    return use, rows
+
+
+def _pooled_alignment(S, model, ok, method, n, use, classes) -> Alignment:
+    """The pooled-covariance methods: ``em_pooled`` (:func:`pooled_fit`), ``em_zscore``
+    (:func:`zscore_fit`) and ``auto``: with a known class :func:`pooled_fit` within it;
+    without, :func:`zscore_fit` when :func:`composition_test` finds a mixed batch and no
+    alignment otherwise (a one-class batch stays as the classifier calls it)."""
+    test = {}
+    if method == "auto" and ok is None:
+        test = composition_test(S, model)
+        if not test["mixed"]:
+            return Alignment(
+                method, n, False, "one-class batch (composition test)", composition_test=test
+            )
+    fit = (
+        zscore_fit if method == "em_zscore" or (method == "auto" and ok is None) else pooled_fit
+    )(S, model, ok)
+    shift, scale, priors, resp, it, conv, _ = fit
+    comp = dict(zip(classes, priors.tolist(), strict=True))
+    return Alignment(method, n, True, "", use, shift, scale, comp, it, conv, test, resp)
 
 
 def starts(S: np.ndarray, model: ClassGaussians, allowed=None) -> list[np.ndarray]:
@@ -415,15 +360,20 @@ __all__ = [
     "AUTO",
     "CRE_FAMILIES",
     "EXC_FAMILIES",
+    "LOG_FEATURES",
+    "METHODS",
     "MIN_CELLS",
     "Alignment",
     "ClassGaussians",
-    "LOG_FEATURES",
-    "METHODS",
+    "aligned_features",
     "allowed_families",
-    "auto_method",
+    "composition_test",
     "em_align",
+    "exc_inh_axis",
     "fit_alignment",
     "inverse_transform",
+    "pooled_fit",
+    "significant",
     "transform",
+    "zscore_fit",
 ]

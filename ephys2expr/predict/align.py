@@ -5,7 +5,9 @@ aligned onto the store's training cells by :func:`ephys2expr.identity.align.fit_
 over the families' class-conditional Gaussians of the store's training rows, and its
 aligned features feed the identity classifiers and the expression models (the OOD score
 stays that of the features as given: it says how far the cells were from the training
-cells). A known class (``known_class`` column per cell, or the ``predict.known_class``
+cells). ``auto`` without a known class first tests whether the batch holds both Exc and Inh
+cells (:func:`ephys2expr.identity.align.composition_test`, logged) and aligns only mixed
+batches. A known class (``known_class`` column per cell, or the ``predict.known_class``
 setting for the cells without one) restricts the alignment and the reported family and type
 probabilities to the compatible families (:func:`ephys2expr.identity.align.allowed_families`).
 """
@@ -133,6 +135,15 @@ def align_cells(
             )
         else:
             log.info("%s: not aligned (%s)", label, al.reason)
+        if al.composition_test:
+            log.info(
+                "%s: composition test %s (two modes on the Exc/Inh axis beat one by BIC "
+                "%.1f, the smaller holds %.0f %% of the cells)",
+                label,
+                "mixed" if al.composition_test["mixed"] else "one class",
+                al.composition_test["delta_bic"],
+                100 * al.composition_test["minor_share"],
+            )
     return out, allowed, report
 
 

@@ -99,9 +99,9 @@ class PredictSettings(Settings):
     align: str = setting(
         "auto",
         "batch alignment onto the training cells (docs/transfer.md), per value of an input's "
-        "'batch' column (none = one batch; < 20 cells: not aligned): auto (em_shift for "
-        "cells with a known class, none otherwise) | none | em_shift | em_scale | em_mixed | "
-        "zscore",
+        "'batch' column (none = one batch; < 20 cells: not aligned): auto (em_pooled within "
+        "a known class; without one em_zscore if the batch holds both Exc and Inh cells, "
+        "else none) | none | em_zscore | em_pooled | em_shift | em_scale | em_mixed | zscore",
     )
     known_class: str = setting(
         "",

@@ -47,6 +47,7 @@ from ephys2expr.validate.patchseq import validate_patchseq
 from ephys2expr.validate.plots import cross_source_figure, validation_figures
 from ephys2expr.validate.settings import ValidateSettings
 from ephys2expr.validate.transfer import (
+    cadwell_coverage,
     transfer_figure,
     transfer_sets,
     transfer_summary,
@@ -193,6 +194,11 @@ def _transfer(paired_store, raw_dir: Path, prepared_dir: Path, cadwell):
     sets = transfer_sets(raw_dir, prepared_dir, cadwell)
     table = transfer_table(paired_store, sets)
     summary = transfer_summary(table)
+    coverage = None if cadwell is None else cadwell_coverage(paired_store, cadwell)
+    if coverage is not None:
+        summary["cadwell_coverage_90"] = {
+            row.alignment: round(row.coverage, 4) for row in coverage.itertuples()
+        }
     log.info("transfer: %s", summary)
     rows = table.assign(largest_shifts=table["largest_shifts"].map(str))
     records = json.loads(rows.round(4).to_json(orient="records"))

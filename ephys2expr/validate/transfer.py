@@ -12,8 +12,10 @@ The sets (validation only: they never reach a training table or a store):
 * Berg et al. 2021 L2/3, all excitatory (IT), human and mouse.
 
 Each set is one batch, aligned by :func:`ephys2expr.identity.align.fit_alignment` onto the
-families' Gaussians of the store's training rows; every cell is classified by the store's
-first feature set whose features it has (the full set first). Measured: Exc/Inh agreement,
+families' Gaussians of the store's training rows by each of :data:`METHODS` (``auto``: the
+composition test, then ``em_zscore`` for a mixed batch; ``em_pooled`` within a known
+class); every cell is classified by the store's first feature set whose features it has
+(the full set first). Measured: Exc/Inh agreement,
 family agreement where a family is expected, the family ECE of those cells (a top family in
 the expected set counts as right), the share flagged ``ood`` (of the features as given: it
 does not depend on the alignment) and the three largest shifts.
@@ -34,13 +36,14 @@ from ephys2expr.identity.scores import expected_calibration_error
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.align import family_gaussians
 from ephys2expr.predict.identity import restrict
+from ephys2expr.predict.intervals import has_intervals, interval_bounds, interval_terms
 from ephys2expr.predict.screen import CellScreen
 from ephys2expr.readers.ipfx import ipfx_cells
 from ephys2expr.taxonomy import cre_group, exc_inh_truth
 
 log = logging.getLogger("ephys2expr.validate")
 
-METHODS = ("none", "zscore", "em_shift", "em_mixed", "auto")
+METHODS = ("none", "zscore", "em_shift", "em_mixed", "em_pooled", "em_zscore", "auto")
 L1_DIR = Path("crosslab") / "human_l1"
 BERG_DIR = Path("crosslab") / "berg2021"
 L1_LABS = {"aibs": "l1_allen", "mansvelder": "l1_mansvelder", "tamas": "l1_tamas"}
@@ -171,9 +174,48 @@ def score_set(
         ),
         "aligned": al.fitted,
         "converged": al.converged,
+        "mixed": al.composition_test.get("mixed"),
         "largest_shifts": {f: round(v, 3) for f, v in al.largest(3)} if al.fitted else {},
     }
     return row
+
+
+def cadwell_coverage(store: ModelStore, cadwell, level: float = 0.9) -> pd.DataFrame | None:
+    """Share of Cadwell's measured (gene, cell) values inside the store's ``level``
+    intervals (its genes measured by Cadwell; each cell by the store's Cadwell feature set),
+    without alignment, with ``auto`` (nothing known) and with ``auto`` and known class Inh."""
+    feats, names = store.features, list(store.feature_sets)
+    if "cadwell" not in names or not has_intervals(store):
+        return None
+    model = family_gaussians(store)
+    s = names.index("cadwell")
+    genes = [g for g in store.gene_names if g in cadwell.expr.columns]
+    gidx = np.array([store.gene_names.index(g) for g in genes])
+    X = cadwell.features.reindex(columns=feats).astype(float).to_numpy()
+    measured = cadwell.expr.loc[cadwell.features.index, genes].to_numpy(dtype=float).T
+    allowed = np.tile(allowed_families("Inh", model.classes), (len(X), 1))
+    rows = []
+    for label, method, ok in (
+        ("none", "none", None),
+        ("auto", "auto", None),
+        ("auto, known Inh", "auto", allowed),
+    ):
+        Xa = fit_alignment(X, feats, model, method, ok).apply(X, feats, model)
+        sub = store.model("cadwell")
+        pred = sub.predict(Xa[:, [feats.index(f) for f in sub.features]], gidx).T
+        lo, hi = interval_bounds(interval_terms(store, gidx, level), Xa, np.full(len(X), s), pred)
+        inside = (measured >= lo) & (measured <= hi)
+        width = hi.astype(float) - lo.astype(float)
+        rows.append(
+            {
+                "alignment": label,
+                "n_cells": len(X),
+                "n_genes": len(genes),
+                "coverage": float(inside.mean()),
+                "median_width": float(np.nanmedian(width)),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def ood_share(store: ModelStore, s: TransferSet, ood_neighbors: int, ood_percentile: float):
@@ -296,6 +338,7 @@ def transfer_figure(table: pd.DataFrame):
 __all__ = [
     "METHODS",
     "TransferSet",
+    "cadwell_coverage",
     "score_set",
     "transfer_figure",
     "transfer_sets",
