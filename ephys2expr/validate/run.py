@@ -278,13 +278,13 @@ def validate_predictions(
             numba.set_num_threads(1)
         cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
         patchseq = validate_patchseq(ps, tf, tt, cv_good, store, str(model_dir))
-        cross = identity = transfer = None
+        cross = identity = crosslab = None
         if paired_dirs is not None:
             cross, paired_store = _cross_source(
                 paired_dirs, (tf, tt, types), store, ps, patchseq, s
             )
             identity = _identity_agreement(paired_store, Path(paired_dirs[1]), s.predictions)
-            transfer = _transfer(paired_store, raw_dir, Path(paired_dirs[1]), ps)
+            crosslab = _transfer(paired_store, raw_dir, Path(paired_dirs[1]), ps)
 
         # ---- embeddings (pictures) of seeded subsamples ------------------------------------
         sub_p = subsample(pred.index, s.max_cells, s.seed)
@@ -359,8 +359,8 @@ def validate_predictions(
         table, report["identity_agreement"], figures["identity_agreement"] = identity
         if table is not None:
             tables["identity_agreement"] = table.reset_index()
-    if transfer is not None:
-        report["transfer"], tables["transfer"], figures["transfer"] = transfer
+    if crosslab is not None:  # the per-cell store on other labs' cells (not label transfer)
+        report["transfer"], tables["transfer"], figures["transfer"] = crosslab
     return ValidationResult(
         tables=tables,
         plot_tables={
