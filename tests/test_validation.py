@@ -234,3 +234,18 @@ def test_validate_settings_errors_name_the_key(override, message):
     with pytest.raises(InputError, match=re.escape(message)):
         ValidateSettings.from_params(None, [override])
     assert ValidateSettings.from_params(None).as_dict() == ValidateSettings().as_dict()
+
+
+def test_the_committed_validate_report_holds_label_transfer_and_the_cross_lab_section():
+    """validate's Exc/Inh label transfer (measured vs predicted expression) and its cross-lab
+    section are two results of the same run: one never overwrites the other (a merge once
+    gave both one variable name, and dvc repro failed writing the report). Checked on the
+    report the pipeline committed (reports/validate.json, real data)."""
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    report = json.loads((root / "reports" / "validate.json").read_text())
+    for space in ("zscore", "pc_align"):
+        assert 0.5 <= report["label_transfer"][space]["accuracy"] <= 1.0
+    sets = {row["set"] for row in report["transfer"]["table"]}
+    assert {"allen_v6", "allen_v10", "cadwell", "l1_allen", "berg_human"} <= sets
