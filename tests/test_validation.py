@@ -242,6 +242,7 @@ def test_the_committed_validate_report_holds_label_transfer_and_the_cross_lab_se
     gave both one variable name, and dvc repro failed writing the report). Checked on the
     report the pipeline committed (reports/validate.json, real data)."""
     import json
+    from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     report = json.loads((root / "reports" / "validate.json").read_text())
