@@ -214,3 +214,23 @@ def test_the_paired_layout_reads_rows_ending_in_a_delimiter_unshifted(raw_dir, t
         "without it, columns as the header names them. Remove the trailing delimiter to "
         "silence this"
     ]
+
+
+def test_a_recordings_tables_qc_columns_are_read_quietly():
+    """The table stages.features writes is read as it is: its per-file and per-feature QC
+    columns (``file``, ``rin_sweep``, ``tau_qc`` ...) are not 'unused columns'; a column
+    nobody knows still is."""
+    from ephys2expr.predict.mistakes import unused_columns
+
+    cells = pd.DataFrame(
+        {
+            "rin": [100.0],
+            "rin_sweep": ["3 4"],
+            "tau_qc": ["no hyperpolarising sweep"],
+            "file": ["a.abf"],
+            "sampling_khz": [20.0],
+            "mystery": [1.0],
+            "notafeature_qc": ["x"],
+        }
+    )
+    assert unused_columns(cells, ["rin", "tau"], []) == ["mystery", "notafeature_qc"]

@@ -29,11 +29,12 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.features import (
-    ALL_FEATURES,
     FEATURE_ALIASES,
     FEATURE_DESCRIPTIONS,
     FEATURE_UNITS,
+    PAIRED_FEATURES,
 )
+from ephys2expr.recordings.columns import is_recording_column
 
 log = logging.getLogger("ephys2expr.predict")
 
@@ -184,7 +185,7 @@ def unused_columns(cells: pd.DataFrame, store_features: list[str], metadata: lis
     """Columns that are neither a feature of the store, nor metadata, nor a near match."""
     near = near_matches(cells.columns, store_features)
     used = set(store_features) | set(metadata) | set(near)
-    return [c for c in cells.columns if str(c) not in used]
+    return [c for c in cells.columns if str(c) not in used and not is_recording_column(c)]
 
 
 def report_mistakes(
@@ -205,8 +206,8 @@ def report_mistakes(
     for message in found:
         log.warning("%s: %s", where, message)
     unused = unused_columns(cells, store_features, metadata)
-    known = [c for c in unused if c in ALL_FEATURES]
-    other = [c for c in unused if c not in ALL_FEATURES]
+    known = [c for c in unused if c in PAIRED_FEATURES]
+    other = [c for c in unused if c not in PAIRED_FEATURES]
     if known:
         log.info("%s: features this model store does not use: %s", where, ", ".join(known))
     if other:

@@ -12,5 +12,7 @@ Floor: beside ``readers/`` (reads raw files, imports only the shared modules). T
 * :mod:`~ephys2expr.recordings.analysis` - per-sweep work, spontaneous activity,
   depolarisation block.
 * :mod:`~ephys2expr.recordings.definitions` - one function per feature.
+* :mod:`~ephys2expr.recordings.columns` - the QC columns beside the features (predict reads
+  them quietly).
 * :mod:`~ephys2expr.recordings.run` - the stage's job; :mod:`~ephys2expr.recordings.settings`.
 """

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ephys2expr.errors import InputError
 from ephys2expr.recordings.abf import read_abf
 from ephys2expr.recordings.analysis import analyse
+from ephys2expr.recordings.columns import RECORDING_COLUMNS
 from ephys2expr.recordings.definitions import EXTRACTED, extract
 from ephys2expr.recordings.nwb import read_nwb
 from ephys2expr.recordings.recording import Recording
@@ -29,7 +30,7 @@ log = logging.getLogger("ephys2expr")
 
 READERS = {".abf": read_abf, ".nwb": read_nwb}
 # Per file, beside the features: what was read (the QC columns of each feature follow them).
-FILE_COLUMNS = ["file", "format", "sampling_khz", "n_sweeps", "steps_pa", "qc"]
+FILE_COLUMNS = RECORDING_COLUMNS
 
 
 def read_recording(path: str | os.PathLike) -> Recording:
