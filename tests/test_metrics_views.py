@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WIDTH = 120
 MAX_KEYS = 3  # per metrics file of prepare, predict and validate
 # What a key means is the same in every file that has it (docs/pipeline.md, "Metrics").
-VOCABULARY = {"genes", "cells", "type_top1", *HEADLINE_KEYS}
+VOCABULARY = {"genes", "cells", "type_top1", "xlab_excinh", "xlab_ece", *HEADLINE_KEYS}
 
 
 def _known(key: str) -> bool:
