@@ -374,15 +374,11 @@ def validate_predictions(
 
 
 def headline_metrics(report: dict) -> dict:
-    """The numbers ``dvc metrics show`` prints (docs/results.md, Validation): ``type_top1``,
-    the share of Cre-line groups whose mean predicted profile is closest to their own
-    transcriptomic type, and two of other labs' cells (``xlab_excinh``, ``xlab_ece``).
-    Every other number (matched and unmatched r, label transfer, mixing, Patch-seq, the
-    cross-source comparison, the whole transfer table) is in the report."""
+    """What ``dvc metrics show`` prints (docs/pipeline.md): ``type_top1`` (Cre-line groups
+    whose mean predicted profile is closest to their own type) and, for other labs, the Allen
+    cells' Exc/Inh agreement under ``align: auto`` (``xlab_excinh``) and family ECE."""
     out = {"type_top1": report["type_agreement"]["top1"]}
     transfer = report.get("transfer", {})
-    # other labs (docs/transfer.md): the Allen cells' Exc/Inh agreement under align: auto with
-    # nothing known, and their family ECE with the class known; the rest is in the report
     for name, key in (
         ("xlab_excinh", "allen_exc_inh_auto"),
         ("xlab_ece", "allen_family_ece_known"),
