@@ -45,16 +45,25 @@ def standardise(X, mean, scale) -> np.ndarray:
     )
 
 
+# relative distance beyond the range that still counts as inside (1e-12 noise is far below)
+EDGE_TOLERANCE = 1e-9
+
+
 def range_excess(X, lo, hi) -> np.ndarray:
     """Cells x features: how far each value lies beyond the training range ``[lo, hi]`` of
     its feature, in units of that range (0 inside it; a constant feature's range counts as
     1). The screen's ``max_range_excess`` and the widening of a far cell's interval
-    (:mod:`ephys2expr.predict.intervals`) both measure distance so."""
+    (:mod:`ephys2expr.predict.intervals`) both measure distance so.
+
+    Beyond by less than :data:`EDGE_TOLERANCE` counts as inside: a cell on the range's edge
+    (a discrete feature's top value) stays in it whatever the last bits of another
+    machine's arithmetic, rather than jumping to a far cell's interval."""
     X = np.asarray(X, dtype=float)
     lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     span = np.where(hi > lo, hi - lo, 1.0)
     with np.errstate(invalid="ignore"):  # NaN (a missing value) counts as inside
         out = np.maximum(np.maximum(lo - X, X - hi), 0.0) / span
+    out = np.where(out > EDGE_TOLERANCE, out, 0.0)
     return np.nan_to_num(out, nan=0.0)
 
 
@@ -231,6 +240,7 @@ __all__ = [
     "NeighborScore",
     "bound_features",
     "SCORE_BINS",
+    "EDGE_TOLERANCE",
     "describe_shift",
     "error_by_score",
     "neighbors_k",

@@ -39,6 +39,7 @@ from ephys2expr.predict.summary import (
     model_report,
 )
 from ephys2expr.predict.write import write_predictions
+from ephys2expr.rounding import significant
 
 log = logging.getLogger("ephys2expr.predict")
 
@@ -310,7 +311,10 @@ class _Run:
         # per feature: standardised mean difference and KS statistic against the
         # training rows, largest |SMD| first (a list: the JSON's keys are sorted)
         summary["shift"] = [{"feature": f, **v} for f, v in item.shift.items()]
-        summary["files"] = {str(p): outputs.temp(p).stat().st_size for p in files.values()}
+        # MB to 3 digits: the exact bytes of a compressed file follow the values' last bits
+        summary["files_mb"] = {
+            str(p): significant(outputs.temp(p).stat().st_size / 1e6, 3) for p in files.values()
+        }
         summary["alignment"] = alignment
         markers = marker_predictions(store, X, self.marker_idx, meta.index, item.screen.cell_sets)
         summary["markers_by_species_and_dendrite_type"] = marker_medians(markers, meta)
