@@ -13,6 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 RAW = ROOT / "data" / "raw"
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Groups for pytest-xdist's ``--dist loadgroup`` (pyproject.toml): the tests of one file
+    run in one worker, so its module fixtures (trained stores, nested CVs) are built once, and
+    every file that uses the session's small pipeline (``pipeline_repo``) runs in one worker,
+    so it is built once."""
+    pipeline_files = {
+        item.path for item in items if "pipeline_repo" in getattr(item, "fixturenames", ())
+    }
+    for item in items:
+        group = "pipeline" if item.path in pipeline_files else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory) -> Path:
     """Point ``$XDG_CACHE_HOME`` (the on-demand cache of predict, numba leaves its own alone)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -568,53 +567,6 @@ def test_predictable_needs_baseline_columns(workdir, fitted):
 
 
 # ------------------------------------------------------------------------- DVC
-def test_dvc_repro_predict_in_a_fresh_repo(tmp_path, fitted):
-    store, _, _ = fitted
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    # the pipeline's predict stage (a foreach over the model stores), run for one store
-    source = "rds"
-    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["predict"]["do"]
-    stage = yaml.safe_load(yaml.safe_dump(stage).replace("${item}", source))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"predict": stage}}))
-    sections = ("predict", "executor", "cells")
-    (repo / "params.yaml").write_text(yaml.safe_dump({k: params[k] for k in sections}))
-    args = stage["cmd"].split()
-    model_dir = repo / args[args.index("--model-dir") + 1]
-    prepared_dir = repo / args[args.index("--prepared-dir") + 1]
-    for dep in stage["deps"]:
-        if dep.endswith(".py"):
-            (repo / dep).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(ROOT / dep, repo / dep)
-        elif (ROOT / dep).is_dir() and not dep.startswith("data"):  # package folders
-            shutil.copytree(ROOT / dep, repo / dep, ignore=shutil.ignore_patterns("__pycache__"))
-    save_model_store(store, model_dir)
-    prepared_dir.mkdir(parents=True)
-    _cells().to_parquet(prepared_dir / "cells_aibs_v6.parquet")
-    _cells(30, 20, seed=2).to_parquet(prepared_dir / "cells_aibs_v10.parquet")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    dvc = [sys.executable, "-m", "dvc"]
-    for cmd in (["git", "init", "-q"], [*dvc, "init", "-q"], [*dvc, "repro", "predict"]):
-        res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-        assert res.returncode == 0, res.stdout + res.stderr
-    m = json.loads((repo / "reports" / f"predict_{source}.json").read_text())["inputs"]
-    assert m["aibs_v10"]["per_species"]["human"]["predicted"] == 0
-    v10 = _cells(30, 20, seed=2)
-    assert m["aibs_v10"]["predicted"] == int(v10[CORE_FEATURES].notna().all(axis=1).sum())
-    head = json.loads((repo / "metrics" / f"predict_{source}.json").read_text())
-    assert head["cells"] == m["aibs_v6"]["predicted"] + m["aibs_v10"]["predicted"]
-    # the defaults write the h5ad (primary) and the genes table, not the wide Parquet
-    for name in ("aibs_v6.h5ad", "aibs_v10.h5ad", "aibs_v10.genes.parquet"):
-        assert (repo / "data" / "predictions" / source / name).is_file()
-    assert not (repo / "data" / "predictions" / source / "aibs_v6.parquet").exists()
-    assert (repo / "plots" / "predict" / source / "aibs_v10_markers_by_cre.png").is_file()
-    res = subprocess.run(
-        [*dvc, "status", "predict"], cwd=repo, env=env, capture_output=True, text=True
-    )
-    assert "up to date" in res.stdout
-
-
 def test_the_persisted_prediction_folders_hold_this_runs_outputs_only(workdir):
     """DVC keeps the predictions folder through a failed run (persist: true), so a run
     removes what an earlier setting wrote there: Parquet files once write_parquet is off,

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -216,40 +213,6 @@ def test_set_overrides_reach_the_settings_and_bad_ones_exit_2(prepared, tmp_path
         res = _run(prepared, tmp_path / "bad", *args)
         assert res.exit_code == 2 and named in (res.stderr or res.output), args
     assert not (tmp_path / "bad").exists()
-
-
-def test_dvc_repro_train_in_a_fresh_repo(prepared, tmp_path):
-    """The dvc.yaml stage as written, run by DVC on small real inputs."""
-    repo = tmp_path / "repo"
-    (repo / "data").mkdir(parents=True)
-    shutil.copytree(prepared, repo / "data" / "prepared" / "rds")
-    for rel in ("stages", "ephys2expr"):
-        shutil.copytree(ROOT / rel, repo / rel, ignore=shutil.ignore_patterns("__pycache__"))
-    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update(n_alphas=8, n_permutations=5)
-    # train runs once per training source (foreach over prepare.*_source); rds only here;
-    # train reads no predict setting: the tables its sets follow are the cells section's
-    (repo / "params.yaml").write_text(
-        yaml.safe_dump({k: v for k, v in params.items() if k not in ("validate", "predict")})
-    )
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    # import the installed package (not the copies, which are there as DVC deps) so that
-    # numba's on-disk cache of the compiled solver is reused
-    env["PYTHONSAFEPATH"] = "1"
-
-    def sh(*cmd):
-        return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-
-    assert sh("git", "init", "-q").returncode == 0
-    assert sh("dvc", "init", "-q").returncode == 0
-    out = sh("dvc", "repro", "train@rds")
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert load_model_store(repo / "data" / "models" / "rds").coef.shape[0] > 50
-    assert json.loads((repo / "reports" / "train_rds.json").read_text())["n_genes"] > 50
-    again = sh("dvc", "repro", "train@rds")
-    assert "didn't change" in again.stdout or "up to date" in again.stdout
 
 
 def test_streamed_targets_give_the_same_models_and_plotted_predictions(prepared, tmp_path):
