@@ -28,6 +28,15 @@ def prepared(raw_dir, tmp_path_factory):
     return write_small_prepared(raw_dir, tmp_path_factory.mktemp("prepared"))
 
 
+@pytest.fixture(scope="module")
+def whole(prepared, tmp_path_factory) -> Path:
+    """The stage's outputs on the small tables with the FAST settings (one run, shared)."""
+    out = tmp_path_factory.mktemp("whole")
+    res = _run(prepared, out)
+    assert res.exit_code == 0, res.output
+    return out
+
+
 def _run(prepared_dir, out, *extra):
     args = [
         "--prepared-dir",
@@ -48,10 +57,8 @@ def _run(prepared_dir, out, *extra):
     return CliRunner().invoke(app, args)
 
 
-def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
-    res = _run(prepared, tmp_path / "a")
-    assert res.exit_code == 0, res.output
-    store = load_model_store(tmp_path / "a" / "model")
+def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, whole, tmp_path):
+    store = load_model_store(whole / "model")
     targets = pd.read_parquet(prepared / "train_targets.parquet")
     features = pd.read_parquet(prepared / "train_features.parquet")
     assert store.gene_names == list(targets.index)
@@ -60,7 +67,7 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
         store.genes.columns
     )
     # the store reproduces the final fit's training predictions in original units
-    per_gene = pd.read_parquet(tmp_path / "a" / "train" / "per_gene.parquet")
+    per_gene = pd.read_parquet(whole / "train" / "per_gene.parquet")
     pred = store.predict(features)
     resid = ((targets.T.to_numpy() - pred) ** 2).sum(0)
     tot = ((targets.T.to_numpy() - targets.T.to_numpy().mean(0)) ** 2).sum(0)
@@ -68,7 +75,7 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     assert store.provenance["params"]["alpha"] == "auto"
     assert store.provenance["species"] == "unknown"  # these tables have no species column
     assert len(store.provenance["inputs_md5"]) == 3
-    metrics = json.loads((tmp_path / "a" / "train.json").read_text())
+    metrics = json.loads((whole / "train.json").read_text())
     assert set(metrics) == set(HEADLINE_KEYS)
     for name in (
         "r2_hist",
@@ -78,7 +85,7 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
         "coef_heatmap",
         "feature_sets",
     ):
-        assert (tmp_path / "a" / "plots" / f"{name}.png").stat().st_size > 10_000
+        assert (whole / "plots" / f"{name}.png").stat().st_size > 10_000
     # one model per derived feature set (the full set and every missing pattern of the cells
     # tables with >= min_set_cells cells: no_tau_cap, not adratio's 3) and per set of
     # train.feature_sets, each with its own CV: a set without tau and cap scores
@@ -89,9 +96,9 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
     sub = store.model("no_tau_cap")
     assert sub.features == [f for f in features.columns if f not in ("tau", "cap")]
     assert not np.allclose(sub.genes["cv_r2"], store.genes["cv_r2"], equal_nan=True)
-    table = pd.read_csv(tmp_path / "a" / "plots" / "feature_sets.csv", index_col=0)
+    table = pd.read_csv(whole / "plots" / "feature_sets.csv", index_col=0)
     assert list(table.index) == expected_sets
-    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    report = json.loads((whole / "report.json").read_text())
     assert (
         table.loc["no_tau_cap", "genes_beating_all"]
         == (report["feature_sets"]["no_tau_cap"]["genes_beating_all"])
@@ -117,7 +124,7 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, tmp_path):
         "train.json",
         "report.json",
     ):
-        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+        assert (whole / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 
 def test_a_pattern_of_few_cells_is_trained_without_its_own_null_and_flagged(prepared, tmp_path):
@@ -215,23 +222,20 @@ def test_set_overrides_reach_the_settings_and_bad_ones_exit_2(prepared, tmp_path
     assert not (tmp_path / "bad").exists()
 
 
-def test_streamed_targets_give_the_same_models_and_plotted_predictions(prepared, tmp_path):
+def test_streamed_targets_give_the_same_models_and_plotted_predictions(prepared, whole, tmp_path):
     """--stream-targets reads the targets a gene chunk at a time; results must not change."""
-    assert _run(prepared, tmp_path / "whole").exit_code == 0
-    res = _run(prepared, tmp_path / "stream", "--stream-targets", "--set", "executor.gene_chunk=25")
+    stream = tmp_path / "stream"
+    res = _run(prepared, stream, "--stream-targets", "--set", "executor.gene_chunk=25")
     assert res.exit_code == 0, res.output
-    whole = load_model_store(tmp_path / "whole" / "model")
-    stream = load_model_store(tmp_path / "stream" / "model")
-    assert stream.gene_names == whole.gene_names
-    np.testing.assert_allclose(stream.coef.to_numpy(), whole.coef.to_numpy(), atol=1e-12)
-    np.testing.assert_allclose(stream.intercept, whole.intercept, atol=1e-12)
-    per_gene = {
-        k: pd.read_parquet(tmp_path / k / "train" / "per_gene.parquet") for k in ("whole", "stream")
-    }
-    numeric = per_gene["whole"].select_dtypes("number").columns
-    np.testing.assert_allclose(per_gene["stream"][numeric], per_gene["whole"][numeric], atol=1e-12)
+    one, chunked = load_model_store(whole / "model"), load_model_store(stream / "model")
+    assert chunked.gene_names == one.gene_names
+    np.testing.assert_allclose(chunked.coef.to_numpy(), one.coef.to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(chunked.intercept, one.intercept, atol=1e-12)
+    per_gene = {k: pd.read_parquet(k / "train" / "per_gene.parquet") for k in (whole, stream)}
+    numeric = per_gene[whole].select_dtypes("number").columns
+    np.testing.assert_allclose(per_gene[stream][numeric], per_gene[whole][numeric], atol=1e-12)
     # only the plotted genes' out-of-fold predictions are kept, and they are the same
-    oof_stream = pd.read_parquet(tmp_path / "stream" / "train" / "oof_predictions.parquet")
-    oof_whole = pd.read_parquet(tmp_path / "whole" / "train" / "oof_predictions.parquet")
+    oof_stream = pd.read_parquet(stream / "train" / "oof_predictions.parquet")
+    oof_whole = pd.read_parquet(whole / "train" / "oof_predictions.parquet")
     assert 0 < len(oof_stream) < len(oof_whole)
     np.testing.assert_allclose(oof_stream, oof_whole.loc[oof_stream.index], atol=1e-12)
