@@ -123,7 +123,6 @@ def align_cells(
         label = f"{name}" + (f" batch {b}" if b else "")
         report[b or "all"] = al.report()
         if al.fitted:
-            top = ", ".join(f"{f} {s:+.2f}" for f, s in al.largest(3))
             log.info(
                 "%s: aligned (%s, %d cells, %d EM iterations%s); largest shifts in training SD: %s",
                 label,
@@ -131,8 +130,16 @@ def align_cells(
                 al.n_cells,
                 al.n_iter,
                 "" if al.converged else ", not converged",
-                top,
+                al.largest_text(),
             )
+            for part in al.parts:
+                log.info(
+                    "%s: %d %s aligned on their own; largest shifts: %s",
+                    label,
+                    part.n_cells,
+                    part.reason,
+                    part.largest_text(),
+                )
         else:
             log.info("%s: not aligned (%s)", label, al.reason)
         if al.composition_test:

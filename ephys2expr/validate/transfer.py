@@ -175,7 +175,7 @@ def score_set(
         "aligned": al.fitted,
         "converged": al.converged,
         "mixed": al.composition_test.get("mixed"),
-        "largest_shifts": {f: round(v, 3) for f, v in al.largest(3)} if al.fitted else {},
+        "largest_shifts": al.largest_text(),
     }
     return row
 
