@@ -76,7 +76,8 @@ class Alignment:
 
     def report(self) -> dict:
         """JSON-ready summary: method, cells, shift and scale per feature, composition, the
-        largest shifts (:meth:`largest_text`) and the parts' own reports."""
+        largest shifts (:meth:`largest_text`) and the parts' own reports (``parts``, keyed by
+        their reason, ``cells without tau, cap``)."""
         out = {
             "method": self.method,
             "n_cells": int(self.n_cells),
@@ -95,7 +96,7 @@ class Alignment:
             "composition_test": dict(self.composition_test),
         }
         if self.parts:
-            out["parts"] = [p.report() for p in self.parts]
+            out["parts"] = {p.reason: p.report() for p in self.parts}  # uns holds no lists of dicts
         return out
 
 
