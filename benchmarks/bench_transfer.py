@@ -1,6 +1,8 @@
 """Benchmark the batch-alignment methods on every labelled foreign set, in one run (issue #30).
 
-Not a test. For a per-cell model store (the Scala store of ``train``) and the foreign sets of
+Not a test. First the time of predicting ``--cells`` (10,000) cells with ``align: none``
+and ``auto`` and their ratio (issue #30: at most 2; ``--timing-only`` stops there). Then,
+for a per-cell model store (the Scala store of ``train``) and the foreign sets of
 :func:`ephys2expr.validate.transfer.transfer_sets` prints, per set and method of
 :data:`ephys2expr.validate.transfer.METHODS`:
 
@@ -163,15 +165,16 @@ def main() -> None:
         )
     )
     sets = transfer_sets(Path(args.raw_dir), Path(args.prepared_dir), cadwell)
-    for v in ("v6", "v10"):  # the reviewer's batches: labelled cells only; aspiny cells only
-        s = sets[f"allen_{v}"]
-        for tag, keep in (("labelled", s.truth != ""), ("aspiny", s.truth == "Inh")):
-            sets[f"allen_{v}_{tag}"] = TransferSet(
-                s.cells[keep],
-                s.truth[keep],
-                [e for e, k in zip(s.expected, keep, strict=True) if k],
-                s.known[keep],
-            )
+    for v in ("v6", "v10"):  # the reviewer's batch: the cells with every feature (validate
+        s = sets[f"allen_{v}"]  # has the aspiny cells as a batch of their own)
+        keep = s.cells.reindex(columns=store.features).notna().all(axis=1).to_numpy()
+        sets[f"allen_{v}_complete"] = TransferSet(
+            s.cells[keep],
+            s.truth[keep],
+            [e for e, k in zip(s.expected, keep, strict=True) if k],
+            s.known[keep],
+            cre=True,
+        )
     rows = []
     for name, s in sets.items():
         for method in METHODS:

@@ -284,12 +284,16 @@ def test_the_transfer_table_of_validate_on_two_foreign_sets(raw_dir, store_dir, 
         allen.to_parquet(prepared / f"cells_aibs_{v}.parquet")
     sets = transfer_sets(raw_dir, prepared)
     assert len(sets["berg_mouse"].cells) == 131 and len(sets["l1_tamas"].cells) == 67
+    aspiny = sets["allen_v6_aspiny"]  # the aspiny cells, a batch of their own, known Inh
+    assert aspiny.cre and list(aspiny.known) == ["Inh"] and aspiny.expected == [("Sst",)]
     table = transfer_table(store, {k: sets[k] for k in ("berg_mouse", "l1_tamas")})
     t = table.set_index(["set", "method", "known_class"])["exc_inh_agreement"]
     for name in ("berg_mouse", "l1_tamas"):
         assert t[(name, "auto", False)] == t[(name, "none", False)]
         assert t[(name, "auto", True)] == 1.0
     assert t[("berg_mouse", "em_shift", False)] >= t[("berg_mouse", "none", False)] - 0.02
+    # Pvalb/Sst/Vip-line agreement is for Cre-line sets: none for the VIP-homology L1 cells
+    assert table.loc[table["set"] == "l1_tamas", "family_agreement_psv"].isna().all()
     shifts = table.set_index(["set", "method", "known_class"])["largest_shifts"]
     assert shifts[("l1_tamas", "none", False)] == "" and shifts[("l1_tamas", "auto", False)] == ""
     assert shifts[("l1_tamas", "auto", True)].count(",") == 2  # "ahpamp +1.60, tau -1.29, ..."

@@ -24,7 +24,11 @@ are possible.
   batch like the training cells stays unchanged;
 * ``auto`` (:data:`AUTO`): with a known class ``em_pooled`` within it; without one, a
   composition test (:func:`composition_test`: is the batch bimodal on the Exc/Inh axis?)
-  and ``em_zscore`` when the batch is mixed, no alignment when it is one class.
+  and ``em_zscore`` when the batch is mixed, no alignment when it is one class;
+* after ``em_zscore``, ``em_pooled`` or ``auto`` aligned a batch, each group of cells that
+  measured fewer features (another protocol, mostly) gets its own shift from the batch's
+  (:func:`fit_parts`; the fitted :class:`~ephys2expr.identity.alignment.Alignment` keeps
+  them as ``parts``).
 
 Why (benchmarks/bench_transfer.py, docs/transfer.md): with a free per-feature shift the
 likelihood cannot tell "a batch of interneurons" from "excitatory cells moved by a few SD"

@@ -7,7 +7,9 @@ aligned features feed the identity classifiers and the expression models (the OO
 stays that of the features as given: it says how far the cells were from the training
 cells). ``auto`` without a known class first tests whether the batch holds both Exc and Inh
 cells (:func:`ephys2expr.identity.align.composition_test`, logged) and aligns only mixed
-batches. A known class (``known_class`` column per cell, or the ``predict.known_class``
+batches; cells of an aligned batch that measured fewer features get their own shift when
+there are enough of them (:func:`ephys2expr.identity.align.fit_parts`, one log line
+each). A known class (``known_class`` column per cell, or the ``predict.known_class``
 setting for the cells without one) restricts the alignment and the reported family and type
 probabilities to the compatible families (:func:`ephys2expr.identity.align.allowed_families`).
 """
