@@ -1,6 +1,8 @@
 """Benchmark the batch-alignment methods on every labelled foreign set, in one run (issue #30).
 
-Not a test. For a per-cell model store (the Scala store of ``train``) and the foreign sets of
+Not a test. First the time of predicting ``--cells`` (10,000) cells with ``align: none``
+and ``auto`` and their ratio (issue #30: at most 2; ``--timing-only`` stops there). Then,
+for a per-cell model store (the Scala store of ``train``) and the foreign sets of
 :func:`ephys2expr.validate.transfer.transfer_sets` prints, per set and method of
 :data:`ephys2expr.validate.transfer.METHODS`:
 
@@ -77,12 +79,64 @@ def held_out_scala(prepared_dir: str, n_folds: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def predict_timing(store_dir: str, n_cells: int = 10_000, repeats: int = 2) -> dict:
+    """Seconds to predict ``n_cells`` cells (resampled from the Allen v6 and v10 cells with
+    their missing features, 5 % jitter, one batch) with ``align: none`` and ``auto``: the
+    whole predict stage in a child process, best of ``repeats``, alternating."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from ephys2expr import paths
+    from ephys2expr.features import PLAUSIBLE_RANGE
+    from ephys2expr.model.store_io import load_model_store
+
+    feats = load_model_store(store_dir).features
+    frames = [pd.read_parquet(p) for p in sorted(paths.PREPARED.glob("**/cells_aibs_v*.parquet"))]
+    real = pd.concat(frames)[feats]
+    rng = np.random.default_rng(0)
+    X = real.iloc[rng.integers(0, len(real), n_cells)].to_numpy()
+    X = X * rng.lognormal(0, 0.05, size=X.shape)
+    for j, f in enumerate(feats):  # NaN stays NaN
+        X[:, j] = np.clip(X[:, j], PLAUSIBLE_RANGE[f].low + 1e-6, PLAUSIBLE_RANGE[f].high)
+    cells = pd.DataFrame(X, columns=feats, index=[f"cell{i}" for i in range(n_cells)])
+    times = {"none": [], "auto": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "cells.csv"
+        cells.rename_axis("cell_id").to_csv(src)
+        for _ in range(repeats):
+            for method in times:
+                cmd = [sys.executable, "-m", "stages.predict", "--model-dir", store_dir]
+                cmd += ["--input", str(src), "--output", f"{tmp}/{method}.h5ad"]
+                cmd += ["--metrics", f"{tmp}/m.json", "--report", f"{tmp}/r.json"]
+                cmd += ["--set", f"predict.align={method}", "--set", "predict.missing=drop"]
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True)
+                times[method].append(time.perf_counter() - t0)
+    out = {m: min(v) for m, v in times.items()}
+    out["ratio"] = out["auto"] / out["none"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="models/scala2021")
     parser.add_argument("--raw-dir", default="data/raw")
     parser.add_argument("--prepared-dir", default="data/prepared/scala2021")
+    parser.add_argument(
+        "--timing-only", action="store_true", help="only time predict with and without align"
+    )
+    parser.add_argument("--cells", type=int, default=10_000)
     args = parser.parse_args()
+    timing = predict_timing(args.store, args.cells)
+    print(
+        f"predict {args.cells} cells: align none {timing['none']:.1f} s, auto "
+        f"{timing['auto']:.1f} s, ratio {timing['ratio']:.2f} (target <= 2)",
+        flush=True,
+    )
+    if args.timing_only:
+        return
 
     from ephys2expr import paths
     from ephys2expr.model.store_io import load_model_store
@@ -111,15 +165,16 @@ def main() -> None:
         )
     )
     sets = transfer_sets(Path(args.raw_dir), Path(args.prepared_dir), cadwell)
-    for v in ("v6", "v10"):  # the reviewer's batches: labelled cells only; aspiny cells only
-        s = sets[f"allen_{v}"]
-        for tag, keep in (("labelled", s.truth != ""), ("aspiny", s.truth == "Inh")):
-            sets[f"allen_{v}_{tag}"] = TransferSet(
-                s.cells[keep],
-                s.truth[keep],
-                [e for e, k in zip(s.expected, keep, strict=True) if k],
-                s.known[keep],
-            )
+    for v in ("v6", "v10"):  # the reviewer's batch: the cells with every feature (validate
+        s = sets[f"allen_{v}"]  # has the aspiny cells as a batch of their own)
+        keep = s.cells.reindex(columns=store.features).notna().all(axis=1).to_numpy()
+        sets[f"allen_{v}_complete"] = TransferSet(
+            s.cells[keep],
+            s.truth[keep],
+            [e for e, k in zip(s.expected, keep, strict=True) if k],
+            s.known[keep],
+            cre=True,
+        )
     rows = []
     for name, s in sets.items():
         for method in METHODS:

@@ -6,6 +6,7 @@ human L1 study is read end to end."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,7 @@ def test_an_ipfx_table_maps_names_and_units(raw_dir):
 @pytest.fixture(scope="module")
 def store_dir(scala, tmp_path_factory):
     """A per-cell store (model best, 30 genes, the full and Cadwell's 7-feature sets)
-    trained on all Scala cells."""
+    trained on all Scala cells (short alpha path, 3 folds)."""
     from ephys2expr.model.store_io import save_model_store
     from ephys2expr.train.run import train_from_prepared
 
@@ -166,7 +167,16 @@ def store_dir(scala, tmp_path_factory):
     t.loc[genes].astype(float).to_parquet(prepared / "train_targets.parquet")
     types.to_parquet(prepared / "train_types.parquet")
     cadwell = ["rheo", "maxfreq", "cap", "sag"]  # Berg's tables have no maximum rate
-    settings = train_settings(model="best", n_permutations=0, feature_sets={"cadwell": cadwell})
+    # a short alpha path and 3 folds (a third of the default's time): what is tested is the
+    # alignment and the identity restricted to the known class, not the genes
+    settings = train_settings(
+        model="best",
+        n_permutations=0,
+        feature_sets={"cadwell": cadwell},
+        n_alphas=8,
+        n_folds=3,
+        inner_folds=3,
+    )
     out = train_from_prepared(prepared, settings, source="scala2021")
     save_model_store(out.store, folder / "model")
     return folder / "model"
@@ -228,7 +238,10 @@ def test_an_ipfx_table_is_predicted_end_to_end_with_its_known_class(
     }
     uns = adata.uns["ephys2expr"]["alignment"]["all"]
     assert uns["shift_sd"]["rmp"] == pytest.approx(al["shift_sd"]["rmp"], abs=1e-3)  # 4 digits
-    assert "largest shifts in training SD" in caplog.text
+    # the three largest shifts: one readable string in the report, the uns and the log line
+    assert re.fullmatch(r"\w+ [+-]\d+\.\d\d(, \w+ [+-]\d+\.\d\d){2}", al["largest_shifts"])
+    assert uns["largest_shifts"] == al["largest_shifts"]
+    assert f"largest shifts in training SD: {al['largest_shifts']}" in caplog.text
     fam = adata.obsm["family_proba"]
     np.testing.assert_allclose(fam[["CT", "ET", "IT", "NP"]].to_numpy(), 0.0)
     np.testing.assert_allclose(fam.sum(axis=1), 1.0, rtol=1e-5)
@@ -271,31 +284,62 @@ def test_the_transfer_table_of_validate_on_two_foreign_sets(raw_dir, store_dir, 
         allen.to_parquet(prepared / f"cells_aibs_{v}.parquet")
     sets = transfer_sets(raw_dir, prepared)
     assert len(sets["berg_mouse"].cells) == 131 and len(sets["l1_tamas"].cells) == 67
+    aspiny = sets["allen_v6_aspiny"]  # the aspiny cells, a batch of their own, known Inh
+    assert aspiny.cre and list(aspiny.known) == ["Inh"] and aspiny.expected == [("Sst",)]
     table = transfer_table(store, {k: sets[k] for k in ("berg_mouse", "l1_tamas")})
     t = table.set_index(["set", "method", "known_class"])["exc_inh_agreement"]
     for name in ("berg_mouse", "l1_tamas"):
         assert t[(name, "auto", False)] == t[(name, "none", False)]
         assert t[(name, "auto", True)] == 1.0
     assert t[("berg_mouse", "em_shift", False)] >= t[("berg_mouse", "none", False)] - 0.02
+    # Pvalb/Sst/Vip-line agreement is for Cre-line sets: none for the VIP-homology L1 cells
+    assert table.loc[table["set"] == "l1_tamas", "family_agreement_psv"].isna().all()
+    shifts = table.set_index(["set", "method", "known_class"])["largest_shifts"]
+    assert shifts[("l1_tamas", "none", False)] == "" and shifts[("l1_tamas", "auto", False)] == ""
+    assert shifts[("l1_tamas", "auto", True)].count(",") == 2  # "ahpamp +1.60, tau -1.29, ..."
     summary = transfer_summary(table)
     assert summary["one_class_worst_loss_auto"] == 0.0
     assert summary["one_class_min_share_known"] == 1.0
 
 
-def test_a_feature_measured_on_part_of_a_batch_is_still_aligned(scala, fitted):
-    """A lab that measured tau on 40 % of its cells: the shift is fitted on those cells and
-    moves tau too (the other features of every cell as well)."""
-    f, _, held, _ = scala
-    G, _ = fitted
+def test_cells_that_measured_fewer_features_are_aligned_on_their_own(scala, fitted):
+    """A lab that measured tau on 40 % of its cells, and recorded the others (another
+    protocol) with an rmp 0.8 SD higher still: the batch's shift is fitted on the cells with
+    tau and moves tau too; the cells without tau are a sub-batch whose own shift is
+    recovered (rmp included), and the report carries both."""
+    f, fam, held, _ = scala
+    G, predict = fitted
     feats = list(f.columns)
     shift = np.zeros(len(feats))
-    shift[[feats.index("tau"), feats.index("rmp")]] = [1.0, -1.0]
+    shift[[feats.index("tau"), feats.index("rmp"), feats.index("aphw")]] = [1.0, -1.0, 1.0]
     X = G.raw(G.standardise(f.to_numpy()[held]) + shift)
-    X[np.arange(len(X)) % 5 >= 2, feats.index("tau")] = np.nan
+    lack = np.arange(len(X)) % 5 >= 2
+    X[lack, feats.index("rmp")] = G.raw(G.standardise(X[lack]) + 0.8 * (np.array(feats) == "rmp"))[
+        :, feats.index("rmp")
+    ]
+    X[lack, feats.index("tau")] = np.nan
     own = fit_alignment(f.to_numpy()[held], feats, G, "auto")
     al = fit_alignment(X, feats, G, "auto")
     assert al.fitted and "tau" in al.features and len(al.features) == len(feats)
     np.testing.assert_allclose(al.shift - own.shift, shift, atol=0.15)
+    (part,) = al.parts
+    assert part.n_cells == lack.sum() and part.reason == "cells without tau"
+    assert part.features == [x for x in feats if x != "tau"]
+    want = np.delete(shift + 0.8 * (np.array(feats) == "rmp"), feats.index("tau"))
+    np.testing.assert_allclose(
+        part.shift - np.delete(own.shift, feats.index("tau")), want, atol=0.2
+    )
+    back = al.apply(X, feats, G)[lack]
+    true = f.to_numpy()[held][lack]
+    back[:, feats.index("tau")] = true[:, feats.index("tau")]  # the classifier needs a tau
+    assert (predict(back) == fam[held][lack]).mean() >= (
+        predict(true) == fam[held][lack]
+    ).mean() - 0.05
+    report = al.report()
+    assert report["parts"]["cells without tau"]["n_cells"] == lack.sum()
+    assert (
+        report["largest_shifts"] == al.largest_text() and report["largest_shifts"].count(",") == 2
+    )
 
 
 def test_cadwell_interval_coverage_with_and_without_alignment(raw_dir, store_dir):

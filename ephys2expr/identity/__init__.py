@@ -10,7 +10,10 @@ through them.
 * :mod:`~ephys2expr.identity.mixture` - expression as a probability-weighted sum of class
   means, and the blend of the family and type mixtures (the one place of each formula).
 * :mod:`~ephys2expr.identity.align` - batch alignment of another lab's cells onto the
-  training cells' class-conditional Gaussians (docs/transfer.md).
+  training cells' class-conditional Gaussians (docs/transfer.md); the Gaussians and the EM
+  in :mod:`~ephys2expr.identity.gaussians`, the fitted result (shift, composition, the
+  sub-batches of cells that measured fewer features) in
+  :mod:`~ephys2expr.identity.alignment`.
 * :mod:`~ephys2expr.identity.plots` - confusion-matrix and reliability-diagram figures.
 
 A floor below :mod:`ephys2expr.model`, whose stored classifiers predict with these formulas

@@ -24,7 +24,11 @@ are possible.
   batch like the training cells stays unchanged;
 * ``auto`` (:data:`AUTO`): with a known class ``em_pooled`` within it; without one, a
   composition test (:func:`composition_test`: is the batch bimodal on the Exc/Inh axis?)
-  and ``em_zscore`` when the batch is mixed, no alignment when it is one class.
+  and ``em_zscore`` when the batch is mixed, no alignment when it is one class;
+* after ``em_zscore``, ``em_pooled`` or ``auto`` aligned a batch, each group of cells that
+  measured fewer features (another protocol, mostly) gets its own shift from the batch's
+  (:func:`fit_parts`; the fitted :class:`~ephys2expr.identity.alignment.Alignment` keeps
+  them as ``parts``).
 
 Why (benchmarks/bench_transfer.py, docs/transfer.md): with a free per-feature shift the
 likelihood cannot tell "a batch of interneurons" from "excitatory cells moved by a few SD"
@@ -39,11 +43,10 @@ training SD (of log1p ms) above those of training cells of the same class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from ephys2expr.errors import InputError
+from ephys2expr.identity.alignment import Alignment
 from ephys2expr.identity.gaussians import (
     LOG_FEATURES,
     ClassGaussians,
@@ -73,68 +76,6 @@ POOLED_RIDGE = 0.0  # em_pooled / auto: no pull towards 0 (the z-score start doe
 BIC_MIXED = 10.0  # auto: two components beat one on the Exc/Inh axis by this BIC: mixed
 MIN_SHARE = 0.1  # ... and the smaller one holds at least this share of the cells
 SIGNIFICANCE = 3.0  # em_zscore / auto: shifts and scales within this many SE are dropped
-
-
-@dataclass
-class Alignment:
-    """One batch's fitted alignment (identity when ``fitted`` is False).
-
-    ``shift`` and ``scale`` are per feature of ``features`` in training-SD units of the
-    transformed feature: aligned = (standardised - shift) / scale, back in raw units.
-    ``composition_test``: ``auto``'s test without a known class (:func:`composition_test`);
-    ``responsibilities``: the fitted cells' class responsibilities (pooled methods only; not
-    reported).
-    """
-
-    method: str
-    n_cells: int
-    fitted: bool
-    reason: str = ""
-    features: list = field(default_factory=list)
-    shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    composition: dict = field(default_factory=dict)
-    n_iter: int = 0
-    converged: bool = True
-    composition_test: dict = field(default_factory=dict)
-    responsibilities: np.ndarray | None = field(default=None, repr=False)
-
-    def apply(self, X, features, model: ClassGaussians) -> np.ndarray:
-        """``X`` (cells x ``features``, raw units, NaN kept) with this batch's alignment."""
-        X = np.array(X, dtype=float, copy=True)
-        moved = np.flatnonzero((self.shift != 0) | (self.scale != 1)) if self.fitted else []
-        if not len(moved):  # features without a shift keep their exact values
-            return X
-        names = [self.features[i] for i in moved]
-        cols = [list(features).index(f) for f in names]
-        sub = model.subset([model.features.index(f) for f in names])
-        S = sub.standardise(X[:, cols])
-        X[:, cols] = sub.raw((S - self.shift[moved]) / self.scale[moved])
-        return X
-
-    def largest(self, n: int = 3) -> list[tuple[str, float]]:
-        """The ``n`` largest absolute shifts, (feature, shift), largest first."""
-        order = np.argsort(-np.abs(self.shift), kind="stable")[:n]
-        return [(self.features[i], float(self.shift[i])) for i in order]
-
-    def report(self) -> dict:
-        """JSON-ready summary: method, cells, shift and scale per feature, composition."""
-        return {
-            "method": self.method,
-            "n_cells": int(self.n_cells),
-            "fitted": bool(self.fitted),
-            "reason": self.reason,
-            "shift_sd": {
-                f: round(float(s), 4) for f, s in zip(self.features, self.shift, strict=True)
-            },
-            "scale": {
-                f: round(float(s), 4) for f, s in zip(self.features, self.scale, strict=True)
-            },
-            "composition": {k: round(float(v), 4) for k, v in self.composition.items()},
-            "n_iter": int(self.n_iter),
-            "converged": bool(self.converged),
-            "composition_test": dict(self.composition_test),
-        }
 
 
 def allowed_families(value: str, classes, where: str = "known_class") -> np.ndarray:
@@ -290,7 +231,9 @@ def fit_alignment(
         return Alignment(method, n, True, "", use, shift, scale, {}, 1, True)
     ok = None if allowed is None else np.asarray(allowed, bool)[rows]
     if method in ("auto", "em_pooled", "em_zscore"):
-        return _pooled_alignment(S, sub.pooled(), ok, method, n, use, model.classes)
+        al = _pooled_alignment(S, sub.pooled(), ok, method, n, use, model.classes)
+        al.parts = fit_parts(X, features, model, al, allowed, min_cells)
+        return al
     best = None
     first = starts(S, sub, ok)
     for start in first[1:2] if method == "em_mixed" else first:
@@ -344,6 +287,58 @@ def _pooled_alignment(S, model, ok, method, n, use, classes) -> Alignment:
     return Alignment(method, n, True, "", use, shift, scale, comp, it, conv, test, resp)
 
 
+def fit_parts(
+    X: np.ndarray, features: list, model: ClassGaussians, parent: Alignment, allowed, min_cells
+) -> list[Alignment]:
+    """Alignments of the sub-batches of cells that measured only some of the batch's
+    aligned features (at least ``min_cells`` cells with one pattern, >= 2 features).
+
+    A lab that measured fewer features on some cells mostly ran another protocol or
+    pipeline on them (Allen v10: 55 % of the cells have no tau, and their rmp, AP amplitude
+    and half-width sit 0.3-0.5 SD from the other cells' of the same class), so they get
+    their own shift: EM on their features from the batch's alignment (its shift as the
+    start, its scale kept), class priors re-estimated within the allowed classes; a change
+    of the shift within :data:`SIGNIFICANCE` standard errors is dropped, as in
+    :func:`zscore_fit`. Nothing for a batch that was not aligned."""
+    if not parent.fitted:
+        return []
+    cols = [features.index(f) for f in parent.features]
+    seen = np.isfinite(X[:, cols])
+    parts = []
+    for pat in np.unique(seen[~seen.all(axis=1)], axis=0):
+        rows = np.flatnonzero((seen == pat).all(axis=1))
+        if len(rows) < min_cells or pat.sum() < 2:
+            continue
+        if len(rows) > MAX_FIT_CELLS:
+            rows = np.sort(np.random.default_rng(0).choice(rows, MAX_FIT_CELLS, replace=False))
+        use = [f for f, k in zip(parent.features, pat, strict=True) if k]
+        idx = np.flatnonzero(pat)
+        sub = model.subset([model.features.index(f) for f in use]).pooled()
+        S = sub.standardise(X[np.ix_(rows, [features.index(f) for f in use])])
+        shift, scale = parent.shift[idx], parent.scale[idx]
+        ok = None if allowed is None else np.asarray(allowed, bool)[rows]
+        fit = em_align((S - shift) / scale, sub, ok, ridge=0.0, prior_count=0.0)
+        delta, _ = significant(fit[0], np.ones(len(use)), len(rows))
+        lacks = ", ".join(f for f, k in zip(parent.features, pat, strict=True) if not k)
+        n = int((seen == pat).all(axis=1).sum())
+        comp = dict(zip(model.classes, fit[2].tolist(), strict=True))
+        parts.append(
+            Alignment(
+                parent.method,
+                n,
+                True,
+                f"cells without {lacks}",
+                use,
+                shift + delta * scale,
+                scale.copy(),
+                comp,
+                fit[4],
+                fit[5],
+            )
+        )
+    return parts
+
+
 def starts(S: np.ndarray, model: ClassGaussians, allowed=None) -> list[np.ndarray]:
     """Shifts EM starts from: none; the batch mean minus the training mean (the z-score's
     shift, right for a batch of the training mix); and the batch mean minus each allowed
@@ -371,6 +366,7 @@ __all__ = [
     "em_align",
     "exc_inh_axis",
     "fit_alignment",
+    "fit_parts",
     "inverse_transform",
     "pooled_fit",
     "significant",

@@ -7,7 +7,9 @@ aligned features feed the identity classifiers and the expression models (the OO
 stays that of the features as given: it says how far the cells were from the training
 cells). ``auto`` without a known class first tests whether the batch holds both Exc and Inh
 cells (:func:`ephys2expr.identity.align.composition_test`, logged) and aligns only mixed
-batches. A known class (``known_class`` column per cell, or the ``predict.known_class``
+batches; cells of an aligned batch that measured fewer features get their own shift when
+there are enough of them (:func:`ephys2expr.identity.align.fit_parts`, one log line
+each). A known class (``known_class`` column per cell, or the ``predict.known_class``
 setting for the cells without one) restricts the alignment and the reported family and type
 probabilities to the compatible families (:func:`ephys2expr.identity.align.allowed_families`).
 """
@@ -123,7 +125,6 @@ def align_cells(
         label = f"{name}" + (f" batch {b}" if b else "")
         report[b or "all"] = al.report()
         if al.fitted:
-            top = ", ".join(f"{f} {s:+.2f}" for f, s in al.largest(3))
             log.info(
                 "%s: aligned (%s, %d cells, %d EM iterations%s); largest shifts in training SD: %s",
                 label,
@@ -131,8 +132,16 @@ def align_cells(
                 al.n_cells,
                 al.n_iter,
                 "" if al.converged else ", not converged",
-                top,
+                al.largest_text(),
             )
+            for part in al.parts:
+                log.info(
+                    "%s: %d %s aligned on their own; largest shifts: %s",
+                    label,
+                    part.n_cells,
+                    part.reason,
+                    part.largest_text(),
+                )
         else:
             log.info("%s: not aligned (%s)", label, al.reason)
         if al.composition_test:

@@ -200,9 +200,8 @@ def _transfer(paired_store, raw_dir: Path, prepared_dir: Path, cadwell):
             row.alignment: round(row.coverage, 4) for row in coverage.itertuples()
         }
     log.info("transfer: %s", summary)
-    rows = table.assign(largest_shifts=table["largest_shifts"].map(str))
-    records = json.loads(rows.round(4).to_json(orient="records"))
-    return {**summary, "table": records}, rows, transfer_figure(table)
+    records = json.loads(table.round(4).to_json(orient="records"))
+    return {**summary, "table": records}, table, transfer_figure(table)
 
 
 def validate_predictions(
