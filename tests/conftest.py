@@ -17,13 +17,15 @@ def pytest_collection_modifyitems(config, items) -> None:
     """Groups for pytest-xdist's ``--dist loadgroup`` (pyproject.toml): the tests of one file
     run in one worker, so its module fixtures (trained stores, nested CVs) are built once, and
     every file that uses the session's small pipeline (``pipeline_repo``) runs in one worker,
-    so it is built once."""
+    so it is built once. That group is the longest: it goes first, the others fill the
+    remaining workers beside it."""
     pipeline_files = {
         item.path for item in items if "pipeline_repo" in getattr(item, "fixturenames", ())
     }
     for item in items:
         group = "pipeline" if item.path in pipeline_files else item.path.stem
         item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.path not in pipeline_files)  # stable: files keep order
 
 
 @pytest.fixture(scope="session", autouse=True)
