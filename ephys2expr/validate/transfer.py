@@ -287,7 +287,7 @@ def transfer_table(
 def transfer_summary(table: pd.DataFrame) -> dict:
     """Headline numbers: Allen Exc/Inh agreement (auto, nothing known), the largest loss of a
     one-class set's correct share under auto without a known class, the Allen interneuron
-    family agreement and ECE with the known class."""
+    family agreement and ECE with the known class (untempered and tempered)."""
     t = table.set_index(["set", "method", "known_class"])
     allen = [s for s in ("allen_v6", "allen_v10") if (s, "auto", False) in t.index]
     aspiny = [f"{s}_aspiny" for s in allen if (f"{s}_aspiny", "auto", True) in t.index]
@@ -317,6 +317,11 @@ def transfer_summary(table: pd.DataFrame) -> dict:
         else None,
         "allen_family_ece_known": r(
             np.mean([t.loc[(s, "auto", True), "family_ece"] for s in allen])
+        )
+        if allen
+        else None,
+        "allen_family_ece_known_tempered": r(
+            np.mean([t.loc[(s, "auto", True), "family_ece_tempered"] for s in allen])
         )
         if allen
         else None,
