@@ -248,6 +248,7 @@ def test_an_ipfx_table_is_predicted_end_to_end_with_its_known_class(
     assert al["temperature"] == pytest.approx(1 + TEMPER_SLOPE * rms, abs=1e-3)
     assert al["temperature"] > 1
     assert uns["temperature"] == pytest.approx(al["temperature"], abs=1e-3)
+    assert f"tempered by the shift, T = {al['temperature']:.2f}" in caplog.text
     fam = adata.obsm["family_proba"]
     np.testing.assert_allclose(fam[["CT", "ET", "IT", "NP"]].to_numpy(), 0.0)
     np.testing.assert_allclose(fam.sum(axis=1), 1.0, rtol=1e-5)

@@ -95,9 +95,7 @@ def align_cells(
     ``X``: the cells' features aligned (unchanged where nothing was aligned); ``allowed``:
     cells x families bool (None when no cell has a known class); ``report``: per batch the
     alignment's :meth:`~ephys2expr.identity.align.Alignment.report` (empty for a store that
-    cannot be aligned); ``T``: per cell the temperature of its alignment
-    (:func:`~ephys2expr.identity.temper.cell_temperatures`; 1 without ``temper``), also in
-    each batch's report (``temperature``, and per part).
+    cannot be aligned); ``T``: per cell its alignment's temperature (:func:`_temper_batch`).
     """
     model = family_gaussians(store)
     if model is None:
@@ -129,9 +127,7 @@ def align_cells(
         out[rows] = np.where(np.isnan(raw[rows]), X[rows], aligned)
         label = f"{name}" + (f" batch {b}" if b else "")
         report[b or "all"] = al.report()
-        if temper:
-            T[rows] = cell_temperatures(al, raw[rows], store.features)
-        _report_temperature(report[b or "all"], al, temper)
+        T[rows] = _temper_batch(report[b or "all"], al, raw[rows], store.features, temper, label)
         if al.fitted:
             log.info(
                 "%s: aligned (%s, %d cells, %d EM iterations%s); largest shifts in training SD: %s",
@@ -164,13 +160,24 @@ def align_cells(
     return out, allowed, report, T
 
 
-def _report_temperature(report: dict, al, temper: bool) -> None:
-    """The batch's (and each part's) temperature into its report (1.0 without ``temper``)."""
-    report["temperature"] = round(temperature(al.shift, al.fitted), 4) if temper else 1.0
+def _temper_batch(report: dict, al, X, features, temper: bool, label: str) -> np.ndarray:
+    """Per cell of the batch ``X`` its temperature (all 1 without ``temper``); the batch's
+    (and each part's) into its ``report``, one log line when it is above 1."""
+    if not temper:
+        report["temperature"] = 1.0
+        for part in al.parts:
+            report["parts"][part.reason]["temperature"] = 1.0
+        return np.ones(len(X))
+    report["temperature"] = round(temperature(al.shift, al.fitted), 4)
     for part in al.parts:
-        report["parts"][part.reason]["temperature"] = (
-            round(temperature(part.shift, part.fitted), 4) if temper else 1.0
+        report["parts"][part.reason]["temperature"] = round(temperature(part.shift, part.fitted), 4)
+    if report["temperature"] > 1:
+        log.info(
+            "%s: identity probabilities tempered by the shift, T = %.2f (predict.temper)",
+            label,
+            report["temperature"],
         )
+    return cell_temperatures(al, X, features)
 
 
 def aligned_identity(store: ModelStore, item, settings):
