@@ -20,6 +20,7 @@ from ephys2expr.identity.align import (
     allowed_families,
     fit_alignment,
 )
+from ephys2expr.identity.temper import TEMPER_SLOPE
 from ephys2expr.prepare.per_cell import paired_training_tables, read_paired_source
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.ipfx import ipfx_cells, is_ipfx_table
@@ -242,6 +243,12 @@ def test_an_ipfx_table_is_predicted_end_to_end_with_its_known_class(
     assert re.fullmatch(r"\w+ [+-]\d+\.\d\d(, \w+ [+-]\d+\.\d\d){2}", al["largest_shifts"])
     assert uns["largest_shifts"] == al["largest_shifts"]
     assert f"largest shifts in training SD: {al['largest_shifts']}" in caplog.text
+    # the batch's temperature (identity/temper.py) from its shift, in the report and the uns
+    rms = np.sqrt(np.mean(np.square(list(al["shift_sd"].values()))))
+    assert al["temperature"] == pytest.approx(1 + TEMPER_SLOPE * rms, abs=1e-3)
+    assert al["temperature"] > 1
+    assert uns["temperature"] == pytest.approx(al["temperature"], abs=1e-3)
+    assert f"tempered by the shift, T = {al['temperature']:.2f}" in caplog.text
     fam = adata.obsm["family_proba"]
     np.testing.assert_allclose(fam[["CT", "ET", "IT", "NP"]].to_numpy(), 0.0)
     np.testing.assert_allclose(fam.sum(axis=1), 1.0, rtol=1e-5)

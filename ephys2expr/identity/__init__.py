@@ -14,6 +14,8 @@ through them.
   in :mod:`~ephys2expr.identity.gaussians`, the fitted result (shift, composition, the
   sub-batches of cells that measured fewer features) in
   :mod:`~ephys2expr.identity.alignment`.
+* :mod:`~ephys2expr.identity.temper` - the temperature of an aligned batch's identity
+  probabilities from its fitted shift (honest confidence under a lab shift).
 * :mod:`~ephys2expr.identity.plots` - confusion-matrix and reliability-diagram figures.
 
 A floor below :mod:`ephys2expr.model`, whose stored classifiers predict with these formulas

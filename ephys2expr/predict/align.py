@@ -27,6 +27,7 @@ from ephys2expr.identity.align import (
     allowed_families,
     fit_alignment,
 )
+from ephys2expr.identity.temper import cell_temperatures, temperature
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.identity import identity_outputs
 
@@ -87,13 +88,14 @@ def align_cells(
     known_default: str,
     name: str,
     min_cells: int = MIN_CELLS,
+    temper: bool = True,
 ) -> tuple:
-    """Align each batch of the predicted cells; returns ``(X, allowed, report)``.
+    """Align each batch of the predicted cells; returns ``(X, allowed, report, T)``.
 
     ``X``: the cells' features aligned (unchanged where nothing was aligned); ``allowed``:
     cells x families bool (None when no cell has a known class); ``report``: per batch the
     alignment's :meth:`~ephys2expr.identity.align.Alignment.report` (empty for a store that
-    cannot be aligned).
+    cannot be aligned); ``T``: per cell its alignment's temperature (:func:`_temper_batch`).
     """
     model = family_gaussians(store)
     if model is None:
@@ -103,7 +105,7 @@ def align_cells(
                 "identity classifiers (a type-mean store)",
                 name,
             )
-        return X, None, {}
+        return X, None, {}, np.ones(len(X))
     known = known_values(meta, known_default)
     allowed = None
     if (known != "").any():
@@ -116,6 +118,7 @@ def align_cells(
     raw = _cells_features(store, X, cell_sets)
     out = np.array(X, dtype=float, copy=True)
     report = {}
+    T = np.ones(len(X))
     for b in pd.unique(batches):
         rows = batches == b
         ok = None if allowed is None else allowed[rows]
@@ -124,6 +127,7 @@ def align_cells(
         out[rows] = np.where(np.isnan(raw[rows]), X[rows], aligned)
         label = f"{name}" + (f" batch {b}" if b else "")
         report[b or "all"] = al.report()
+        T[rows] = _temper_batch(report[b or "all"], al, raw[rows], store.features, temper, label)
         if al.fitted:
             log.info(
                 "%s: aligned (%s, %d cells, %d EM iterations%s); largest shifts in training SD: %s",
@@ -153,7 +157,27 @@ def align_cells(
                 al.composition_test["delta_bic"],
                 100 * al.composition_test["minor_share"],
             )
-    return out, allowed, report
+    return out, allowed, report, T
+
+
+def _temper_batch(report: dict, al, X, features, temper: bool, label: str) -> np.ndarray:
+    """Per cell of the batch ``X`` its temperature (all 1 without ``temper``); the batch's
+    (and each part's) into its ``report``, one log line when it is above 1."""
+    if not temper:
+        report["temperature"] = 1.0
+        for part in al.parts:
+            report["parts"][part.reason]["temperature"] = 1.0
+        return np.ones(len(X))
+    report["temperature"] = round(temperature(al.shift, al.fitted), 4)
+    for part in al.parts:
+        report["parts"][part.reason]["temperature"] = round(temperature(part.shift, part.fitted), 4)
+    if report["temperature"] > 1:
+        log.info(
+            "%s: identity probabilities tempered by the shift, T = %.2f (predict.temper)",
+            label,
+            report["temperature"],
+        )
+    return cell_temperatures(al, X, features)
 
 
 def aligned_identity(store: ModelStore, item, settings):
@@ -163,10 +187,17 @@ def aligned_identity(store: ModelStore, item, settings):
     with the identity obs joined (per-cell stores of model mixture / best: family, type
     and their probabilities, restricted to the known classes) and the obsm tables."""
     screen, meta = item.screen, item.kept_meta
-    X, allowed, alignment = align_cells(
-        store, screen.X, screen.cell_sets, meta, settings.align, settings.known_class, item.name
+    X, allowed, alignment, T = align_cells(
+        store,
+        screen.X,
+        screen.cell_sets,
+        meta,
+        settings.align,
+        settings.known_class,
+        item.name,
+        temper=settings.temper,
     )
-    ident, obsm = identity_outputs(store, X, screen.cell_sets, meta.index, allowed)
+    ident, obsm = identity_outputs(store, X, screen.cell_sets, meta.index, allowed, T)
     return X, meta if ident is None else meta.join(ident), obsm, alignment
 
 

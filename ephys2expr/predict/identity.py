@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ephys2expr.identity.temper import temper
 from ephys2expr.model.store import ModelStore
 from ephys2expr.model.store_identity import nest_types
 
@@ -24,13 +25,15 @@ def identity_outputs(
     cell_sets: np.ndarray | None,
     index: pd.Index,
     allowed: np.ndarray | None = None,
+    temperature: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame | None, dict]:
     """``(obs columns, obsm tables)`` for the cells ``X`` (store features, rows named by
     ``index``): obs ``<level>`` (most probable class) and ``<level>_probability`` (its
     probability) per level, obsm ``<level>_proba`` (cells x classes, columns named by
     class). ``(None, {})`` for a store without identity classifiers. ``allowed`` (cells x
     families, bool: a known class) zeroes the other families, and the types of other
-    families, and renormalises."""
+    families, and renormalises; ``temperature`` (per cell, docs/transfer.md) tempers every
+    level's probabilities (the most probable class is unchanged)."""
     if store.identity is None:
         return None, {}
     sets = list(store.feature_sets.values())
@@ -49,6 +52,10 @@ def identity_outputs(
             tables[lv].iloc[np.flatnonzero(rows)] = p
     if allowed is not None:
         restrict(store, tables, np.asarray(allowed, bool))
+    if temperature is not None and np.any(np.asarray(temperature) != 1.0):
+        for lv, table in tables.items():
+            p = temper(table.to_numpy(), temperature)
+            tables[lv] = pd.DataFrame(p, index=table.index, columns=table.columns)
     chosen = {lv: table.to_numpy().argmax(axis=1) for lv, table in tables.items()}
     type_family = store_type_families(store, tables)
     if type_family is not None:  # the type inside the family (docs/identity.md)

@@ -108,6 +108,12 @@ class PredictSettings(Settings):
         "what is known of every cell without a 'known_class' value: Exc, Inh, a family or "
         "a Cre line ('' = nothing); restricts alignment and identity to compatible families",
     )
+    temper: bool = setting(
+        True,
+        "temper an aligned batch's identity probabilities by its shift, T = 1 + 0.33 x RMS "
+        "shift in training SD (docs/transfer.md; an unshifted batch keeps T = 1, the most "
+        "probable class never changes)",
+    )
 
     def check(self) -> None:
         self.missing = self.missing.strip().lower()

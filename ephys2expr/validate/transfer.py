@@ -35,6 +35,7 @@ import pandas as pd
 from ephys2expr import paths
 from ephys2expr.identity.align import CRE_FAMILIES, EXC_FAMILIES, allowed_families, fit_alignment
 from ephys2expr.identity.scores import expected_calibration_error
+from ephys2expr.identity.temper import cell_temperatures, temper
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.align import family_gaussians
 from ephys2expr.predict.identity import restrict
@@ -172,6 +173,7 @@ def score_set(
         restrict(store, tables, allowed[pos])
         proba = tables["family"]
     fam = proba.idxmax(axis=1).to_numpy()
+    T = cell_temperatures(al, X.to_numpy(), feats)[pos]  # identity/temper.py
     truth, expected = s.truth[pos], [s.expected[i] for i in pos]
     pred = np.where(np.isin(fam, EXC_FAMILIES), "Exc", "Inh")
     scored = truth != ""
@@ -185,20 +187,24 @@ def score_set(
         "n_family_known": int(has.sum()),
         "family_agreement": float(hit[has].mean()) if has.any() else None,
         "family_agreement_psv": float(hit[psv].mean()) if psv.any() else None,
-        "family_ece": (
-            expected_calibration_error(
-                np.column_stack([proba.to_numpy()[has].max(axis=1), np.zeros(has.sum())]),
-                np.where(hit[has], 0, 1),
-            )
-            if has.any()
-            else None
-        ),
+        "family_ece": _top_ece(proba.to_numpy()[has], hit[has]),
+        "temperature": float(T.mean()),
+        "family_ece_tempered": _top_ece(temper(proba.to_numpy()[has], T[has]), hit[has]),
         "aligned": al.fitted,
         "converged": al.converged,
         "mixed": al.composition_test.get("mixed"),
         "largest_shifts": al.largest_text(),
     }
     return row
+
+
+def _top_ece(proba: np.ndarray, hit: np.ndarray) -> float | None:
+    """ECE of the top class's probability (``hit``: the top class is right); None without
+    cells."""
+    if not len(proba):
+        return None
+    top = np.column_stack([proba.max(axis=1), np.zeros(len(proba))])
+    return expected_calibration_error(top, np.where(hit, 0, 1))
 
 
 def cadwell_coverage(store: ModelStore, cadwell, level: float = 0.9) -> pd.DataFrame | None:
@@ -281,7 +287,7 @@ def transfer_table(
 def transfer_summary(table: pd.DataFrame) -> dict:
     """Headline numbers: Allen Exc/Inh agreement (auto, nothing known), the largest loss of a
     one-class set's correct share under auto without a known class, the Allen interneuron
-    family agreement and ECE with the known class."""
+    family agreement and ECE with the known class (untempered and tempered)."""
     t = table.set_index(["set", "method", "known_class"])
     allen = [s for s in ("allen_v6", "allen_v10") if (s, "auto", False) in t.index]
     aspiny = [f"{s}_aspiny" for s in allen if (f"{s}_aspiny", "auto", True) in t.index]
@@ -311,6 +317,11 @@ def transfer_summary(table: pd.DataFrame) -> dict:
         else None,
         "allen_family_ece_known": r(
             np.mean([t.loc[(s, "auto", True), "family_ece"] for s in allen])
+        )
+        if allen
+        else None,
+        "allen_family_ece_known_tempered": r(
+            np.mean([t.loc[(s, "auto", True), "family_ece_tempered"] for s in allen])
         )
         if allen
         else None,
