@@ -380,7 +380,7 @@ def headline_metrics(report: dict) -> dict:
     transfer = report.get("transfer", {})
     for name, key in (
         ("xlab_excinh", "allen_exc_inh_auto"),
-        ("xlab_ece", "allen_family_ece_known"),
+        ("xlab_ece", "allen_family_ece_known_tempered"),
     ):
         if key in transfer:
             out[name] = transfer[key]
