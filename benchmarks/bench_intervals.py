@@ -19,8 +19,8 @@ import pandas as pd
 
 from ephys2expr.model.intervals import conformal_quantile, fit_scale, scale_values
 from ephys2expr.model.path import standardize_stats
-from ephys2expr.train.folds import outer_folds
-from ephys2expr.train.intervals import CV_LEVELS
+from ephys2expr.train.cv.folds import outer_folds
+from ephys2expr.train.uncertainty.intervals import CV_LEVELS
 
 
 def main() -> None:

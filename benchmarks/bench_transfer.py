@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from ephys2expr import paths
-    from ephys2expr.model.store_io import load_model_store
+    from ephys2expr.model.store import load_model_store
     from ephys2expr.predict.align import family_gaussians
     from ephys2expr.readers.cadwell import read_cadwell
     from ephys2expr.validate.transfer import (

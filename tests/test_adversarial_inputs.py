@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ephys2expr.features import CORE_FEATURES
-from ephys2expr.model.store_io import save_model_store
+from ephys2expr.model.store import save_model_store
 from ephys2expr.predict.cells import check_feature_columns, read_cell_table
 from ephys2expr.readers.columns import id_strings, numeric_column, read_table
 from ephys2expr.readers.paired_layout import indexed

@@ -15,14 +15,18 @@ from ephys2expr.model.intervals import (
     scale_values,
 )
 from ephys2expr.model.path import standardize_stats
-from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
-from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.model.store import (
+    join_feature_sets,
+    load_model_store,
+    save_model_store,
+    store_from_estimator,
+)
 from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021
 from ephys2expr.train.evaluate import train_and_evaluate
-from ephys2expr.train.intervals import INTERVAL_NEIGHBORS, oof_distances
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.uncertainty.intervals import INTERVAL_NEIGHBORS, oof_distances
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +125,7 @@ def test_coverage_per_row_is_held_out_and_binned_by_ood_score(trained):
     """Each cell's coverage (share of its genes inside the chosen 90 % interval, calibrated
     without its fold) averages to the reported coverage, and cv_ood sets it against the OOD
     score per bin (the ood_vs_error figure's red line)."""
-    from ephys2expr.train.ood import cv_ood
+    from ephys2expr.train.uncertainty.ood import cv_ood
 
     features, targets, _, result = trained
     cov = result.row_coverage
@@ -279,7 +283,7 @@ def test_predict_needs_no_refit(store_dir, trained, tmp_path, monkeypatch):
     import anndata as ad
 
     import ephys2expr.model.intervals as mi
-    import ephys2expr.train.intervals as ti
+    import ephys2expr.train.uncertainty.intervals as ti
 
     store = load_model_store(store_dir)
     X = trained[0].to_numpy(dtype=float)[:300]

@@ -229,7 +229,7 @@ def proba_from_model(model: dict, mean, scale, X) -> np.ndarray:
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of the scores ``z`` (rows x classes): the one formula of a logistic
     classifier's probabilities, fitted (:class:`IdentityClassifier`) or stored
-    (:class:`~ephys2expr.model.store_identity.StoreClassifier`). A class scored ``-inf``
+    (:class:`~ephys2expr.model.store.StoreClassifier`). A class scored ``-inf``
     (unseen in training) gets probability 0."""
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)

@@ -28,8 +28,7 @@ from ephys2expr.errors import InputError
 from ephys2expr.executor import chunk_slices
 from ephys2expr.io import writing
 from ephys2expr.model.ood import bound_features
-from ephys2expr.model.store import ModelStore, linear_predict
-from ephys2expr.model.store_identity import apply_mixture
+from ephys2expr.model.store import ModelStore, apply_mixture, linear_predict
 from ephys2expr.predict.cells import ID_COLUMN
 from ephys2expr.predict.h5ad import H5adWriter
 from ephys2expr.predict.intervals import interval_bounds, interval_terms
@@ -135,7 +134,7 @@ def predict_block(
     of set ``s``: the linear model's values for the cell moved into the training range
     (:func:`~ephys2expr.model.ood.bound_features`; ``bound=False``: the extrapolated
     linear model, which only the intervals use), with the genes whose kind is a mixture
-    replaced by it (:func:`~ephys2expr.model.store_identity.apply_mixture`, the store's own
+    replaced by it (:func:`~ephys2expr.model.store.apply_mixture`, the store's own
     formula). Module level, so that it pickles by reference for a Dask worker.
     """
     present = np.unique(cell_sets)

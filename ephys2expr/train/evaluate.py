@@ -1,7 +1,7 @@
 """Train and evaluate one feature set honestly: :func:`train_and_evaluate`.
 
 The outer CV's folds, each gene chunk's nested CV, baselines, intervals and permutation null
-(:func:`~ephys2expr.train.chunks.train_gene_chunk`, on the executor), gathered into one
+(:func:`~ephys2expr.train.gene_chunk.train_gene_chunk`, on the executor), gathered into one
 :class:`TrainResult` with the BH q-values, the headline metrics and the report, and the
 final refit on all rows.
 """
@@ -17,13 +17,13 @@ import pandas as pd
 
 from ephys2expr.executor import Executor, ExecutorSettings, chunk_slices
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.train.baselines import BASELINES
-from ephys2expr.train.chunks import train_chunk_task
-from ephys2expr.train.folds import check_n_folds, outer_folds, resolve_cv
-from ephys2expr.train.intervals import gather_intervals, oof_distances
-from ephys2expr.train.null import NullResult, bh_qvalues
+from ephys2expr.train.cv.baselines import BASELINES
+from ephys2expr.train.cv.folds import check_n_folds, outer_folds, resolve_cv
+from ephys2expr.train.cv.null import NullResult, bh_qvalues
+from ephys2expr.train.gene_chunk import train_chunk_task
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics, train_report
+from ephys2expr.train.uncertainty.intervals import gather_intervals, oof_distances
 
 log = logging.getLogger("ephys2expr")
 
@@ -117,7 +117,8 @@ class TrainResult:
     folds : list of (train, test) index arrays
         The outer CV folds (rows of ``features``) the out-of-fold predictions came from.
     intervals : GeneIntervals
-        The prediction intervals (:mod:`ephys2expr.train.intervals`); their CV coverage is
+        The prediction intervals (:mod:`~ephys2expr.train.uncertainty.intervals`); their CV
+        coverage is
         ``report["intervals"]``.
     """
 

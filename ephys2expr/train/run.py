@@ -3,7 +3,7 @@
 :func:`train_from_prepared` trains one model per feature set (``train.feature_sets``) with
 :func:`~ephys2expr.train.evaluate.train_and_evaluate` - each set its own nested CV, baselines and
 permutation null, on the same folds and permutations (both are seeded) - and joins them into
-one model store (:func:`~ephys2expr.model.store_build.join_feature_sets`). The first set is the
+one model store (:func:`~ephys2expr.model.store.join_feature_sets`). The first set is the
 full model: the per-gene table, the out-of-fold predictions, the headline metrics and the
 figures are its; :mod:`~ephys2expr.train.feature_sets` compares the sets.
 """
@@ -22,10 +22,8 @@ import pandas as pd
 from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import file_checksum
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import join_feature_sets, with_identity
-from ephys2expr.train.baselines import BASELINES, CEILINGS
-from ephys2expr.train.best import store_identity
+from ephys2expr.model.store import ModelStore, join_feature_sets, with_identity
+from ephys2expr.train.cv.baselines import BASELINES, CEILINGS
 from ephys2expr.train.evaluate import resolved_settings, train_and_evaluate
 from ephys2expr.train.feature_sets import (
     derive_feature_sets,
@@ -33,12 +31,13 @@ from ephys2expr.train.feature_sets import (
     few_cell_sets,
     missing_patterns,
 )
+from ephys2expr.train.identity.best import store_identity
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
 from ephys2expr.train.on_demand import stored_training_tables
 from ephys2expr.train.one_set import fit_set
-from ephys2expr.train.ood import cv_ood
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics
+from ephys2expr.train.uncertainty.ood import cv_ood
 
 log = logging.getLogger("ephys2expr")
 
@@ -69,10 +68,10 @@ class TrainOutputs:
         One row per feature set (:func:`~ephys2expr.train.feature_sets.feature_set_table`).
     ood : DataFrame or None
         Per training row: its OOD score against its outer training fold and its
-        out-of-fold error (:func:`~ephys2expr.train.ood.cv_ood`; the figure's table).
+        out-of-fold error (:func:`~ephys2expr.train.uncertainty.ood.cv_ood`; the figure's table).
     identity : dict
         ``model: mixture | best`` (per-cell sources): feature set -> its
-        :class:`~ephys2expr.train.best.IdentityFit` (empty for ``lasso``).
+        :class:`~ephys2expr.train.identity.best.IdentityFit` (empty for ``lasso``).
     """
 
     store: ModelStore
@@ -97,9 +96,9 @@ class TrainOutputs:
 
     def figures(self) -> dict:
         """The train figures by file stem (:func:`ephys2expr.train.plots.train_figures`)."""
-        from ephys2expr.train.intervals import calibration_figure
-        from ephys2expr.train.ood import ood_error_figure
         from ephys2expr.train.plots import train_figures
+        from ephys2expr.train.uncertainty.intervals import calibration_figure
+        from ephys2expr.train.uncertainty.ood import ood_error_figure
 
         figures = train_figures(
             self.per_gene,

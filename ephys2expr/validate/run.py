@@ -21,8 +21,7 @@ import pandas as pd
 from ephys2expr import paths
 from ephys2expr.errors import InputError
 from ephys2expr.features import CADWELL_FEATURES
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_io import load_model_store
+from ephys2expr.model.store import ModelStore, load_model_store
 from ephys2expr.predict.read import read_predictions
 from ephys2expr.readers.cadwell import read_cadwell
 from ephys2expr.readers.palette import read_palette

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import false_discovery_control
 
-from ephys2expr.model.path import _penalty_strengths, standardize_stats
-from ephys2expr.train._null_kernel import null_r2_kernel
-from ephys2expr.train.cv import log_progress
+from ephys2expr.model.path import penalty_strengths, standardize_stats
+from ephys2expr.train.cv._null_kernel import null_r2_kernel
+from ephys2expr.train.cv.nested import log_progress
 from ephys2expr.train.settings import TrainSettings
 
 
@@ -84,7 +84,7 @@ def fold_designs(X, folds, fold_alpha, settings: TrainSettings, weights=None) ->
     training mean; from that the Gram matrix, the standardised test rows and the per-gene
     penalties, as the estimator computes them for one alpha per gene. ``X'Wy/S`` is left to
     the kernel, from the globally standardised design ``wx`` and each fold's weighted mean
-    ``fold_m`` and scale ``fold_s`` in those units (see :mod:`ephys2expr.train._null_kernel`).
+    ``fold_m`` and scale ``fold_s`` in those units (see :mod:`ephys2expr.train.cv._null_kernel`).
     Each gene visits the folds in decreasing order of its alpha (``fold_order``).
     """
     X = np.asarray(X, dtype=float)
@@ -102,7 +102,7 @@ def fold_designs(X, folds, fold_alpha, settings: TrainSettings, weights=None) ->
         wsum = w.sum()
         xbar = w @ xs / wsum
         xc = xs - xbar
-        l1, l2 = _penalty_strengths(est.penalty, np.asarray(fold_alpha[k], float), l1_ratio, wsum)
+        l1, l2 = penalty_strengths(est.penalty, np.asarray(fold_alpha[k], float), l1_ratio, wsum)
         vals = (
             wsum,
             w @ x0[tr] / wsum,
@@ -177,7 +177,7 @@ def permutation_null(
     * the design side of every fold (standardisation, Gram matrix, test rows) does not move
       under a permutation, so it is computed once (:func:`fold_designs`), and the outer CV of
       many (gene, permutation) pairs runs in one numba call
-      (:func:`ephys2expr.train._null_kernel.null_r2_kernel`); a pair stops at the fold where
+      (:func:`ephys2expr.train.cv._null_kernel.null_r2_kernel`); a pair stops at the fold where
       its r2 can no longer reach the observed one (the squared error only grows). Each gene
       goes through the
       permutation sequence at its own pace: a round gives it its next permutations (at

@@ -20,16 +20,22 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ephys2expr.model.store_identity import LevelClassifier, StoreIdentity
-from ephys2expr.train.baselines import BASELINES
+from ephys2expr.model.store import LevelClassifier, StoreIdentity
+from ephys2expr.train.cv.baselines import BASELINES
+from ephys2expr.train.cv.folds import pooled_scores
+from ephys2expr.train.cv.null import bh_qvalues
 from ephys2expr.train.evaluate import TrainResult
-from ephys2expr.train.folds import pooled_scores
-from ephys2expr.train.identity import LevelCV, identity_levels, nesting_report
-from ephys2expr.train.intervals import recalibrate
-from ephys2expr.train.mixture import KINDS, MixtureCV, held_out_null, kind_report, mixture_cv
-from ephys2expr.train.null import bh_qvalues
+from ephys2expr.train.identity.classifier_cv import LevelCV, identity_levels, nesting_report
+from ephys2expr.train.identity.mixture import (
+    KINDS,
+    MixtureCV,
+    held_out_null,
+    kind_report,
+    mixture_cv,
+)
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics, train_report
+from ephys2expr.train.uncertainty.intervals import recalibrate
 
 log = logging.getLogger("ephys2expr")
 
@@ -41,7 +47,8 @@ class IdentityFit:
     Attributes
     ----------
     levels : dict
-        ``family`` / ``type`` -> :class:`~ephys2expr.train.identity.LevelCV` (the final
+        ``family`` / ``type`` ->
+        :class:`~ephys2expr.train.identity.classifier_cv.LevelCV` (the final
         classifier in ``.final``; out-of-fold probabilities for the figures).
     mixture : MixtureCV
         Class means on all rows and the final per-gene kind.
@@ -54,7 +61,8 @@ class IdentityFit:
     model: str
 
     def gene_kinds(self) -> np.ndarray:
-        """The final kind of each gene (names from :data:`~ephys2expr.train.mixture.KINDS`)."""
+        """The final kind of each gene (names from
+        :data:`~ephys2expr.train.identity.mixture.KINDS`)."""
         return np.asarray(KINDS, dtype=object)[self.mixture.final_choice[self.model]]
 
 

@@ -16,12 +16,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.train.baselines import baseline_predictions
-from ephys2expr.train.cv import nested_cv
-from ephys2expr.train.folds import pooled_scores
-from ephys2expr.train.intervals import chunk_intervals
-from ephys2expr.train.null import NullResult, permutation_null
+from ephys2expr.train.cv.baselines import baseline_predictions
+from ephys2expr.train.cv.folds import pooled_scores
+from ephys2expr.train.cv.nested import nested_cv
+from ephys2expr.train.cv.null import NullResult, permutation_null
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.uncertainty.intervals import chunk_intervals
 
 log = logging.getLogger("ephys2expr")
 
@@ -85,7 +85,8 @@ def train_gene_chunk(
     distance, group_codes, n_groups : optional
         Each row's kNN distance to its outer training fold and its group (family) code:
         the prediction intervals' calibration and CV coverage
-        (:func:`~ephys2expr.train.intervals.chunk_intervals`; skipped without ``distance``).
+        (:func:`~ephys2expr.train.uncertainty.intervals.chunk_intervals`; skipped without
+        ``distance``).
     keep_oof : bool
         Return the out-of-fold predictions (n_types x genes: with per-cell rows that is the
         size of the input, so callers streaming many cells drop or write it per chunk).

@@ -1,6 +1,6 @@
 """The checks of a model store's ``model.json``: keys, types, shapes, finite numbers, limits.
 
-Used by :mod:`ephys2expr.model.store_format` when a store is loaded; every failure is one
+Used by :mod:`ephys2expr.model.store._format` when a store is loaded; every failure is one
 :class:`~ephys2expr.errors.InputError` line naming the file and the key.
 """
 
@@ -20,7 +20,7 @@ META = "model.json"
 TRAIN_FEATURES = "train_features.parquet"
 # schema 6: the prediction intervals' per-gene quantiles and difficulty models; the
 # identity classifiers and class means (empty for a store without them;
-# ephys2expr.model.store_identity); the training targets and row metadata (a feature set
+# ephys2expr.model.store._identity); the training targets and row metadata (a feature set
 # fitted on demand, #21)
 INTERVALS = "intervals.parquet"
 TRAIN_TARGETS = "train_targets.parquet"

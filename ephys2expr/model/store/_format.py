@@ -41,7 +41,7 @@ from ephys2expr.io import (
     write_json,
     write_parquet,
 )
-from ephys2expr.model.store_checks import (
+from ephys2expr.model.store._checks import (
     MAX_META_BYTES,
     META,
     META_HASH,

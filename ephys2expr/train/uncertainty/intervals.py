@@ -1,7 +1,7 @@
 """Prediction intervals in training: calibrated on out-of-fold residuals, coverage measured.
 
 For each gene chunk (:func:`chunk_intervals`, inside
-:func:`~ephys2expr.train.chunks.train_gene_chunk`) and each interval method of
+:func:`~ephys2expr.train.gene_chunk.train_gene_chunk`) and each interval method of
 :data:`~ephys2expr.model.intervals.METHODS`:
 
 * **coverage, honestly** - for each outer fold ``k``, the difficulty model and the
@@ -27,7 +27,7 @@ from ephys2expr.model.intervals import conformal_quantile as cq
 from ephys2expr.model.ood import NEIGHBORS
 from ephys2expr.model.path import standardize_stats
 from ephys2expr.model.store import EXPRESSION_RANGE
-from ephys2expr.train.ood import oof_neighbors
+from ephys2expr.train.uncertainty.ood import oof_neighbors
 
 CV_LEVELS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5 .. 0.95
 SELECT_LEVEL = LEVEL  # predict's default level (model.intervals.LEVEL)
@@ -70,7 +70,8 @@ def chunk_intervals(X, Y, oof, folds, distance, group_codes, n_groups: int) -> d
     dict of method -> dict
         ``covered`` (len(CV_LEVELS), n_groups) counts of covered values, ``row_covered``
         (n_rows,) each held-out row's covered genes at SELECT_LEVEL (coverage against the
-        OOD score: :func:`~ephys2expr.train.ood.cv_ood`), ``width`` (n_genes,) median width
+        OOD score: :func:`~ephys2expr.train.uncertainty.ood.cv_ood`), ``width`` (n_genes,)
+        median width
         of the held-out rows at SELECT_LEVEL, ``width_sum`` (float) their sum, ``table`` the
         store's interval table (genes by position).
     """
