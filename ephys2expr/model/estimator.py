@@ -24,9 +24,9 @@ from ephys2expr.model.path import (
     elastic_net_path,
     inner_folds,
     path_validation_sse,
-    standardize_stats,
 )
 from ephys2expr.model.store import centred_terms, linear_predict
+from ephys2expr.scaling import scaler_stats
 
 log = logging.getLogger("ephys2expr")
 
@@ -119,7 +119,7 @@ class MultiGeneElasticNet:
 
     def _scale(self, X):
         if self.standardize:
-            return standardize_stats(X)
+            return scaler_stats(X)
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
 
     def _path(self, X, Y, alphas, w, coef_init=None):

@@ -38,13 +38,6 @@ def neighbors_k(k: int, n_train: int) -> int:
     return max(1, min(int(k), n_train - 1, math.isqrt(n_train)))
 
 
-def standardise(X, mean, scale) -> np.ndarray:
-    """``(X - mean) / scale`` as float64 (the model's own scaler)."""
-    return (np.asarray(X, dtype=float) - np.asarray(mean, dtype=float)) / np.asarray(
-        scale, dtype=float
-    )
-
-
 def range_excess(X, lo, hi) -> np.ndarray:
     """Cells x features: how far each value lies beyond the training range ``[lo, hi]`` of
     its feature, in units of that range (0 inside it; a constant feature's range counts as
@@ -237,5 +230,4 @@ __all__ = [
     "range_excess",
     "score_bins",
     "shift_summary",
-    "standardise",
 ]

@@ -306,15 +306,6 @@ def alpha_grid(alpha_max: float, alpha_min: float, n_alphas: int) -> np.ndarray:
     return np.geomspace(alpha_max, alpha_min, n_alphas)
 
 
-def standardize_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unweighted mean and population std (zero std -> 1, as StandardScaler)."""
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
-    # StandardScaler treats a near-constant column as constant (scale 1)
-    scale = np.where(scale < 10 * np.finfo(float).eps * np.maximum(np.abs(mean), 1.0), 1.0, scale)
-    return mean, scale
-
-
 def inner_folds(
     n: int, n_splits: int, seed: int, groups=None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -348,5 +339,4 @@ __all__ = [
     "elastic_net_path",
     "inner_folds",
     "path_validation_sse",
-    "standardize_stats",
 ]

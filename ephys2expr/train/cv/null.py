@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import false_discovery_control
 
-from ephys2expr.model.path import penalty_strengths, standardize_stats
+from ephys2expr.model.path import penalty_strengths
+from ephys2expr.scaling import scaler_stats
 from ephys2expr.train.cv._null_kernel import null_r2_kernel
 from ephys2expr.train.cv.nested import log_progress
 from ephys2expr.train.settings import TrainSettings
@@ -91,12 +92,12 @@ def fold_designs(X, folds, fold_alpha, settings: TrainSettings, weights=None) ->
     est = settings.estimator()
     l1_ratio = est._l1_ratio()
     w_all = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=float)
-    mu, sigma = standardize_stats(X)
+    mu, sigma = scaler_stats(X)
     x0 = (X - mu) / sigma
     keys = ("fold_w", "fold_m", "fold_s", "te_x", "grams", "l1", "l2")
     parts = {key: [] for key in keys}
     for k, (tr, te) in enumerate(folds):
-        mean, scale = standardize_stats(X[tr])
+        mean, scale = scaler_stats(X[tr])
         xs = (X[tr] - mean) / scale
         w = w_all[tr]
         wsum = w.sum()
