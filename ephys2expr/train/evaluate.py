@@ -187,35 +187,11 @@ def train_and_evaluate(
     cells = rows["group"].astype(str).to_numpy() if "group" in rows.columns else None
     check_n_folds(settings, n, cells)
     folds = outer_folds(n, settings.cv, settings.n_folds, classes, settings.seed, cells)
-    # per-cell data: the family ceiling, and animals kept whole in the inner alpha search
-    families = rows["family"].astype(str).to_numpy() if "family" in rows.columns else None
-    # intervals: coverage per family (per-cell data) or broad type (type means)
-    group_names, group_codes = np.unique(
-        families if families is not None else classes.astype(str), return_inverse=True
-    )
-    labels = (
-        families,
-        cells if settings.cv == "group_kfold" else None,
-        oof_distances(X, folds),
-        group_codes,
-        len(group_names),
+    families, group_names, group_codes, labels = _chunk_labels(
+        X, folds, rows, classes, cells, settings
     )
     slices = chunk_slices(n_genes, gene_chunk)
-    rows_are = "cells" if cells is not None else "cell types"
-    log.info(
-        "training %d genes on %d %s x %d features: %s, alpha=%s, %s outer CV "
-        "(%d folds); %d gene chunk(s), %s executor",
-        n_genes,
-        n,
-        rows_are,
-        X.shape[1],
-        settings.penalty,
-        settings.alpha,
-        settings.cv,
-        len(folds),
-        len(slices),
-        executor.settings.kind,
-    )
+    _log_training(n_genes, n, cells, X, settings, folds, slices, executor)
     verbose = len(slices) == 1 and executor.client is None
     if isinstance(targets, pd.DataFrame):
         blocks = (targets.iloc[sl].to_numpy(dtype=float) for sl in slices)
@@ -234,6 +210,45 @@ def train_and_evaluate(
     )
     return _gather(
         parts, features, genes, n, folds, settings, t0, rows, (labels[2], group_codes, groups)
+    )
+
+
+def _chunk_labels(X, folds, rows, classes, cells, settings):
+    """What every gene chunk needs besides the data: the families (per-cell data), the
+    animals of the inner folds, each row's kNN distance to its outer training fold and its
+    interval group; ``(families, group_names, group_codes, labels)``."""
+    # per-cell data: the family ceiling, and animals kept whole in the inner alpha search
+    families = rows["family"].astype(str).to_numpy() if "family" in rows.columns else None
+    # intervals: coverage per family (per-cell data) or broad type (type means)
+    group_names, group_codes = np.unique(
+        families if families is not None else classes.astype(str), return_inverse=True
+    )
+    labels = (
+        families,
+        cells if settings.cv == "group_kfold" else None,
+        oof_distances(X, folds),
+        group_codes,
+        len(group_names),
+    )
+    return families, group_names, group_codes, labels
+
+
+def _log_training(n_genes, n, cells, X, settings, folds, slices, executor) -> None:
+    """The one line saying what is trained, on what rows, in how many chunks."""
+    rows_are = "cells" if cells is not None else "cell types"
+    log.info(
+        "training %d genes on %d %s x %d features: %s, alpha=%s, %s outer CV "
+        "(%d folds); %d gene chunk(s), %s executor",
+        n_genes,
+        n,
+        rows_are,
+        X.shape[1],
+        settings.penalty,
+        settings.alpha,
+        settings.cv,
+        len(folds),
+        len(slices),
+        executor.settings.kind,
     )
 
 
