@@ -206,29 +206,7 @@ def permutation_null(
     fits = 0
     logged = 0
     while active.size:
-        todo = B - used[active]
-        if stop_after > 0:
-            # at least the fewest permutations that could stop the gene, and an eighth of
-            # those it has had (fewer, larger rounds; pairs past a stop are dropped below)
-            todo = np.minimum(todo, np.maximum(stop_after - ge[active], used[active] // 8))
-        todo = np.minimum(todo, max(1, MAX_PAIRS // active.size))
-        first = np.cumsum(todo) - todo  # where each gene's pairs start
-        pair_gene = np.repeat(active, todo)
-        pair_perm = np.repeat(used[active] - first, todo) + np.arange(todo.sum())
-        r2 = np.empty(pair_gene.size)
-        null_r2_kernel(
-            Yt, pair_gene, pair_perm, perms, *(design[k] for k in _KERNEL_ARGS), observed, r2
-        )
-        # tiny slack so that exact ties (e.g. identical mean-only predictions) count as >=
-        exceed = (r2 >= observed[pair_gene] - 1e-12).astype(np.int64)
-        if stop_after > 0:  # keep a pair only if its gene had not stopped before it
-            before = np.cumsum(exceed) - exceed
-            before -= np.repeat(before[first], todo)
-            kept = ge[pair_gene] + before < stop_after
-            exceed *= kept
-            todo = np.add.reduceat(kept.astype(np.int64), first)
-        ge[active] += np.add.reduceat(exceed, first)
-        used[active] += todo
+        todo = _one_round(active, ge, used, B, stop_after, Yt, perms, design, observed)
         fits += int(todo.sum())
         keep = used[active] < B
         if stop_after > 0:
@@ -240,6 +218,36 @@ def permutation_null(
         active = active[keep]
     p = sequential_p_values(ge, used, observed, B, stop_after)
     return NullResult(p, used, fits, time.perf_counter() - start)
+
+
+def _one_round(active, ge, used, B, stop_after, Yt, perms, design, observed) -> np.ndarray:
+    """One round of the null: each active gene's next permutations through the kernel;
+    updates ``ge`` (exceedances) and ``used`` (permutations counted) in place and returns
+    how many each gene used."""
+    todo = B - used[active]
+    if stop_after > 0:
+        # at least the fewest permutations that could stop the gene, and an eighth of
+        # those it has had (fewer, larger rounds; pairs past a stop are dropped below)
+        todo = np.minimum(todo, np.maximum(stop_after - ge[active], used[active] // 8))
+    todo = np.minimum(todo, max(1, MAX_PAIRS // active.size))
+    first = np.cumsum(todo) - todo  # where each gene's pairs start
+    pair_gene = np.repeat(active, todo)
+    pair_perm = np.repeat(used[active] - first, todo) + np.arange(todo.sum())
+    r2 = np.empty(pair_gene.size)
+    null_r2_kernel(
+        Yt, pair_gene, pair_perm, perms, *(design[k] for k in _KERNEL_ARGS), observed, r2
+    )
+    # tiny slack so that exact ties (e.g. identical mean-only predictions) count as >=
+    exceed = (r2 >= observed[pair_gene] - 1e-12).astype(np.int64)
+    if stop_after > 0:  # keep a pair only if its gene had not stopped before it
+        before = np.cumsum(exceed) - exceed
+        before -= np.repeat(before[first], todo)
+        kept = ge[pair_gene] + before < stop_after
+        exceed *= kept
+        todo = np.add.reduceat(kept.astype(np.int64), first)
+    ge[active] += np.add.reduceat(exceed, first)
+    used[active] += todo
+    return todo
 
 
 def sequential_p_values(ge, used, observed, n_permutations: int, stop_after: int):
