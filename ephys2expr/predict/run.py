@@ -155,13 +155,7 @@ def predict_tables(
     store, on_demand = _with_missing_sets(
         jobs, store, settings, min_features, fit_set, id_column, where
     )
-    screen = CellScreen(
-        settings.missing,
-        settings.extrapolation_tolerance,
-        settings.ood_neighbors,
-        settings.ood_percentile,
-        min_features,
-    ).fit(store)
+    screen = _screen(settings, min_features, store)
     gene_idx = _genes_to_predict(store, settings, where)
     items = _read_inputs(jobs, store, screen, settings, id_column, species)
     run = _Run(store, settings, gene_idx, where, outputs)
@@ -171,6 +165,17 @@ def predict_tables(
         for item, job in zip(items, jobs, strict=True):
             plots.append(run.predict_one(item, job, ex))
     return PredictResult(metrics=headline_metrics(run.report), report=run.report, plots=plots)
+
+
+def _screen(settings, min_features: int, store) -> CellScreen:
+    """The cell screen (missing features, extrapolation, OOD) fitted to the store."""
+    return CellScreen(
+        settings.missing,
+        settings.extrapolation_tolerance,
+        settings.ood_neighbors,
+        settings.ood_percentile,
+        min_features,
+    ).fit(store)
 
 
 def _with_missing_sets(jobs, store, settings, min_features, fit_set, id_column, where):

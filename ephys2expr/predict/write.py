@@ -235,9 +235,7 @@ def write_predictions(
             obsm,
             varm,
         )
-        for w in writers:  # an OS error (disk full) names the file it was writing
-            stack.enter_context(writing(w.path))
-            stack.enter_context(w)
+        _enter(stack, writers)
         blocks = iter_predictions(
             store, X, gene_idx, chunk_cells, executor, cell_sets, interval_level
         )
@@ -291,6 +289,13 @@ def _writers(
             )
         )
     return writers
+
+
+def _enter(stack: contextlib.ExitStack, writers) -> None:
+    """Open every writer on ``stack``; an OS error (disk full) names the file it was writing."""
+    for w in writers:
+        stack.enter_context(writing(w.path))
+        stack.enter_context(w)
 
 
 def _write_blocks(blocks, writers, meta, genes, where, n_cells) -> tuple[int, float]:
