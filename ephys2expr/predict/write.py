@@ -220,21 +220,10 @@ def write_predictions(
         if own:
             stack.enter_context(outputs)
             outputs.plan(path, h5ad_path)
-        writers = _writers(
-            outputs,
-            path,
-            h5ad_path,
-            store,
-            meta,
-            genes,
-            gene_idx,
-            file_metadata,
-            chunk_cells,
-            interval_level,
-            parquet_intervals,
-            obsm,
-            varm,
-        )
+        parquet = (meta, genes, file_metadata, parquet_intervals and interval_level is not None)
+        h5ad = (store, meta, gene_idx, file_metadata, chunk_cells)
+        h5ad_options = {"intervals": interval_level is not None, "obsm": obsm, "varm": varm}
+        writers = _writers(outputs, path, h5ad_path, parquet, h5ad, h5ad_options)
         _enter(stack, writers)
         blocks = iter_predictions(
             store, X, gene_idx, chunk_cells, executor, cell_sets, interval_level
@@ -254,40 +243,14 @@ def _check_request(genes, meta, X, path, h5ad_path) -> None:
         raise ValueError("nothing to write: give a Parquet path, an h5ad path or both")
 
 
-def _writers(
-    outputs,
-    path,
-    h5ad_path,
-    store,
-    meta,
-    genes,
-    gene_idx,
-    file_metadata,
-    chunk_cells,
-    interval_level,
-    parquet_intervals,
-    obsm,
-    varm,
-) -> list:
-    """The Parquet and/or h5ad writers, each on its temporary path of ``outputs``."""
+def _writers(outputs, path, h5ad_path, parquet: tuple, h5ad: tuple, h5ad_options: dict) -> list:
+    """The Parquet and/or h5ad writers, each on its temporary path of ``outputs``
+    (``parquet``, ``h5ad``: their arguments after the path)."""
     writers = []
     if path is not None:
-        with_bounds = parquet_intervals and interval_level is not None
-        writers.append(ParquetWriter(outputs.temp(path), meta, genes, file_metadata, with_bounds))
+        writers.append(ParquetWriter(outputs.temp(path), *parquet))
     if h5ad_path is not None:
-        writers.append(
-            H5adWriter(
-                outputs.temp(h5ad_path),
-                store,
-                meta,
-                gene_idx,
-                file_metadata,
-                chunk_cells,
-                intervals=interval_level is not None,
-                obsm=obsm,
-                varm=varm,
-            )
-        )
+        writers.append(H5adWriter(outputs.temp(h5ad_path), *h5ad, **h5ad_options))
     return writers
 
 
