@@ -134,8 +134,8 @@ class TrainResult:
     # what the intervals were calibrated on, to recalibrate them on another model's
     # out-of-fold predictions (train.model mixture | best): (distance, group codes, groups)
     interval_rows: tuple | None = None
-    # each row's held-out coverage under the chosen intervals (train/ood.py sets it against
-    # the OOD score)
+    # each row's held-out coverage under the chosen intervals (train/uncertainty/ood.py sets
+    # it against the OOD score)
     row_coverage: np.ndarray | None = None
 
 

@@ -12,7 +12,7 @@ import math
 from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import METHODS
 
-# Schemas this code reads (store_format.SCHEMA_VERSION is the one it writes).
+# Schemas this code reads (_format.SCHEMA_VERSION is the one it writes).
 READABLE_VERSIONS = (2, 3, 4, 5, 6)
 META_HASH = "meta_md5"
 META = "model.json"
