@@ -51,7 +51,7 @@ def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n
     block = 256
     n_blocks = (n_genes + block - 1) // block
     for blk in numba.prange(n_blocks):
-        w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = gene_scratch(p)
+        scratch = gene_scratch(p)
         for g in range(blk, n_genes, n_blocks):
             # problem, gene index, outputs, then the block's scratch arrays
             one_gene(
@@ -69,16 +69,7 @@ def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n
                 coefs[g],
                 n_iter,
                 conv,
-                w,
-                q,
-                idx,
-                mat,
-                vec,
-                qnew,
-                theta,
-                order,
-                fact_state,
-                dinv,
+                scratch,
             )
 
 
@@ -100,7 +91,8 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
     block = 256  # genes strided over blocks, as in cd_path_kernel
     n_blocks = (n_genes + block - 1) // block
     for blk in numba.prange(n_blocks):
-        w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = gene_scratch(p)
+        scratch = gene_scratch(p)
+        idx = scratch[2]  # reused below for the active features
         out = np.empty((n_alpha, p))
         for g in range(blk, n_genes, n_blocks):
             one_gene(
@@ -118,16 +110,7 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
                 out,
                 n_iter,
                 conv,
-                w,
-                q,
-                idx,
-                mat,
-                vec,
-                qnew,
-                theta,
-                order,
-                fact_state,
-                dinv,
+                scratch,
             )
             h = vxty[g]
             for a in range(n_alpha):
@@ -163,19 +146,11 @@ def one_gene(
     out,
     n_iter,
     conv,
-    w,
-    q,
-    idx,
-    mat,
-    vec,
-    qnew,
-    theta,
-    order,
-    fact_state,
-    dinv,
+    scratch,
 ):
-    """The whole alpha path of gene ``g`` into ``out`` (n_alphas, p) (scratch arrays passed
-    in, reused across genes)."""
+    """The whole alpha path of gene ``g`` into ``out`` (n_alphas, p) (``scratch``: the
+    arrays of :func:`gene_scratch`, reused across genes)."""
+    w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = scratch
     p = w.shape[0]
     n_alpha = l1.shape[1]
     c = xty[g]

@@ -115,7 +115,8 @@ def null_r2_kernel(
         coefs = np.empty((1, 1, p))
         n_iter = np.zeros(1, dtype=np.int64)
         conv = np.zeros(1, dtype=np.bool_)
-        wv, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = gene_scratch(p)
+        scratch = gene_scratch(p)
+        wv, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = scratch
         ysort = np.empty(n)
         fa = np.empty((n_folds, p))  # per fold: sum over test rows of wx y
         fc = np.empty((n_folds, p))  # ... of te_x y
@@ -251,16 +252,7 @@ def null_r2_kernel(
                             coefs[0],
                             n_iter,
                             conv,
-                            wv,
-                            q,
-                            idx,
-                            mat,
-                            vec,
-                            qnew,
-                            theta,
-                            order,
-                            fact_state,
-                            dinv,
+                            scratch,
                         )
                         for j in range(p):
                             wv[j] = coefs[0, 0, j]
