@@ -72,8 +72,8 @@ def main():
 
     import numba
 
+    from ephys2expr.train.cv.folds import outer_folds, pooled_scores
     from ephys2expr.train.evaluate import train_and_evaluate
-    from ephys2expr.train.folds import outer_folds, pooled_scores
     from ephys2expr.train.settings import TrainSettings
 
     features, targets, types = load_cells()

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.model.intervals import conformal_quantile, fit_scale, scale_values
-from ephys2expr.model.path import standardize_stats
-from ephys2expr.train.folds import outer_folds
-from ephys2expr.train.intervals import CV_LEVELS
+from ephys2expr.scaling import scaler_stats
+from ephys2expr.train.cv.folds import outer_folds
+from ephys2expr.train.uncertainty.intervals import CV_LEVELS
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     res = Y - pred
     sigmas = []
     for tr, te in folds:
-        m, s = standardize_stats(X[tr])
+        m, s = scaler_stats(X[tr])
         params = fit_scale("features", np.abs(res[tr]), X[tr], None, m, s)
         sigmas.append((scale_values(params, X[tr]), scale_values(params, X[te])))
     t0 = time.perf_counter()

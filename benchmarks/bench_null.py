@@ -5,9 +5,9 @@ Not a test. On the real training table (``data/prepared/rds``, default settings:
 CV once for the per-fold alphas and observed r2, then, in the same run and on the same genes,
 
 1. :func:`reference_permutation_null` - the null as it was before the batched kernel: a Python
-   loop over permutations, each rerunning :func:`ephys2expr.train.cv.nested_cv` (20 estimator
+   loop over permutations, each rerunning :func:`ephys2expr.train.cv.nested.nested_cv` (20 estimator
    fits) over the genes still active; kept here as the reference tests compare against;
-2. :func:`ephys2expr.train.null.permutation_null` - the batched kernel;
+2. :func:`ephys2expr.train.cv.null.permutation_null` - the batched kernel;
 
 and prints both wall and CPU times (CPU time of all threads: steadier than wall time when
 other jobs share the machine), their ratios, and whether p-values / permutation counts are
@@ -28,10 +28,10 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-import ephys2expr.train.null as null_module
-from ephys2expr.train.cv import log_progress, nested_cv
-from ephys2expr.train.folds import pooled_scores
-from ephys2expr.train.null import NullResult, permutation_null, sequential_p_values
+import ephys2expr.train.cv.null as null_module
+from ephys2expr.train.cv.folds import pooled_scores
+from ephys2expr.train.cv.nested import log_progress, nested_cv
+from ephys2expr.train.cv.null import NullResult, permutation_null, sequential_p_values
 from ephys2expr.train.settings import TrainSettings
 
 
@@ -47,7 +47,7 @@ def reference_permutation_null(
     verbose: bool = False,
 ) -> NullResult:
     """The permutation null before the batched kernel (same arguments and meaning as
-    :func:`~ephys2expr.train.null.permutation_null`): one permutation per loop iteration, each
+    :func:`~ephys2expr.train.cv.null.permutation_null`): one permutation per loop iteration, each
     a full :func:`nested_cv` with the real-data fold alphas over the genes still active."""
     start = time.perf_counter()
     n, n_genes = Y.shape
@@ -95,8 +95,8 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared-dir", default="data/prepared/rds")
     args = ap.parse_args(argv)
+    from ephys2expr.train.cv.folds import outer_folds
     from ephys2expr.train.evaluate import resolved_settings
-    from ephys2expr.train.folds import outer_folds
 
     X, Y, types = real_inputs(args.prepared_dir)
     settings = resolved_settings(TrainSettings.from_params(args.params), types)

@@ -29,9 +29,7 @@ from sklearn.linear_model import Lasso
 
 from ephys2expr import paths
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import store_from_estimator
-from ephys2expr.model.store_io import load_model_store
+from ephys2expr.model.store import ModelStore, load_model_store, store_from_estimator
 from ephys2expr.predict.cells import check_feature_columns, read_cell_table
 from ephys2expr.predict.screen import CellScreen
 from ephys2expr.predict.settings import PredictSettings

@@ -39,7 +39,7 @@ from ephys2expr.features import PLAUSIBLE_RANGE
 
 
 def _store(model_dir: Path):
-    from ephys2expr.model.store_io import load_model_store
+    from ephys2expr.model.store import load_model_store
 
     return load_model_store(model_dir)
 

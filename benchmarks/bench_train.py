@@ -59,8 +59,8 @@ def synthetic_table(n=48, p=15, g=45_000, seed=0):
 def ours(X, Y, cv, alpha):
     from threadpoolctl import threadpool_limits
 
-    from ephys2expr.train.cv import nested_cv
-    from ephys2expr.train.folds import outer_folds
+    from ephys2expr.train.cv.folds import outer_folds
+    from ephys2expr.train.cv.nested import nested_cv
     from ephys2expr.train.settings import TrainSettings
 
     settings = TrainSettings.from_params(

@@ -90,7 +90,7 @@ def predict_timing(store_dir: str, n_cells: int = 10_000, repeats: int = 2) -> d
 
     from ephys2expr import paths
     from ephys2expr.features import PLAUSIBLE_RANGE
-    from ephys2expr.model.store_io import load_model_store
+    from ephys2expr.model.store import load_model_store
 
     feats = load_model_store(store_dir).features
     frames = [pd.read_parquet(p) for p in sorted(paths.PREPARED.glob("**/cells_aibs_v*.parquet"))]
@@ -139,7 +139,7 @@ def main() -> None:
         return
 
     from ephys2expr import paths
-    from ephys2expr.model.store_io import load_model_store
+    from ephys2expr.model.store import load_model_store
     from ephys2expr.predict.align import family_gaussians
     from ephys2expr.readers.cadwell import read_cadwell
     from ephys2expr.validate.transfer import (

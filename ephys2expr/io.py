@@ -52,12 +52,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path.parent, [path.name])
-    temp = None
-    try:  # created inside: a signal right after creation still removes it
-        temp = Temp.create(path.parent, path.name)
+    with _temporary(path.parent, path.name) as temp:
         yield temp.path
         with signals_deferred():
             temp.replace(path)
+
+
+@contextlib.contextmanager
+def _temporary(parent: Path, name: str, directory: bool = False) -> Iterator[Temp]:
+    """A locked :class:`Temp` for ``name`` in ``parent``, removed if anything inside fails
+    and released in any case (the one cleanup of :func:`atomic_path` and :func:`atomic_dir`)."""
+    temp = None
+    try:  # created inside: a signal right after creation still removes it
+        temp = Temp.create(parent, name, directory=directory)
+        yield temp
     except BaseException:
         if temp is not None:
             temp.discard()
@@ -144,9 +152,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path.parent, [path.name])
-    temp = None
-    try:  # created inside: a signal right after creation still removes it
-        temp = Temp.create(path.parent, path.name, directory=True)
+    with _temporary(path.parent, path.name, directory=True) as temp:
         new = temp.path
         yield new
         raise_if_stopped()  # a SIGTERM swallowed while writing: never swap in
@@ -161,13 +167,6 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                 os.rename(path, old)
                 os.rename(new, path)
                 shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        if temp is not None:
-            temp.discard()
-        raise
-    finally:
-        if temp is not None:
-            temp.release()
 
 
 def _exchange(a: Path, b: Path) -> bool:

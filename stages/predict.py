@@ -46,7 +46,7 @@ from ephys2expr.cli import (
 )
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_json
-from ephys2expr.model.store_io import load_model_store
+from ephys2expr.model.store import load_model_store
 from ephys2expr.predict.jobs import prediction_jobs
 from ephys2expr.predict.outputs import OutputSet
 from ephys2expr.predict.plots import figure_names, prediction_figures

@@ -27,7 +27,7 @@ from ephys2expr.cli import (
 )
 from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet
-from ephys2expr.model.store_io import check_store_destination, save_model_store
+from ephys2expr.model.store import check_store_destination, save_model_store
 from ephys2expr.rounding import for_people, round_table
 from ephys2expr.settings import build_settings
 from ephys2expr.train.run import train_from_prepared

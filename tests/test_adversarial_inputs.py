@@ -18,10 +18,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ephys2expr.errors import InputError
 from ephys2expr.features import CORE_FEATURES
-from ephys2expr.model.store_io import save_model_store
+from ephys2expr.model.store import save_model_store
 from ephys2expr.predict.cells import check_feature_columns, read_cell_table
-from ephys2expr.readers.columns import id_strings, numeric_column, read_table
+from ephys2expr.readers.columns import (
+    MISSING_TEXT,
+    id_strings,
+    numeric_column,
+    read_table,
+)
 from ephys2expr.readers.paired_layout import indexed
 from tests.helpers import assert_one_line_exit_2, raises_one_line
 from tests.test_predict import _cells
@@ -203,6 +209,35 @@ def test_pandas_na_marker_in_a_feature_column_is_a_missing_value(work, cells, su
     with pytest.raises(Exception, match="'0.8ms' in column 'aphw'"):
         check_feature_columns(text.set_index("cell_id"), CORE_FEATURES, "t")
     assert numeric_column(pd.DataFrame({"x": ["<NA>", "1.5", "null"]}), "x", "t").isna().sum() == 2
+
+
+def test_the_missing_markers_are_pandas_own(tmp_path):
+    """MISSING_TEXT is written out; it must be exactly the list read_csv documents, and
+    read_csv must read every one of them as missing (and a near miss as text)."""
+    doc = pd.read_csv.__doc__
+    listed = doc[doc.index("By default the following values are interpreted") :]
+    listed = listed[: listed.index("keep_default_na")]
+    documented = {m.strip() for m in re.findall(r'"([^"]*)"', listed)}
+    assert documented == MISSING_TEXT
+    path = tmp_path / "markers.csv"
+    markers = sorted(MISSING_TEXT - {""}) + ["nil"]
+    path.write_text("x\n" + "\n".join(markers) + "\n")
+    read = pd.read_csv(path, skip_blank_lines=False)["x"]
+    assert read.isna().tolist() == [True] * (len(markers) - 1) + [False]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (pd.to_datetime(["2024-01-01", "2024-01-02"]), "column 'x' holds dates/times"),
+        (pd.Series([1 + 2j, 3 + 0j]), "column 'x' is complex"),
+        (pd.Series(["1.5", [2.0]], dtype=object), "value [2.0] of type list in column 'x'"),
+    ],
+)
+def test_the_readers_number_column_refuses_dates_complex_numbers_and_objects(values, expected):
+    table = pd.DataFrame({"x": values})
+    with pytest.raises(InputError, match=re.escape(expected)):
+        numeric_column(table, "x", "t.csv")
 
 
 def _parquet(folder: Path, cells: pd.DataFrame) -> Path:

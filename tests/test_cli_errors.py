@@ -19,8 +19,7 @@ from ephys2expr.cli import friendly_errors
 from ephys2expr.errors import InputError
 from ephys2expr.features import CORE_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store_build import store_from_estimator
-from ephys2expr.model.store_io import save_model_store
+from ephys2expr.model.store import save_model_store, store_from_estimator
 from tests.train_data import small_real_inputs
 
 ROOT = Path(__file__).resolve().parent.parent

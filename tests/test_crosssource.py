@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ephys2expr import paths
 from ephys2expr.errors import InputError
 from ephys2expr.features import CADWELL_FEATURES
-from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
+from ephys2expr.model.store import join_feature_sets, store_from_estimator
 from ephys2expr.prepare.per_cell import paired_training_tables, read_paired_source
 from ephys2expr.prepare.run import load_training_set, select_features
 from ephys2expr.prepare.settings import PrepareSettings

@@ -33,6 +33,7 @@ FLOORS: list[set[str]] = [
         "executor",
         "cell_inputs",
         "rounding",
+        "scaling",
         "",
     },
     {"readers", "identity", "download", "recordings"},

@@ -21,7 +21,7 @@ import psutil
 import pytest
 import yaml
 
-from ephys2expr.model.store_io import load_model_store
+from ephys2expr.model.store import load_model_store
 from tests.train_data import write_small_prepared
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,11 +13,11 @@ from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.store import EXPRESSION_RANGE
-from ephys2expr.train.baselines import baseline_predictions
-from ephys2expr.train.cv import nested_cv
+from ephys2expr.train.cv.baselines import baseline_predictions
+from ephys2expr.train.cv.folds import outer_folds, pooled_scores
+from ephys2expr.train.cv.nested import nested_cv
+from ephys2expr.train.cv.null import bh_qvalues, permutation_null
 from ephys2expr.train.evaluate import train_and_evaluate
-from ephys2expr.train.folds import outer_folds, pooled_scores
-from ephys2expr.train.null import bh_qvalues, permutation_null
 from ephys2expr.train.settings import TrainSettings
 from tests.train_data import small_real_inputs, train_settings
 

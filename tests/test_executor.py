@@ -19,8 +19,12 @@ from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, chunk_slices, open_executor
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.ood import bound_features
-from ephys2expr.model.store import EXPRESSION_RANGE, ModelStore
-from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
+from ephys2expr.model.store import (
+    EXPRESSION_RANGE,
+    ModelStore,
+    join_feature_sets,
+    store_from_estimator,
+)
 from ephys2expr.predict.write import write_predictions
 from ephys2expr.train.evaluate import train_and_evaluate
 from ephys2expr.train.inputs import ParquetTargets

@@ -18,9 +18,12 @@ from typer.testing import CliRunner
 from ephys2expr.errors import InputError
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.ood import bound_features
-from ephys2expr.model.store import EXPRESSION_RANGE
-from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
-from ephys2expr.model.store_io import save_model_store
+from ephys2expr.model.store import (
+    EXPRESSION_RANGE,
+    join_feature_sets,
+    save_model_store,
+    store_from_estimator,
+)
 from ephys2expr.predict.quality import trusted_genes
 from ephys2expr.predict.screen import CellScreen
 from ephys2expr.train.settings import TrainSettings

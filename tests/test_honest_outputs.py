@@ -14,12 +14,12 @@ from sklearn.metrics import roc_auc_score
 from ephys2expr.identity.classifier import IdentityClassifier
 from ephys2expr.model.ood import range_excess
 from ephys2expr.model.path import inner_folds
-from ephys2expr.model.store_build import store_from_estimator
-from ephys2expr.model.store_identity import (
+from ephys2expr.model.store import (
     StoreIdentity,
     identity_from_tables,
     identity_tables,
     nest_types,
+    store_from_estimator,
 )
 from ephys2expr.predict.intervals import interval_terms
 from ephys2expr.predict.quality import set_quality
@@ -27,10 +27,10 @@ from ephys2expr.predict.write import _block_and_bounds, predict_block, set_terms
 from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021
-from ephys2expr.train.best import stored_classifier
+from ephys2expr.train.cv.folds import outer_folds
 from ephys2expr.train.evaluate import train_and_evaluate
-from ephys2expr.train.folds import outer_folds
-from ephys2expr.train.identity import identity_levels, nesting_report
+from ephys2expr.train.identity.best import stored_classifier
+from ephys2expr.train.identity.classifier_cv import identity_levels, nesting_report
 from ephys2expr.train.settings import TrainSettings
 from tests.train_data import small_real_inputs
 

@@ -12,10 +12,10 @@ from ephys2expr.identity.mixture import class_means, mixture_predict
 from ephys2expr.identity.scores import expected_calibration_error
 from ephys2expr.prepare.per_cell import paired_training_tables, read_paired_source
 from ephys2expr.prepare.settings import PrepareSettings
+from ephys2expr.train.cv.folds import outer_folds
 from ephys2expr.train.evaluate import train_and_evaluate
-from ephys2expr.train.folds import outer_folds
-from ephys2expr.train.identity import identity_levels
-from ephys2expr.train.mixture import KINDS, mixture_cv
+from ephys2expr.train.identity.classifier_cv import identity_levels
+from ephys2expr.train.identity.mixture import KINDS, mixture_cv
 from tests.train_data import train_settings
 
 
@@ -142,7 +142,7 @@ def test_ece_is_zero_for_calibrated_and_large_for_overconfident_probabilities():
 @pytest.fixture(scope="module")
 def trained(scala, tmp_path_factory):
     """The train stage's work on the real cells and 40 genes, two feature sets, saved."""
-    from ephys2expr.model.store_io import save_model_store
+    from ephys2expr.model.store import save_model_store
     from ephys2expr.train.run import train_from_prepared
 
     f, t, types = scala
@@ -162,7 +162,7 @@ def trained(scala, tmp_path_factory):
 
 def test_the_store_round_trips_the_identity_part_without_pickle(scala, trained):
     from ephys2expr.identity.classifier import proba_from_model
-    from ephys2expr.model.store_io import load_model_store
+    from ephys2expr.model.store import load_model_store
 
     out, model_dir = trained
     f, _, _ = scala
@@ -222,7 +222,7 @@ def test_a_user_table_predicted_through_the_cli_gets_the_identity_columns(
     import anndata as ad
     from typer.testing import CliRunner
 
-    from ephys2expr.model.store_io import load_model_store
+    from ephys2expr.model.store import load_model_store
     from stages.predict import app
 
     _, model_dir = trained

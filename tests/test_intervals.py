@@ -14,15 +14,19 @@ from ephys2expr.model.intervals import (
     fit_scale,
     scale_values,
 )
-from ephys2expr.model.path import standardize_stats
-from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
-from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.model.store import (
+    join_feature_sets,
+    load_model_store,
+    save_model_store,
+    store_from_estimator,
+)
 from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021
+from ephys2expr.scaling import scaler_stats
 from ephys2expr.train.evaluate import train_and_evaluate
-from ephys2expr.train.intervals import INTERVAL_NEIGHBORS, oof_distances
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.uncertainty.intervals import INTERVAL_NEIGHBORS, oof_distances
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,7 @@ def test_numpy_quantiles_give_crepes_intervals_on_real_residuals(trained):
     crepes = pytest.importorskip("crepes")
     X, Y, oof = _residuals(trained)
     res = Y - oof
-    mean, scale = standardize_stats(X)
+    mean, scale = scaler_stats(X)
     params = fit_scale("features", np.abs(res), X, None, mean, scale)
     sigma = scale_values(params, X, None)
     n_cal = 800  # calibrate on these rows, intervals for the others
@@ -89,7 +93,7 @@ def test_intervals_cover_held_out_animals_at_their_level(trained):
         covered, widths = [], []
         for tr, te in result.folds:
             assert not set(groups[tr]) & set(groups[te])
-            m, s = standardize_stats(X[tr])
+            m, s = scaler_stats(X[tr])
             iv = GeneIntervals.calibrate(
                 method,
                 np.abs(Y[tr] - oof[tr]),
@@ -121,7 +125,7 @@ def test_coverage_per_row_is_held_out_and_binned_by_ood_score(trained):
     """Each cell's coverage (share of its genes inside the chosen 90 % interval, calibrated
     without its fold) averages to the reported coverage, and cv_ood sets it against the OOD
     score per bin (the ood_vs_error figure's red line)."""
-    from ephys2expr.train.ood import cv_ood
+    from ephys2expr.train.uncertainty.ood import cv_ood
 
     features, targets, _, result = trained
     cov = result.row_coverage
@@ -132,7 +136,7 @@ def test_coverage_per_row_is_held_out_and_binned_by_ood_score(trained):
     X, Y, oof = _residuals(trained)
     distance = oof_distances(X, result.folds)
     tr, te = result.folds[0]
-    m, s = standardize_stats(X[tr])
+    m, s = scaler_stats(X[tr])
     iv = GeneIntervals.calibrate(
         report["method"],
         np.abs(Y[tr] - oof[tr]),
@@ -173,7 +177,7 @@ def store_dir(trained, tmp_path_factory):
     fast = TrainSettings.from_params({"train": {"n_alphas": 8, "n_permutations": 0}})
     sub = train_and_evaluate(features[cols], targets, trained[2], fast)
     Xs = features[cols].to_numpy(dtype=float)
-    m, s = standardize_stats(Xs)
+    m, s = scaler_stats(Xs)
     oof_s = sub.oof[list(features.index)].to_numpy(dtype=float).T
     knn = GeneIntervals.calibrate(
         "knn",
@@ -279,7 +283,7 @@ def test_predict_needs_no_refit(store_dir, trained, tmp_path, monkeypatch):
     import anndata as ad
 
     import ephys2expr.model.intervals as mi
-    import ephys2expr.train.intervals as ti
+    import ephys2expr.train.uncertainty.intervals as ti
 
     store = load_model_store(store_dir)
     X = trained[0].to_numpy(dtype=float)[:300]

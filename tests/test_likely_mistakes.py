@@ -16,8 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store_build import store_from_estimator
-from ephys2expr.model.store_io import save_model_store
+from ephys2expr.model.store import save_model_store, store_from_estimator
 from ephys2expr.predict.mistakes import scale_mistake
 from ephys2expr.readers.allen import read_allen_cells
 from stages.predict import app as predict_app

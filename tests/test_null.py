@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import ephys2expr.train.null as null_module
+import ephys2expr.train.cv.null as null_module
 from benchmarks.bench_null import reference_permutation_null
-from ephys2expr.train.cv import nested_cv
-from ephys2expr.train.folds import outer_folds, pooled_scores
-from ephys2expr.train.null import permutation_null
+from ephys2expr.train.cv.folds import outer_folds, pooled_scores
+from ephys2expr.train.cv.nested import nested_cv
+from ephys2expr.train.cv.null import permutation_null
 from tests.train_data import small_real_inputs, train_settings
 
 
@@ -86,8 +86,8 @@ def test_a_pair_stops_only_once_its_r2_cannot_reach_the_observed(real):
     """The kernel skips a pair's remaining folds once its r2 bound is below the observed r2:
     its output is then an upper bound of the full r2, below the observed - never a pair that
     would have reached it. Many pairs do stop (that is the saving)."""
-    from ephys2expr.train._null_kernel import null_r2_kernel
-    from ephys2expr.train.null import _KERNEL_ARGS, fold_designs
+    from ephys2expr.train.cv._null_kernel import null_r2_kernel
+    from ephys2expr.train.cv.null import _KERNEL_ARGS, fold_designs
 
     X, Y, _ = real
     settings = train_settings(n_alphas=8, n_permutations=30)

@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ephys2expr.model.store_format import SCHEMA_VERSION
-from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.model.store import SCHEMA_VERSION, load_model_store, save_model_store
 from ephys2expr.train.on_demand import fit_feature_set
 from ephys2expr.train.run import train_from_prepared
 from stages.predict import app

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, open_executor
-from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.model.store import load_model_store, save_model_store
 from ephys2expr.settings import read_params
 from ephys2expr.train.settings import TrainSettings
 from stages.predict import app as predict_app

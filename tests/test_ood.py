@@ -14,13 +14,13 @@ from sklearn.neighbors import NearestNeighbors
 from typer.testing import CliRunner
 
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.ood import NeighborScore, neighbors_k, shift_summary, standardise
-from ephys2expr.model.store_build import store_from_estimator
-from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.model.ood import NeighborScore, neighbors_k, shift_summary
+from ephys2expr.model.store import load_model_store, save_model_store, store_from_estimator
 from ephys2expr.predict.screen import CellScreen
 from ephys2expr.prepare.per_cell import read_paired_source
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.allen import read_allen_cells
+from ephys2expr.scaling import standardise
 from stages.predict import app
 from tests.helpers import as_schema_5
 from tests.train_data import small_real_inputs

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ephys2expr.model.store_io import load_model_store
+from ephys2expr.model.store import load_model_store
 from tests.dvc_repo import dvc_env, ran, sh
 
 

@@ -27,8 +27,7 @@ from typer.testing import CliRunner
 from ephys2expr.errors import InputError
 from ephys2expr.features import CORE_FEATURES, PLAUSIBLE_RANGE
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.model.store_build import store_from_estimator
-from ephys2expr.model.store_io import save_model_store
+from ephys2expr.model.store import save_model_store, store_from_estimator
 from ephys2expr.predict.h5ad import x_chunk_shape
 from ephys2expr.predict.read import constant_genes, file_metadata, read_predictions
 from ephys2expr.predict.write import write_predictions

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.model.store import load_model_store, save_model_store
 from ephys2expr.predict.cells import species_mismatch
 from ephys2expr.predict.read import constant_genes, file_metadata, read_predictions
 from stages.predict import app

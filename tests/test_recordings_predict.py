@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ephys2expr.features import CORE_FEATURES
-from ephys2expr.model.store_io import save_model_store
+from ephys2expr.model.store import save_model_store
 from ephys2expr.train.run import train_from_prepared
 from stages.features import app as features_app
 from stages.predict import app as predict_app

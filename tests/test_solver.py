@@ -88,8 +88,8 @@ def test_active_set_reuses_its_factor_only_from_its_own_solution(problem):
     """The active-set step keeps its Cholesky factor for the next call on the same Gram
     matrix (the next alpha of a path). Started instead from another point with as many
     active features, it must rebuild it: the result is a cold start's, and scikit-learn's."""
-    from ephys2expr.model._active_set import _active_set
-    from ephys2expr.model._kernels import gene_scratch
+    from ephys2expr.model.active_set import active_set_solve
+    from ephys2expr.model.kernels import gene_scratch
 
     X, Y, _ = problem
     Xs = StandardScaler().fit_transform(X)
@@ -103,7 +103,7 @@ def test_active_set_reuses_its_factor_only_from_its_own_solution(problem):
             state[0] = -1.0
         w[:] = start
         q[:] = c - gram @ start
-        steps = _active_set(
+        steps = active_set_solve(
             gram, c, lam1, 0.0, w, q, theta, order, mat, dinv, qnew, vec, 100, state
         )
         assert steps > 0

@@ -21,10 +21,14 @@ from ephys2expr.features import CORE_FEATURES
 from ephys2expr.io import stale_dir_temps
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.intervals import GeneIntervals
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
-from ephys2expr.model.store_format import MAX_META_BYTES
-from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.model.store import (
+    ModelStore,
+    join_feature_sets,
+    load_model_store,
+    save_model_store,
+    store_from_estimator,
+)
+from ephys2expr.model.store._checks import MAX_META_BYTES
 from tests.helpers import as_schema_5, raises_one_line
 from tests.train_data import small_real_inputs
 
@@ -93,7 +97,7 @@ def _store_dir(tmp_path, store, name="model") -> Path:
 _CHILD = """
 import os, shutil, signal, sys
 import ephys2expr.io as eio
-from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.model.store import load_model_store, save_model_store
 
 src, dst, k, exchange = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 store = load_model_store(src)
@@ -180,7 +184,7 @@ def test_a_save_during_a_load_gives_one_whole_store(
     """A save lands between the load's reads of model.json and coef.parquet: the load
     reads the old folder through its open handle, or, once that folder's files are gone,
     reads the new folder whole."""
-    from ephys2expr.model import store_format
+    from ephys2expr.model.store import _format as store_format
 
     target = _store_dir(tmp_path, stores["old"])
     read_at = store_format._read_at
@@ -272,7 +276,7 @@ def test_dvc_rerun_gives_identical_bytes_and_a_clean_git_status(stores, tmp_path
     repo.mkdir()
     src = _store_dir(tmp_path, stores["new"], "source")
     (repo / "write_store.py").write_text(
-        "import sys\nfrom ephys2expr.model.store_io import load_model_store, save_model_store\n"
+        "import sys\nfrom ephys2expr.model.store import load_model_store, save_model_store\n"
         f"save_model_store(load_model_store({str(src)!r}), 'data/model')\n"
     )
     stage = {"cmd": "python write_store.py", "deps": ["write_store.py"], "outs": ["data/model"]}

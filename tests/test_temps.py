@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from ephys2expr.io import save_figure, write_csv, write_json, write_parquet  # noqa: E402
-from ephys2expr.model.store_io import load_model_store, save_model_store  # noqa: E402
+from ephys2expr.model.store import load_model_store, save_model_store  # noqa: E402
 from ephys2expr.temps import Temp, remove_dead_temps  # noqa: E402
 from stages.predict import app as predict_app  # noqa: E402
 from stages.train import app as train_app  # noqa: E402

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from ephys2expr.errors import InputError
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.path import inner_folds
-from ephys2expr.model.store_io import load_model_store
+from ephys2expr.model.store import load_model_store
 from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021
-from ephys2expr.train.baselines import baseline_predictions
+from ephys2expr.train.cv.baselines import baseline_predictions
+from ephys2expr.train.cv.folds import outer_folds, pooled_scores, resolve_cv
 from ephys2expr.train.evaluate import resolved_settings, train_and_evaluate
-from ephys2expr.train.folds import outer_folds, pooled_scores, resolve_cv
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import HEADLINE_KEYS
 from stages.train import app
@@ -211,8 +211,8 @@ def test_null_on_cells_equals_the_reference_loop(small_cells):
     (one pass over each fold's rows, test error from its expansion): the same p-values and
     permutation counts as the one-permutation-at-a-time loop."""
     from benchmarks.bench_null import reference_permutation_null
-    from ephys2expr.train.cv import nested_cv
-    from ephys2expr.train.null import fold_designs, fold_sums_apply, permutation_null
+    from ephys2expr.train.cv.nested import nested_cv
+    from ephys2expr.train.cv.null import fold_designs, fold_sums_apply, permutation_null
 
     features, targets, types = small_cells
     X, Y = features.to_numpy(), targets.to_numpy().T

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ephys2expr.model.store_io import load_model_store
+from ephys2expr.model.store import load_model_store
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import HEADLINE_KEYS, headline_metrics
 from stages.train import app

@@ -156,7 +156,7 @@ def test_an_ipfx_table_maps_names_and_units(raw_dir):
 def store_dir(scala, tmp_path_factory):
     """A per-cell store (model best, 30 genes, the full and Cadwell's 7-feature sets)
     trained on all Scala cells (short alpha path, 3 folds)."""
-    from ephys2expr.model.store_io import save_model_store
+    from ephys2expr.model.store import save_model_store
     from ephys2expr.train.run import train_from_prepared
 
     f, _, _, (t, types) = scala
@@ -278,7 +278,7 @@ def test_the_transfer_table_of_validate_on_two_foreign_sets(raw_dir, store_dir, 
     """validate's transfer section on Berg's mouse L2/3 cells (all excitatory) and the Tamas
     lab's human L1 cells (all GABAergic): auto without a known class changes nothing, with it
     every cell is of its class, and alignment by EM does not lose a one-class set's calls."""
-    from ephys2expr.model.store_io import load_model_store
+    from ephys2expr.model.store import load_model_store
     from ephys2expr.validate.transfer import transfer_sets, transfer_summary, transfer_table
 
     prepared = tmp_path / "prepared"
@@ -354,7 +354,7 @@ def test_cadwell_interval_coverage_with_and_without_alignment(raw_dir, store_dir
     intervals, by the store's Cadwell feature set. auto without a known class finds one class
     and changes nothing; with known class Inh the cells are aligned and the coverage moves."""
     from ephys2expr import paths
-    from ephys2expr.model.store_io import load_model_store
+    from ephys2expr.model.store import load_model_store
     from ephys2expr.readers.cadwell import read_cadwell
     from ephys2expr.validate.transfer import cadwell_coverage
 

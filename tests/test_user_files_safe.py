@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from ephys2expr.errors import InputError
 from ephys2expr.io import write_json
-from ephys2expr.model.store_io import load_model_store, save_model_store
+from ephys2expr.model.store import load_model_store, save_model_store
 from ephys2expr.train import on_demand
 from ephys2expr.train.run import train_from_prepared
 from stages.predict import app

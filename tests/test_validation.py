@@ -147,7 +147,7 @@ def test_patchseq_agreement_against_scipy_and_baseline():
 def test_validation_predicts_with_the_stored_feature_set_only():
     """The set of exactly the asked features (in any order) predicts, through the store's
     own prediction; a store without it is a one-line error naming train.feature_sets."""
-    from ephys2expr.model.store_build import join_feature_sets, store_from_estimator
+    from ephys2expr.model.store import join_feature_sets, store_from_estimator
 
     rng = np.random.default_rng(6)
     feats = pd.DataFrame(

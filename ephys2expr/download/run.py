@@ -62,33 +62,7 @@ def download(
     report = Report()
     n = len(chosen)
     for i, source in enumerate(chosen, start=1):
-        tag = f"[{i}/{n}] {source.relpath}"
-        target = dest / source.relpath
-        if matches(target, source):
-            report.present.append(source.relpath)
-            log.info("%s: already present, md5 ok, skipped", tag)
-            continue
-        stale = target.exists()
-        if not source.downloadable:
-            report.dvc_only_missing.append(source.relpath)
-            state = "present but checksum differs" if stale else "missing"
-            log.warning(
-                "%s: %s; no public raw URL (%s), it comes only from the DVC remote: dvc pull",
-                tag,
-                state,
-                source.origin,
-            )
-            continue
-        try:
-            url = fetch(source, dest, base_url=base_url, timeout=timeout)
-        except DownloadError as exc:
-            report.failed[source.relpath] = str(exc)
-            log.error("[%d/%d] FAILED: %s", i, n, exc)
-            continue
-        report.downloaded.append(source.relpath)
-        replaced = " (replaced a file with the wrong checksum)" if stale else ""
-        how = "extracted" if source.extract else "downloaded"
-        log.info("%s: %s %d bytes, md5 ok%s from %s", tag, how, source.size, replaced, url)
+        _get_one(source, dest, report, (i, n), base_url, timeout)
 
     log.info(
         "download: %d downloaded, %d already present, %d DVC-only missing, %d failed",
@@ -97,6 +71,45 @@ def download(
         len(report.dvc_only_missing),
         len(report.failed),
     )
+    _raise_failures(report, n, only)
+    return report
+
+
+def _get_one(source, dest: Path, report: Report, position, base_url: str, timeout: float) -> None:
+    """One file: skipped if present and verified, noted if only on the DVC remote, else
+    fetched; the outcome goes into ``report`` and one log line."""
+    i, n = position
+    tag = f"[{i}/{n}] {source.relpath}"
+    target = dest / source.relpath
+    if matches(target, source):
+        report.present.append(source.relpath)
+        log.info("%s: already present, md5 ok, skipped", tag)
+        return
+    stale = target.exists()
+    if not source.downloadable:
+        report.dvc_only_missing.append(source.relpath)
+        state = "present but checksum differs" if stale else "missing"
+        log.warning(
+            "%s: %s; no public raw URL (%s), it comes only from the DVC remote: dvc pull",
+            tag,
+            state,
+            source.origin,
+        )
+        return
+    try:
+        url = fetch(source, dest, base_url=base_url, timeout=timeout)
+    except DownloadError as exc:
+        report.failed[source.relpath] = str(exc)
+        log.error("[%d/%d] FAILED: %s", i, n, exc)
+        return
+    report.downloaded.append(source.relpath)
+    replaced = " (replaced a file with the wrong checksum)" if stale else ""
+    how = "extracted" if source.extract else "downloaded"
+    log.info("%s: %s %d bytes, md5 ok%s from %s", tag, how, source.size, replaced, url)
+
+
+def _raise_failures(report: Report, n: int, only) -> None:
+    """The one error of a download with failed files, or DVC-only files asked for."""
     if report.failed:
         if len(report.failed) == 1:
             raise DownloadError(next(iter(report.failed.values())))
@@ -108,7 +121,6 @@ def download(
             f"{names}: printed notebook output with no public URL; get it from the DVC remote "
             "with `dvc pull data/raw.dvc` (see data/README.md)"
         )
-    return report
 
 
 def describe(base_url: str = GITHUB_RAW) -> list[str]:

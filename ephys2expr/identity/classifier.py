@@ -25,6 +25,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_limits
 
+from ephys2expr.scaling import scaler_stats
+
 # Inverse L2 strengths searched for logreg (standardised features) and neighbour counts for
 # knn. The grid centre C = 1 is what every outer fold of Scala 2021 picked at both levels.
 CS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -34,12 +36,6 @@ KINDS = ("logreg", "knn", "majority")
 # 0.002) at a third of the time with 76 classes
 TOL = 1e-3
 EPS = 1e-15  # probabilities are clipped to this in log-losses
-
-
-def standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population std of ``X``'s columns (zero std -> 1)."""
-    mean, scale = X.mean(axis=0), X.std(axis=0)
-    return mean, np.where(scale > 0, scale, 1.0)
 
 
 def log_loss(proba: np.ndarray, y_index: np.ndarray) -> float:
@@ -151,7 +147,7 @@ class IdentityClassifier:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for tr, va in folds:
-                mean, scale = standardize(X[tr])
+                mean, scale = scaler_stats(X[tr], near_constant=False)
                 Xtr, Xva = (X[tr] - mean) / scale, (X[va] - mean) / scale
                 probas = _logreg_path(Xtr, yi[tr], Xva, n_classes)
                 probas += _knn_path(Xtr, yi[tr], Xva, n_classes)
@@ -172,7 +168,7 @@ class IdentityClassifier:
             best = int(np.argmin(losses))  # first minimum: the simpler logreg on ties
             self.kind_, self.param_ = configs[best]
             self.inner_proba_ = inner[best]
-            self.mean_, self.scale_ = standardize(X)
+            self.mean_, self.scale_ = scaler_stats(X, near_constant=False)
             Xs = (X - self.mean_) / self.scale_
             self.models_ = {
                 kind: self._refit(kind, p, Xs, yi) for kind, p in self.best_by_kind_.items()
@@ -229,7 +225,7 @@ def proba_from_model(model: dict, mean, scale, X) -> np.ndarray:
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of the scores ``z`` (rows x classes): the one formula of a logistic
     classifier's probabilities, fitted (:class:`IdentityClassifier`) or stored
-    (:class:`~ephys2expr.model.store_identity.StoreClassifier`). A class scored ``-inf``
+    (:class:`~ephys2expr.model.store.StoreClassifier`). A class scored ``-inf``
     (unseen in training) gets probability 0."""
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -244,5 +240,4 @@ __all__ = [
     "log_loss",
     "proba_from_model",
     "softmax",
-    "standardize",
 ]

@@ -24,9 +24,9 @@ from ephys2expr.model.path import (
     elastic_net_path,
     inner_folds,
     path_validation_sse,
-    standardize_stats,
 )
 from ephys2expr.model.store import centred_terms, linear_predict
+from ephys2expr.scaling import scaler_stats
 
 log = logging.getLogger("ephys2expr")
 
@@ -119,7 +119,7 @@ class MultiGeneElasticNet:
 
     def _scale(self, X):
         if self.standardize:
-            return standardize_stats(X)
+            return scaler_stats(X)
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
 
     def _path(self, X, Y, alphas, w, coef_init=None):
@@ -190,29 +190,7 @@ class MultiGeneElasticNet:
             coef_init = np.asarray(coef_init, dtype=float)
             if coef_init.shape != (n_genes, p):
                 raise InputError(f"coef_init must have shape ({n_genes}, {p})")
-        auto = isinstance(self.alpha, str)
-        if auto and self.alpha != "auto":
-            raise InputError(f"alpha must be a number, 'auto' or one per gene, not {self.alpha!r}")
-        if auto:
-            missing = [
-                k for k in ("alphas", "inner_cv", "random_state") if getattr(self, k) is None
-            ]
-            if missing:
-                raise InputError(
-                    f"alpha 'auto' needs {', '.join(missing)} (TrainSettings.estimator)"
-                )
-            alphas = np.sort(np.asarray(self.alphas, dtype=float))[::-1]
-            self.alphas_ = alphas
-            self.cv_mse_ = np.empty((n_genes, len(alphas)))
-            self.alpha_index_ = np.empty(n_genes, dtype=np.int64)
-        else:
-            a = np.asarray(self.alpha, dtype=float)
-            if a.ndim == 0:
-                a = np.full(n_genes, float(a))
-            if a.shape != (n_genes,):
-                raise InputError(f"alpha has {a.size} values for {n_genes} genes")
-            self.alphas_ = np.unique(a)[::-1]
-            self.alpha_index_ = np.full(n_genes, -1, dtype=np.int64)
+        auto, alphas, a = self._alpha_plan(n_genes)
         self.coef_std_ = np.empty((n_genes, p))
         self.intercept_std_ = np.empty(n_genes)
         self.alpha_ = np.empty(n_genes)
@@ -247,6 +225,35 @@ class MultiGeneElasticNet:
         self.coef_ = self.coef_std_ / scale
         self.intercept_ = self.intercept_std_ - self.coef_ @ mean
         return self
+
+    def _alpha_plan(self, n_genes: int):
+        """Check ``alpha`` and set the per-gene alpha arrays: ``(auto, alphas, a)``, the
+        inner-CV grid (``alpha: auto``) or each gene's fixed alpha (the other None)."""
+        alphas = a = None
+        auto = isinstance(self.alpha, str)
+        if auto and self.alpha != "auto":
+            raise InputError(f"alpha must be a number, 'auto' or one per gene, not {self.alpha!r}")
+        if auto:
+            missing = [
+                k for k in ("alphas", "inner_cv", "random_state") if getattr(self, k) is None
+            ]
+            if missing:
+                raise InputError(
+                    f"alpha 'auto' needs {', '.join(missing)} (TrainSettings.estimator)"
+                )
+            alphas = np.sort(np.asarray(self.alphas, dtype=float))[::-1]
+            self.alphas_ = alphas
+            self.cv_mse_ = np.empty((n_genes, len(alphas)))
+            self.alpha_index_ = np.empty(n_genes, dtype=np.int64)
+        else:
+            a = np.asarray(self.alpha, dtype=float)
+            if a.ndim == 0:
+                a = np.full(n_genes, float(a))
+            if a.shape != (n_genes,):
+                raise InputError(f"alpha has {a.size} values for {n_genes} genes")
+            self.alphas_ = np.unique(a)[::-1]
+            self.alpha_index_ = np.full(n_genes, -1, dtype=np.int64)
+        return auto, alphas, a
 
     def predict(self, X, clip: bool = True) -> np.ndarray:
         """Predictions, shape (n_samples, n_genes), for features in original units.

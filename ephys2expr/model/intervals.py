@@ -188,9 +188,23 @@ class GeneIntervals:
             raise InputError(f"interval level {level} is not one of the stored {list(LEVELS)}")
         t = self.table if genes is None else self.table.iloc[genes]
         q = t[q_column(level)].to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):  # inf * 0 (a constant gene at a high level)
-            hw = scale_values(self.params(genes), X, distance) * q
-        return np.where(np.isnan(hw), np.inf, hw)
+        return half_width(self.params(genes), q, X, distance)
+
+
+def half_width(params: dict, q: np.ndarray, X: np.ndarray, distance=None) -> np.ndarray:
+    """``q * sigma``, cells x genes: the interval's half width for the difficulty model
+    ``params`` and the genes' quantiles ``q`` (an undefined ``inf * 0``, a constant gene at
+    a high level, is an unbounded interval)."""
+    with np.errstate(invalid="ignore"):
+        hw = scale_values(params, X, distance) * q
+    return np.where(np.isnan(hw), np.inf, hw)
+
+
+def clipped_bounds(low, high, half, limits: tuple[float, float]):
+    """``(low - half, high + half)``, each clipped to ``limits`` (the possible
+    expression values): the interval bounds, in training's CV and when predicting."""
+    lo, hi = limits
+    return np.clip(low - half, lo, hi), np.clip(high + half, lo, hi)
 
 
 def _with_params(table: pd.DataFrame, params: dict, features) -> pd.DataFrame:
@@ -208,8 +222,10 @@ __all__ = [
     "GeneIntervals",
     "LEVELS",
     "METHODS",
+    "clipped_bounds",
     "conformal_quantile",
     "fit_scale",
+    "half_width",
     "q_column",
     "scale_values",
 ]

@@ -38,13 +38,6 @@ def neighbors_k(k: int, n_train: int) -> int:
     return max(1, min(int(k), n_train - 1, math.isqrt(n_train)))
 
 
-def standardise(X, mean, scale) -> np.ndarray:
-    """``(X - mean) / scale`` as float64 (the model's own scaler)."""
-    return (np.asarray(X, dtype=float) - np.asarray(mean, dtype=float)) / np.asarray(
-        scale, dtype=float
-    )
-
-
 # relative distance beyond the range that still counts as inside (1e-12 noise is far below)
 EDGE_TOLERANCE = 1e-9
 
@@ -247,5 +240,4 @@ __all__ = [
     "range_excess",
     "score_bins",
     "shift_summary",
-    "standardise",
 ]

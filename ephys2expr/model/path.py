@@ -5,7 +5,7 @@ features: about 20-50 rows and 11-15 columns). The cost of a per-gene scikit-lea
 Python and setup overhead, not arithmetic, so each fit is reduced to the shared Gram matrix
 ``X'WX/S`` (p x p) and the per-gene vector ``X'Wy/S`` (p), computed for all genes with one
 matrix product; the lasso / elastic net is then solved exactly for all genes in parallel in
-numba (:mod:`ephys2expr.model._kernels`), ridge in closed form from one eigendecomposition.
+numba (:mod:`ephys2expr.model.kernels`), ridge in closed form from one eigendecomposition.
 
 Objectives (identical to scikit-learn, so the two can be compared coefficient by coefficient;
 ``S`` is the sum of the sample weights, ``n`` when there are none)::
@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, LeaveOneOut
 
 from ephys2expr.errors import InputError
-from ephys2expr.model._kernels import cd_path_kernel, path_sse_kernel
+from ephys2expr.model.kernels import cd_path_kernel, path_sse_kernel
 
 PENALTIES = ("lasso", "elasticnet", "ridge")
 
@@ -77,7 +77,7 @@ def _weights(sample_weight, n: int) -> np.ndarray:
     return w
 
 
-def _penalty_strengths(penalty: str, alphas: np.ndarray, l1_ratio: float, wsum: float):
+def penalty_strengths(penalty: str, alphas: np.ndarray, l1_ratio: float, wsum: float):
     """(l1, l2) in the normalised objective 1/(2S)|r|^2 + l1|b|_1 + l2/2 |b|^2."""
     if penalty == "lasso":
         return alphas, np.zeros_like(alphas)
@@ -184,7 +184,7 @@ def elastic_net_path(
     n_genes = Y.shape[1]
     alphas2 = _check_alphas(alphas, n_genes, penalty, l1_ratio)
     prob = _Problem.of(X, Y, sample_weight)
-    l1, l2 = _penalty_strengths(penalty, alphas2, l1_ratio, prob.wsum)
+    l1, l2 = penalty_strengths(penalty, alphas2, l1_ratio, prob.wsum)
     n_iter = np.zeros(n_genes, dtype=np.int64)
     if penalty == "ridge":
         coefs = prob.ridge(l2)
@@ -259,7 +259,7 @@ def path_validation_sse(
         raise InputError(f"validation X {X_val.shape} / Y {Y_val.shape} do not match X / Y")
     alphas2 = _check_alphas(alphas, n_genes, penalty, l1_ratio)
     prob = _Problem.of(X, Y, sample_weight)
-    l1, l2 = _penalty_strengths(penalty, alphas2, l1_ratio, prob.wsum)
+    l1, l2 = penalty_strengths(penalty, alphas2, l1_ratio, prob.wsum)
     wv = _weights(val_weight, X_val.shape[0])
     # validation rows centred on the training means: residual = xv'b - yv (b0 = ybar - xbar'b)
     xv = X_val - prob.xbar
@@ -306,15 +306,6 @@ def alpha_grid(alpha_max: float, alpha_min: float, n_alphas: int) -> np.ndarray:
     return np.geomspace(alpha_max, alpha_min, n_alphas)
 
 
-def standardize_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unweighted mean and population std (zero std -> 1, as StandardScaler)."""
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
-    # StandardScaler treats a near-constant column as constant (scale 1)
-    scale = np.where(scale < 10 * np.finfo(float).eps * np.maximum(np.abs(mean), 1.0), 1.0, scale)
-    return mean, scale
-
-
 def inner_folds(
     n: int, n_splits: int, seed: int, groups=None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -348,5 +339,4 @@ __all__ = [
     "elastic_net_path",
     "inner_folds",
     "path_validation_sse",
-    "standardize_stats",
 ]

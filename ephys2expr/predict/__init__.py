@@ -6,7 +6,7 @@
 * :mod:`~ephys2expr.predict.screen` - missing features (drop / impute) and extrapolation flags.
 * :mod:`~ephys2expr.predict.write` - predict chunk by chunk (every block checked finite),
   write ``.h5ad`` (:mod:`~ephys2expr.predict.h5ad`, tiled for gene and cell reads) and/or
-  the wide Parquet.
+  the wide Parquet (:mod:`~ephys2expr.predict.parquet`).
 * :mod:`~ephys2expr.predict.outputs` - ``OutputSet``: all outputs checked before the first
   write, committed together, temporary files of killed runs removed.
 * :mod:`~ephys2expr.predict.read` - ``read_predictions``: a few genes or cells back, with

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import stat
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from ephys2expr.predict.metadata import (
 )
 from ephys2expr.predict.mistakes import TRAILING_DELIMITER, report_mistakes
 from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
-from ephys2expr.readers.columns import MISSING_TEXT, check_header, id_strings
+from ephys2expr.readers.columns import check_header, id_strings, numeric_values
 from ephys2expr.readers.ipfx import ipfx_cells, is_ipfx_table
 
 log = logging.getLogger("ephys2expr.predict")
@@ -152,60 +151,19 @@ def read_cell_table(path: str | os.PathLike, id_column: str | None = None) -> pd
     return table
 
 
-def _column_values(col: pd.Series, name: str, where: str) -> pd.Series:
-    """One feature column as float64 (NaN = missing), or an error naming column and cell.
-
-    Numbers pass; text holding numbers passes (a CSV column with one typo is text, and
-    the typo is then named). Rejected by dtype: booleans, dates and durations (a Parquet
-    datetime would otherwise be read as nanoseconds since 1970), complex numbers, and
-    Python objects in a text column that are neither text nor numbers.
-    """
-    dtype = col.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        raise InputError(f"{where}: feature column '{name}' is boolean, expected numbers")
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
-        raise InputError(
-            f"{where}: feature column '{name}' holds dates/times ({dtype}), expected numbers"
-        )
-    if pd.api.types.is_complex_dtype(dtype):
-        raise InputError(f"{where}: feature column '{name}' is complex ({dtype}), expected numbers")
-    if pd.api.types.is_numeric_dtype(dtype):
-        return col.astype(float)
-    for cell, v in col.items():
-        if (
-            v is None
-            or isinstance(v, str)
-            or (isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_))
-        ):
-            continue
-        raise InputError(
-            f"{where}: value {v!r} of type {type(v).__name__} in feature column '{name}' "
-            f"(cell {cell}), expected numbers"
-        )
-    values = pd.to_numeric(col, errors="coerce")
-    # pandas' own missing markers ('<NA>', 'NA', 'null' ...) are missing, as in read_csv
-    bad = values.isna() & col.notna() & ~col.astype(str).str.strip().isin(MISSING_TEXT)
-    if bad.any():
-        cell = bad.index[bad.to_numpy()][0]
-        raise InputError(
-            f"{where}: non-numeric value {col[cell]!r} in column '{name}' (cell {cell})"
-        )
-    return values.astype(float)
-
-
 def check_feature_columns(
     cells: pd.DataFrame, features: list[str], where: str, implausible: str = "error"
 ) -> pd.DataFrame:
     """Return the model's feature columns as float64, or raise naming what is wrong.
 
     Missing values (empty cells, NaN) are allowed here; the missing policy handles them.
-    Errors (one line naming the file, column, cell and value): a column that is not numbers
-    (see :func:`_column_values`), an infinite value, or a value outside the feature's
-    physically possible range :data:`ephys2expr.features.PLAUSIBLE_RANGE` (features without
-    a documented range only need to be finite). Values that large never reach the model,
-    so no prediction can overflow. With ``implausible="drop_value"`` (``predict.implausible``)
-    such a value is a missing value instead (one warning line per column), so that one bad
-    value does not stop a whole table.
+    Errors (one line naming the file, column, cell and value): a column that is not numbers (see
+    :func:`~ephys2expr.readers.columns.numeric_values`), an infinite value, or a value outside
+    the feature's physically possible range :data:`ephys2expr.features.PLAUSIBLE_RANGE`
+    (features without a documented range only need to be finite). Values that large never reach
+    the model, so no prediction can overflow. With ``implausible="drop_value"``
+    (``predict.implausible``) such a value is a missing value instead (one warning line per
+    column), so that one bad value does not stop a whole table.
     """
     missing = [f for f in features if f not in cells.columns]
     if missing:
@@ -218,7 +176,7 @@ def check_feature_columns(
         col = cells[name]
         if isinstance(col, pd.DataFrame):
             raise InputError(f"{where}: feature column '{name}' appears {col.shape[1]} times")
-        values = _column_values(col, name, where)
+        values = numeric_values(col, name, where, "feature column", "cell")
         inf = np.isinf(values.to_numpy())
         if inf.any():
             cell = values.index[inf][0]

@@ -2,11 +2,11 @@
 probabilities (obs) and the full probability tables (obsm), from the store's classifiers.
 
 Only stores trained with ``train.model: mixture | best`` on per-cell data hold classifiers
-(:mod:`ephys2expr.model.store_identity`); for any other store there are no identity
+(:mod:`ephys2expr.model.store`); for any other store there are no identity
 outputs. Each cell is classified by the classifier of its own feature set (``cell_sets``,
 as its expression is predicted). A cell's type is always inside its family: the type
 probabilities are nested in the family classifier's
-(:func:`~ephys2expr.model.store_identity.nest_types`).
+(:func:`~ephys2expr.model.store.nest_types`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.identity.temper import temper
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_identity import nest_types
+from ephys2expr.model.store import ModelStore, nest_types
 
 
 def identity_outputs(

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ephys2expr.model.intervals import q_column, scale_values
-from ephys2expr.model.ood import NeighborScore, range_excess, standardise
+from ephys2expr.model.intervals import clipped_bounds, half_width, q_column
+from ephys2expr.model.ood import NeighborScore, range_excess
 from ephys2expr.model.store import EXPRESSION_RANGE, ModelStore
+from ephys2expr.scaling import standardise
 
 BOUND_DTYPE = np.float16
 
@@ -110,9 +111,7 @@ def interval_bounds(
         if scorer is not None:
             nn, mean, scale = scorer
             distance = nn.distance(standardise(Xs, mean, scale))
-        with np.errstate(invalid="ignore"):  # inf * 0: a constant gene at a high level
-            hw = scale_values(params, Xs, distance) * q
-        hw = np.where(np.isnan(hw), np.inf, hw)
+        hw = half_width(params, q, Xs, distance)
         excess = range_excess(Xs, fmin, fmax).max(axis=1, initial=0.0)
         far = excess > 0
         if far.any():
@@ -126,8 +125,7 @@ def interval_bounds(
         raw = np.asarray(extrapolated(beyond), dtype=float)
         low[:, beyond] = np.minimum(low[:, beyond], raw)
         high[:, beyond] = np.maximum(high[:, beyond], raw)
-    lower = np.clip(low - half, lo, hi)
-    upper = np.clip(high + half, lo, hi)
+    lower, upper = clipped_bounds(low, high, half, EXPRESSION_RANGE)
     if beyond.any():  # a far cell's interval cut at 0 (or the ceiling) keeps its width
         width = (high - low + 2 * half)[:, beyond]
         lower[:, beyond] = np.maximum(np.minimum(lower[:, beyond], upper[:, beyond] - width), lo)

@@ -15,8 +15,7 @@ import os
 import numpy as np
 
 from ephys2expr.errors import InputError
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import add_feature_set
+from ephys2expr.model.store import ModelStore, add_feature_set
 from ephys2expr.predict.cells import check_feature_columns, read_cell_table
 
 log = logging.getLogger("ephys2expr.predict")

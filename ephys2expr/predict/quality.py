@@ -5,7 +5,7 @@ that applies to it is that set's: :func:`set_quality` gives, per quality measure
 sets table that the ``.h5ad`` stores in ``varm`` (``varm["cv_r2"]["no_tau_cap"]`` is the
 out-of-fold r2 of the set without tau and cap). ``trusted`` is the README's rule: the gene's
 out-of-fold r2 beats the baselines a user could run (mean and OLS:
-:data:`~ephys2expr.train.baselines.USER_BASELINES`) and its permutation q-value is below
+:data:`~ephys2expr.train.cv.baselines.USER_BASELINES`) and its permutation q-value is below
 ``train.fdr_q``. Beating the Exc/Inh class baseline, which predicts each held-out cell from
 its true class (an oracle no user has), is the separate ``beats_class_oracle``: Gad1, Gad2
 and Slc17a7 lose only to it on Scala 2021 and are trusted. A
@@ -44,7 +44,7 @@ def varm_key(column: str) -> str:
 
 def _required(beats: list[str]) -> list[str]:
     """The ``beats_*`` columns a trusted gene must pass: every one but the oracles' (the
-    user baselines, :data:`~ephys2expr.train.baselines.USER_BASELINES`, in a trained
+    user baselines, :data:`~ephys2expr.train.cv.baselines.USER_BASELINES`, in a trained
     store)."""
     return [b for b in beats if b.removeprefix("beats_") not in ORACLE_BASELINES]
 

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_io import load_model_store
+from ephys2expr.model.store import ModelStore, load_model_store
 from ephys2expr.predict.cells import ID_COLUMN
 
 

@@ -153,6 +153,36 @@ def predict_tables(
                 cells,
             )
     min_features = (cells or CellSettings()).min_features
+    store, on_demand = _with_missing_sets(
+        jobs, store, settings, min_features, fit_set, id_column, where
+    )
+    screen = _screen(settings, min_features, store)
+    gene_idx = _genes_to_predict(store, settings, where)
+    items = _read_inputs(jobs, store, screen, settings, id_column, species)
+    run = _Run(store, settings, gene_idx, where, outputs)
+    run.report["model"]["on_demand_sets"] = on_demand
+    plots = []
+    with open_executor(executor_settings) as ex:
+        for item, job in zip(items, jobs, strict=True):
+            plots.append(run.predict_one(item, job, ex))
+    return PredictResult(metrics=headline_metrics(run.report), report=run.report, plots=plots)
+
+
+def _screen(settings, min_features: int, store) -> CellScreen:
+    """The cell screen (missing features, extrapolation, OOD) fitted to the store."""
+    return CellScreen(
+        settings.missing,
+        settings.extrapolation_tolerance,
+        settings.ood_neighbors,
+        settings.ood_percentile,
+        min_features,
+    ).fit(store)
+
+
+def _with_missing_sets(jobs, store, settings, min_features, fit_set, id_column, where):
+    """With ``missing: feature_set``: the store with a set fitted for every missing pattern
+    the inputs need (``fit_set``), or a warning naming the cells left out without it;
+    ``(store, {set: note})``."""
     on_demand: dict[str, dict] = {}
     if fit_set is not None and settings.missing == "feature_set":
         store, on_demand = add_missing_sets(
@@ -160,13 +190,11 @@ def predict_tables(
         )
     elif settings.missing == "feature_set":
         _warn_missing_sets(jobs, store, min_features, id_column, where)
-    screen = CellScreen(
-        settings.missing,
-        settings.extrapolation_tolerance,
-        settings.ood_neighbors,
-        settings.ood_percentile,
-        min_features,
-    ).fit(store)
+    return store, on_demand
+
+
+def _genes_to_predict(store, settings, where: str) -> np.ndarray:
+    """The store's indices of the genes of ``settings.genes`` (one log line; none: an error)."""
     gene_idx = select_genes(store, settings.genes, where=where)
     log.info(
         "model store %s: %d genes x %d features; predicting %d genes (genes: %s)",
@@ -178,14 +206,7 @@ def predict_tables(
     )
     if len(gene_idx) == 0:
         raise InputError(f"{where}: no gene passes genes: {settings.genes}; nothing to predict")
-    items = _read_inputs(jobs, store, screen, settings, id_column, species)
-    run = _Run(store, settings, gene_idx, where, outputs)
-    run.report["model"]["on_demand_sets"] = on_demand
-    plots = []
-    with open_executor(executor_settings) as ex:
-        for item, job in zip(items, jobs, strict=True):
-            plots.append(run.predict_one(item, job, ex))
-    return PredictResult(metrics=headline_metrics(run.report), report=run.report, plots=plots)
+    return gene_idx
 
 
 def _read_inputs(jobs, store, screen, settings, id_column, species) -> list:

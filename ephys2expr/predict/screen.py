@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.cell_inputs import CellSettings
-from ephys2expr.model.ood import NeighborScore, range_excess, standardise
+from ephys2expr.model.ood import NeighborScore, range_excess
 from ephys2expr.model.store import ModelStore
 from ephys2expr.predict.settings import MISSING_POLICIES, PredictSettings
+from ephys2expr.scaling import standardise
 
 DEFAULTS = PredictSettings()  # constructor defaults: the settings' (defined once there)
 CELL_DEFAULTS = CellSettings()

@@ -13,7 +13,6 @@ far below the models' out-of-fold error, and float32 halves the file size.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -21,27 +20,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ephys2expr.errors import InputError
 from ephys2expr.executor import chunk_slices
 from ephys2expr.io import writing
 from ephys2expr.model.ood import bound_features
-from ephys2expr.model.store import ModelStore, linear_predict
-from ephys2expr.model.store_identity import apply_mixture
+from ephys2expr.model.store import ModelStore, apply_mixture, linear_predict
 from ephys2expr.predict.cells import ID_COLUMN
 from ephys2expr.predict.h5ad import H5adWriter
 from ephys2expr.predict.intervals import interval_bounds, interval_terms
 from ephys2expr.predict.outputs import OutputSet
+from ephys2expr.predict.parquet import ParquetWriter
 from ephys2expr.temps import raise_if_stopped
 
 log = logging.getLogger("ephys2expr.predict")
 
 PREDICTION_DTYPE = np.float32
 # the interval layers (h5ad) and the Parquet columns <gene>|lower, <gene>|upper
-INTERVAL_LAYERS = ("lower", "upper")
-INTERVAL_SEP = "|"
 
 
 def iter_predictions(
@@ -135,7 +130,7 @@ def predict_block(
     of set ``s``: the linear model's values for the cell moved into the training range
     (:func:`~ephys2expr.model.ood.bound_features`; ``bound=False``: the extrapolated
     linear model, which only the intervals use), with the genes whose kind is a mixture
-    replaced by it (:func:`~ephys2expr.model.store_identity.apply_mixture`, the store's own
+    replaced by it (:func:`~ephys2expr.model.store.apply_mixture`, the store's own
     formula). Module level, so that it pickles by reference for a Dask worker.
     """
     present = np.unique(cell_sets)
@@ -152,89 +147,6 @@ def predict_block(
         mask = cell_sets == s
         out[:, mask] = block[:, mask]
     return out
-
-
-def _meta_schema(meta: pd.DataFrame) -> pa.Schema:
-    """Arrow schema of the metadata part (id first); fixed once so every chunk matches."""
-    fields = [pa.field(ID_COLUMN, pa.string(), nullable=False)]
-    for col in meta.columns:
-        dtype = meta[col].dtype
-        if pd.api.types.is_bool_dtype(dtype):
-            fields.append(pa.field(col, pa.bool_()))
-        elif pd.api.types.is_integer_dtype(dtype):
-            fields.append(pa.field(col, pa.int64()))
-        elif pd.api.types.is_float_dtype(dtype):
-            fields.append(pa.field(col, pa.float64()))
-        else:
-            fields.append(pa.field(col, pa.string()))
-    return pa.schema(fields)
-
-
-def _meta_arrays(meta: pd.DataFrame, schema: pa.Schema) -> list[pa.Array]:
-    arrays = [pa.array(meta.index.astype(str).tolist(), type=pa.string())]
-    for field in schema:
-        if field.name == ID_COLUMN:
-            continue
-        col = meta[field.name]
-        if pa.types.is_string(field.type):
-            values = [
-                None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                for v in col.tolist()
-            ]
-            arrays.append(pa.array(values, type=pa.string()))
-        else:
-            arrays.append(pa.array(col.to_numpy(), type=field.type))
-    return arrays
-
-
-class _ParquetWriter:
-    """The wide Parquet file: ``cell_id``, metadata and flags, one float32 column per gene."""
-
-    def __init__(
-        self,
-        path: Path,
-        meta: pd.DataFrame,
-        genes: list[str],
-        file_metadata: dict,
-        intervals: bool = False,
-    ):
-        self.meta_schema = _meta_schema(meta)
-        # with intervals: <gene>|lower for every gene, then <gene>|upper (float32)
-        bounds = [f"{g}{INTERVAL_SEP}{b}" for b in INTERVAL_LAYERS for g in genes]
-        bounds = bounds if intervals else []
-        self.intervals = intervals
-        schema = pa.schema(
-            list(self.meta_schema)
-            + [pa.field(g, pa.float32()) for g in genes]
-            + [pa.field(c, pa.float32()) for c in bounds]
-        )
-        self.schema = schema.with_metadata(
-            {"ephys2expr": json.dumps(file_metadata, sort_keys=True, default=str)}
-        )
-        # Statistics and dictionaries only for the metadata: on ~40,000 float columns of
-        # near-unique values they cost write time and bytes and buy nothing.
-        self.path, self.meta = path, meta
-        self.meta_names = [f.name for f in self.meta_schema]
-        self.string_meta = [f.name for f in self.meta_schema if pa.types.is_string(f.type)]
-
-    def __enter__(self) -> _ParquetWriter:
-        self._writer = pq.ParquetWriter(
-            self.path,
-            self.schema,
-            compression="snappy",
-            use_dictionary=self.string_meta,
-            write_statistics=self.meta_names,
-        )
-        return self
-
-    def write(self, sl: slice, block: np.ndarray, bounds=None) -> None:
-        arrays = _meta_arrays(self.meta.iloc[sl], self.meta_schema) + list(block)
-        if self.intervals:
-            arrays += [row.astype(np.float32) for b in bounds for row in b]
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
-
-    def __exit__(self, *exc) -> None:
-        self._writer.close()
 
 
 def _check_finite(block: np.ndarray, sl: slice, cells: pd.Index, genes: list[str], where: str):
@@ -300,13 +212,7 @@ def write_predictions(
     """
     all_genes = store.gene_names  # a property that builds a list: call it once
     genes = [all_genes[i] for i in gene_idx]
-    clash = sorted(set(genes) & ({ID_COLUMN} | set(meta.columns)))
-    if clash:
-        raise InputError(f"model store: gene name(s) {clash} clash with metadata column names")
-    if len(meta) != len(X):
-        raise ValueError("meta and X have different numbers of cells")
-    if path is None and h5ad_path is None:
-        raise ValueError("nothing to write: give a Parquet path, an h5ad path or both")
+    _check_request(genes, meta, X, path, h5ad_path)
     file_metadata = file_metadata or {}
     own = outputs is None
     outputs = OutputSet() if own else outputs
@@ -314,44 +220,65 @@ def write_predictions(
         if own:
             stack.enter_context(outputs)
             outputs.plan(path, h5ad_path)
-        writers = []
-        if path is not None:
-            with_bounds = parquet_intervals and interval_level is not None
-            writers.append(
-                _ParquetWriter(outputs.temp(path), meta, genes, file_metadata, with_bounds)
-            )
-        if h5ad_path is not None:
-            writers.append(
-                H5adWriter(
-                    outputs.temp(h5ad_path),
-                    store,
-                    meta,
-                    gene_idx,
-                    file_metadata,
-                    chunk_cells,
-                    intervals=interval_level is not None,
-                    obsm=obsm,
-                    varm=varm,
-                )
-            )
-        for w in writers:  # an OS error (disk full) names the file it was writing
-            stack.enter_context(writing(w.path))
-            stack.enter_context(w)
-        n_negative, width_sum = 0, 0.0
+        parquet = (meta, genes, file_metadata, parquet_intervals and interval_level is not None)
+        h5ad = (store, meta, gene_idx, file_metadata, chunk_cells)
+        h5ad_options = {"intervals": interval_level is not None, "obsm": obsm, "varm": varm}
+        writers = _writers(outputs, path, h5ad_path, parquet, h5ad, h5ad_options)
+        _enter(stack, writers)
         blocks = iter_predictions(
             store, X, gene_idx, chunk_cells, executor, cell_sets, interval_level
         )
-        for sl, block, bounds in blocks:
-            raise_if_stopped()
-            _check_finite(block, sl, meta.index, genes, where)
-            for w in writers:
-                with writing(w.path):
-                    w.write(sl, block, bounds)
-            n_negative += int(np.count_nonzero(block < 0))
-            if bounds is not None:
-                width_sum += float((bounds[1].astype(np.float64) - bounds[0]).sum())
-            log.info("predicted %d / %d cells x %d genes", sl.stop, len(X), len(genes))
-    total = len(X) * len(genes)
+        n_negative, width_sum = _write_blocks(blocks, writers, meta, genes, where, len(X))
+    return _write_summary(len(X) * len(genes), n_negative, width_sum, interval_level)
+
+
+def _check_request(genes, meta, X, path, h5ad_path) -> None:
+    """Refuse gene names that clash with metadata, mismatched cells, and nothing to write."""
+    clash = sorted(set(genes) & ({ID_COLUMN} | set(meta.columns)))
+    if clash:
+        raise InputError(f"model store: gene name(s) {clash} clash with metadata column names")
+    if len(meta) != len(X):
+        raise ValueError("meta and X have different numbers of cells")
+    if path is None and h5ad_path is None:
+        raise ValueError("nothing to write: give a Parquet path, an h5ad path or both")
+
+
+def _writers(outputs, path, h5ad_path, parquet: tuple, h5ad: tuple, h5ad_options: dict) -> list:
+    """The Parquet and/or h5ad writers, each on its temporary path of ``outputs``
+    (``parquet``, ``h5ad``: their arguments after the path)."""
+    writers = []
+    if path is not None:
+        writers.append(ParquetWriter(outputs.temp(path), *parquet))
+    if h5ad_path is not None:
+        writers.append(H5adWriter(outputs.temp(h5ad_path), *h5ad, **h5ad_options))
+    return writers
+
+
+def _enter(stack: contextlib.ExitStack, writers) -> None:
+    """Open every writer on ``stack``; an OS error (disk full) names the file it was writing."""
+    for w in writers:
+        stack.enter_context(writing(w.path))
+        stack.enter_context(w)
+
+
+def _write_blocks(blocks, writers, meta, genes, where, n_cells) -> tuple[int, float]:
+    """Check and write each predicted block: ``(negative values, sum of interval widths)``."""
+    n_negative, width_sum = 0, 0.0
+    for sl, block, bounds in blocks:
+        raise_if_stopped()
+        _check_finite(block, sl, meta.index, genes, where)
+        for w in writers:
+            with writing(w.path):
+                w.write(sl, block, bounds)
+        n_negative += int(np.count_nonzero(block < 0))
+        if bounds is not None:
+            width_sum += float((bounds[1].astype(np.float64) - bounds[0]).sum())
+        log.info("predicted %d / %d cells x %d genes", sl.stop, n_cells, len(genes))
+    return n_negative, width_sum
+
+
+def _write_summary(total, n_negative, width_sum, interval_level) -> dict:
+    """What :func:`write_predictions` returns (values below zero, interval width)."""
     return {
         "values_below_zero": round(n_negative / total, 4) if total else 0.0,
         "n_below_zero": n_negative,
@@ -372,8 +299,6 @@ def genes_path(dst: str | os.PathLike) -> Path:
 
 
 __all__ = [
-    "INTERVAL_LAYERS",
-    "INTERVAL_SEP",
     "PREDICTION_DTYPE",
     "genes_path",
     "iter_predictions",

@@ -8,41 +8,94 @@ Also the checks every user table passes before pandas sees it (:func:`read_table
 from __future__ import annotations
 
 import csv
+import numbers
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pandas._libs.parsers import STR_NA_VALUES
 
 from ephys2expr.errors import InputError
 
 # Text that means "missing" in a number column: pandas' own default missing markers
-# (``read_csv``'s ``na_values``: '', 'NA', 'NaN', 'null', 'None', '<NA>' ...), so that a
-# table pandas wrote (``astype(str)`` turns pd.NA into '<NA>') reads back as missing.
-MISSING_TEXT: frozenset[str] = frozenset(STR_NA_VALUES)
+# (``read_csv``'s ``na_values``, listed in its docstring), so that a table pandas wrote
+# (``astype(str)`` turns pd.NA into '<NA>') reads back as missing. Written out, not taken
+# from pandas' private parser module; tests/test_adversarial_inputs.py checks it against
+# what ``read_csv`` does and documents.
+MISSING_TEXT: frozenset[str] = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
+
+
+def numeric_values(
+    col: pd.Series, name: str, where: str, what: str = "column", row: str = "row"
+) -> pd.Series:
+    """One column as float64 (NaN = missing), or an :class:`InputError` naming it.
+
+    The one strict reading of a number column (readers' tables and predict's feature
+    tables). Numbers pass; text holding numbers passes (a CSV column with one typo is text,
+    and the typo is then named); blank cells and pandas' missing markers
+    (:data:`MISSING_TEXT`: ``NA``, ``NaN``, ``<NA>``, ``null`` ...) are missing values.
+    Rejected by dtype: booleans, dates and durations (a Parquet datetime would otherwise be
+    read as nanoseconds since 1970), complex numbers, and Python objects in a text column
+    that are neither text nor numbers.
+
+    Parameters
+    ----------
+    what, row : str
+        How the message names the column (``feature column``) and a row (``cell``).
+    """
+    dtype = col.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        raise InputError(f"{where}: {what} '{name}' is boolean, expected numbers")
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        raise InputError(f"{where}: {what} '{name}' holds dates/times ({dtype}), expected numbers")
+    if pd.api.types.is_complex_dtype(dtype):
+        raise InputError(f"{where}: {what} '{name}' is complex ({dtype}), expected numbers")
+    if pd.api.types.is_numeric_dtype(dtype):
+        return col.astype(float)
+    for label, v in col.items():
+        if v is None or isinstance(v, str):
+            continue
+        if isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_):
+            continue
+        raise InputError(
+            f"{where}: value {v!r} of type {type(v).__name__} in {what} '{name}' "
+            f"({row} {label}), expected numbers"
+        )
+    values = pd.to_numeric(col, errors="coerce")
+    bad = values.isna() & col.notna() & ~col.astype(str).str.strip().isin(MISSING_TEXT)
+    if bad.any():
+        label = bad.index[bad.to_numpy()][0]
+        raise InputError(
+            f"{where}: non-numeric value {col[label]!r} in column '{name}' ({row} {label})"
+        )
+    return values.astype(float)
 
 
 def numeric_column(df: pd.DataFrame, column: str, where: str) -> pd.Series:
-    """Column as float; a non-numeric value is an :class:`InputError` naming it.
-
-    Blank cells and pandas' missing markers (:data:`MISSING_TEXT`: ``NA``, ``NaN``,
-    ``<NA>``, ``null`` ...) are missing values, not errors.
-    """
-    col = df[column]
-    if pd.api.types.is_bool_dtype(col):
-        raise InputError(f"{where}: column '{column}' is boolean, expected numbers")
-    if pd.api.types.is_numeric_dtype(col):
-        return col.astype(float)
-    converted = pd.to_numeric(col, errors="coerce")
-    bad = col[converted.isna() & col.notna()]
-    bad = bad[~bad.astype(str).str.strip().isin(MISSING_TEXT)]
-    if len(bad):
-        raise InputError(
-            f"{where}: non-numeric value {str(bad.iloc[0])!r} in column '{column}' "
-            f"(row {bad.index[0]!r})"
-        )
-    return converted.astype(float)
+    """Column ``column`` of ``df`` as float (:func:`numeric_values`)."""
+    return numeric_values(df[column], column, where)
 
 
 def check_unique(index: pd.Index, what: str, where: str) -> None:

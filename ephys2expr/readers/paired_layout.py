@@ -157,6 +157,54 @@ def assemble_paired(
         Cell id -> exclusion reason when absent from ``counts`` (default ``missing
         counts``); feature -> source column(s), for messages.
     """
+    f_src, m_src = sources["features"], sources["metadata"]
+    matched, family = _check_tables(features, counts, metadata, columns, sources)
+    fam, typ = (metadata[c].fillna("").astype(str).str.strip() for c in (family, columns.type))
+    feats = features.reindex(metadata.index)
+    reasons, library, share = _exclusions(
+        metadata,
+        features,
+        feats,
+        counts,
+        (fam, typ),
+        columns,
+        m_src,
+        exclude_labels,
+        library_tolerance,
+        missing_counts_reason,
+    )
+    kept = metadata.index[(reasons == "").to_numpy()]
+    groups = _groups(metadata.loc[kept, columns.group], columns.group, m_src)
+    final = feats.loc[kept].astype(np.float64)
+    _check_not_constant(final, f_src, feature_sources)
+    lib = library.loc[kept].to_numpy()
+    expression = pd.DataFrame(
+        log2_cpm_library(counts[kept].to_numpy(), lib), index=counts.index, columns=kept
+    )
+    expression.index.name, expression.columns.name = "gene", "cell_id"
+    meta = _cell_meta(groups, fam, typ, kept, lib, columns, metadata)
+    final.index.name = meta.index.name = "cell_id"
+    report = {
+        "sources": dict(sources),
+        "cells": {"features": len(features), "counts": counts.shape[1], "metadata": len(metadata)},
+        "matched": len(matched),
+        "excluded": _count(reasons),
+        "incomplete_features": {k: int(v) for k, v in features.isna().sum().items() if v},
+        "final_cells": len(kept),
+        "genes": counts.shape[0],
+        "genes_never_detected": int((counts[kept].to_numpy().sum(axis=1) == 0).sum()),
+        "groups": int(groups.nunique()),
+        "families": _count(meta["family"].replace("", "unknown")),
+        "broad_types": _count(meta["broad_type"].replace("", "unknown")),
+        "counted_share_of_library": _quantiles(share.loc[kept]),
+        "counted_share_of_library_before_library_checks": _quantiles(share),
+        "features": {n: _quantiles(final[n]) for n in final.columns},
+    }
+    return PairedSet(features=final, expression=expression, metadata=meta, report=report)
+
+
+def _check_tables(features, counts, metadata, columns, sources):
+    """The three tables' ids and metadata columns checked: ``(matched ids, family column)``."""
     f_src, c_src, m_src = sources["features"], sources["counts"], sources["metadata"]
     _check_ids_listed(features.index, metadata.index, f_src, m_src)
     _check_ids_listed(counts.columns, metadata.index, c_src, m_src)
@@ -171,9 +219,24 @@ def assemble_paired(
             f"({len(features)} cells) and {m_src} ({len(metadata)} cells); e.g. "
             f"'{counts.columns[0]}' vs '{features.index[0]}'"
         )
-    fam, typ = (metadata[c].fillna("").astype(str).str.strip() for c in (family, columns.type))
-    feats = features.reindex(metadata.index)
+    return matched, family
 
+
+def _exclusions(
+    metadata,
+    features,
+    feats,
+    counts,
+    labels_of,
+    columns,
+    m_src,
+    exclude_labels,
+    library_tolerance,
+    missing_counts_reason,
+):
+    """Each cell's exclusion reason (the first that applies; '' = kept), the library sizes
+    and the counted share of the library: ``(reasons, library, share)``."""
+    fam, typ = labels_of
     # Exclusion, each cell under the first reason that applies.
     reasons = pd.Series("", index=metadata.index, dtype=object)
 
@@ -196,9 +259,12 @@ def assemble_paired(
     kept = metadata.index[(reasons == "").to_numpy()]
     if kept.empty:
         raise InputError(f"{m_src}: no cell left after exclusion ({_count(reasons)})")
+    return reasons, library, share
 
-    groups = _groups(metadata.loc[kept, columns.group], columns.group, m_src)
-    final = feats.loc[kept].astype(np.float64)
+
+def _check_not_constant(final, f_src, feature_sources) -> None:
+    """A feature constant over the kept cells is an error naming it (and its source)."""
+    kept = final.index
     for name in final.columns:
         if final[name].nunique() < 2:
             source = (feature_sources or {}).get(name)
@@ -207,11 +273,10 @@ def assemble_paired(
                 f"{f_src}: feature column '{name}'{src} is constant ({final[name].iloc[0]:g}) "
                 f"over the {len(kept)} cells kept"
             )
-    lib = library.loc[kept].to_numpy()
-    expression = pd.DataFrame(
-        log2_cpm_library(counts[kept].to_numpy(), lib), index=counts.index, columns=kept
-    )
-    expression.index.name, expression.columns.name = "gene", "cell_id"
+
+
+def _cell_meta(groups, fam, typ, kept, lib, columns, metadata) -> pd.DataFrame:
+    """The kept cells' group, family, type, broad type, library size and extra columns."""
     meta = pd.DataFrame(
         {"group": groups, "family": fam.loc[kept], "type": typ.loc[kept]}, index=kept
     )
@@ -219,24 +284,7 @@ def assemble_paired(
     meta["library_size"] = lib
     for name, col in columns.extra.items():
         meta[name] = metadata.loc[kept, col]
-    final.index.name = meta.index.name = "cell_id"
-    report = {
-        "sources": dict(sources),
-        "cells": {"features": len(features), "counts": counts.shape[1], "metadata": len(metadata)},
-        "matched": len(matched),
-        "excluded": _count(reasons),
-        "incomplete_features": {k: int(v) for k, v in features.isna().sum().items() if v},
-        "final_cells": len(kept),
-        "genes": counts.shape[0],
-        "genes_never_detected": int((counts[kept].to_numpy().sum(axis=1) == 0).sum()),
-        "groups": int(groups.nunique()),
-        "families": _count(meta["family"].replace("", "unknown")),
-        "broad_types": _count(meta["broad_type"].replace("", "unknown")),
-        "counted_share_of_library": _quantiles(share.loc[kept]),
-        "counted_share_of_library_before_library_checks": _quantiles(share),
-        "features": {n: _quantiles(final[n]) for n in final.columns},
-    }
-    return PairedSet(features=final, expression=expression, metadata=meta, report=report)
+    return meta
 
 
 def _groups(groups: pd.Series, column: str, where: str) -> pd.Series:

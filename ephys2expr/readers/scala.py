@@ -206,29 +206,10 @@ def merge_gene_subsets(
     differing = pd.Index([])
     first = frames[0]
     for name, frame in zip(names[1:], frames[1:], strict=True):
-        shared = first.index.intersection(frame.index, sort=False)
-        a = first.loc[shared, common].to_numpy()
-        b = frame.loc[shared, common].to_numpy()
-        diff = np.abs(a - b)
-        bad_cells = common[(diff > 0).any(axis=0)]
+        bad_cells, report[f"shared_genes_{names[0]}_{name}"] = _compare_shared(
+            first, frame, common, names[0], name
+        )
         differing = differing.union(bad_cells)
-        g, c = np.unravel_index(int(diff.argmax()), diff.shape) if diff.size else (0, 0)
-        ok_cells = ~(diff > 0).any(axis=0)
-        report[f"shared_genes_{names[0]}_{name}"] = {
-            "genes": int(len(shared)),
-            "cells_compared": int(len(common)),
-            "values_identical_fraction": float((diff == 0).mean()) if diff.size else 1.0,
-            "genes_identical_in_all_cells": int((diff == 0).all(axis=1).sum()),
-            "genes_identical_in_agreeing_cells": int((diff[:, ok_cells] == 0).all(axis=1).sum()),
-            "cells_differing": [str(x) for x in bad_cells],
-            "genes_differing_in_those_cells": int((diff[:, ~ok_cells] > 0).any(axis=1).sum()),
-            "largest_difference": {
-                "gene": str(shared[g]) if len(shared) else "",
-                "cell": str(common[c]) if len(common) else "",
-                names[0]: float(a[g, c]) if diff.size else 0.0,
-                name: float(b[g, c]) if diff.size else 0.0,
-            },
-        }
     if on_disagreement == "exclude":
         for cell in differing:
             reasons[str(cell)] = "counts differ between gene subsets"
@@ -244,6 +225,34 @@ def merge_gene_subsets(
     merged.index.name, merged.columns.name = "gene", "cell_id"
     report["merged"] = {"genes": int(merged.shape[0]), "cells": int(merged.shape[1])}
     return merged, reasons, report
+
+
+def _compare_shared(first, frame, common, first_name: str, name: str):
+    """The genes two subsets share, compared over the common cells: ``(cells whose values
+    differ, the report's agreement entry)``."""
+    shared = first.index.intersection(frame.index, sort=False)
+    a = first.loc[shared, common].to_numpy()
+    b = frame.loc[shared, common].to_numpy()
+    diff = np.abs(a - b)
+    bad_cells = common[(diff > 0).any(axis=0)]
+    g, c = np.unravel_index(int(diff.argmax()), diff.shape) if diff.size else (0, 0)
+    ok_cells = ~(diff > 0).any(axis=0)
+    entry = {
+        "genes": int(len(shared)),
+        "cells_compared": int(len(common)),
+        "values_identical_fraction": float((diff == 0).mean()) if diff.size else 1.0,
+        "genes_identical_in_all_cells": int((diff == 0).all(axis=1).sum()),
+        "genes_identical_in_agreeing_cells": int((diff[:, ok_cells] == 0).all(axis=1).sum()),
+        "cells_differing": [str(x) for x in bad_cells],
+        "genes_differing_in_those_cells": int((diff[:, ~ok_cells] > 0).any(axis=1).sum()),
+        "largest_difference": {
+            "gene": str(shared[g]) if len(shared) else "",
+            "cell": str(common[c]) if len(common) else "",
+            first_name: float(a[g, c]) if diff.size else 0.0,
+            name: float(b[g, c]) if diff.size else 0.0,
+        },
+    }
+    return bad_cells, entry
 
 
 def scala_dir(raw_dir: str | os.PathLike) -> Path:

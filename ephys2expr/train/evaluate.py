@@ -1,7 +1,7 @@
 """Train and evaluate one feature set honestly: :func:`train_and_evaluate`.
 
 The outer CV's folds, each gene chunk's nested CV, baselines, intervals and permutation null
-(:func:`~ephys2expr.train.chunks.train_gene_chunk`, on the executor), gathered into one
+(:func:`~ephys2expr.train.gene_chunk.train_gene_chunk`, on the executor), gathered into one
 :class:`TrainResult` with the BH q-values, the headline metrics and the report, and the
 final refit on all rows.
 """
@@ -17,13 +17,13 @@ import pandas as pd
 
 from ephys2expr.executor import Executor, ExecutorSettings, chunk_slices
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.train.baselines import BASELINES
-from ephys2expr.train.chunks import train_chunk_task
-from ephys2expr.train.folds import check_n_folds, outer_folds, resolve_cv
-from ephys2expr.train.intervals import gather_intervals, oof_distances
-from ephys2expr.train.null import NullResult, bh_qvalues
+from ephys2expr.train.cv.baselines import BASELINES
+from ephys2expr.train.cv.folds import check_n_folds, outer_folds, resolve_cv
+from ephys2expr.train.cv.null import NullResult, bh_qvalues
+from ephys2expr.train.gene_chunk import train_chunk_task
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics, train_report
+from ephys2expr.train.uncertainty.intervals import gather_intervals, oof_distances
 
 log = logging.getLogger("ephys2expr")
 
@@ -117,7 +117,8 @@ class TrainResult:
     folds : list of (train, test) index arrays
         The outer CV folds (rows of ``features``) the out-of-fold predictions came from.
     intervals : GeneIntervals
-        The prediction intervals (:mod:`ephys2expr.train.intervals`); their CV coverage is
+        The prediction intervals (:mod:`~ephys2expr.train.uncertainty.intervals`); their CV
+        coverage is
         ``report["intervals"]``.
     """
 
@@ -133,8 +134,8 @@ class TrainResult:
     # what the intervals were calibrated on, to recalibrate them on another model's
     # out-of-fold predictions (train.model mixture | best): (distance, group codes, groups)
     interval_rows: tuple | None = None
-    # each row's held-out coverage under the chosen intervals (train/ood.py sets it against
-    # the OOD score)
+    # each row's held-out coverage under the chosen intervals (train/uncertainty/ood.py sets
+    # it against the OOD score)
     row_coverage: np.ndarray | None = None
 
 
@@ -186,35 +187,11 @@ def train_and_evaluate(
     cells = rows["group"].astype(str).to_numpy() if "group" in rows.columns else None
     check_n_folds(settings, n, cells)
     folds = outer_folds(n, settings.cv, settings.n_folds, classes, settings.seed, cells)
-    # per-cell data: the family ceiling, and animals kept whole in the inner alpha search
-    families = rows["family"].astype(str).to_numpy() if "family" in rows.columns else None
-    # intervals: coverage per family (per-cell data) or broad type (type means)
-    group_names, group_codes = np.unique(
-        families if families is not None else classes.astype(str), return_inverse=True
-    )
-    labels = (
-        families,
-        cells if settings.cv == "group_kfold" else None,
-        oof_distances(X, folds),
-        group_codes,
-        len(group_names),
+    families, group_names, group_codes, labels = _chunk_labels(
+        X, folds, rows, classes, cells, settings
     )
     slices = chunk_slices(n_genes, gene_chunk)
-    rows_are = "cells" if cells is not None else "cell types"
-    log.info(
-        "training %d genes on %d %s x %d features: %s, alpha=%s, %s outer CV "
-        "(%d folds); %d gene chunk(s), %s executor",
-        n_genes,
-        n,
-        rows_are,
-        X.shape[1],
-        settings.penalty,
-        settings.alpha,
-        settings.cv,
-        len(folds),
-        len(slices),
-        executor.settings.kind,
-    )
+    _log_training(n_genes, n, cells, X, settings, folds, slices, executor)
     verbose = len(slices) == 1 and executor.client is None
     if isinstance(targets, pd.DataFrame):
         blocks = (targets.iloc[sl].to_numpy(dtype=float) for sl in slices)
@@ -233,6 +210,45 @@ def train_and_evaluate(
     )
     return _gather(
         parts, features, genes, n, folds, settings, t0, rows, (labels[2], group_codes, groups)
+    )
+
+
+def _chunk_labels(X, folds, rows, classes, cells, settings):
+    """What every gene chunk needs besides the data: the families (per-cell data), the
+    animals of the inner folds, each row's kNN distance to its outer training fold and its
+    interval group; ``(families, group_names, group_codes, labels)``."""
+    # per-cell data: the family ceiling, and animals kept whole in the inner alpha search
+    families = rows["family"].astype(str).to_numpy() if "family" in rows.columns else None
+    # intervals: coverage per family (per-cell data) or broad type (type means)
+    group_names, group_codes = np.unique(
+        families if families is not None else classes.astype(str), return_inverse=True
+    )
+    labels = (
+        families,
+        cells if settings.cv == "group_kfold" else None,
+        oof_distances(X, folds),
+        group_codes,
+        len(group_names),
+    )
+    return families, group_names, group_codes, labels
+
+
+def _log_training(n_genes, n, cells, X, settings, folds, slices, executor) -> None:
+    """The one line saying what is trained, on what rows, in how many chunks."""
+    rows_are = "cells" if cells is not None else "cell types"
+    log.info(
+        "training %d genes on %d %s x %d features: %s, alpha=%s, %s outer CV "
+        "(%d folds); %d gene chunk(s), %s executor",
+        n_genes,
+        n,
+        rows_are,
+        X.shape[1],
+        settings.penalty,
+        settings.alpha,
+        settings.cv,
+        len(folds),
+        len(slices),
+        executor.settings.kind,
     )
 
 

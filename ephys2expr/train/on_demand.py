@@ -26,11 +26,9 @@ import pandas as pd
 
 from ephys2expr import paths
 from ephys2expr.errors import InputError
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import with_identity
-from ephys2expr.model.store_io import load_model_store, save_model_store
-from ephys2expr.train.best import store_identity
+from ephys2expr.model.store import ModelStore, load_model_store, save_model_store, with_identity
 from ephys2expr.train.feature_sets import set_name
+from ephys2expr.train.identity.best import store_identity
 from ephys2expr.train.one_set import fit_set
 from ephys2expr.train.settings import trained_settings
 
@@ -83,14 +81,14 @@ def cache_root(cache_dir: str | os.PathLike = "") -> Path:
 
 def code_md5() -> str:
     """md5 of the code that fits a set (every module of ``train/``, ``model/`` and
-    ``identity/``): a cached
+    ``identity/``, sub-folders included): a cached
     set fitted by other code is never reused (DVC reruns predict on a code change, and the
     cache must not hand it the old result)."""
     h = hashlib.md5()
     package = Path(__file__).resolve().parent.parent
     folders = ("train", "model", "identity")
-    for path in sorted(p for folder in folders for p in (package / folder).glob("*.py")):
-        h.update(f"{path.parent.name}/{path.name}".encode() + path.read_bytes())
+    for path in sorted(p for folder in folders for p in (package / folder).rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
     return h.hexdigest()
 
 

@@ -5,18 +5,17 @@ demand at predict time (:func:`~ephys2expr.train.on_demand.fit_feature_set`) bot
 :func:`fit_set`, so a set made either way comes from the same procedure: the nested CV,
 baselines and null (:func:`~ephys2expr.train.evaluate.train_and_evaluate`), then under
 ``train.model: mixture | best`` the identity classifiers and the per-gene choice of model
-kind (:func:`~ephys2expr.train.best.apply_identity`, which also recalibrates the intervals on
-the chosen model's out-of-fold predictions), and the set's single-set model store.
+kind (:func:`~ephys2expr.train.identity.best.apply_identity`, which also recalibrates the
+intervals on the chosen model's out-of-fold predictions), and the set's single-set model store.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import store_from_estimator
-from ephys2expr.train.best import IdentityFit, apply_identity, identity_settings
+from ephys2expr.model.store import ModelStore, store_from_estimator
 from ephys2expr.train.evaluate import TrainResult, train_and_evaluate
+from ephys2expr.train.identity.best import IdentityFit, apply_identity, identity_settings
 from ephys2expr.train.settings import TrainSettings
 
 
@@ -41,7 +40,7 @@ def fit_set(
     -------
     (TrainResult, ModelStore, IdentityFit or None)
         The evaluation, the set's model (with its intervals) and, under ``model: mixture |
-        best``, its identity fit (:func:`~ephys2expr.train.best.store_identity` puts the
+        best``, its identity fit (:func:`~ephys2expr.train.identity.best.store_identity` puts the
         classifiers into a store).
     """
     identity = settings.model != "lasso"

@@ -3,7 +3,7 @@
 :func:`train_from_prepared` trains one model per feature set (``train.feature_sets``) with
 :func:`~ephys2expr.train.evaluate.train_and_evaluate` - each set its own nested CV, baselines and
 permutation null, on the same folds and permutations (both are seeded) - and joins them into
-one model store (:func:`~ephys2expr.model.store_build.join_feature_sets`). The first set is the
+one model store (:func:`~ephys2expr.model.store.join_feature_sets`). The first set is the
 full model: the per-gene table, the out-of-fold predictions, the headline metrics and the
 figures are its; :mod:`~ephys2expr.train.feature_sets` compares the sets.
 """
@@ -22,10 +22,8 @@ import pandas as pd
 from ephys2expr.errors import InputError
 from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import file_checksum
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import join_feature_sets, with_identity
-from ephys2expr.train.baselines import BASELINES, CEILINGS
-from ephys2expr.train.best import store_identity
+from ephys2expr.model.store import ModelStore, join_feature_sets, with_identity
+from ephys2expr.train.cv.baselines import BASELINES, CEILINGS
 from ephys2expr.train.evaluate import resolved_settings, train_and_evaluate
 from ephys2expr.train.feature_sets import (
     derive_feature_sets,
@@ -33,12 +31,13 @@ from ephys2expr.train.feature_sets import (
     few_cell_sets,
     missing_patterns,
 )
+from ephys2expr.train.identity.best import store_identity
 from ephys2expr.train.inputs import load_training_inputs, training_paths, training_species
 from ephys2expr.train.on_demand import stored_training_tables
 from ephys2expr.train.one_set import fit_set
-from ephys2expr.train.ood import cv_ood
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics
+from ephys2expr.train.uncertainty.ood import cv_ood
 
 log = logging.getLogger("ephys2expr")
 
@@ -69,10 +68,10 @@ class TrainOutputs:
         One row per feature set (:func:`~ephys2expr.train.feature_sets.feature_set_table`).
     ood : DataFrame or None
         Per training row: its OOD score against its outer training fold and its
-        out-of-fold error (:func:`~ephys2expr.train.ood.cv_ood`; the figure's table).
+        out-of-fold error (:func:`~ephys2expr.train.uncertainty.ood.cv_ood`; the figure's table).
     identity : dict
         ``model: mixture | best`` (per-cell sources): feature set -> its
-        :class:`~ephys2expr.train.best.IdentityFit` (empty for ``lasso``).
+        :class:`~ephys2expr.train.identity.best.IdentityFit` (empty for ``lasso``).
     """
 
     store: ModelStore
@@ -97,9 +96,9 @@ class TrainOutputs:
 
     def figures(self) -> dict:
         """The train figures by file stem (:func:`ephys2expr.train.plots.train_figures`)."""
-        from ephys2expr.train.intervals import calibration_figure
-        from ephys2expr.train.ood import ood_error_figure
         from ephys2expr.train.plots import train_figures
+        from ephys2expr.train.uncertainty.intervals import calibration_figure
+        from ephys2expr.train.uncertainty.ood import ood_error_figure
 
         figures = train_figures(
             self.per_gene,
@@ -176,8 +175,6 @@ def train_from_prepared(
     exactly their out-of-fold predictions from the full run. ``source`` (the training
     source's name, ``--source``) is recorded in the report.
     """
-    from ephys2expr.train.plots import plotted_genes
-
     start = time.perf_counter()
     executor_settings = executor_settings or ExecutorSettings()
     inputs = training_paths(Path(prepared_dir))
@@ -199,6 +196,41 @@ def train_from_prepared(
         "species": training_species(types),
         "inputs_md5": {name: file_checksum(path)[0] for name, path in inputs.items()},
     }
+    results, models, identity = _train_sets(
+        sets,
+        few,
+        features,
+        targets,
+        types,
+        settings,
+        provenance,
+        executor_settings,
+        stream_targets,
+    )
+    store = _store_of(models, identity, targets, types, features, inputs, stream_targets)
+    result = results[full]
+    oof, shown = _shown_oof(result, inputs, features, targets, types, settings, stream_targets)
+    table = feature_set_table(results, sets)
+    report, ood = _report(result, results, table, features[sets[full]], oof, shown)
+    report["missing_patterns"] = json.loads(patterns.to_json(orient="index"))
+    report["sets_without_null"] = few
+    if source:
+        report["source"] = source
+    metrics = headline_metrics(report)
+    final = result.final
+    coef_std = pd.DataFrame(final.coef_std_, index=targets.index, columns=features.columns)
+    _log_done(result.report, table, final, settings, start)
+    return TrainOutputs(
+        store, result.per_gene, oof, metrics, report, shown, types, coef_std, table, ood, identity
+    )
+
+
+def _train_sets(
+    sets, few, features, targets, types, settings, provenance, executor_settings, stream_targets
+):
+    """Each feature set trained (:func:`fit_set`) on one executor: ``(results, models,
+    identity)`` by set (only the full set, the first, keeps its out-of-fold predictions)."""
+    full = next(iter(sets))
     results, models, identity = {}, [], {}
     with open_executor(executor_settings) as ex:
         for i, (name, cols) in enumerate(sets.items()):
@@ -231,6 +263,12 @@ def train_from_prepared(
             if fit is not None:
                 identity[name] = fit
             log.info("feature set %r trained in %.0f s", name, time.perf_counter() - t0)
+    return results, models, identity
+
+
+def _store_of(models, identity, targets, types, features, inputs, stream_targets) -> ModelStore:
+    """The sets' models joined into one store with its identity classifiers and the
+    training tables (self-contained: predict fits a set the store lacks from them)."""
     store = join_feature_sets(models)
     if identity:  # model mixture / best: the classifiers and class means go into the store
         store = with_identity(store, store_identity(identity, targets.index))
@@ -241,7 +279,14 @@ def train_from_prepared(
         features.index,
     )
     store.validate()
-    result = results[full]
+    return store
+
+
+def _shown_oof(result, inputs, features, targets, types, settings, stream_targets):
+    """The out-of-fold predictions and targets the plots show: all genes, or with streamed
+    targets the plotted genes refitted without the null (genes are independent)."""
+    from ephys2expr.train.plots import plotted_genes
+
     oof, shown = result.oof, targets
     if stream_targets:
         best, markers = plotted_genes(result.per_gene)
@@ -249,7 +294,12 @@ def train_from_prepared(
         shown = shown[list(features.index)].astype(float)
         no_null = settings.replace(n_permutations=0)
         oof = train_and_evaluate(features, shown, types, no_null).oof
-    table = feature_set_table(results, sets)
+    return oof, shown
+
+
+def _report(result, results, table, full_features, oof, shown):
+    """The report (the full set's, with every set's achievement and intervals) and the OOD
+    score's cost in CV: ``(report, ood)``."""
     # {set: {column: value}}; pandas writes NaN (a constant marker's r2) as null
     report = {**result.report, "feature_sets": json.loads(table.to_json(orient="index"))}
     # the full set's intervals are report["intervals"]; every set's chosen method and coverage
@@ -270,9 +320,7 @@ def train_from_prepared(
         chosen["median_width_over_gene_sd"] or float("nan"),
         report["intervals"]["median_width_ratio_to_plain"] or float("nan"),
     )
-    ood, report["ood_cv"] = cv_ood(
-        features[sets[full]], oof, shown, result.folds, result.row_coverage
-    )
+    ood, report["ood_cv"] = cv_ood(full_features, oof, shown, result.folds, result.row_coverage)
     log.info(
         "OOD score in CV (k=%d): %.1f %% of held-out rows above 99; by score bin median "
         "|error| %s, 90 %% interval coverage %s; Spearman rho %s",
@@ -282,14 +330,11 @@ def train_from_prepared(
         {b: v.get("interval_coverage") for b, v in report["ood_cv"]["bins"].items()},
         report["ood_cv"]["spearman_rho"],
     )
-    report["missing_patterns"] = json.loads(patterns.to_json(orient="index"))
-    report["sets_without_null"] = few
-    if source:
-        report["source"] = source
-    metrics = headline_metrics(report)
-    final = result.final
-    coef_std = pd.DataFrame(final.coef_std_, index=targets.index, columns=features.columns)
-    rep = result.report
+    return report, ood
+
+
+def _log_done(rep, table, final, settings, start) -> None:
+    """The closing lines: the full set's headline, each set's, and genes not converged."""
     log.info(
         "done in %.0f s: median out-of-fold r2 %.3f; genes beating mean/OLS/class: %s; "
         "beating all: %d; q < %g: %s",
@@ -309,9 +354,6 @@ def train_from_prepared(
         )
     if not np.all(final.converged_):
         log.warning("%d genes did not converge", int((~final.converged_).sum()))
-    return TrainOutputs(
-        store, result.per_gene, oof, metrics, report, shown, types, coef_std, table, ood, identity
-    )
 
 
 __all__ = ["TrainOutputs", "derived_sets", "train_from_prepared"]

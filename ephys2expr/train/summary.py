@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ephys2expr.train.baselines import BASELINES, CEILINGS, USER_BASELINES
+from ephys2expr.train.cv.baselines import BASELINES, CEILINGS, USER_BASELINES
 from ephys2expr.train.settings import TrainSettings
 
 

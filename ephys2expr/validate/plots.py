@@ -308,6 +308,27 @@ def validation_figures(
             f"{name} ({len(Xs)} cells, {Xs.shape[1]} "
             f"{'features' if name == 'ephys' else 'genes'}, z-scored)",
         )
+    figs |= _joint_figures(coords, pm, mm, cre_cols, (grp_all, grp_cols), source, mixing, n_shared)
+    agree = agreement.summary
+    figs["type_agreement"] = type_agreement_figure(
+        agreement.corr,
+        f"type agreement over {agree['n_genes']} shared genes: matched median r "
+        f"{agree['matched_r_median']:.2f}, unmatched {agree['unmatched_r_median']:.2f}",
+    )
+    figs["patchseq"] = patchseq_figure(
+        patchseq.per_gene,
+        patchseq.per_cell,
+        patchseq.per_cell["major_type"],
+        f"Cadwell 2016 Patch-seq ({patchseq.summary['n_cells']} cells), model on "
+        f"{n_patchseq_features} features vs training-mean baseline",
+    )
+    return figs
+
+
+def _joint_figures(coords, pm, mm, cre_cols, groups, source, mixing, n_shared) -> dict:
+    """The joint spaces' figures (predicted + measured), one per correction."""
+    grp_all, grp_cols = groups
+    figs = {}
     cre_j = pd.concat(
         [
             pm["cre_line"].astype(str),
@@ -332,17 +353,4 @@ def validation_figures(
             f" vs {mix['expected_if_mixed']:.2f} if mixed)",
             markers=markers,
         )
-    agree = agreement.summary
-    figs["type_agreement"] = type_agreement_figure(
-        agreement.corr,
-        f"type agreement over {agree['n_genes']} shared genes: matched median r "
-        f"{agree['matched_r_median']:.2f}, unmatched {agree['unmatched_r_median']:.2f}",
-    )
-    figs["patchseq"] = patchseq_figure(
-        patchseq.per_gene,
-        patchseq.per_cell,
-        patchseq.per_cell["major_type"],
-        f"Cadwell 2016 Patch-seq ({patchseq.summary['n_cells']} cells), model on "
-        f"{n_patchseq_features} features vs training-mean baseline",
-    )
     return figs

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numba
@@ -20,9 +19,7 @@ import pandas as pd
 
 from ephys2expr import paths
 from ephys2expr.errors import InputError
-from ephys2expr.features import CADWELL_FEATURES
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_io import load_model_store
+from ephys2expr.model.store import ModelStore, load_model_store
 from ephys2expr.predict.read import read_predictions
 from ephys2expr.readers.cadwell import read_cadwell
 from ephys2expr.readers.palette import read_palette
@@ -44,7 +41,14 @@ from ephys2expr.validate.identity import (
     family_agreement_figure,
 )
 from ephys2expr.validate.patchseq import validate_patchseq
-from ephys2expr.validate.plots import cross_source_figure, validation_figures
+from ephys2expr.validate.result import (
+    Embeddings,
+    ReferenceChecks,
+    ValidationInputs,
+    ValidationResult,
+    assemble_result,
+    headline_metrics,
+)
 from ephys2expr.validate.settings import ValidateSettings
 from ephys2expr.validate.transfer import (
     cadwell_coverage,
@@ -58,31 +62,6 @@ log = logging.getLogger("ephys2expr.validate")
 
 # The model store's per-gene column that says how well a gene is predicted in CV.
 CV_R2_COLUMN = "cv_r2"
-
-
-@dataclass
-class ValidationResult:
-    """Everything the ``validate`` stage writes.
-
-    Attributes
-    ----------
-    tables : dict
-        ``{name: DataFrame}`` for ``<out-dir>/<name>.parquet`` (index kept).
-    plot_tables : dict
-        ``{name: DataFrame}`` for ``<plots-dir>/<name>.csv`` (no index; DVC plots).
-    figures : dict
-        ``{name: matplotlib figure}`` for ``<plots-dir>/<name>.png``.
-    metrics : dict
-        The headline numbers (``metrics/validate.json``).
-    report : dict
-        Every number (``reports/validate.json``).
-    """
-
-    tables: dict
-    plot_tables: dict
-    figures: dict
-    metrics: dict
-    report: dict
 
 
 def load_predictions(
@@ -227,164 +206,109 @@ def validate_predictions(
     model_dir, prepared_dir, raw_dir = Path(model_dir), Path(prepared_dir), Path(raw_dir)
     runner = EmbeddingRunner(s.n_jobs).start()  # compiles UMAP in a worker meanwhile
     try:
-        # ---- inputs ------------------------------------------------------------------------
-        store = load_model_store(model_dir)
-        genes_tab = store.genes
-        if CV_R2_COLUMN not in genes_tab.columns:
-            raise InputError(f"{model_dir / 'genes.parquet'}: missing column '{CV_R2_COLUMN}'")
-        predictions = predictions_file(predictions_dir, s.predictions)
-        pred, pmeta = _mouse_cells_with_groups(
-            *load_predictions(predictions, genes_tab.index, store)
-        )
-        cell_tab = pd.read_parquet(prepared_dir / f"cells_{s.predictions}.parquet")
-        cell_tab.index = cell_tab.index.astype(str)
-        palette = read_palette(paths.in_raw_dir(raw_dir, paths.DRIVER_PALETTE))
-        meas = _measured(s, raw_dir, list(pred.columns))
-        log.info(
-            "predicted: %d cells x %d genes; measured: %d cells x %d genes",
-            *pred.shape,
-            *meas.expr.shape,
-        )
-        cre = pmeta["cre_line"].astype(str)
-        shared = pred.columns.intersection(meas.expr.columns)
-        if len(shared) < 10:
-            raise InputError(
-                f"{predictions}: only {len(shared)} genes shared with the measured reference"
-            )
-        log.info("%d genes shared between predicted and measured", len(shared))
-
-        # ---- type agreement, joint spaces (all cells) --------------------------------------
-        agreement = type_agreement_all(
-            pred[shared],
-            pmeta["group"],
-            meas.expr[shared],
-            meas.meta["group"],
-            min_cells=s.min_group_cells,
-        )
-        X = np.vstack([pred[shared].to_numpy(), meas.expr[shared].to_numpy()])
-        source = np.array(["predicted"] * len(pred) + ["measured"] * len(meas.expr))
-        broad = np.concatenate(
-            [pmeta["broad"].to_numpy(dtype=str), meas.meta["broad"].to_numpy(dtype=str)]
-        )
-        mixing, transfer = joint_mixing(X, source, broad, s.n_pcs, s.n_neighbors, s.seed)
-
-        # ---- Patch-seq (Cadwell 2016) ------------------------------------------------------
-        cadwell = (paths.CADWELL_EXPR, paths.CADWELL_META, paths.CADWELL_EPHYS, paths.CADWELL_SDRF)
-        ps = read_cadwell(*(paths.in_raw_dir(raw_dir, p) for p in cadwell))
-        tables = (prepared_dir / f"train_{n}.parquet" for n in ("features", "targets", "types"))
-        tf, tt, types = load_training_inputs(*tables)
-        if s.n_jobs > 1:  # one core is compiling UMAP in the worker: do not fight over it
-            numba.set_num_threads(1)
-        cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
-        patchseq = validate_patchseq(ps, tf, tt, cv_good, store, str(model_dir))
-        cross = identity = crosslab = None
-        if paired_dirs is not None:
-            cross, paired_store = _cross_source(
-                paired_dirs, (tf, tt, types), store, ps, patchseq, s
-            )
-            identity = _identity_agreement(paired_store, Path(paired_dirs[1]), s.predictions)
-            crosslab = _transfer(paired_store, raw_dir, Path(paired_dirs[1]), ps)
-
-        # ---- embeddings (pictures) of seeded subsamples ------------------------------------
-        sub_p = subsample(pred.index, s.max_cells, s.seed)
-        sub_m = subsample(meas.expr.index, s.max_cells, s.seed + 1)
-        feat_cols = [c for c in tf.columns if c in cell_tab.columns]
-        ephys = cell_tab.loc[sub_p, feat_cols]
-        ephys_ok = ephys.notna().all(axis=1).to_numpy()
-        sub_src = np.array(["predicted"] * len(sub_p) + ["measured"] * len(sub_m))
-        Xj = np.vstack(
-            [pred.loc[sub_p, shared].to_numpy(), meas.expr.loc[sub_m, shared].to_numpy()]
-        )
-        joint = {
-            f"joint_{c}": joint_space(Xj, sub_src, c, n_components=s.n_pcs, seed=s.seed)
-            for c in ("zscore", "pc_align")
-        }
-        spaces = {
-            "ephys": zscore_columns(ephys.to_numpy()[ephys_ok]),
-            "predicted": zscore_columns(pred.loc[sub_p].to_numpy()),
-            "measured": zscore_columns(meas.expr.loc[sub_m].to_numpy()),
-            **joint,
-        }
-        log.info("embedding %d spaces with t-SNE and UMAP", len(spaces))
-        coords = runner.run(
-            spaces, seed=s.seed, n_neighbors=s.n_neighbors, tsne_max_iter=s.tsne_max_iter
-        )
+        inputs = _read_inputs(s, model_dir, prepared_dir, predictions_dir, raw_dir)
+        joint = _type_agreement_and_mixing(s, inputs)
+        checks = _reference_checks(s, inputs, model_dir, prepared_dir, raw_dir, paired_dirs)
+        pictures = _embeddings(s, inputs, checks.training_features, runner)
     finally:
         runner.close()
+    return assemble_result(s, inputs, joint, checks, pictures)
 
-    figures = validation_figures(
-        coords,
-        spaces,
-        pmeta.loc[sub_p],
-        meas.meta.loc[sub_m],
-        ephys_ok,
-        sub_src,
-        palette,
-        mixing,
-        len(shared),
-        agreement,
-        patchseq,
-        len(CADWELL_FEATURES),
+
+def _read_inputs(s, model_dir, prepared_dir, predictions_dir, raw_dir) -> ValidationInputs:
+    """The store, the predictions (mouse cells with groups), the Allen cells' features, the
+    palette and the measured reference, with the genes both share."""
+    store = load_model_store(model_dir)
+    genes_tab = store.genes
+    if CV_R2_COLUMN not in genes_tab.columns:
+        raise InputError(f"{model_dir / 'genes.parquet'}: missing column '{CV_R2_COLUMN}'")
+    predictions = predictions_file(predictions_dir, s.predictions)
+    pred, pmeta = _mouse_cells_with_groups(*load_predictions(predictions, genes_tab.index, store))
+    cell_tab = pd.read_parquet(prepared_dir / f"cells_{s.predictions}.parquet")
+    cell_tab.index = cell_tab.index.astype(str)
+    palette = read_palette(paths.in_raw_dir(raw_dir, paths.DRIVER_PALETTE))
+    meas = _measured(s, raw_dir, list(pred.columns))
+    log.info(
+        "predicted: %d cells x %d genes; measured: %d cells x %d genes",
+        *pred.shape,
+        *meas.expr.shape,
     )
-    report = {
-        "reference": s.reference,
-        "n_predicted_cells": int(len(pred)),
-        "n_measured_cells": int(len(meas.expr)),
-        "n_shared_genes": int(len(shared)),
-        "embedding_subsample": {"predicted": len(sub_p), "measured": len(sub_m)},
-        "palette": {
-            "n_cre_lines_not_in_palette": int((~cre.drop_duplicates().isin(list(palette))).sum()),
-            "n_cells_grey": int((~cre.isin(list(palette))).sum()),
-        },
-        "type_agreement": {k: v for k, v in agreement.summary.items() if k != "groups"},
-        "type_agreement_within_class": agreement.within,
-        "type_agreement_uncentred": agreement.uncentred,
-        "mixing": mixing,
-        "label_transfer": transfer,
-        "patchseq": patchseq.summary,
-    }
-    tables = {
-        "type_agreement": agreement.corr,
-        "patchseq_genes": patchseq.per_gene,
-        "patchseq_cells": patchseq.per_cell,
-    }
-    if cross is not None:
-        report["cross_source"] = cross.summary
-        tables |= {"cross_source": cross.table, "cross_source_genes": cross.per_gene}
-        figures["cross_source"] = cross_source_figure(
-            cross.table, cross.per_gene, s.cross_r_threshold
+    shared = pred.columns.intersection(meas.expr.columns)
+    if len(shared) < 10:
+        raise InputError(
+            f"{predictions}: only {len(shared)} genes shared with the measured reference"
         )
-    if identity is not None:
-        table, report["identity_agreement"], figures["identity_agreement"] = identity
-        if table is not None:
-            tables["identity_agreement"] = table.reset_index()
-    if crosslab is not None:  # the per-cell store on other labs' cells (not label transfer)
-        report["transfer"], tables["transfer"], figures["transfer"] = crosslab
-    return ValidationResult(
-        tables=tables,
-        plot_tables={
-            "type_agreement": agreement.table(),
-            "patchseq_good_genes": patchseq.per_gene[patchseq.per_gene["cv_good"]].reset_index(),
-        },
-        figures=figures,
-        metrics=headline_metrics(report),
-        report=report,
+    log.info("%d genes shared between predicted and measured", len(shared))
+    return ValidationInputs(store, pred, pmeta, cell_tab, palette, meas, shared)
+
+
+def _type_agreement_and_mixing(s, inputs: ValidationInputs):
+    """Type agreement (group means) and the joint space's mixing and label transfer, on all
+    cells: ``(agreement, mixing, transfer)``."""
+    pred, pmeta, meas, shared = inputs.pred, inputs.pmeta, inputs.meas, inputs.shared
+    agreement = type_agreement_all(
+        pred[shared],
+        pmeta["group"],
+        meas.expr[shared],
+        meas.meta["group"],
+        min_cells=s.min_group_cells,
     )
+    X = np.vstack([pred[shared].to_numpy(), meas.expr[shared].to_numpy()])
+    source = np.array(["predicted"] * len(pred) + ["measured"] * len(meas.expr))
+    broad = np.concatenate(
+        [pmeta["broad"].to_numpy(dtype=str), meas.meta["broad"].to_numpy(dtype=str)]
+    )
+    mixing, transfer = joint_mixing(X, source, broad, s.n_pcs, s.n_neighbors, s.seed)
+    return agreement, mixing, transfer
 
 
-def headline_metrics(report: dict) -> dict:
-    """What ``dvc metrics show`` prints (docs/pipeline.md): ``type_top1`` (Cre-line groups
-    whose mean predicted profile is closest to their own type) and, for other labs, the Allen
-    cells' Exc/Inh agreement under ``align: auto`` (``xlab_excinh``) and family ECE."""
-    out = {"type_top1": report["type_agreement"]["top1"]}
-    transfer = report.get("transfer", {})
-    for name, key in (
-        ("xlab_excinh", "allen_exc_inh_auto"),
-        ("xlab_ece", "allen_family_ece_known_tempered"),
-    ):
-        if key in transfer:
-            out[name] = transfer[key]
-    return out
+def _reference_checks(s, inputs, model_dir, prepared_dir, raw_dir, paired_dirs) -> ReferenceChecks:
+    """The Patch-seq refit (Cadwell 2016) and, with ``paired_dirs``, the cross-source
+    comparison, the per-cell store's identity agreement and its transfer to other labs."""
+    store = inputs.store
+    cadwell = (paths.CADWELL_EXPR, paths.CADWELL_META, paths.CADWELL_EPHYS, paths.CADWELL_SDRF)
+    ps = read_cadwell(*(paths.in_raw_dir(raw_dir, p) for p in cadwell))
+    tables = (prepared_dir / f"train_{n}.parquet" for n in ("features", "targets", "types"))
+    tf, tt, types = load_training_inputs(*tables)
+    if s.n_jobs > 1:  # one core is compiling UMAP in the worker: do not fight over it
+        numba.set_num_threads(1)
+    genes_tab = store.genes
+    cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
+    patchseq = validate_patchseq(ps, tf, tt, cv_good, store, str(model_dir))
+    cross = identity = crosslab = None
+    if paired_dirs is not None:
+        cross, paired_store = _cross_source(paired_dirs, (tf, tt, types), store, ps, patchseq, s)
+        identity = _identity_agreement(paired_store, Path(paired_dirs[1]), s.predictions)
+        crosslab = _transfer(paired_store, raw_dir, Path(paired_dirs[1]), ps)
+    return ReferenceChecks(tf, patchseq, cross, identity, crosslab)
+
+
+def _embeddings(s, inputs: ValidationInputs, tf: pd.DataFrame, runner) -> Embeddings:
+    """The 2-D embeddings (pictures) of seeded subsamples: features, predicted, measured and
+    the two joint spaces."""
+    pred, meas, shared, cell_tab = inputs.pred, inputs.meas, inputs.shared, inputs.cell_tab
+    sub_p = subsample(pred.index, s.max_cells, s.seed)
+    sub_m = subsample(meas.expr.index, s.max_cells, s.seed + 1)
+    feat_cols = [c for c in tf.columns if c in cell_tab.columns]
+    ephys = cell_tab.loc[sub_p, feat_cols]
+    ephys_ok = ephys.notna().all(axis=1).to_numpy()
+    sub_src = np.array(["predicted"] * len(sub_p) + ["measured"] * len(sub_m))
+    Xj = np.vstack([pred.loc[sub_p, shared].to_numpy(), meas.expr.loc[sub_m, shared].to_numpy()])
+    joint = {
+        f"joint_{c}": joint_space(Xj, sub_src, c, n_components=s.n_pcs, seed=s.seed)
+        for c in ("zscore", "pc_align")
+    }
+    spaces = {
+        "ephys": zscore_columns(ephys.to_numpy()[ephys_ok]),
+        "predicted": zscore_columns(pred.loc[sub_p].to_numpy()),
+        "measured": zscore_columns(meas.expr.loc[sub_m].to_numpy()),
+        **joint,
+    }
+    log.info("embedding %d spaces with t-SNE and UMAP", len(spaces))
+    coords = runner.run(
+        spaces, seed=s.seed, n_neighbors=s.n_neighbors, tsne_max_iter=s.tsne_max_iter
+    )
+    return Embeddings(sub_p, sub_m, ephys_ok, sub_src, spaces, coords)
 
 
 __all__ = [

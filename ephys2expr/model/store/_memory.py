@@ -20,9 +20,9 @@ itself and the others are in :attr:`ModelStore.other_sets`; :attr:`ModelStore.fe
 lists all, primary first.
 
 The folder is written and read as one unit and checked on load (``model.json`` holds the
-md5 of both tables): :mod:`ephys2expr.model.store_io` (save, load), on-disk format in
-:mod:`ephys2expr.model.store_format`. A store is built from a fitted estimator by
-:mod:`ephys2expr.model.store_build`; every prediction goes through :func:`linear_predict`.
+md5 of both tables): :mod:`ephys2expr.model.store._io` (save, load), on-disk format in
+:mod:`ephys2expr.model.store._format`. A store is built from a fitted estimator by
+:mod:`ephys2expr.model.store._build`; every prediction goes through :func:`linear_predict`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import pandas as pd
 from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import GeneIntervals
 from ephys2expr.model.ood import bound_features
-from ephys2expr.model.store_format import SCHEMA_VERSION
-from ephys2expr.model.store_identity import StoreIdentity, apply_mixture, mixture_terms
+from ephys2expr.model.store._format import SCHEMA_VERSION
+from ephys2expr.model.store._identity import StoreIdentity, apply_mixture, mixture_terms
 
 
 @dataclass
@@ -75,7 +75,7 @@ class ModelStore:
     identity : StoreIdentity or None
         Per-cell stores trained with ``train.model: mixture | best`` (schema 6): each
         feature set's family and type classifiers and the class means
-        (:mod:`ephys2expr.model.store_identity`); the genes table's ``model_kind`` says which
+        (:mod:`ephys2expr.model.store._identity`); the genes table's ``model_kind`` says which
         kind predicts each gene. Held by the primary model only.
     train_targets : pandas.DataFrame or None
         Genes x training rows (columns in ``train_features`` row order), the values the
@@ -288,7 +288,7 @@ class ModelStore:
 
     def mixture_terms(self, genes=None):
         """The identity terms of the genes ``genes`` (None: linear genes only, or no
-        identity part): :func:`~ephys2expr.model.store_identity.mixture_terms`."""
+        identity part): :func:`~ephys2expr.model.store._identity.mixture_terms`."""
         kinds = self.genes["model_kind"] if "model_kind" in self.genes.columns else None
         return mixture_terms(self.identity, self.feature_set, kinds, genes)
 
@@ -312,7 +312,7 @@ class ModelStore:
 # Baselines whose ``beats_<name>`` column of a genes table compares with an oracle: the
 # ``class`` baseline predicts each held-out row from its TRUE Exc/Inh class, which no user
 # has, so beating it is no condition for trusting a gene (ephys2expr.predict.quality; the
-# training's baselines: ephys2expr.train.baselines).
+# training's baselines: ephys2expr.train.cv.baselines).
 ORACLE_BASELINES: tuple[str, ...] = ("class",)
 
 

@@ -1,6 +1,6 @@
 """The checks of a model store's ``model.json``: keys, types, shapes, finite numbers, limits.
 
-Used by :mod:`ephys2expr.model.store_format` when a store is loaded; every failure is one
+Used by :mod:`ephys2expr.model.store._format` when a store is loaded; every failure is one
 :class:`~ephys2expr.errors.InputError` line naming the file and the key.
 """
 
@@ -12,7 +12,7 @@ import math
 from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import METHODS
 
-# Schemas this code reads (store_format.SCHEMA_VERSION is the one it writes).
+# Schemas this code reads (_format.SCHEMA_VERSION is the one it writes).
 READABLE_VERSIONS = (2, 3, 4, 5, 6)
 META_HASH = "meta_md5"
 META = "model.json"
@@ -20,7 +20,7 @@ META = "model.json"
 TRAIN_FEATURES = "train_features.parquet"
 # schema 6: the prediction intervals' per-gene quantiles and difficulty models; the
 # identity classifiers and class means (empty for a store without them;
-# ephys2expr.model.store_identity); the training targets and row metadata (a feature set
+# ephys2expr.model.store._identity); the training targets and row metadata (a feature set
 # fitted on demand, #21)
 INTERVALS = "intervals.parquet"
 TRAIN_TARGETS = "train_targets.parquet"

@@ -13,12 +13,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ephys2expr.model._active_set import _active_set, _polish
+from ephys2expr.model.active_set import _polish, active_set_solve
 
 
 @numba.njit(cache=True)
 def gene_scratch(p):
-    """The scratch arrays :func:`_one_gene` takes after its outputs (allocated once per
+    """The scratch arrays :func:`one_gene` takes after its outputs (allocated once per
     block of genes): w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv."""
     return (
         np.empty(p),
@@ -51,10 +51,10 @@ def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n
     block = 256
     n_blocks = (n_genes + block - 1) // block
     for blk in numba.prange(n_blocks):
-        w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = gene_scratch(p)
+        scratch = gene_scratch(p)
         for g in range(blk, n_genes, n_blocks):
             # problem, gene index, outputs, then the block's scratch arrays
-            _one_gene(
+            one_gene(
                 g,
                 g * stride,
                 gram,
@@ -69,16 +69,7 @@ def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n
                 coefs[g],
                 n_iter,
                 conv,
-                w,
-                q,
-                idx,
-                mat,
-                vec,
-                qnew,
-                theta,
-                order,
-                fact_state,
-                dinv,
+                scratch,
             )
 
 
@@ -100,10 +91,11 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
     block = 256  # genes strided over blocks, as in cd_path_kernel
     n_blocks = (n_genes + block - 1) // block
     for blk in numba.prange(n_blocks):
-        w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = gene_scratch(p)
+        scratch = gene_scratch(p)
+        idx = scratch[2]  # reused below for the active features
         out = np.empty((n_alpha, p))
         for g in range(blk, n_genes, n_blocks):
-            _one_gene(
+            one_gene(
                 g,
                 g * stride,
                 gram,
@@ -118,16 +110,7 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
                 out,
                 n_iter,
                 conv,
-                w,
-                q,
-                idx,
-                mat,
-                vec,
-                qnew,
-                theta,
-                order,
-                fact_state,
-                dinv,
+                scratch,
             )
             h = vxty[g]
             for a in range(n_alpha):
@@ -148,7 +131,7 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=True)
-def _one_gene(
+def one_gene(
     g,
     gi,
     gram,
@@ -163,19 +146,11 @@ def _one_gene(
     out,
     n_iter,
     conv,
-    w,
-    q,
-    idx,
-    mat,
-    vec,
-    qnew,
-    theta,
-    order,
-    fact_state,
-    dinv,
+    scratch,
 ):
-    """The whole alpha path of gene ``g`` into ``out`` (n_alphas, p) (scratch arrays passed
-    in, reused across genes)."""
+    """The whole alpha path of gene ``g`` into ``out`` (n_alphas, p) (``scratch``: the
+    arrays of :func:`gene_scratch`, reused across genes)."""
+    w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = scratch
     p = w.shape[0]
     n_alpha = l1.shape[1]
     c = xty[g]
@@ -205,7 +180,7 @@ def _one_gene(
                 q[j] = c[j]
                 out[a, j] = 0.0
             continue
-        steps = _active_set(
+        steps = active_set_solve(
             gram, c, lam1, lam2, w, q, theta, order, mat, dinv, qnew, vec, 8 * p + 20, fact_state
         )
         if steps > 0:

@@ -1,8 +1,8 @@
 """Numba kernels of one gene's exact solve: the active-set (sign-pattern) method and the
 exact polish of a coordinate-descent solution, both on the shared Gram matrix.
 
-Called by the path kernels of :mod:`ephys2expr.model._kernels` (and the permutation null's
-kernel in :mod:`ephys2expr.train._null_kernel`); split from them only to keep each file
+Called by the path kernels of :mod:`ephys2expr.model.kernels` (and the permutation null's
+kernel in :mod:`ephys2expr.train.cv._null_kernel`); split from them only to keep each file
 readable.
 """
 
@@ -84,11 +84,11 @@ def _polish(gram, c, w, q, lam1, lam2, idx, mat, vec, qnew):
 # fastmath without "reassoc" for the active-set step: its loops run 1-11 times, and
 # vectorising their sums (what reassociation allows) only adds set-up code around them
 # (measured on the null: ~15 % slower)
-_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
+FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
-def _active_set(gram, c, lam1, lam2, w, q, theta, order, L, dinv, z, v, max_steps, fact_state):
+@numba.njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def active_set_solve(gram, c, lam1, lam2, w, q, theta, order, L, dinv, z, v, max_steps, fact_state):
     """Exact elastic net for one gene by an active-set (sign-pattern) method.
 
     Starting from ``w`` (any point whose signs define the initial active set, e.g. the

@@ -16,12 +16,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ephys2expr.model.estimator import MultiGeneElasticNet
-from ephys2expr.train.baselines import baseline_predictions
-from ephys2expr.train.cv import nested_cv
-from ephys2expr.train.folds import pooled_scores
-from ephys2expr.train.intervals import chunk_intervals
-from ephys2expr.train.null import NullResult, permutation_null
+from ephys2expr.train.cv.baselines import baseline_predictions
+from ephys2expr.train.cv.folds import pooled_scores
+from ephys2expr.train.cv.nested import nested_cv
+from ephys2expr.train.cv.null import NullResult, permutation_null
 from ephys2expr.train.settings import TrainSettings
+from ephys2expr.train.uncertainty.intervals import chunk_intervals
 
 log = logging.getLogger("ephys2expr")
 
@@ -85,7 +85,8 @@ def train_gene_chunk(
     distance, group_codes, n_groups : optional
         Each row's kNN distance to its outer training fold and its group (family) code:
         the prediction intervals' calibration and CV coverage
-        (:func:`~ephys2expr.train.intervals.chunk_intervals`; skipped without ``distance``).
+        (:func:`~ephys2expr.train.uncertainty.intervals.chunk_intervals`; skipped without
+        ``distance``).
     keep_oof : bool
         Return the out-of-fold predictions (n_types x genes: with per-cell rows that is the
         size of the input, so callers streaming many cells drop or write it per chunk).
@@ -112,12 +113,33 @@ def train_gene_chunk(
     t3 = time.perf_counter()
     if verbose:
         log.info("baselines (%.1f s) and final refit (%.1f s) done", t2 - t1, t3 - t2)
+    cols = _gene_columns(Y, r2, rmse, train_r2, final, cv.fold_alpha, base_scores)
+    null = _chunk_null(X, Y, folds, cv, settings, weights, verbose)
+    t4 = time.perf_counter()
+    intervals = None
+    if distance is not None:
+        intervals = chunk_intervals(X, Y, cv.oof, folds, distance, group_codes, n_groups)
+    seconds = {
+        "intervals": time.perf_counter() - t4,
+        "nested_cv": cv.seconds,
+        "baselines": t2 - t1,
+        "final_fit": t3 - t2,
+        "permutation_null": null.seconds if null is not None else 0.0,
+        "chunk": time.perf_counter() - t0,
+    }
+    return GeneChunkResult(
+        cols, cv.oof if keep_oof else None, final, null, seconds, intervals, cv.fold_inner_mse
+    )
+
+
+def _gene_columns(Y, r2, rmse, train_r2, final, fold_alpha, base_scores) -> dict:
+    """The chunk's per-gene columns: scores, alphas, sparsity, the baselines' scores."""
     cols = {
         "cv_r2": r2,
         "cv_rmse": rmse,
         "train_r2": train_r2,
         "alpha": final.alpha_,
-        "fold_alpha_median": np.median(cv.fold_alpha, axis=0),
+        "fold_alpha_median": np.median(fold_alpha, axis=0),
         "n_nonzero": (final.coef_ != 0).sum(axis=1),
         "y_mean": Y.mean(axis=0),
         "y_sd": Y.std(axis=0),
@@ -125,6 +147,11 @@ def train_gene_chunk(
     for name, (b_r2, b_rmse) in base_scores.items():
         cols[f"{name}_cv_r2"] = b_r2
         cols[f"{name}_cv_rmse"] = b_rmse
+    return cols
+
+
+def _chunk_null(X, Y, folds, cv, settings, weights, verbose):
+    """The permutation null of the chunk's linear models (None without permutations)."""
     null = None
     if settings.n_permutations > 0:
         # the null tests the linear model's r2 (its kernels compute the linear fits' errors);
@@ -141,21 +168,7 @@ def train_gene_chunk(
             stop_after=settings.null_stop_after,
             verbose=verbose,
         )
-    t4 = time.perf_counter()
-    intervals = None
-    if distance is not None:
-        intervals = chunk_intervals(X, Y, cv.oof, folds, distance, group_codes, n_groups)
-    seconds = {
-        "intervals": time.perf_counter() - t4,
-        "nested_cv": cv.seconds,
-        "baselines": t2 - t1,
-        "final_fit": t3 - t2,
-        "permutation_null": null.seconds if null is not None else 0.0,
-        "chunk": time.perf_counter() - t0,
-    }
-    return GeneChunkResult(
-        cols, cv.oof if keep_oof else None, final, null, seconds, intervals, cv.fold_inner_mse
-    )
+    return null
 
 
 def train_chunk_task(X, Y, folds, settings, weights, classes, keep_oof, verbose, labels):

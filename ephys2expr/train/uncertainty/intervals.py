@@ -1,7 +1,7 @@
 """Prediction intervals in training: calibrated on out-of-fold residuals, coverage measured.
 
 For each gene chunk (:func:`chunk_intervals`, inside
-:func:`~ephys2expr.train.chunks.train_gene_chunk`) and each interval method of
+:func:`~ephys2expr.train.gene_chunk.train_gene_chunk`) and each interval method of
 :data:`~ephys2expr.model.intervals.METHODS`:
 
 * **coverage, honestly** - for each outer fold ``k``, the difficulty model and the
@@ -22,12 +22,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ephys2expr.model.intervals import LEVEL, METHODS, GeneIntervals, fit_scale, scale_values
+from ephys2expr.model.intervals import (
+    LEVEL,
+    METHODS,
+    GeneIntervals,
+    clipped_bounds,
+    fit_scale,
+    scale_values,
+)
 from ephys2expr.model.intervals import conformal_quantile as cq
 from ephys2expr.model.ood import NEIGHBORS
-from ephys2expr.model.path import standardize_stats
 from ephys2expr.model.store import EXPRESSION_RANGE
-from ephys2expr.train.ood import oof_neighbors
+from ephys2expr.scaling import scaler_stats
+from ephys2expr.train.uncertainty.ood import oof_neighbors
 
 CV_LEVELS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5 .. 0.95
 SELECT_LEVEL = LEVEL  # predict's default level (model.intervals.LEVEL)
@@ -44,11 +51,6 @@ def oof_distances(X: np.ndarray, folds, k: int = INTERVAL_NEIGHBORS) -> np.ndarr
     """Each row's mean distance to its ``k`` nearest rows of its outer training fold (the
     fold's own standardisation): how far it was from what its out-of-fold model knew."""
     return oof_neighbors(X, folds, k, "distance")
-
-
-def _bounds(pred, half):
-    lo, hi = EXPRESSION_RANGE
-    return np.clip(pred - half, lo, hi), np.clip(pred + half, lo, hi)
 
 
 def chunk_intervals(X, Y, oof, folds, distance, group_codes, n_groups: int) -> dict:
@@ -70,12 +72,13 @@ def chunk_intervals(X, Y, oof, folds, distance, group_codes, n_groups: int) -> d
     dict of method -> dict
         ``covered`` (len(CV_LEVELS), n_groups) counts of covered values, ``row_covered``
         (n_rows,) each held-out row's covered genes at SELECT_LEVEL (coverage against the
-        OOD score: :func:`~ephys2expr.train.ood.cv_ood`), ``width`` (n_genes,) median width
+        OOD score: :func:`~ephys2expr.train.uncertainty.ood.cv_ood`), ``width`` (n_genes,)
+        median width
         of the held-out rows at SELECT_LEVEL, ``width_sum`` (float) their sum, ``table`` the
         store's interval table (genes by position).
     """
     abs_res = np.abs(Y - oof)
-    mean, scale = standardize_stats(X)
+    mean, scale = scaler_stats(X)
     sel = CV_LEVELS.index(SELECT_LEVEL)
     out = {}
     for method in METHODS:
@@ -83,13 +86,14 @@ def chunk_intervals(X, Y, oof, folds, distance, group_codes, n_groups: int) -> d
         row_covered = np.zeros(len(Y))
         widths = np.empty_like(Y)
         for tr, te in folds:
-            m, s = standardize_stats(X[tr])
+            m, s = scaler_stats(X[tr])
             params = fit_scale(method, abs_res[tr], X[tr], distance[tr], m, s)
             q = cq(abs_res[tr] / scale_values(params, X[tr], distance[tr]), CV_LEVELS)
             sigma = scale_values(params, X[te], distance[te])
             for i in range(len(CV_LEVELS)):
                 with np.errstate(invalid="ignore"):
-                    lower, upper = _bounds(oof[te], np.nan_to_num(sigma * q[i], nan=np.inf))
+                    half = np.nan_to_num(sigma * q[i], nan=np.inf)
+                lower, upper = clipped_bounds(oof[te], oof[te], half, EXPRESSION_RANGE)
                 ok = (Y[te] >= lower - TIE) & (Y[te] <= upper + TIE)
                 covered[i] += np.bincount(group_codes[te], ok.sum(axis=1), minlength=n_groups)
                 if i == sel:

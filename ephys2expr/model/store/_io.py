@@ -1,6 +1,6 @@
 """Save and load a model store folder as one unit, checked on load (no pickle).
 
-The on-disk layout and its checks are in :mod:`ephys2expr.model.store_format`.
+The on-disk layout and its checks are in :mod:`ephys2expr.model.store._format`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import GeneIntervals
-from ephys2expr.model.store import ModelStore
-from ephys2expr.model.store_build import join_feature_sets, with_identity
-from ephys2expr.model.store_checks import INTERVALS, TRAIN_FEATURES, TRAIN_TARGETS, TRAIN_TYPES
-from ephys2expr.model.store_format import (
+from ephys2expr.model.store._build import join_feature_sets, with_identity
+from ephys2expr.model.store._checks import INTERVALS, TRAIN_FEATURES, TRAIN_TARGETS, TRAIN_TYPES
+from ephys2expr.model.store._format import (
     check_replaceable,
     join_set_tables,
     mismatch_note,
@@ -23,18 +22,19 @@ from ephys2expr.model.store_format import (
     split_feature_sets,
     write_store,
 )
-from ephys2expr.model.store_identity import (
+from ephys2expr.model.store._identity import (
     CLASS_MEANS,
     IDENTITY,
     identity_from_tables,
     identity_tables,
 )
+from ephys2expr.model.store._memory import ModelStore
 
 log = logging.getLogger("ephys2expr")
 
 
 def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
-    """Write a store folder as one unit (:func:`~ephys2expr.model.store_format.write_store`).
+    """Write a store folder as one unit (:func:`~ephys2expr.model.store._format.write_store`).
 
     Same store, same bytes: ``model.json`` records the tables' md5, which are themselves
     deterministic, so a rerun leaves every file (and ``git status``) unchanged. Both tables

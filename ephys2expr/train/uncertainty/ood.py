@@ -21,9 +21,8 @@ from ephys2expr.model.ood import (
     error_by_score,
     neighbors_k,
     score_bins,
-    standardise,
 )
-from ephys2expr.model.path import standardize_stats
+from ephys2expr.scaling import scaler_stats, standardise
 
 # k of the plot and the bins, and the ``>99`` bin: predict's defaults, from their owner
 CV_NEIGHBORS = NEIGHBORS
@@ -36,7 +35,7 @@ def oof_neighbors(X: np.ndarray, folds, k: int, what: str = "score") -> np.ndarr
     the OOD score in CV (:func:`cv_ood`) and of the intervals' knn difficulty."""
     out = np.full(len(X), np.nan)
     for tr, te in folds:
-        mean, scale = standardize_stats(X[tr])  # the fold's own scaler, as a store's
+        mean, scale = scaler_stats(X[tr])  # the fold's own scaler, as a store's
         scorer = NeighborScore(k).fit(standardise(X[tr], mean, scale))
         out[te] = getattr(scorer, what)(standardise(X[te], mean, scale))
     return out

@@ -20,16 +20,22 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ephys2expr.model.store_identity import LevelClassifier, StoreIdentity
-from ephys2expr.train.baselines import BASELINES
+from ephys2expr.model.store import LevelClassifier, StoreIdentity
+from ephys2expr.train.cv.baselines import BASELINES
+from ephys2expr.train.cv.folds import pooled_scores
+from ephys2expr.train.cv.null import bh_qvalues
 from ephys2expr.train.evaluate import TrainResult
-from ephys2expr.train.folds import pooled_scores
-from ephys2expr.train.identity import LevelCV, identity_levels, nesting_report
-from ephys2expr.train.intervals import recalibrate
-from ephys2expr.train.mixture import KINDS, MixtureCV, held_out_null, kind_report, mixture_cv
-from ephys2expr.train.null import bh_qvalues
+from ephys2expr.train.identity.classifier_cv import LevelCV, identity_levels, nesting_report
+from ephys2expr.train.identity.mixture import (
+    KINDS,
+    MixtureCV,
+    held_out_null,
+    kind_report,
+    mixture_cv,
+)
 from ephys2expr.train.settings import TrainSettings
 from ephys2expr.train.summary import headline_metrics, train_report
+from ephys2expr.train.uncertainty.intervals import recalibrate
 
 log = logging.getLogger("ephys2expr")
 
@@ -41,7 +47,8 @@ class IdentityFit:
     Attributes
     ----------
     levels : dict
-        ``family`` / ``type`` -> :class:`~ephys2expr.train.identity.LevelCV` (the final
+        ``family`` / ``type`` ->
+        :class:`~ephys2expr.train.identity.classifier_cv.LevelCV` (the final
         classifier in ``.final``; out-of-fold probabilities for the figures).
     mixture : MixtureCV
         Class means on all rows and the final per-gene kind.
@@ -54,7 +61,8 @@ class IdentityFit:
     model: str
 
     def gene_kinds(self) -> np.ndarray:
-        """The final kind of each gene (names from :data:`~ephys2expr.train.mixture.KINDS`)."""
+        """The final kind of each gene (names from
+        :data:`~ephys2expr.train.identity.mixture.KINDS`)."""
         return np.asarray(KINDS, dtype=object)[self.mixture.final_choice[self.model]]
 
 
@@ -104,33 +112,8 @@ def _apply_identity(result, features, targets, types, settings):
     )
     model = settings.model
     pred = mix.oof[model]
-    per_gene = result.per_gene.copy()
-    for kind in (*KINDS, "mixture"):
-        per_gene[f"{kind}_kind_cv_r2"] = pooled_scores(Y, mix.oof[kind])[0]
-    r2, rmse = pooled_scores(Y, pred)
-    per_gene["cv_r2"], per_gene["cv_rmse"] = r2, rmse
-    per_gene["model_kind"] = IdentityFit(levels, mix, model).gene_kinds()
-    for name in BASELINES:
-        b_r2 = per_gene[f"{name}_cv_r2"].to_numpy()
-        per_gene[f"beats_{name}"] = np.nan_to_num(r2, nan=-np.inf) > np.nan_to_num(b_r2, nan=np.inf)
-    B = settings.n_permutations
-    if B > 0:
-        p, seconds = held_out_null(Y, pred, result.folds, r2, B, settings.seed)
-        per_gene["p_value"], per_gene["q_value"] = p, bh_qvalues(p)
-        per_gene["n_permutations"] = B
-        per_gene["significant"] = per_gene["q_value"].to_numpy() < settings.fdr_q
-        log.info("held-out permutation null: %d permutations in %.1f s", B, seconds)
-    report = train_report(
-        per_gene, final, len(X), X.shape[1], len(result.folds), settings, B * len(per_gene), "cells"
-    )
-    report["model_kind"] = model
-    report["identity"] = {lv: res.report(result.folds) for lv, res in levels.items()}
-    nesting = nesting_report(levels, rows)
-    if nesting is not None:  # the type inside the family, as predict reports it
-        report["identity"]["type_in_family"] = nesting
-    report["model_kinds"] = kind_report(Y, mix)
-    if B > 0:
-        report["null"]["scheme"] = "held-out permutation within outer folds (train/mixture.py)"
+    per_gene = _chosen_per_gene(result, Y, pred, mix, levels, settings)
+    report = _identity_report(per_gene, result, X, Y, rows, levels, mix, settings)
     intervals, row_coverage = result.intervals, result.row_coverage
     if result.interval_rows is not None:  # the chosen model's residuals, not the Lasso's
         intervals, report["intervals"], row_coverage = recalibrate(
@@ -162,6 +145,47 @@ def _apply_identity(result, features, targets, types, settings):
         row_coverage=row_coverage,
     )
     return out, IdentityFit(levels, mix, model)
+
+
+def _chosen_per_gene(result, Y, pred, mix, levels, settings) -> pd.DataFrame:
+    """The per-gene table of the chosen model: each kind's r2, the chosen scores and kind,
+    the baselines beaten and the held-out null's p/q values."""
+    model = settings.model
+    per_gene = result.per_gene.copy()
+    for kind in (*KINDS, "mixture"):
+        per_gene[f"{kind}_kind_cv_r2"] = pooled_scores(Y, mix.oof[kind])[0]
+    r2, rmse = pooled_scores(Y, pred)
+    per_gene["cv_r2"], per_gene["cv_rmse"] = r2, rmse
+    per_gene["model_kind"] = IdentityFit(levels, mix, model).gene_kinds()
+    for name in BASELINES:
+        b_r2 = per_gene[f"{name}_cv_r2"].to_numpy()
+        per_gene[f"beats_{name}"] = np.nan_to_num(r2, nan=-np.inf) > np.nan_to_num(b_r2, nan=np.inf)
+    B = settings.n_permutations
+    if B > 0:
+        p, seconds = held_out_null(Y, pred, result.folds, r2, B, settings.seed)
+        per_gene["p_value"], per_gene["q_value"] = p, bh_qvalues(p)
+        per_gene["n_permutations"] = B
+        per_gene["significant"] = per_gene["q_value"].to_numpy() < settings.fdr_q
+        log.info("held-out permutation null: %d permutations in %.1f s", B, seconds)
+    return per_gene
+
+
+def _identity_report(per_gene, result, X, Y, rows, levels, mix, settings) -> dict:
+    """The train report of the chosen model, with the classifiers' scores per level and
+    the kinds' section."""
+    model, final, B = settings.model, result.final, settings.n_permutations
+    report = train_report(
+        per_gene, final, len(X), X.shape[1], len(result.folds), settings, B * len(per_gene), "cells"
+    )
+    report["model_kind"] = model
+    report["identity"] = {lv: res.report(result.folds) for lv, res in levels.items()}
+    nesting = nesting_report(levels, rows)
+    if nesting is not None:  # the type inside the family, as predict reports it
+        report["identity"]["type_in_family"] = nesting
+    report["model_kinds"] = kind_report(Y, mix)
+    if B > 0:
+        report["null"]["scheme"] = "held-out permutation within outer folds (train/mixture.py)"
+    return report
 
 
 def stored_classifier(clf) -> LevelClassifier:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import false_discovery_control
 
-from ephys2expr.model.path import _penalty_strengths, standardize_stats
-from ephys2expr.train._null_kernel import null_r2_kernel
-from ephys2expr.train.cv import log_progress
+from ephys2expr.model.path import penalty_strengths
+from ephys2expr.scaling import scaler_stats
+from ephys2expr.train.cv._null_kernel import null_r2_kernel
+from ephys2expr.train.cv.nested import log_progress
 from ephys2expr.train.settings import TrainSettings
 
 
@@ -84,25 +85,25 @@ def fold_designs(X, folds, fold_alpha, settings: TrainSettings, weights=None) ->
     training mean; from that the Gram matrix, the standardised test rows and the per-gene
     penalties, as the estimator computes them for one alpha per gene. ``X'Wy/S`` is left to
     the kernel, from the globally standardised design ``wx`` and each fold's weighted mean
-    ``fold_m`` and scale ``fold_s`` in those units (see :mod:`ephys2expr.train._null_kernel`).
+    ``fold_m`` and scale ``fold_s`` in those units (see :mod:`ephys2expr.train.cv._null_kernel`).
     Each gene visits the folds in decreasing order of its alpha (``fold_order``).
     """
     X = np.asarray(X, dtype=float)
     est = settings.estimator()
     l1_ratio = est._l1_ratio()
     w_all = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=float)
-    mu, sigma = standardize_stats(X)
+    mu, sigma = scaler_stats(X)
     x0 = (X - mu) / sigma
     keys = ("fold_w", "fold_m", "fold_s", "te_x", "grams", "l1", "l2")
     parts = {key: [] for key in keys}
     for k, (tr, te) in enumerate(folds):
-        mean, scale = standardize_stats(X[tr])
+        mean, scale = scaler_stats(X[tr])
         xs = (X[tr] - mean) / scale
         w = w_all[tr]
         wsum = w.sum()
         xbar = w @ xs / wsum
         xc = xs - xbar
-        l1, l2 = _penalty_strengths(est.penalty, np.asarray(fold_alpha[k], float), l1_ratio, wsum)
+        l1, l2 = penalty_strengths(est.penalty, np.asarray(fold_alpha[k], float), l1_ratio, wsum)
         vals = (
             wsum,
             w @ x0[tr] / wsum,
@@ -177,7 +178,7 @@ def permutation_null(
     * the design side of every fold (standardisation, Gram matrix, test rows) does not move
       under a permutation, so it is computed once (:func:`fold_designs`), and the outer CV of
       many (gene, permutation) pairs runs in one numba call
-      (:func:`ephys2expr.train._null_kernel.null_r2_kernel`); a pair stops at the fold where
+      (:func:`ephys2expr.train.cv._null_kernel.null_r2_kernel`); a pair stops at the fold where
       its r2 can no longer reach the observed one (the squared error only grows). Each gene
       goes through the
       permutation sequence at its own pace: a round gives it its next permutations (at
@@ -205,29 +206,7 @@ def permutation_null(
     fits = 0
     logged = 0
     while active.size:
-        todo = B - used[active]
-        if stop_after > 0:
-            # at least the fewest permutations that could stop the gene, and an eighth of
-            # those it has had (fewer, larger rounds; pairs past a stop are dropped below)
-            todo = np.minimum(todo, np.maximum(stop_after - ge[active], used[active] // 8))
-        todo = np.minimum(todo, max(1, MAX_PAIRS // active.size))
-        first = np.cumsum(todo) - todo  # where each gene's pairs start
-        pair_gene = np.repeat(active, todo)
-        pair_perm = np.repeat(used[active] - first, todo) + np.arange(todo.sum())
-        r2 = np.empty(pair_gene.size)
-        null_r2_kernel(
-            Yt, pair_gene, pair_perm, perms, *(design[k] for k in _KERNEL_ARGS), observed, r2
-        )
-        # tiny slack so that exact ties (e.g. identical mean-only predictions) count as >=
-        exceed = (r2 >= observed[pair_gene] - 1e-12).astype(np.int64)
-        if stop_after > 0:  # keep a pair only if its gene had not stopped before it
-            before = np.cumsum(exceed) - exceed
-            before -= np.repeat(before[first], todo)
-            kept = ge[pair_gene] + before < stop_after
-            exceed *= kept
-            todo = np.add.reduceat(kept.astype(np.int64), first)
-        ge[active] += np.add.reduceat(exceed, first)
-        used[active] += todo
+        todo = _one_round(active, ge, used, B, stop_after, Yt, perms, design, observed)
         fits += int(todo.sum())
         keep = used[active] < B
         if stop_after > 0:
@@ -239,6 +218,36 @@ def permutation_null(
         active = active[keep]
     p = sequential_p_values(ge, used, observed, B, stop_after)
     return NullResult(p, used, fits, time.perf_counter() - start)
+
+
+def _one_round(active, ge, used, B, stop_after, Yt, perms, design, observed) -> np.ndarray:
+    """One round of the null: each active gene's next permutations through the kernel;
+    updates ``ge`` (exceedances) and ``used`` (permutations counted) in place and returns
+    how many each gene used."""
+    todo = B - used[active]
+    if stop_after > 0:
+        # at least the fewest permutations that could stop the gene, and an eighth of
+        # those it has had (fewer, larger rounds; pairs past a stop are dropped below)
+        todo = np.minimum(todo, np.maximum(stop_after - ge[active], used[active] // 8))
+    todo = np.minimum(todo, max(1, MAX_PAIRS // active.size))
+    first = np.cumsum(todo) - todo  # where each gene's pairs start
+    pair_gene = np.repeat(active, todo)
+    pair_perm = np.repeat(used[active] - first, todo) + np.arange(todo.sum())
+    r2 = np.empty(pair_gene.size)
+    null_r2_kernel(
+        Yt, pair_gene, pair_perm, perms, *(design[k] for k in _KERNEL_ARGS), observed, r2
+    )
+    # tiny slack so that exact ties (e.g. identical mean-only predictions) count as >=
+    exceed = (r2 >= observed[pair_gene] - 1e-12).astype(np.int64)
+    if stop_after > 0:  # keep a pair only if its gene had not stopped before it
+        before = np.cumsum(exceed) - exceed
+        before -= np.repeat(before[first], todo)
+        kept = ge[pair_gene] + before < stop_after
+        exceed *= kept
+        todo = np.add.reduceat(kept.astype(np.int64), first)
+    ge[active] += np.add.reduceat(exceed, first)
+    used[active] += todo
+    return todo
 
 
 def sequential_p_values(ge, used, observed, n_permutations: int, stop_after: int):

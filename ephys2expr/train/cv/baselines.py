@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ephys2expr.model.path import standardize_stats
 from ephys2expr.model.store import ORACLE_BASELINES, clip_expression
+from ephys2expr.scaling import scaler_stats
 
 BASELINES = ("mean", "ols", "class")
 # The baselines a user could run on their own cells: a gene is trusted only if it beats these
@@ -59,7 +59,7 @@ def baseline_predictions(
         wt = w[tr]
         ybar = wt @ Y[tr] / wt.sum()
         out["mean"][te] = ybar
-        mean, scale = standardize_stats(X[tr])
+        mean, scale = scaler_stats(X[tr])
         Xs = (X[tr] - mean) / scale
         xbar = wt @ Xs / wt.sum()
         sw = np.sqrt(wt)[:, None]

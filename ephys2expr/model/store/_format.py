@@ -41,7 +41,7 @@ from ephys2expr.io import (
     write_json,
     write_parquet,
 )
-from ephys2expr.model.store_checks import (
+from ephys2expr.model.store._checks import (
     MAX_META_BYTES,
     META,
     META_HASH,
@@ -63,7 +63,7 @@ log = logging.getLogger("ephys2expr")
 # 4: ``meta_md5``, the md5 of model.json's own values (an edited model.json is detected).
 # 3: one model per feature set (``feature_sets``; tables indexed by feature set and gene).
 # 2 (one set) and 3 are still read: their tables are verified, their model.json is not
-# (READABLE_VERSIONS, with the checks of model.json, in store_checks.py).
+# (READABLE_VERSIONS, with the checks of model.json, in _checks.py).
 SCHEMA_VERSION = 6
 
 # index levels of both tables (schema 3)

@@ -1,4 +1,4 @@
-"""Build a :class:`~ephys2expr.model.store.ModelStore` from a fitted estimator, and join
+"""Build a :class:`~ephys2expr.model.store._memory.ModelStore` from a fitted estimator, and join
 the feature sets' models into one store (the one way a store is built)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import dataclasses
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.model.store import ModelStore
+from ephys2expr.model.store._memory import ModelStore
 
 
 def store_from_estimator(
@@ -41,7 +41,7 @@ def store_from_estimator(
         Name of the feature set (the columns of ``features``); stores of several sets are
         joined by :func:`join_feature_sets`.
     intervals : GeneIntervals, optional
-        The set's prediction intervals (:mod:`ephys2expr.train.intervals`).
+        The set's prediction intervals (:mod:`ephys2expr.train.uncertainty.intervals`).
     """
     from ephys2expr import __version__
 
@@ -107,7 +107,7 @@ def join_feature_sets(models: list[ModelStore]) -> ModelStore:
 
 def with_identity(store: ModelStore, identity) -> ModelStore:
     """``store`` (joined) holding the identity part ``identity`` (a
-    :class:`~ephys2expr.model.store_identity.StoreIdentity`, one classifier per feature set
+    :class:`~ephys2expr.model.store._identity.StoreIdentity`, one classifier per feature set
     of the store), shared by every set's model."""
     missing = [n for n in store.feature_sets if n not in identity.classifiers]
     if missing:

@@ -1,8 +1,8 @@
 """Numba kernel of the permutation null: the outer CV of many (gene, permutation) pairs at once.
 
-Private to :mod:`ephys2expr.train.null`. Under a permutation only the rows of the targets
+Private to :mod:`ephys2expr.train.cv.null`. Under a permutation only the rows of the targets
 move: each fold's standardisation, Gram matrix and test rows are fixed, so the caller
-computes them once (:func:`ephys2expr.train.null.fold_designs`), and a pair needs, per fold,
+computes them once (:func:`ephys2expr.train.cv.null.fold_designs`), and a pair needs, per fold,
 only ``X'Wy/S`` (p numbers), one single-alpha solve and the held-out predictions - no
 per-fold arrays, no Python between folds.
 
@@ -18,8 +18,8 @@ per-fold arrays, no Python between folds.
   instead of O(test rows x p) (measured on the Scala cells: the null 1.4-1.9x faster, p-values
   identical). Leave-one-out (one row a fold) keeps the per-row arithmetic, cheaper there.
 * The solve is the solver's exact active-set (sign-pattern) method
-  (:func:`~ephys2expr.model._active_set._active_set`, with the solver's whole path,
-  :func:`~ephys2expr.model._kernels._one_gene`, as the fallback), warm-started from the
+  (:func:`~ephys2expr.model.active_set.active_set_solve`, with the solver's whole path,
+  :func:`~ephys2expr.model.kernels.one_gene`, as the fallback), warm-started from the
   pair's solution in the previous fold, the folds visited in decreasing order of the gene's
   alpha (folds share most training rows, and the next fold's alpha is the nearest smaller
   one, so the sign pattern mostly carries over). Folds with a singular Gram matrix (fewer
@@ -43,11 +43,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ephys2expr.model._active_set import _FASTMATH, _active_set
-from ephys2expr.model._kernels import _one_gene, gene_scratch
+from ephys2expr.model.active_set import FASTMATH, active_set_solve
+from ephys2expr.model.kernels import gene_scratch, one_gene
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=FASTMATH)
 def null_r2_kernel(
     Yt,
     pair_gene,
@@ -115,7 +115,8 @@ def null_r2_kernel(
         coefs = np.empty((1, 1, p))
         n_iter = np.zeros(1, dtype=np.int64)
         conv = np.zeros(1, dtype=np.bool_)
-        wv, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = gene_scratch(p)
+        scratch = gene_scratch(p)
+        wv, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = scratch
         ysort = np.empty(n)
         fa = np.empty((n_folds, p))  # per fold: sum over test rows of wx y
         fc = np.empty((n_folds, p))  # ... of te_x y
@@ -210,7 +211,7 @@ def null_r2_kernel(
                     steps = 0
                     if not (singular[k] and a2 == 0.0):  # (q = c - G w is set by step 1)
                         fact_state[0] = -1.0  # each fold has its own Gram matrix
-                        steps = _active_set(
+                        steps = active_set_solve(
                             gram,
                             xty[0],
                             a1,
@@ -236,7 +237,7 @@ def null_r2_kernel(
                         lam2[0, 0] = a2
                         for j in range(p):
                             init[0, j] = 0.0
-                        _one_gene(
+                        one_gene(
                             0,
                             0,
                             gram,
@@ -251,16 +252,7 @@ def null_r2_kernel(
                             coefs[0],
                             n_iter,
                             conv,
-                            wv,
-                            q,
-                            idx,
-                            mat,
-                            vec,
-                            qnew,
-                            theta,
-                            order,
-                            fact_state,
-                            dinv,
+                            scratch,
                         )
                         for j in range(p):
                             wv[j] = coefs[0, 0, j]

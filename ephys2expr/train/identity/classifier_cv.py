@@ -21,7 +21,7 @@ import pandas as pd
 from ephys2expr.identity.classifier import KINDS, IdentityClassifier, log_loss
 from ephys2expr.identity.scores import confusion, identity_scores
 from ephys2expr.model.path import inner_folds
-from ephys2expr.model.store_identity import nest_types
+from ephys2expr.model.store import nest_types
 from ephys2expr.train.settings import TrainSettings
 
 log = logging.getLogger("ephys2expr")
@@ -130,7 +130,7 @@ def identity_cv(X, labels, folds, settings: TrainSettings, groups=None) -> Level
 def nesting_report(levels: dict, types: pd.DataFrame) -> dict | None:
     """How often the out-of-fold family and type contradict each other (the type's family
     is not the most probable family), and the scores once the type is chosen inside the
-    family (:func:`~ephys2expr.model.store_identity.nest_types`, what predict reports);
+    family (:func:`~ephys2expr.model.store.nest_types`, what predict reports);
     None without both levels. Family predictions are the family classifier's either way."""
     if set(LEVELS) - set(levels):
         return None

@@ -37,8 +37,8 @@ from ephys2expr.identity.mixture import (
     mixture_predict,
 )
 from ephys2expr.model.store import clip_expression
-from ephys2expr.train.folds import pooled_scores
-from ephys2expr.train.identity import LevelCV, level_inner_folds
+from ephys2expr.train.cv.folds import pooled_scores
+from ephys2expr.train.identity.classifier_cv import LevelCV, level_inner_folds
 from ephys2expr.train.settings import TrainSettings
 
 log = logging.getLogger("ephys2expr")
@@ -129,7 +129,8 @@ def mixture_cv(
     lasso_final_mse : ndarray, shape (n_genes,)
         The same for the final fit on all rows.
     levels : dict
-        ``family`` and ``type`` :class:`~ephys2expr.train.identity.LevelCV` on ``folds``.
+        ``family`` and ``type`` :class:`~ephys2expr.train.identity.classifier_cv.LevelCV` on
+        ``folds``.
     """
     Y = np.asarray(Y, dtype=float)
     n, n_genes = Y.shape
