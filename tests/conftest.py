@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RAW = ROOT / "data" / "raw"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into node ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Groups for pytest-xdist's ``--dist loadgroup`` (pyproject.toml): the tests of one file
     run in one worker, so its module fixtures (trained stores, nested CVs) are built once, and
