@@ -52,3 +52,18 @@ def as_schema_5(folder) -> dict:
     meta.pop("identity", None)
     meta["schema_version"] = 5
     return meta
+
+
+def predict_table(tmp_path, model_dir, cells, *extra) -> tuple:
+    """Run the predict stage's CLI on ``cells`` (written to ``tmp_path/cells.csv``) with
+    the store at ``model_dir``: ``(CliRunner result, path of the h5ad)``; its metrics and
+    report are ``tmp_path/m.json`` and ``tmp_path/r.json``."""
+    from typer.testing import CliRunner
+
+    from stages.predict import app
+
+    src, out = tmp_path / "cells.csv", tmp_path / "out" / "pred.h5ad"
+    cells.to_csv(src)
+    args = ["--model-dir", model_dir, "--input", src, "--output", out]
+    args += ["--metrics", tmp_path / "m.json", "--report", tmp_path / "r.json", *extra]
+    return CliRunner().invoke(app, [str(a) for a in args]), out

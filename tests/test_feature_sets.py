@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import Lasso
 from sklearn.preprocessing import StandardScaler
-from typer.testing import CliRunner
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.estimator import MultiGeneElasticNet
@@ -27,11 +26,10 @@ from ephys2expr.model.store import (
 from ephys2expr.predict.quality import trusted_genes
 from ephys2expr.predict.screen import CellScreen
 from ephys2expr.train.settings import TrainSettings
-from stages.predict import app
+from tests.helpers import predict_table
 from tests.test_predict import _cells
 from tests.train_data import small_real_inputs
 
-runner = CliRunner()
 SETS = {
     "full": [],
     "no_tau_cap": ["tau", "cap"],
@@ -145,29 +143,7 @@ def test_a_cell_never_loses_a_feature_it_has(store):
 def _invoke(tmp_path, s, table: pd.DataFrame, *extra) -> tuple:
     tmp_path.mkdir(parents=True, exist_ok=True)
     save_model_store(s, tmp_path / "model")
-    src = tmp_path / "cells.csv"
-    table.to_csv(src)
-    out = tmp_path / "out" / "pred.h5ad"
-    res = runner.invoke(
-        app,
-        [
-            str(a)
-            for a in (
-                "--model-dir",
-                tmp_path / "model",
-                "--input",
-                src,
-                "--output",
-                out,
-                "--metrics",
-                tmp_path / "m.json",
-                "--report",
-                tmp_path / "r.json",
-                *extra,
-            )
-        ],
-    )
-    return res, out
+    return predict_table(tmp_path, tmp_path / "model", table, *extra)
 
 
 def test_cli_records_the_set_per_cell_and_predicts_with_that_sets_model(tmp_path, store):

@@ -16,6 +16,7 @@ from ephys2expr.train.cv.folds import outer_folds
 from ephys2expr.train.evaluate import train_and_evaluate
 from ephys2expr.train.identity.classifier_cv import identity_levels
 from ephys2expr.train.identity.mixture import KINDS, mixture_cv
+from tests.helpers import predict_table
 from tests.train_data import train_settings
 
 
@@ -220,10 +221,8 @@ def test_a_user_table_predicted_through_the_cli_gets_the_identity_columns(
     tmp_path, trained, allen_cells
 ):
     import anndata as ad
-    from typer.testing import CliRunner
 
     from ephys2expr.model.store import load_model_store
-    from stages.predict import app
 
     _, model_dir = trained
     store = load_model_store(model_dir)
@@ -231,26 +230,7 @@ def test_a_user_table_predicted_through_the_cli_gets_the_identity_columns(
     cells = allen_cells[allen_cells["cre_line"].str.startswith("Pvalb")]
     cells = cells.dropna(subset=sub.features).iloc[:40]
     cells = cells.drop(columns=["tau", "cap"])  # these cells get the no_tau_cap set's classifier
-    src, out = tmp_path / "cells.csv", tmp_path / "pred.h5ad"
-    cells.to_csv(src)
-    res = CliRunner().invoke(
-        app,
-        [
-            str(a)
-            for a in (
-                "--model-dir",
-                model_dir,
-                "--input",
-                src,
-                "--output",
-                out,
-                "--metrics",
-                tmp_path / "m.json",
-                "--report",
-                tmp_path / "r.json",
-            )
-        ],
-    )
+    res, out = predict_table(tmp_path, model_dir, cells)
     assert res.exit_code == 0, res.output
     adata = ad.read_h5ad(out)
     obs = adata.obs
@@ -276,34 +256,18 @@ def test_a_table_without_tau_cap_and_sag_is_predicted_whole_by_the_per_cell_stor
     such set, so it is fitted on demand (with its own identity classifier) and every cell is
     predicted from its 8 features, with identity columns."""
     import anndata as ad
-    from typer.testing import CliRunner
-
-    from stages.predict import app
 
     _, model_dir = trained
     kept = ["rin", "rmp", "apthr", "apamp", "aphw", "ahpamp", "rheo", "maxfreq"]
     cells = allen_cells.dropna(subset=kept).iloc[:30][kept]
-    src, out = tmp_path / "cells.csv", tmp_path / "pred.h5ad"
-    cells.to_csv(src)
-    res = CliRunner().invoke(
-        app,
-        [
-            str(a)
-            for a in (
-                "--model-dir",
-                model_dir,
-                "--input",
-                src,
-                "--output",
-                out,
-                "--report",
-                tmp_path / "r.json",
-                "--set",
-                "n_permutations=0",
-                "--set",
-                f"cache_dir={tmp_path / 'cache'}",
-            )
-        ],
+    res, out = predict_table(
+        tmp_path,
+        model_dir,
+        cells,
+        "--set",
+        "n_permutations=0",
+        "--set",
+        f"cache_dir={tmp_path / 'cache'}",
     )
     assert res.exit_code == 0, res.output
     adata = ad.read_h5ad(out)

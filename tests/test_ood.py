@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.neighbors import NearestNeighbors
-from typer.testing import CliRunner
 
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.ood import NeighborScore, neighbors_k, shift_summary
@@ -21,11 +20,8 @@ from ephys2expr.prepare.per_cell import read_paired_source
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.allen import read_allen_cells
 from ephys2expr.scaling import standardise
-from stages.predict import app
-from tests.helpers import as_schema_5
+from tests.helpers import as_schema_5, predict_table
 from tests.train_data import small_real_inputs
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -117,28 +113,7 @@ def test_k_for_the_20_type_means(raw_dir):
 
 
 def _predict(tmp_path, model_dir, cells: pd.DataFrame, *extra):
-    src = tmp_path / "cells.csv"
-    cells.to_csv(src)
-    out = tmp_path / "out" / "pred.h5ad"
-    res = runner.invoke(
-        app,
-        [
-            str(a)
-            for a in (
-                "--model-dir",
-                model_dir,
-                "--input",
-                src,
-                "--output",
-                out,
-                "--metrics",
-                tmp_path / "m.json",
-                "--report",
-                tmp_path / "r.json",
-                *extra,
-            )
-        ],
-    )
+    res, out = predict_table(tmp_path, model_dir, cells, *extra)
     assert res.exit_code == 0, res.output
     return ad.read_h5ad(out), json.loads((tmp_path / "r.json").read_text())["inputs"]["cells"]
 
