@@ -304,6 +304,7 @@ def watch_launcher(sig: int = signal.SIGTERM, every: float = 0.5) -> bool:
 
     Returns False when there is no launcher to watch.
     """
+    import atexit
     import threading
 
     import psutil
@@ -312,8 +313,10 @@ def watch_launcher(sig: int = signal.SIGTERM, every: float = 0.5) -> bool:
     if who is None:
         return False
 
+    stop = threading.Event()
+
     def watch() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 # is_running() is also False for a reused PID (it compares create times)
                 gone = not who.is_running() or who.status() == psutil.STATUS_ZOMBIE
@@ -322,7 +325,17 @@ def watch_launcher(sig: int = signal.SIGTERM, every: float = 0.5) -> bool:
             if gone:
                 os.kill(os.getpid(), sig)
                 return
-            threading.Event().wait(every)
+            stop.wait(every)
 
-    threading.Thread(target=watch, name="watch-launcher", daemon=True).start()
+    thread = threading.Thread(target=watch, name="watch-launcher", daemon=True)
+    thread.start()
+    # Stopped before the interpreter finalises: a daemon thread that wakes during
+    # finalisation is ended by pthread_exit, whose forced unwind can abort the process
+    # ("terminate called without an active exception", exit 134 instead of the stage's own).
+    atexit.register(_stop_watching, stop, thread)
     return True
+
+
+def _stop_watching(stop, thread) -> None:
+    stop.set()
+    thread.join()

@@ -113,6 +113,29 @@ def test_a_stage_dies_with_the_dvc_that_ran_it_in_a_shell(tmp_path, prefix, suff
     assert mark.read_text() == "stopped 143"
 
 
+WATCHER_AT_EXIT = """
+import atexit, threading
+from ephys2expr.cli import watch_launcher
+# registered first, so it runs after the stage's own exit hooks (atexit is last-in, first-out)
+atexit.register(lambda: print(any(t.name == "watch-launcher" and t.is_alive()
+                                  for t in threading.enumerate())))
+assert watch_launcher(every=0.001)
+"""
+
+
+def test_the_launcher_watcher_is_stopped_before_the_interpreter_finalises():
+    """A daemon thread still polling when Python finalises is ended by pthread_exit, and its
+    forced unwind can abort the process (exit 134, "terminate called without an active
+    exception"): CI saw it once in a stage's exit-2 error path. The watcher must be joined
+    by the time the interpreter finalises, so the exit code is always the stage's own."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(
+        [sys.executable, "-c", WATCHER_AT_EXIT], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False", "the watcher thread is alive at finalisation"
+
+
 @pytest.fixture(scope="module")
 def repo(raw_dir, tmp_path_factory):
     """A git + DVC repo holding the train stage as dvc.yaml writes it, small real inputs."""
