@@ -307,3 +307,24 @@ def test_predict_needs_no_refit(store_dir, trained, tmp_path, monkeypatch):
     after = ad.read_h5ad(_predict(again, X, out, sets, interval_level=0.8)["h5ad_path"])
     for name in ("lower", "upper"):
         np.testing.assert_array_equal(before.layers[name], after.layers[name])
+
+
+def test_bounds_kernel_is_the_numpy_formula_bit_for_bit(store_dir, trained):
+    """Real predictions and half-widths of the store; a third of the cells far from the
+    range, their extrapolations spread past 0 and the ceiling; some unbounded intervals."""
+    from ephys2expr.model.intervals import chunk_bounds, chunk_bounds_numpy
+
+    store = load_model_store(store_dir)
+    X = trained[0].to_numpy(dtype=float)[:500]
+    pred = np.ascontiguousarray(store.predict(X).astype(np.float32).T)
+    half = np.ascontiguousarray(store.intervals.half_width(X, 0.9).T)
+    rng = np.random.default_rng(0)
+    half[rng.random(half.shape) < 0.01] = np.inf
+    beyond = rng.random(pred.shape[1]) < 0.33
+    raw = pred[:, beyond] + rng.normal(0, 8, (pred.shape[0], int(beyond.sum())))
+    limits = (0.0, float(np.log2(1e6 + 1)))
+    got = chunk_bounds(pred, half, beyond, raw, limits)
+    want = chunk_bounds_numpy(pred, half, beyond, raw, limits)
+    assert (got[0] < want[1]).any() and (got[0] == limits[0]).any()  # the cases happen
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)

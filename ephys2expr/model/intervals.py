@@ -207,6 +207,40 @@ def clipped_bounds(low, high, half, limits: tuple[float, float]):
     return np.clip(low - half, lo, hi), np.clip(high + half, lo, hi)
 
 
+def chunk_bounds(pred, half, beyond, raw, limits: tuple[float, float]):
+    """``(lower, upper)`` (genes x cells, float64) of a predicted chunk ``pred`` (genes x
+    cells) with half-widths ``half``: :func:`clipped_bounds`, and for the cells ``beyond``
+    the training range (boolean per cell) an interval that also spans their extrapolated
+    predictions ``raw`` (genes x those cells) and, where the clip to ``limits`` cuts it,
+    extends on the other side to keep its width (one fused pass:
+    :mod:`ephys2expr.model.bounds_kernel`)."""
+    from ephys2expr.model.bounds_kernel import bounds_kernel
+
+    far_pos = np.full(pred.shape[1], -1, dtype=np.int64)
+    far_pos[beyond] = np.arange(int(beyond.sum()))
+    raw = np.ascontiguousarray(raw, dtype=float) if raw is not None else np.empty((0, 0))
+    lower = np.empty(pred.shape, dtype=float)
+    upper = np.empty(pred.shape, dtype=float)
+    half = np.ascontiguousarray(half, dtype=float)
+    bounds_kernel(np.ascontiguousarray(pred), half, far_pos, raw, *map(float, limits), lower, upper)
+    return lower, upper
+
+
+def chunk_bounds_numpy(pred, half, beyond, raw, limits: tuple[float, float]):
+    """:func:`chunk_bounds` in numpy: the reference the kernel is tested against bit for bit
+    (``tests/test_intervals.py``) and timed against (``benchmarks/bench_bounds.py``)."""
+    lo, hi = limits
+    pred = pred.astype(float)
+    low, high = pred.copy(), pred.copy()
+    low[:, beyond] = np.minimum(low[:, beyond], raw)
+    high[:, beyond] = np.maximum(high[:, beyond], raw)
+    lower, upper = clipped_bounds(low, high, half, limits)
+    width = (high - low + 2 * half)[:, beyond]
+    lower[:, beyond] = np.maximum(np.minimum(lower[:, beyond], upper[:, beyond] - width), lo)
+    upper[:, beyond] = np.minimum(np.maximum(upper[:, beyond], lower[:, beyond] + width), hi)
+    return lower, upper
+
+
 def _with_params(table: pd.DataFrame, params: dict, features) -> pd.DataFrame:
     table = table.copy()
     table["scale_intercept"] = params["intercept"]
@@ -222,6 +256,8 @@ __all__ = [
     "GeneIntervals",
     "LEVELS",
     "METHODS",
+    "chunk_bounds",
+    "chunk_bounds_numpy",
     "clipped_bounds",
     "conformal_quantile",
     "fit_scale",

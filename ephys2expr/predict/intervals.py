@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ephys2expr.model.intervals import clipped_bounds, half_width, q_column
+from ephys2expr.model.intervals import chunk_bounds, half_width, q_column
 from ephys2expr.model.ood import NeighborScore, range_excess
 from ephys2expr.model.store import EXPRESSION_RANGE, ModelStore
 from ephys2expr.scaling import standardise
@@ -118,18 +118,11 @@ def interval_bounds(
             hw[far] = far_half_width(hw[far], params, q, excess[far])
             beyond[np.flatnonzero(mask)[far]] = True
         half[:, mask] = hw.T
-    lo, hi = EXPRESSION_RANGE
-    pred = block.astype(float)
-    low, high = pred.copy(), pred.copy()
     if extrapolated is not None and beyond.any():
         raw = np.asarray(extrapolated(beyond), dtype=float)
-        low[:, beyond] = np.minimum(low[:, beyond], raw)
-        high[:, beyond] = np.maximum(high[:, beyond], raw)
-    lower, upper = clipped_bounds(low, high, half, EXPRESSION_RANGE)
-    if beyond.any():  # a far cell's interval cut at 0 (or the ceiling) keeps its width
-        width = (high - low + 2 * half)[:, beyond]
-        lower[:, beyond] = np.maximum(np.minimum(lower[:, beyond], upper[:, beyond] - width), lo)
-        upper[:, beyond] = np.minimum(np.maximum(upper[:, beyond], lower[:, beyond] + width), hi)
+    else:  # a far cell's interval still keeps its width where the clip cuts it
+        raw = block[:, beyond].astype(float)
+    lower, upper = chunk_bounds(block, half, beyond, raw, EXPRESSION_RANGE)
     return outward(lower, -np.inf), outward(upper, np.inf)
 
 
