@@ -11,5 +11,6 @@
   percentile, per-feature shift, distance beyond the range; ``bound_features`` moves a far
   cell into it).
 * :mod:`~ephys2expr.model.intervals` - prediction intervals (``GeneIntervals``, conformal
-  quantiles, difficulty models).
+  quantiles, difficulty models, the bounds of a predicted chunk).
+* :mod:`~ephys2expr.model.bounds_kernel` - the numba kernel of those bounds.
 """
