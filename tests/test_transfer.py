@@ -307,6 +307,17 @@ def test_the_transfer_table_of_validate_on_two_foreign_sets(raw_dir, store_dir, 
     summary = transfer_summary(table)
     assert summary["one_class_worst_loss_auto"] == 0.0
     assert summary["one_class_min_share_known"] == 1.0
+    # the agreement apart for the cells with every feature and those without (Berg: no
+    # maximum rate on any cell): the two parts make the whole
+    rows = table.set_index(["set", "method", "known_class"])
+    berg = rows.loc[("berg_mouse", "none", False)]
+    assert berg["n_incomplete"] == berg["n_classified"] > 0
+    assert pd.isna(berg["exc_inh_agreement_complete"])
+    for name in ("berg_mouse", "l1_tamas"):
+        r = rows.loc[(name, "auto", False)]
+        n, k = r["n_classified"], r["n_incomplete"]
+        parts = np.nan_to_num([r["exc_inh_agreement_complete"], r["exc_inh_agreement_incomplete"]])
+        assert ((n - k) * parts[0] + k * parts[1]) / n == pytest.approx(r["exc_inh_agreement"])
 
 
 def test_cells_that_measured_fewer_features_are_aligned_on_their_own(scala, fitted):

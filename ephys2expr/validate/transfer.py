@@ -20,7 +20,9 @@ class); every cell is classified by the store's first feature set whose features
 family agreement where a family is expected (and on the Pvalb/Sst/Vip-line cells only,
 ``family_agreement_psv``), the family ECE of those cells (a top family in the expected set
 counts as right), the share flagged ``ood`` (of the features as given: it
-does not depend on the alignment) and the three largest shifts.
+does not depend on the alignment) and the three largest shifts; the Exc/Inh and
+Pvalb/Sst/Vip-line agreement also apart for the cells that measured every feature and
+those that did not (``_complete`` / ``_incomplete``: Allen v10's 1,269 cells without tau).
 """
 
 from __future__ import annotations
@@ -195,7 +197,20 @@ def score_set(
         "mixed": al.composition_test.get("mixed"),
         "largest_shifts": al.largest_text(),
     }
-    return row
+    complete = X.notna().all(axis=1).to_numpy()[pos]
+    return row | _by_completeness(complete, pred == truth, scored, hit, psv)
+
+
+def _by_completeness(complete, right, scored, hit, psv) -> dict:
+    """Exc/Inh and Pvalb/Sst/Vip-line family agreement of the cells that measured every
+    feature of the store and of those that lack some (classified by a smaller feature set,
+    aligned as a sub-batch): where a set's agreement is lost (docs/transfer.md)."""
+    out = {"n_incomplete": int((~complete).sum())}
+    for label, rows in (("complete", complete), ("incomplete", ~complete)):
+        ei, fam = rows & scored, rows & psv
+        out[f"exc_inh_agreement_{label}"] = float(right[ei].mean()) if ei.any() else None
+        out[f"family_agreement_psv_{label}"] = float(hit[fam].mean()) if fam.any() else None
+    return out
 
 
 def _top_ece(proba: np.ndarray, hit: np.ndarray) -> float | None:
