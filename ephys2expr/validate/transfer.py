@@ -16,13 +16,10 @@ Each set is one batch, aligned by :func:`ephys2expr.identity.align.fit_alignment
 families' Gaussians of the store's training rows by each of :data:`METHODS` (``auto``: the
 composition test, then ``em_zscore`` for a mixed batch; ``em_pooled`` within a known
 class); every cell is classified by the store's first feature set whose features it has
-(the full set first). Measured: Exc/Inh agreement,
-family agreement where a family is expected (and on the Pvalb/Sst/Vip-line cells only,
-``family_agreement_psv``), the family ECE of those cells (a top family in the expected set
-counts as right), the share flagged ``ood`` (of the features as given: it
-does not depend on the alignment) and the three largest shifts; the Exc/Inh and
-Pvalb/Sst/Vip-line agreement also apart for the cells that measured every feature and
-those that did not (``_complete`` / ``_incomplete``: Allen v10's 1,269 cells without tau).
+(the full set first). Measured: Exc/Inh agreement, family agreement where a family is
+expected (``_psv``: on the Pvalb/Sst/Vip-line cells only; ``_complete`` / ``_incomplete``:
+cells with every feature or not), the family ECE of those cells (a top family in the
+expected set counts as right), the share flagged ``ood`` and the three largest shifts.
 """
 
 from __future__ import annotations
