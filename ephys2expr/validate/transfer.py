@@ -7,8 +7,7 @@ The sets (validation only: they never reach a training table or a store):
   family expected from an interneuron Cre line (:data:`ephys2expr.identity.align.
   CRE_FAMILIES`); known class = the cell's Exc/Inh; and their aspiny cells as a batch of
   their own, known class Inh (:func:`aspiny_batch`);
-* Cadwell 2016: layer-1 interneurons (all GABAergic), 7 features;
-* human L1 (Chartrand et al. 2023), three labs, all GABAergic; ``homology_type`` LAMP5 ->
+* Cadwell 2016: layer-1 interneurons (all GABAergic), 7 features; human L1 (Chartrand et al. 2023), three labs, all GABAergic; ``homology_type`` LAMP5 ->
   Lamp5, VIP -> Vip/Sncg where known;
 * Berg et al. 2021 L2/3, all excitatory (IT), human and mouse.
 
@@ -199,9 +198,8 @@ def score_set(
 
 
 def _by_completeness(complete, right, scored, hit, psv) -> dict:
-    """Exc/Inh and Pvalb/Sst/Vip-line family agreement of the cells that measured every
-    feature of the store and of those that lack some (classified by a smaller feature set,
-    aligned as a sub-batch): where a set's agreement is lost (docs/transfer.md)."""
+    """Exc/Inh and Pvalb/Sst/Vip-line agreement of the cells with every feature and of
+    those without (a smaller set, a sub-batch): where agreement is lost (docs/transfer.md)."""
     out = {"n_incomplete": int((~complete).sum())}
     for label, rows in (("complete", complete), ("incomplete", ~complete)):
         ei, fam = rows & scored, rows & psv
