@@ -7,8 +7,8 @@ The sets (validation only: they never reach a training table or a store):
   family expected from an interneuron Cre line (:data:`ephys2expr.identity.align.
   CRE_FAMILIES`); known class = the cell's Exc/Inh; and their aspiny cells as a batch of
   their own, known class Inh (:func:`aspiny_batch`);
-* Cadwell 2016: layer-1 interneurons (all GABAergic), 7 features; human L1 (Chartrand et al. 2023), three labs, all GABAergic; ``homology_type`` LAMP5 ->
-  Lamp5, VIP -> Vip/Sncg where known;
+* Cadwell 2016 (L1, all GABAergic, 7 features); human L1 (Chartrand et al. 2023), three
+  labs, all GABAergic, ``homology_type`` LAMP5 -> Lamp5, VIP -> Vip/Sncg;
 * Berg et al. 2021 L2/3, all excitatory (IT), human and mouse.
 
 Each set is one batch, aligned by :func:`ephys2expr.identity.align.fit_alignment` onto the
