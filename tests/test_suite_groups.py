@@ -1,0 +1,15 @@
+"""The suite's own scheduling: under pytest-xdist every test carries its file's group (or
+the shared pipeline's), so a file's module fixtures and the session pipeline are built once.
+With pytest 9.2 and xdist 3.8 the groups were silently dropped and every fixture was built
+in every worker (pyproject.toml pins pytest below 9.2)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.mark.skipif("PYTEST_XDIST_WORKER" not in os.environ, reason="runs under pytest-xdist")
+def test_this_test_is_scheduled_in_its_files_group(request):
+    assert request.node.nodeid.endswith("@test_suite_groups"), request.node.nodeid
