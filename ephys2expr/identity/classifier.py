@@ -20,9 +20,6 @@ column stays in place, so probability tables of different folds line up.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_limits
 
 from ephys2expr.scaling import scaler_stats
@@ -50,6 +47,8 @@ def _logreg_path(Xtr, ytr, Xva, n_classes, Cs=CS):
     probability 1 whatever C, as scikit-learn cannot fit it."""
     if np.unique(ytr).size < 2:
         return [_prior(ytr, len(Xva), n_classes)] * len(Cs)
+    from sklearn.linear_model import LogisticRegression
+
     clf = LogisticRegression(warm_start=True, max_iter=1000, tol=TOL)
     out = []
     for C in Cs:
@@ -68,6 +67,8 @@ def _full(clf, X, n_classes) -> np.ndarray:
 
 def _knn_path(Xtr, ytr, Xva, n_classes, Ks=KS):
     """Vote shares on ``Xva`` for each k (one neighbour search with the largest k)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
     kmax = min(max(Ks), len(ytr))
     _, idx = KNeighborsClassifier(kmax).fit(Xtr, ytr).kneighbors(Xva)
     onehot = np.eye(n_classes)[ytr[idx]]  # (n_va, kmax, n_classes)
@@ -137,6 +138,10 @@ class IdentityClassifier:
     def _fit(self, X, y, folds) -> IdentityClassifier:
         import warnings
 
+        # scikit-learn is imported where it fits, not with the module: the store (and each
+        # stage's start) imports this module for softmax alone
+        from sklearn.exceptions import ConvergenceWarning
+
         X = np.asarray(X, dtype=float)
         self.classes_ = np.asarray(self.classes, dtype=object)
         lookup = {c: i for i, c in enumerate(self.classes)}
@@ -191,6 +196,8 @@ class IdentityClassifier:
             seen = freq > 0
             intercept[seen] = np.log(freq[seen])
             return {"coef": coef, "intercept": intercept}
+        from sklearn.linear_model import LogisticRegression
+
         clf = LogisticRegression(C=param, max_iter=1000, tol=TOL).fit(Xs, yi)
         if len(clf.classes_) == 2:  # binary: scikit-learn keeps one row (class 1 vs 0)
             coef[clf.classes_[1]], intercept[clf.classes_] = clf.coef_[0], [0.0, clf.intercept_[0]]

@@ -20,8 +20,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import ks_2samp, spearmanr
-from sklearn.neighbors import NearestNeighbors
 
 from ephys2expr.rounding import significant
 
@@ -121,6 +119,8 @@ class NeighborScore:
         self.reference_ = np.array([])
         if self.k_ == 0:
             return self
+        from sklearn.neighbors import NearestNeighbors  # lazy: 1-2 s a stage's start skips
+
         self.nn_ = NearestNeighbors(n_neighbors=self.k_).fit(X_std)
         # without X, kneighbors leaves each training row out of its own neighbours
         dist, _ = self.nn_.kneighbors()
@@ -171,6 +171,8 @@ def shift_summary(train: pd.DataFrame, table: pd.DataFrame, features: list[str])
     missing values. Features the table lacks or has no value of are left out. Ordered by
     ``|smd|``, largest first.
     """
+    from scipy import stats  # lazy, as scikit-learn above: a stage starts without them
+
     out = {}
     for f in features:
         if f not in table.columns or f not in train.columns:
@@ -184,7 +186,7 @@ def shift_summary(train: pd.DataFrame, table: pd.DataFrame, features: list[str])
         smd = (a.mean() - b.mean()) / pooled if pooled > 0 else 0.0
         # on values to 9 significant digits: ties between the batch and the training rows
         # (counts, shared values) never break by the last bits of another machine's kernels
-        ks = ks_2samp(_digits(a), _digits(b))
+        ks = stats.ks_2samp(_digits(a), _digits(b))
         out[f] = {
             "smd": round(float(smd), 4),
             "ks": round(float(ks.statistic), 4),
@@ -215,6 +217,8 @@ def score_bins(score: np.ndarray) -> np.ndarray:
 def error_by_score(score: np.ndarray, error: np.ndarray) -> dict:
     """Cells and median error per :func:`score_bins` bin, and Spearman's rho of score and
     error."""
+    from scipy import stats
+
     bins = score_bins(score)
     out = {"bins": {}}
     for label in ("0-50", "50-90", "90-99", ">99"):
@@ -224,7 +228,7 @@ def error_by_score(score: np.ndarray, error: np.ndarray) -> dict:
             "median_abs_error": round(float(np.median(error[sel])), 4) if sel.any() else None,
         }
     ok = ~np.isnan(score) & ~np.isnan(error)
-    rho = spearmanr(score[ok], error[ok]).statistic if ok.sum() > 2 else float("nan")
+    rho = stats.spearmanr(score[ok], error[ok]).statistic if ok.sum() > 2 else float("nan")
     out["spearman_rho"] = round(float(rho), 4) if np.isfinite(rho) else None
     return out
 
