@@ -15,7 +15,7 @@ from tests.train_data import small_real_inputs, train_settings
 
 @pytest.fixture(scope="module")
 def real(raw_dir):
-    features, targets, types = small_real_inputs(raw_dir, n_variable=120, n_flat=30)
+    features, targets, types = small_real_inputs(raw_dir, n_variable=60, n_flat=15)
     X = features.to_numpy()
     Y = np.ascontiguousarray(targets.to_numpy().T)
     return X, Y, types
