@@ -13,20 +13,30 @@ ROOT = Path(__file__).resolve().parent.parent
 RAW = ROOT / "data" / "raw"
 
 
+# The files that use the session's small pipeline (``pipeline_repo``): the longest first, so
+# one worker builds the pipeline while the others start on the rest; the others last, when
+# the pipeline is built (whichever worker asks first builds it, the others wait: a lock).
+PIPELINE_FIRST = "test_sources"
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into node ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Groups for pytest-xdist's ``--dist loadgroup`` (pyproject.toml): the tests of one file
-    run in one worker, so its module fixtures (trained stores, nested CVs) are built once, and
-    every file that uses the session's small pipeline (``pipeline_repo``) runs in one worker,
-    so it is built once. That group is the longest: it goes first, the others fill the
-    remaining workers beside it."""
+    run in one worker, so its module fixtures (trained stores, nested CVs) are built once.
+    Order: the longest pipeline file first, the files that do not use the pipeline, then the
+    other pipeline files (see :data:`PIPELINE_FIRST`)."""
     pipeline_files = {
         item.path for item in items if "pipeline_repo" in getattr(item, "fixturenames", ())
     }
     for item in items:
-        group = "pipeline" if item.path in pipeline_files else item.path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: item.path not in pipeline_files)  # stable: files keep order
+        item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+    def rank(item) -> int:
+        if item.path not in pipeline_files:
+            return 1
+        return 0 if item.path.stem == PIPELINE_FIRST else 2
+
+    items.sort(key=rank)  # stable: files keep their order within a rank
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,20 +67,32 @@ def raw_dir() -> Path:
 def pipeline_repo(raw_dir, tmp_path_factory) -> Path:
     """prepare, train and predict of the project's dvc.yaml, run once by ``dvc repro`` in a
     temporary git + DVC repo on the real raw data with small settings (one feature set,
-    ``model: lasso``: tests/dvc_repo.py), and committed. Shared by the tests of DVC's
-    mechanics; a test that changes it works on a copy (``tests.dvc_repo.copy_repo``)."""
+    ``model: lasso``: tests/dvc_repo.py), and committed. Built once per run, whatever the
+    number of pytest-xdist workers (the first to ask builds it under a lock in the run's
+    shared temp folder; the others wait and reuse it). Read-only: a test that changes it
+    works on a copy (``tests.dvc_repo.copy_repo``)."""
+    import fcntl
+
     from tests.dvc_repo import dvc_env, project_copy, ran, sh
 
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
-    repo.mkdir()
-    project_copy(repo, raw_dir)
-    env = dvc_env()
-    out = sh(env, repo, "dvc", "repro")
-    assert ran(out) == [
-        f"{s}@{src}" for s in ("predict", "prepare", "train") for src in ("rds", "scala2021")
-    ], out
-    sh(env, repo, "git", "add", "-A")
-    sh(env, repo, "git", "commit", "-qm", "run")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / "pipeline"
+    folder.mkdir(exist_ok=True)
+    repo, done = folder / "repo", folder / "built"
+    with open(shared / "pipeline.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the worker dies
+        if not done.exists():
+            shutil.rmtree(repo, ignore_errors=True)  # a build that failed in another worker
+            repo.mkdir()
+            project_copy(repo, raw_dir)
+            env = dvc_env()
+            out = sh(env, repo, "dvc", "repro")
+            stages = ("predict", "prepare", "train")
+            assert ran(out) == [f"{s}@{x}" for s in stages for x in ("rds", "scala2021")], out
+            sh(env, repo, "git", "add", "-A")
+            sh(env, repo, "git", "commit", "-qm", "run")
+            done.touch()
     return repo
 
 
