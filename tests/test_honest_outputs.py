@@ -22,8 +22,8 @@ from ephys2expr.model.store import (
     store_from_estimator,
 )
 from ephys2expr.predict.intervals import interval_terms
+from ephys2expr.predict.outputs.write import _block_and_bounds, predict_block, set_terms
 from ephys2expr.predict.quality import set_quality
-from ephys2expr.predict.write import _block_and_bounds, predict_block, set_terms
 from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021

@@ -26,8 +26,8 @@ from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store import EXPRESSION_RANGE, save_model_store, store_from_estimator
-from ephys2expr.predict.cells import check_feature_columns, read_cell_table
-from ephys2expr.predict.screen import CellScreen
+from ephys2expr.predict.inputs.cells import check_feature_columns, read_cell_table
+from ephys2expr.predict.inputs.screen import CellScreen
 from ephys2expr.predict.settings import PredictSettings
 from stages.predict import app
 from tests.helpers import assert_one_line_exit_2

@@ -28,9 +28,9 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import CORE_FEATURES, PLAUSIBLE_RANGE
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.store import save_model_store, store_from_estimator
-from ephys2expr.predict.h5ad import x_chunk_shape
-from ephys2expr.predict.read import constant_genes, file_metadata, read_predictions
-from ephys2expr.predict.write import write_predictions
+from ephys2expr.predict.outputs.h5ad import x_chunk_shape
+from ephys2expr.predict.outputs.read import constant_genes, file_metadata, read_predictions
+from ephys2expr.predict.outputs.write import write_predictions
 from stages.predict import app
 from tests.helpers import assert_one_line_exit_2
 from tests.test_predict import _CENTRE, _TYPE_SD, _cells
@@ -139,7 +139,7 @@ def test_date_and_boolean_columns_are_rejected_by_dtype(work, make, expected):
 
 
 def test_objects_in_a_text_column_are_rejected(store):
-    from ephys2expr.predict.cells import check_feature_columns
+    from ephys2expr.predict.inputs.cells import check_feature_columns
 
     cells = pd.DataFrame({"rin": ["150", True]}, index=["a", "b"])
     with pytest.raises(InputError, match=r"value True of type bool in feature column 'rin'"):

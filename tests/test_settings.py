@@ -185,8 +185,8 @@ FOLDER_SECTIONS = {
 # OutputSet(inputs=...) are the files a run reads, not predict.inputs (which tables).
 NOT_A_SETTING = {
     ("ephys2expr.validate.embedding", "joint_space", "reference"),
-    ("ephys2expr.predict.outputs", "OutputSet", "inputs"),
-    ("ephys2expr.predict.outputs", "OutputSet.__init__", "inputs"),
+    ("ephys2expr.predict.outputs.output_set", "OutputSet", "inputs"),
+    ("ephys2expr.predict.outputs.output_set", "OutputSet.__init__", "inputs"),
 }
 
 
@@ -239,8 +239,8 @@ def test_every_default_that_is_a_setting_is_the_settings_default():
                     wrong.append(f"{module}.{fn}({param}={value!r}) != {section}.{key}")
     assert wrong == []
     # the screen takes both of its defaults from the predict settings
-    assert "ephys2expr.predict.screen.CellScreen(missing)" in checked
-    assert "ephys2expr.predict.screen.CellScreen(tolerance)" in checked
+    assert "ephys2expr.predict.inputs.screen.CellScreen(missing)" in checked
+    assert "ephys2expr.predict.inputs.screen.CellScreen(tolerance)" in checked
 
 
 def test_the_estimator_has_no_default_of_a_train_setting():

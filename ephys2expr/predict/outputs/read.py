@@ -18,7 +18,7 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore, load_model_store
-from ephys2expr.predict.cells import ID_COLUMN
+from ephys2expr.predict.inputs.cells import ID_COLUMN
 
 
 def constant_genes(store: ModelStore) -> np.ndarray:
@@ -100,7 +100,7 @@ def _missing_gene_error(path: Path, gene: str) -> InputError:
 
 
 LAYERS = ("X", "lower", "upper")
-SEP = "|"  # Parquet interval columns: <gene>|lower, <gene>|upper (predict.write)
+SEP = "|"  # Parquet interval columns: <gene>|lower, <gene>|upper (predict.outputs.write)
 
 
 def _no_layer(path: Path, layer: str) -> InputError:
