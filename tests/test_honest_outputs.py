@@ -4,8 +4,6 @@ its family, and the store ships the identity classifier its CV chose (kNN too)."
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,6 +30,7 @@ from ephys2expr.train.evaluate import train_and_evaluate
 from ephys2expr.train.identity.best import stored_classifier
 from ephys2expr.train.identity.classifier_cv import identity_levels, nesting_report
 from ephys2expr.train.settings import TrainSettings
+from tests.helpers import with_primary
 from tests.train_data import small_real_inputs
 
 
@@ -121,14 +120,14 @@ def test_trusted_asks_for_user_baselines_not_the_oracle(type_mean):
     genes["q_value"] = 0.01
     # a Gad1-like gene: beats mean and OLS, loses only to the true-class baseline
     genes.loc["Gad1", ["beats_mean", "beats_ols", "beats_class"]] = [True, True, False]
-    quality = set_quality(replace(store, genes=genes), np.arange(len(genes)))
+    quality = set_quality(with_primary(store, genes=genes), np.arange(len(genes)))
     assert "beats_class" not in quality and "beats_class_oracle" in quality
     np.testing.assert_array_equal(quality["beats_class_oracle"]["full"], genes["beats_class"])
     want = genes["beats_mean"] & genes["beats_ols"]
     np.testing.assert_array_equal(quality["trusted"]["full"], want)
     assert quality["trusted"].loc["Gad1", "full"]
     genes["q_value"] = 0.5  # not significant: never trusted
-    quality = set_quality(replace(store, genes=genes), np.arange(len(genes)))
+    quality = set_quality(with_primary(store, genes=genes), np.arange(len(genes)))
     assert not quality["trusted"].to_numpy().any()
 
 

@@ -25,10 +25,11 @@ def constant_genes(store: ModelStore) -> np.ndarray:
     """Row indices of the genes whose prediction is one number for every cell: all
     coefficients zero in every feature set, with the same intercept (the training mean) in
     each, so the full set's intercept is every cell's prediction whatever its set."""
-    const = ~store.coef.to_numpy(dtype=float).any(axis=1)
-    for model in store.other_sets.values():
+    primary = store.primary
+    const = ~primary.coef.to_numpy(dtype=float).any(axis=1)
+    for model in list(store.sets.values())[1:]:
         const &= ~model.coef.to_numpy(dtype=float).any(axis=1)
-        const &= model.intercept == store.intercept
+        const &= model.intercept == primary.intercept
     return np.flatnonzero(const)
 
 
