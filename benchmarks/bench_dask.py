@@ -131,7 +131,7 @@ def run_predict(args) -> dict:
     from ephys2expr.executor import open_executor
     from ephys2expr.model.estimator import MultiGeneElasticNet
     from ephys2expr.model.store import store_from_estimator
-    from ephys2expr.predict.write import write_predictions
+    from ephys2expr.predict.outputs.write import write_predictions
 
     rng = np.random.default_rng(0)
     g, n = args.pred_genes, args.pred_cells

@@ -30,10 +30,10 @@ from sklearn.linear_model import Lasso
 from ephys2expr import paths
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.store import ModelStore, load_model_store, store_from_estimator
-from ephys2expr.predict.cells import check_feature_columns, read_cell_table
-from ephys2expr.predict.screen import CellScreen
+from ephys2expr.predict.inputs.cells import check_feature_columns, read_cell_table
+from ephys2expr.predict.inputs.screen import CellScreen
+from ephys2expr.predict.outputs.write import iter_predictions, write_predictions
 from ephys2expr.predict.settings import PredictSettings
-from ephys2expr.predict.write import iter_predictions, write_predictions
 
 
 def synthetic_store(n_genes: int = 32000, seed: int = 0) -> ModelStore:

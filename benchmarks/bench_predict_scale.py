@@ -62,8 +62,8 @@ def _cells(store, n: int) -> tuple[np.ndarray, pd.DataFrame]:
 
 
 def child_write(case: str, n: int, model_dir: Path, out: Path) -> dict:
+    from ephys2expr.predict.outputs.write import write_predictions
     from ephys2expr.predict.run import select_genes
-    from ephys2expr.predict.write import write_predictions
 
     store = _store(model_dir)
     X, meta = _cells(store, n)
@@ -86,7 +86,7 @@ def child_read(path: Path, n: int) -> dict:
     import anndata  # noqa: F401 - imported before timing: import time is not read time
     import pyarrow.parquet as pq
 
-    from ephys2expr.predict.read import read_predictions
+    from ephys2expr.predict.outputs.read import read_predictions
 
     gene, cell = "Pvalb", f"cell{n // 2 + 7}"
     t = time.perf_counter()

@@ -3,8 +3,8 @@
 Not a test. First the time of predicting ``--cells`` (10,000) cells with ``align: none``
 and ``auto`` and their ratio (issue #30: at most 2; ``--timing-only`` stops there). Then,
 for a per-cell model store (the Scala store of ``train``) and the foreign sets of
-:func:`ephys2expr.validate.transfer.transfer_sets` prints, per set and method of
-:data:`ephys2expr.validate.transfer.METHODS`:
+:func:`ephys2expr.validate.transfer.sets.transfer_sets` prints, per set and method of
+:data:`ephys2expr.validate.transfer.scores.METHODS`:
 
 * Exc/Inh agreement with nothing known of the batch, read from the store's family classifier
   on the aligned features (as predict does) and, for the EM methods, from the EM's own
@@ -17,7 +17,7 @@ the Gaussians fitted on the other folds, and the held-out family accuracy withou
 and with ``auto`` (target: changes by <= 0.005). Run:
 ``python -m benchmarks.bench_transfer --store models/scala2021 [--raw-dir data/raw]``. Also prints
 the 90 % interval coverage of Cadwell's measured expression
-(:func:`ephys2expr.validate.transfer.cadwell_coverage`).
+(:func:`ephys2expr.validate.transfer.scores.cadwell_coverage`).
 """
 
 from __future__ import annotations
@@ -142,13 +142,8 @@ def main() -> None:
     from ephys2expr.model.store import load_model_store
     from ephys2expr.predict.align import family_gaussians
     from ephys2expr.readers.cadwell import read_cadwell
-    from ephys2expr.validate.transfer import (
-        METHODS,
-        TransferSet,
-        cadwell_coverage,
-        score_set,
-        transfer_sets,
-    )
+    from ephys2expr.validate.transfer.scores import METHODS, cadwell_coverage, score_set
+    from ephys2expr.validate.transfer.sets import TransferSet, transfer_sets
 
     pd.set_option("display.width", 200)
     store = load_model_store(args.store)

@@ -1,8 +1,9 @@
 """Write docs/settings.md: every setting of params.yaml with its default and its help text.
 
 Each setting is defined once, in its stage's settings object (name, default, help, check);
-params.yaml holds each key on one line with a short comment, and this page is the full
-reference, generated from the settings objects. ``tests/test_settings.py`` fails when the
+params.yaml holds each key with its value (and a short comment where the value is a
+choice), in at most 80 lines, and this page is the full reference, generated from the
+settings objects. ``tests/test_settings.py`` fails when the
 committed page differs from what this script writes::
 
     python scripts/settings_reference.py          # rewrite docs/settings.md

@@ -48,7 +48,7 @@ from ephys2expr.executor import ExecutorSettings
 from ephys2expr.io import save_figure, write_json
 from ephys2expr.model.store import load_model_store
 from ephys2expr.predict.jobs import prediction_jobs
-from ephys2expr.predict.outputs import OutputSet
+from ephys2expr.predict.outputs.output_set import OutputSet
 from ephys2expr.predict.plots import figure_names, prediction_figures
 from ephys2expr.predict.run import predict_tables
 from ephys2expr.predict.settings import PredictSettings

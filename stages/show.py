@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from ephys2expr.cli import friendly_errors, run_stage, stage_app
-from ephys2expr.predict.read import describe_cell
+from ephys2expr.predict.outputs.read import describe_cell
 
 app = stage_app(__doc__)
 

@@ -67,3 +67,19 @@ def predict_table(tmp_path, model_dir, cells, *extra) -> tuple:
     args = ["--model-dir", model_dir, "--input", src, "--output", out]
     args += ["--metrics", tmp_path / "m.json", "--report", tmp_path / "r.json", *extra]
     return CliRunner().invoke(app, [str(a) for a in args]), out
+
+
+def with_primary(store, **changes):
+    """``store`` with its primary feature set's fields ``changes`` replaced (a new store,
+    checked like any: ``with_primary(store, coef=bad)`` raises what a bad table raises)."""
+    import dataclasses
+
+    primary = dataclasses.replace(store.primary, **changes)
+    return dataclasses.replace(store, sets={**store.sets, primary.name: primary})
+
+
+def without_set(store, name: str):
+    """``store`` without its feature set ``name`` (as a store that lacks it)."""
+    import dataclasses
+
+    return dataclasses.replace(store, sets={n: s for n, s in store.sets.items() if n != name})

@@ -21,7 +21,7 @@ import pytest
 from ephys2expr.errors import InputError
 from ephys2expr.features import CORE_FEATURES
 from ephys2expr.model.store import save_model_store
-from ephys2expr.predict.cells import check_feature_columns, read_cell_table
+from ephys2expr.predict.inputs.cells import check_feature_columns, read_cell_table
 from ephys2expr.readers.columns import (
     MISSING_TEXT,
     id_strings,

@@ -20,7 +20,7 @@ from ephys2expr.prepare.run import load_training_set, select_features
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.cadwell import read_cadwell
 from ephys2expr.train.settings import TrainSettings
-from ephys2expr.validate import crosssource as cs
+from ephys2expr.validate.patchseq import cross_source as cs
 from ephys2expr.validate.settings import ValidateSettings
 
 

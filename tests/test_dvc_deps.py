@@ -163,7 +163,7 @@ def test_the_check_fails_when_a_dep_is_removed_or_too_wide(specs):
     assert any("ephys2expr/validate is a dep but" in p for p in dep_problems(module, wide))
     # a function-level import counts: validate's read of predictions pulls predict code in
     module, deps = specs["validate"]
-    assert "ephys2expr/predict/read.py" in deps
+    assert "ephys2expr/predict/outputs/read.py" in deps
 
 
 def floor_of(path: Path) -> tuple[int, str]:
@@ -218,3 +218,13 @@ def test_every_package_module_is_under_400_lines():
         if (n := len(p.read_text().splitlines())) >= 400
     }
     assert long == {}
+
+
+def test_every_room_is_under_2500_lines():
+    """A folder's own modules (its sub-folders apart) fit in a newcomer's head: a room
+    that outgrows 2,500 lines gets sub-rooms by concern (CONTRIBUTING.md)."""
+    rooms: dict[str, int] = {}
+    for path in code_files():
+        folder = path.parent.relative_to(ROOT).as_posix()
+        rooms[folder] = rooms.get(folder, 0) + len(path.read_text().splitlines())
+    assert {room: n for room, n in rooms.items() if n > 2500} == {}

@@ -25,7 +25,7 @@ from ephys2expr.model.store import (
     join_feature_sets,
     store_from_estimator,
 )
-from ephys2expr.predict.write import write_predictions
+from ephys2expr.predict.outputs.write import write_predictions
 from ephys2expr.train.evaluate import train_and_evaluate
 from ephys2expr.train.inputs import ParquetTargets
 from tests.train_data import small_real_inputs, train_settings

@@ -23,8 +23,8 @@ from ephys2expr.model.store import (
     save_model_store,
     store_from_estimator,
 )
+from ephys2expr.predict.inputs.screen import CellScreen
 from ephys2expr.predict.quality import trusted_genes
-from ephys2expr.predict.screen import CellScreen
 from ephys2expr.train.settings import TrainSettings
 from tests.helpers import predict_table
 from tests.test_predict import _cells

@@ -4,8 +4,6 @@ its family, and the store ships the identity classifier its CV chose (kNN too)."
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,8 +20,8 @@ from ephys2expr.model.store import (
     store_from_estimator,
 )
 from ephys2expr.predict.intervals import interval_terms
+from ephys2expr.predict.outputs.write import _block_and_bounds, predict_block, set_terms
 from ephys2expr.predict.quality import set_quality
-from ephys2expr.predict.write import _block_and_bounds, predict_block, set_terms
 from ephys2expr.prepare.per_cell import paired_training_tables
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.scala import read_scala2021
@@ -32,6 +30,7 @@ from ephys2expr.train.evaluate import train_and_evaluate
 from ephys2expr.train.identity.best import stored_classifier
 from ephys2expr.train.identity.classifier_cv import identity_levels, nesting_report
 from ephys2expr.train.settings import TrainSettings
+from tests.helpers import with_primary
 from tests.train_data import small_real_inputs
 
 
@@ -121,14 +120,14 @@ def test_trusted_asks_for_user_baselines_not_the_oracle(type_mean):
     genes["q_value"] = 0.01
     # a Gad1-like gene: beats mean and OLS, loses only to the true-class baseline
     genes.loc["Gad1", ["beats_mean", "beats_ols", "beats_class"]] = [True, True, False]
-    quality = set_quality(replace(store, genes=genes), np.arange(len(genes)))
+    quality = set_quality(with_primary(store, genes=genes), np.arange(len(genes)))
     assert "beats_class" not in quality and "beats_class_oracle" in quality
     np.testing.assert_array_equal(quality["beats_class_oracle"]["full"], genes["beats_class"])
     want = genes["beats_mean"] & genes["beats_ols"]
     np.testing.assert_array_equal(quality["trusted"]["full"], want)
     assert quality["trusted"].loc["Gad1", "full"]
     genes["q_value"] = 0.5  # not significant: never trusted
-    quality = set_quality(replace(store, genes=genes), np.arange(len(genes)))
+    quality = set_quality(with_primary(store, genes=genes), np.arange(len(genes)))
     assert not quality["trusted"].to_numpy().any()
 
 

@@ -214,7 +214,7 @@ def test_store_round_trip_keeps_the_intervals(store_dir, trained):
 
 
 def _predict(store, X, tmp_path, cell_sets, **kw):
-    from ephys2expr.predict.write import write_predictions
+    from ephys2expr.predict.outputs.write import write_predictions
 
     meta = pd.DataFrame({"species": "mouse"}, index=[f"c{i}" for i in range(len(X))])
     meta.index.name = "cell_id"
@@ -238,7 +238,7 @@ def _predict(store, X, tmp_path, cell_sets, **kw):
 def test_h5ad_gets_lower_and_upper_layers_around_x(store_dir, trained, tmp_path):
     import anndata as ad
 
-    from ephys2expr.predict.read import file_metadata, read_predictions
+    from ephys2expr.predict.outputs.read import file_metadata, read_predictions
 
     store = load_model_store(store_dir)
     X = trained[0].to_numpy(dtype=float)[:400]
@@ -268,7 +268,7 @@ def test_no_intervals_without_the_switch_and_old_files_say_so(store_dir, trained
     import anndata as ad
 
     from ephys2expr.errors import InputError
-    from ephys2expr.predict.read import read_predictions
+    from ephys2expr.predict.outputs.read import read_predictions
 
     store = load_model_store(store_dir)
     X = trained[0].to_numpy(dtype=float)[:50]

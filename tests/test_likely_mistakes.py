@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.store import save_model_store, store_from_estimator
-from ephys2expr.predict.mistakes import scale_mistake
+from ephys2expr.predict.inputs.mistakes import scale_mistake
 from ephys2expr.readers.allen import read_allen_cells
 from stages.predict import app as predict_app
 from tests.helpers import assert_one_line_exit_2
@@ -219,7 +219,7 @@ def test_a_recordings_tables_qc_columns_are_read_quietly():
     """The table stages.features writes is read as it is: its per-file and per-feature QC
     columns (``file``, ``rin_sweep``, ``tau_qc`` ...) are not 'unused columns'; a column
     nobody knows still is."""
-    from ephys2expr.predict.mistakes import unused_columns
+    from ephys2expr.predict.inputs.mistakes import unused_columns
 
     cells = pd.DataFrame(
         {

@@ -15,7 +15,7 @@ from ephys2expr.model.store import SCHEMA_VERSION, load_model_store, save_model_
 from ephys2expr.train.on_demand import fit_feature_set
 from ephys2expr.train.run import train_from_prepared
 from stages.predict import app
-from tests.helpers import as_schema_5
+from tests.helpers import as_schema_5, without_set
 from tests.train_data import train_settings, write_small_prepared
 
 FAST = {"n_alphas": 8, "n_permutations": 20}
@@ -66,8 +66,7 @@ def test_on_demand_set_equals_the_pipelines_and_is_cached(trained, tmp_path):
     that set (same CV, null, final fit); a second call reads it from the cache."""
     store, _ = trained
     want = store.model("no_tau_cap")
-    others = {n: m for n, m in store.other_sets.items() if n != "no_tau_cap"}
-    lacking = dataclasses.replace(store, other_sets=others)
+    lacking = without_set(store, "no_tau_cap")
     got, note = fit_feature_set(lacking, want.features, cache_dir=tmp_path)
     assert got.feature_set == "no_tau_cap" and not note["cached"]
     pd.testing.assert_frame_equal(got.coef, want.coef, atol=1e-12, rtol=0)

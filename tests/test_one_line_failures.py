@@ -119,7 +119,7 @@ SWALLOWED = """
 import gc, os, signal, sys
 from pathlib import Path
 from ephys2expr.io import write_json
-from ephys2expr.predict.outputs import OutputSet
+from ephys2expr.predict.outputs.output_set import OutputSet
 from ephys2expr.temps import stop_on_sigterm
 
 stop_on_sigterm()

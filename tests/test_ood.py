@@ -15,7 +15,7 @@ from sklearn.neighbors import NearestNeighbors
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.ood import NeighborScore, neighbors_k, shift_summary
 from ephys2expr.model.store import load_model_store, save_model_store, store_from_estimator
-from ephys2expr.predict.screen import CellScreen
+from ephys2expr.predict.inputs.screen import CellScreen
 from ephys2expr.prepare.per_cell import read_paired_source
 from ephys2expr.prepare.settings import PrepareSettings
 from ephys2expr.readers.allen import read_allen_cells

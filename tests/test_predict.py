@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -26,11 +25,11 @@ from ephys2expr.features import ALL_FEATURES, CORE_FEATURES
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store import EXPRESSION_RANGE, save_model_store, store_from_estimator
-from ephys2expr.predict.cells import check_feature_columns, read_cell_table
-from ephys2expr.predict.screen import CellScreen
+from ephys2expr.predict.inputs.cells import check_feature_columns, read_cell_table
+from ephys2expr.predict.inputs.screen import CellScreen
 from ephys2expr.predict.settings import PredictSettings
 from stages.predict import app
-from tests.helpers import assert_one_line_exit_2
+from tests.helpers import assert_one_line_exit_2, with_primary
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -558,7 +557,7 @@ def test_set_overrides_params_and_reaches_both_sections(workdir):
 
 def test_predictable_needs_baseline_columns(workdir, fitted):
     store, _, _ = fitted
-    bare = dataclasses.replace(store, genes=store.genes[["intercept", "alpha"]])
+    bare = with_primary(store, genes=store.genes[["intercept", "alpha"]])
     save_model_store(bare, workdir / "model")
     res = _run(_dvc_mode(workdir, "--set", "genes=predictable"))
     assert res.exit_code == 2 and "no boolean 'beats_*' column" in res.output

@@ -8,7 +8,6 @@ model store; constant genes are left out by default and put back from the store 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -28,11 +27,11 @@ from ephys2expr.errors import InputError
 from ephys2expr.features import CORE_FEATURES, PLAUSIBLE_RANGE
 from ephys2expr.model.estimator import MultiGeneElasticNet
 from ephys2expr.model.store import save_model_store, store_from_estimator
-from ephys2expr.predict.h5ad import x_chunk_shape
-from ephys2expr.predict.read import constant_genes, file_metadata, read_predictions
-from ephys2expr.predict.write import write_predictions
+from ephys2expr.predict.outputs.h5ad import x_chunk_shape
+from ephys2expr.predict.outputs.read import constant_genes, file_metadata, read_predictions
+from ephys2expr.predict.outputs.write import write_predictions
 from stages.predict import app
-from tests.helpers import assert_one_line_exit_2
+from tests.helpers import assert_one_line_exit_2, with_primary
 from tests.test_predict import _CENTRE, _TYPE_SD, _cells
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +138,7 @@ def test_date_and_boolean_columns_are_rejected_by_dtype(work, make, expected):
 
 
 def test_objects_in_a_text_column_are_rejected(store):
-    from ephys2expr.predict.cells import check_feature_columns
+    from ephys2expr.predict.inputs.cells import check_feature_columns
 
     cells = pd.DataFrame({"rin": ["150", True]}, index=["a", "b"])
     with pytest.raises(InputError, match=r"value True of type bool in feature column 'rin'"):
@@ -153,7 +152,7 @@ def test_non_finite_prediction_is_an_error_and_nothing_is_written(tmp_path, stor
     # A finite store whose float32 product overflows: the block check stops the write.
     coef = store.coef.copy()
     coef.iloc[-1, 0] = 1e37
-    big = dataclasses.replace(store, coef=coef)
+    big = with_primary(store, coef=coef)
     X = _cells(40, 0)[CORE_FEATURES].dropna().to_numpy()[:10]
     meta = pd.DataFrame(index=pd.Index([f"c{i}" for i in range(10)], name="cell_id"))
     with pytest.raises(InputError, match=r"x.csv: cell c0: predicted Gene59 is inf"):

@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ephys2expr.model.store import load_model_store, save_model_store
-from ephys2expr.predict.cells import species_mismatch
-from ephys2expr.predict.read import constant_genes, file_metadata, read_predictions
+from ephys2expr.predict.inputs.cells import species_mismatch
+from ephys2expr.predict.outputs.read import constant_genes, file_metadata, read_predictions
 from stages.predict import app
 from tests.helpers import assert_one_line_exit_2, raises_one_line
 from tests.test_predict import _cells

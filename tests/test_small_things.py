@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from ephys2expr import __version__
 from ephys2expr.model.store import save_model_store
-from ephys2expr.predict.write import write_predictions
+from ephys2expr.predict.outputs.write import write_predictions
 from stages.predict import app as predict_app
 from stages.show import app as show_app
 from tests.helpers import assert_one_line_exit_2

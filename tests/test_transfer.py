@@ -279,7 +279,8 @@ def test_the_transfer_table_of_validate_on_two_foreign_sets(raw_dir, store_dir, 
     lab's human L1 cells (all GABAergic): auto without a known class changes nothing, with it
     every cell is of its class, and alignment by EM does not lose a one-class set's calls."""
     from ephys2expr.model.store import load_model_store
-    from ephys2expr.validate.transfer import transfer_sets, transfer_summary, transfer_table
+    from ephys2expr.validate.transfer.scores import transfer_summary, transfer_table
+    from ephys2expr.validate.transfer.sets import transfer_sets
 
     prepared = tmp_path / "prepared"
     prepared.mkdir()
@@ -367,7 +368,7 @@ def test_cadwell_interval_coverage_with_and_without_alignment(raw_dir, store_dir
     from ephys2expr import paths
     from ephys2expr.model.store import load_model_store
     from ephys2expr.readers.cadwell import read_cadwell
-    from ephys2expr.validate.transfer import cadwell_coverage
+    from ephys2expr.validate.transfer.scores import cadwell_coverage
 
     cadwell = read_cadwell(
         *(

@@ -195,11 +195,9 @@ def test_an_output_that_is_a_link_replaces_the_link_never_its_target(small, tmp_
 
 def lacking_set(store):
     """The store without its no_tau_cap set, and that set's features (fitted on demand)."""
-    import dataclasses
+    from tests.helpers import without_set
 
-    want = store.model("no_tau_cap")
-    others = {n: m for n, m in store.other_sets.items() if n != "no_tau_cap"}
-    return dataclasses.replace(store, other_sets=others), want.features
+    return without_set(store, "no_tau_cap"), store.model("no_tau_cap").features
 
 
 def test_a_planted_link_in_the_cache_never_redirects_a_store(small, tmp_path):

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from ephys2expr.errors import InputError
 from ephys2expr.train.settings import TrainSettings
-from ephys2expr.validate import agreement, embedding, patchseq
+from ephys2expr.validate import agreement, embedding
+from ephys2expr.validate.patchseq import cadwell as patchseq
 from ephys2expr.validate.settings import ValidateSettings
 
 GROUPS = ["Pvalb", "Sst", "Vip", "Exc L4", "Exc L5"]

@@ -4,9 +4,9 @@
 * :mod:`~ephys2expr.model.path` - the exact alpha path for all genes, alpha grid, inner folds.
 * :mod:`~ephys2expr.model.estimator` - ``MultiGeneElasticNet``.
 * :mod:`~ephys2expr.model.store` - the model store, a package with one public face
-  (``ModelStore``, ``save_model_store``, ``load_model_store``, the builders and
-  ``linear_predict``, the one prediction formula) and private modules (in memory, build,
-  save/load, on-disk format, checks, identity).
+  (``ModelStore`` and its ``FeatureSet`` s, ``save_model_store``, ``load_model_store``, the
+  builders and ``linear_predict``, the one prediction formula) and private modules (a
+  feature set, the store in memory, build, save/load, on-disk format, checks, identity).
 * :mod:`~ephys2expr.model.ood` - how far a cell is from the training rows (kNN distance
   percentile, per-feature shift, distance beyond the range; ``bound_features`` moves a far
   cell into it).

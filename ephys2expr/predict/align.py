@@ -182,7 +182,7 @@ def _temper_batch(report: dict, al, X, features, temper: bool, label: str) -> np
 
 def aligned_identity(store: ModelStore, item, settings):
     """``(X, meta, obsm, alignment)`` of one input's predicted cells (``item``: its
-    :class:`~ephys2expr.predict.cells.CellInput`): the features aligned by batch
+    :class:`~ephys2expr.predict.inputs.cells.CellInput`): the features aligned by batch
     (:func:`align_cells`, ``settings.align`` and ``settings.known_class``), its ``kept_meta``
     with the identity obs joined (per-cell stores of model mixture / best: family, type
     and their probabilities, restricted to the known classes) and the obsm tables."""

@@ -8,8 +8,8 @@ from typing import NamedTuple
 
 from ephys2expr.cell_inputs import CellSettings
 from ephys2expr.errors import InputError
+from ephys2expr.predict.outputs.write import genes_path
 from ephys2expr.predict.settings import PredictSettings
-from ephys2expr.predict.write import genes_path
 
 # What --output may end in: the primary file's format.
 OUTPUT_SUFFIXES = (".h5ad", ".parquet")

@@ -16,7 +16,7 @@ import numpy as np
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore, add_feature_set
-from ephys2expr.predict.cells import check_feature_columns, read_cell_table
+from ephys2expr.predict.inputs.cells import check_feature_columns, read_cell_table
 
 log = logging.getLogger("ephys2expr.predict")
 

@@ -172,8 +172,8 @@ def marker_predictions(
     """Predicted log2 expression (float64) of the :data:`~ephys2expr.taxonomy.MARKER_GENES`
     among the selected genes ``gene_idx``, for the cells ``X`` (rows named by ``index``),
     each by its feature set (``cell_sets``, as in
-    :func:`~ephys2expr.predict.write.iter_predictions`)."""
-    from ephys2expr.predict.write import predict_block, set_terms
+    :func:`~ephys2expr.predict.outputs.write.iter_predictions`)."""
+    from ephys2expr.predict.outputs.write import predict_block, set_terms
 
     all_genes = store.gene_names
     selected = {all_genes[i]: i for i in gene_idx}

@@ -21,15 +21,20 @@ from ephys2expr.executor import ExecutorSettings, open_executor
 from ephys2expr.io import write_parquet
 from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.predict.align import aligned_identity
-from ephys2expr.predict.cells import load_cells
+from ephys2expr.predict.inputs.cells import load_cells
+from ephys2expr.predict.inputs.screen import (
+    CellScreen,
+    extrapolation_by_feature,
+    predictable_columns,
+)
 from ephys2expr.predict.intervals import has_intervals
 from ephys2expr.predict.jobs import Job
 from ephys2expr.predict.on_demand import add_missing_sets, sets_to_fit
-from ephys2expr.predict.outputs import OutputSet
+from ephys2expr.predict.outputs.output_set import OutputSet
+from ephys2expr.predict.outputs.read import constant_genes
+from ephys2expr.predict.outputs.write import write_predictions
 from ephys2expr.predict.plots import PlotInput, marker_predictions
 from ephys2expr.predict.quality import set_quality, sets_without_null
-from ephys2expr.predict.read import constant_genes
-from ephys2expr.predict.screen import CellScreen, extrapolation_by_feature, predictable_columns
 from ephys2expr.predict.settings import PredictSettings
 from ephys2expr.predict.summary import (
     constant_genes_note,
@@ -38,7 +43,6 @@ from ephys2expr.predict.summary import (
     marker_medians,
     model_report,
 )
-from ephys2expr.predict.write import write_predictions
 from ephys2expr.rounding import significant
 
 log = logging.getLogger("ephys2expr.predict")

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from ephys2expr.model.store import ModelStore
+from ephys2expr.predict.inputs.screen import rank_feature_sets
 from ephys2expr.predict.intervals import interval_methods
-from ephys2expr.predict.read import constant_genes
-from ephys2expr.predict.screen import rank_feature_sets
-from ephys2expr.predict.write import PREDICTION_DTYPE
+from ephys2expr.predict.outputs.read import constant_genes
+from ephys2expr.predict.outputs.write import PREDICTION_DTYPE
 
 
 def marker_medians(markers: pd.DataFrame, meta: pd.DataFrame) -> dict:
@@ -47,7 +47,7 @@ def constant_genes_note(store: ModelStore, gene_idx: np.ndarray, where: str) -> 
             "genes of the model store whose coefficients are all zero predict their "
             f"'intercept' ({where}/genes.parquet) for every cell; those not in this file "
             "(constant_genes_omitted) are that constant: "
-            f"ephys2expr.predict.read.read_predictions(path, store={folder}) fills them in"
+            f"ephys2expr.predict.outputs.read.read_predictions(path, store={folder}) fills them in"
         ),
     }
 

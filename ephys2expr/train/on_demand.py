@@ -218,8 +218,11 @@ def fit_feature_set(
 
 
 def _as_set(model: ModelStore, name: str) -> ModelStore:
-    """A fitted single model as one of a store's other sets (no provenance or rows)."""
-    return dataclasses.replace(model, feature_set=name, provenance={}, train_features=None)
+    """A fitted store of one set as the set ``name`` to add to a store (its identity part
+    kept: :func:`~ephys2expr.model.store.add_feature_set` takes the set's classifier)."""
+    return ModelStore(
+        sets={name: dataclasses.replace(model.primary, name=name)}, identity=model.identity
+    )
 
 
 __all__ = [

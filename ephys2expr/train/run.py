@@ -10,6 +10,7 @@ figures are its; :mod:`~ephys2expr.train.feature_sets` compares the sets.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -273,13 +274,12 @@ def _store_of(models, identity, targets, types, features, inputs, stream_targets
     if identity:  # model mixture / best: the classifiers and class means go into the store
         store = with_identity(store, store_identity(identity, targets.index))
     # self-contained: predict fits a feature set the store lacks from these (on_demand)
-    store.train_targets, store.train_types = stored_training_tables(
+    stored_targets, stored_types = stored_training_tables(
         targets if not stream_targets else pd.read_parquet(inputs["train_targets"]),
         types,
         features.index,
     )
-    store.validate()
-    return store
+    return dataclasses.replace(store, train_targets=stored_targets, train_types=stored_types)
 
 
 def _shown_oof(result, inputs, features, targets, types, settings, stream_targets):

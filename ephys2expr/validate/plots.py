@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ephys2expr.validate.agreement import TypeAgreement  # noqa: E402
-from ephys2expr.validate.patchseq import PatchSeqResult  # noqa: E402
+from ephys2expr.validate.patchseq.cadwell import PatchSeqResult  # noqa: E402
 
 GREY = "#BBBBBB"
 EXC_INH_COLOURS = {"Exc": "#D62728", "Inh": "#1F77B4", "unknown": GREY}

@@ -20,14 +20,13 @@ import pandas as pd
 from ephys2expr import paths
 from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore, load_model_store
-from ephys2expr.predict.read import read_predictions
+from ephys2expr.predict.outputs.read import read_predictions
 from ephys2expr.readers.cadwell import read_cadwell
 from ephys2expr.readers.palette import read_palette
 from ephys2expr.readers.tasic import MeasuredSet, read_tasic_geo, read_tasic_rda
 from ephys2expr.taxonomy import cre_group, exc_inh_truth
 from ephys2expr.train.inputs import load_training_inputs
 from ephys2expr.validate.agreement import type_agreement_all
-from ephys2expr.validate.crosssource import validate_cross_source
 from ephys2expr.validate.embedding import (
     EmbeddingRunner,
     joint_mixing,
@@ -40,7 +39,8 @@ from ephys2expr.validate.identity import (
     family_agreement,
     family_agreement_figure,
 )
-from ephys2expr.validate.patchseq import validate_patchseq
+from ephys2expr.validate.patchseq.cadwell import validate_patchseq
+from ephys2expr.validate.patchseq.cross_source import validate_cross_source
 from ephys2expr.validate.result import (
     Embeddings,
     ReferenceChecks,
@@ -50,13 +50,13 @@ from ephys2expr.validate.result import (
     headline_metrics,
 )
 from ephys2expr.validate.settings import ValidateSettings
-from ephys2expr.validate.transfer import (
+from ephys2expr.validate.transfer.scores import (
     cadwell_coverage,
     transfer_figure,
-    transfer_sets,
     transfer_summary,
     transfer_table,
 )
+from ephys2expr.validate.transfer.sets import transfer_sets
 
 log = logging.getLogger("ephys2expr.validate")
 
@@ -200,7 +200,7 @@ def validate_predictions(
     ``settings.n_jobs`` > 1; the results do not depend on it). With ``paired_dirs`` (the
     per-cell model's store, prepared tables and train output folders) also the cross-source
     comparison of the two models on the same held-out cells
-    (:mod:`~ephys2expr.validate.crosssource`).
+    (:mod:`~ephys2expr.validate.patchseq.cross_source`).
     """
     s = settings
     model_dir, prepared_dir, raw_dir = Path(model_dir), Path(prepared_dir), Path(raw_dir)

@@ -1,5 +1,6 @@
-"""Build a :class:`~ephys2expr.model.store._memory.ModelStore` from a fitted estimator, and join
-the feature sets' models into one store (the one way a store is built)."""
+"""Build a :class:`~ephys2expr.model.store._memory.ModelStore` from a fitted estimator (a
+store of one :class:`~ephys2expr.model.store._feature_set.FeatureSet`), and join the feature
+sets into one store (the one way a store is built)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 import pandas as pd
 
 from ephys2expr.errors import InputError
+from ephys2expr.model.store._feature_set import FeatureSet
 from ephys2expr.model.store._memory import ModelStore
 
 
@@ -61,7 +63,8 @@ def store_from_estimator(
             "code": f"ephys2expr {__version__}",
         }
     )
-    return ModelStore(
+    model = FeatureSet(
+        name=feature_set,
         features=list(features.columns),
         coef=coef,
         genes=table,
@@ -71,76 +74,58 @@ def store_from_estimator(
         feature_max=X.max(axis=0),
         penalty=estimator.penalty,
         l1_ratio=estimator._l1_ratio(),
+        intervals=intervals,
+    )
+    return ModelStore(
+        sets={feature_set: model},
         provenance=info,
-        feature_set=feature_set,
         # the training rows: what a new cell's out-of-distribution score is measured against
         train_features=features.astype(float).copy(),
-        intervals=intervals,
     )
 
 
 def join_feature_sets(models: list[ModelStore]) -> ModelStore:
-    """One store of several feature sets' models (same genes and rows), the first primary.
+    """One store of several stores' feature sets (same genes and rows), the first primary.
 
-    The primary model must use every feature of the others (the full set); its provenance
-    and training rows (``train_features``: every set's rows are the same) are the store's.
+    The primary set must use every feature of the others (the full set); the first store's
+    provenance, training rows (``train_features``: every set's rows are the same) and
+    identity part are the joined store's.
     """
     primary = models[0]
-    others = {m.feature_set: m for m in models[1:]}
-    if len(others) != len(models) - 1 or primary.feature_set in others:
-        names = [m.feature_set for m in models]
+    sets = {name: s for m in models for name, s in m.sets.items()}
+    if len(sets) != sum(len(m.sets) for m in models):
+        names = [name for m in models for name in m.sets]
         raise InputError(f"model store: feature set names repeat: {names}")
-    # the primary's provenance covers every set
-    others = {
-        n: dataclasses.replace(
-            m,
-            provenance={},
-            train_features=None,
-            train_targets=None,
-            train_types=None,
-            identity=primary.identity,
-        )
-        for n, m in others.items()
-    }  # the identity part is the store's (saved once), each set reads its own classifier
-    return dataclasses.replace(primary, other_sets=others)
+    return dataclasses.replace(primary, sets=sets)
 
 
 def with_identity(store: ModelStore, identity) -> ModelStore:
-    """``store`` (joined) holding the identity part ``identity`` (a
+    """``store`` holding the identity part ``identity`` (a
     :class:`~ephys2expr.model.store._identity.StoreIdentity`, one classifier per feature set
-    of the store), shared by every set's model."""
-    missing = [n for n in store.feature_sets if n not in identity.classifiers]
+    of the store), which the store gives to every set."""
+    missing = [n for n in store.sets if n not in identity.classifiers]
     if missing:
         raise InputError(f"model store: no identity classifier for feature set {missing[0]!r}")
-    others = {n: dataclasses.replace(m, identity=identity) for n, m in store.other_sets.items()}
-    return dataclasses.replace(store, identity=identity, other_sets=others)
+    return dataclasses.replace(store, identity=identity)
 
 
 def add_feature_set(store: ModelStore, model: ModelStore) -> ModelStore:
-    """``store`` plus ``model`` (a single model over fewer of its features, e.g. fitted on
-    demand) as one more feature set: a new store, ``store`` is unchanged. A store with
+    """``store`` plus the one feature set of ``model`` (a store of one set over fewer of its
+    features, e.g. fitted on demand): a new store, ``store`` is unchanged. A store with
     identity classifiers (``train.model: mixture | best``) takes the new set's classifier
     too: every set needs its own."""
     identity = store.identity
+    new = model.primary
     if identity is not None:
-        own = model.identity.classifiers.get(model.feature_set) if model.identity else None
+        own = model.identity.classifiers.get(new.name) if model.identity else None
         if own is None:
             raise InputError(
-                f"model store: feature set {model.feature_set!r} has no identity classifier "
+                f"model store: feature set {new.name!r} has no identity classifier "
                 "and the store's other sets have one"
             )
-        classifiers = {**identity.classifiers, model.feature_set: own}
+        classifiers = {**identity.classifiers, new.name: own}
         identity = dataclasses.replace(identity, classifiers=classifiers)
-    model = dataclasses.replace(
-        model,
-        provenance={},
-        train_features=None,
-        train_targets=None,
-        train_types=None,
-        other_sets={},
-    )
-    out = dataclasses.replace(store, other_sets={**store.other_sets, model.feature_set: model})
-    return with_identity(out, identity) if identity is not None else out
+    return dataclasses.replace(store, sets={**store.sets, new.name: new}, identity=identity)
 
 
 __all__ = ["add_feature_set", "join_feature_sets", "store_from_estimator", "with_identity"]

@@ -5,6 +5,7 @@ The on-disk layout and its checks are in :mod:`ephys2expr.model.store._format`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -12,8 +13,9 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.intervals import GeneIntervals
-from ephys2expr.model.store._build import join_feature_sets, with_identity
+from ephys2expr.model.store._build import with_identity
 from ephys2expr.model.store._checks import INTERVALS, TRAIN_FEATURES, TRAIN_TARGETS, TRAIN_TYPES
+from ephys2expr.model.store._feature_set import FeatureSet
 from ephys2expr.model.store._format import (
     check_replaceable,
     join_set_tables,
@@ -60,7 +62,7 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
                 "scaler_mean": m.scaler_mean.tolist(),
                 "scaler_scale": m.scaler_scale.tolist(),
             }
-            for name, m in store.other_sets.items()
+            for name, m in list(store.sets.items())[1:]
         ],
         "provenance": store.provenance,
     }
@@ -144,36 +146,33 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
     note = f"; {mismatch_note(mismatched)}" if mismatched else ""
     coef, genes = tables["coef.parquet"], tables["genes.parquet"]
     try:
-        models = []
+        sets = {}
         for entry, set_coef, set_genes in split_feature_sets(meta, coef, genes):
             if meta["n_genes"] != len(set_coef):
-                in_set = f" in feature set {entry['name']!r}" if models else ""
+                in_set = f" in feature set {entry['name']!r}" if sets else ""
                 raise InputError(
                     f"model store: n_genes {meta['n_genes']} but coef has {len(set_coef)} "
                     f"rows{in_set}"
                 )
             idx = [meta["features"].index(f) for f in entry["features"]]
-            models.append(
-                ModelStore(
-                    features=entry["features"],
-                    coef=set_coef,
-                    genes=set_genes,
-                    scaler_mean=entry["scaler_mean"],
-                    scaler_scale=entry["scaler_scale"],
-                    feature_min=[meta["feature_min"][i] for i in idx],
-                    feature_max=[meta["feature_max"][i] for i in idx],
-                    penalty=meta["penalty"],
-                    l1_ratio=meta["l1_ratio"],
-                    provenance=meta["provenance"],  # kept by the primary only (join_feature_sets)
-                    feature_set=entry["name"],
-                )
+            sets[entry["name"]] = FeatureSet(
+                name=entry["name"],
+                features=entry["features"],
+                coef=set_coef,
+                genes=set_genes,
+                scaler_mean=entry["scaler_mean"],
+                scaler_scale=entry["scaler_scale"],
+                feature_min=[meta["feature_min"][i] for i in idx],
+                feature_max=[meta["feature_max"][i] for i in idx],
+                penalty=meta["penalty"],
+                l1_ratio=meta["l1_ratio"],
             )
         if len(tables.get(INTERVALS, ())):
-            models = [
-                _with_intervals(m, tables[INTERVALS], meta["intervals"][m.feature_set])
-                for m in models
-            ]
-        store = join_feature_sets(models)
+            sets = {
+                n: _with_intervals(m, tables[INTERVALS], meta["intervals"][n])
+                for n, m in sets.items()
+            }
+        store = ModelStore(sets=sets, provenance=meta["provenance"])
         store = _with_train_rows(store, tables.get(TRAIN_FEATURES), where)
         store = _with_train_targets(store, tables.get(TRAIN_TARGETS), tables.get(TRAIN_TYPES))
         if IDENTITY in tables:  # schema 6; a knn classifier's rows are the training rows
@@ -195,9 +194,9 @@ def load_model_store(directory: str | os.PathLike) -> ModelStore:
     return store
 
 
-def _with_intervals(model: ModelStore, table: pd.DataFrame, entry: dict) -> ModelStore:
-    """``model`` holding its set's rows of the intervals table (checked by ``validate``)."""
-    name = model.feature_set
+def _with_intervals(model: FeatureSet, table: pd.DataFrame, entry: dict) -> FeatureSet:
+    """``model`` holding its set's rows of the intervals table (checked on construction)."""
+    name = model.name
     if list(table.index.names) != ["feature_set", "gene"] or name not in table.index.levels[0]:
         raise InputError(f"model store: {INTERVALS} holds no rows of feature set {name!r}")
     t = table.xs(name, level=0)
@@ -209,9 +208,8 @@ def _with_intervals(model: ModelStore, table: pd.DataFrame, entry: dict) -> Mode
             and c[6:] not in (*model.features, "intercept", "knn", "lo", "hi")
         ]
     )
-    model.intervals = GeneIntervals(entry["method"], t, list(model.features), entry["k"])
-    model.validate()
-    return model
+    intervals = GeneIntervals(entry["method"], t, list(model.features), entry["k"])
+    return dataclasses.replace(model, intervals=intervals)
 
 
 def _with_train_rows(store: ModelStore, rows: pd.DataFrame | None, where: str) -> ModelStore:
@@ -230,9 +228,7 @@ def _with_train_rows(store: ModelStore, rows: pd.DataFrame | None, where: str) -
             f"model store: {TRAIN_FEATURES} columns {list(rows.columns)} are not the "
             f"features {store.features}"
         )
-    store.train_features = rows[store.features].astype(float)
-    store.validate()
-    return store
+    return dataclasses.replace(store, train_features=rows[store.features].astype(float))
 
 
 def _with_train_targets(store: ModelStore, y: pd.DataFrame | None, types) -> ModelStore:
@@ -245,12 +241,13 @@ def _with_train_targets(store: ModelStore, y: pd.DataFrame | None, types) -> Mod
         raise InputError(f"model store: {TRAIN_TARGETS} is not the store's genes x training rows")
     if types is None or list(types.index) != rows:
         raise InputError(f"model store: {TRAIN_TYPES} does not hold the training rows")
-    store.train_targets = y.set_axis(store.coef.index, axis=0).set_axis(
-        store.train_features.index, axis=1
+    return dataclasses.replace(
+        store,
+        train_targets=y.set_axis(store.coef.index, axis=0).set_axis(
+            store.train_features.index, axis=1
+        ),
+        train_types=types.set_axis(store.train_features.index, axis=0),
     )
-    store.train_types = types.set_axis(store.train_features.index, axis=0)
-    store.validate()
-    return store
 
 
 __all__ = ["check_store_destination", "load_model_store", "save_model_store"]

@@ -1,4 +1,5 @@
-"""The model store: every gene's linear model, in a safe, versioned, pickle-free format.
+"""The model store: every gene's linear model per feature set, in a safe, versioned,
+pickle-free format.
 
 Layout of a store directory::
 
@@ -12,71 +13,52 @@ Predicted log2 expression for a cell with features ``x`` (original units) is
 ``coef @ x + intercept``.
 
 **Feature sets** (schema 3). A store holds one model per feature set, all for the same
-genes and training rows: the *primary* model uses every feature of the store, each other
+genes and training rows: the *primary* set uses every feature of the store, each other
 set leaves some out (a cell lacking ``tau`` is predicted by a set without it). Both tables
 are then indexed by ``(feature_set, gene)``; a set's coefficients of the features it leaves
-out are stored as exact zeros. In memory the primary model is the :class:`ModelStore`
-itself and the others are in :attr:`ModelStore.other_sets`; :attr:`ModelStore.feature_sets`
-lists all, primary first.
+out are stored as exact zeros. In memory each set is a
+:class:`~ephys2expr.model.store._feature_set.FeatureSet` and the :class:`ModelStore` holds
+them (:attr:`ModelStore.sets`, primary first) with what they share.
 
 The folder is written and read as one unit and checked on load (``model.json`` holds the
 md5 of both tables): :mod:`ephys2expr.model.store._io` (save, load), on-disk format in
 :mod:`ephys2expr.model.store._format`. A store is built from a fitted estimator by
-:mod:`ephys2expr.model.store._build`; every prediction goes through :func:`linear_predict`.
+:mod:`ephys2expr.model.store._build`; every prediction goes through
+:func:`~ephys2expr.model.store._feature_set.linear_predict`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ephys2expr.errors import InputError
-from ephys2expr.model.intervals import GeneIntervals
-from ephys2expr.model.ood import bound_features
-from ephys2expr.model.store._format import SCHEMA_VERSION
-from ephys2expr.model.store._identity import StoreIdentity, apply_mixture, mixture_terms
+from ephys2expr.model.store._feature_set import FeatureSet, check_finite
+from ephys2expr.model.store._identity import StoreIdentity
 
 
 @dataclass
 class ModelStore:
-    """A fitted per-gene linear model set.
+    """The feature sets of one training, and what they share.
 
     Attributes
     ----------
-    features : list of str
-        Feature names, in the column order of ``coef``.
-    coef : pandas.DataFrame
-        Genes x features, original feature units.
-    genes : pandas.DataFrame
-        Indexed by gene (same order as ``coef``); must hold ``intercept`` and ``alpha``.
-    scaler_mean, scaler_scale : numpy.ndarray
-        Standardisation statistics of the final fit (per feature).
-    feature_min, feature_max : numpy.ndarray
-        Range of each feature over the training rows (for extrapolation flags).
-    penalty : str
-    l1_ratio : float
+    sets : dict of str to FeatureSet
+        Every feature set by name, the primary (every feature of the store) first; the
+        others use fewer of its features, for the same genes.
     provenance : dict
         Params and input hashes the store came from.
-    feature_set : str
-        Name of this model's feature set.
-    other_sets : dict of str to ModelStore
-        The models of the store's other feature sets (same genes, fewer features), by name;
-        empty in those models themselves.
     train_features : pandas.DataFrame or None
         The training rows x ``features``, original units (schema 5,
         ``train_features.parquet``): what the out-of-distribution score measures distances
-        to (:mod:`ephys2expr.model.ood`). Held by the primary model only; None in the other
-        sets and in stores of schema 4 and older.
-    intervals : GeneIntervals or None
-        This set's prediction intervals (schema 6, ``intervals.parquet``:
-        :mod:`ephys2expr.model.intervals`); None in stores of schema 5 and older.
+        to (:mod:`ephys2expr.model.ood`); None in stores of schema 4 and older.
     identity : StoreIdentity or None
         Per-cell stores trained with ``train.model: mixture | best`` (schema 6): each
         feature set's family and type classifiers and the class means
-        (:mod:`ephys2expr.model.store._identity`); the genes table's ``model_kind`` says which
-        kind predicts each gene. Held by the primary model only.
+        (:mod:`ephys2expr.model.store._identity`); given to every set.
     train_targets : pandas.DataFrame or None
         Genes x training rows (columns in ``train_features`` row order), the values the
         models were fitted to (schema 6, ``train_targets.parquet``), and
@@ -84,109 +66,137 @@ class ModelStore:
         the training rows' metadata the CV needs (``broad_type``, ``weight``; ``group`` and
         ``family`` for per-cell sources; ``train_types.parquet``): with them a feature set
         the store lacks is fitted on demand with the store's own settings
-        (:mod:`ephys2expr.train.on_demand`). Primary model only; None in stores of schema 5
-        and older.
+        (:mod:`ephys2expr.train.on_demand`). None in stores of schema 5 and older.
     """
 
-    features: list[str]
-    coef: pd.DataFrame
-    genes: pd.DataFrame
-    scaler_mean: np.ndarray
-    scaler_scale: np.ndarray
-    feature_min: np.ndarray
-    feature_max: np.ndarray
-    penalty: str
-    l1_ratio: float
+    sets: dict[str, FeatureSet]
     provenance: dict = field(default_factory=dict)
-    feature_set: str = "full"
-    other_sets: dict = field(default_factory=dict)
     train_features: pd.DataFrame | None = None
-    intervals: GeneIntervals | None = None
     identity: StoreIdentity | None = None
     train_targets: pd.DataFrame | None = None
     train_types: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
-        self.features = [str(f) for f in self.features]
-        for name in ("scaler_mean", "scaler_scale", "feature_min", "feature_max"):
-            try:
-                setattr(self, name, np.asarray(getattr(self, name), dtype=float))
-            except (TypeError, ValueError):
-                raise InputError(f"model store: {name} must hold numbers") from None
+        if not self.sets or not all(isinstance(s, FeatureSet) for s in self.sets.values()):
+            raise InputError("model store: needs at least one feature set")
+        # the identity part is the store's (saved once); each set reads its own classifier
+        self.sets = {
+            name: s
+            if s.identity is self.identity
+            else dataclasses.replace(s, identity=self.identity)
+            for name, s in self.sets.items()
+        }
         self.validate()
 
     @property
-    def intercept(self) -> np.ndarray:
-        return self.genes["intercept"].to_numpy(dtype=float)
+    def primary(self) -> FeatureSet:
+        """The set of every feature of the store (the first)."""
+        return next(iter(self.sets.values()))
+
+    @property
+    def feature_sets(self) -> dict[str, FeatureSet]:
+        """Every feature set by name, the primary first (:attr:`sets`)."""
+        return self.sets
+
+    @property
+    def feature_set(self) -> str:
+        """The primary set's name."""
+        return self.primary.name
+
+    @property
+    def features(self) -> list[str]:
+        """Every feature of the store (the primary set's, in the tables' column order)."""
+        return self.primary.features
 
     @property
     def gene_names(self) -> list[str]:
-        return [str(g) for g in self.coef.index]
+        """The store's genes (every set's)."""
+        return self.primary.gene_names
 
-    @property
-    def feature_sets(self) -> dict[str, ModelStore]:
-        """Every feature set's model by name: this (primary) model first, then the others."""
-        return {self.feature_set: self, **self.other_sets}
+    # The primary set's models, read through the store where a caller means the full set
+    # (the predict stage's per-gene tables, a store of one set).
+    coef = property(lambda self: self.primary.coef)
+    genes = property(lambda self: self.primary.genes)
+    intercept = property(lambda self: self.primary.intercept)
+    scaler_mean = property(lambda self: self.primary.scaler_mean)
+    scaler_scale = property(lambda self: self.primary.scaler_scale)
+    feature_min = property(lambda self: self.primary.feature_min)
+    feature_max = property(lambda self: self.primary.feature_max)
+    penalty = property(lambda self: self.primary.penalty)
+    l1_ratio = property(lambda self: self.primary.l1_ratio)
+    intervals = property(lambda self: self.primary.intervals)
 
-    def model(self, name: str) -> ModelStore:
-        """The model of feature set ``name`` (an error lists the sets the store offers)."""
-        sets = self.feature_sets
-        if name not in sets:
+    def model(self, name: str) -> FeatureSet:
+        """The feature set ``name`` (an error lists the sets the store offers)."""
+        if name not in self.sets:
             raise InputError(
                 f"model store: no feature set {name!r} (the store offers {describe_sets(self)})"
             )
-        return sets[name]
+        return self.sets[name]
+
+    def predict(self, X, genes=None, dtype=np.float64) -> np.ndarray:
+        """The primary set's predictions (:meth:`FeatureSet.predict`)."""
+        return self.primary.predict(X, genes, dtype)
+
+    def prediction_terms(self, genes=None, dtype=np.float64):
+        """The primary set's :meth:`FeatureSet.prediction_terms`."""
+        return self.primary.prediction_terms(genes, dtype)
+
+    def mixture_terms(self, genes=None):
+        """The primary set's :meth:`FeatureSet.mixture_terms`."""
+        return self.primary.mixture_terms(genes)
+
+    def identity_probabilities(self, X) -> dict:
+        """The primary set's :meth:`FeatureSet.identity_probabilities`."""
+        return self.primary.identity_probabilities(X)
 
     def validate(self, where: str = "model store") -> None:
-        """Raise :class:`InputError` if shapes, names or values are inconsistent.
-
-        Everything a prediction uses must be finite (a NaN coefficient or scaler mean
-        would make every prediction NaN), scales positive, and ``feature_min <=
-        feature_max`` (the extrapolation flags rely on them).
-        """
-        p = len(self.features)
-        if list(self.coef.columns) != self.features:
-            raise InputError(f"{where}: coef columns do not match the feature list {self.features}")
-        for name in ("scaler_mean", "scaler_scale", "feature_min", "feature_max"):
-            values = getattr(self, name)
-            if values.shape != (p,):
-                raise InputError(f"{where}: {name} has shape {values.shape}, expected ({p},)")
-            _check_finite(values, name, self.features, where)
-        if np.any(self.scaler_scale <= 0):
-            bad = self.features[int(np.argmax(self.scaler_scale <= 0))]
-            raise InputError(f"{where}: scaler_scale of '{bad}' is not positive")
-        if np.any(self.feature_min > self.feature_max):
-            bad = self.features[int(np.argmax(self.feature_min > self.feature_max))]
-            raise InputError(f"{where}: feature_min of '{bad}' is above its feature_max")
-        if not (isinstance(self.l1_ratio, int | float) and 0.0 <= self.l1_ratio <= 1.0):
-            raise InputError(f"{where}: l1_ratio {self.l1_ratio!r} is not in [0, 1]")
-        if not self.coef.index.equals(self.genes.index):
-            raise InputError(f"{where}: genes table and coef rows name different genes")
-        if self.coef.index.has_duplicates:
-            dup = self.coef.index[self.coef.index.duplicated()][0]
-            raise InputError(f"{where}: duplicate gene '{dup}'")
-        for col in ("intercept", "alpha"):
-            if col not in self.genes.columns:
-                raise InputError(f"{where}: genes table lacks column '{col}'")
-        for label, frame, cols in (
-            ("coef", self.coef, self.features),
-            ("genes", self.genes, ["intercept", "alpha"]),
-        ):
-            for col in cols:
-                values = frame[col]
-                if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
-                    raise InputError(
-                        f"{where}: {label} column '{col}' is {values.dtype}, not numbers"
-                    )
-                _check_finite(
-                    values.to_numpy(dtype=float), f"{label} column '{col}'", frame.index, where
-                )
-        if np.any(self.genes["alpha"].to_numpy(dtype=float) < 0):
-            raise InputError(f"{where}: genes column 'alpha' has a negative value")
+        """Raise :class:`InputError` if a set, the sets together or the shared tables are
+        inconsistent (each set checks itself: :meth:`FeatureSet.validate`)."""
+        for s in self.sets.values():
+            s.validate(where)
         self._validate_sets(where)
         self._validate_train_features(where)
-        self._validate_intervals(where)
         self._validate_train_targets(where)
+
+    def _validate_sets(self, where: str) -> None:
+        """The other sets: fewer features of the primary's, in its order; same genes."""
+        primary = self.primary
+        for name, sub in list(self.sets.items())[1:]:
+            at = f"{where}: feature set {name!r}"
+            if name == primary.name or sub.name != name:
+                raise InputError(f"{at} is named {sub.name!r} or repeats the primary name")
+            if [f for f in primary.features if f in sub.features] != sub.features or len(
+                sub.features
+            ) >= len(primary.features):
+                raise InputError(
+                    f"{at}: features {sub.features} are not a subset of {primary.features} "
+                    "in that order"
+                )
+            if not sub.coef.index.equals(primary.coef.index):
+                raise InputError(f"{at} names other genes than the primary set")
+            if (sub.penalty, sub.l1_ratio) != (primary.penalty, primary.l1_ratio):
+                raise InputError(f"{at} has another penalty than the primary set")
+        if self.primary.name != next(iter(self.sets)):
+            raise InputError(f"{where}: the primary set is named {self.primary.name!r}")
+
+    def _validate_train_features(self, where: str) -> None:
+        """The training rows, if held: the store's features as columns, finite numbers."""
+        rows = self.train_features
+        if rows is None:
+            return
+        if list(rows.columns) != self.features:
+            raise InputError(
+                f"{where}: train_features columns {list(rows.columns)} are not the features "
+                f"{self.features}"
+            )
+        for col in self.features:
+            values = rows[col]
+            if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+                raise InputError(f"{where}: train_features column '{col}' is not numbers")
+            check_finite(
+                values.to_numpy(dtype=float), f"train_features column '{col}'", rows.index, where
+            )
 
     def _validate_train_targets(self, where: str) -> None:
         """The training targets and row metadata, if held: the store's genes x its training
@@ -204,110 +214,6 @@ class ModelStore:
         if not np.isfinite(y.to_numpy(dtype=float)).all():
             raise InputError(f"{where}: train_targets hold a value that is not a finite number")
 
-    def _validate_intervals(self, where: str) -> None:
-        """The intervals, if held: this model's genes and features, quantiles not NaN."""
-        if self.intervals is None:
-            return
-        table = self.intervals.table
-        if not table.index.equals(self.coef.index) or self.intervals.features != self.features:
-            raise InputError(f"{where}: intervals name other genes or features than the model")
-        values = table.to_numpy(dtype=float)
-        if np.isnan(values).any():
-            raise InputError(f"{where}: intervals table holds NaN (retrain the store)")
-
-    def _validate_train_features(self, where: str) -> None:
-        """The training rows, if held: this model's features as columns, finite numbers."""
-        rows = self.train_features
-        if rows is None:
-            return
-        if list(rows.columns) != self.features:
-            raise InputError(
-                f"{where}: train_features columns {list(rows.columns)} are not the features "
-                f"{self.features}"
-            )
-        for col in self.features:
-            values = rows[col]
-            if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
-                raise InputError(f"{where}: train_features column '{col}' is not numbers")
-            _check_finite(
-                values.to_numpy(dtype=float), f"train_features column '{col}'", rows.index, where
-            )
-
-    def _validate_sets(self, where: str) -> None:
-        """The other sets: fewer features of this model's, in its order; same genes."""
-        for name, sub in self.other_sets.items():
-            at = f"{where}: feature set {name!r}"
-            if not isinstance(sub, ModelStore) or sub.other_sets:
-                raise InputError(f"{at} must be a single model")
-            if name == self.feature_set or sub.feature_set != name:
-                raise InputError(f"{at} is named {sub.feature_set!r} or repeats the primary name")
-            if [f for f in self.features if f in sub.features] != sub.features or len(
-                sub.features
-            ) >= len(self.features):
-                raise InputError(
-                    f"{at}: features {sub.features} are not a subset of {self.features} "
-                    "in that order"
-                )
-            if not sub.coef.index.equals(self.coef.index):
-                raise InputError(f"{at} names other genes than the primary set")
-            if (sub.penalty, sub.l1_ratio) != (self.penalty, self.l1_ratio):
-                raise InputError(f"{at} has another penalty than the primary set")
-
-    def prediction_terms(self, genes=None, dtype=np.float64):
-        """``(coef, offset, centre)`` of :func:`linear_predict` for the rows ``genes``
-        (an array of row indices; default: all genes): :func:`centred_terms`."""
-        coef64 = self.coef.to_numpy(dtype=float)
-        intercept = self.intercept
-        if genes is not None:
-            coef64, intercept = coef64[genes], intercept[genes]
-        return centred_terms(coef64, intercept, self.scaler_mean, dtype)
-
-    def predict(self, X, genes=None, dtype=np.float64) -> np.ndarray:
-        """Predicted log2 expression, cells x genes, for features in original units.
-
-        Parameters
-        ----------
-        X : array (cells x features, in ``self.features`` order) or DataFrame holding (at
-            least) the feature columns.
-        genes : array of int, optional
-            Row indices of the genes to predict (default: all).
-        dtype : numpy dtype
-            float64 (default) or float32 (what the predictions files store).
-
-        The linear model sees a cell beyond the training range moved into it
-        (:func:`bound_features`), as the predict stage does.
-        """
-        if isinstance(X, pd.DataFrame):
-            X = X[self.features].to_numpy(dtype=float)
-        X = np.asarray(X, dtype=float)
-        bounded = bound_features(X, self.scaler_mean, self.feature_min, self.feature_max)
-        out = linear_predict(*self.prediction_terms(genes, dtype), bounded).T
-        # model best / mixture: genes whose kind is not lasso come through identity (its
-        # probabilities saturate by themselves: the cell's own features)
-        return apply_mixture(out, self.mixture_terms(genes), X)
-
-    def mixture_terms(self, genes=None):
-        """The identity terms of the genes ``genes`` (None: linear genes only, or no
-        identity part): :func:`~ephys2expr.model.store._identity.mixture_terms`."""
-        kinds = self.genes["model_kind"] if "model_kind" in self.genes.columns else None
-        return mixture_terms(self.identity, self.feature_set, kinds, genes)
-
-    def identity_probabilities(self, X) -> dict:
-        """Level -> cells x classes DataFrame of P(class | x) (features in ``self.features``
-        order, or a DataFrame holding them); empty without an identity part."""
-        if self.identity is None:
-            return {}
-        index = X.index if isinstance(X, pd.DataFrame) else None
-        if isinstance(X, pd.DataFrame):
-            X = X[self.features].to_numpy(dtype=float)
-        probas = self.identity.probabilities(self.feature_set, np.asarray(X, dtype=float))
-        return {
-            lv: pd.DataFrame(
-                p, index=index, columns=self.identity.classifiers[self.feature_set][lv].classes
-            )
-            for lv, p in probas.items()
-        }
-
 
 # Baselines whose ``beats_<name>`` column of a genes table compares with an oracle: the
 # ``class`` baseline predicts each held-out row from its TRUE Exc/Inh class, which no user
@@ -316,74 +222,9 @@ class ModelStore:
 ORACLE_BASELINES: tuple[str, ...] = ("class",)
 
 
-# What a log2(x + 1) expression of a CPM or TPM can be: never below 0, and no gene has more
-# than 10^6 per million. Every prediction is clipped to it where it is made (the
-# estimator's out-of-fold predictions in CV and the predictions of new cells alike), so the
-# CV quality a store reports is that of what is written; a linear model extrapolated from
-# cells at the edges of the plausible feature ranges predicted up to 47,083 log2 units.
-EXPRESSION_RANGE: tuple[float, float] = (0.0, float(np.log2(1e6 + 1)))
-
-
-def clip_expression(values: np.ndarray) -> np.ndarray:
-    """``values`` clipped in place to :data:`EXPRESSION_RANGE` (and returned). Non-finite
-    values stay as they are: an overflow is an error the writers report, not a maximum."""
-    return np.clip(values, *EXPRESSION_RANGE, out=values, where=np.isfinite(values))
-
-
-def centred_terms(coef64, intercept, centre, dtype=np.float64):
-    """``(coef, offset, centre)`` of :func:`linear_predict` for a linear model.
-
-    The coefficients act on features centred on the training means (``offset = intercept +
-    coef @ centre``) so that the products stay small, which keeps float32 results within
-    ~1e-5 log2 units of float64.
-    """
-    coef = np.ascontiguousarray(coef64, dtype=dtype)
-    offset = (intercept + coef64 @ centre).astype(dtype)[:, None]
-    return coef, offset, np.asarray(centre, dtype=float)
-
-
-def linear_predict(coef, offset, centre, X, clip: bool = True) -> np.ndarray:
-    """Genes x cells block ``coef @ (X - centre).T + offset`` in ``coef``'s dtype, clipped
-    to :data:`EXPRESSION_RANGE` (``clip=False``: the linear model's raw values, which only
-    the permutation null's test statistic uses).
-
-    The one place where predictions are computed (:meth:`ModelStore.predict` and the
-    chunked writers of :mod:`ephys2expr.predict` call it). Genes-major, so that each gene's
-    values are contiguous as a columnar writer wants. BLAS runs on one thread: OpenBLAS's
-    float32 product rounds differently with different thread counts (measured: ~1 ulp in 7 %
-    of values), and output bytes must not depend on how many threads a process or a Dask
-    worker has. The product is bound by memory traffic, so one thread costs little.
-    """
-    from threadpoolctl import threadpool_limits
-
-    xt = np.ascontiguousarray((X - centre).T, dtype=coef.dtype)
-    out = np.empty((coef.shape[0], xt.shape[1]), dtype=coef.dtype)
-    with threadpool_limits(limits=1, user_api="blas"):
-        np.matmul(coef, xt, out=out)
-    out += offset
-    return clip_expression(out) if clip else out
-
-
 def describe_sets(store: ModelStore) -> str:
     """``name (features), ...`` of every feature set of ``store`` (for error messages)."""
-    return "; ".join(f"{n} ({', '.join(m.features)})" for n, m in store.feature_sets.items())
+    return "; ".join(f"{n} ({', '.join(m.features)})" for n, m in store.sets.items())
 
 
-def _check_finite(values: np.ndarray, what: str, labels, where: str) -> None:
-    """Raise naming the first non-finite entry of ``values`` (labelled by ``labels``)."""
-    bad = ~np.isfinite(values)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InputError(f"{where}: {what} is {values[i]} at '{labels[i]}' (must be finite)")
-
-
-__all__ = [
-    "ModelStore",
-    "SCHEMA_VERSION",
-    "EXPRESSION_RANGE",
-    "ORACLE_BASELINES",
-    "centred_terms",
-    "clip_expression",
-    "describe_sets",
-    "linear_predict",
-]
+__all__ = ["ModelStore", "ORACLE_BASELINES", "describe_sets"]

@@ -3,7 +3,7 @@
 :func:`load_cells` is the whole path from a file to a :class:`CellInput` ready to predict:
 :func:`read_cell_table` (any CSV/TSV/Parquet with an id column),
 :func:`check_feature_columns` (the model's features, numeric), :func:`cell_metadata`
-(the metadata carried to the output) and the :class:`~ephys2expr.predict.screen.CellScreen`.
+(the metadata carried to the output) and the :class:`~ephys2expr.predict.inputs.screen.CellScreen`.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from ephys2expr.features import FEATURE_DESCRIPTIONS, PLAUSIBLE_RANGE
 from ephys2expr.model.ood import describe_shift, shift_summary
 from ephys2expr.model.store import ModelStore, describe_sets
 from ephys2expr.paths import file_kind
-from ephys2expr.predict.metadata import (
+from ephys2expr.predict.inputs.metadata import (
     METADATA_COLUMNS,
     cell_metadata,
     normalise_species,
     species_mismatch,
     warn_species,
 )
-from ephys2expr.predict.mistakes import TRAILING_DELIMITER, report_mistakes
-from ephys2expr.predict.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
+from ephys2expr.predict.inputs.mistakes import TRAILING_DELIMITER, report_mistakes
+from ephys2expr.predict.inputs.screen import FLAG_COLUMNS, CellScreen, ScreenResult, screen_summary
 from ephys2expr.readers.columns import check_header, id_strings, numeric_values
 from ephys2expr.readers.ipfx import ipfx_cells, is_ipfx_table
 
@@ -64,7 +64,7 @@ def _read_any(path: Path, id_column: str) -> pd.DataFrame:
     # applies (a blank id is still caught by the caller)
     kwargs = {"sep": seps[suffix], "converters": {id_column: str}}
     trailing = check_header(path, seps[suffix])
-    if trailing:  # said once by predict.mistakes (an error with predict.strict)
+    if trailing:  # said once by predict.inputs.mistakes (an error with predict.strict)
         kwargs["index_col"] = False
     table = pd.read_csv(path, **kwargs)
     table.attrs[TRAILING_DELIMITER] = trailing
@@ -301,7 +301,7 @@ def load_cells(
     id_column, species : str, optional
         See :func:`read_cell_table` and :func:`cell_metadata`.
     strict : bool
-        ``predict.strict``: a likely mistake (:mod:`ephys2expr.predict.mistakes`) is an
+        ``predict.strict``: a likely mistake (:mod:`ephys2expr.predict.inputs.mistakes`) is an
         error, not a warning.
     implausible : str
         ``predict.implausible``: ``error`` or ``drop_value`` (see

@@ -26,11 +26,11 @@ from ephys2expr.executor import chunk_slices
 from ephys2expr.io import writing
 from ephys2expr.model.ood import bound_features
 from ephys2expr.model.store import ModelStore, apply_mixture, linear_predict
-from ephys2expr.predict.cells import ID_COLUMN
-from ephys2expr.predict.h5ad import H5adWriter
+from ephys2expr.predict.inputs.cells import ID_COLUMN
 from ephys2expr.predict.intervals import interval_bounds, interval_terms
-from ephys2expr.predict.outputs import OutputSet
-from ephys2expr.predict.parquet import ParquetWriter
+from ephys2expr.predict.outputs.h5ad import H5adWriter
+from ephys2expr.predict.outputs.output_set import OutputSet
+from ephys2expr.predict.outputs.parquet import ParquetWriter
 from ephys2expr.temps import raise_if_stopped
 
 log = logging.getLogger("ephys2expr.predict")
@@ -185,7 +185,7 @@ def write_predictions(
     """Predict and write cells x genes to ``.h5ad`` and/or Parquet, chunk by chunk.
 
     ``.h5ad`` (``h5ad_path``): AnnData with obs = ``meta``, var = the genes' rows of the
-    store's table, ``X`` a chunked HDF5 dataset (see :mod:`ephys2expr.predict.h5ad`) that
+    store's table, ``X`` a chunked HDF5 dataset (see :mod:`ephys2expr.predict.outputs.h5ad`) that
     reads one gene or one cell without loading the rest. Parquet (``path``, optional):
     ``cell_id`` (str), the metadata and flag columns of ``meta``, then one float32 column
     per gene, one row group per chunk of cells; its footer grows with cells x genes, so it
@@ -194,7 +194,7 @@ def write_predictions(
 
     Every block is checked before it is written: a NaN or infinite prediction is an
     :class:`InputError`, never a value in a file. The files are written to the temporary
-    paths of ``outputs`` (an :class:`~ephys2expr.predict.outputs.OutputSet` the caller
+    paths of ``outputs`` (an :class:`~ephys2expr.predict.outputs.output_set.OutputSet` the caller
     commits) or, without it, to their own set, renamed into place together at the end.
     ``executor`` (optional, :mod:`ephys2expr.executor`) computes the chunks on Dask workers;
     this process writes them in order, so the files are the same bytes. ``cell_sets``:

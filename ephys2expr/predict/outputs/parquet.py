@@ -1,6 +1,6 @@
 """The wide Parquet file of predictions: ``cell_id``, metadata and flags, one float32 column
 per gene (and ``<gene>|lower`` / ``<gene>|upper`` with intervals), one row group per chunk
-of cells (:func:`~ephys2expr.predict.write.write_predictions` drives it)."""
+of cells (:func:`~ephys2expr.predict.outputs.write.write_predictions` drives it)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ephys2expr.predict.cells import ID_COLUMN
+from ephys2expr.predict.inputs.cells import ID_COLUMN
 
 INTERVAL_LAYERS = ("lower", "upper")
 INTERVAL_SEP = "|"

@@ -11,7 +11,7 @@ Two cell sets, each predicted by both models:
 * **Cadwell 2016** (45 layer-1 interneurons with all 7 of its features): both stores'
   feature set of exactly Cadwell's 7 features (``cadwell``). Measured: Cadwell log2(TPM+1).
 
-Only stored models predict (:func:`~ephys2expr.validate.patchseq.stored_feature_set`):
+Only stored models predict (:func:`~ephys2expr.validate.patchseq.cadwell.stored_feature_set`):
 validation never fits a model of its own.
 
 Per model and cell set: the per-gene Pearson r across cells (median, share above a
@@ -32,7 +32,7 @@ from ephys2expr.features import CADWELL_FEATURES
 from ephys2expr.model.store import ModelStore
 from ephys2expr.readers.cadwell import PatchSeqSet
 from ephys2expr.taxonomy import CLASS_MARKERS, MARKER_GENES
-from ephys2expr.validate.patchseq import (
+from ephys2expr.validate.patchseq.cadwell import (
     _pearson_columns,
     stored_feature_set,
     varies_columns,
@@ -204,12 +204,12 @@ def validate_cross_source(
         Each model's training tables (features, targets genes x rows, types).
     type_store, paired_store : ModelStore
         Each model's store: its feature set of exactly the features a comparison needs
-        predicts (:func:`~ephys2expr.validate.patchseq.stored_feature_set`).
+        predicts (:func:`~ephys2expr.validate.patchseq.cadwell.stored_feature_set`).
     cadwell : PatchSeqSet
         The Cadwell 2016 cells.
     cadwell_type_mean : DataFrame
         The type-mean model's Cadwell predictions (cells x genes, from
-        :func:`~ephys2expr.validate.patchseq.validate_patchseq`).
+        :func:`~ephys2expr.validate.patchseq.cadwell.validate_patchseq`).
     paired_oof : DataFrame
         Genes x cells: the per-cell model's out-of-fold predictions (train stage).
     r_threshold : float

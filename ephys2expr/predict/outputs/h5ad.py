@@ -8,7 +8,7 @@
 * one gene for all cells reads ``n_cells / 1000`` tiles, one cell for all genes
   ``n_genes / 65`` tiles - both a few tens of MB at 200,000 cells x 14,000 genes,
   without reading anything else (``anndata.read_h5ad(path, backed="r")``,
-  ``h5py.File(path)["X"][:, j]``, or :func:`ephys2expr.predict.read.read_predictions`).
+  ``h5py.File(path)["X"][:, j]``, or :func:`ephys2expr.predict.outputs.read.read_predictions`).
 
 obs/var/uns are written by anndata itself; ``X`` is then created with h5py following the
 anndata on-disk spec (dense array, ``encoding-type="array"``, ``encoding-version="0.2.0"``).
@@ -54,7 +54,7 @@ def x_chunk_shape(n_cells: int, n_genes: int, chunk_cells: int) -> tuple[int, in
 
 def uns_dict(metadata: dict) -> dict:
     """``metadata`` as ``uns`` holds it: nested dicts of str, numbers, booleans and lists
-    (anndata writes a list as an array; :func:`ephys2expr.predict.read.file_metadata` turns
+    (anndata writes a list as an array; :func:`ephys2expr.predict.outputs.read.file_metadata` turns
     it back into a list), keys sorted. Anything else (numpy scalars, paths) goes through JSON
     first, as in the Parquet metadata."""
     return json.loads(json.dumps(metadata, sort_keys=True, default=str))

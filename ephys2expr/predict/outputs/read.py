@@ -18,17 +18,18 @@ import pandas as pd
 
 from ephys2expr.errors import InputError
 from ephys2expr.model.store import ModelStore, load_model_store
-from ephys2expr.predict.cells import ID_COLUMN
+from ephys2expr.predict.inputs.cells import ID_COLUMN
 
 
 def constant_genes(store: ModelStore) -> np.ndarray:
     """Row indices of the genes whose prediction is one number for every cell: all
     coefficients zero in every feature set, with the same intercept (the training mean) in
     each, so the full set's intercept is every cell's prediction whatever its set."""
-    const = ~store.coef.to_numpy(dtype=float).any(axis=1)
-    for model in store.other_sets.values():
+    primary = store.primary
+    const = ~primary.coef.to_numpy(dtype=float).any(axis=1)
+    for model in list(store.sets.values())[1:]:
         const &= ~model.coef.to_numpy(dtype=float).any(axis=1)
-        const &= model.intercept == store.intercept
+        const &= model.intercept == primary.intercept
     return np.flatnonzero(const)
 
 
@@ -100,7 +101,7 @@ def _missing_gene_error(path: Path, gene: str) -> InputError:
 
 
 LAYERS = ("X", "lower", "upper")
-SEP = "|"  # Parquet interval columns: <gene>|lower, <gene>|upper (predict.write)
+SEP = "|"  # Parquet interval columns: <gene>|lower, <gene>|upper (predict.outputs.write)
 
 
 def _no_layer(path: Path, layer: str) -> InputError:
