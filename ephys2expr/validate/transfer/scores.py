@@ -205,38 +205,23 @@ def transfer_summary(table: pd.DataFrame) -> dict:
         for s in one
     ]
     r = lambda v: None if v is None or pd.isna(v) else round(float(v), 4)  # noqa: E731
+
+    def mean(sets, known: bool, column: str):
+        """The mean of ``column`` over ``sets`` aligned by ``auto`` (None without sets)."""
+        return r(np.mean([t.loc[(s, "auto", known), column] for s in sets])) if sets else None
+
     return {
-        "allen_exc_inh_auto": r(
-            np.mean([t.loc[(s, "auto", False), "exc_inh_agreement"] for s in allen])
-        )
-        if allen
-        else None,
+        "allen_exc_inh_auto": mean(allen, False, "exc_inh_agreement"),
         "one_class_worst_loss_auto": r(max(loss)) if loss else None,
         "one_class_min_share_known": r(
             min(t.loc[(s, "auto", True), "exc_inh_agreement"] for s in one)
         )
         if one
         else None,
-        "allen_family_agreement_known": r(
-            np.mean([t.loc[(s, "auto", True), "family_agreement"] for s in allen])
-        )
-        if allen
-        else None,
-        "allen_family_ece_known": r(
-            np.mean([t.loc[(s, "auto", True), "family_ece"] for s in allen])
-        )
-        if allen
-        else None,
-        "allen_family_ece_known_tempered": r(
-            np.mean([t.loc[(s, "auto", True), "family_ece_tempered"] for s in allen])
-        )
-        if allen
-        else None,
-        "allen_aspiny_psv_agreement_known": r(
-            np.mean([t.loc[(s, "auto", True), "family_agreement_psv"] for s in aspiny])
-        )
-        if aspiny
-        else None,
+        "allen_family_agreement_known": mean(allen, True, "family_agreement"),
+        "allen_family_ece_known": mean(allen, True, "family_ece"),
+        "allen_family_ece_known_tempered": mean(allen, True, "family_ece_tempered"),
+        "allen_aspiny_psv_agreement_known": mean(aspiny, True, "family_agreement_psv"),
     }
 
 
