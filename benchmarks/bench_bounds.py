@@ -10,25 +10,15 @@ results are checked equal bit for bit. Run::
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 
+from benchmarks.timing import best_of
 from ephys2expr.model.intervals import chunk_bounds, chunk_bounds_numpy
 from ephys2expr.model.ood import range_excess
 from ephys2expr.model.store import EXPRESSION_RANGE, load_model_store
 
 CELLS = 1000
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

@@ -22,25 +22,16 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core, before numpy starts its thread pools
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks.timing import best_of  # noqa: E402
 from ephys2expr.recordings.run import extract_features, list_recordings, read_recording  # noqa: E402
 from ephys2expr.recordings.settings import FeaturesSettings  # noqa: E402
 from ephys2expr.recordings.sweeps import find_steps  # noqa: E402
 
 RECORDINGS = Path("data/raw/recordings")
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def efel_direct(files, settings) -> int:

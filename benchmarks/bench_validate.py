@@ -9,7 +9,7 @@
 3. With ``--stage``: the whole validate stage on the real data (needs ``dvc repro predict``
    first), wall time.
 
-Run: ``.venv/bin/python benchmarks/bench_validate.py [--stage]``. Timings on a shared
+Run: ``.venv/bin/python -m benchmarks.bench_validate [--stage]``. Timings on a shared
 2-core machine are noisy: the best of ``--repeat`` runs is reported.
 """
 
@@ -25,18 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.timing import best_of
 from ephys2expr.readers.counts import log2_cpm, read_geo_counts
 
 N_GENES, N_CELLS = 24_057, 1_809
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def log2_cpm_loop(counts: np.ndarray) -> np.ndarray:
