@@ -218,7 +218,7 @@ class Settings:
     SECTION: ClassVar[str] = ""
     # True: a per-source section <SECTION>_<source> may override keys (see the module doc)
     PER_SOURCE: ClassVar[bool] = False
-    # Keys that moved to another section: old key -> "section.key" (refused, naming it)
+    # Keys renamed or moved to another section: old key -> "section.key" (refused, naming it)
     MOVED: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
@@ -288,10 +288,9 @@ class Settings:
         unknown = [k for k in values if k not in cls.keys()]
         moved = [k for k in unknown if k in cls.MOVED]
         if moved:
-            section = origins.get(moved[0], cls.SECTION)
-            raise InputError(
-                f"{where} {section}.{moved[0]}: moved to {cls.MOVED[moved[0]]} (set it there)"
-            )
+            section, new = origins.get(moved[0], cls.SECTION), cls.MOVED[moved[0]]
+            how = "renamed" if new.startswith(f"{cls.SECTION}.") else "moved"
+            raise InputError(f"{where} {section}.{moved[0]}: {how} to {new} (set it there)")
         if unknown:
             known = ", ".join(cls.keys())
             section = origins.get(unknown[0], cls.SECTION)

@@ -20,7 +20,7 @@ removed by the next run. Settings: ``params.yaml`` sections ``predict`` and ``ex
 ``--set cells.min_features=4``, ``--set executor.kind=local``). An ``--input`` table with a
 missing pattern the store has no feature set for gets that set fitted on demand from the
 store's training tables (:mod:`ephys2expr.train.on_demand`; cached in ``predict.cache_dir``;
-``--set n_permutations=0`` skips its null: no q-values). That module is imported by name for
+``--set on_demand_null=0`` skips its null: no q-values). That module is imported by name for
 ``--input`` runs only, so predict's DVC deps (the pipeline run) hold no training code.
 """
 
@@ -66,7 +66,7 @@ ON_DEMAND = "ephys2expr.train.on_demand"
 
 def on_demand_fit(settings: PredictSettings):
     """``fit_set`` for :func:`~ephys2expr.predict.run.predict_tables`: the store's training
-    tables and settings, the null of ``predict.n_permutations``, cached in ``cache_dir``."""
+    tables and settings, the null of ``predict.on_demand_null``, cached in ``cache_dir``."""
     fit = importlib.import_module(ON_DEMAND).fit_feature_set
     return partial(
         fit, n_permutations=settings.on_demand_permutations, cache_dir=settings.cache_dir
@@ -79,7 +79,7 @@ def main(
     params: Path = params_option(),
     overrides: list[str] = set_option(PredictSettings, ExecutorSettings, CellSettings),
     model_dir: Path | None = dir_option(
-        "model-dir", None, "model store [default: data/models/<prepare.training_source>]"
+        "model-dir", None, "model store [default: data/models/<prepare.type_mean_source>]"
     ),
     prepared_dir: Path = dir_option(
         "prepared-dir", paths.PREPARED, "where cells_<name>.parquet live"
@@ -105,7 +105,7 @@ def main(
     )
     jobs = prediction_jobs(settings, prepared_dir, out_dir, input, output, cells)
     if model_dir is None:  # the params' type-mean store, as the pipeline writes it
-        model_dir = paths.model_store(PrepareSettings.from_params(params).training_source)
+        model_dir = paths.model_store(PrepareSettings.from_params(params).type_mean_source)
     store = load_model_store(model_dir)
     read = [job.source for job in jobs] + ([params] if params.is_file() else [])
     files = [p for job in jobs for p in job.files().values()]

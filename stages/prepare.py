@@ -1,6 +1,6 @@
 """Stage prepare: raw data -> training tables, per-cell prediction tables, metrics, report.
 
-``--source`` picks the training source (default ``params.yaml`` ``prepare.training_source``);
+``--source`` picks the training source (default ``params.yaml`` ``prepare.type_mean_source``);
 the DVC pipeline runs it once for every source of ``prepare.sources`` (cell-type means,
 Scala's Patch-seq cells, your own in ``prepare.paired``), each into ``data/prepared/<source>``.
 """
@@ -39,7 +39,7 @@ def main(
         "",
         "--source",
         help="training source to prepare: rds | online_table3 | scala2021 | a name defined in "
-        "prepare.paired (default: params.yaml prepare.training_source)",
+        "prepare.paired (default: params.yaml prepare.type_mean_source)",
     ),
     raw_dir: Path = dir_option("raw-dir", paths.RAW, "folder holding the raw data tree"),
     out_dir: Path = dir_option("out-dir", paths.PREPARED, "folder for the prepared tables"),

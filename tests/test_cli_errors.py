@@ -270,7 +270,7 @@ def test_online_table3_with_a_duplicated_type_column_names_it(raw_dir, tmp_path)
     csv = raw / "training" / "ot3.csv"
     csv.write_text("\n".join(rows) + "\n")
     (tmp_path / "params.yaml").write_text(
-        f"prepare:\n  sources: [online_table3, scala2021]\n  training_source: online_table3\n"
+        f"prepare:\n  sources: [online_table3, scala2021]\n  type_mean_source: online_table3\n"
         f"  online_table3: {csv}\n"
     )
     res = CliRunner().invoke(

@@ -265,7 +265,7 @@ def test_a_table_without_tau_cap_and_sag_is_predicted_whole_by_the_per_cell_stor
         model_dir,
         cells,
         "--set",
-        "n_permutations=0",
+        "on_demand_null=0",
         "--set",
         f"cache_dir={tmp_path / 'cache'}",
     )

@@ -85,7 +85,7 @@ def test_on_demand_set_equals_the_pipelines_and_is_cached(trained, tmp_path):
 
 def test_cli_predicts_a_table_whose_pattern_the_store_lacks(trained, tmp_path):
     """A CSV without tau, cap and adratio: its set is fitted on demand and every cell is
-    predicted from its 8 features; with n_permutations=0 the set has no q-values."""
+    predicted from its 8 features; with on_demand_null=0 the set has no q-values."""
     store, folder = trained
     cells = store.train_features.drop(columns=["tau", "cap", "adratio"]).copy()
     cells.index = [f"cell{i}" for i in range(len(cells))]
@@ -105,7 +105,7 @@ def test_cli_predicts_a_table_whose_pattern_the_store_lacks(trained, tmp_path):
             "--report",
             str(tmp_path / "r.json"),
             "--set",
-            "n_permutations=0",
+            "on_demand_null=0",
             "--set",
             f"cache_dir={tmp_path / 'cache'}",
         ],

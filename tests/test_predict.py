@@ -478,12 +478,34 @@ def test_cli_argument_errors(workdir):
         ({"inputs": ["a"]}, "predict.inputs: moved to cells.inputs (set it there)"),
         ({"min_features": 4}, "predict.min_features: moved to cells.min_features"),
         ({"chunk": 5}, "predict.chunk: unknown setting (known: missing"),
+        ({"n_permutations": 0}, "predict.n_permutations: renamed to predict.on_demand_null"),
     ],
 )
 def test_predict_settings_errors(values, expected):
     with pytest.raises(InputError) as err:
         PredictSettings.from_params({"predict": values})
     assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "old", "new"),
+    [
+        ("prepare", "training_source", "prepare.type_mean_source"),
+        ("prepare", "paired_source", "prepare.per_cell_source"),
+        ("validate", "n_jobs", "validate.embedding_workers"),
+    ],
+)
+def test_an_old_setting_name_is_refused_naming_the_new_one(section, old, new):
+    """Names that misled were renamed; a params.yaml with the old name fails in one line
+    that names the new key, rather than being ignored or read under the old meaning."""
+    from ephys2expr.prepare.settings import PrepareSettings
+    from ephys2expr.validate.settings import ValidateSettings
+
+    cls = {"prepare": PrepareSettings, "validate": ValidateSettings}[section]
+    with pytest.raises(InputError) as err:
+        cls.from_params({section: {old: "x"}})
+    assert f"{section}.{old}: renamed to {new} (set it there)" in str(err.value)
     assert "\n" not in str(err.value)
 
 

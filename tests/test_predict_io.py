@@ -401,7 +401,7 @@ def test_h5ad_tiles_and_reading_one_gene_or_one_cell(work, store):
 
 def test_predict_without_model_dir_uses_the_params_type_mean_store(store, tmp_path, monkeypatch):
     """`python -m stages.predict --input x.csv --output x.h5ad` (no --model-dir) predicts with
-    data/models/<prepare.training_source>; a missing store's error lists the stores there."""
+    data/models/<prepare.type_mean_source>; a missing store's error lists the stores there."""
     monkeypatch.chdir(tmp_path)
     save_model_store(store, tmp_path / "data" / "models" / "rds")
     _cells(40, 0).to_csv(tmp_path / "x.csv")
@@ -409,7 +409,7 @@ def test_predict_without_model_dir_uses_the_params_type_mean_store(store, tmp_pa
     assert res.exit_code == 0, res.output
     assert ad.read_h5ad(tmp_path / "x.h5ad").n_obs > 0
     (tmp_path / "params.yaml").write_text(
-        "prepare: {sources: [online_table3, scala2021], training_source: online_table3}\n"
+        "prepare: {sources: [online_table3, scala2021], type_mean_source: online_table3}\n"
     )
     res = runner.invoke(app, ["--input", "x.csv", "--output", "y.h5ad"])
     assert_one_line_exit_2(

@@ -43,7 +43,7 @@ def run_prepare(tmp_path, raw, *extra, features=FEATURES):
         *extra,
     ]
     tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "params.yaml").write_text("prepare:\n  training_source: rds\n")
+    (tmp_path / "params.yaml").write_text("prepare:\n  type_mean_source: rds\n")
     result = runner.invoke(app, args)
     return result, out, metrics
 
@@ -308,15 +308,18 @@ def test_settings_accept_a_list_or_a_comma_string():
         (["features=rin,spikiness"], ["prepare.features", "spikiness"]),
         (["features=rin,rin"], ["prepare.features", "twice", "rin"]),
         (["features="], ["prepare.features", "empty"]),
-        (["training_source=csv"], ["prepare.training_source", "csv"]),
+        (["type_mean_source=csv"], ["prepare.type_mean_source", "csv"]),
         (
-            ["sources=online_table3,scala2021", "training_source=online_table3", "online_table3="],
+            ["sources=online_table3,scala2021", "type_mean_source=online_table3", "online_table3="],
             ["prepare.online_table3"],
         ),
-        (["training_source=online_table3"], ["prepare.training_source", "not in prepare.sources"]),
+        (
+            ["type_mean_source=online_table3"],
+            ["prepare.type_mean_source", "not in prepare.sources"],
+        ),
         (["sources=rds,scala2021,mine"], ["prepare.sources", "unknown source 'mine'"]),
         (["sources=rds,rds,scala2021"], ["prepare.sources", "listed twice"]),
-        (["paired_source=rds"], ["prepare.paired_source", "a per-cell source"]),
+        (["per_cell_source=rds"], ["prepare.per_cell_source", "a per-cell source"]),
         (["top_variable=-1"], ["prepare.top_variable"]),
         (["top_variable=2.5"], ["prepare.top_variable", "whole number"]),
         (["min_max_log2=high"], ["prepare.min_max_log2", "not a number"]),
@@ -493,7 +496,7 @@ def test_paired_settings_are_checked():
         {
             "prepare": {
                 "sources": ["rds", "scala2021", "a", "b"],
-                "paired_source": "b",
+                "per_cell_source": "b",
                 "paired": {
                     "a": files,
                     "b": {**files, "columns": {"group": "mouse"}, "layer": "raw"},

@@ -61,7 +61,7 @@ def test_a_recording_goes_to_features_then_to_predictions(name, raw_dir, store_d
             "--output",
             str(out),
             "--set",
-            "n_permutations=0",
+            "on_demand_null=0",
             "--set",
             f"cache_dir={cache}",
         ],

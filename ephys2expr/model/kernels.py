@@ -44,6 +44,7 @@ def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n
     n_genes, p = xty.shape
     stride = 1 if l1.shape[0] > 1 else 0
     use_init = coef_init.shape[0] == n_genes
+    problem = (gram, xty, yscale, l1, l2, tol, max_iter)
     # genes per work unit: scratch arrays are allocated once per block. A block takes every
     # n_blocks-th gene, not a run of neighbours: prange splits the blocks statically between
     # threads, and the hard genes cluster in the gene order (on the real table the first half
@@ -54,23 +55,7 @@ def cd_path_kernel(gram, xty, yscale, l1, l2, coef_init, tol, max_iter, coefs, n
         scratch = gene_scratch(p)
         for g in range(blk, n_genes, n_blocks):
             # problem, gene index, outputs, then the block's scratch arrays
-            one_gene(
-                g,
-                g * stride,
-                gram,
-                xty,
-                yscale,
-                l1,
-                l2,
-                coef_init,
-                use_init,
-                tol,
-                max_iter,
-                coefs[g],
-                n_iter,
-                conv,
-                scratch,
-            )
+            one_gene(g, g * stride, problem, coef_init, use_init, coefs[g], n_iter, conv, scratch)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy", fastmath=True)
@@ -88,6 +73,7 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
     n_alpha = l1.shape[1]
     stride = 1 if l1.shape[0] > 1 else 0
     empty = np.zeros((0, p))
+    problem = (gram, xty, yscale, l1, l2, tol, max_iter)
     block = 256  # genes strided over blocks, as in cd_path_kernel
     n_blocks = (n_genes + block - 1) // block
     for blk in numba.prange(n_blocks):
@@ -95,23 +81,7 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
         idx = scratch[2]  # reused below for the active features
         out = np.empty((n_alpha, p))
         for g in range(blk, n_genes, n_blocks):
-            one_gene(
-                g,
-                g * stride,
-                gram,
-                xty,
-                yscale,
-                l1,
-                l2,
-                empty,
-                False,
-                tol,
-                max_iter,
-                out,
-                n_iter,
-                conv,
-                scratch,
-            )
+            one_gene(g, g * stride, problem, empty, False, out, n_iter, conv, scratch)
             h = vxty[g]
             for a in range(n_alpha):
                 b = out[a]
@@ -131,25 +101,14 @@ def path_sse_kernel(gram, xty, yscale, l1, l2, tol, max_iter, vgram, vxty, vyy, 
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=True)
-def one_gene(
-    g,
-    gi,
-    gram,
-    xty,
-    yscale,
-    l1,
-    l2,
-    coef_init,
-    use_init,
-    tol,
-    max_iter,
-    out,
-    n_iter,
-    conv,
-    scratch,
-):
-    """The whole alpha path of gene ``g`` into ``out`` (n_alphas, p) (``scratch``: the
-    arrays of :func:`gene_scratch`, reused across genes)."""
+def one_gene(g, gi, problem, coef_init, use_init, out, n_iter, conv, scratch):
+    """The whole alpha path of gene ``g`` into ``out`` (n_alphas, p).
+
+    ``problem`` is ``(gram, xty, yscale, l1, l2, tol, max_iter)`` as :func:`cd_path_kernel`
+    takes them (``gi``: the row of ``l1``/``l2``); ``scratch``: the arrays of
+    :func:`gene_scratch`, reused across genes.
+    """
+    gram, xty, yscale, l1, l2, tol, max_iter = problem
     w, q, idx, mat, vec, qnew, theta, order, fact_state, dinv = scratch
     p = w.shape[0]
     n_alpha = l1.shape[1]

@@ -31,6 +31,7 @@ class PredictSettings(Settings):
     MOVED: ClassVar[dict[str, str]] = {
         "inputs": "cells.inputs",
         "min_features": "cells.min_features",
+        "n_permutations": "predict.on_demand_null",
     }
 
     missing: str = setting(
@@ -40,7 +41,7 @@ class PredictSettings(Settings):
         "cells missing one of its features are not predicted) | impute (full set, training "
         "means filled in)",
     )
-    n_permutations: int | str = setting(
+    on_demand_null: int | str = setting(
         "train",
         "permutation null of a feature set fitted on demand: 'train' = as the store was "
         "trained (train.n_permutations), or a number (0 = off: no q-values, nothing trusted)",
@@ -149,15 +150,15 @@ class PredictSettings(Settings):
                 f"{self.where('interval_level')}: {self.interval_level} is not one of the "
                 f"levels a model store holds, {list(LEVELS)}"
             )
-        if isinstance(self.n_permutations, str):
-            if self.n_permutations.strip().lower() != "train":
+        if isinstance(self.on_demand_null, str):
+            if self.on_demand_null.strip().lower() != "train":
                 raise InputError(
-                    f"{self.where('n_permutations')}: {self.n_permutations!r} is not a number "
+                    f"{self.where('on_demand_null')}: {self.on_demand_null!r} is not a number "
                     "or 'train'"
                 )
-            self.n_permutations = "train"
-        elif self.n_permutations < 0:
-            raise InputError(f"{self.where('n_permutations')}: {self.n_permutations} is negative")
+            self.on_demand_null = "train"
+        elif self.on_demand_null < 0:
+            raise InputError(f"{self.where('on_demand_null')}: {self.on_demand_null} is negative")
         self.align = self.align.strip().lower()
         if self.align not in ALIGN_METHODS:
             raise InputError(
@@ -176,7 +177,7 @@ class PredictSettings(Settings):
     @property
     def on_demand_permutations(self) -> int | None:
         """The null size of a set fitted on demand (None = the store's own)."""
-        return None if self.n_permutations == "train" else int(self.n_permutations)
+        return None if self.on_demand_null == "train" else int(self.on_demand_null)
 
     @property
     def only_predictable(self) -> bool:

@@ -80,7 +80,7 @@ def load_training_set(
         if not online_table3:
             raise InputError("params.yaml prepare.online_table3: no file given")
         return read_online_table3(online_table3, entrez)
-    raise InputError(f"params.yaml prepare.training_source: unknown value {source!r}")
+    raise InputError(f"params.yaml prepare.type_mean_source: unknown value {source!r}")
 
 
 def select_features(training: TrainingSet, features: list[str], where: str) -> pd.DataFrame:
@@ -188,7 +188,7 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None =
     settings : PrepareSettings
         Sources, feature lists (in order) and gene filters.
     source : str, optional
-        The training source to prepare (default ``settings.training_source``): a type-mean
+        The training source to prepare (default ``settings.type_mean_source``): a type-mean
         table (``rds``, ``online_table3``) or paired cells (``scala2021`` or a name defined in
         ``settings.paired``; see
         :mod:`ephys2expr.prepare.per_cell`). Either way the Allen per-cell tables are prepared
@@ -204,7 +204,7 @@ def prepare(raw_dir: Path | str, settings: PrepareSettings, source: str | None =
     InputError
         One line naming the file and the column or value that is wrong.
     """
-    source = source or settings.training_source
+    source = source or settings.type_mean_source
     if settings.kind(source) is None:
         raise InputError(
             f"--source: unknown training source {source!r} (rds, online_table3, scala2021 or "
@@ -254,7 +254,7 @@ def _prepare_type_means(raw_dir: Path, settings: PrepareSettings, source: str) -
     types = with_species(training.types, source)
     report = {
         "settings": settings.source_settings(source),
-        "training_source": source,
+        "type_mean_source": source,
         "types": int(len(types)),
         "types_exc": int((types["broad_type"] == "Exc").sum()),
         "types_inh": int((types["broad_type"] == "Inh").sum()),

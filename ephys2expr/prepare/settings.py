@@ -44,19 +44,23 @@ class PrepareSettings(Settings):
     """
 
     SECTION: ClassVar[str] = "prepare"
+    MOVED: ClassVar[dict[str, str]] = {
+        "training_source": "prepare.type_mean_source",
+        "paired_source": "prepare.per_cell_source",
+    }
 
     sources: list[str] = setting(
         ["rds", "scala2021"],
         "every training source, each prepared, trained and predicted beside the others "
         "(dvc.yaml foreach): rds | online_table3 | scala2021 | a name defined in paired",
     )
-    training_source: str = setting(
+    type_mean_source: str = setting(
         "rds",
         "the type-mean model predict and validate use (one of sources): rds = the lab's "
         "20-type table (aibs_cre_expr_ephys.rda) | online_table3 = Bomkamp et al. 2019 Online "
         "Table 3 layout (file: online_table3)",
     )
-    paired_source: str = setting(
+    per_cell_source: str = setting(
         "scala2021",
         "the per-cell model validate compares with the type-mean one (one of sources): "
         "scala2021 = Scala et al. 2021 (data/raw/scala2021) | a name defined in paired",
@@ -109,8 +113,8 @@ class PrepareSettings(Settings):
             dup = sorted({n for n in self.sources if self.sources.count(n) > 1})
             raise InputError(f"{where}: source(s) listed twice {dup}")
         for key, kinds, what in (
-            ("training_source", ("type_mean",), "a type-mean source (rds or online_table3)"),
-            ("paired_source", ("scala2021", "paired"), "a per-cell source"),
+            ("type_mean_source", ("type_mean",), "a type-mean source (rds or online_table3)"),
+            ("per_cell_source", ("scala2021", "paired"), "a per-cell source"),
         ):
             value = getattr(self, key)
             if self.kind(value) not in kinds:

@@ -197,14 +197,14 @@ def validate_predictions(
     Type agreement (group means), joint spaces with mixing and Exc/Inh label transfer before
     and after the correction, the Patch-seq refit on Cadwell's features, and the 2-D
     embeddings of seeded subsamples (UMAPs in a worker process while t-SNEs run here when
-    ``settings.n_jobs`` > 1; the results do not depend on it). With ``paired_dirs`` (the
+    ``settings.embedding_workers`` > 1; the results do not depend on it). With ``paired_dirs`` (the
     per-cell model's store, prepared tables and train output folders) also the cross-source
     comparison of the two models on the same held-out cells
     (:mod:`~ephys2expr.validate.patchseq.cross_source`).
     """
     s = settings
     model_dir, prepared_dir, raw_dir = Path(model_dir), Path(prepared_dir), Path(raw_dir)
-    runner = EmbeddingRunner(s.n_jobs).start()  # compiles UMAP in a worker meanwhile
+    runner = EmbeddingRunner(s.embedding_workers).start()  # compiles UMAP in a worker meanwhile
     try:
         inputs = _read_inputs(s, model_dir, prepared_dir, predictions_dir, raw_dir)
         joint = _type_agreement_and_mixing(s, inputs)
@@ -270,7 +270,7 @@ def _reference_checks(s, inputs, model_dir, prepared_dir, raw_dir, paired_dirs) 
     ps = read_cadwell(*(paths.in_raw_dir(raw_dir, p) for p in cadwell))
     tables = (prepared_dir / f"train_{n}.parquet" for n in ("features", "targets", "types"))
     tf, tt, types = load_training_inputs(*tables)
-    if s.n_jobs > 1:  # one core is compiling UMAP in the worker: do not fight over it
+    if s.embedding_workers > 1:  # one core is compiling UMAP in the worker: do not fight over it
         numba.set_num_threads(1)
     genes_tab = store.genes
     cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]

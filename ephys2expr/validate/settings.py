@@ -21,6 +21,7 @@ class ValidateSettings(Settings):
     """Which predictions to validate, the measured references and the embedding knobs."""
 
     SECTION: ClassVar[str] = "validate"
+    MOVED: ClassVar[dict[str, str]] = {"n_jobs": "validate.embedding_workers"}
 
     predictions: str = setting(
         "aibs_v6", "data/predictions/<name>.h5ad (or .parquet) compared with measured expression"
@@ -41,7 +42,9 @@ class ValidateSettings(Settings):
     max_cells: int = setting(400, "per-source subsample for the 2-D embeddings (0 = all)")
     tsne_max_iter: int = setting(500, "t-SNE iterations")
     min_group_cells: int = setting(3, "smallest group in type agreement")
-    n_jobs: int = setting(2, "2 = UMAPs in a worker process beside the t-SNEs")
+    embedding_workers: int = setting(
+        2, "processes for the embeddings: 2 = UMAPs in a worker process beside the t-SNEs"
+    )
     seed: int = setting(0, "seed for PCA, t-SNE, UMAP and subsampling")
 
     def check(self) -> None:
@@ -61,7 +64,7 @@ class ValidateSettings(Settings):
             ("max_cells", 0),
             ("tsne_max_iter", 250),
             ("min_group_cells", 1),
-            ("n_jobs", 1),
+            ("embedding_workers", 1),
             ("seed", 0),
         ):
             if getattr(self, key) < low:

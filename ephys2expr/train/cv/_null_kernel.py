@@ -237,23 +237,8 @@ def null_r2_kernel(
                         lam2[0, 0] = a2
                         for j in range(p):
                             init[0, j] = 0.0
-                        one_gene(
-                            0,
-                            0,
-                            gram,
-                            xty,
-                            ys,
-                            lam1,
-                            lam2,
-                            init,
-                            True,
-                            tol,
-                            max_iter,
-                            coefs[0],
-                            n_iter,
-                            conv,
-                            scratch,
-                        )
+                        problem = (gram, xty, ys, lam1, lam2, tol, max_iter)
+                        one_gene(0, 0, problem, init, True, coefs[0], n_iter, conv, scratch)
                         for j in range(p):
                             wv[j] = coefs[0, 0, j]
                 if use_sums:
