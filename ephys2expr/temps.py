@@ -37,6 +37,7 @@ DIR_TEMP = (".{}.new-", ".{}.old-")
 _ATTEMPTS = 100  # creating a temporary that a concurrent cleaner removed first: try again
 
 _SIGNALS: list[int] = []  # termination signals received (see stop_on_sigterm)
+_RESEND = [False]  # a swallowed signal is being sent again (see _redeliver)
 
 
 # ---------------------------------------------------------------------- signals
@@ -48,6 +49,8 @@ def _redeliver(args) -> None:
     exc = args.exc_value
     if isinstance(exc, SystemExit) and _SIGNALS and exc.code == 128 + _SIGNALS[-1]:
         import threading
+
+        _RESEND[0] = True
 
         timer = threading.Timer(0.05, os.kill, (os.getpid(), _SIGNALS[-1]))
         timer.daemon = True
@@ -68,12 +71,17 @@ def stop_on_sigterm() -> None:
     is always remembered first and, when swallowed, sent again a moment later
     (:func:`_redeliver`). Until it lands, nothing is committed: every temporary checks it
     before it is created or renamed into place (:meth:`Temp.create`, :meth:`Temp.replace`,
-    :func:`raise_if_stopped`).
+    :func:`raise_if_stopped`). A signal repeated while the first unwinds is only recorded,
+    so that it cannot cut a cleanup short.
     """
 
     def handler(signum, frame):
+        first = not _SIGNALS
         _SIGNALS.append(signum)
-        raise SystemExit(128 + signum)
+        if first or _RESEND[0]:
+            _RESEND[0] = False
+            raise SystemExit(128 + signum)
+        # a repeat while the first is unwinding: raising again could cut a cleanup short
 
     if sys.unraisablehook is not _redeliver:
         _HOOK[0] = sys.unraisablehook
@@ -84,6 +92,7 @@ def stop_on_sigterm() -> None:
 def raise_if_stopped() -> None:
     """Raise ``SystemExit`` if a termination signal arrived (see :func:`stop_on_sigterm`)."""
     if _SIGNALS:
+        _RESEND[0] = False  # unwinding from here: a resend still on its way is not needed
         raise SystemExit(128 + _SIGNALS[0])
 
 
@@ -212,13 +221,18 @@ class Temp:
             self._fd = None
 
     def discard(self) -> None:
-        """Remove the temporary (if still ours), then drop the lock; idempotent."""
-        if self.owned():
-            if self.directory:
-                shutil.rmtree(self.path, ignore_errors=True)
-            else:
-                self.path.unlink(missing_ok=True)
-        self.release()
+        """Remove the temporary (if still ours), then drop the lock; idempotent.
+
+        Signals wait until it is gone: a SIGTERM sent again (:func:`_redeliver`) while a
+        folder is half removed would otherwise leave the rest of it behind.
+        """
+        with signals_deferred():
+            if self.owned():
+                if self.directory:
+                    shutil.rmtree(self.path, ignore_errors=True)
+                else:
+                    self.path.unlink(missing_ok=True)
+            self.release()
 
 
 def is_temp_of(entry: str, names: Iterable[str]) -> bool:
