@@ -19,6 +19,17 @@ RAW = ROOT / "data" / "raw"
 PIPELINE_FIRST = "test_sources"
 
 
+def pytest_configure(config) -> None:
+    """Compile the package and the stages once. Machines that set PYTHONDONTWRITEBYTECODE
+    (this one does) otherwise compile them from source in every stage and DVC subprocess
+    of the suite: about 0.4 s each, hundreds of times. Reading compiled files is allowed
+    there; compileall writes them whatever the setting, atomically (workers may race)."""
+    import compileall
+
+    for folder in ("ephys2expr", "stages"):
+        compileall.compile_dir(ROOT / folder, quiet=1)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into node ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Groups for pytest-xdist's ``--dist loadgroup`` (pyproject.toml): the tests of one file
