@@ -1,22 +1,15 @@
 """Sources side by side, with real DVC in a copy of the project (its dvc.yaml as written, the
 real raw data, small settings: the session's ``pipeline_repo``): a change to one source's
-training section reruns that source's train stage only, and adding a source retrains none
-of the others."""
+training section reruns that source's train stage only (adding a source, which retrains none
+of the others: tests/test_template.py)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import yaml
 
 from tests.dvc_repo import FAST, copy_repo, dvc_env, ran, sh, tree_md5
-
-TEMPLATE = (
-    "+prepare.paired.template={features: examples/patchseq_template/features.csv, "
-    "counts: examples/patchseq_template/counts.csv, metadata: examples/patchseq_template/"
-    "metadata.csv, columns: {library: total_reads, group: mouse, type: t_type, family: family}}"
-)
 
 
 def _status(environ, repo) -> dict:
@@ -66,36 +59,3 @@ def test_one_sources_train_setting_reruns_only_that_source(pipeline_repo, tmp_pa
         "n_folds": 3
     }
     assert "up to date" in sh(env, repo, "dvc", "status")
-
-    # adding a Patch-seq source beside the others: its stages run; the other prepare stages
-    # rerun (prepare.paired is theirs too) but write the same tables, so nothing retrains
-    out = sh(
-        env,
-        repo,
-        "dvc",
-        "exp",
-        "run",
-        "-S",
-        "prepare.sources=[rds,scala2021,template]",
-        "-S",
-        TEMPLATE,
-        "-S",
-        "+train_template={n_folds: 3}",
-    )
-    assert ran(out) == [
-        "predict@template",
-        "prepare@rds",
-        "prepare@scala2021",
-        "prepare@template",
-        "train@template",
-    ], out
-    assert tree_md5(repo / "data" / "models" / "rds") == rds_model
-    for stage in ("prepare@rds", "train@rds"):
-        assert _lock(repo)[stage]["outs"] == lock[stage]["outs"], stage
-    report = (repo / "reports" / "prepare_rds.json").read_bytes()
-    assert hashlib.md5(report).hexdigest() == _outs_md5(lock["prepare@rds"], "reports/")
-
-
-def _outs_md5(stage: dict, prefix: str) -> str:
-    (md5,) = [o["md5"] for o in stage["outs"] if o["path"].startswith(prefix)]
-    return md5

@@ -1,6 +1,6 @@
 """The template Patch-seq dataset (examples/patchseq_template): rebuilt byte for byte from
 the real Scala 2021 files, and trained end to end by the recipe of
-docs/train-your-patchseq.md, run as written in a copy of the project with real DVC."""
+docs/train-your-patchseq.md, run as written in a copy of the session's pipeline with real DVC."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 from typer.testing import CliRunner
 
-from tests.dvc_repo import dvc_env, project_copy, sh
+from tests.dvc_repo import copy_repo, dvc_env, ran, sh, tree_md5
 from tests.helpers import assert_one_line_exit_2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,19 +133,14 @@ def test_too_many_folds_for_the_template_says_what_to_set(raw_dir, tmp_path):
     )
 
 
-def test_recipe_trains_the_template_beside_the_other_sources(raw_dir, tmp_path):
-    """The recipe, as written, in a copy of the project (real params.yaml and dvc.yaml):
-    only the template's stages run, and they give a model store, metrics and predictions."""
-    repo, env = tmp_path / "repo", dvc_env()
-    repo.mkdir()
-    project_copy(repo, raw_dir)
-    # the real settings, not FAST, but for one feature set (the full one): every missing
-    # pattern of the Allen tables (cells.min_features 5: nine sets) costs the same again
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["cells"]["min_features"] = 11
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(env, repo, "git", "add", "-A")
-    sh(env, repo, "git", "commit", "-qm", "project")
+def test_recipe_trains_the_template_beside_the_other_sources(pipeline_repo, tmp_path):
+    """The recipe, as written, in a copy of the session's pipeline (the project's dvc.yaml,
+    real raw data, rds and scala2021 built with small settings): only the template's stages
+    run, and they give a model store, metrics and predictions. Then the whole pipeline: the
+    other prepare stages rerun (prepare.sources and prepare.paired are theirs too) but write
+    the same tables, so no other source retrains."""
+    repo, env = copy_repo(pipeline_repo, tmp_path / "repo"), dvc_env()
+    rds_model, lock = tree_md5(repo / "data" / "models" / "rds"), _lock(repo)
     outputs = []
     for command in recipe_commands():
         res = subprocess.run(
@@ -153,26 +148,35 @@ def test_recipe_trains_the_template_beside_the_other_sources(raw_dir, tmp_path):
         )
         assert res.returncode == 0, f"{command}\n{res.stdout}\n{res.stderr}"
         outputs.append(res.stdout + res.stderr)
-    ran = sorted(line for line in outputs[0].splitlines() if line.startswith("Running stage"))
-    assert ran == [f"Running stage '{s}@template':" for s in ("predict", "prepare", "train")]
-    assert not (repo / "data" / "models" / "rds").exists()  # the others untouched
-    # the log counts what the rows are: cells here, not cell types
-    assert "training 200 genes on 28 cells x 11 features" in outputs[0]
-    assert "cell types" not in outputs[0]
-
+    assert ran(outputs[0]) == [f"{s}@template" for s in ("predict", "prepare", "train")]
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["prepare"]["sources"] == ["rds", "scala2021", "template"]
     prepared = json.loads((repo / "reports" / "prepare_template.json").read_text())
-    assert (prepared["cells"], prepared["groups"], prepared["genes_kept"]) == (28, 3, 200)
+    n_genes = prepared["genes_kept"]
+    assert (prepared["cells"], prepared["groups"]) == (28, 3) and 0 < n_genes <= 200
     headline = json.loads((repo / "metrics" / "prepare_template.json").read_text())
-    assert headline == {"genes": 200, "cells": 28}
+    assert headline == {"genes": n_genes, "cells": 28}
+    # the log counts what the rows are: cells here, not cell types
+    assert f"training {n_genes} genes on 28 cells x 11 features" in outputs[0]
+    assert "cell types" not in outputs[0]
     model = json.loads((repo / "data" / "models" / "template" / "model.json").read_text())
     trained = model["provenance"]["params"]
     assert (trained["n_folds"], trained["n_permutations"], trained["cv"]) == (3, 20, "group_kfold")
     assert trained["alpha"] == params["train"]["alpha"]  # the rest: train's shared values
     report = json.loads((repo / "reports" / "train_template.json").read_text())
-    assert report["n_genes"] == 200 and "genes_beating" in report
+    assert report["n_genes"] == n_genes and "genes_beating" in report
     headline = json.loads((repo / "metrics" / "train_template.json").read_text())
     assert headline["r2_50"] == round(report["model"]["r2_median"], 4)
     assert "r2_50" in outputs[1]  # dvc metrics show printed the headline
     assert (repo / "data" / "predictions" / "template" / "aibs_v6.h5ad").is_file()
+
+    out = sh(env, repo, "dvc", "repro")
+    assert ran(out) == ["prepare@rds", "prepare@scala2021"], out
+    assert tree_md5(repo / "data" / "models" / "rds") == rds_model
+    for stage in ("prepare@rds", "train@rds", "train@scala2021"):
+        assert _lock(repo)[stage]["outs"] == lock[stage]["outs"], stage
+    assert "up to date" in sh(env, repo, "dvc", "status")
+
+
+def _lock(repo: Path) -> dict:
+    return yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
