@@ -36,8 +36,7 @@ def test_tracked_outputs_are_identical_under_1e_12_noise(pipeline_repo, tmp_path
         _add_noise(path, rng)
     # train and predict of both sources again, on the noisy tables (prepare not rerun)
     stages = [f"{s}@{src}" for s in ("train", "predict") for src in ("rds", "scala2021")]
-    for stage in stages:
-        sh(env, repo, "dvc", "repro", "-s", stage)
+    sh(env, repo, "dvc", "repro", "-s", *stages)
     changed = sh(env, repo, "git", "status", "--porcelain").splitlines()
     diff = (
         sh(env, repo, "git", "diff", "--stat", "--", ".", ":!dvc.lock")
