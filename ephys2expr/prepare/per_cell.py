@@ -84,7 +84,7 @@ def paired_training_tables(
     if unknown:
         log.warning("%d cells have a family with no Exc/Inh class (class baseline: own)", unknown)
     report = {
-        "type_mean_source": source,
+        "source": source,
         "cells": int(len(features)),
         "cells_exc": int((types["broad_type"] == "Exc").sum()),
         "cells_inh": int((types["broad_type"] == "Inh").sum()),

@@ -254,7 +254,7 @@ def _prepare_type_means(raw_dir: Path, settings: PrepareSettings, source: str) -
     types = with_species(training.types, source)
     report = {
         "settings": settings.source_settings(source),
-        "type_mean_source": source,
+        "source": source,
         "types": int(len(types)),
         "types_exc": int((types["broad_type"] == "Exc").sum()),
         "types_inh": int((types["broad_type"] == "Inh").sum()),
