@@ -25,9 +25,9 @@ def main() -> None:
     store = load_model_store("data/models/rds")
     cells = pd.read_parquet("data/prepared/rds/cells_aibs_v10.parquet")
     X = cells[store.features].dropna().to_numpy(dtype=float)[:CELLS]
-    pred = np.ascontiguousarray(store.predict(X).astype(np.float32).T)
-    half = np.ascontiguousarray(store.intervals.half_width(X, 0.9).T)
-    beyond = range_excess(X, store.feature_min, store.feature_max).max(axis=1) > 0
+    pred = np.ascontiguousarray(store.primary.predict(X).astype(np.float32).T)
+    half = np.ascontiguousarray(store.primary.intervals.half_width(X, 0.9).T)
+    beyond = range_excess(X, store.primary.feature_min, store.primary.feature_max).max(axis=1) > 0
     raw = pred[:, beyond].astype(float) + 1.0
     args = (pred, half, beyond, raw, EXPRESSION_RANGE)
     for a, b in zip(chunk_bounds(*args), chunk_bounds_numpy(*args), strict=True):

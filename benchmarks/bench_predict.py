@@ -56,9 +56,9 @@ def synthetic_store(n_genes: int = 32000, seed: int = 0) -> ModelStore:
 
 def per_gene_models(store: ModelStore) -> list[Lasso]:
     """The original's representation: one fitted scikit-learn Lasso per gene."""
-    coef = store.coef.to_numpy(dtype=float)
+    coef = store.primary.coef.to_numpy(dtype=float)
     models = []
-    for c, b in zip(coef, store.intercept, strict=True):
+    for c, b in zip(coef, store.primary.intercept, strict=True):
         m = Lasso()
         m.coef_, m.intercept_, m.n_features_in_ = c, b, len(c)
         models.append(m)

@@ -123,7 +123,7 @@ def test_prediction_on_local_cluster_is_the_same_bytes(real, reference, cluster,
         {"cre_line": features.index[rows].astype(str)},
         index=pd.Index([f"cell{i}" for i in range(3000)], name="cell_id"),
     )
-    gene_idx = np.arange(len(store.genes))
+    gene_idx = np.arange(len(store.primary.genes))
     out = {}
     for name, ex in (("inprocess", None), ("dask", cluster)):
         pq_path, h5_path = tmp_path / f"{name}.parquet", tmp_path / f"{name}.h5ad"
@@ -133,10 +133,12 @@ def test_prediction_on_local_cluster_is_the_same_bytes(real, reference, cluster,
         out[name] = (pq_path, h5_path)
     assert _md5(out["inprocess"][0]) == _md5(out["dask"][0])
     got = pd.read_parquet(out["dask"][0]).set_index("cell_id")
-    moved = bound_features(Xc, store.scaler_mean, store.feature_min, store.feature_max)
-    expected = moved @ store.coef.to_numpy().T + store.genes["intercept"].to_numpy()
+    moved = bound_features(
+        Xc, store.primary.scaler_mean, store.primary.feature_min, store.primary.feature_max
+    )
+    expected = moved @ store.primary.coef.to_numpy().T + store.primary.genes["intercept"].to_numpy()
     expected = np.clip(expected, *EXPRESSION_RANGE)  # what a log2(x + 1) value can be
-    np.testing.assert_allclose(got[list(store.genes.index)].to_numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(got[list(store.primary.genes.index)].to_numpy(), expected, atol=1e-4)
     import anndata as ad
 
     a, b = ad.read_h5ad(out["inprocess"][1]), ad.read_h5ad(out["dask"][1])
@@ -163,7 +165,7 @@ def test_several_feature_sets_on_local_cluster_are_the_same_bytes(
     X = features.to_numpy()[rng.integers(0, len(features), 2000)]
     sets = rng.integers(0, 2, len(X))  # chunks of 300 cells mix both sets
     meta = pd.DataFrame(index=pd.Index([f"c{i}" for i in range(len(X))], name="cell_id"))
-    gene_idx = np.arange(len(store.genes))
+    gene_idx = np.arange(len(store.primary.genes))
     paths = {}
     for name, ex in (("inprocess", None), ("dask", cluster)):
         paths[name] = tmp_path / f"{name}.parquet"
@@ -171,7 +173,7 @@ def test_several_feature_sets_on_local_cluster_are_the_same_bytes(
             paths[name], store, X, meta, gene_idx, chunk_cells=300, executor=ex, cell_sets=sets
         )
     assert _md5(paths["inprocess"]) == _md5(paths["dask"])
-    got = pd.read_parquet(paths["dask"]).set_index("cell_id")[list(store.genes.index)]
+    got = pd.read_parquet(paths["dask"]).set_index("cell_id")[list(store.primary.genes.index)]
     for s, model in enumerate(store.feature_sets.values()):
         rows = sets == s
         want = model.predict(X[rows][:, [list(features.columns).index(f) for f in model.features]])

@@ -70,13 +70,15 @@ def test_far_cells_keep_their_ranking(type_mean, scala):
     features, types = scala
     X = features[store.features].to_numpy(dtype=float)
     inh = (types["broad_type"] == "Inh").to_numpy()
-    assert range_excess(X, store.feature_min, store.feature_max).max(axis=1).mean() > 0
+    assert (
+        range_excess(X, store.primary.feature_min, store.primary.feature_max).max(axis=1).mean() > 0
+    )
     genes = list(store.gene_names)
     terms = set_terms(store, np.arange(len(genes)), np.float64)
     cells = np.zeros(len(X), dtype=np.int64)
     clipped = predict_block(terms, X, cells, bound=False)  # the old output
     bounded = predict_block(terms, X, cells)
-    np.testing.assert_allclose(bounded.T, store.predict(X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bounded.T, store.primary.predict(X), rtol=1e-12, atol=1e-12)
     gad1 = genes.index("Gad1")
     auc_clipped = roc_auc_score(inh, clipped[gad1])
     auc_bounded = roc_auc_score(inh, bounded[gad1])
@@ -101,7 +103,7 @@ def test_far_cells_get_intervals_that_widen_with_distance(type_mean, scala):
     terms = (set_terms(store, gi, np.float64), interval_terms(store, gi, 0.9))
     _, (lower, upper) = _block_and_bounds(terms, X, np.zeros(len(X), dtype=np.int64))
     width = upper.astype(float) - lower.astype(float)  # genes x cells
-    excess = range_excess(X, store.feature_min, store.feature_max).max(axis=1)
+    excess = range_excess(X, store.primary.feature_min, store.primary.feature_max).max(axis=1)
     far = excess > 0
     assert far.sum() > 1000 and (~far).sum() >= 20
     in_range_median = np.median(width[:, ~far], axis=1)
@@ -116,7 +118,7 @@ def test_far_cells_get_intervals_that_widen_with_distance(type_mean, scala):
 def test_trusted_asks_for_user_baselines_not_the_oracle(type_mean):
     """Real per-gene CV results; q-values set as if every gene passed the null."""
     store, _ = type_mean
-    genes = store.genes.copy()
+    genes = store.primary.genes.copy()
     genes["q_value"] = 0.01
     # a Gad1-like gene: beats mean and OLS, loses only to the true-class baseline
     genes.loc["Gad1", ["beats_mean", "beats_ols", "beats_class"]] = [True, True, False]

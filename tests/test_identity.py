@@ -179,14 +179,16 @@ def test_the_store_round_trips_the_identity_part_without_pickle(scala, trained):
     X = f.iloc[:50]
     # to rounding: loaded coefficients may sit in another memory order than the fitted ones,
     # and BLAS kernels (CPU-dependent) then sum in another order (seen: 1.8e-15)
-    np.testing.assert_allclose(store.predict(X), out.store.predict(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        store.primary.predict(X), out.store.primary.predict(X), rtol=0, atol=1e-12
+    )
     sub = store.model("no_tau_cap")
     np.testing.assert_allclose(  # to rounding: the set's coefficients are re-ordered on load
         sub.predict(X[sub.features]),
         out.store.model("no_tau_cap").predict(X[sub.features]),
         atol=1e-12,
     )
-    probas = store.identity_probabilities(X)
+    probas = store.primary.identity_probabilities(X)
     clf = out.identity["full"].levels["family"].final
     np.testing.assert_allclose(
         probas["family"].to_numpy(), clf.predict_proba(X.to_numpy()), atol=1e-12
@@ -198,11 +200,11 @@ def test_the_store_round_trips_the_identity_part_without_pickle(scala, trained):
     )
     assert list(probas["type"].columns) == sorted(scala[2]["type"].astype(str).unique())
     # best in X: a gene whose kind is a mixture is the class-mean sum, not the linear model
-    kinds = store.genes["model_kind"]
+    kinds = store.primary.genes["model_kind"]
     assert {"lasso"} < set(kinds)
     g = int(np.flatnonzero(kinds.to_numpy() == "type")[0])
     means = store.identity.means["type"].to_numpy()[:, g]
-    np.testing.assert_allclose(store.predict(X)[:, g], probas["type"].to_numpy() @ means)
+    np.testing.assert_allclose(store.primary.predict(X)[:, g], probas["type"].to_numpy() @ means)
     report = out.report
     assert report["identity"]["family"]["accuracy"] > 0.8
     # the family accuracy is a headline number of every per-cell source

@@ -205,11 +205,11 @@ def store_dir(trained, tmp_path_factory):
 
 def test_store_round_trip_keeps_the_intervals(store_dir, trained):
     store = load_model_store(store_dir)
-    assert store.intervals.method == "features"
+    assert store.primary.intervals.method == "features"
     assert store.model("no_tau_cap").intervals.method == "knn"
     assert store.model("no_tau_cap").intervals.k == INTERVAL_NEIGHBORS
     pd.testing.assert_frame_equal(
-        store.intervals.table, trained[3].intervals.table, check_names=False
+        store.primary.intervals.table, trained[3].intervals.table, check_names=False
     )
 
 
@@ -218,7 +218,7 @@ def _predict(store, X, tmp_path, cell_sets, **kw):
 
     meta = pd.DataFrame({"species": "mouse"}, index=[f"c{i}" for i in range(len(X))])
     meta.index.name = "cell_id"
-    gene_idx = np.arange(len(store.genes))
+    gene_idx = np.arange(len(store.primary.genes))
     paths = {"h5ad_path": tmp_path / "p.h5ad", "path": tmp_path / "p.parquet"}
     write_predictions(
         paths["path"],
@@ -252,12 +252,12 @@ def test_h5ad_gets_lower_and_upper_layers_around_x(store_dir, trained, tmp_path)
     lower, upper = (adata.layers[n].astype(float) for n in ("lower", "upper"))
     assert (lower >= 0).all() and (lower <= adata.X).all() and (adata.X <= upper).all()
     # the bounds are the store's: prediction -+ q * sigma, rounded outward to float16
-    pred = store.predict(X[:200]).astype(np.float32)
-    half = store.intervals.half_width(X[:200], 0.9)
+    pred = store.primary.predict(X[:200]).astype(np.float32)
+    half = store.primary.intervals.half_width(X[:200], 0.9)
     np.testing.assert_allclose(upper[:200], np.minimum(pred + half, 19.94), atol=0.016)
     assert (upper[:200] >= np.minimum(pred + half, np.log2(1e6 + 1)) - 1e-6).all()
     assert file_metadata(paths["h5ad_path"])["intervals"]["level"] == 0.9
-    genes = list(store.genes.index[[3, 0]])
+    genes = list(store.primary.genes.index[[3, 0]])
     for fmt in ("h5ad_path", "path"):
         got, _ = read_predictions(paths[fmt], genes=genes, layer="upper")
         assert list(got.columns) == genes
@@ -316,8 +316,8 @@ def test_bounds_kernel_is_the_numpy_formula_bit_for_bit(store_dir, trained):
 
     store = load_model_store(store_dir)
     X = trained[0].to_numpy(dtype=float)[:500]
-    pred = np.ascontiguousarray(store.predict(X).astype(np.float32).T)
-    half = np.ascontiguousarray(store.intervals.half_width(X, 0.9).T)
+    pred = np.ascontiguousarray(store.primary.predict(X).astype(np.float32).T)
+    half = np.ascontiguousarray(store.primary.intervals.half_width(X, 0.9).T)
     rng = np.random.default_rng(0)
     half[rng.random(half.shape) < 0.01] = np.inf
     beyond = rng.random(pred.shape[1]) < 0.33

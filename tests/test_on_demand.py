@@ -39,7 +39,7 @@ def test_store_carries_its_training_tables(trained):
     meta = json.loads((folder / "model.json").read_text())
     assert meta["schema_version"] == SCHEMA_VERSION == 6
     assert {"train_targets.parquet", "train_types.parquet"} <= set(meta["files"])
-    assert store.train_targets.shape == (len(store.genes), len(store.train_features))
+    assert store.train_targets.shape == (len(store.primary.genes), len(store.train_features))
     assert list(store.train_types.columns) == ["broad_type", "weight"]
 
 
@@ -69,18 +69,18 @@ def test_on_demand_set_equals_the_pipelines_and_is_cached(trained, tmp_path):
     lacking = without_set(store, "no_tau_cap")
     got, note = fit_feature_set(lacking, want.features, cache_dir=tmp_path)
     assert got.feature_set == "no_tau_cap" and not note["cached"]
-    pd.testing.assert_frame_equal(got.coef, want.coef, atol=1e-12, rtol=0)
+    pd.testing.assert_frame_equal(got.primary.coef, want.coef, atol=1e-12, rtol=0)
     cols = ["intercept", "cv_r2", "alpha", "beats_mean", "beats_ols", "beats_class", "q_value"]
-    pd.testing.assert_frame_equal(got.genes[cols], want.genes[cols], atol=1e-12, rtol=0)
-    np.testing.assert_allclose(got.scaler_mean, want.scaler_mean, atol=1e-12)
+    pd.testing.assert_frame_equal(got.primary.genes[cols], want.genes[cols], atol=1e-12, rtol=0)
+    np.testing.assert_allclose(got.primary.scaler_mean, want.scaler_mean, atol=1e-12)
     again, note2 = fit_feature_set(lacking, want.features, cache_dir=tmp_path)
     assert note2["cached"] and note2["cache"] == note["cache"]
-    pd.testing.assert_frame_equal(again.coef, got.coef)
-    pd.testing.assert_frame_equal(again.genes, got.genes)
+    pd.testing.assert_frame_equal(again.primary.coef, got.primary.coef)
+    pd.testing.assert_frame_equal(again.primary.genes, got.primary.genes)
     # other settings (the null off) are another cache entry
     off, note3 = fit_feature_set(lacking, want.features, n_permutations=0, cache_dir=tmp_path)
     assert not note3["cached"] and note3["cache"] != note["cache"]
-    assert "q_value" not in off.genes or off.genes["q_value"].isna().all()
+    assert "q_value" not in off.primary.genes or off.primary.genes["q_value"].isna().all()
 
 
 def test_cli_predicts_a_table_whose_pattern_the_store_lacks(trained, tmp_path):

@@ -90,7 +90,11 @@ def test_any_one_feature_shifted_3_sd_raises_the_share_flagged_and_is_named_firs
 def test_training_rows_are_flagged_at_about_the_nominal_rate(scala_store):
     """The real training cells' own (leave-one-out) scores are uniform: about 1 % above 99,
     half above 50."""
-    X = standardise(scala_store.train_features, scala_store.scaler_mean, scala_store.scaler_scale)
+    X = standardise(
+        scala_store.train_features,
+        scala_store.primary.scaler_mean,
+        scala_store.primary.scaler_scale,
+    )
     scores = NeighborScore(5).fit(X).training_scores()
     assert len(scores) == len(scala_store.train_features) > 1000
     assert 0.005 <= np.mean(scores > 99) <= 0.02
@@ -135,9 +139,13 @@ def test_predict_needs_no_refit_and_reports_the_shift(
     with caplog.at_level(logging.INFO, logger="ephys2expr"):
         adata, report = _predict(tmp_path, tmp_path / "model", cells)
     rows = pd.read_parquet(tmp_path / "model" / "train_features.parquet")
-    Z = standardise(rows, scala_store.scaler_mean, scala_store.scaler_scale)
+    Z = standardise(rows, scala_store.primary.scaler_mean, scala_store.primary.scaler_scale)
     loo = np.sort(NearestNeighbors(n_neighbors=6).fit(Z).kneighbors(Z)[0][:, 1:].mean(axis=1))
-    Zc = standardise(cells[scala_store.features], scala_store.scaler_mean, scala_store.scaler_scale)
+    Zc = standardise(
+        cells[scala_store.features],
+        scala_store.primary.scaler_mean,
+        scala_store.primary.scaler_scale,
+    )
     d = NearestNeighbors(n_neighbors=5).fit(Z).kneighbors(Zc)[0].mean(axis=1)
     expected = [
         (np.sum(loo < x) + np.sum(loo <= x)) / (2 * len(loo)) * 100 for x in d

@@ -18,7 +18,7 @@ def test_train_writes_a_loadable_store_and_its_report(pipeline_repo):
     for source in ("rds", "scala2021"):
         store = load_model_store(pipeline_repo / "data" / "models" / source)
         report = _json(pipeline_repo, f"reports/train_{source}.json")
-        assert store.coef.shape[0] == report["n_genes"] > 50, source
+        assert store.primary.coef.shape[0] == report["n_genes"] > 50, source
         assert (pipeline_repo / "metrics" / f"train_{source}.json").is_file()
 
 

@@ -165,7 +165,9 @@ def test_predictions_match_per_gene_sklearn_models(workdir, fitted):
     assert list(pred.index) == list(cells.index[complete])  # input order, NaN rows dropped
     X = cells.loc[complete, CORE_FEATURES].to_numpy()
     # a cell beyond the training range is moved into it first (bound_features)
-    X = bound_features(X, store.scaler_mean, store.feature_min, store.feature_max)
+    X = bound_features(
+        X, store.primary.scaler_mean, store.primary.feature_min, store.primary.feature_max
+    )
     ref = np.column_stack([m.predict(X) for m in models])  # the original: one model per gene
     got = pred[store.gene_names].to_numpy()
     assert got.dtype == np.float32
@@ -179,7 +181,7 @@ def test_predictions_match_per_gene_sklearn_models(workdir, fitted):
     h = ad.read_h5ad(workdir / "out" / "aibs_v6.h5ad")
     assert list(h.obs_names) == list(pred.index)
     np.testing.assert_array_equal(h.X, got)
-    np.testing.assert_allclose(h.var["cv_r2"], store.genes["cv_r2"])
+    np.testing.assert_allclose(h.var["cv_r2"], store.primary.genes["cv_r2"])
     assert (h.obs["species"] == "mouse").all()
     # row groups = chunks of 7 cells
     assert pq.ParquetFile(workdir / "out" / "aibs_v6.parquet").num_row_groups == -(-len(pred) // 7)
@@ -263,9 +265,9 @@ def test_impute_fills_training_means_and_flags_cells(workdir, fitted):
     np.testing.assert_array_equal(pred["imputed"].to_numpy(), nan.any(axis=1).to_numpy())
     human = pred.index[pred["species"] == "human"]
     assert (pred.loc[human, "imputed_features"] == "tau,cap").all()
-    filled = cells[CORE_FEATURES].fillna(pd.Series(store.scaler_mean, index=CORE_FEATURES))
+    filled = cells[CORE_FEATURES].fillna(pd.Series(store.primary.scaler_mean, index=CORE_FEATURES))
     np.testing.assert_allclose(
-        pred[store.gene_names].to_numpy(), store.predict(filled), rtol=1e-5, atol=1e-4
+        pred[store.gene_names].to_numpy(), store.primary.predict(filled), rtol=1e-5, atol=1e-4
     )
     m = json.loads((workdir / "report.json").read_text())["inputs"]["aibs_v6"]
     assert m["imputed"] == int(nan.any(axis=1).sum()) and m["dropped"] == 0
@@ -292,10 +294,12 @@ def test_genes_predictable_keeps_genes_beating_every_baseline(workdir, fitted):
     store, _, _ = fitted
     res = _run(_dvc_mode(workdir, "--set", "genes=predictable", "--set", "write_h5ad=true"))
     assert res.exit_code == 0, res.output
-    keep = store.genes.index[store.genes["beats_mean"] & store.genes["beats_permutation"]]
+    keep = store.primary.genes.index[
+        store.primary.genes["beats_mean"] & store.primary.genes["beats_permutation"]
+    ]
     pred = pd.read_parquet(workdir / "out" / "aibs_v6.parquet")
     genes = [c for c in pred.columns if c in set(store.gene_names)]
-    assert genes == list(keep) and 0 < len(keep) < len(store.genes)
+    assert genes == list(keep) and 0 < len(keep) < len(store.primary.genes)
     side = pd.read_parquet(workdir / "out" / "aibs_v6.genes.parquet")
     assert list(side.index) == list(keep) and (side["cv_r2"] > 0.3).all()
 
@@ -335,8 +339,13 @@ def test_cli_on_plain_csv_with_own_id_column(tmp_path, fitted):
     pred = pd.read_parquet(out).set_index("cell_id")
     assert list(pred.index) == cells["specimen_id"].astype(str).tolist()
     assert (pred["species"] == "mouse").all() and "layer" in pred and "cre_line" not in pred
-    X = cells[CORE_FEATURES].fillna(pd.Series(store.scaler_mean, index=CORE_FEATURES))
-    X = bound_features(X.to_numpy(), store.scaler_mean, store.feature_min, store.feature_max)
+    X = cells[CORE_FEATURES].fillna(pd.Series(store.primary.scaler_mean, index=CORE_FEATURES))
+    X = bound_features(
+        X.to_numpy(),
+        store.primary.scaler_mean,
+        store.primary.feature_min,
+        store.primary.feature_max,
+    )
     want = np.clip(models[0].predict(X), *EXPRESSION_RANGE)
     np.testing.assert_allclose(pred["Pvalb"], want, rtol=1e-5, atol=1e-4)
     assert ad.read_h5ad(out.with_suffix(".h5ad")).shape == (25, 40)
@@ -579,7 +588,7 @@ def test_set_overrides_params_and_reaches_both_sections(workdir):
 
 def test_predictable_needs_baseline_columns(workdir, fitted):
     store, _, _ = fitted
-    bare = with_primary(store, genes=store.genes[["intercept", "alpha"]])
+    bare = with_primary(store, genes=store.primary.genes[["intercept", "alpha"]])
     save_model_store(bare, workdir / "model")
     res = _run(_dvc_mode(workdir, "--set", "genes=predictable"))
     assert res.exit_code == 2 and "no boolean 'beats_*' column" in res.output

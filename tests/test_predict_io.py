@@ -58,7 +58,7 @@ def _store(n_genes: int = 60, seed: int = 0):
 def store():
     s = _store()
     n_const = len(constant_genes(s))
-    assert 0 < n_const < len(s.genes)  # the case #13 is about
+    assert 0 < n_const < len(s.primary.genes)  # the case #13 is about
     return s
 
 
@@ -150,7 +150,7 @@ def test_objects_in_a_text_column_are_rejected(store):
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
 def test_non_finite_prediction_is_an_error_and_nothing_is_written(tmp_path, store):
     # A finite store whose float32 product overflows: the block check stops the write.
-    coef = store.coef.copy()
+    coef = store.primary.coef.copy()
     coef.iloc[-1, 0] = 1e37
     big = with_primary(store, coef=coef)
     X = _cells(40, 0)[CORE_FEATURES].dropna().to_numpy()[:10]
@@ -349,22 +349,22 @@ def test_varying_default_omits_constant_genes_and_reads_back_exactly(work, store
         work, "--input", work / "cells.parquet", "--output", h5, "--report", work / "vary.json"
     )
     assert res.exit_code == 0, res.output
-    const = store.genes.index[constant_genes(store)]
+    const = store.primary.genes.index[constant_genes(store)]
     h = ad.read_h5ad(h5, backed="r")
-    assert set(h.var_names) == set(store.genes.index) - set(const)
+    assert set(h.var_names) == set(store.primary.genes.index) - set(const)
     meta = file_metadata(h5)
     assert meta["genes"] == "varying" and meta["constant_genes_omitted"] == len(const)
     assert "intercept" in meta["constant_genes_value"]
     # the store alone gives the left-out genes: same float32 values as genes=all wrote
     full, _ = read_predictions(pq)
     back, obs = read_predictions(h5, store=store)
-    assert list(back.columns) == list(store.genes.index)
+    assert list(back.columns) == list(store.primary.genes.index)
     np.testing.assert_array_equal(back[const].to_numpy(), full[const].to_numpy())
     # varying genes: the float32 product of fewer genes may round 1 ulp differently
     np.testing.assert_allclose(back.to_numpy(), full[back.columns].to_numpy(), rtol=2e-6, atol=1e-6)
     assert (back[const].nunique() == 1).all()
     np.testing.assert_array_equal(
-        back[const].iloc[0], store.intercept[constant_genes(store)].astype(np.float32)
+        back[const].iloc[0], store.primary.intercept[constant_genes(store)].astype(np.float32)
     )
     # the share of values below zero counts every gene either way
     a, v = (json.loads((work / f"{n}.json").read_text()) for n in ("all", "vary"))
@@ -393,7 +393,7 @@ def test_h5ad_tiles_and_reading_one_gene_or_one_cell(work, store):
     pd.testing.assert_frame_equal(one_cell, full.loc[[cell]])
     both, _ = read_predictions(h5, genes=[full.columns[5], gene], cells=[full.index[9], cell])
     pd.testing.assert_frame_equal(both, full.loc[[full.index[9], cell], [full.columns[5], gene]])
-    const = store.genes.index[constant_genes(store)][0]
+    const = store.primary.genes.index[constant_genes(store)][0]
     with pytest.raises(InputError, match=f"no gene {const}"):
         read_predictions(h5, genes=[const])
     assert read_predictions(h5, genes=[const], store=store)[0].shape == (n, 1)

@@ -57,18 +57,18 @@ def _predict(work, source, output, *args):
 def test_every_gene_back_from_the_store_folder(work):
     h5 = _predict(work, work / "plain.csv", "p.h5ad")
     store = load_model_store(work / "model")
-    const = list(store.genes.index[constant_genes(store)])
+    const = list(store.primary.genes.index[constant_genes(store)])
     assert const and not set(const) & set(ad.read_h5ad(h5, backed="r").var_names)
     by_path, _ = read_predictions(h5, store=work / "model")
     by_str, _ = read_predictions(str(h5), store=str(work / "model"))
     loaded, _ = read_predictions(h5, store=store)
-    assert list(by_path.columns) == list(store.genes.index)
+    assert list(by_path.columns) == list(store.primary.genes.index)
     np.testing.assert_array_equal(by_path.to_numpy(), loaded.to_numpy())
     np.testing.assert_array_equal(by_str.to_numpy(), loaded.to_numpy())
     one, _ = read_predictions(h5, genes=[const[0]], store=work / "model")
     np.testing.assert_array_equal(
         one[const[0]].to_numpy(),
-        np.full(len(one), store.intercept[constant_genes(store)[0]], dtype=np.float32),
+        np.full(len(one), store.primary.intercept[constant_genes(store)[0]], dtype=np.float32),
     )
     # without the store, the error says how to get the gene back (the folder predict used)
     message = raises_one_line(f"no gene {const[0]}", read_predictions, h5, genes=[const[0]])

@@ -100,7 +100,7 @@ def test_obsm_columns_with_a_slash_are_written_without_a_future_warning(tmp_path
             store,
             X,
             meta,
-            np.arange(len(store.genes)),
+            np.arange(len(store.primary.genes)),
             h5ad_path=path,
             obsm={"type_proba": proba},
         )

@@ -65,21 +65,21 @@ def stores(raw_dir) -> dict[str, ModelStore]:
             provenance={"params": {"alpha": alpha}},
             intervals=intervals,
         )
-    assert not np.allclose(out["old"].coef, out["new"].coef)
+    assert not np.allclose(out["old"].primary.coef, out["new"].primary.coef)
     return out
 
 
 def _same(a: ModelStore, b: ModelStore) -> bool:
     return (
-        a.coef.equals(b.coef)
-        and a.genes.equals(b.genes)
-        and np.array_equal(a.scaler_mean, b.scaler_mean)
+        a.primary.coef.equals(b.primary.coef)
+        and a.primary.genes.equals(b.primary.genes)
+        and np.array_equal(a.primary.scaler_mean, b.primary.scaler_mean)
         and a.provenance == b.provenance
         # a store of schema 5 or older has no intervals: the rest must be the same
         and (
-            a.intervals is None
-            or b.intervals is None
-            or a.intervals.table.equals(b.intervals.table)
+            a.primary.intervals is None
+            or b.primary.intervals is None
+            or a.primary.intervals.table.equals(b.primary.intervals.table)
         )
     )
 
@@ -502,11 +502,11 @@ def test_load_reads_the_real_store_layout(stores, tmp_path):
     assert meta["files"]["coef.parquet"]["bytes"] == (target / "coef.parquet").stat().st_size
     got = load_model_store(target)
     assert _same(got, stores["old"]) and got.features == CORE_FEATURES
-    np.testing.assert_array_equal(got.feature_min, stores["old"].feature_min)
+    np.testing.assert_array_equal(got.primary.feature_min, stores["old"].primary.feature_min)
 
 
 def test_a_store_with_non_finite_values_cannot_be_saved(stores, tmp_path):
-    coef = stores["old"].coef.copy()
+    coef = stores["old"].primary.coef.copy()
     coef.iloc[0, 0] = np.inf
     with pytest.raises(InputError, match="coef column 'rin' is inf at"):
         with_primary(stores["old"], coef=coef)
@@ -553,7 +553,9 @@ def test_feature_sets_round_trip_in_one_store(multi, tmp_path):
     assert (coef.loc["no_tau_cap", ["tau", "cap"]].to_numpy() == 0).all()
     assert got.provenance == multi.provenance  # the store's: a FeatureSet holds none
     # a subset model differs from the full one: it is a refit, not the full model's columns
-    assert not np.allclose(got.model("no_tau_cap").coef, got.coef[got.model("no_tau_cap").features])
+    assert not np.allclose(
+        got.model("no_tau_cap").coef, got.primary.coef[got.model("no_tau_cap").features]
+    )
 
 
 def _same_values(a: ModelStore, b: ModelStore) -> bool:
@@ -654,7 +656,7 @@ def test_a_schema_5_store_loads_without_intervals(stores, tmp_path):
     meta["meta_md5"] = json_md5(meta)
     (target / "model.json").write_text(json.dumps(meta))
     got = load_model_store(target)
-    assert got.intervals is None and stores["old"].intervals is not None
+    assert got.primary.intervals is None and stores["old"].primary.intervals is not None
     assert _same(got, stores["old"])
 
 
@@ -688,19 +690,22 @@ def test_every_prediction_is_a_possible_log2_expression(stores):
     edges = pd.DataFrame(
         [[PLAUSIBLE_RANGE[f][i] for f in store.features] for i in (0, 1)], columns=store.features
     )  # cells at the edges of the plausible ranges
-    linear = linear_predict(*store.prediction_terms(), edges.to_numpy(float), clip=False)
+    linear = linear_predict(*store.primary.prediction_terms(), edges.to_numpy(float), clip=False)
     assert linear.min() < 0 and linear.max() > EXPRESSION_RANGE[1]  # what a line would say
     for dtype in (np.float64, np.float32):
-        got = linear_predict(*store.prediction_terms(dtype=dtype), edges.to_numpy(float)).T
+        got = linear_predict(*store.primary.prediction_terms(dtype=dtype), edges.to_numpy(float)).T
         assert got.min() == 0.0 and got.max() == dtype(EXPRESSION_RANGE[1])
         inside = (linear.T > 0) & (linear.T < EXPRESSION_RANGE[1])
         np.testing.assert_allclose(got[inside], linear.T[inside], rtol=1e-5)
         # a store's prediction first moves a cell beyond the training range into it
         moved = bound_features(
-            edges.to_numpy(float), store.scaler_mean, store.feature_min, store.feature_max
+            edges.to_numpy(float),
+            store.primary.scaler_mean,
+            store.primary.feature_min,
+            store.primary.feature_max,
         )
-        want = linear_predict(*store.prediction_terms(dtype=dtype), moved).T
-        np.testing.assert_allclose(store.predict(edges, dtype=dtype), want, rtol=1e-6)
+        want = linear_predict(*store.primary.prediction_terms(dtype=dtype), moved).T
+        np.testing.assert_allclose(store.primary.predict(edges, dtype=dtype), want, rtol=1e-6)
         assert (want > 0).any() and (want < EXPRESSION_RANGE[1]).all()
     block = np.array([[-1.0, np.inf, np.nan, 25.0]])
     clipped = linear_predict(np.eye(1), np.zeros((1, 1)), np.zeros(1), block.T)

@@ -64,11 +64,11 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, whole, tmp
     assert store.gene_names == list(targets.index)
     assert store.features == list(features.columns)
     assert {"cv_r2", "alpha", "beats_mean", "beats_ols", "beats_class", "q_value"} <= set(
-        store.genes.columns
+        store.primary.genes.columns
     )
     # the store reproduces the final fit's training predictions in original units
     per_gene = pd.read_parquet(whole / "train" / "per_gene.parquet")
-    pred = store.predict(features)
+    pred = store.primary.predict(features)
     resid = ((targets.T.to_numpy() - pred) ** 2).sum(0)
     tot = ((targets.T.to_numpy() - targets.T.to_numpy().mean(0)) ** 2).sum(0)
     np.testing.assert_allclose(1 - resid / tot, per_gene["train_r2"], atol=1e-9)
@@ -95,7 +95,7 @@ def test_stage_writes_a_loadable_store_and_is_deterministic(prepared, whole, tmp
     assert list(store.feature_sets) == expected_sets
     sub = store.model("no_tau_cap")
     assert sub.features == [f for f in features.columns if f not in ("tau", "cap")]
-    assert not np.allclose(sub.genes["cv_r2"], store.genes["cv_r2"], equal_nan=True)
+    assert not np.allclose(sub.genes["cv_r2"], store.primary.genes["cv_r2"], equal_nan=True)
     table = pd.read_csv(whole / "plots" / "feature_sets.csv", index_col=0)
     assert list(table.index) == expected_sets
     report = json.loads((whole / "report.json").read_text())
@@ -138,7 +138,7 @@ def test_a_pattern_of_few_cells_is_trained_without_its_own_null_and_flagged(prep
     assert list(store.feature_sets) == ["full", "no_tau_cap", "no_adratio"]
     assert store.model("no_adratio").genes["q_value"].isna().all()
     # read back, each set has its own dtypes (predict writes the full set's table to h5ad)
-    assert store.genes["significant"].dtype == bool
+    assert store.primary.genes["significant"].dtype == bool
     assert store.model("no_tau_cap").genes["q_value"].notna().all()
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["sets_without_null"] == ["no_adratio"]
@@ -183,7 +183,7 @@ def test_fixed_alpha_and_other_cv(prepared, tmp_path):
     )
     assert res.exit_code == 0, res.output
     store = load_model_store(tmp_path / "model")
-    assert np.all(store.genes["alpha"] == 0.05) and store.penalty == "elasticnet"
+    assert np.all(store.primary.genes["alpha"] == 0.05) and store.primary.penalty == "elasticnet"
 
 
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(prepared, tmp_path):
@@ -229,8 +229,10 @@ def test_streamed_targets_give_the_same_models_and_plotted_predictions(prepared,
     assert res.exit_code == 0, res.output
     one, chunked = load_model_store(whole / "model"), load_model_store(stream / "model")
     assert chunked.gene_names == one.gene_names
-    np.testing.assert_allclose(chunked.coef.to_numpy(), one.coef.to_numpy(), atol=1e-12)
-    np.testing.assert_allclose(chunked.intercept, one.intercept, atol=1e-12)
+    np.testing.assert_allclose(
+        chunked.primary.coef.to_numpy(), one.primary.coef.to_numpy(), atol=1e-12
+    )
+    np.testing.assert_allclose(chunked.primary.intercept, one.primary.intercept, atol=1e-12)
     per_gene = {k: pd.read_parquet(k / "train" / "per_gene.parquet") for k in (whole, stream)}
     numeric = per_gene[whole].select_dtypes("number").columns
     np.testing.assert_allclose(per_gene[stream][numeric], per_gene[whole][numeric], atol=1e-12)

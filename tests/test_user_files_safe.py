@@ -237,7 +237,7 @@ def test_a_cache_entry_is_used_only_for_exactly_its_inputs(small, tmp_path, capl
         )
     assert not note["cached"] and note["cache"] == str(cache / f"{key}-1")
     assert "fitted from other inputs" in caplog.text
-    assert model.genes["q_value"].notna().all()
+    assert model.primary.genes["q_value"].notna().all()
 
 
 def test_a_broken_or_unwritable_cache_degrades_to_an_uncached_fit(small, tmp_path, caplog):

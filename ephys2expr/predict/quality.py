@@ -58,8 +58,8 @@ def set_quality(store: ModelStore, gene_idx: np.ndarray) -> dict[str, pd.DataFra
     ``fdr_q`` is the store's (``provenance["params"]["fdr_q"]``, 0.1 when it does not record one).
     """
     fdr_q = float(store.provenance.get("params", {}).get("fdr_q", 0.1))
-    genes = pd.Index([str(g) for g in store.genes.index[gene_idx]], name="gene")
-    beats = _beats_columns(store.genes)
+    genes = pd.Index([str(g) for g in store.primary.genes.index[gene_idx]], name="gene")
+    beats = _beats_columns(store.primary.genes)
     required = _required(beats)
     tables: dict[str, dict[str, np.ndarray]] = {k: {} for k in ("cv_r2", *beats, "q_value")}
     trusted = {}

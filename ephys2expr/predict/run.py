@@ -79,18 +79,18 @@ def select_genes(store: ModelStore, genes: str | bool, where: str = "model store
     """
     if isinstance(genes, bool):
         genes = "predictable" if genes else "all"
-    n = len(store.genes)
+    n = len(store.primary.genes)
     if genes == "all":
         return np.arange(n)
     if genes == "varying":
         return np.setdiff1d(np.arange(n), constant_genes(store))
-    cols = predictable_columns(store.genes)
+    cols = predictable_columns(store.primary.genes)
     if not cols:
         raise InputError(
             f"{where}: genes table has no boolean 'beats_*' column, so "
             "only_predictable cannot be applied"
         )
-    return np.flatnonzero(store.genes[cols].all(axis=1).to_numpy())
+    return np.flatnonzero(store.primary.genes[cols].all(axis=1).to_numpy())
 
 
 def predict_tables(
@@ -203,7 +203,7 @@ def _genes_to_predict(store, settings, where: str) -> np.ndarray:
     log.info(
         "model store %s: %d genes x %d features; predicting %d genes (genes: %s)",
         where,
-        len(store.genes),
+        len(store.primary.genes),
         len(store.features),
         len(gene_idx),
         settings.genes,
@@ -253,18 +253,24 @@ class _Run:
     def __init__(self, store, settings, gene_idx, where, outputs) -> None:
         self.store, self.settings, self.gene_idx = store, settings, gene_idx
         self.where, self.outputs = where, outputs
-        self.genes_table = store.genes.iloc[gene_idx]
+        self.genes_table = store.primary.genes.iloc[gene_idx]
         self.constant = constant_genes_note(store, gene_idx, where)
         omitted = (
             np.setdiff1d(constant_genes(store), gene_idx) if settings.genes == "varying" else []
         )
         self.n_omitted = len(omitted)
-        self.n_omitted_negative = int((store.intercept[omitted] < 0).sum()) if len(omitted) else 0
+        self.n_omitted_negative = (
+            int((store.primary.intercept[omitted] < 0).sum()) if len(omitted) else 0
+        )
         # the plots show the markers as every cell's prediction is defined: constant genes too
         self.marker_idx = (
-            gene_idx if settings.genes == "predictable" else np.arange(len(store.genes))
+            gene_idx if settings.genes == "predictable" else np.arange(len(store.primary.genes))
         )
-        self.r2 = store.genes["cv_r2"].to_dict() if "cv_r2" in store.genes.columns else None
+        self.r2 = (
+            store.primary.genes["cv_r2"].to_dict()
+            if "cv_r2" in store.primary.genes.columns
+            else None
+        )
         self.quality = set_quality(store, gene_idx)  # the h5ad's varm: per-set gene quality
         no_null = sets_without_null(store)
         if no_null:

@@ -61,7 +61,7 @@ def model_report(
     """The report's ``model`` section: genes, features, sets, trusted genes per set,
     intervals (``on_demand_sets`` is added by the caller)."""
     report = {
-        "genes_in_model": len(store.genes),
+        "genes_in_model": len(store.primary.genes),
         "genes_predicted": len(gene_idx),
         "features": store.features,
         "feature_sets": {name: m.features for name, m in store.feature_sets.items()},

@@ -219,7 +219,7 @@ def _read_inputs(s, model_dir, prepared_dir, predictions_dir, raw_dir) -> Valida
     """The store, the predictions (mouse cells with groups), the Allen cells' features, the
     palette and the measured reference, with the genes both share."""
     store = load_model_store(model_dir)
-    genes_tab = store.genes
+    genes_tab = store.primary.genes
     if CV_R2_COLUMN not in genes_tab.columns:
         raise InputError(f"{model_dir / 'genes.parquet'}: missing column '{CV_R2_COLUMN}'")
     predictions = predictions_file(predictions_dir, s.predictions)
@@ -272,7 +272,7 @@ def _reference_checks(s, inputs, model_dir, prepared_dir, raw_dir, paired_dirs) 
     tf, tt, types = load_training_inputs(*tables)
     if s.embedding_workers > 1:  # one core is compiling UMAP in the worker: do not fight over it
         numba.set_num_threads(1)
-    genes_tab = store.genes
+    genes_tab = store.primary.genes
     cv_good = genes_tab.index[genes_tab[CV_R2_COLUMN] > s.cv_r2_threshold]
     patchseq = validate_patchseq(ps, tf, tt, cv_good, store, str(model_dir))
     cross = identity = crosslab = None

@@ -46,13 +46,13 @@ def save_model_store(store: ModelStore, directory: str | os.PathLike) -> None:
     store.validate()
     meta = {
         "features": store.features,
-        "n_genes": int(len(store.coef)),
-        "penalty": store.penalty,
-        "l1_ratio": float(store.l1_ratio),
-        "scaler_mean": store.scaler_mean.tolist(),
-        "scaler_scale": store.scaler_scale.tolist(),
-        "feature_min": store.feature_min.tolist(),
-        "feature_max": store.feature_max.tolist(),
+        "n_genes": int(len(store.primary.coef)),
+        "penalty": store.primary.penalty,
+        "l1_ratio": float(store.primary.l1_ratio),
+        "scaler_mean": store.primary.scaler_mean.tolist(),
+        "scaler_scale": store.primary.scaler_scale.tolist(),
+        "feature_min": store.primary.feature_min.tolist(),
+        "feature_max": store.primary.feature_max.tolist(),
         # the primary's scaler is the one above; each other set has its own
         "feature_sets": [{"name": store.feature_set, "features": store.features}]
         + [
@@ -243,7 +243,7 @@ def _with_train_targets(store: ModelStore, y: pd.DataFrame | None, types) -> Mod
         raise InputError(f"model store: {TRAIN_TYPES} does not hold the training rows")
     return dataclasses.replace(
         store,
-        train_targets=y.set_axis(store.coef.index, axis=0).set_axis(
+        train_targets=y.set_axis(store.primary.coef.index, axis=0).set_axis(
             store.train_features.index, axis=1
         ),
         train_types=types.set_axis(store.train_features.index, axis=0),

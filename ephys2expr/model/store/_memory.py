@@ -113,19 +113,6 @@ class ModelStore:
         """The store's genes (every set's)."""
         return self.primary.gene_names
 
-    # The primary set's models, read through the store where a caller means the full set
-    # (the predict stage's per-gene tables, a store of one set).
-    coef = property(lambda self: self.primary.coef)
-    genes = property(lambda self: self.primary.genes)
-    intercept = property(lambda self: self.primary.intercept)
-    scaler_mean = property(lambda self: self.primary.scaler_mean)
-    scaler_scale = property(lambda self: self.primary.scaler_scale)
-    feature_min = property(lambda self: self.primary.feature_min)
-    feature_max = property(lambda self: self.primary.feature_max)
-    penalty = property(lambda self: self.primary.penalty)
-    l1_ratio = property(lambda self: self.primary.l1_ratio)
-    intervals = property(lambda self: self.primary.intervals)
-
     def model(self, name: str) -> FeatureSet:
         """The feature set ``name`` (an error lists the sets the store offers)."""
         if name not in self.sets:
@@ -133,22 +120,6 @@ class ModelStore:
                 f"model store: no feature set {name!r} (the store offers {describe_sets(self)})"
             )
         return self.sets[name]
-
-    def predict(self, X, genes=None, dtype=np.float64) -> np.ndarray:
-        """The primary set's predictions (:meth:`FeatureSet.predict`)."""
-        return self.primary.predict(X, genes, dtype)
-
-    def prediction_terms(self, genes=None, dtype=np.float64):
-        """The primary set's :meth:`FeatureSet.prediction_terms`."""
-        return self.primary.prediction_terms(genes, dtype)
-
-    def mixture_terms(self, genes=None):
-        """The primary set's :meth:`FeatureSet.mixture_terms`."""
-        return self.primary.mixture_terms(genes)
-
-    def identity_probabilities(self, X) -> dict:
-        """The primary set's :meth:`FeatureSet.identity_probabilities`."""
-        return self.primary.identity_probabilities(X)
 
     def validate(self, where: str = "model store") -> None:
         """Raise :class:`InputError` if a set, the sets together or the shared tables are
@@ -207,7 +178,7 @@ class ModelStore:
         if self.train_targets is None or self.train_types is None or rows is None:
             raise InputError(f"{where}: train_targets, train_types and train_features go together")
         y, types = self.train_targets, self.train_types
-        if not y.index.equals(self.coef.index) or list(y.columns) != list(rows.index):
+        if not y.index.equals(self.primary.coef.index) or list(y.columns) != list(rows.index):
             raise InputError(f"{where}: train_targets are not the store's genes x training rows")
         if list(types.index) != list(rows.index) or "broad_type" not in types.columns:
             raise InputError(f"{where}: train_types are not the training rows with broad_type")

@@ -162,11 +162,11 @@ class CellScreen:
         if self.missing not in MISSING_POLICIES:
             raise ValueError(f"missing={self.missing!r}: expected one of {MISSING_POLICIES}")
         self.features_ = list(store.features)
-        self.mean_ = store.scaler_mean.copy()
-        self.min_, self.max_ = store.feature_min.copy(), store.feature_max.copy()
+        self.mean_ = store.primary.scaler_mean.copy()
+        self.min_, self.max_ = store.primary.feature_min.copy(), store.primary.feature_max.copy()
         self.range_ = self.max_ - self.min_
-        self.lower_ = store.feature_min - self.tolerance * self.range_
-        self.upper_ = store.feature_max + self.tolerance * self.range_
+        self.lower_ = store.primary.feature_min - self.tolerance * self.range_
+        self.upper_ = store.primary.feature_max + self.tolerance * self.range_
         sets = store.feature_sets
         self.set_names_ = list(sets)
         self.set_masks_ = np.array([np.isin(self.features_, m.features) for m in sets.values()])

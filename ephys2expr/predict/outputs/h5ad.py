@@ -182,7 +182,7 @@ class H5adWriter:
                 # anndata writes strings as categoricals; None becomes a missing category.
                 obs[col] = pd.Categorical(obs[col])
         obs.index = obs.index.astype(str)
-        var = self.store.genes.iloc[self.gene_idx].copy()
+        var = self.store.primary.genes.iloc[self.gene_idx].copy()
         var.index = pd.Index([str(g) for g in var.index], name="gene")
         uns = {"ephys2expr": uns_dict(self.file_metadata)}
         obsm = {}

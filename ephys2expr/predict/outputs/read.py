@@ -228,10 +228,10 @@ def read_predictions(
         if missing:
             raise _missing_gene_error(path, missing[0])
         return values, meta
-    order = list(store.genes.index) if genes is None else list(genes)
+    order = list(store.primary.genes.index) if genes is None else list(genes)
     want = [g for g in order if g not in values.columns]
     const = constant_genes(store)
-    const_names = pd.Index(store.genes.index[const])
+    const_names = pd.Index(store.primary.genes.index[const])
     pos = const_names.get_indexer(want)
     if genes is None:
         want = [g for g, p in zip(want, pos, strict=True) if p >= 0]
@@ -241,7 +241,7 @@ def read_predictions(
     elif (pos < 0).any():
         raise InputError(f"{path}: no gene {want[int(np.flatnonzero(pos < 0)[0])]}")
     if want:
-        _, offset, _ = store.prediction_terms(const[pos], np.float32)
+        _, offset, _ = store.primary.prediction_terms(const[pos], np.float32)
         filled = np.broadcast_to(offset[:, 0], (len(values), len(want)))
         values = pd.concat([values, pd.DataFrame(filled, index=values.index, columns=want)], axis=1)
     return values[order], meta
