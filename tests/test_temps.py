@@ -178,6 +178,50 @@ def test_a_temp_removed_by_another_process_is_never_renamed_into_place(tmp_path)
     temp.release()
 
 
+# What a second SIGTERM must not do (the CI flake of test_sigterm_during_train_...[store],
+# which left a half-removed .model.new-* behind): cut a cleanup short. A script, so that
+# the handler is installed in a process of its own.
+_SECOND_SIGNAL = """
+import os, shutil, signal, sys
+from pathlib import Path
+from ephys2expr import temps
+
+temps.stop_on_sigterm()
+temp = temps.Temp.create(Path(sys.argv[1]), "model", directory=True)
+for i in range(20):
+    (temp.path / f"part{i}").write_text("x")
+real_rmtree = shutil.rmtree
+
+def rmtree(path, *args, **kwargs):  # a SIGTERM arrives while the folder is being removed
+    os.kill(os.getpid(), signal.SIGTERM)
+    real_rmtree(path, *args, **kwargs)
+
+shutil.rmtree = rmtree
+try:
+    temp.discard()
+except SystemExit as stop:
+    print("discard stopped", stop.code, "left:", temp.path.exists())
+try:
+    raise SystemExit(143)  # unwinding from a first signal
+except SystemExit:
+    os.kill(os.getpid(), signal.SIGTERM)  # a repeat while the cleanup runs
+    print("cleanup finished")
+"""
+
+
+def test_a_signal_during_a_cleanup_waits_until_the_temporary_is_gone(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-c", _SECOND_SIGNAL, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    # the signal is handled once the removal is complete, and a repeat cuts nothing short
+    assert res.stdout.splitlines() == ["discard stopped 143 left: False", "cleanup finished"]
+    assert os.listdir(tmp_path) == []
+
+
 # ------------------------------------------------------------------ train and SIGTERM
 @pytest.fixture(scope="module")
 def prepared(raw_dir, tmp_path_factory):
