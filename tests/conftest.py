@@ -13,10 +13,26 @@ ROOT = Path(__file__).resolve().parent.parent
 RAW = ROOT / "data" / "raw"
 
 
-# The files that use the session's small pipeline (``pipeline_repo``): the longest first, so
-# one worker builds the pipeline while the others start on the rest; the others last, when
-# the pipeline is built (whichever worker asks first builds it, the others wait: a lock).
+# The order the files are handed to the workers (pyproject.toml turns off xdist's own
+# reordering by test count, which had a worker wait about 50 s for the pipeline): first the
+# pipeline's builder (``pipeline_repo``: whichever worker asks first builds it under a lock,
+# the others wait), meanwhile the heaviest other files, then the pipeline's other users,
+# heaviest first, and the short files last so that both workers end together. Heaviest by
+# their seconds in ``--durations`` on the 2-core machine (2026-12-08).
 PIPELINE_FIRST = "test_sources"
+HEAVY_FIRST = (
+    "test_train_stage",
+    "test_null",
+    "test_temps",
+    "test_store",
+    "test_train_cells",
+    "test_identity",
+    "test_dvc_recovery",
+    "test_predict_io",
+    "test_user_files_safe",
+    "test_evaluation",
+)
+PIPELINE_USERS = ("test_template", "test_same_everywhere", "test_dvc_sharing")
 
 
 def pytest_configure(config) -> None:
@@ -34,18 +50,22 @@ def pytest_configure(config) -> None:
 def pytest_collection_modifyitems(config, items) -> None:
     """Groups for pytest-xdist's ``--dist loadgroup`` (pyproject.toml): the tests of one file
     run in one worker, so its module fixtures (trained stores, nested CVs) are built once.
-    Order: the longest pipeline file first, the files that do not use the pipeline, then the
-    other pipeline files (see :data:`PIPELINE_FIRST`)."""
+    Order: see :data:`HEAVY_FIRST`."""
     pipeline_files = {
         item.path for item in items if "pipeline_repo" in getattr(item, "fixturenames", ())
     }
     for item in items:
         item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
-    def rank(item) -> int:
-        if item.path not in pipeline_files:
-            return 1
-        return 0 if item.path.stem == PIPELINE_FIRST else 2
+    def rank(item) -> tuple[int, int]:
+        stem = item.path.stem
+        if stem == PIPELINE_FIRST:
+            return (0, 0)
+        if stem in HEAVY_FIRST:
+            return (1, HEAVY_FIRST.index(stem))
+        if item.path in pipeline_files:
+            return (2, PIPELINE_USERS.index(stem) if stem in PIPELINE_USERS else 99)
+        return (3, 0)
 
     items.sort(key=rank)  # stable: files keep their order within a rank
 

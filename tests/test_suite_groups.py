@@ -13,3 +13,15 @@ import pytest
 @pytest.mark.skipif("PYTEST_XDIST_WORKER" not in os.environ, reason="runs under pytest-xdist")
 def test_this_test_is_scheduled_in_its_files_group(request):
     assert request.node.nodeid.endswith("@test_suite_groups"), request.node.nodeid
+
+
+def test_the_scheduling_order_names_real_files_and_is_kept(request):
+    """The order of tests/conftest.py (the pipeline's builder first, the heaviest files while
+    it builds) reaches the workers only without xdist's reordering by test count, and only
+    if every file it names exists."""
+    from tests import conftest
+
+    names = [conftest.PIPELINE_FIRST, *conftest.HEAVY_FIRST, *conftest.PIPELINE_USERS]
+    missing = [n for n in names if not (conftest.ROOT / "tests" / f"{n}.py").is_file()]
+    assert missing == []
+    assert request.config.getoption("loadscopereorder") is False
