@@ -16,10 +16,13 @@ RAW = ROOT / "data" / "raw"
 # The order the files are handed to the workers (pyproject.toml turns off xdist's own
 # reordering by test count, which had a worker wait about 50 s for the pipeline): first the
 # pipeline's builder (``pipeline_repo``: whichever worker asks first builds it under a lock,
-# the others wait), meanwhile the heaviest other files, then the pipeline's other users,
-# heaviest first, and the short files last so that both workers end together. Heaviest by
-# their seconds in ``--durations`` on the 2-core machine (2026-12-08).
+# the others wait), meanwhile a minute of files that fit no model (the builder's train
+# compiles the numba kernels meanwhile: a fresh clone has no compiled ones, and two workers
+# compiling them at once cost ~45 s each), then the heaviest other files, the pipeline's
+# other users, heaviest first, and the short files last so that both workers end together.
+# Heaviest by their seconds in ``--durations`` on the 2-core machine (2026-12-08).
 PIPELINE_FIRST = "test_sources"
+NO_FITS_FIRST = ("test_prepare", "test_cli_help", "test_small_things", "test_download")
 HEAVY_FIRST = (
     "test_train_stage",
     "test_null",
@@ -61,11 +64,13 @@ def pytest_collection_modifyitems(config, items) -> None:
         stem = item.path.stem
         if stem == PIPELINE_FIRST:
             return (0, 0)
+        if stem in NO_FITS_FIRST:
+            return (1, NO_FITS_FIRST.index(stem))
         if stem in HEAVY_FIRST:
-            return (1, HEAVY_FIRST.index(stem))
+            return (2, HEAVY_FIRST.index(stem))
         if item.path in pipeline_files:
-            return (2, PIPELINE_USERS.index(stem) if stem in PIPELINE_USERS else 99)
-        return (3, 0)
+            return (3, PIPELINE_USERS.index(stem) if stem in PIPELINE_USERS else 99)
+        return (4, 0)
 
     items.sort(key=rank)  # stable: files keep their order within a rank
 

@@ -21,7 +21,8 @@ def test_the_scheduling_order_names_real_files_and_is_kept(request):
     if every file it names exists."""
     from tests import conftest
 
-    names = [conftest.PIPELINE_FIRST, *conftest.HEAVY_FIRST, *conftest.PIPELINE_USERS]
+    names = [conftest.PIPELINE_FIRST, *conftest.NO_FITS_FIRST, *conftest.HEAVY_FIRST]
+    names += conftest.PIPELINE_USERS
     missing = [n for n in names if not (conftest.ROOT / "tests" / f"{n}.py").is_file()]
     assert missing == []
     assert request.config.getoption("loadscopereorder") is False
