@@ -42,7 +42,10 @@ def pytest_configure(config) -> None:
     """Compile the package and the stages once. Machines that set PYTHONDONTWRITEBYTECODE
     (this one does) otherwise compile them from source in every stage and DVC subprocess
     of the suite: about 0.4 s each, hundreds of times. Reading compiled files is allowed
-    there; compileall writes them whatever the setting, atomically (workers may race)."""
+    there; compileall writes them whatever the setting. Once, in the process that starts
+    pytest-xdist's workers (it runs before they are started), not again in each worker."""
+    if hasattr(config, "workerinput"):
+        return
     import compileall
 
     for folder in ("ephys2expr", "stages"):
