@@ -16,13 +16,30 @@ RAW = ROOT / "data" / "raw"
 # The order the files are handed to the workers (pyproject.toml turns off xdist's own
 # reordering by test count, which had a worker wait about 50 s for the pipeline): first the
 # pipeline's builder (``pipeline_repo``: whichever worker asks first builds it under a lock,
-# the others wait), meanwhile a minute of files that fit no model (the builder's train
+# the others wait), meanwhile 100 s of files that fit no model (the builder's train
 # compiles the numba kernels meanwhile: a fresh clone has no compiled ones, and two workers
 # compiling them at once cost ~45 s each), then the heaviest other files, the pipeline's
 # other users, heaviest first, and the short files last so that both workers end together.
 # Heaviest by their seconds in ``--durations`` on the 2-core machine (2026-12-08).
 PIPELINE_FIRST = "test_sources"
-NO_FITS_FIRST = ("test_prepare", "test_cli_help", "test_small_things", "test_download")
+# (about 100 s on the CI machine: until the builder's train has cached the last kernel, the
+# null's, at ~90 s; the other worker fitting before that compiled it again, ~25 s)
+NO_FITS_FIRST = (
+    "test_prepare",
+    "test_cli_help",
+    "test_small_things",
+    "test_download",
+    "test_metrics_views",
+    "test_scaling",
+    "test_plots_offline",
+    "test_temper",
+    "test_dvc_deps",
+    "test_measured",
+    "test_recordings",
+    "test_adversarial_inputs",
+    "test_paired",
+    "test_recordings_efel",
+)
 HEAVY_FIRST = (
     "test_train_stage",
     "test_null",
