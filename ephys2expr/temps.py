@@ -99,13 +99,35 @@ def raise_if_stopped() -> None:
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold SIGTERM and SIGINT back during a few renames that belong together: a signal
-    arriving then is handled right after, never between two of them."""
-    held = {signal.SIGTERM, signal.SIGINT}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    arriving then is handled right after, never between two of them.
+
+    The handlers themselves wait (they only record the signal until the block ends, then
+    it is raised again with the handlers it found): Python runs a handler in the main
+    thread whichever thread the kernel delivered the signal to, so blocking it in this
+    thread (``pthread_sigmask``) did not hold back one that a BLAS or HDF5 thread received
+    (a Ctrl-C at the end of predict left a mixed set of old and new files). Outside the
+    main thread (no handler can be set there) the block holds nothing back.
+    """
+    import threading
+
+    if _HELD or threading.current_thread() is not threading.main_thread():
+        yield  # nested: the outer block holds them
+        return
+    arrived: list[int] = []
+    held = (signal.SIGTERM, signal.SIGINT)
+    before = {s: signal.signal(s, lambda signum, frame: arrived.append(signum)) for s in held}
+    _HELD.append(True)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _HELD.clear()
+        for s, handler in before.items():  # None: a handler not set from Python
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if arrived:  # handled now, by the handler that was there (ignored if it ignores it)
+            signal.raise_signal(arrived[0])
+
+
+_HELD: list[bool] = []  # inside signals_deferred
 
 
 # ---------------------------------------------------------------------- temporaries

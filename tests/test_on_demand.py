@@ -124,6 +124,34 @@ def test_cli_predicts_a_table_whose_pattern_the_store_lacks(trained, tmp_path):
     assert (tmp_path / "cache").is_dir()
 
 
+def test_a_value_dropped_as_implausible_gets_its_cells_set_fitted_too(trained, tmp_path, caplog):
+    """``implausible: drop_value`` makes a negative rin missing; that cell's pattern (no rin
+    either) is fitted on demand like the table's own, and every cell is predicted (before,
+    the pattern check refused the value and fitted nothing: a table that needed an on-demand
+    set lost all its cells). The dropped value is reported once."""
+    store, folder = trained
+    cells = store.train_features.drop(columns=["tau", "cap", "adratio"]).iloc[:30].copy()
+    cells.index = pd.Index([f"cell{i}" for i in range(len(cells))], name="cell_id")
+    cells.loc["cell3", "rin"] = -5.0
+    src = tmp_path / "cells.csv"
+    cells.to_csv(src)
+    out = tmp_path / "pred.h5ad"
+    args = ["--model-dir", str(folder), "--input", str(src), "--output", str(out)]
+    args += ["--set", "on_demand_null=0", "--set", f"cache_dir={tmp_path / 'cache'}"]
+    res = CliRunner().invoke(app, [*args, "--set", "implausible=drop_value"])
+    assert res.exit_code == 0, res.output
+    adata = ad.read_h5ad(out)
+    assert list(adata.obs_names) == list(cells.index)
+    sets = adata.obs["feature_set"].astype(str)
+    assert sets["cell3"] == "no_rin_tau_cap_adratio"
+    assert set(sets.drop("cell3")) == {"no_tau_cap_adratio"}
+    dropped = [r for r in caplog.records if "outside the plausible range" in r.getMessage()]
+    assert len(dropped) == 1, [r.getMessage() for r in dropped]
+    # without drop_value the value stays an error naming it
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "rin" in res.output and "-5" in res.output, res.output
+
+
 def test_the_cache_key_follows_data_settings_features_and_code(trained, monkeypatch):
     """A cached set is reused only for the same training tables, settings, features and
     fitting code (after a code change DVC reruns predict, which must then refit)."""

@@ -315,6 +315,61 @@ def test_killed_run_leaves_no_temp_that_the_next_run_keeps(tmp_path, sig):
     ]
 
 
+def _can_make_immutable(folder: Path) -> bool:
+    probe = folder / "probe"
+    probe.write_text("x")
+    made = subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode == 0
+    subprocess.run(["chattr", "-i", str(probe)], capture_output=True)
+    probe.unlink()
+    return made
+
+
+def test_a_rename_that_fails_puts_back_the_earlier_outputs_and_names_its_file(work):
+    """An output the next run cannot replace (here an immutable file, ``chattr +i``): the
+    files renamed before it are put back, so the folder keeps the earlier run's whole set,
+    and the one line names that output, not a hidden temporary file."""
+    if not _can_make_immutable(work):
+        pytest.skip("chattr +i is not possible here")
+    out = work / "out"
+    args = ["--input", work / "cells.parquet", "--output", out / "p.h5ad"]
+    args += ["--report", out / "r.json"]
+    assert _predict(work, *args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["p.genes.parquet", "p.h5ad", "r.json"]
+    # renamed after p.h5ad: p.h5ad is replaced first and must be put back
+    locked = out / "p.genes.parquet"
+    subprocess.run(["chattr", "+i", str(locked)], check=True)
+    try:
+        res = _predict(work, *args, "--set", "interval_level=0.8")
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    line = assert_one_line_exit_2(res, f"{locked}: cannot move output into place")
+    assert ".tmp" not in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_failed_commit_removes_the_outputs_that_were_new(work, monkeypatch):
+    """Where there was no earlier file, putting back means removing the new one."""
+    from ephys2expr.predict.outputs.output_set import OutputSet
+
+    out = work / "fresh"
+    out.mkdir()
+    (out / "b.json").write_text("old")
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == "c.json":
+            raise OSError(1, "Operation not permitted", str(src))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(InputError, match=r"c\.json: cannot move output into place"):
+        with OutputSet() as outputs:
+            for name in ("a.json", "b.json", "c.json"):
+                outputs.temp(out / name).write_text("new")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"b.json": "old"}
+
+
 def test_unlocked_temp_files_are_removed_whatever_their_age(work):
     """Issue #25: a temporary file nobody holds locked belongs to a dead run, however fresh
     (the age and pid rules are gone; a live run's locked one stays: tests/test_temps.py)."""

@@ -222,6 +222,65 @@ def test_a_signal_during_a_cleanup_waits_until_the_temporary_is_gone(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+# A signal that the kernel hands to another thread of the process (BLAS, HDF5 threads: a
+# Ctrl-C or SIGTERM sent to the process lands on any thread not blocking it) while predict's
+# output set is renamed into place: Python runs the handler in the main thread, between two
+# renames, unless the handlers themselves wait.
+_SIGNAL_IN_ANOTHER_THREAD = """
+import os, signal, sys, threading
+from pathlib import Path
+from ephys2expr import temps
+from ephys2expr.predict.outputs.output_set import OutputSet
+
+folder, signum = Path(sys.argv[1]), int(sys.argv[2])
+temps.stop_on_sigterm()
+other = threading.Thread(target=threading.Event().wait, daemon=True)
+other.start()
+real_replace = os.replace
+
+def replace(src, dst):  # the signal arrives, in the other thread, after the first rename
+    real_replace(src, dst)
+    if not replace.sent:
+        replace.sent = True
+        signal.pthread_kill(other.ident, signum)
+        os.read(received, 1)
+    sum(range(10_000))  # the main thread runs on: a pending handler would run here
+
+replace.sent = False
+os.replace = replace
+# Python's C handler writes to the wakeup pipe from the thread that received the signal:
+# the replace above waits for it, so the signal has arrived before the second rename
+received, wakeup = os.pipe()
+os.set_blocking(wakeup, False)
+signal.set_wakeup_fd(wakeup)
+try:
+    with OutputSet() as outputs:
+        for name in ("a.h5ad", "a.genes.parquet", "report.json"):
+            outputs.temp(folder / name).write_text("new")
+except (SystemExit, KeyboardInterrupt) as stop:
+    print(type(stop).__name__)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_another_thread_receives_during_the_commit_waits_for_the_whole_set(
+    tmp_path, signum
+):
+    for name in ("a.h5ad", "a.genes.parquet", "report.json"):
+        (tmp_path / name).write_text("old")
+    res = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_IN_ANOTHER_THREAD, str(tmp_path), str(int(signum))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    # the run stops (it was told to), after the whole set: never old and new files mixed
+    assert res.stdout.split() == ["SystemExit" if signum == signal.SIGTERM else "KeyboardInterrupt"]
+    contents = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert contents == {"a.h5ad": "new", "a.genes.parquet": "new", "report.json": "new"}
+
+
 # ------------------------------------------------------------------ train and SIGTERM
 @pytest.fixture(scope="module")
 def prepared(raw_dir, tmp_path_factory):

@@ -22,18 +22,30 @@ log = logging.getLogger("ephys2expr.predict")
 
 
 def sets_to_fit(
-    path: str | os.PathLike, store: ModelStore, min_features: int, id_column: str | None = None
+    path: str | os.PathLike,
+    store: ModelStore,
+    min_features: int,
+    id_column: str | None = None,
+    implausible: str = "error",
 ) -> list[list[str]]:
     """The feature lists (store order) of the table's missing patterns that no set of the
     store has exactly, among cells with at least ``min_features`` of the store's features:
-    the sets to fit on demand. A table that cannot be read or checked gives none here
-    (:func:`load_cells` then names the problem)."""
+    the sets to fit on demand. ``implausible``: ``predict.implausible`` (with
+    ``drop_value`` a value outside the plausible range is missing here too, as in
+    :func:`load_cells`, so its cell's pattern gets its set). A table that cannot be read or
+    checked gives none here (:func:`load_cells` then names the problem). Logs nothing:
+    :func:`load_cells` reads the table again and says what it finds."""
+    quiet = logging.getLogger("ephys2expr")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # setLevel, not .level: it clears the loggers' caches
     try:
         cells = read_cell_table(path, id_column=id_column)
         present = [f for f in store.features if f in cells.columns]
-        values = check_feature_columns(cells, present, str(path))
+        values = check_feature_columns(cells, present, str(path), implausible)
     except InputError:
         return []
+    finally:
+        quiet.setLevel(level)
     has = values.reindex(columns=store.features).notna().to_numpy()
     known = {tuple(np.isin(store.features, m.features)) for m in store.feature_sets.values()}
     rows = np.unique(has, axis=0) if len(has) else has
@@ -45,14 +57,19 @@ def sets_to_fit(
 
 
 def add_missing_sets(
-    sources, store: ModelStore, min_features: int, fit_set, id_column: str | None = None
+    sources,
+    store: ModelStore,
+    min_features: int,
+    fit_set,
+    id_column: str | None = None,
+    implausible: str = "error",
 ) -> tuple[ModelStore, dict[str, dict]]:
     """``store`` with a fitted set for every pattern of the tables ``sources`` that it lacks
     (:func:`sets_to_fit`), and each new set's features and ``n_permutations`` by name (the
     log says where it is cached and how long it took)."""
     notes: dict[str, dict] = {}
     for source in sources:
-        for features in sets_to_fit(source, store, min_features, id_column):
+        for features in sets_to_fit(source, store, min_features, id_column, implausible):
             if store.train_targets is None:  # schema 5 and older: nothing to fit from
                 log.info(
                     "%s: cells with exactly %s are not predicted: the model store has no such "

@@ -190,10 +190,15 @@ def _with_missing_sets(jobs, store, settings, min_features, fit_set, id_column, 
     on_demand: dict[str, dict] = {}
     if fit_set is not None and settings.missing == "feature_set":
         store, on_demand = add_missing_sets(
-            [job.source for job in jobs], store, min_features, fit_set, id_column
+            [job.source for job in jobs],
+            store,
+            min_features,
+            fit_set,
+            id_column,
+            settings.implausible,
         )
     elif settings.missing == "feature_set":
-        _warn_missing_sets(jobs, store, min_features, id_column, where)
+        _warn_missing_sets(jobs, store, min_features, id_column, where, settings.implausible)
     return store, on_demand
 
 
@@ -361,12 +366,14 @@ class _Run:
         )
 
 
-def _warn_missing_sets(jobs, store: ModelStore, min_features: int, id_column, where) -> None:
+def _warn_missing_sets(
+    jobs, store: ModelStore, min_features: int, id_column, where, implausible: str
+) -> None:
     """Warn about each missing pattern of the inputs that the store has no set for (its cells
     are not predicted): train fits one for every pattern of the ``cells.inputs`` tables, so a
     store of other inputs or settings was given."""
     for job in jobs:
-        for features in sets_to_fit(job.source, store, min_features, id_column):
+        for features in sets_to_fit(job.source, store, min_features, id_column, implausible):
             log.warning(
                 "%s: cells with exactly %s are not predicted: %s has no such feature set "
                 "(train fits one per missing pattern of the cells.inputs tables: retrain with "

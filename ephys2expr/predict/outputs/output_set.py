@@ -22,6 +22,7 @@ destination, never the temporary file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
@@ -58,6 +59,41 @@ def _resolved(path: str | os.PathLike) -> Path:
     link replaces the link itself, never writes through it."""
     path = Path(os.path.abspath(path))
     return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _set_aside(dst: Path) -> Path | None:
+    """A second, hidden name for the file at ``dst`` (a hard link, so ``dst`` itself stays
+    as it is) to put it back with if the set cannot be committed whole; None if there is
+    no file. Its name is a temporary's of ``dst``: if this run dies, the next one removes
+    it (:func:`~ephys2expr.temps.remove_dead_temps`)."""
+    if not os.path.lexists(dst):
+        return None
+    import secrets
+
+    aside = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}-aside.tmp")
+    try:
+        os.link(dst, aside, follow_symlinks=False)  # an output that is a link stays a link
+    except OSError:  # no hard links here (or an immutable file, whose rename fails next)
+        return _CANNOT
+    return aside
+
+
+_CANNOT = Path("")  # _set_aside could not keep the earlier file: it cannot be put back
+
+
+def _remove(path: Path | None) -> None:
+    if path is not None and path is not _CANNOT:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _put_back(placed: list[tuple[Path, Path | None]]) -> None:
+    """Undo the renames ``placed`` (destination, its earlier file or None), last first."""
+    for dst, aside in reversed(placed):
+        if aside is None:
+            _remove(dst)
+        elif aside is not _CANNOT:
+            os.replace(aside, dst)
 
 
 class OutputSet:
@@ -175,17 +211,32 @@ class OutputSet:
     # ------------------------------------------------------------------ commit / abort
     def commit(self) -> None:
         """Rename every temporary file into place (all were written: nothing can fail half-way
-        but the renames, which stay in their own folders), then prune the owned folders."""
+        but the renames, which stay in their own folders), then prune the owned folders. A
+        rename that fails (an immutable or vanished file) puts back what the ones before it
+        replaced: the earlier outputs, or nothing where there was none."""
         for folder, names, _ in self._owned:
             write_manifest(names, self.temp(folder / OUTPUT_MANIFEST))
         raise_if_stopped()
+        placed: list[tuple[Path, Path | None]] = []  # destination, its earlier file set aside
         with signals_deferred():  # a SIGTERM now waits: never half a set renamed
-            for dst, tmp in list(self._temps.items()):
-                if dst in self._claimed:
-                    tmp.replace(dst)
-                else:
-                    tmp.discard()
-                del self._temps[dst]
+            try:
+                for dst, tmp in list(self._temps.items()):
+                    if dst in self._claimed:
+                        aside = _set_aside(dst)
+                        try:
+                            tmp.replace(dst)
+                        except BaseException:
+                            _remove(aside)
+                            raise
+                        placed.append((dst, aside))
+                    else:
+                        tmp.discard()
+                    del self._temps[dst]
+            except BaseException:
+                _put_back(placed)
+                raise
+            for _, aside in placed:
+                _remove(aside)
         self._created_dirs.clear()
         for folder, names, previous in self._owned:
             removed = prune_folder(folder, names, previous)
@@ -230,9 +281,13 @@ class OutputSet:
         try:
             self.commit()
         except OSError as exc:
-            self.abort()
+            # the destination, not its temporary file (known until abort); nothing replaced
             where = self.destination(exc.filename) if exc.filename else "output"
-            raise InputError(f"{where}: cannot move output into place ({exc.strerror})") from None
+            self.abort()
+            raise InputError(
+                f"{where}: cannot move output into place ({exc.strerror}); no output of this "
+                "run was kept, the earlier ones are as they were"
+            ) from None
         except BaseException:  # a signal (also one swallowed earlier) or a failed manifest write
             self.abort()
             raise
