@@ -79,18 +79,18 @@ def select_genes(store: ModelStore, genes: str | bool, where: str = "model store
     """
     if isinstance(genes, bool):
         genes = "predictable" if genes else "all"
-    n = len(store.primary.genes)
+    table = store.primary.genes
     if genes == "all":
-        return np.arange(n)
+        return np.arange(len(table))
     if genes == "varying":
-        return np.setdiff1d(np.arange(n), constant_genes(store))
-    cols = predictable_columns(store.primary.genes)
+        return np.setdiff1d(np.arange(len(table)), constant_genes(store))
+    cols = predictable_columns(table)
     if not cols:
         raise InputError(
             f"{where}: genes table has no boolean 'beats_*' column, so "
             "only_predictable cannot be applied"
         )
-    return np.flatnonzero(store.primary.genes[cols].all(axis=1).to_numpy())
+    return np.flatnonzero(table[cols].all(axis=1).to_numpy())
 
 
 def predict_tables(
@@ -258,7 +258,8 @@ class _Run:
     def __init__(self, store, settings, gene_idx, where, outputs) -> None:
         self.store, self.settings, self.gene_idx = store, settings, gene_idx
         self.where, self.outputs = where, outputs
-        self.genes_table = store.primary.genes.iloc[gene_idx]
+        table = store.primary.genes
+        self.genes_table = table.iloc[gene_idx]
         self.constant = constant_genes_note(store, gene_idx, where)
         omitted = (
             np.setdiff1d(constant_genes(store), gene_idx) if settings.genes == "varying" else []
@@ -268,14 +269,8 @@ class _Run:
             int((store.primary.intercept[omitted] < 0).sum()) if len(omitted) else 0
         )
         # the plots show the markers as every cell's prediction is defined: constant genes too
-        self.marker_idx = (
-            gene_idx if settings.genes == "predictable" else np.arange(len(store.primary.genes))
-        )
-        self.r2 = (
-            store.primary.genes["cv_r2"].to_dict()
-            if "cv_r2" in store.primary.genes.columns
-            else None
-        )
+        self.marker_idx = gene_idx if settings.genes == "predictable" else np.arange(len(table))
+        self.r2 = table["cv_r2"].to_dict() if "cv_r2" in table.columns else None
         self.quality = set_quality(store, gene_idx)  # the h5ad's varm: per-set gene quality
         no_null = sets_without_null(store)
         if no_null:
