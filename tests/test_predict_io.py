@@ -370,6 +370,38 @@ def test_a_failed_commit_removes_the_outputs_that_were_new(work, monkeypatch):
     assert {p.name: p.read_text() for p in out.iterdir()} == {"b.json": "old"}
 
 
+def test_without_hard_links_a_file_that_cannot_be_put_back_is_named(work, monkeypatch, caplog):
+    """Where the file system makes no hard links, the earlier file cannot be kept aside: a
+    failed commit says which output holds the failed run's file instead."""
+    from ephys2expr.predict.outputs.output_set import OutputSet
+
+    out = work / "nolinks"
+    out.mkdir()
+    (out / "b.json").write_text("old")
+    real = os.replace
+
+    def no_link(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    def replace(src, dst):
+        if Path(dst).name == "c.json":
+            raise OSError(1, "Operation not permitted", str(src))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(InputError, match=r"c\.json: cannot move output into place"):
+        with OutputSet() as outputs:
+            for name in ("a.json", "b.json", "c.json"):
+                outputs.temp(out / name).write_text("new")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"b.json": "new"}
+    warned = [r.getMessage() for r in caplog.records if "could not be kept" in r.getMessage()]
+    assert warned == [
+        f"{Path(os.path.realpath(out)) / 'b.json'}: holds this failed run's file: the earlier "
+        "one could not be kept"
+    ]
+
+
 def test_unlocked_temp_files_are_removed_whatever_their_age(work):
     """Issue #25: a temporary file nobody holds locked belongs to a dead run, however fresh
     (the age and pid rules are gone; a live run's locked one stays: tests/test_temps.py)."""

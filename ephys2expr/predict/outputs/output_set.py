@@ -88,11 +88,14 @@ def _remove(path: Path | None) -> None:
 
 
 def _put_back(placed: list[tuple[Path, Path | None]]) -> None:
-    """Undo the renames ``placed`` (destination, its earlier file or None), last first."""
+    """Undo the renames ``placed`` (destination, its earlier file or None), last first; an
+    earlier file that could not be kept (:func:`_set_aside`) is named in a warning."""
     for dst, aside in reversed(placed):
         if aside is None:
             _remove(dst)
-        elif aside is not _CANNOT:
+        elif aside is _CANNOT:
+            log.warning("%s: holds this failed run's file: the earlier one could not be kept", dst)
+        else:
             os.replace(aside, dst)
 
 
